@@ -1,0 +1,120 @@
+//! Command-line arguments. Keep `--help` true to the code: every flag here is used.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "backstop",
+    version,
+    about = "Backups you have proven you can restore"
+)]
+pub struct Cli {
+    /// Configuration file [default: backstop.toml; the embedded default when it does not exist]
+    #[arg(long, global = true, env = "BACKSTOP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable output (JSON on stdout)
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output on stderr (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate policies
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Back up a policy's source now
+    Backup {
+        /// Policy name
+        policy: String,
+    },
+    /// List snapshots
+    Snapshots {
+        /// Only this policy's snapshots
+        policy: Option<String>,
+        /// Only this configured repository
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Restore a snapshot straight from the repository (no catalog, no daemon needed)
+    Restore(RestoreArgs),
+    /// Check repository integrity
+    Check {
+        /// Read and verify every pack
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// Read and verify a random share of packs, e.g. 10%
+        #[arg(long, value_name = "N%")]
+        read_data_subset: Option<String>,
+        /// Only this configured repository
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Apply retention and remove unreferenced data
+    Prune {
+        /// Show what would be removed, remove nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this configured repository
+        #[arg(long)]
+        repository: Option<String>,
+    },
+    /// Show what changed between two snapshots
+    Diff {
+        snapshot_a: String,
+        snapshot_b: String,
+        /// Only this configured repository
+        #[arg(long)]
+        repository: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate every policy file; errors name the file, line and column
+    Check {
+        /// Policies directory [default: `policies` from the configuration]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Snapshot id or a unique prefix of it (at least 4 hex digits)
+    pub snapshot: String,
+    /// Target directory (absent or empty)
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Write into a non-empty target directory
+    #[arg(long)]
+    pub force: bool,
+    /// Only this configured repository
+    #[arg(long, conflicts_with = "repo")]
+    pub repository: Option<String>,
+    /// Repository URL (file://PATH or s3://BUCKET/PREFIX), bypassing the configuration
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// With --repo: the S3 endpoint of an S3-compatible store
+    #[arg(long, requires = "repo")]
+    pub endpoint: Option<String>,
+    /// With --repo: the S3 region
+    #[arg(long, requires = "repo")]
+    pub region: Option<String>,
+    /// With --repo: path-style S3 addressing
+    #[arg(long, requires = "repo")]
+    pub path_style: bool,
+    /// With --repo: file holding the repository key
+    #[arg(long, requires = "repo", conflicts_with = "key_env")]
+    pub key_file: Option<PathBuf>,
+    /// With --repo: environment variable holding the repository key
+    #[arg(long, requires = "repo")]
+    pub key_env: Option<String>,
+}

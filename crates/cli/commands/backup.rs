@@ -1,0 +1,95 @@
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use backstop_engine::jobs::backup;
+use backstop_engine::policy::load_dir;
+use backstop_engine::{Config, EngineError};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::json;
+
+use crate::output::{bytes, print_json, EXIT_INCOMPLETE, EXIT_OK};
+
+pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
+    let policies = load_dir(&config.policies_dir, config)?;
+    let policy = policies
+        .get(name)
+        .ok_or_else(|| EngineError::UnknownPolicy(name.to_string()))?;
+    // Drawn only on a terminal; scripts and logs get the summary alone.
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
+    );
+    let ticker_bar = bar.clone();
+    let outcome = backup::run(config, policy, move |progress| {
+        tokio::spawn(async move {
+            loop {
+                ticker_bar.set_message(format!(
+                    "{} files, {} read, {} added",
+                    progress.files_done.load(Ordering::Relaxed),
+                    bytes(progress.bytes_read.load(Ordering::Relaxed)),
+                    bytes(progress.bytes_added.load(Ordering::Relaxed)),
+                ));
+                ticker_bar.tick();
+                tokio::time::sleep(Duration::from_millis(120)).await;
+            }
+        });
+    })
+    .await
+    .with_context(|| format!("backup of policy `{name}` failed; no snapshot was made"));
+    bar.finish_and_clear();
+    let outcome = outcome?;
+    let s = &outcome.snapshot;
+    let summary = &s.summary;
+    if json {
+        print_json(&json!({
+            "snapshot_id": outcome.snapshot_id.to_hex(),
+            "policy": s.policy,
+            "time": s.time.to_string(),
+            "files": s.facts.file_count,
+            "dirs": s.facts.dir_count,
+            "bytes": s.facts.bytes,
+            "files_new": summary.files_new,
+            "files_changed": summary.files_changed,
+            "files_unmodified": summary.files_unmodified,
+            "bytes_read": summary.bytes_read,
+            "bytes_added": summary.bytes_added,
+            "duration_ms": summary.duration_ms,
+            "warnings": summary.warnings,
+        }));
+    } else {
+        if outcome.repository_created {
+            println!("created repository `{}`", policy.repository);
+        }
+        println!(
+            "files: {} ({} new, {} changed, {} unmodified), {} in {} directories",
+            s.facts.file_count,
+            summary.files_new,
+            summary.files_changed,
+            summary.files_unmodified,
+            bytes(s.facts.bytes),
+            s.facts.dir_count
+        );
+        println!(
+            "read {}, added {} to the repository, in {:.1}s",
+            bytes(summary.bytes_read),
+            bytes(summary.bytes_added),
+            summary.duration_ms as f64 / 1000.0
+        );
+        for w in &summary.warnings {
+            eprintln!("warning: {w}");
+        }
+        println!("snapshot {} saved", outcome.snapshot_id.short());
+    }
+    Ok(
+        if summary
+            .warnings
+            .iter()
+            .any(|w| w.contains("not in this snapshot"))
+        {
+            EXIT_INCOMPLETE
+        } else {
+            EXIT_OK
+        },
+    )
+}

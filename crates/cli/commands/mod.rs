@@ -1,0 +1,119 @@
+//! One function per command. Each returns the exit code; errors carry their context.
+
+mod backup;
+mod check;
+mod diff;
+mod policy;
+mod prune;
+mod restore;
+mod snapshots;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use backstop_engine::config::{RepositorySettings, DEFAULT_CONFIG};
+use backstop_engine::{repos, Config};
+use backstop_repo::{RepoError, Repository};
+
+use crate::args::{Cli, Command, PolicyCommand};
+
+pub async fn run(cli: Cli) -> Result<u8> {
+    let json = cli.json;
+    // Break-glass restore with --repo needs no configuration at all.
+    if let Command::Restore(args) = &cli.command {
+        if args.repo.is_some() {
+            return restore::run(None, args, json).await;
+        }
+    }
+    let config = load_config(cli.config)?;
+    match &cli.command {
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => policy::check(&config, dir.as_deref(), json),
+        Command::Backup { policy } => backup::run(&config, policy, json).await,
+        Command::Snapshots { policy, repository } => {
+            snapshots::run(&config, policy.as_deref(), repository.as_deref(), json).await
+        }
+        Command::Restore(args) => restore::run(Some(&config), args, json).await,
+        Command::Check {
+            read_data,
+            read_data_subset,
+            repository,
+        } => {
+            check::run(
+                &config,
+                *read_data,
+                read_data_subset.as_deref(),
+                repository.as_deref(),
+                json,
+            )
+            .await
+        }
+        Command::Prune {
+            dry_run,
+            repository,
+        } => prune::run(&config, *dry_run, repository.as_deref(), json).await,
+        Command::Diff {
+            snapshot_a,
+            snapshot_b,
+            repository,
+        } => diff::run(&config, snapshot_a, snapshot_b, repository.as_deref(), json).await,
+    }
+}
+
+fn load_config(path: Option<PathBuf>) -> Result<Config> {
+    let explicit = path.is_some();
+    let path = path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+    Ok(Config::load(&path, explicit)?)
+}
+
+/// The repositories a command works on: the one named, or every configured one.
+fn selected<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a RepositorySettings>> {
+    match name {
+        Some(name) => Ok(vec![config.repository(name)?]),
+        None => Ok(config.repositories.values().collect()),
+    }
+}
+
+/// Opens each selected repository that exists; one that was never written is skipped
+/// (there is nothing in it), any other failure is an error naming the repository.
+async fn open_existing(
+    config: &Config,
+    name: Option<&str>,
+) -> Result<Vec<(String, Arc<Repository>)>> {
+    let mut out = Vec::new();
+    for settings in selected(config, name)? {
+        match repos::open(settings, &config.base_dir).await {
+            Ok(repo) => out.push((settings.name.clone(), repo)),
+            Err(backstop_engine::EngineError::Repo(RepoError::NotARepository { .. }))
+                if name.is_none() => {}
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("repository `{}` ({})", settings.name, settings.url))
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Finds the repository holding a snapshot id prefix.
+async fn find_snapshot_repo(
+    config: &Config,
+    name: Option<&str>,
+    snapshot: &str,
+) -> Result<(Arc<Repository>, backstop_repo::Id)> {
+    let mut last_err = None;
+    for (repo_name, repo) in open_existing(config, name).await? {
+        match repo.find_snapshot(snapshot).await {
+            Ok(id) => return Ok((repo, id)),
+            Err(RepoError::SnapshotNotFound { .. }) => {}
+            Err(e) => {
+                last_err = Some(anyhow::Error::from(e).context(format!("repository `{repo_name}`")))
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| {
+        anyhow::anyhow!("no snapshot matches `{snapshot}` in any configured repository")
+    }))
+}

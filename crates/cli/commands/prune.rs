@@ -1,0 +1,52 @@
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use backstop_engine::policy::load_dir;
+use backstop_engine::Config;
+use backstop_repo::prune;
+use serde_json::json;
+
+use crate::output::{bytes, print_json, EXIT_OK};
+
+pub async fn run(
+    config: &Config,
+    dry_run: bool,
+    repository: Option<&str>,
+    json: bool,
+) -> Result<u8> {
+    let policies = load_dir(&config.policies_dir, config)?;
+    let mut results = Vec::new();
+    for (name, repo) in super::open_existing(config, repository).await? {
+        let retention: HashMap<String, prune::Retention> = policies
+            .values()
+            .filter(|p| p.repository == name)
+            .map(|p| (p.name.clone(), p.retention.clone()))
+            .collect();
+        let (plan, report) = prune::prune(repo, &retention, dry_run)
+            .await
+            .with_context(|| format!("prune of repository `{name}`"))?;
+        if !json {
+            let verb = if dry_run { "would remove" } else { "removed" };
+            println!(
+                "repository `{name}`: keep {} snapshots, {verb} {}; {verb} {} packs ({}); {} packs kept ({}, of which {} unused until repacked)",
+                plan.keep.len(),
+                plan.forget.len(),
+                plan.delete_packs.len(),
+                bytes(plan.delete_bytes),
+                plan.keep_packs,
+                bytes(plan.keep_bytes),
+                bytes(plan.unused_bytes_in_kept_packs),
+            );
+            for id in &plan.forget {
+                println!("  {verb} snapshot {}", id.short());
+            }
+        }
+        results.push(
+            json!({ "repository": name, "dry_run": dry_run, "plan": plan, "report": report }),
+        );
+    }
+    if json {
+        print_json(&serde_json::Value::Array(results));
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,38 @@
+//! How results reach people and scripts: human text, or JSON with `--json`.
+//!
+//! Exit codes (documented in README.md):
+//! 0 success; 1 failure (error, failed check); 2 usage error; 3 backup committed, but some
+//! files could not be read (listed as warnings).
+
+use std::process::ExitCode;
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_INCOMPLETE: u8 = 3;
+
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialise")
+    );
+}
+
+pub fn code(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
+
+/// Bytes for people: 1.5 MiB.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,257 @@
+//! `backstop.toml`: raw as written ([`ConfigFile`]), then validated ([`Config`]). Relative
+//! paths are resolved against the directory of the configuration file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::{toml_problem, EngineError, Location, Problem};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data_dir: Option<PathBuf>,
+    policies: Option<PathBuf>,
+    catalog: Option<String>,
+    #[serde(default)]
+    repositories: BTreeMap<String, Spanned<RepositoryFile>>,
+    api: Option<ApiFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepositoryFile {
+    url: Spanned<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    #[serde(default)]
+    path_style: bool,
+    key_file: Option<PathBuf>,
+    key_env: Option<String>,
+    compression_level: Option<Spanned<i32>>,
+    pack_size_mib: Option<Spanned<u64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiFile {
+    pub listen: Option<String>,
+    pub tokens_file: Option<PathBuf>,
+}
+
+/// Where the repository's key comes from. The key itself is never held in configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    None,
+    File(PathBuf),
+    Env(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct RepositorySettings {
+    pub name: String,
+    pub url: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub key: KeySource,
+    pub compression_level: Option<i32>,
+    pub pack_size: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file read, or `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    /// Relative paths in the configuration and in policies are relative to this.
+    pub base_dir: PathBuf,
+    pub data_dir: PathBuf,
+    pub policies_dir: PathBuf,
+    pub catalog: Option<String>,
+    pub repositories: BTreeMap<String, RepositorySettings>,
+    pub api: Option<ApiFile>,
+}
+
+pub const DEFAULT_CONFIG: &str = "backstop.toml";
+
+impl Config {
+    /// The embedded default: catalog and repository under `./backstop-data`, policies in
+    /// `./policies`, relative to `base_dir`.
+    pub fn embedded(base_dir: &Path) -> Self {
+        let data_dir = base_dir.join("backstop-data");
+        let mut repositories = BTreeMap::new();
+        repositories.insert(
+            "local".to_string(),
+            RepositorySettings {
+                name: "local".into(),
+                url: "file://./backstop-data/repo".into(),
+                endpoint: None,
+                region: None,
+                path_style: false,
+                key: KeySource::None,
+                compression_level: None,
+                pack_size: None,
+            },
+        );
+        Self {
+            path: None,
+            base_dir: base_dir.to_path_buf(),
+            data_dir,
+            policies_dir: base_dir.join("policies"),
+            catalog: None,
+            repositories,
+            api: None,
+        }
+    }
+
+    /// Loads `path`; when `path` is the default name and does not exist, the embedded default
+    /// (relative to the current directory) is used instead.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, EngineError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                let cwd = std::env::current_dir().map_err(|e| EngineError::Read {
+                    path: ".".into(),
+                    source: e,
+                })?;
+                Ok(Self::embedded(&cwd))
+            }
+            Err(e) => Err(EngineError::Read {
+                path: path.display().to_string(),
+                source: e,
+            }),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, EngineError> {
+        let file_name = path.display().to_string();
+        let raw: ConfigFile = toml::from_str(text)
+            .map_err(|e| EngineError::Invalid(vec![toml_problem(&file_name, text, &e)]))?;
+        let base_dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let base_dir = std::path::absolute(&base_dir).unwrap_or(base_dir);
+        let at = |offset: usize| Location::from_offset(&file_name, text, offset);
+        let mut problems = Vec::new();
+        let mut repositories = BTreeMap::new();
+        for (name, spanned) in raw.repositories {
+            let start = spanned.span().start;
+            let repo = spanned.into_inner();
+            let url_ok = backstop_repo::open::RepoUrl::parse(repo.url.get_ref(), &base_dir);
+            if let Err(e) = url_ok {
+                problems.push(Problem {
+                    location: at(repo.url.span().start),
+                    message: e.to_string(),
+                });
+            }
+            let key = match (repo.key_file, repo.key_env) {
+                (Some(_), Some(_)) => {
+                    problems.push(Problem {
+                        location: at(start),
+                        message: format!("repository `{name}`: set key_file or key_env, not both"),
+                    });
+                    KeySource::None
+                }
+                (Some(file), None) => KeySource::File(base_dir.join(file)),
+                (None, Some(var)) => KeySource::Env(var),
+                (None, None) => KeySource::None,
+            };
+            if let Some(level) = &repo.compression_level {
+                if !(1..=22).contains(level.get_ref()) {
+                    problems.push(Problem {
+                        location: at(level.span().start),
+                        message: "compression_level must be between 1 and 22".into(),
+                    });
+                }
+            }
+            if let Some(size) = &repo.pack_size_mib {
+                if !(1..=1024).contains(size.get_ref()) {
+                    problems.push(Problem {
+                        location: at(size.span().start),
+                        message: "pack_size_mib must be between 1 and 1024".into(),
+                    });
+                }
+            }
+            repositories.insert(
+                name.clone(),
+                RepositorySettings {
+                    name,
+                    url: repo.url.into_inner(),
+                    endpoint: repo.endpoint,
+                    region: repo.region,
+                    path_style: repo.path_style,
+                    key,
+                    compression_level: repo.compression_level.map(Spanned::into_inner),
+                    pack_size: repo.pack_size_mib.map(|s| s.into_inner() * 1024 * 1024),
+                },
+            );
+        }
+        if !problems.is_empty() {
+            return Err(EngineError::Invalid(problems));
+        }
+        Ok(Self {
+            path: Some(path.to_path_buf()),
+            data_dir: base_dir.join(raw.data_dir.unwrap_or_else(|| "backstop-data".into())),
+            policies_dir: base_dir.join(raw.policies.unwrap_or_else(|| "policies".into())),
+            base_dir,
+            catalog: raw.catalog,
+            repositories,
+            api: raw.api,
+        })
+    }
+
+    pub fn repository(&self, name: &str) -> Result<&RepositorySettings, EngineError> {
+        self.repositories
+            .get(name)
+            .ok_or_else(|| EngineError::UnknownRepository(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_product_example() {
+        let text = r#"
+data_dir = "./backstop-data"
+policies = "./policies"
+
+[repositories.local]
+url = "file://./backstop-data/repo"
+
+[repositories.offsite]
+url = "s3://backups/backstop"
+endpoint = "https://s3.example.com"
+region = "us-east-1"
+path_style = true
+
+[api]
+listen = "127.0.0.1:8470"
+tokens_file = "./access.toml"
+"#;
+        let c = Config::parse(Path::new("/etc/backstop/backstop.toml"), text).unwrap();
+        assert_eq!(c.data_dir, Path::new("/etc/backstop/./backstop-data"));
+        assert!(c.repositories["offsite"].path_style);
+        assert_eq!(c.repositories["local"].key, KeySource::None);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_column() {
+        let text = "data_dir = \"x\"\n[repositories.a]\nurl = \"s3://ab\"\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("b.toml:3:7: "), "{err}");
+        let text = "data_dir = \"x\"\nbogus = 1\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("b.toml:2:1: "), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+    }
+}

@@ -1,0 +1,15 @@
+//! Backstop's engine: configuration and policies in, jobs out.
+//!
+//! [`config::Config`] is `backstop.toml`, validated; [`policy::Policy`] one policy file,
+//! validated, with every error located by file, line and column. The [`jobs`] are what the
+//! command line (and, later, the daemon) runs: backup, restore, check, prune, diff.
+
+pub mod config;
+pub mod error;
+pub mod jobs;
+pub mod policy;
+pub mod repos;
+
+pub use config::Config;
+pub use error::EngineError;
+pub use policy::Policy;

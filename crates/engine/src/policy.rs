@@ -1,0 +1,403 @@
+//! Policies: one TOML file per protected asset, under the policies directory.
+//!
+//! [`PolicyFile`] is the file as written (unknown keys refused); [`Policy`] is the
+//! validated, immutable form. Loading a directory reports every problem in every file, each
+//! with its file, line and column, not only the first.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backstop_repo::prune::Retention;
+use backstop_sources::SourceSpec;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::config::Config;
+use crate::error::{toml_problem, EngineError, Location, Problem};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    name: Spanned<String>,
+    repository: Spanned<String>,
+    source: SourceSpec,
+    #[serde(default)]
+    schedule: ScheduleFile,
+    #[serde(default)]
+    retention: Retention,
+    #[serde(default)]
+    objectives: ObjectivesFile,
+    drill: Option<DrillPlan>,
+    #[serde(default)]
+    owners: Owners,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    backup: Option<Spanned<String>>,
+    drill: Option<Spanned<String>>,
+    prune: Option<Spanned<String>>,
+    check: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectivesFile {
+    rpo: Option<Spanned<String>>,
+    rto: Option<Spanned<String>>,
+}
+
+/// The restore-test plan, as written. Drills run it; here it is validated for shape.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillPlan {
+    pub target: Option<ScratchTarget>,
+    #[serde(default)]
+    pub checks: Vec<CheckSpec>,
+    #[serde(default)]
+    pub keep: bool,
+    pub signoff_within: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScratchTarget {
+    pub kind: String,
+    pub url_env: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub path: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSpec {
+    pub name: Option<String>,
+    pub sql: Option<String>,
+    pub expect: Option<String>,
+    pub command: Option<Vec<String>>,
+    pub file: Option<String>,
+    pub exists: Option<bool>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    pub digest: Option<String>,
+    pub parses_as: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Owners {
+    pub backup: Option<String>,
+    pub recovery: Option<String>,
+    #[serde(default)]
+    pub approvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Schedule {
+    pub backup: Option<String>,
+    pub drill: Option<String>,
+    pub prune: Option<String>,
+    pub check: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Objectives {
+    pub rpo: Option<Duration>,
+    pub rto: Option<Duration>,
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub name: String,
+    pub file: PathBuf,
+    pub repository: String,
+    pub source: SourceSpec,
+    pub schedule: Schedule,
+    pub retention: Retention,
+    pub objectives: Objectives,
+    pub drill: Option<DrillPlan>,
+    pub owners: Owners,
+}
+
+/// Checks the shape of a cron expression with a seconds field (6 or 7 fields: seconds,
+/// minutes, hours, day of month, month, day of week, optional year).
+fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if !(6..=7).contains(&fields) {
+        return Err(format!(
+            "cron expression `{expr}` has {fields} fields; expected 6 (with seconds, e.g. \"0 15 */4 * * *\") or 7"
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "*/,-?#L".contains(c);
+    if let Some(bad) = expr.split_whitespace().find(|f| !f.chars().all(allowed)) {
+        return Err(format!(
+            "cron expression `{expr}`: field `{bad}` has characters cron does not use"
+        ));
+    }
+    Ok(())
+}
+
+impl Policy {
+    pub fn parse(file: &Path, text: &str, config: &Config) -> Result<Self, Vec<Problem>> {
+        let file_name = file.display().to_string();
+        let raw: PolicyFile =
+            toml::from_str(text).map_err(|e| vec![toml_problem(&file_name, text, &e)])?;
+        let at = |offset: usize| Location::from_offset(&file_name, text, offset);
+        let mut problems = Vec::new();
+        let mut problem = |offset: usize, message: String| {
+            problems.push(Problem {
+                location: at(offset),
+                message,
+            })
+        };
+
+        let name = raw.name.get_ref();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            problem(
+                raw.name.span().start,
+                format!("name `{name}` must be letters, digits, `-` or `_`"),
+            );
+        }
+        if !config.repositories.contains_key(raw.repository.get_ref()) {
+            let known: Vec<&str> = config.repositories.keys().map(String::as_str).collect();
+            problem(
+                raw.repository.span().start,
+                format!(
+                    "repository `{}` is not in the configuration (known: {})",
+                    raw.repository.get_ref(),
+                    known.join(", ")
+                ),
+            );
+        }
+        let mut schedule = Schedule::default();
+        for (slot, value) in [
+            (&mut schedule.backup, raw.schedule.backup),
+            (&mut schedule.drill, raw.schedule.drill),
+            (&mut schedule.prune, raw.schedule.prune),
+            (&mut schedule.check, raw.schedule.check),
+        ] {
+            if let Some(expr) = value {
+                if let Err(e) = check_cron(expr.get_ref()) {
+                    problem(expr.span().start, e);
+                }
+                *slot = Some(expr.into_inner());
+            }
+        }
+        let mut duration = |value: Option<Spanned<String>>, what: &str| {
+            value.and_then(|v| match humantime::parse_duration(v.get_ref()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problem(
+                        v.span().start,
+                        format!("{what} `{}`: {e} (e.g. \"4h\", \"30m\")", v.get_ref()),
+                    );
+                    None
+                }
+            })
+        };
+        let objectives = Objectives {
+            rpo: duration(raw.objectives.rpo, "rpo"),
+            rto: duration(raw.objectives.rto, "rto"),
+        };
+        match &raw.source {
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) if spec.paths.is_empty() => {
+                problem(0, "[source] paths must name at least one path".into());
+            }
+            SourceSpec::Postgres(db) | SourceSpec::Mysql(db)
+                if db.url_env.is_none() == db.url_file.is_none() =>
+            {
+                problem(
+                    0,
+                    "[source] needs exactly one of url_env or url_file".into(),
+                );
+            }
+            _ => {}
+        }
+        if let Some(drill) = &raw.drill {
+            for (i, check) in drill.checks.iter().enumerate() {
+                let kinds = [
+                    check.sql.is_some(),
+                    check.command.is_some(),
+                    check.file.is_some(),
+                ];
+                if kinds.iter().filter(|k| **k).count() != 1 {
+                    problem(
+                        0,
+                        format!(
+                            "[[drill.checks]] number {}: give exactly one of sql, command or file",
+                            i + 1
+                        ),
+                    );
+                }
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Policy {
+            name: raw.name.into_inner(),
+            file: file.to_path_buf(),
+            repository: raw.repository.into_inner(),
+            source: raw.source,
+            schedule,
+            retention: raw.retention,
+            objectives,
+            drill: raw.drill,
+            owners: raw.owners,
+        })
+    }
+}
+
+/// Every `*.toml` file in `dir`, validated. Two policies with one name are an error naming
+/// both files.
+pub fn load_dir(dir: &Path, config: &Config) -> Result<BTreeMap<String, Policy>, EngineError> {
+    let read_err = |e| EngineError::Read {
+        path: dir.display().to_string(),
+        source: e,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    let mut problems = Vec::new();
+    let mut policies: BTreeMap<String, Policy> = BTreeMap::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).map_err(|e| EngineError::Read {
+            path: file.display().to_string(),
+            source: e,
+        })?;
+        match Policy::parse(&file, &text, config) {
+            Ok(policy) => {
+                if let Some(other) = policies.get(&policy.name) {
+                    problems.push(Problem {
+                        location: Location::from_offset(&file.display().to_string(), "", 0),
+                        message: format!(
+                            "policy name `{}` is also used by {}",
+                            policy.name,
+                            other.file.display()
+                        ),
+                    });
+                } else {
+                    policies.insert(policy.name.clone(), policy);
+                }
+            }
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(policies)
+    } else {
+        Err(EngineError::Invalid(problems))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Config {
+        Config::embedded(Path::new("/srv"))
+    }
+
+    const GOOD: &str = r#"
+name = "orders-db"
+repository = "local"
+
+[source]
+kind = "postgres"
+url_env = "ORDERS_DB_URL"
+
+[schedule]
+backup = "0 15 */4 * * *"
+drill = "0 0 3 * * Tue"
+
+[retention]
+daily = 7
+weekly = 4
+monthly = 12
+
+[objectives]
+rpo = "4h"
+rto = "30m"
+
+[drill]
+target = { kind = "postgres", url_env = "SCRATCH_PG_URL" }
+
+[[drill.checks]]
+sql = "SELECT count(*) FROM orders"
+expect = ">= 1000"
+
+[[drill.checks]]
+command = ["./fixtures/checks/orders-smoke.sh"]
+
+[owners]
+backup = "ops@example.com"
+recovery = "dba@example.com"
+approvers = ["it-manager@example.com"]
+"#;
+
+    #[test]
+    fn the_product_example_validates() {
+        let p = Policy::parse(Path::new("p.toml"), GOOD, &config()).unwrap();
+        assert_eq!(p.objectives.rpo, Some(Duration::from_secs(4 * 3600)));
+        assert_eq!(p.retention.daily, Some(7));
+        assert_eq!(p.drill.unwrap().checks.len(), 2);
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let text = GOOD
+            .replace("repository = \"local\"", "repository = \"nowhere\"")
+            .replace("rpo = \"4h\"", "rpo = \"four hours\"")
+            .replace("0 0 3 * * Tue", "0 3 * * Tue");
+        let problems = Policy::parse(Path::new("p.toml"), &text, &config()).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 3, "{text:?}");
+        assert!(
+            text[0].starts_with("p.toml:3:14: repository `nowhere`"),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("p.toml:11:9: cron expression")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter().any(|t| t.starts_with("p.toml:19:7: rpo")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_keys_are_located() {
+        let problems = Policy::parse(
+            Path::new("p.toml"),
+            "name = \"x\"\nrepository = \n",
+            &config(),
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].to_string().starts_with("p.toml:2:14:"),
+            "{}",
+            problems[0]
+        );
+        let text = GOOD.replace("[owners]", "[owners]\nbackups = \"typo\"");
+        let problems = Policy::parse(Path::new("p.toml"), &text, &config()).unwrap_err();
+        assert!(
+            problems[0].to_string().contains("backups"),
+            "{}",
+            problems[0]
+        );
+        assert!(problems[0].location.line > 30, "{}", problems[0]);
+    }
+}

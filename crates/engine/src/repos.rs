@@ -1,0 +1,131 @@
+//! From configured repository settings to an opened [`Repository`].
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use backstop_repo::open::{RepoUrl, S3Settings};
+use backstop_repo::{InitOptions, RepoError, Repository};
+
+use crate::config::{KeySource, RepositorySettings};
+use crate::error::EngineError;
+
+/// Reads the secret named by the settings. The value is never logged or printed.
+pub fn read_secret(key: &KeySource) -> Result<Option<Vec<u8>>, EngineError> {
+    match key {
+        KeySource::None => Ok(None),
+        KeySource::Env(var) => std::env::var(var)
+            .map(|v| Some(v.trim_end_matches(['\n', '\r']).as_bytes().to_vec()))
+            .map_err(|_| EngineError::MissingEnv(var.clone())),
+        KeySource::File(path) => std::fs::read(path)
+            .map(|mut bytes| {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+                Some(bytes)
+            })
+            .map_err(|e| EngineError::KeyFile {
+                path: path.display().to_string(),
+                source: e,
+            }),
+    }
+}
+
+/// Writes a new random key file readable only by its owner; refuses to overwrite one.
+fn create_key_file(path: &Path) -> Result<Vec<u8>, EngineError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let err = |e| EngineError::KeyFile {
+        path: path.display().to_string(),
+        source: e,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(err)?;
+    file.write_all(format!("{key}\n").as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    Ok(key.into_bytes())
+}
+
+pub async fn storage_for(
+    settings: &RepositorySettings,
+    base_dir: &Path,
+) -> Result<Arc<dyn backstop_repo::storage::Storage>, EngineError> {
+    let url = RepoUrl::parse(&settings.url, base_dir)?;
+    Ok(url
+        .connect(&S3Settings {
+            endpoint: settings.endpoint.clone(),
+            region: settings.region.clone(),
+            path_style: settings.path_style,
+        })
+        .await)
+}
+
+/// Opens the repository; never creates one.
+pub async fn open(
+    settings: &RepositorySettings,
+    base_dir: &Path,
+) -> Result<Arc<Repository>, EngineError> {
+    let storage = storage_for(settings, base_dir).await?;
+    let secret = read_secret(&settings.key)?;
+    Ok(Arc::new(
+        Repository::open(storage, secret.as_deref()).await?,
+    ))
+}
+
+/// Opens without the index (for `check`, which loads it itself and reports every problem).
+pub async fn open_for_check(
+    settings: &RepositorySettings,
+    base_dir: &Path,
+) -> Result<Arc<Repository>, EngineError> {
+    let storage = storage_for(settings, base_dir).await?;
+    let secret = read_secret(&settings.key)?;
+    Ok(Arc::new(
+        Repository::open_without_index(storage, secret.as_deref()).await?,
+    ))
+}
+
+/// Opens the repository, creating it first if it does not exist yet (the first backup does
+/// this). With `key_file` set and no such file, a new random key is written there.
+pub async fn open_or_init(
+    settings: &RepositorySettings,
+    base_dir: &Path,
+) -> Result<(Arc<Repository>, bool), EngineError> {
+    let storage = storage_for(settings, base_dir).await?;
+    let secret = match &settings.key {
+        KeySource::File(path) if !path.exists() => {
+            match Repository::open(storage.clone(), None).await {
+                Err(RepoError::NotARepository { .. }) => {
+                    let key = create_key_file(path)?;
+                    tracing::warn!(message = "created a new repository key; keep a copy of it off this host", path = %path.display());
+                    Some(key)
+                }
+                _ => read_secret(&settings.key)?,
+            }
+        }
+        key => read_secret(key)?,
+    };
+    match Repository::open(storage.clone(), secret.as_deref()).await {
+        Ok(repo) => Ok((Arc::new(repo), false)),
+        Err(RepoError::NotARepository { .. }) => {
+            let mut options = InitOptions {
+                secret,
+                ..InitOptions::default()
+            };
+            if let Some(level) = settings.compression_level {
+                options.zstd_level = level;
+            }
+            if let Some(size) = settings.pack_size {
+                options.pack_size = size;
+            }
+            Ok((Arc::new(Repository::init(storage, options).await?), true))
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,509 @@
+//! The write path: entries in, one committed snapshot out.
+//!
+//! ```text
+//! file tasks (≤ N at once, blocking threads): read → chunk (FastCDC) → id → dedup
+//!     │ new chunks (bounded channel: memory stays bounded)
+//!     ▼
+//! encoders (one thread per core): zstd → encrypt → append to the open pack
+//!     │ full packs (bounded channel)
+//!     ▼
+//! uploader (async, ≤ M puts at once) → Storage::put(data/…)
+//! ```
+//! [`SnapshotWriter::commit`] waits for every file, writes the tree through the same path,
+//! flushes the last pack, waits for every upload, writes ONE index object for the new packs
+//! and only then the snapshot object. That last `put` is the only commit point: an error, a
+//! cancel or a crash before it leaves no snapshot, only packs that no index lists, which
+//! `check` reports as unreferenced and `prune` removes.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::error::{RepoError, Result};
+use crate::format::chunker::ChunkerParams;
+use crate::format::crypto::Codec;
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::layout;
+use crate::format::pack::{PackBuilder, SealedPack};
+use crate::format::snapshot::{
+    BackupSummary, Root, Snapshot, SourceFacts, TreeRef, SNAPSHOT_VERSION,
+};
+use crate::format::tree::{self, Entry, EntryKind};
+use crate::lock::{LockGuard, LockKind};
+use crate::repository::Repository;
+
+const PIPELINE_STOPPED: &str = "the pack writer stopped";
+
+/// Live counters, for progress bars.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files_done: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub bytes_added: AtomicU64,
+}
+
+/// What the caller knows about the snapshot being written.
+#[derive(Debug, Clone)]
+pub struct SnapshotMeta {
+    pub policy: String,
+    pub source_kind: String,
+    pub time: jiff::Timestamp,
+    pub data_point: jiff::Timestamp,
+    pub roots: Vec<Root>,
+    pub parent: Option<Id>,
+}
+
+/// The result of reading one file.
+#[derive(Debug)]
+pub struct FileOutcome {
+    pub entry: Option<Entry>,
+    pub warning: Option<String>,
+}
+
+struct Chunk {
+    id: Id,
+    data: Vec<u8>,
+}
+
+/// State shared by file tasks and encoder threads.
+struct Shared {
+    codec: Codec,
+    chunker: ChunkerParams,
+    pack_size: usize,
+    /// Chunks in the index or already queued by this writer.
+    known: Mutex<HashSet<Id>>,
+    packer: Mutex<PackBuilder>,
+    progress: Arc<Progress>,
+}
+
+impl Shared {
+    /// Splits a stream into chunks, queues the new ones, and returns the chunk ids and the
+    /// SHA-256 of the whole content.
+    fn ingest(
+        &self,
+        reader: impl Read,
+        to_encoders: &std::sync::mpsc::SyncSender<Chunk>,
+    ) -> std::io::Result<(Vec<Id>, Id, u64)> {
+        let mut ids = Vec::new();
+        let mut digest = Sha256::new();
+        let mut size = 0u64;
+        for chunk in self.chunker.chunks(reader) {
+            let data = chunk?;
+            size += data.len() as u64;
+            self.progress
+                .bytes_read
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            digest.update(&data);
+            let id = self.codec.chunk_id(&data);
+            ids.push(id);
+            let new = self.known.lock().expect("dedup set lock").insert(id);
+            if new && to_encoders.send(Chunk { id, data }).is_err() {
+                return Err(std::io::Error::other(PIPELINE_STOPPED));
+            }
+        }
+        Ok((ids, Id(digest.finalize().into()), size))
+    }
+}
+
+pub struct SnapshotWriter {
+    repo: Arc<Repository>,
+    shared: Arc<Shared>,
+    to_encoders: Option<std::sync::mpsc::SyncSender<Chunk>>,
+    encoders: Vec<std::thread::JoinHandle<()>>,
+    to_uploader: Option<mpsc::Sender<SealedPack>>,
+    uploader: tokio::task::JoinHandle<Result<Vec<IndexPack>>>,
+    file_slots: Arc<Semaphore>,
+    file_tasks: JoinSet<Result<FileOutcome>>,
+    entries: Vec<Entry>,
+    warnings: Vec<String>,
+    counts: Counts,
+    started: Instant,
+    lock: Option<LockGuard>,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    files_new: u64,
+    files_changed: u64,
+    files_unmodified: u64,
+}
+
+/// Whether a file read now was in the parent snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStatus {
+    New,
+    Changed,
+}
+
+impl SnapshotWriter {
+    /// Starts a snapshot: takes a shared lock (so prune waits) and starts the pipeline.
+    pub async fn start(repo: Arc<Repository>) -> Result<Self> {
+        let lock = LockGuard::acquire(repo.clone(), LockKind::Shared, "backup").await?;
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let progress = Arc::new(Progress::default());
+        let shared = Arc::new(Shared {
+            codec: repo.codec().clone(),
+            chunker: repo.config().chunker,
+            pack_size: repo.config().pack_size as usize,
+            known: Mutex::new(repo.index().chunk_ids().copied().collect()),
+            packer: Mutex::new(PackBuilder::default()),
+            progress,
+        });
+        let (to_encoders, from_files) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
+        let from_files = Arc::new(Mutex::new(from_files));
+        let (to_uploader, from_encoders) = mpsc::channel::<SealedPack>(2);
+        let encoders = (0..threads)
+            .map(|i| {
+                let (shared, rx, tx) = (shared.clone(), from_files.clone(), to_uploader.clone());
+                std::thread::Builder::new()
+                    .name(format!("backstop-encode-{i}"))
+                    .spawn(move || encode_loop(&shared, &rx, &tx))
+                    .expect("spawn encoder thread")
+            })
+            .collect();
+        let uploader = tokio::spawn(upload_loop(
+            repo.clone(),
+            from_encoders,
+            shared.progress.clone(),
+        ));
+        Ok(Self {
+            repo,
+            shared,
+            to_encoders: Some(to_encoders),
+            encoders,
+            to_uploader: Some(to_uploader),
+            uploader,
+            file_slots: Arc::new(Semaphore::new(threads + 1)),
+            file_tasks: JoinSet::new(),
+            entries: Vec::new(),
+            warnings: Vec::new(),
+            counts: Counts::default(),
+            started: Instant::now(),
+            lock: Some(lock),
+        })
+    }
+
+    pub fn progress(&self) -> Arc<Progress> {
+        self.shared.progress.clone()
+    }
+
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repo
+    }
+
+    /// Records an entry that has no content (a directory or a symlink).
+    pub fn add_entry(&mut self, entry: Entry) {
+        debug_assert!(entry.kind != EntryKind::File || entry.size == 0);
+        self.entries.push(entry);
+    }
+
+    /// Records a file unchanged since the parent snapshot, reusing its chunks. The caller
+    /// checked that every chunk is still indexed ([`SnapshotWriter::has_chunks`]).
+    pub fn add_unchanged(&mut self, entry: Entry) {
+        self.counts.files_unmodified += 1;
+        self.shared
+            .progress
+            .files_done
+            .fetch_add(1, Ordering::Relaxed);
+        self.entries.push(entry);
+    }
+
+    pub fn has_chunks(&self, ids: &[Id]) -> bool {
+        let known = self.shared.known.lock().expect("dedup set lock");
+        ids.iter().all(|id| known.contains(id))
+    }
+
+    pub fn warn(&mut self, warning: String) {
+        self.warnings.push(warning);
+    }
+
+    /// Reads a file's content on a blocking thread, waiting only while too many files are in
+    /// flight. After reading, `changed` is given the open file's metadata and returns a
+    /// warning if the file changed while it was read. A file that cannot be opened or read is
+    /// left out of the snapshot with a warning naming it (never silently).
+    pub async fn add_file<F>(
+        &mut self,
+        entry: Entry,
+        status: FileStatus,
+        source: std::path::PathBuf,
+        changed: F,
+    ) -> Result<()>
+    where
+        F: FnOnce(&std::fs::Metadata) -> Option<String> + Send + 'static,
+    {
+        self.collect_finished()?;
+        let permit = self
+            .file_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore is never closed");
+        match status {
+            FileStatus::New => self.counts.files_new += 1,
+            FileStatus::Changed => self.counts.files_changed += 1,
+        }
+        let shared = self.shared.clone();
+        let tx = self
+            .to_encoders
+            .clone()
+            .expect("files are added before commit");
+        self.file_tasks.spawn_blocking(move || {
+            let _permit = permit;
+            let read = std::fs::File::open(&source).and_then(|mut file| {
+                let ingested = shared.ingest(&mut file, &tx)?;
+                Ok((ingested, file.metadata()?))
+            });
+            shared.progress.files_done.fetch_add(1, Ordering::Relaxed);
+            match read {
+                Ok(((chunks, digest, size), after)) => Ok(FileOutcome {
+                    warning: changed(&after),
+                    entry: Some(Entry {
+                        size,
+                        chunks,
+                        digest: Some(digest),
+                        ..entry
+                    }),
+                }),
+                // The pipeline stopping is the pipeline's error, which commit reports.
+                Err(e) if e.to_string() == PIPELINE_STOPPED => {
+                    Err(RepoError::Invalid(e.to_string()))
+                }
+                Err(e) => Ok(FileOutcome {
+                    entry: None,
+                    warning: Some(format!("{}: {e}; not in this snapshot", source.display())),
+                }),
+            }
+        });
+        Ok(())
+    }
+
+    /// Reads a stream to its end as one file entry (for dumps). The caller's reader runs on a
+    /// blocking thread; an error from it fails the snapshot (a truncated dump is never
+    /// committed).
+    pub async fn add_stream(
+        &mut self,
+        entry: Entry,
+        reader: impl Read + Send + 'static,
+    ) -> Result<Entry> {
+        let shared = self.shared.clone();
+        let tx = self
+            .to_encoders
+            .clone()
+            .expect("streams are added before commit");
+        let path = entry.path.clone();
+        let (chunks, digest, size) =
+            tokio::task::spawn_blocking(move || shared.ingest(reader, &tx))
+                .await
+                .map_err(|e| RepoError::Invalid(format!("stream reader failed: {e}")))?
+                .map_err(|e| RepoError::io(&path, e))?;
+        self.counts.files_new += 1;
+        let entry = Entry {
+            size,
+            chunks,
+            digest: Some(digest),
+            ..entry
+        };
+        self.entries.push(entry.clone());
+        Ok(entry)
+    }
+
+    fn collect_finished(&mut self) -> Result<()> {
+        while let Some(done) = self.file_tasks.try_join_next() {
+            self.take_outcome(done)?;
+        }
+        Ok(())
+    }
+
+    fn take_outcome(
+        &mut self,
+        done: std::result::Result<Result<FileOutcome>, tokio::task::JoinError>,
+    ) -> Result<()> {
+        let outcome =
+            done.map_err(|e| RepoError::Invalid(format!("file reader failed: {e}")))??;
+        if let Some(w) = outcome.warning {
+            self.warnings.push(w);
+        }
+        if let Some(e) = outcome.entry {
+            self.entries.push(e);
+        }
+        Ok(())
+    }
+
+    /// Makes the snapshot visible. See the module docs for the order of writes.
+    pub async fn commit(
+        mut self,
+        meta: SnapshotMeta,
+        facts: SourceFacts,
+    ) -> Result<(Id, Snapshot)> {
+        while let Some(done) = self.file_tasks.join_next().await {
+            self.take_outcome(done)?;
+        }
+        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
+        if let Some(pair) = self.entries.windows(2).find(|w| w[0].path == w[1].path) {
+            return Err(RepoError::Invalid(format!(
+                "two entries for the path `{}`",
+                pair[0].path
+            )));
+        }
+        let jsonl = tree::to_jsonl(&self.entries);
+        let tree_digest = Id::sha256(&jsonl);
+        let shared = self.shared.clone();
+        let tx = self.to_encoders.take().expect("commit runs once");
+        let tree_chunks =
+            tokio::task::spawn_blocking(move || shared.ingest(&jsonl[..], &tx).map(|r| r.0))
+                .await
+                .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?
+                .map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
+
+        // Close the pipeline stage by stage, so each flushes into the next.
+        let encoders = std::mem::take(&mut self.encoders);
+        tokio::task::spawn_blocking(move || encoders.into_iter().for_each(|h| drop(h.join())))
+            .await
+            .map_err(|e| RepoError::Invalid(format!("encoder failed: {e}")))?;
+        let last = self.shared.packer.lock().expect("packer lock").take();
+        let to_uploader = self.to_uploader.take().expect("commit runs once");
+        if !last.is_empty() {
+            let sealed = last.seal(&self.shared.codec);
+            to_uploader
+                .send(sealed)
+                .await
+                .map_err(|_| RepoError::Invalid("the uploader stopped".into()))?;
+        }
+        drop(to_uploader);
+        let new_packs = (&mut self.uploader)
+            .await
+            .map_err(|e| RepoError::Invalid(format!("uploader failed: {e}")))??;
+
+        let mut bytes_added: u64 = new_packs.iter().map(|p| p.size).sum();
+        if !new_packs.is_empty() {
+            let (_, size) = self
+                .repo
+                .write_index(&IndexFile {
+                    version: 1,
+                    packs: new_packs,
+                })
+                .await?;
+            bytes_added += size;
+        }
+
+        let facts = SourceFacts {
+            file_count: self
+                .entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::File)
+                .count() as u64,
+            dir_count: self
+                .entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Dir)
+                .count() as u64,
+            bytes: self.entries.iter().map(|e| e.size).sum(),
+            ..facts
+        };
+        let snapshot = Snapshot {
+            version: SNAPSHOT_VERSION,
+            policy: meta.policy,
+            source_kind: meta.source_kind,
+            time: meta.time,
+            data_point: meta.data_point,
+            hostname: crate::lock::hostname(),
+            roots: meta.roots,
+            parent: meta.parent,
+            tree: TreeRef {
+                chunks: tree_chunks,
+                digest: tree_digest,
+                entries: self.entries.len() as u64,
+            },
+            facts,
+            summary: BackupSummary {
+                files_new: self.counts.files_new,
+                files_changed: self.counts.files_changed,
+                files_unmodified: self.counts.files_unmodified,
+                bytes_read: self.shared.progress.bytes_read.load(Ordering::Relaxed),
+                bytes_added,
+                duration_ms: self.started.elapsed().as_millis() as u64,
+                warnings: std::mem::take(&mut self.warnings),
+            },
+        };
+        // The commit point.
+        let id = self.repo.write_snapshot(&snapshot).await?;
+        if let Some(lock) = self.lock.take() {
+            if let Err(e) = lock.release().await {
+                tracing::warn!(message = "could not remove the repository lock", error = %e);
+            }
+        }
+        Ok((id, snapshot))
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // An abandoned writer: stop the pipeline; nothing was committed.
+        self.file_tasks.abort_all();
+        self.to_encoders.take();
+        self.to_uploader.take();
+    }
+}
+
+fn encode_loop(
+    shared: &Shared,
+    from_files: &Mutex<std::sync::mpsc::Receiver<Chunk>>,
+    to_uploader: &mpsc::Sender<SealedPack>,
+) {
+    loop {
+        let next = from_files.lock().expect("encoder queue lock").recv();
+        let Ok(chunk) = next else { return };
+        let encoded = shared.codec.encode(&chunk.data, &chunk.id.0);
+        let full = {
+            let mut packer = shared.packer.lock().expect("packer lock");
+            packer.add(chunk.id, &encoded, chunk.data.len() as u64);
+            (packer.len() >= shared.pack_size).then(|| packer.take())
+        };
+        if let Some(pack) = full {
+            if to_uploader.blocking_send(pack.seal(&shared.codec)).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+const PARALLEL_UPLOADS: usize = 4;
+
+async fn upload_loop(
+    repo: Arc<Repository>,
+    mut packs: mpsc::Receiver<SealedPack>,
+    progress: Arc<Progress>,
+) -> Result<Vec<IndexPack>> {
+    let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
+    let mut done = Vec::new();
+    loop {
+        tokio::select! {
+            Some(finished) = uploads.join_next(), if !uploads.is_empty() => {
+                done.push(finished.map_err(|e| RepoError::Invalid(format!("upload failed: {e}")))??);
+            }
+            pack = packs.recv(), if uploads.len() < PARALLEL_UPLOADS => {
+                let Some(pack) = pack else { break };
+                let (repo, progress) = (repo.clone(), progress.clone());
+                uploads.spawn(async move {
+                    let size = pack.bytes.len() as u64;
+                    repo.storage().put(&layout::pack_key(&pack.id), pack.bytes).await?;
+                    progress.bytes_added.fetch_add(size, Ordering::Relaxed);
+                    Ok(IndexPack { id: pack.id, size, blobs: pack.blobs })
+                });
+            }
+        }
+    }
+    while let Some(finished) = uploads.join_next().await {
+        done.push(finished.map_err(|e| RepoError::Invalid(format!("upload failed: {e}")))??);
+    }
+    Ok(done)
+}

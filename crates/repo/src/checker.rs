@@ -1,0 +1,380 @@
+//! Repository integrity: every finding, not only the first.
+//!
+//! Structure (always): the config, every snapshot and index object decodes and matches its
+//! id; every snapshot's tree reads; every chunk a snapshot needs is indexed; every pack an
+//! index names exists with the size the index says. With `read_data` (all packs, or a
+//! random subset): every pack's content matches its id, and every chunk in it decodes and
+//! matches its id. Each finding names the object and, where it can, the snapshots and files
+//! affected. Packs that no index lists (left by an interrupted backup) are reported as
+//! unreferenced, which is not an error: prune removes them.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::format::id::Id;
+use crate::format::layout;
+use crate::format::pack;
+use crate::repository::{decode_chunk, Repository};
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ReadData {
+    None,
+    All,
+    /// A percentage of packs, 0 < p ≤ 100, chosen at random (at least one pack).
+    Subset(f64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Error,
+    /// Not damage: something to clean up (an unreferenced pack).
+    Info,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    /// The object key the finding is about.
+    pub object: String,
+    pub message: String,
+    /// Snapshots and files that cannot be restored because of it (`<snapshot>:<path>`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub affected: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct CheckReport {
+    pub snapshots: usize,
+    pub index_objects: usize,
+    pub packs: usize,
+    pub packs_read: usize,
+    pub chunks_verified: usize,
+    pub unreferenced_packs: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl CheckReport {
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+
+    pub fn is_ok(&self) -> bool {
+        self.errors().next().is_none()
+    }
+
+    fn error(
+        &mut self,
+        object: impl Into<String>,
+        message: impl Into<String>,
+        affected: Vec<String>,
+    ) {
+        self.findings.push(Finding {
+            severity: Severity::Error,
+            object: object.into(),
+            message: message.into(),
+            affected,
+        });
+    }
+}
+
+/// Up to this many affected files are named per finding.
+const AFFECTED_LIMIT: usize = 10;
+
+/// Which snapshot files use each chunk.
+#[derive(Default)]
+struct Usage(HashMap<Id, Vec<String>>);
+
+impl Usage {
+    fn add(&mut self, chunk: Id, place: impl FnOnce() -> String) {
+        let places = self.0.entry(chunk).or_default();
+        if places.len() < AFFECTED_LIMIT {
+            places.push(place());
+        }
+    }
+
+    fn affected<'a>(&self, chunks: impl IntoIterator<Item = &'a Id>) -> Vec<String> {
+        let set: BTreeSet<String> = chunks
+            .into_iter()
+            .filter_map(|c| self.0.get(c))
+            .flatten()
+            .cloned()
+            .collect();
+        set.into_iter().take(AFFECTED_LIMIT).collect()
+    }
+}
+
+pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let storage = repo.storage().clone();
+
+    let (index, problems) = repo.load_index().await?;
+    for (key, problem) in problems {
+        report.error(key, problem, vec![]);
+    }
+    report.index_objects = storage.list(layout::INDEX_PREFIX).await?.len();
+    let packs_stored: HashMap<Id, u64> = storage
+        .list(layout::DATA_PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|o| layout::id_of(&o.key).map(|id| (id, o.size)))
+        .collect();
+    report.packs = packs_stored.len();
+
+    // Snapshots and their trees; which files use which chunks.
+    let mut usage = Usage::default();
+    let mut needed: HashSet<Id> = HashSet::new();
+    let ids = repo.snapshot_ids().await?;
+    report.snapshots = ids.len();
+    let reader = repo.with_index(index.clone());
+    for id in ids {
+        let key = layout::snapshot_key(&id);
+        let snapshot = match reader.load_snapshot(&id).await {
+            Ok(s) => s,
+            Err(e) => {
+                report.error(key, e.to_string(), vec![]);
+                continue;
+            }
+        };
+        let short = id.short();
+        for chunk in &snapshot.tree.chunks {
+            usage.add(*chunk, || format!("{short}:<tree>"));
+            needed.insert(*chunk);
+        }
+        let entries = match reader.read_tree(&snapshot).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                report.error(
+                    key,
+                    format!("tree unreadable: {e}"),
+                    vec![format!("{short}:<tree>")],
+                );
+                continue;
+            }
+        };
+        for entry in &entries {
+            for chunk in &entry.chunks {
+                usage.add(*chunk, || format!("{short}:{}", entry.path));
+                needed.insert(*chunk);
+            }
+        }
+    }
+
+    // Chunks no index knows: find the pack that holds them, if any, to name it.
+    let mut unindexed: Vec<Id> = needed
+        .iter()
+        .filter(|c| !index.contains(c))
+        .copied()
+        .collect();
+    unindexed.sort();
+    let unreferenced: Vec<Id> = packs_stored
+        .keys()
+        .filter(|p| !index.packs().contains_key(p))
+        .copied()
+        .collect();
+    report.unreferenced_packs = unreferenced.len();
+    let mut holder: HashMap<Id, Id> = HashMap::new();
+    if !unindexed.is_empty() {
+        for pack_id in &unreferenced {
+            let key = layout::pack_key(pack_id);
+            if let Ok(bytes) = storage.get(&key).await {
+                if let Ok(header) = pack::parse_header(repo.codec(), &bytes) {
+                    for blob in header.blobs {
+                        holder.insert(blob.id, *pack_id);
+                    }
+                }
+            }
+        }
+    }
+    let mut by_pack: HashMap<Option<Id>, Vec<Id>> = HashMap::new();
+    for chunk in unindexed {
+        by_pack
+            .entry(holder.get(&chunk).copied())
+            .or_default()
+            .push(chunk);
+    }
+    for (pack_id, chunks) in by_pack {
+        let affected = usage.affected(&chunks);
+        match pack_id {
+            Some(p) => report.error(
+                layout::pack_key(&p),
+                format!(
+                    "holds {} chunk(s) that snapshots need, but no index lists this pack (an index object is missing)",
+                    chunks.len()
+                ),
+                affected,
+            ),
+            None => report.error(
+                format!("chunk {}", chunks[0]),
+                format!("{} chunk(s) that snapshots need are in no index and no pack", chunks.len()),
+                affected,
+            ),
+        }
+    }
+    for pack_id in &unreferenced {
+        if !holder.values().any(|p| p == pack_id) {
+            report.findings.push(Finding {
+                severity: Severity::Info,
+                object: layout::pack_key(pack_id),
+                message:
+                    "unreferenced pack (left by an interrupted backup or prune); prune removes it"
+                        .into(),
+                affected: vec![],
+            });
+        }
+    }
+
+    // Packs the index names: present, and of the size it says.
+    let mut chunks_by_pack: HashMap<Id, Vec<(Id, crate::format::index::Location)>> = HashMap::new();
+    for (chunk, loc) in index.chunks() {
+        chunks_by_pack
+            .entry(loc.pack)
+            .or_default()
+            .push((*chunk, *loc));
+    }
+    let mut indexed_packs: Vec<(Id, u64)> = index.packs().iter().map(|(k, v)| (*k, *v)).collect();
+    indexed_packs.sort();
+    for (pack_id, size) in &indexed_packs {
+        let chunks: Vec<Id> = chunks_by_pack
+            .get(pack_id)
+            .map(|v| v.iter().map(|(c, _)| *c).collect())
+            .unwrap_or_default();
+        match packs_stored.get(pack_id) {
+            None => report.error(
+                layout::pack_key(pack_id),
+                "pack is missing (an index lists it)",
+                usage.affected(&chunks),
+            ),
+            Some(stored) if stored != size => report.error(
+                layout::pack_key(pack_id),
+                format!("pack is {stored} bytes, the index says {size}"),
+                usage.affected(&chunks),
+            ),
+            Some(_) => {}
+        }
+    }
+
+    // Read data: every selected pack, whole.
+    let selected: Vec<Id> = match read_data {
+        ReadData::None => vec![],
+        ReadData::All => indexed_packs.iter().map(|(id, _)| *id).collect(),
+        ReadData::Subset(pct) => {
+            use rand::seq::SliceRandom;
+            let present: Vec<Id> = indexed_packs
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| packs_stored.contains_key(id))
+                .collect();
+            let n = ((present.len() as f64 * pct / 100.0).ceil() as usize)
+                .clamp(present.len().min(1), present.len());
+            present
+                .choose_multiple(&mut rand::thread_rng(), n)
+                .copied()
+                .collect()
+        }
+    };
+    let selected: Vec<Id> = selected
+        .into_iter()
+        .filter(|p| packs_stored.contains_key(p))
+        .collect();
+    let results: Vec<(Id, Vec<(String, Vec<Id>)>, usize)> = futures::stream::iter(selected)
+        .map(|pack_id| {
+            let repo = repo.clone();
+            let chunks = chunks_by_pack.get(&pack_id).cloned().unwrap_or_default();
+            async move {
+                let key = layout::pack_key(&pack_id);
+                let bytes = match repo.storage().get(&key).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let all = chunks.iter().map(|(c, _)| *c).collect();
+                        return (pack_id, vec![(e.to_string(), all)], 0);
+                    }
+                };
+                let codec = repo.codec().clone();
+                tokio::task::spawn_blocking(move || {
+                    verify_pack(&codec, &key, &pack_id, &bytes, &chunks)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    (
+                        pack_id,
+                        vec![(format!("verify worker failed: {e}"), vec![])],
+                        0,
+                    )
+                })
+            }
+        })
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    for (pack_id, problems, verified) in results {
+        report.packs_read += 1;
+        report.chunks_verified += verified;
+        for (message, chunks) in problems {
+            report.error(layout::pack_key(&pack_id), message, usage.affected(&chunks));
+        }
+    }
+    Ok(report)
+}
+
+/// Verifies one whole pack; returns its problems (each with the chunks it breaks) and how
+/// many chunks verified.
+fn verify_pack(
+    codec: &crate::format::crypto::Codec,
+    key: &str,
+    pack_id: &Id,
+    bytes: &[u8],
+    chunks: &[(Id, crate::format::index::Location)],
+) -> (Id, Vec<(String, Vec<Id>)>, usize) {
+    let mut problems = Vec::new();
+    if Id::sha256(bytes) != *pack_id {
+        problems.push((
+            "content does not match its id (SHA-256)".to_string(),
+            vec![],
+        ));
+    }
+    if let Err(e) = pack::parse_header(codec, bytes) {
+        problems.push((format!("pack header: {e}"), vec![]));
+    }
+    let mut verified = 0;
+    for (chunk, loc) in chunks {
+        let end = loc.offset + loc.length;
+        if end > bytes.len() as u64 {
+            problems.push((
+                format!("chunk {} lies past the end of the pack", chunk.short()),
+                vec![*chunk],
+            ));
+            continue;
+        }
+        match decode_chunk(codec, key, chunk, &bytes[loc.offset as usize..end as usize]) {
+            Ok(_) => verified += 1,
+            Err(e) => problems.push((
+                e.to_string()
+                    .trim_start_matches(&format!("object {key} is corrupt: "))
+                    .to_string(),
+                vec![*chunk],
+            )),
+        }
+    }
+    // A damaged chunk also makes the whole-pack hash fail; name the chunks in that finding.
+    let all_chunks = problems_chunks(&problems);
+    if let Some(first) = problems.first_mut() {
+        if first.1.is_empty() {
+            first.1 = all_chunks;
+        }
+    }
+    (*pack_id, problems, verified)
+}
+
+fn problems_chunks(problems: &[(String, Vec<Id>)]) -> Vec<Id> {
+    problems
+        .iter()
+        .flat_map(|(_, c)| c.iter().copied())
+        .collect()
+}

@@ -1,0 +1,80 @@
+//! Errors of the repository crate.
+//!
+//! Rules: every error names the thing it is about (the object key, the snapshot id, the
+//! chunk id, the path). Storage errors say whether they are worth retrying. Secrets (keys,
+//! credentials) never appear in an error message.
+
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+
+    #[error("no repository at {location}: the object `config` does not exist")]
+    NotARepository { location: String },
+
+    #[error("a repository already exists at {location}")]
+    AlreadyExists { location: String },
+
+    #[error(
+        "repository at {location} has format version {found}; this backstop reads up to version {supported}, upgrade backstop to use it"
+    )]
+    UnsupportedVersion {
+        location: String,
+        found: u32,
+        supported: u32,
+    },
+
+    #[error("repository at {location} is encrypted: a key is required (set key_file or key_env)")]
+    KeyRequired { location: String },
+
+    #[error("wrong key for the repository at {location}: the key check did not decrypt")]
+    WrongKey { location: String },
+
+    #[error("object {key} is corrupt: {reason}")]
+    Corrupt { key: String, reason: String },
+
+    #[error("chunk {chunk} is not in any index")]
+    ChunkNotIndexed { chunk: String },
+
+    #[error("no snapshot matches `{prefix}`")]
+    SnapshotNotFound { prefix: String },
+
+    #[error("snapshot id prefix `{prefix}` is ambiguous: it matches {candidates}")]
+    AmbiguousSnapshot { prefix: String, candidates: String },
+
+    #[error("repository at {location} is locked by {holder}")]
+    Locked { location: String, holder: String },
+
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Invalid(String),
+
+    #[error("backup cancelled before commit; nothing was made visible")]
+    Cancelled,
+}
+
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+impl RepoError {
+    pub(crate) fn corrupt(key: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        RepoError::Corrupt {
+            key: key.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub(crate) fn io(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        RepoError::Io {
+            path: path.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Packs: many encoded chunks in one object, so object storage sees few large objects.
+//!
+//! ```text
+//! pack   = blob* || header || header_length (u32, little endian)
+//! header = encode(JSON PackHeader, aad "pack-header")
+//! id     = SHA-256(pack)            key: data/<first two hex digits>/<id>
+//! ```
+//! The header repeats what the index says about the pack, so the index can be rebuilt from
+//! the packs alone.
+
+use serde::{Deserialize, Serialize};
+
+use super::crypto::Codec;
+use super::id::Id;
+
+pub const HEADER_AAD: &[u8] = b"pack-header";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlobEntry {
+    pub id: Id,
+    /// Position of the encoded blob in the pack.
+    pub offset: u64,
+    /// Length of the encoded blob (what is stored).
+    pub length: u64,
+    /// Length of the chunk's plaintext.
+    pub raw_length: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackHeader {
+    pub version: u32,
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// A pack being filled.
+#[derive(Debug, Default)]
+pub struct PackBuilder {
+    buf: Vec<u8>,
+    blobs: Vec<BlobEntry>,
+}
+
+/// A finished pack, ready to upload.
+#[derive(Debug)]
+pub struct SealedPack {
+    pub id: Id,
+    pub bytes: bytes::Bytes,
+    pub blobs: Vec<BlobEntry>,
+}
+
+impl PackBuilder {
+    pub fn add(&mut self, id: Id, encoded: &[u8], raw_length: u64) {
+        self.blobs.push(BlobEntry {
+            id,
+            offset: self.buf.len() as u64,
+            length: encoded.len() as u64,
+            raw_length,
+        });
+        self.buf.extend_from_slice(encoded);
+    }
+
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+
+    /// Takes the pack out, leaving an empty builder behind.
+    pub fn take(&mut self) -> PackBuilder {
+        std::mem::take(self)
+    }
+
+    pub fn seal(mut self, codec: &Codec) -> SealedPack {
+        let header = PackHeader {
+            version: 1,
+            blobs: self.blobs.clone(),
+        };
+        let json = serde_json::to_vec(&header).expect("pack headers serialise");
+        let encoded = codec.encode(&json, HEADER_AAD);
+        self.buf.extend_from_slice(&encoded);
+        self.buf
+            .extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        SealedPack {
+            id: Id::sha256(&self.buf),
+            bytes: self.buf.into(),
+            blobs: self.blobs,
+        }
+    }
+}
+
+/// Reads the header of a whole pack.
+pub fn parse_header(codec: &Codec, pack: &[u8]) -> Result<PackHeader, String> {
+    if pack.len() < 4 {
+        return Err("too short to be a pack".into());
+    }
+    let (rest, len) = pack.split_at(pack.len() - 4);
+    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
+    if len > rest.len() {
+        return Err(format!("header length {len} exceeds the pack"));
+    }
+    let json = codec.decode(&rest[rest.len() - len..], HEADER_AAD)?;
+    let header: PackHeader =
+        serde_json::from_slice(&json).map_err(|e| format!("pack header: {e}"))?;
+    let body = (rest.len() - len) as u64;
+    if header.blobs.iter().any(|b| b.offset + b.length > body) {
+        return Err("pack header points past the blobs".into());
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_pack_header_round_trips_and_id_is_content_hash() {
+        let codec = Codec::new(None, 3);
+        let mut b = PackBuilder::default();
+        let one = codec.encode(b"one", b"");
+        let two = codec.encode(b"two two", b"");
+        b.add(Id::sha256(b"one"), &one, 3);
+        b.add(Id::sha256(b"two two"), &two, 7);
+        let sealed = b.seal(&codec);
+        assert_eq!(sealed.id, Id::sha256(&sealed.bytes));
+        let header = parse_header(&codec, &sealed.bytes).unwrap();
+        assert_eq!(header.blobs, sealed.blobs);
+        let second = header.blobs[1];
+        let stored =
+            &sealed.bytes[second.offset as usize..(second.offset + second.length) as usize];
+        assert_eq!(codec.decode(stored, b"").unwrap(), b"two two");
+        assert!(parse_header(&codec, &sealed.bytes[..sealed.bytes.len() - 1]).is_err());
+    }
+}

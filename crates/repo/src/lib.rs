@@ -1,0 +1,28 @@
+//! Backstop's repository: a self-describing, content-addressed, deduplicated, compressed and
+//! optionally encrypted store of snapshots, on any [`storage::Storage`].
+//!
+//! The principal types: [`Repository`] (open or create; config, keys, index),
+//! [`SnapshotWriter`] (the archiver: entries in, one committed snapshot out, the snapshot
+//! object written last), [`SnapshotReader`] (the restorer: every chunk verified),
+//! [`checker::check`] (every finding, not only the first) and [`prune`] (retention, then
+//! garbage collection under an exclusive lock). The format is specified in
+//! `docs/repository-format.md`; this crate knows nothing of policies, databases or catalogs.
+
+pub mod archiver;
+pub mod checker;
+pub mod error;
+pub mod format;
+pub mod lock;
+pub mod open;
+pub mod prune;
+pub mod repository;
+pub mod restorer;
+pub mod storage;
+
+pub use archiver::{FileStatus, SnapshotMeta, SnapshotWriter};
+pub use error::{RepoError, Result};
+pub use format::id::Id;
+pub use format::snapshot::{Snapshot, SourceFacts};
+pub use format::tree::{Entry, EntryKind};
+pub use repository::{InitOptions, Repository};
+pub use restorer::SnapshotReader;

@@ -1,0 +1,392 @@
+//! Retention, then garbage collection.
+//!
+//! [`apply_retention`] is a pure function: which snapshots a policy's rules keep. [`plan`]
+//! adds what becomes unreferenced: packs whose chunks no kept snapshot needs (including
+//! packs no index lists, left by an interrupted backup). [`execute`] runs under an exclusive
+//! lock, in an order that never leaves a kept snapshot unrestorable, even if it is stopped
+//! half way: (1) remove forgotten snapshots, (2) write the new index, (3) remove the old
+//! index objects, (4) remove unreferenced packs. Packs with some live chunks are kept whole
+//! (no repacking in format v1); the plan reports the bytes they waste.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RepoError, Result};
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::layout;
+use crate::format::pack::BlobEntry;
+use crate::lock::{LockGuard, LockKind};
+use crate::repository::Repository;
+
+/// How many snapshots to keep: the newest in each of the last N days, ISO weeks, months
+/// (UTC), plus the last N in any case. A policy with no rule keeps everything; the newest
+/// snapshot is always kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    #[serde(default)]
+    pub last: Option<u32>,
+    #[serde(default)]
+    pub hourly: Option<u32>,
+    #[serde(default)]
+    pub daily: Option<u32>,
+    #[serde(default)]
+    pub weekly: Option<u32>,
+    #[serde(default)]
+    pub monthly: Option<u32>,
+    #[serde(default)]
+    pub yearly: Option<u32>,
+}
+
+impl Retention {
+    pub fn is_empty(&self) -> bool {
+        [
+            self.last,
+            self.hourly,
+            self.daily,
+            self.weekly,
+            self.monthly,
+            self.yearly,
+        ]
+        .iter()
+        .all(Option::is_none)
+    }
+}
+
+/// Snapshot ids to keep, with the rules that kept each. `snapshots` may be in any order.
+pub fn apply_retention(
+    snapshots: &[(Id, jiff::Timestamp)],
+    rules: &Retention,
+) -> BTreeMap<Id, Vec<&'static str>> {
+    let mut sorted: Vec<_> = snapshots.to_vec();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+    let mut keep: BTreeMap<Id, Vec<&'static str>> = BTreeMap::new();
+    if rules.is_empty() {
+        for (id, _) in &sorted {
+            keep.insert(*id, vec!["no retention rule"]);
+        }
+        return keep;
+    }
+    type Bucket = fn(&jiff::civil::DateTime) -> (i32, i32, i32, i32);
+    let rules_list: [(&'static str, Option<u32>, Bucket); 6] = [
+        ("last", rules.last, |_| (0, 0, 0, 0)),
+        ("hourly", rules.hourly, |d| {
+            (
+                d.year() as i32,
+                d.month() as i32,
+                d.day() as i32,
+                d.hour() as i32,
+            )
+        }),
+        ("daily", rules.daily, |d| {
+            (d.year() as i32, d.month() as i32, d.day() as i32, 0)
+        }),
+        ("weekly", rules.weekly, |d| {
+            let w = d.date().iso_week_date();
+            (w.year() as i32, w.week() as i32, 0, 0)
+        }),
+        ("monthly", rules.monthly, |d| {
+            (d.year() as i32, d.month() as i32, 0, 0)
+        }),
+        ("yearly", rules.yearly, |d| (d.year() as i32, 0, 0, 0)),
+    ];
+    for (name, count, bucket) in rules_list {
+        let Some(mut remaining) = count else { continue };
+        let mut last_bucket = None;
+        for (i, (id, time)) in sorted.iter().enumerate() {
+            if remaining == 0 {
+                break;
+            }
+            let civil = time.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+            // "last" keeps each snapshot: its bucket is the position.
+            let b = if name == "last" {
+                (i as i32, 0, 0, 0)
+            } else {
+                bucket(&civil)
+            };
+            if last_bucket != Some(b) {
+                keep.entry(*id).or_default().push(name);
+                remaining -= 1;
+                last_bucket = Some(b);
+            }
+        }
+    }
+    if let Some((newest, _)) = sorted.first() {
+        keep.entry(*newest).or_insert_with(|| vec!["newest"]);
+    }
+    keep
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PrunePlan {
+    pub keep: Vec<Id>,
+    pub forget: Vec<Id>,
+    pub delete_packs: Vec<Id>,
+    pub delete_bytes: u64,
+    pub keep_packs: usize,
+    pub keep_bytes: u64,
+    /// Bytes in kept packs that no kept snapshot needs (reclaimed by a future repack).
+    pub unused_bytes_in_kept_packs: u64,
+    pub old_index_objects: Vec<String>,
+    /// Index entries for the packs that stay.
+    #[serde(skip)]
+    new_index: Vec<IndexPack>,
+}
+
+/// Decides what to forget and collect. `retention` maps a policy name to its rules;
+/// snapshots of policies not in the map are kept.
+pub async fn plan(
+    repo: &Arc<Repository>,
+    retention: &HashMap<String, Retention>,
+) -> Result<PrunePlan> {
+    // Refuse to plan on a damaged index: deleting on uncertain ground loses data.
+    let (index, problems) = repo.load_index().await?;
+    if let Some((key, problem)) = problems.into_iter().next() {
+        return Err(RepoError::corrupt(key, format!("{problem}; run `backstop check` (prune deletes nothing while an index object is unreadable)")));
+    }
+    let repo = Arc::new(repo.with_index(index));
+    let snapshots = repo.snapshots().await?;
+    let mut by_policy: HashMap<&str, Vec<(Id, jiff::Timestamp)>> = HashMap::new();
+    for (id, s) in &snapshots {
+        by_policy
+            .entry(s.policy.as_str())
+            .or_default()
+            .push((*id, s.time));
+    }
+    let mut out = PrunePlan::default();
+    for (policy, list) in by_policy {
+        let keep = match retention.get(policy) {
+            Some(rules) => apply_retention(&list, rules),
+            None => list
+                .iter()
+                .map(|(id, _)| (*id, vec!["no policy"]))
+                .collect(),
+        };
+        for (id, _) in list {
+            if keep.contains_key(&id) {
+                out.keep.push(id);
+            } else {
+                out.forget.push(id);
+            }
+        }
+    }
+    out.keep.sort();
+    out.forget.sort();
+
+    let mut live: HashSet<Id> = HashSet::new();
+    for (id, s) in &snapshots {
+        if !out.keep.contains(id) {
+            continue;
+        }
+        live.extend(s.tree.chunks.iter().copied());
+        for entry in repo.read_tree(s).await.map_err(|e| {
+            RepoError::Invalid(format!(
+                "snapshot {}: {e}; prune deletes nothing while a kept snapshot is unreadable",
+                id.short()
+            ))
+        })? {
+            live.extend(entry.chunks);
+        }
+    }
+    // Every needed chunk must be indexed before anything is deleted.
+    if let Some(missing) = live.iter().find(|c| !repo.index().contains(c)) {
+        return Err(RepoError::Invalid(format!(
+            "chunk {missing} needed by a kept snapshot is in no index; run `backstop check` (prune deletes nothing)"
+        )));
+    }
+
+    let mut blobs_by_pack: HashMap<Id, Vec<BlobEntry>> = HashMap::new();
+    for (chunk, loc) in repo.index().chunks() {
+        blobs_by_pack.entry(loc.pack).or_default().push(BlobEntry {
+            id: *chunk,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        });
+    }
+    let stored = repo.storage().list(layout::DATA_PREFIX).await?;
+    for object in stored {
+        let Some(pack) = layout::id_of(&object.key) else {
+            continue;
+        };
+        let blobs = blobs_by_pack.remove(&pack).unwrap_or_default();
+        if blobs.iter().any(|b| live.contains(&b.id)) {
+            out.keep_packs += 1;
+            out.keep_bytes += object.size;
+            out.unused_bytes_in_kept_packs += blobs
+                .iter()
+                .filter(|b| !live.contains(&b.id))
+                .map(|b| b.length)
+                .sum::<u64>();
+            let mut blobs = blobs;
+            blobs.sort_by_key(|b| b.offset);
+            out.new_index.push(IndexPack {
+                id: pack,
+                size: object.size,
+                blobs,
+            });
+        } else {
+            out.delete_packs.push(pack);
+            out.delete_bytes += object.size;
+        }
+    }
+    out.old_index_objects = repo
+        .storage()
+        .list(layout::INDEX_PREFIX)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PruneReport {
+    pub snapshots_removed: usize,
+    pub packs_removed: usize,
+    pub bytes_removed: u64,
+    pub stale_locks_removed: usize,
+}
+
+/// Plans and executes under an exclusive lock (see the module docs for the order).
+pub async fn prune(
+    repo: Arc<Repository>,
+    retention: &HashMap<String, Retention>,
+    dry_run: bool,
+) -> Result<(PrunePlan, Option<PruneReport>)> {
+    if dry_run {
+        return Ok((plan(&repo, retention).await?, None));
+    }
+    let stale = crate::lock::remove_stale_locks(&repo).await?;
+    let lock = LockGuard::acquire(repo.clone(), LockKind::Exclusive, "prune").await?;
+    let result = async {
+        let plan = plan(&repo, retention).await?;
+        let report = execute(&repo, &plan).await?;
+        Ok::<_, RepoError>((plan, report))
+    }
+    .await;
+    let released = lock.release().await;
+    let (plan, mut report) = result?;
+    released?;
+    report.stale_locks_removed = stale.len();
+    Ok((plan, Some(report)))
+}
+
+async fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<PruneReport> {
+    let storage = repo.storage();
+    for id in &plan.forget {
+        storage.delete(&layout::snapshot_key(id)).await?;
+    }
+    let nothing_to_collect = plan.delete_packs.is_empty() && plan.unused_bytes_in_kept_packs == 0;
+    if !nothing_to_collect || plan.old_index_objects.len() > 1 {
+        let (new_id, _) = repo
+            .write_index(&IndexFile {
+                version: 1,
+                packs: plan.new_index.clone(),
+            })
+            .await?;
+        let new_key = layout::index_key(&new_id);
+        for key in plan.old_index_objects.iter().filter(|k| **k != new_key) {
+            storage.delete(key).await?;
+        }
+    }
+    for pack in &plan.delete_packs {
+        storage.delete(&layout::pack_key(pack)).await?;
+    }
+    Ok(PruneReport {
+        snapshots_removed: plan.forget.len(),
+        packs_removed: plan.delete_packs.len(),
+        bytes_removed: plan.delete_bytes,
+        stale_locks_removed: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn snaps(times: &[&str]) -> Vec<(Id, jiff::Timestamp)> {
+        times
+            .iter()
+            .map(|t| (Id::sha256(t.as_bytes()), ts(t)))
+            .collect()
+    }
+
+    fn kept(list: &[(Id, jiff::Timestamp)], rules: &Retention) -> Vec<String> {
+        let keep = apply_retention(list, rules);
+        let mut out: Vec<String> = list
+            .iter()
+            .filter(|(id, _)| keep.contains_key(id))
+            .map(|(_, t)| t.to_string())
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn daily_keeps_the_newest_of_each_day() {
+        let list = snaps(&[
+            "2026-11-20T01:00:00Z",
+            "2026-11-20T13:00:00Z",
+            "2026-11-21T05:00:00Z",
+            "2026-11-22T05:00:00Z",
+            "2026-11-22T23:00:00Z",
+        ]);
+        let rules = Retention {
+            daily: Some(2),
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&list, &rules),
+            vec!["2026-11-21T05:00:00Z", "2026-11-22T23:00:00Z"]
+        );
+    }
+
+    #[test]
+    fn weekly_and_monthly_combine() {
+        let list = snaps(&[
+            "2026-09-30T00:00:00Z",
+            "2026-10-31T00:00:00Z",
+            "2026-11-02T00:00:00Z", // Monday, ISO week 45
+            "2026-11-08T00:00:00Z", // Sunday, ISO week 45
+            "2026-11-09T00:00:00Z", // Monday, ISO week 46
+        ]);
+        let rules = Retention {
+            weekly: Some(2),
+            monthly: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(
+            kept(&list, &rules),
+            vec![
+                "2026-09-30T00:00:00Z",
+                "2026-10-31T00:00:00Z",
+                "2026-11-08T00:00:00Z",
+                "2026-11-09T00:00:00Z"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_rules_keep_everything_and_the_newest_is_always_kept() {
+        let list = snaps(&["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]);
+        assert_eq!(kept(&list, &Retention::default()).len(), 2);
+        let rules = Retention {
+            daily: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(kept(&list, &rules), vec!["2026-01-02T00:00:00Z"]);
+        let rules = Retention {
+            last: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(kept(&list, &rules).len(), 2);
+    }
+}

@@ -1,0 +1,377 @@
+//! Opening and creating repositories; reading the objects everything else builds on.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{RepoError, Result};
+use crate::format::chunker::ChunkerParams;
+use crate::format::config::{
+    self, Compression, Encryption, RepoConfig, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL, FORMAT_NAME,
+    FORMAT_VERSION,
+};
+use crate::format::crypto::{Codec, KdfParams, Keys, KEY_CHECK_PLAINTEXT};
+use crate::format::id::Id;
+use crate::format::index::{self, IndexFile, MasterIndex};
+use crate::format::layout;
+use crate::format::snapshot::{self, Snapshot};
+use crate::format::tree::{self, Entry};
+use crate::storage::Storage;
+
+/// Options for a new repository.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// The secret to encrypt with; `None` makes an unencrypted repository.
+    pub secret: Option<Vec<u8>>,
+    pub chunker: ChunkerParams,
+    pub pack_size: u64,
+    pub zstd_level: i32,
+    pub kdf: Option<KdfParams>,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        Self {
+            secret: None,
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            zstd_level: DEFAULT_ZSTD_LEVEL,
+            kdf: None,
+        }
+    }
+}
+
+/// An opened repository: its storage, config, codec and the union of its index objects.
+#[derive(Debug)]
+pub struct Repository {
+    storage: Arc<dyn Storage>,
+    config: RepoConfig,
+    codec: Codec,
+    index: MasterIndex,
+}
+
+impl Repository {
+    pub async fn init(storage: Arc<dyn Storage>, options: InitOptions) -> Result<Self> {
+        options.chunker.validate().map_err(RepoError::Invalid)?;
+        if options.pack_size < 1024 * 1024 {
+            return Err(RepoError::Invalid(
+                "pack_size must be at least 1 MiB".into(),
+            ));
+        }
+        match storage.get(layout::CONFIG).await {
+            Ok(_) => {
+                return Err(RepoError::AlreadyExists {
+                    location: storage.location(),
+                })
+            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let (keys, encryption) = match &options.secret {
+            None => (None, None),
+            Some(secret) => {
+                let kdf = options.kdf.clone().unwrap_or_else(KdfParams::new_random);
+                let keys = Keys::derive(secret, &kdf).map_err(RepoError::Invalid)?;
+                let check =
+                    Codec::new(Some(keys.clone()), 0).encode(KEY_CHECK_PLAINTEXT, b"config");
+                (
+                    Some(keys),
+                    Some(Encryption {
+                        algorithm: "xchacha20-poly1305".into(),
+                        kdf,
+                        key_check: hex::encode(check),
+                    }),
+                )
+            }
+        };
+        let config = RepoConfig {
+            format: FORMAT_NAME.into(),
+            version: FORMAT_VERSION,
+            id: Id::random(),
+            created: jiff::Timestamp::now(),
+            chunker: options.chunker,
+            compression: Compression {
+                algorithm: "zstd".into(),
+                level: options.zstd_level,
+            },
+            pack_size: options.pack_size,
+            encryption,
+        };
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
+        storage.put(layout::CONFIG, bytes.into()).await?;
+        Ok(Self {
+            codec: Codec::new(keys, config.compression.level),
+            storage,
+            config,
+            index: MasterIndex::default(),
+        })
+    }
+
+    /// Opens the repository and loads its index. Nothing is written.
+    pub async fn open(storage: Arc<dyn Storage>, secret: Option<&[u8]>) -> Result<Self> {
+        let mut repo = Self::open_without_index(storage, secret).await?;
+        let (index, problems) = repo.load_index().await?;
+        if let Some((key, err)) = problems.into_iter().next() {
+            return Err(RepoError::corrupt(key, err));
+        }
+        repo.index = index;
+        Ok(repo)
+    }
+
+    /// Opens the repository without reading the index (the checker reads it itself, to
+    /// report every broken index object instead of stopping at the first).
+    pub async fn open_without_index(
+        storage: Arc<dyn Storage>,
+        secret: Option<&[u8]>,
+    ) -> Result<Self> {
+        let location = storage.location();
+        let raw = match storage.get(layout::CONFIG).await {
+            Ok(raw) => raw,
+            Err(e) if e.is_not_found() => return Err(RepoError::NotARepository { location }),
+            Err(e) => return Err(e.into()),
+        };
+        let version =
+            config::peek_version(&raw).map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+        if version > FORMAT_VERSION {
+            return Err(RepoError::UnsupportedVersion {
+                location,
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let config: RepoConfig =
+            serde_json::from_slice(&raw).map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+        let keys = match (&config.encryption, secret) {
+            (None, _) => None,
+            (Some(_), None) => return Err(RepoError::KeyRequired { location }),
+            (Some(enc), Some(secret)) => {
+                if enc.algorithm != "xchacha20-poly1305" {
+                    return Err(RepoError::corrupt(
+                        layout::CONFIG,
+                        format!("unknown encryption `{}`", enc.algorithm),
+                    ));
+                }
+                let keys = Keys::derive(secret, &enc.kdf)
+                    .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+                let check = hex::decode(&enc.key_check)
+                    .map_err(|_| RepoError::corrupt(layout::CONFIG, "key_check is not hex"))?;
+                match Codec::new(Some(keys.clone()), 0).decode(&check, b"config") {
+                    Ok(plain) if plain == KEY_CHECK_PLAINTEXT => Some(keys),
+                    _ => return Err(RepoError::WrongKey { location }),
+                }
+            }
+        };
+        Ok(Self {
+            codec: Codec::new(keys, config.compression.level),
+            storage,
+            config,
+            index: MasterIndex::default(),
+        })
+    }
+
+    /// Reads every index object. Objects that cannot be read or decoded are returned beside
+    /// the index, with their keys, rather than failing the whole load.
+    pub async fn load_index(&self) -> Result<(MasterIndex, Vec<(String, String)>)> {
+        let mut master = MasterIndex::default();
+        let mut problems = Vec::new();
+        let objects = self.storage.list(layout::INDEX_PREFIX).await?;
+        let reads = objects.iter().map(|o| self.read_index_file(&o.key));
+        let results = futures::future::join_all(reads).await;
+        for (object, result) in objects.iter().zip(results) {
+            match result {
+                Ok(file) => file.packs.iter().for_each(|p| master.add(p)),
+                Err(e) => problems.push((object.key.clone(), e.to_string())),
+            }
+        }
+        Ok((master, problems))
+    }
+
+    pub async fn read_index_file(&self, key: &str) -> Result<IndexFile> {
+        let raw = self.storage.get(key).await?;
+        self.verify_named_by_content(key, &raw)?;
+        let plain = self
+            .codec
+            .decode(&raw, index::AAD)
+            .map_err(|e| RepoError::corrupt(key, e))?;
+        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(key, e))
+    }
+
+    /// Objects named by the SHA-256 of their stored bytes are checked against their name.
+    fn verify_named_by_content(&self, key: &str, raw: &[u8]) -> Result<()> {
+        match layout::id_of(key) {
+            Some(id) if id == Id::sha256(raw) => Ok(()),
+            Some(_) => Err(RepoError::corrupt(
+                key,
+                "content does not match its id (SHA-256)",
+            )),
+            None => Err(RepoError::corrupt(key, "key does not end in an id")),
+        }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    pub fn index(&self) -> &MasterIndex {
+        &self.index
+    }
+
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    /// Encodes and stores an object named by its content; returns its id.
+    pub(crate) async fn put_named_by_content(
+        &self,
+        key_of: fn(&Id) -> String,
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<(Id, u64)> {
+        let stored = self.codec.encode(plaintext, aad);
+        let id = Id::sha256(&stored);
+        let size = stored.len() as u64;
+        self.storage.put(&key_of(&id), Bytes::from(stored)).await?;
+        Ok((id, size))
+    }
+
+    pub async fn write_index(&self, file: &IndexFile) -> Result<(Id, u64)> {
+        let json = serde_json::to_vec(file).expect("index serialises");
+        self.put_named_by_content(layout::index_key, &json, index::AAD)
+            .await
+    }
+
+    pub async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        let json = serde_json::to_vec(snapshot).expect("snapshot serialises");
+        let (id, _) = self
+            .put_named_by_content(layout::snapshot_key, &json, snapshot::AAD)
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let key = layout::snapshot_key(id);
+        let raw = self.storage.get(&key).await?;
+        self.verify_named_by_content(&key, &raw)?;
+        let plain = self
+            .codec
+            .decode(&raw, snapshot::AAD)
+            .map_err(|e| RepoError::corrupt(&key, e))?;
+        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))
+    }
+
+    pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
+            .storage
+            .list(layout::SNAPSHOTS_PREFIX)
+            .await?
+            .iter()
+            .filter_map(|o| layout::id_of(&o.key))
+            .collect())
+    }
+
+    /// Every snapshot, oldest first. A snapshot that cannot be read fails the listing,
+    /// naming its object.
+    pub async fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let ids = self.snapshot_ids().await?;
+        let loaded = futures::future::join_all(ids.iter().map(|id| self.load_snapshot(id))).await;
+        let mut out = ids
+            .into_iter()
+            .zip(loaded)
+            .map(|(id, s)| s.map(|s| (id, s)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by_key(|(id, s)| (s.time, *id));
+        Ok(out)
+    }
+
+    /// Finds a snapshot by its id or a unique prefix of it (at least 4 hex digits).
+    pub async fn find_snapshot(&self, prefix: &str) -> Result<Id> {
+        let prefix_lower = prefix.to_ascii_lowercase();
+        if prefix_lower.len() < 4 || !prefix_lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::SnapshotNotFound {
+                prefix: prefix.into(),
+            });
+        }
+        let matches: Vec<Id> = self
+            .snapshot_ids()
+            .await?
+            .into_iter()
+            .filter(|id| id.to_hex().starts_with(&prefix_lower))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(RepoError::SnapshotNotFound {
+                prefix: prefix.into(),
+            }),
+            many => Err(RepoError::AmbiguousSnapshot {
+                prefix: prefix.into(),
+                candidates: many.iter().map(Id::short).collect::<Vec<_>>().join(", "),
+            }),
+        }
+    }
+
+    /// Reads one chunk, verifying it against its id: a chunk that does not match is an error
+    /// naming the pack that holds it.
+    pub async fn read_chunk(&self, id: &Id) -> Result<Vec<u8>> {
+        let loc = *self
+            .index
+            .get(id)
+            .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
+        let key = layout::pack_key(&loc.pack);
+        let stored = self.storage.get_range(&key, loc.offset, loc.length).await?;
+        let codec = self.codec.clone();
+        let id = *id;
+        tokio::task::spawn_blocking(move || decode_chunk(&codec, &key, &id, &stored))
+            .await
+            .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
+    }
+
+    /// Reads a snapshot's content tree.
+    pub async fn read_tree(&self, snapshot: &Snapshot) -> Result<Vec<Entry>> {
+        let mut jsonl = Vec::new();
+        for chunk in &snapshot.tree.chunks {
+            jsonl.extend_from_slice(&self.read_chunk(chunk).await?);
+        }
+        if Id::sha256(&jsonl) != snapshot.tree.digest {
+            return Err(RepoError::Invalid(format!(
+                "tree of snapshot does not match its digest {}",
+                snapshot.tree.digest.short()
+            )));
+        }
+        tree::from_jsonl(&jsonl).map_err(RepoError::Invalid)
+    }
+}
+
+/// Decodes a stored chunk and checks it against its id.
+pub fn decode_chunk(codec: &Codec, pack_key: &str, id: &Id, stored: &[u8]) -> Result<Vec<u8>> {
+    let plain = codec
+        .decode(stored, &id.0)
+        .map_err(|e| RepoError::corrupt(pack_key, format!("chunk {}: {e}", id.short())))?;
+    if codec.chunk_id(&plain) != *id {
+        return Err(RepoError::corrupt(
+            pack_key,
+            format!("chunk {} does not match its id", id.short()),
+        ));
+    }
+    Ok(plain)
+}
+
+impl Repository {
+    /// A view of this repository with another index (the checker reads through the index it
+    /// loaded leniently).
+    pub fn with_index(&self, index: MasterIndex) -> Repository {
+        Repository {
+            storage: self.storage.clone(),
+            config: self.config.clone(),
+            codec: self.codec.clone(),
+            index,
+        }
+    }
+}

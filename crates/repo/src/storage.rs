@@ -1,0 +1,124 @@
+//! The one trait on the write path: a flat store of immutable objects under string keys.
+//!
+//! # Contract (enforced by `backstop_repo::storage::suite`, run on every implementation)
+//! - `put` is atomic: a reader sees the whole object or nothing, never a prefix. Local storage
+//!   writes a temporary file, fsyncs it and renames it; S3 uses PutObject or
+//!   CompleteMultipartUpload. Objects are written once; a second `put` of the same key replaces
+//!   it whole (the repository only does this for content-addressed keys, where the content is
+//!   the same).
+//! - `get` and `get_range` of a missing key return [`StorageError::NotFound`] naming the key.
+//! - `get_range` past the end of an object is an error, never a short read.
+//! - `list(prefix)` is complete: every object whose key starts with `prefix`, with its size,
+//!   and nothing that is not a finished object (no temporary files, no pending uploads).
+//! - `delete` of a missing key succeeds.
+//! - Every error names the key and says whether it is worth retrying
+//!   ([`StorageError::is_transient`]). Retrying is the job of [`retry::RetryStorage`], a
+//!   wrapper, never of an implementation.
+
+pub mod local;
+pub mod memory;
+pub mod retry;
+pub mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use local::LocalStorage;
+pub use memory::MemoryStorage;
+pub use retry::{RetryPolicy, RetryStorage};
+pub use s3::{S3Options, S3Storage};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StorageError {
+    #[error("object {key} not found")]
+    NotFound { key: String },
+    /// Throttling, a 5xx answer, a timeout or a dropped connection: worth another try.
+    #[error("{op} {key}: {message} (transient)")]
+    Transient {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// Anything else (access denied, bad request, a full disk): retrying will not help.
+    #[error("{op} {key}: {message}")]
+    Permanent {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+impl StorageError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StorageError::Transient { .. })
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            StorageError::NotFound { key }
+            | StorageError::Transient { key, .. }
+            | StorageError::Permanent { key, .. } => key,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug {
+    /// Stores `data` under `key`, atomically (see the module contract).
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
+    /// The whole object.
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
+    /// `length` bytes from `offset`; fails when the object is shorter.
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError>;
+    /// Every finished object whose key starts with `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
+    /// Removes the object; a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Where this storage lives, for messages (no secrets).
+    fn location(&self) -> String;
+}
+
+/// Checks a key for characters that would make it unsafe on some store.
+pub(crate) fn validate_key(op: &'static str, key: &str) -> Result<(), StorageError> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && !key
+            .split('/')
+            .any(|part| part.is_empty() || part == "." || part == "..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Permanent {
+            op,
+            key: key.to_string(),
+            message: "invalid object key".into(),
+        })
+    }
+}
+
+pub(crate) fn range_error(
+    op: &'static str,
+    key: &str,
+    offset: u64,
+    length: u64,
+    size: u64,
+) -> StorageError {
+    StorageError::Permanent {
+        op,
+        key: key.to_string(),
+        message: format!("range {offset}+{length} is past the end of the object ({size} bytes)"),
+    }
+}

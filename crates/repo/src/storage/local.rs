@@ -1,0 +1,201 @@
+//! A local directory. `put` writes `<key>.tmp-<random>`, fsyncs it, renames it over the final
+//! name and fsyncs the directory, so a crash leaves either the old state or the whole object.
+//! Temporary files are never listed; a crash can leave one behind, which `list` ignores.
+
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
+
+const TEMP_MARKER: &str = ".tmp-";
+
+#[derive(Debug, Clone)]
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        op: &'static str,
+        key: &str,
+        f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StorageError::Permanent {
+                op,
+                key: key.to_string(),
+                message: format!("worker failed: {e}"),
+            })?
+    }
+}
+
+fn io_error(op: &'static str, key: &str, e: std::io::Error) -> StorageError {
+    match e.kind() {
+        ErrorKind::NotFound => StorageError::NotFound { key: key.into() },
+        ErrorKind::Interrupted | ErrorKind::TimedOut | ErrorKind::WouldBlock => {
+            StorageError::Transient {
+                op,
+                key: key.into(),
+                message: e.to_string(),
+            }
+        }
+        _ => StorageError::Permanent {
+            op,
+            key: key.into(),
+            message: e.to_string(),
+        },
+    }
+}
+
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("object paths have a parent");
+    std::fs::create_dir_all(dir)?;
+    let file_name = path.file_name().expect("object paths have a name");
+    let temp = dir.join(format!(
+        "{}{TEMP_MARKER}{:016x}",
+        file_name.to_string_lossy(),
+        rand::random::<u64>()
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(data)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&temp, path)?;
+        // The rename is durable only once the directory entry is.
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn list_dir(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<ObjectInfo>,
+) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let path = entry.path();
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let Some(key) = rel
+            .to_str()
+            .map(|k| k.replace(std::path::MAIN_SEPARATOR, "/"))
+        else {
+            continue;
+        };
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            // Descend only where keys below can still match the prefix.
+            let dir_key = format!("{key}/");
+            if dir_key.starts_with(prefix) || prefix.starts_with(&dir_key) {
+                list_dir(root, &path, prefix, out)?;
+            }
+        } else if file_type.is_file() && key.starts_with(prefix) && !key.contains(TEMP_MARKER) {
+            out.push(ObjectInfo {
+                key,
+                size: entry.metadata()?.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        validate_key("put", key)?;
+        let path = self.path(key);
+        let k = key.to_string();
+        Self::blocking("put", key, move || {
+            write_atomically(&path, &data).map_err(|e| io_error("put", &k, e))
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        validate_key("get", key)?;
+        let path = self.path(key);
+        let k = key.to_string();
+        Self::blocking("get", key, move || {
+            std::fs::read(&path)
+                .map(Bytes::from)
+                .map_err(|e| io_error("get", &k, e))
+        })
+        .await
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        validate_key("get", key)?;
+        let path = self.path(key);
+        let k = key.to_string();
+        Self::blocking("get", key, move || {
+            let mut file = std::fs::File::open(&path).map_err(|e| io_error("get", &k, e))?;
+            let size = file.metadata().map_err(|e| io_error("get", &k, e))?.len();
+            if offset.checked_add(length).is_none_or(|end| end > size) {
+                return Err(range_error("get", &k, offset, length, size));
+            }
+            let mut buf = vec![0u8; length as usize];
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut buf))
+                .map_err(|e| io_error("get", &k, e))?;
+            Ok(Bytes::from(buf))
+        })
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let root = self.root.clone();
+        let p = prefix.to_string();
+        let mut objects = Self::blocking("list", prefix, move || {
+            let mut out = Vec::new();
+            list_dir(&root, &root, &p, &mut out).map_err(|e| io_error("list", &p, e))?;
+            Ok(out)
+        })
+        .await?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key("delete", key)?;
+        let path = self.path(key);
+        let k = key.to_string();
+        Self::blocking("delete", key, move || match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("delete", &k, e)),
+        })
+        .await
+    }
+
+    fn location(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+}

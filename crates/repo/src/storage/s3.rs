@@ -1,0 +1,322 @@
+//! S3-compatible object storage through aws-sdk-s3.
+//!
+//! Credentials come from the standard AWS chain (environment, profile, instance role). The
+//! SDK's own retries are turned off: [`super::RetryStorage`] is the one place that retries,
+//! so that every store behaves the same and attempts are not multiplied.
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::Client;
+use bytes::Bytes;
+
+use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
+
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    pub bucket: String,
+    /// Key prefix inside the bucket, without leading or trailing slash ("" for none).
+    pub prefix: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    /// Objects of at least this size are sent as a multipart upload.
+    pub multipart_threshold: usize,
+    pub part_size: usize,
+}
+
+impl S3Options {
+    pub fn new(bucket: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            prefix: prefix.into().trim_matches('/').to_string(),
+            endpoint: None,
+            region: None,
+            path_style: false,
+            multipart_threshold: 64 * 1024 * 1024,
+            part_size: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    client: Client,
+    options: S3Options,
+}
+
+impl S3Storage {
+    pub async fn connect(options: S3Options) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = &options.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(options.path_style)
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if shared.region().is_none() {
+            // S3-compatible stores often ignore the region, but the SDK needs one to sign.
+            builder = builder.region(aws_config::Region::new("us-east-1"));
+        }
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Self {
+            client: Client::from_conf(builder.build()),
+            options,
+        }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        if self.options.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.options.prefix)
+        }
+    }
+
+    async fn put_multipart(&self, key: &str, full: &str, data: Bytes) -> Result<(), StorageError> {
+        let bucket = &self.options.bucket;
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(bucket)
+            .key(full)
+            .send()
+            .await
+            .map_err(|e| classify("put", key, e))?;
+        let upload_id = created.upload_id().unwrap_or_default().to_string();
+        let result: Result<(), StorageError> = async {
+            let mut parts = Vec::new();
+            for (i, chunk) in data.chunks(self.options.part_size.max(1)).enumerate() {
+                let number = i as i32 + 1;
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(bucket)
+                    .key(full)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(ByteStream::from(data.slice_ref(chunk)))
+                    .send()
+                    .await
+                    .map_err(|e| classify("put", key, e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| classify("put", key, e))?;
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Until completed, nothing is visible; aborting frees the parts.
+            let _ = self
+                .client
+                .abort_multipart_upload()
+                .bucket(bucket)
+                .key(full)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+        }
+        result
+    }
+}
+
+fn classify<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StorageError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = DisplayErrorContext(&err).to_string();
+    let key = key.to_string();
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StorageError::Transient { op, key, message }
+        }
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let status = Some(service.raw().status().as_u16());
+            if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
+                StorageError::NotFound { key }
+            } else if status.is_some_and(|s| s >= 500 || s == 429)
+                || matches!(
+                    code,
+                    "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
+                )
+            {
+                StorageError::Transient { op, key, message }
+            } else {
+                StorageError::Permanent { op, key, message }
+            }
+        }
+        _ => StorageError::Permanent { op, key, message },
+    }
+}
+
+#[async_trait]
+impl Storage for S3Storage {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        validate_key("put", key)?;
+        let full = self.full_key(key);
+        if data.len() >= self.options.multipart_threshold {
+            return self.put_multipart(key, &full, data).await;
+        }
+        self.client
+            .put_object()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| classify("put", key, e))?;
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        validate_key("get", key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| classify("get", key, e))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Transient {
+                op: "get",
+                key: key.into(),
+                message: e.to_string(),
+            })?;
+        Ok(body.into_bytes())
+    }
+
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        validate_key("get", key)?;
+        if length == 0 {
+            return Ok(Bytes::new());
+        }
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .range(format!("bytes={}-{}", offset, offset + length - 1))
+            .send()
+            .await
+            .map_err(|e| match classify("get", key, e) {
+                // 416: the range starts past the end of the object.
+                StorageError::Permanent { message, .. } if message.contains("InvalidRange") => {
+                    range_error("get", key, offset, length, 0)
+                }
+                other => other,
+            })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StorageError::Transient {
+                op: "get",
+                key: key.into(),
+                message: e.to_string(),
+            })?
+            .into_bytes();
+        if body.len() as u64 != length {
+            return Err(range_error(
+                "get",
+                key,
+                offset,
+                length,
+                offset + body.len() as u64,
+            ));
+        }
+        Ok(body)
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        let full_prefix = self.full_key(prefix);
+        let strip = if self.options.prefix.is_empty() {
+            0
+        } else {
+            self.options.prefix.len() + 1
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            // No delimiter: the listing is flat and complete.
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.options.bucket)
+                .prefix(&full_prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| classify("list", prefix, e))?;
+            for object in page.contents() {
+                if let Some(key) = object.key() {
+                    if key.len() >= strip {
+                        out.push(ObjectInfo {
+                            key: key[strip..].to_string(),
+                            size: object.size().unwrap_or(0).max(0) as u64,
+                        });
+                    }
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        validate_key("delete", key)?;
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match classify("delete", key, e) {
+                StorageError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    fn location(&self) -> String {
+        if self.options.prefix.is_empty() {
+            format!("s3://{}", self.options.bucket)
+        } else {
+            format!("s3://{}/{}", self.options.bucket, self.options.prefix)
+        }
+    }
+}
