@@ -1,1 +1,12 @@
+//! End to end, through the `backstop` binary: what a user runs.
 
+mod e2e {
+    pub mod util;
+
+    mod backup_restore;
+    mod break_glass;
+    mod corruption;
+    mod crash;
+    mod encryption;
+    mod policy_errors;
+}

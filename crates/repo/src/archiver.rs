@@ -146,6 +146,12 @@ impl SnapshotWriter {
     /// Starts a snapshot: takes a shared lock (so prune waits) and starts the pipeline.
     pub async fn start(repo: Arc<Repository>) -> Result<Self> {
         let lock = LockGuard::acquire(repo.clone(), LockKind::Shared, "backup").await?;
+        // Deduplicate only against what exists now, under the lock: a prune that finished
+        // before the lock was taken may have removed packs the opening index still listed.
+        let (index, problems) = repo.load_index().await?;
+        if let Some((key, problem)) = problems.into_iter().next() {
+            return Err(RepoError::corrupt(key, problem));
+        }
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -154,7 +160,7 @@ impl SnapshotWriter {
             codec: repo.codec().clone(),
             chunker: repo.config().chunker,
             pack_size: repo.config().pack_size as usize,
-            known: Mutex::new(repo.index().chunk_ids().copied().collect()),
+            known: Mutex::new(index.chunk_ids().copied().collect()),
             packer: Mutex::new(PackBuilder::default()),
             progress,
         });

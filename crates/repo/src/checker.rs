@@ -283,7 +283,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         .into_iter()
         .filter(|p| packs_stored.contains_key(p))
         .collect();
-    let results: Vec<(Id, Vec<(String, Vec<Id>)>, usize)> = futures::stream::iter(selected)
+    let results: Vec<PackVerdict> = futures::stream::iter(selected)
         .map(|pack_id| {
             let repo = repo.clone();
             let chunks = chunks_by_pack.get(&pack_id).cloned().unwrap_or_default();
@@ -323,15 +323,17 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     Ok(report)
 }
 
-/// Verifies one whole pack; returns its problems (each with the chunks it breaks) and how
-/// many chunks verified.
+/// A pack read whole: its id, its problems (each with the chunks it breaks) and how many
+/// chunks verified.
+type PackVerdict = (Id, Vec<(String, Vec<Id>)>, usize);
+
 fn verify_pack(
     codec: &crate::format::crypto::Codec,
     key: &str,
     pack_id: &Id,
     bytes: &[u8],
     chunks: &[(Id, crate::format::index::Location)],
-) -> (Id, Vec<(String, Vec<Id>)>, usize) {
+) -> PackVerdict {
     let mut problems = Vec::new();
     if Id::sha256(bytes) != *pack_id {
         problems.push((

@@ -193,7 +193,10 @@ impl Repository {
             .codec
             .decode(&raw, index::AAD)
             .map_err(|e| RepoError::corrupt(key, e))?;
-        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(key, e))
+        let file: IndexFile =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(key, e))?;
+        check_object_version(key, file.version)?;
+        Ok(file)
     }
 
     /// Objects named by the SHA-256 of their stored bytes are checked against their name.
@@ -264,7 +267,10 @@ impl Repository {
             .codec
             .decode(&raw, snapshot::AAD)
             .map_err(|e| RepoError::corrupt(&key, e))?;
-        serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))
+        let snapshot: Snapshot =
+            serde_json::from_slice(&plain).map_err(|e| RepoError::corrupt(&key, e))?;
+        check_object_version(&key, snapshot.version)?;
+        Ok(snapshot)
     }
 
     pub async fn snapshot_ids(&self) -> Result<Vec<Id>> {
@@ -347,6 +353,17 @@ impl Repository {
         }
         tree::from_jsonl(&jsonl).map_err(RepoError::Invalid)
     }
+}
+
+/// Objects carry their own version; one newer than this reader is refused, never misread.
+fn check_object_version(key: &str, version: u32) -> Result<()> {
+    if version > FORMAT_VERSION {
+        return Err(RepoError::corrupt(
+            key,
+            format!("object version {version} is newer than this backstop reads ({FORMAT_VERSION}); upgrade backstop"),
+        ));
+    }
+    Ok(())
 }
 
 /// Decodes a stored chunk and checks it against its id.

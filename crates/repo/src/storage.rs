@@ -1,6 +1,6 @@
 //! The one trait on the write path: a flat store of immutable objects under string keys.
 //!
-//! # Contract (enforced by `backstop_repo::storage::suite`, run on every implementation)
+//! # Contract (enforced by `crates/repo/tests/storage_suite.rs`, run on every implementation)
 //! - `put` is atomic: a reader sees the whole object or nothing, never a prefix. Local storage
 //!   writes a temporary file, fsyncs it and renames it; S3 uses PutObject or
 //!   CompleteMultipartUpload. Objects are written once; a second `put` of the same key replaces

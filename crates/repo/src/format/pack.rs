@@ -104,6 +104,12 @@ pub fn parse_header(codec: &Codec, pack: &[u8]) -> Result<PackHeader, String> {
     let json = codec.decode(&rest[rest.len() - len..], HEADER_AAD)?;
     let header: PackHeader =
         serde_json::from_slice(&json).map_err(|e| format!("pack header: {e}"))?;
+    if header.version > 1 {
+        return Err(format!(
+            "pack header version {} is newer than this backstop reads",
+            header.version
+        ));
+    }
     let body = (rest.len() - len) as u64;
     if header.blobs.iter().any(|b| b.offset + b.length > body) {
         return Err("pack header points past the blobs".into());

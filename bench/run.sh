@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of Backstop and restic on the same generated data set.
+#
+#   bench/run.sh                      # 1 GiB data set in a fresh /tmp directory
+#   BENCH_SIZE_MIB=256 bench/run.sh   # smaller run
+#
+# Environment:
+#   BENCH_SIZE_MIB  approximate data set size in MiB (default 1024)
+#   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
+#   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
+#   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
+#
+# Every tool runs the same phases in the same order on the same data:
+# initial backup, incremental backup after ~1% of the files changed, restore of
+# the latest snapshot, and a full read-data check. Page caches cannot be dropped
+# without root, so the data set is warm for everyone; the order is kept fixed so
+# that runs stay comparable with each other.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+die() {
+    echo "error: $*" >&2
+    exit 1
+}
+
+# ---------------------------------------------------------------------------
+# Configuration and prerequisites
+# ---------------------------------------------------------------------------
+
+SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+[[ $SIZE_MIB =~ ^[0-9]+$ && $SIZE_MIB -ge 8 ]] || die "BENCH_SIZE_MIB must be an integer >= 8 (got '$SIZE_MIB')"
+
+# A relative BACKSTOP is accepted from the current directory or from the
+# repository root, so `BACKSTOP=target/debug/backstop bench/run.sh` works from either.
+BACKSTOP=${BACKSTOP:-target/release/backstop}
+if [[ $BACKSTOP != /* && ! -e $BACKSTOP ]]; then
+    BACKSTOP=$REPO_ROOT/$BACKSTOP
+fi
+if [[ ! -x $BACKSTOP ]]; then
+    die "backstop binary not found at '$BACKSTOP'; run \`cargo build --release\` in $REPO_ROOT first (or set BACKSTOP)"
+fi
+BACKSTOP=$(realpath "$BACKSTOP")
+
+command -v restic >/dev/null || die "restic not found; install it (e.g. \`apt-get install restic\`)"
+command -v python3 >/dev/null || die "python3 not found; it generates the data set"
+[[ -x /usr/bin/time ]] || die "/usr/bin/time not found (peak RSS comes from it); install it with \`apt-get install time\`"
+
+if [[ -n ${BENCH_DIR:-} ]]; then
+    mkdir -p "$BENCH_DIR"
+else
+    BENCH_DIR=$(mktemp -d /tmp/backstop-bench.XXXXXX)
+fi
+BENCH_DIR=$(realpath "$BENCH_DIR")
+
+DATA=$BENCH_DIR/data
+WORK=$BENCH_DIR/work        # repositories, configurations, restic cache
+RESTORE=$BENCH_DIR/restore
+LOGS=$BENCH_DIR/logs
+TSV=$BENCH_DIR/results.tsv
+RESULTS=$BENCH_DIR/results.md
+
+# Never delete things this script did not create: a reused BENCH_DIR must be clean.
+for d in "$DATA" "$WORK" "$RESTORE"; do
+    [[ ! -e $d ]] || die "$d already exists (left over from an earlier run?); remove it or choose another BENCH_DIR"
+done
+mkdir -p "$WORK" "$RESTORE" "$LOGS"
+: >"$TSV"
+
+cleanup() {
+    local rc=$?
+    if [[ ${BENCH_KEEP:-0} == 1 ]]; then
+        echo "kept data set, repositories and logs in $BENCH_DIR" >&2
+    else
+        rm -rf "$DATA" "$WORK" "$RESTORE"
+        if [[ $rc -ne 0 ]]; then
+            echo "run failed; logs are in $LOGS (set BENCH_KEEP=1 to keep the data set and repositories too)" >&2
+        fi
+    fi
+}
+trap cleanup EXIT
+
+# Data set + three repositories + one restore at a time, with some slack.
+avail_mib=$(($(df -Pk "$BENCH_DIR" | awk 'NR == 2 { print $4 }') / 1024))
+if ((avail_mib < SIZE_MIB * 5)); then
+    echo "warning: only ${avail_mib} MiB free in $BENCH_DIR; the run may need about $((SIZE_MIB * 5)) MiB" >&2
+fi
+
+# restic always encrypts, so it needs a password; its cache is kept inside the
+# benchmark directory so that it starts cold and is cleaned up with the rest.
+export RESTIC_PASSWORD=bench
+export RESTIC_CACHE_DIR=$WORK/restic-cache
+RESTIC_REPO=$WORK/restic
+
+# ---------------------------------------------------------------------------
+# Data set generation
+# ---------------------------------------------------------------------------
+
+# One generator with two modes so that the initial data set and the later
+# modification share the same content model. Fixed seeds keep both reproducible.
+GEN_PY=$(
+    cat <<'PY'
+import os
+import random
+import shutil
+import sys
+
+MIB = 1 << 20
+KIB = 1 << 10
+
+
+def make_vocab(rng):
+    # Pseudo-words with a Zipf-like weighting compress roughly like prose or
+    # logs, while the random word order keeps content from deduplicating.
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    words = ["".join(rng.choices(letters, k=rng.randint(2, 10))) for _ in range(4000)]
+    words += [str(rng.randrange(10**6)) for _ in range(500)]
+    weights = [1.0 / (i + 1) for i in range(len(words))]
+    # Sentence ends on common words give lines of roughly a dozen words.
+    words += [w + ".\n" for w in words[:300]]
+    weights += [w / 8 for w in weights[:300]]
+    return words, weights
+
+
+class Content:
+    def __init__(self, rng):
+        self.rng = rng
+        self.words, self.weights = make_vocab(rng)
+
+    def text(self, n):
+        out = bytearray()
+        while len(out) < n:
+            k = min((n - len(out)) // 5 + 16, 1 << 20)
+            out += " ".join(self.rng.choices(self.words, self.weights, k=k)).encode()
+        return bytes(out[:n])
+
+    def binary(self, n):
+        return self.rng.randbytes(n)
+
+    def make(self, kind, n):
+        return self.text(n) if kind == "text" else self.binary(n)
+
+
+def write_big(path, content, kind, size):
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            n = min(left, 8 * MIB)
+            f.write(content.make(kind, n))
+            left -= n
+
+
+def generate(root, size_mib):
+    rng = random.Random(20240601)
+    content = Content(rng)
+    total = size_mib * MIB
+    tenth = total // 10
+
+    # Large files: 40% of the set. One random file is copied verbatim so that
+    # whole-file deduplication of big content is exercised as well.
+    large = os.path.join(root, "large")
+    os.makedirs(large)
+    write_big(os.path.join(large, "video.bin"), content, "binary", tenth)
+    write_big(os.path.join(large, "app.log"), content, "text", tenth)
+    write_big(os.path.join(large, "dump.sql"), content, "text", tenth)
+    shutil.copyfile(os.path.join(large, "video.bin"), os.path.join(large, "video-copy.bin"))
+
+    # Small files: 55% of the set, 1-64 KiB, 60% text and 40% random, spread
+    # over a two-level tree of roughly 40 files per directory.
+    budget = total * 55 // 100
+    est_files = max(1, budget // (32 * KIB + KIB // 2))
+    top = 16
+    sub = max(1, est_files // (top * 40))
+    small = []
+    written = 0
+    i = 0
+    while written < budget:
+        size = min(rng.randint(1 * KIB, 64 * KIB), budget - written)
+        kind = "text" if rng.random() < 0.6 else "binary"
+        rel = os.path.join(
+            "small",
+            "d%02d" % rng.randrange(top),
+            "s%03d" % rng.randrange(sub),
+            "f%06d.%s" % (i, "txt" if kind == "text" else "bin"),
+        )
+        path = os.path.join(root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(content.make(kind, size))
+        small.append((rel, size))
+        written += size
+        i += 1
+
+    # Duplicates: the remaining ~5% as copies of random small files in a
+    # separate tree, the way backups often hold copied project directories.
+    budget = total - 4 * tenth - written
+    for rel, size in rng.sample(small, len(small)):
+        if size > budget:
+            continue
+        dst = os.path.join(root, "copies", os.path.relpath(rel, "small"))
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.copyfile(os.path.join(root, rel), dst)
+        budget -= size
+
+
+def modify(root):
+    rng = random.Random(20240602)
+    content = Content(rng)
+    small = sorted(
+        os.path.relpath(os.path.join(d, f), root)
+        for d, _, files in os.walk(os.path.join(root, "small"))
+        for f in files
+    )
+    # Overwrite a region inside 1% of the small files, as edits would.
+    for rel in rng.sample(small, max(1, len(small) // 100)):
+        path = os.path.join(root, rel)
+        size = os.path.getsize(path)
+        off = rng.randrange(size)
+        n = min(4 * KIB, size - off)
+        with open(path, "r+b") as f:
+            f.seek(off)
+            f.write(content.make("text" if rel.endswith(".txt") else "binary", n))
+    # And let the log grow by 1%, the typical append-only large file.
+    log = os.path.join(root, "large", "app.log")
+    with open(log, "ab") as f:
+        f.write(content.text(max(64 * KIB, os.path.getsize(log) // 100)))
+
+
+if sys.argv[1] == "generate":
+    generate(sys.argv[2], int(sys.argv[3]))
+else:
+    modify(sys.argv[2])
+PY
+)
+
+data_bytes() {
+    find "$DATA" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'
+}
+
+# ---------------------------------------------------------------------------
+# Measurement helpers
+# ---------------------------------------------------------------------------
+
+# measure OP TOOL CMD...: run CMD under /usr/bin/time and append
+# "op, tool, wall seconds, peak RSS KiB, data set bytes" to the TSV.
+measure() {
+    local op=$1 tool=$2
+    shift 2
+    local slug
+    slug=$(printf '%s_%s' "$op" "$tool" | tr -cs 'A-Za-z0-9_' '-')
+    local log=$LOGS/${slug%-}.log timing=$LOGS/${slug%-}.time
+    echo "  $op: $tool" >&2
+    if ! /usr/bin/time -f '%e %M' -o "$timing" "$@" >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        die "$tool: '$op' failed (full log: $log)"
+    fi
+    local wall rss
+    # On success the timing file holds exactly the one line of the format.
+    read -r wall rss <"$timing"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$op" "$tool" "$wall" "$rss" "$(data_bytes)" >>"$TSV"
+}
+
+record_repo_size() {
+    local tool=$1 dir=$2
+    printf '%s\t%s\t\t\t%s\n' "repo size" "$tool" "$(du -sb "$dir" | cut -f1)" >>"$TSV"
+}
+
+verify_restore() {
+    local tool=$1 restored=$2
+    if ! diff -r -q "$DATA" "$restored" >"$LOGS/diff.log" 2>&1; then
+        head -n 20 "$LOGS/diff.log" >&2
+        die "$tool: restored tree $restored differs from the data set"
+    fi
+}
+
+# Backstop reads relative paths in its configuration relative to the file,
+# so each variant gets a self-contained directory.
+setup_backstop() {
+    local dir=$1 key_line=$2
+    mkdir -p "$dir/policies"
+    cat >"$dir/backstop.toml" <<EOF
+data_dir = "./backstop-data"
+policies = "./policies"
+
+[repositories.local]
+url = "file://./repo"
+$key_line
+EOF
+    cat >"$dir/policies/bench.toml" <<EOF
+name = "bench"
+repository = "local"
+
+[source]
+kind = "files"
+paths = ["$DATA"]
+EOF
+}
+
+backstop_latest() {
+    "$BACKSTOP" --config "$1/backstop.toml" snapshots --json bench |
+        python3 -c 'import json, sys; print(max(json.load(sys.stdin), key=lambda s: s["time"])["id"])'
+}
+
+# Tools run in this order in every phase.
+declare -A BACKSTOP_DIR=(
+    [backstop]=$WORK/backstop
+    ["backstop (encrypted)"]=$WORK/backstop-enc
+)
+TOOLS=("backstop" "backstop (encrypted)" "restic")
+
+setup_backstop "$WORK/backstop" ""
+setup_backstop "$WORK/backstop-enc" 'key_file = "./repo.key"  # created by the first backup'
+
+backup() {
+    local op=$1 tool=$2
+    if [[ $tool == restic ]]; then
+        measure "$op" "$tool" restic backup --repo "$RESTIC_REPO" "$DATA"
+    else
+        measure "$op" "$tool" "$BACKSTOP" --config "${BACKSTOP_DIR[$tool]}/backstop.toml" backup bench
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Run
+# ---------------------------------------------------------------------------
+
+echo "generating ~${SIZE_MIB} MiB data set in $DATA" >&2
+python3 -c "$GEN_PY" generate "$DATA" "$SIZE_MIB"
+initial_bytes=$(data_bytes)
+initial_files=$(find "$DATA" -type f | wc -l)
+
+# restic needs an explicit init; it is setup, not part of the backup timing.
+restic init --repo "$RESTIC_REPO" >"$LOGS/restic-init.log" 2>&1 ||
+    die "restic init failed (log: $LOGS/restic-init.log)"
+
+echo "initial backup" >&2
+for tool in "${TOOLS[@]}"; do backup "initial backup" "$tool"; done
+
+echo "modifying ~1% of the data set" >&2
+python3 -c "$GEN_PY" modify "$DATA"
+
+echo "incremental backup" >&2
+for tool in "${TOOLS[@]}"; do backup "incremental backup" "$tool"; done
+
+for tool in "${TOOLS[@]}"; do
+    if [[ $tool == restic ]]; then
+        record_repo_size "$tool" "$RESTIC_REPO"
+    else
+        record_repo_size "$tool" "${BACKSTOP_DIR[$tool]}/repo"
+    fi
+done
+
+# Restores go into an empty directory one at a time and are removed after
+# verification, so the benchmark needs disk space for only one of them.
+echo "restore" >&2
+for tool in "${TOOLS[@]}"; do
+    target=$RESTORE/${tool//[ ()]/}
+    if [[ $tool == restic ]]; then
+        measure "restore" "$tool" restic restore latest --repo "$RESTIC_REPO" --target "$target"
+        # restic recreates the absolute source path below the target.
+        verify_restore "$tool" "$target$DATA"
+    else
+        dir=${BACKSTOP_DIR[$tool]}
+        id=$(backstop_latest "$dir")
+        measure "restore" "$tool" "$BACKSTOP" --config "$dir/backstop.toml" restore "$id" --to "$target"
+        # Backstop restores a source path under its base name.
+        verify_restore "$tool" "$target/$(basename "$DATA")"
+    fi
+    rm -rf "$target"
+done
+
+echo "check --read-data" >&2
+for tool in "${TOOLS[@]}"; do
+    if [[ $tool == restic ]]; then
+        measure "check --read-data" "$tool" restic check --read-data --repo "$RESTIC_REPO"
+    else
+        measure "check --read-data" "$tool" "$BACKSTOP" --config "${BACKSTOP_DIR[$tool]}/backstop.toml" check --read-data
+    fi
+done
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null || true)
+{
+    echo "# Backstop vs restic"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    echo "- backstop: $("$BACKSTOP" --version)"
+    echo "- restic: $(restic version)"
+    echo "- nproc: $(nproc)${cpu:+ ($cpu)}"
+    echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files files" \
+        "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
+    echo "- MiB/s is data set size / wall time; backstop is unencrypted, restic always encrypts"
+    echo
+    python3 - "$TSV" <<'PY'
+import csv
+import sys
+
+MIB = 1 << 20
+rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
+ops = ["initial backup", "incremental backup", "restore", "check --read-data"]
+tools = ["backstop", "backstop (encrypted)", "restic"]
+
+timed = {}
+repo = {}
+for op, tool, wall, rss, size in rows:
+    if op == "repo size":
+        repo[tool] = int(size)
+    else:
+        wall = float(wall)
+        # /usr/bin/time rounds to 10 ms; keep fast runs from dividing by zero.
+        mibs = int(size) / MIB / max(wall, 0.01)
+        timed[op, tool] = (wall, mibs, int(rss) / 1024)
+        if op == "incremental backup":
+            data_mib = int(size) / MIB  # what the repositories hold
+
+print("| operation | tool | wall s | MiB/s | peak RSS MiB |")
+print("|---|---|---:|---:|---:|")
+for op in ops:
+    for tool in tools:
+        wall, mibs, rss = timed[op, tool]
+        print(f"| {op} | {tool} | {wall:.2f} | {mibs:.1f} | {rss:.1f} |")
+for tool in tools:
+    size = repo[tool] / MIB
+    print(f"| repository size | {tool} | | {size:.1f} MiB | ({size / data_mib * 100:.0f}% of data) |")
+for variant in tools[:-1]:
+    for op in ops:
+        _, mibs, rss = timed[op, variant]
+        _, r_mibs, r_rss = timed[op, "restic"]
+        print(f"| {op} | {variant} ÷ restic | | {mibs / r_mibs:.2f}× | {rss / r_rss:.2f}× |")
+    print(f"| repository size | {variant} ÷ restic | | {repo[variant] / repo['restic']:.2f}× | |")
+print()
+print("Ratio rows: MiB/s above 1× means Backstop is faster, peak RSS below 1× means it uses less memory;")
+print("for repository size the MiB/s column holds the size (ratio), below 1× means a smaller repository.")
+PY
+} >"$RESULTS"
+
+echo >&2
+cat "$RESULTS"
+echo >&2
+echo "results written to $RESULTS" >&2

@@ -1,0 +1,124 @@
+//! One conformance suite for the `Storage` contract, run on every implementation: memory,
+//! a local directory, and S3 over HTTP (s3s-fs on 127.0.0.1:0, multipart included).
+
+use backstop_repo::storage::{LocalStorage, MemoryStorage, S3Options, S3Storage, Storage};
+use backstop_testkit::{noise, S3Server};
+use bytes::Bytes;
+
+async fn suite(s: &dyn Storage, large: usize) {
+    // put / get round trip, including an empty object and a large one.
+    s.put("data/ab/one", Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
+    assert_eq!(&s.get("data/ab/one").await.unwrap()[..], b"hello");
+    s.put("index/empty", Bytes::new()).await.unwrap();
+    assert!(s.get("index/empty").await.unwrap().is_empty());
+    let big = Bytes::from(noise(large, 1));
+    s.put("data/cd/big", big.clone()).await.unwrap();
+    assert_eq!(s.get("data/cd/big").await.unwrap(), big);
+
+    // A second put replaces the object whole.
+    s.put("data/ab/one", Bytes::from_static(b"bye"))
+        .await
+        .unwrap();
+    assert_eq!(&s.get("data/ab/one").await.unwrap()[..], b"bye");
+
+    // Ranges: exact, and an error past the end (never a short read).
+    assert_eq!(
+        s.get_range("data/cd/big", 10, 100).await.unwrap(),
+        big.slice(10..110)
+    );
+    assert_eq!(
+        s.get_range("data/cd/big", large as u64 - 5, 5)
+            .await
+            .unwrap(),
+        big.slice(large - 5..)
+    );
+    assert!(s
+        .get_range("data/cd/big", large as u64 - 5, 10)
+        .await
+        .is_err());
+    assert!(s.get_range("data/ab/one", 100, 1).await.is_err());
+
+    // Missing keys are NotFound, naming the key.
+    let err = s.get("snapshots/missing").await.unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(err.key(), "snapshots/missing");
+    assert!(s
+        .get_range("snapshots/missing", 0, 1)
+        .await
+        .unwrap_err()
+        .is_not_found());
+
+    // Listing is complete, sorted, with sizes, and filtered by prefix.
+    for i in 0..25 {
+        s.put(&format!("snapshots/{i:03}"), Bytes::from(vec![b'x'; i]))
+            .await
+            .unwrap();
+    }
+    let listed = s.list("snapshots/").await.unwrap();
+    assert_eq!(listed.len(), 25);
+    assert!(listed.windows(2).all(|w| w[0].key < w[1].key));
+    assert_eq!(listed[7].key, "snapshots/007");
+    assert_eq!(listed[7].size, 7);
+    let data = s.list("data/").await.unwrap();
+    assert_eq!(
+        data.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        ["data/ab/one", "data/cd/big"]
+    );
+    assert_eq!(data[1].size, large as u64);
+    assert!(s.list("nothing/").await.unwrap().is_empty());
+
+    // Delete, and delete of a missing key, both succeed.
+    s.delete("data/ab/one").await.unwrap();
+    s.delete("data/ab/one").await.unwrap();
+    assert!(s.get("data/ab/one").await.unwrap_err().is_not_found());
+
+    // Keys that could escape the store are refused.
+    assert!(s.put("../escape", Bytes::new()).await.is_err());
+    assert!(s.put("/abs", Bytes::new()).await.is_err());
+}
+
+#[tokio::test]
+async fn memory_storage_passes_the_suite() {
+    suite(&MemoryStorage::new(), 3 * 1024 * 1024).await;
+}
+
+#[tokio::test]
+async fn local_storage_passes_the_suite_and_never_lists_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = LocalStorage::new(dir.path());
+    suite(&s, 3 * 1024 * 1024).await;
+    // A crash mid-put leaves a temporary file; it is not an object.
+    std::fs::create_dir_all(dir.path().join("index")).unwrap();
+    std::fs::write(
+        dir.path().join("index/abc.tmp-0123456789abcdef"),
+        b"partial",
+    )
+    .unwrap();
+    assert!(s
+        .list("index/")
+        .await
+        .unwrap()
+        .iter()
+        .all(|o| !o.key.contains("tmp")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_storage_passes_the_suite_with_multipart() {
+    let server = S3Server::start(&["backstop-suite"]);
+    server.set_process_env();
+    let mut options = S3Options::new("backstop-suite", "some/prefix");
+    options.endpoint = Some(server.endpoint());
+    options.region = Some("us-east-1".into());
+    options.path_style = true;
+    options.multipart_threshold = 5 * 1024 * 1024;
+    options.part_size = 5 * 1024 * 1024;
+    let s = S3Storage::connect(options).await;
+    // 12 MiB: three parts of a multipart upload.
+    suite(&s, 12 * 1024 * 1024).await;
+    assert!(server
+        .root()
+        .join("backstop-suite/some/prefix/data/cd/big")
+        .is_file());
+}

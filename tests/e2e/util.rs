@@ -1,0 +1,246 @@
+//! A scratch installation: a config, policies and a repository in a temp dir, and the
+//! binary run against them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Install {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_backstop");
+
+impl Install {
+    /// `repo_section` is the body of `[repositories.main]`.
+    pub fn new(repo_section: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("policies")).unwrap();
+        std::fs::write(
+            dir.path().join("backstop.toml"),
+            format!("data_dir = \"./data\"\npolicies = \"./policies\"\n\n[repositories.main]\n{repo_section}\n"),
+        )
+        .unwrap();
+        Self { dir, env: vec![] }
+    }
+
+    pub fn local() -> Self {
+        Self::new("url = \"file://./repo\"")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// A files policy named `name` backing up `paths` (relative to the install).
+    pub fn files_policy(&self, name: &str, paths: &[&str], extra: &str) {
+        let paths: Vec<String> = paths.iter().map(|p| format!("\"{p}\"")).collect();
+        std::fs::write(
+            self.path(&format!("policies/{name}.toml")),
+            format!(
+                "name = \"{name}\"\nrepository = \"main\"\n{extra}\n[source]\nkind = \"files\"\npaths = [{}]\n",
+                paths.join(", ")
+            ),
+        )
+        .unwrap();
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(self.dir.path())
+            .args(args)
+            .env_remove("BACKSTOP_CONFIG")
+            .env("AWS_EC2_METADATA_DISABLED", "true");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "backstop {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs, asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "backstop {args:?} should have failed:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    pub fn backup(&self, policy: &str) -> serde_json::Value {
+        self.json(&["backup", policy])
+    }
+
+    /// Every object key in the local repository.
+    pub fn repo_objects(&self) -> Vec<String> {
+        let root = self.path("repo");
+        let mut out = Vec::new();
+        walk_files(&root, &root, &mut out);
+        out.sort();
+        out
+    }
+}
+
+pub fn walk_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk_files(root, &p, out);
+        } else {
+            out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}
+
+/// Asserts two trees are equal: names, types, content, mode, mtime, symlink targets.
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    list_all(expected, expected, &mut a);
+    list_all(actual, actual, &mut b);
+    assert_eq!(a, b, "the restored tree lists other paths");
+    for rel in &a {
+        let (pa, pb) = (expected.join(rel), actual.join(rel));
+        let (ma, mb) = (
+            std::fs::symlink_metadata(&pa).unwrap(),
+            std::fs::symlink_metadata(&pb).unwrap(),
+        );
+        assert_eq!(ma.file_type(), mb.file_type(), "{rel}: type");
+        assert_eq!(ma.mode(), mb.mode(), "{rel}: mode");
+        assert_eq!(ma.uid(), mb.uid(), "{rel}: uid");
+        assert_eq!(ma.gid(), mb.gid(), "{rel}: gid");
+        assert_eq!(
+            (ma.mtime(), ma.mtime_nsec()),
+            (mb.mtime(), mb.mtime_nsec()),
+            "{rel}: mtime"
+        );
+        if ma.file_type().is_symlink() {
+            assert_eq!(
+                std::fs::read_link(&pa).unwrap(),
+                std::fs::read_link(&pb).unwrap(),
+                "{rel}: target"
+            );
+        } else if ma.is_file() {
+            assert!(
+                std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
+                "{rel}: content differs"
+            );
+        }
+    }
+}
+
+fn list_all(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        out.push(p.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            list_all(root, &p, out);
+        }
+    }
+}
+
+/// A tree with the edge cases: empty files and directories, long and non-ASCII names,
+/// symlinks (dangling too), odd modes, incompressible data, and optionally a file over
+/// 100 MiB.
+pub fn edge_case_tree(root: &Path, huge: bool) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::fs::create_dir_all(root.join("nested/deeper/deepest")).unwrap();
+    std::fs::write(root.join("empty-file"), b"").unwrap();
+    std::fs::write(root.join("nested/deeper/deepest/leaf.txt"), b"leaf\n").unwrap();
+    std::fs::write(
+        root.join("Zoë — naïve café 東京 🚀.txt"),
+        "non-ASCII name\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("x".repeat(200)), b"long name").unwrap();
+    std::fs::write(
+        root.join("text.log"),
+        "a repeated line of text\n".repeat(50_000),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("noise.bin"),
+        backstop_testkit::noise(3 * 1024 * 1024 + 17, 9),
+    )
+    .unwrap();
+    std::fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(
+        root.join("script.sh"),
+        std::fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    std::fs::write(root.join("secret.txt"), b"0600").unwrap();
+    std::fs::set_permissions(
+        root.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("nested/deeper/deepest/leaf.txt", root.join("link-to-leaf"))
+        .unwrap();
+    std::os::unix::fs::symlink("does/not/exist", root.join("dangling-link")).unwrap();
+    std::os::unix::fs::symlink("nested", root.join("link-to-dir")).unwrap();
+    if huge {
+        let mut big = backstop_testkit::noise(64 * 1024 * 1024, 3);
+        big.extend(std::iter::repeat_n(b'z', 44 * 1024 * 1024));
+        std::fs::write(root.join("huge.bin"), big).unwrap();
+    }
+    // Directory mtimes last, so the files above do not change them afterwards.
+    let t = filetime_of(1_600_000_000);
+    for d in ["empty-dir", "nested/deeper", "nested"] {
+        set_mtime(&root.join(d), t);
+    }
+}
+
+fn filetime_of(secs: u64) -> std::time::SystemTime {
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+}
+
+fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    std::fs::File::open(path)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(t))
+        .unwrap();
+}
+
+pub fn snapshot_ids(install: &Install, policy: &str) -> Vec<String> {
+    install
+        .json(&["snapshots", policy])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
