@@ -157,3 +157,33 @@ fn prune_applies_retention_and_collects_unreferenced_data() {
         backstop_testkit::noise(256 * 1024, 102)
     );
 }
+
+#[test]
+fn a_storage_failure_fails_the_backup_naming_the_object_and_leaves_no_snapshot() {
+    // Small packs: uploads fail while files are still being read, not only at commit.
+    let install = Install::new("url = \"file://./repo\"\npack_size_mib = 1");
+    let src = install.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("first.bin"), backstop_testkit::noise(64 * 1024, 1)).unwrap();
+    install.files_policy("fail", &["./src"], "");
+    install.backup("fail");
+    // Packs cannot be written any more: `data` is now a file, not a directory.
+    std::fs::rename(install.path("repo/data"), install.path("old-data")).unwrap();
+    std::fs::write(install.path("repo/data"), b"in the way").unwrap();
+    for i in 0..24 {
+        std::fs::write(
+            src.join(format!("new-{i}.bin")),
+            backstop_testkit::noise(512 * 1024, 50 + i),
+        )
+        .unwrap();
+    }
+    // A second policy, so that nothing is read from the repository before packs are written.
+    install.files_policy("fail2", &["./src"], "");
+    let err = install.fails(&["backup", "fail2"]);
+    assert!(
+        err.contains("put data/"),
+        "the failing object is named: {err}"
+    );
+    assert!(err.contains("no snapshot was made"), "{err}");
+    assert!(snapshot_ids(&install, "fail2").is_empty());
+}

@@ -246,7 +246,9 @@ impl SnapshotWriter {
     where
         F: FnOnce(&std::fs::Metadata) -> Option<String> + Send + 'static,
     {
-        self.collect_finished()?;
+        if let Err(e) = self.collect_finished() {
+            return Err(self.root_cause(e).await);
+        }
         let permit = self
             .file_slots
             .clone()
@@ -329,6 +331,20 @@ impl SnapshotWriter {
         Ok(())
     }
 
+    /// When a stage fails, the others only see the pipeline stop; the uploader holds the
+    /// real cause (a storage error naming the object), so report that one.
+    async fn root_cause(&mut self, err: RepoError) -> RepoError {
+        if !err.to_string().contains(PIPELINE_STOPPED) {
+            return err;
+        }
+        self.to_encoders.take();
+        self.to_uploader.take();
+        match (&mut self.uploader).await {
+            Ok(Err(cause)) => cause,
+            _ => err,
+        }
+    }
+
     fn take_outcome(
         &mut self,
         done: std::result::Result<Result<FileOutcome>, tokio::task::JoinError>,
@@ -351,7 +367,9 @@ impl SnapshotWriter {
         facts: SourceFacts,
     ) -> Result<(Id, Snapshot)> {
         while let Some(done) = self.file_tasks.join_next().await {
-            self.take_outcome(done)?;
+            if let Err(e) = self.take_outcome(done) {
+                return Err(self.root_cause(e).await);
+            }
         }
         self.entries.sort_by(|a, b| a.path.cmp(&b.path));
         if let Some(pair) = self.entries.windows(2).find(|w| w[0].path == w[1].path) {
@@ -368,7 +386,11 @@ impl SnapshotWriter {
             tokio::task::spawn_blocking(move || shared.ingest(&jsonl[..], &tx).map(|r| r.0))
                 .await
                 .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?
-                .map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
+                .map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")));
+        let tree_chunks = match tree_chunks {
+            Ok(chunks) => chunks,
+            Err(e) => return Err(self.root_cause(e).await),
+        };
 
         // Close the pipeline stage by stage, so each flushes into the next.
         let encoders = std::mem::take(&mut self.encoders);
