@@ -29,7 +29,9 @@ pub async fn run(
     let mut all_ok = true;
     let mut reports = Vec::new();
     for settings in super::selected(config, repository)? {
-        let repo = match repos::open_for_check(settings, &config.base_dir).await {
+        let repo = match repos::open_with(settings, &config.base_dir, repos::OpenMode::WithoutIndex)
+            .await
+        {
             Ok(repo) => repo,
             Err(EngineError::Repo(RepoError::NotARepository { .. })) if repository.is_none() => {
                 continue

@@ -67,28 +67,39 @@ pub async fn storage_for(
         .await)
 }
 
+/// How much of the repository to read when opening it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Config, key and index: ready to read and write snapshots.
+    Full,
+    /// Config and key only (for `check`, which loads the index itself to report every
+    /// broken index object rather than stop at the first).
+    WithoutIndex,
+}
+
 /// Opens the repository; never creates one.
+pub async fn open_with(
+    settings: &RepositorySettings,
+    base_dir: &Path,
+    mode: OpenMode,
+) -> Result<Arc<Repository>, EngineError> {
+    let storage = storage_for(settings, base_dir).await?;
+    let secret = read_secret(&settings.key)?;
+    let repo = match mode {
+        OpenMode::Full => Repository::open(storage, secret.as_deref()).await?,
+        OpenMode::WithoutIndex => {
+            Repository::open_without_index(storage, secret.as_deref()).await?
+        }
+    };
+    Ok(Arc::new(repo))
+}
+
+/// Opens the repository with its index; never creates one.
 pub async fn open(
     settings: &RepositorySettings,
     base_dir: &Path,
 ) -> Result<Arc<Repository>, EngineError> {
-    let storage = storage_for(settings, base_dir).await?;
-    let secret = read_secret(&settings.key)?;
-    Ok(Arc::new(
-        Repository::open(storage, secret.as_deref()).await?,
-    ))
-}
-
-/// Opens without the index (for `check`, which loads it itself and reports every problem).
-pub async fn open_for_check(
-    settings: &RepositorySettings,
-    base_dir: &Path,
-) -> Result<Arc<Repository>, EngineError> {
-    let storage = storage_for(settings, base_dir).await?;
-    let secret = read_secret(&settings.key)?;
-    Ok(Arc::new(
-        Repository::open_without_index(storage, secret.as_deref()).await?,
-    ))
+    open_with(settings, base_dir, OpenMode::Full).await
 }
 
 /// Opens the repository, creating it first if it does not exist yet (the first backup does
