@@ -88,13 +88,28 @@ impl Shared {
     /// SHA-256 of the whole content.
     fn ingest(
         &self,
-        reader: impl Read,
+        mut reader: impl Read,
         to_encoders: &std::sync::mpsc::SyncSender<Chunk>,
     ) -> std::io::Result<(Vec<Id>, Id, u64)> {
+        // FastCDC never cuts below its minimum size, so input shorter than that is exactly
+        // one chunk (none when empty). Taking it directly spares small files the stream
+        // chunker's zeroed buffer of the maximum chunk size.
+        let min = self.chunker.min_size as u64;
+        let mut head = Vec::new();
+        (&mut reader).take(min).read_to_end(&mut head)?;
+        let chunks: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + '_> =
+            if (head.len() as u64) < min {
+                Box::new((!head.is_empty()).then_some(Ok(head)).into_iter())
+            } else {
+                Box::new(
+                    self.chunker
+                        .chunks(std::io::Cursor::new(head).chain(reader)),
+                )
+            };
         let mut ids = Vec::new();
         let mut digest = Sha256::new();
         let mut size = 0u64;
-        for chunk in self.chunker.chunks(reader) {
+        for chunk in chunks {
             let data = chunk?;
             size += data.len() as u64;
             self.progress
