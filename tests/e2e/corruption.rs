@@ -19,6 +19,13 @@ fn backed_up() -> (Install, String) {
     (install, id)
 }
 
+/// Runs a `check` that must find damage (exit 1); returns its report.
+fn failing_check(install: &Install, args: &[&str]) -> String {
+    let out = install.run(args);
+    assert_eq!(out.status.code(), Some(1), "check should exit 1");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn objects(install: &Install, prefix: &str) -> Vec<String> {
     install
         .repo_objects()
@@ -38,9 +45,7 @@ fn a_flipped_byte_in_a_pack_is_found_by_check_and_restore_naming_the_pack() {
 
     // The structure is intact: only reading the data finds it.
     install.ok(&["check"]);
-    let out = install.run(&["check", "--read-data"]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = failing_check(&install, &["check", "--read-data"]);
     assert!(
         text.contains(&pack) && text.contains("does not match its id"),
         "{text}"
@@ -63,9 +68,7 @@ fn a_deleted_pack_is_found_by_check_and_restore_naming_the_pack() {
     let (install, id) = backed_up();
     let pack = objects(&install, "data/").remove(0);
     std::fs::remove_file(install.path(&format!("repo/{pack}"))).unwrap();
-    let out = install.run(&["check"]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = failing_check(&install, &["check"]);
     assert!(
         text.contains(&pack) && text.contains("pack is missing"),
         "{text}"
@@ -81,9 +84,7 @@ fn a_deleted_index_object_is_found_by_check_and_restore() {
     for index in objects(&install, "index/") {
         std::fs::remove_file(install.path(&format!("repo/{index}"))).unwrap();
     }
-    let out = install.run(&["check", "--read-data"]);
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = failing_check(&install, &["check", "--read-data"]);
     assert!(
         text.contains(&pack) && text.contains("no index lists this pack"),
         "{text}"

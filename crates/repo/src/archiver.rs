@@ -217,10 +217,6 @@ impl SnapshotWriter {
         self.shared.progress.clone()
     }
 
-    pub fn repository(&self) -> &Arc<Repository> {
-        &self.repo
-    }
-
     /// Records an entry that has no content (a directory or a symlink).
     pub fn add_entry(&mut self, entry: Entry) {
         debug_assert!(entry.kind != EntryKind::File || entry.size == 0);

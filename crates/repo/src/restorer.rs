@@ -74,25 +74,6 @@ impl SnapshotReader {
         &self.entries
     }
 
-    /// The content of one file, verified chunk by chunk and as a whole.
-    pub async fn read_file(&self, entry: &Entry) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(entry.size as usize);
-        for chunk in &entry.chunks {
-            out.extend_from_slice(&self.repo.read_chunk(chunk).await?);
-        }
-        verify_digest(entry, &Sha256::digest(&out).into())?;
-        Ok(out)
-    }
-
-    /// Streams one file's content into `out`, verified; returns the bytes written.
-    pub async fn copy_file<W: tokio::io::AsyncWrite + Unpin>(
-        &self,
-        entry: &Entry,
-        out: &mut W,
-    ) -> Result<u64> {
-        copy_chunks(&self.repo, entry, out).await
-    }
-
     /// Restores the whole tree under `dir`, which must be empty or absent.
     pub async fn restore_to(&self, dir: &Path) -> Result<RestoreReport> {
         let mut report = RestoreReport::default();
