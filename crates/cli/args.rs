@@ -90,12 +90,17 @@ pub enum PolicyCommand {
 pub struct RestoreArgs {
     /// Snapshot id or a unique prefix of it (at least 4 hex digits)
     pub snapshot: String,
-    /// Target directory (absent or empty)
-    #[arg(long)]
-    pub to: PathBuf,
-    /// Write into a non-empty target directory
+    /// Target: a directory (absent or empty); for database snapshots a database URL
+    /// (postgres://…/DB, mysql://…/DB: created when missing), or for SQLite a file path
+    #[arg(long, value_name = "DIR|URL|FILE")]
+    pub to: String,
+    /// Write into a non-empty directory, replace an existing SQLite file, or replace the
+    /// dump's objects in a database that already holds some
     #[arg(long)]
     pub force: bool,
+    /// Parallel pg_restore jobs (directory-format PostgreSQL dumps)
+    #[arg(long, default_value_t = 2)]
+    pub jobs: u32,
     /// Only this configured repository
     #[arg(long, conflicts_with = "repo")]
     pub repository: Option<String>,

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use backstop_sources::Tools;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -18,6 +19,8 @@ struct ConfigFile {
     #[serde(default)]
     repositories: BTreeMap<String, Spanned<RepositoryFile>>,
     api: Option<ApiFile>,
+    #[serde(default)]
+    tools: Tools,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,6 +75,8 @@ pub struct Config {
     pub catalog: Option<String>,
     pub repositories: BTreeMap<String, RepositorySettings>,
     pub api: Option<ApiFile>,
+    /// Paths of dump and load tools (`[tools]`); others are found on PATH.
+    pub tools: Tools,
 }
 
 pub const DEFAULT_CONFIG: &str = "backstop.toml";
@@ -103,6 +108,7 @@ impl Config {
             catalog: None,
             repositories,
             api: None,
+            tools: Tools::default(),
         }
     }
 
@@ -197,6 +203,7 @@ impl Config {
             path: Some(path.to_path_buf()),
             data_dir: base_dir.join(raw.data_dir.unwrap_or_else(|| "backstop-data".into())),
             policies_dir: base_dir.join(raw.policies.unwrap_or_else(|| "policies".into())),
+            tools: resolve_tools(raw.tools, &base_dir),
             base_dir,
             catalog: raw.catalog,
             repositories,
@@ -253,5 +260,17 @@ tokens_file = "./access.toml"
             .to_string();
         assert!(err.starts_with("b.toml:2:1: "), "{err}");
         assert!(err.contains("bogus"), "{err}");
+    }
+}
+
+/// Relative tool paths resolve against the configuration's directory.
+fn resolve_tools(tools: Tools, base: &Path) -> Tools {
+    let at = |p: Option<PathBuf>| p.map(|p| base.join(p));
+    Tools {
+        pg_dump: at(tools.pg_dump),
+        pg_dumpall: at(tools.pg_dumpall),
+        pg_restore: at(tools.pg_restore),
+        mariadb_dump: at(tools.mariadb_dump),
+        mariadb: at(tools.mariadb),
     }
 }

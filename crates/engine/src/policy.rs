@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backstop_repo::prune::Retention;
-use backstop_sources::SourceSpec;
+use backstop_sources::postgres::DumpFormat;
+use backstop_sources::scratch::ScratchSpec;
+use backstop_sources::{SourceError, SourceSpec, UrlSource};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -68,6 +70,30 @@ pub struct ScratchTarget {
     pub url_env: Option<String>,
     pub url_file: Option<PathBuf>,
     pub path: Option<PathBuf>,
+}
+
+impl ScratchTarget {
+    /// The scratch target, with its server URL read from the environment or file now.
+    /// Relative paths resolve against `base`.
+    pub fn resolve(&self, base: &Path) -> Result<ScratchSpec, SourceError> {
+        let url = || {
+            UrlSource {
+                url_env: self.url_env.clone(),
+                url_file: self.url_file.clone(),
+            }
+            .resolve(base)
+        };
+        let dir = self.path.as_ref().map(|p| base.join(p));
+        match self.kind.as_str() {
+            "postgres" => Ok(ScratchSpec::Postgres(url()?)),
+            "mysql" => Ok(ScratchSpec::Mysql(url()?)),
+            "sqlite" => Ok(ScratchSpec::Sqlite { dir }),
+            "directory" => Ok(ScratchSpec::Directory { dir }),
+            other => Err(SourceError::Invalid(format!(
+                "unknown scratch target kind `{other}` (postgres, mysql, sqlite or directory)"
+            ))),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -211,15 +237,59 @@ impl Policy {
             SourceSpec::Files(spec) | SourceSpec::Config(spec) if spec.paths.is_empty() => {
                 problem(0, "[source] paths must name at least one path".into());
             }
-            SourceSpec::Postgres(db) | SourceSpec::Mysql(db)
-                if db.url_env.is_none() == db.url_file.is_none() =>
-            {
-                problem(
-                    0,
-                    "[source] needs exactly one of url_env or url_file".into(),
-                );
+            SourceSpec::Postgres(pg) => {
+                let url = pg.url_source();
+                if url.url_env.is_none() == url.url_file.is_none() {
+                    problem(
+                        0,
+                        "[source] needs exactly one of url_env or url_file".into(),
+                    );
+                }
+                if pg.jobs.is_some_and(|j| j > 1) && pg.format != DumpFormat::Directory {
+                    problem(
+                        0,
+                        "[source] jobs needs format = \"directory\" (pg_dump dumps in parallel only into a directory)".into(),
+                    );
+                }
+            }
+            SourceSpec::Mysql(my) => {
+                let url = my.url_source();
+                if url.url_env.is_none() == url.url_file.is_none() {
+                    problem(
+                        0,
+                        "[source] needs exactly one of url_env or url_file".into(),
+                    );
+                }
             }
             _ => {}
+        }
+        if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
+            let wants_url = matches!(target.kind.as_str(), "postgres" | "mysql");
+            let fits = match (target.kind.as_str(), raw.source.kind()) {
+                ("postgres", "postgres") | ("mysql", "mysql") | ("sqlite", "sqlite") => true,
+                ("directory", "files" | "config") => true,
+                _ => false,
+            };
+            if !fits {
+                problem(
+                    0,
+                    format!(
+                        "[drill] target kind `{}` cannot receive a {} source (use {})",
+                        target.kind,
+                        raw.source.kind(),
+                        match raw.source.kind() {
+                            "files" | "config" => "directory",
+                            other => other,
+                        }
+                    ),
+                );
+            } else if wants_url && target.url_env.is_none() == target.url_file.is_none() {
+                problem(
+                    0,
+                    "[drill] target needs exactly one of url_env or url_file (the scratch server)"
+                        .into(),
+                );
+            }
         }
         if let Some(drill) = &raw.drill {
             for (i, check) in drill.checks.iter().enumerate() {

@@ -74,6 +74,24 @@ impl SnapshotReader {
         &self.entries
     }
 
+    /// The file entry at `path`, if the snapshot has one.
+    pub fn file(&self, path: &str) -> Option<&Entry> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == EntryKind::File && e.path == path)
+    }
+
+    /// Streams one file's content into `out` (a dump into its load tool), verifying every
+    /// chunk against its id and the whole against the recorded SHA-256. On error, `out` has
+    /// received a prefix: the caller must discard what it loaded.
+    pub async fn stream_file<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        entry: &Entry,
+        out: &mut W,
+    ) -> Result<u64> {
+        copy_chunks(&self.repo, entry, out).await
+    }
+
     /// Restores the whole tree under `dir`, which must be empty or absent.
     pub async fn restore_to(&self, dir: &Path) -> Result<RestoreReport> {
         let mut report = RestoreReport::default();

@@ -4,6 +4,8 @@
 //! runtime so that it serves both in-process clients and child processes.
 //! [`require_tool`] fails loudly when a tool a test needs is missing: tests never skip.
 
+pub mod db;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

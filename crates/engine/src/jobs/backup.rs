@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use backstop_repo::archiver::Progress;
 use backstop_repo::{Id, Snapshot, SnapshotMeta, SnapshotWriter, SourceFacts};
-use backstop_sources::{files, SourceError, SourceSpec};
+use backstop_sources::{files, mysql, postgres, sqlite, SourceContext, SourceSpec};
 
 use crate::config::Config;
 use crate::error::EngineError;
@@ -26,10 +26,6 @@ pub async fn run(
 ) -> Result<BackupOutcome, EngineError> {
     let settings = config.repository(&policy.repository)?;
     let (repo, created) = repos::open_or_init(settings, &config.base_dir).await?;
-    let spec = match &policy.source {
-        SourceSpec::Files(spec) | SourceSpec::Config(spec) => spec,
-        other => return Err(SourceError::Unsupported { kind: other.kind() }.into()),
-    };
     // The newest snapshot of this policy is the parent: its unchanged files are not read.
     let parent = repo
         .snapshots()
@@ -44,16 +40,34 @@ pub async fn run(
     let time = jiff::Timestamp::now();
     let mut writer = SnapshotWriter::start(repo.clone()).await?;
     on_start(writer.progress());
-    let roots = files::back_up(spec, &config.base_dir, &mut writer, parent_tree.as_deref()).await?;
+    let ctx = SourceContext {
+        base: &config.base_dir,
+        tools: &config.tools,
+    };
+    // A failure anywhere here drops the writer uncommitted: no snapshot becomes visible.
+    let backed = match &policy.source {
+        SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+            let roots =
+                files::back_up(spec, &config.base_dir, &mut writer, parent_tree.as_deref()).await?;
+            backstop_sources::BackedUp {
+                roots,
+                facts: SourceFacts::default(),
+                data_point: time,
+            }
+        }
+        SourceSpec::Postgres(spec) => postgres::back_up(spec, ctx, &mut writer).await?,
+        SourceSpec::Mysql(spec) => mysql::back_up(spec, ctx, &mut writer).await?,
+        SourceSpec::Sqlite(spec) => sqlite::back_up(spec, ctx, &mut writer).await?,
+    };
     let meta = SnapshotMeta {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
         time,
-        data_point: time,
-        roots,
+        data_point: backed.data_point,
+        roots: backed.roots,
         parent: parent.map(|(id, _)| id),
     };
-    let (snapshot_id, snapshot) = writer.commit(meta, SourceFacts::default()).await?;
+    let (snapshot_id, snapshot) = writer.commit(meta, backed.facts).await?;
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,

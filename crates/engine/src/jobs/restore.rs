@@ -1,10 +1,12 @@
-//! Break-glass restore: from the repository alone (no catalog, no daemon) into a directory.
+//! Break-glass restore: from the repository alone (no catalog, no daemon) into a directory,
+//! a database URL (postgres://, mysql://) or, for SQLite snapshots, a database file.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use backstop_repo::restorer::RestoreReport;
-use backstop_repo::{Repository, SnapshotReader};
+use backstop_repo::{Id, Repository, SnapshotReader};
+use backstop_sources::{restore as db_restore, DbUrl, SourceError, Tools};
 
 use crate::error::EngineError;
 
@@ -38,4 +40,52 @@ pub async fn to_directory(
     let reader = SnapshotReader::open(repo, id).await?;
     let report = reader.restore_to(target).await?;
     Ok((id, report))
+}
+
+/// Where a break-glass restore went.
+#[derive(Debug)]
+pub enum Restored {
+    Directory(RestoreReport),
+    /// A database, shown without its password; `created` when the restore made it.
+    Database {
+        target: String,
+        created: bool,
+    },
+    SqliteFile(std::path::PathBuf),
+}
+
+/// Restores `snapshot` into `target`: a database URL for postgres and mysql snapshots, a
+/// file path for sqlite snapshots (a directory that exists gets the raw files instead), and
+/// a directory otherwise.
+pub async fn to_target(
+    repo: Arc<Repository>,
+    snapshot: &str,
+    target: &str,
+    force: bool,
+    tools: &Tools,
+    jobs: u32,
+) -> Result<(Id, Restored), EngineError> {
+    if target.contains("://") {
+        let url = DbUrl::parse(target)
+            .map_err(|message| SourceError::Invalid(format!("--to: {message}")))?;
+        let id = repo.find_snapshot(snapshot).await?;
+        let reader = SnapshotReader::open(repo, id).await?;
+        let done = db_restore::to_database(&reader, &url, tools, force, jobs).await?;
+        return Ok((
+            id,
+            Restored::Database {
+                target: url.to_string(),
+                created: done.created,
+            },
+        ));
+    }
+    let path = Path::new(target);
+    let id = repo.find_snapshot(snapshot).await?;
+    let reader = SnapshotReader::open(Arc::clone(&repo), id).await?;
+    if reader.snapshot().source_kind == "sqlite" && !path.is_dir() {
+        db_restore::sqlite_to_file(&reader, path, force).await?;
+        return Ok((id, Restored::SqliteFile(path.to_path_buf())));
+    }
+    let (id, report) = to_directory(repo, &id.to_hex(), path, force).await?;
+    Ok((id, Restored::Directory(report)))
 }

@@ -1,0 +1,260 @@
+//! Database URLs: parsed once, compared by server and database, and shown only with the
+//! password removed. A URL comes from an environment variable or a file named in the policy;
+//! errors name that variable or file, never the value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::SourceError;
+
+/// Which database engine a URL speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Mysql,
+}
+
+impl Engine {
+    pub fn default_port(self) -> u16 {
+        match self {
+            Engine::Postgres => 5432,
+            Engine::Mysql => 3306,
+        }
+    }
+}
+
+/// Where a database URL is read from: an environment variable or a file, never inline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UrlSource {
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+}
+
+impl UrlSource {
+    /// Reads and parses the URL. `base` resolves a relative `url_file`.
+    pub fn resolve(&self, base: &Path) -> Result<DbUrl, SourceError> {
+        let (text, origin) = match (&self.url_env, &self.url_file) {
+            (Some(var), None) => {
+                let value = std::env::var(var).map_err(|_| {
+                    SourceError::Secret(format!("environment variable {var} is not set"))
+                })?;
+                (value, format!("environment variable {var}"))
+            }
+            (None, Some(file)) => {
+                let path = base.join(file);
+                let value = std::fs::read_to_string(&path).map_err(|e| {
+                    SourceError::Secret(format!("url_file {}: {e}", path.display()))
+                })?;
+                (
+                    value.trim().to_string(),
+                    format!("url_file {}", path.display()),
+                )
+            }
+            (Some(_), Some(_)) => {
+                return Err(SourceError::Secret(
+                    "set url_env or url_file, not both".into(),
+                ))
+            }
+            (None, None) => {
+                return Err(SourceError::Secret(
+                    "no database URL: set url_env (an environment variable) or url_file".into(),
+                ))
+            }
+        };
+        DbUrl::parse(&text).map_err(|message| SourceError::Secret(format!("{origin}: {message}")))
+    }
+}
+
+/// A parsed `postgres://` or `mysql://` (`mariadb://`) URL. `Debug` and `Display` show it
+/// without the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbUrl {
+    url: url::Url,
+    engine: Engine,
+}
+
+impl DbUrl {
+    /// Parses a URL. The error never repeats the URL (it may hold a password).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text.trim()).map_err(|e| format!("not a database URL ({e})"))?;
+        let engine = match url.scheme() {
+            "postgres" | "postgresql" => Engine::Postgres,
+            "mysql" | "mariadb" => Engine::Mysql,
+            other => {
+                return Err(format!(
+                    "unsupported scheme `{other}` (expected postgres://, mysql:// or mariadb://)"
+                ))
+            }
+        };
+        Ok(Self { url, engine })
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The host as written; a Unix socket directory given as `?host=/run/...` counts too.
+    pub fn host(&self) -> String {
+        match self.url.host_str() {
+            Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
+            _ => self
+                .query("host")
+                .unwrap_or_else(|| "localhost".to_string()),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.url.port().unwrap_or(self.engine.default_port())
+    }
+
+    pub fn user(&self) -> Option<String> {
+        let user = self.url.username();
+        (!user.is_empty()).then(|| decode(user))
+    }
+
+    pub fn password(&self) -> Option<String> {
+        self.url.password().map(decode)
+    }
+
+    /// The database named in the path, if any.
+    pub fn database(&self) -> Option<String> {
+        let db = self.url.path().trim_start_matches('/');
+        (!db.is_empty()).then(|| decode(db))
+    }
+
+    fn query(&self, key: &str) -> Option<String> {
+        self.url
+            .query_pairs()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The same server and credentials, another database.
+    pub fn with_database(&self, database: &str) -> DbUrl {
+        let mut url = self.url.clone();
+        url.set_path(&format!("/{}", encode_path(database)));
+        DbUrl {
+            url,
+            engine: self.engine,
+        }
+    }
+
+    /// The full URL, password included: only for handing to a driver, never for printing.
+    pub fn expose(&self) -> String {
+        let mut url = self.url.clone();
+        if self.engine == Engine::Mysql {
+            // The driver knows the scheme `mysql` only.
+            let text = url.as_str().replacen("mariadb://", "mysql://", 1);
+            url = url::Url::parse(&text).expect("only the scheme changed");
+        }
+        url.to_string()
+    }
+
+    /// The URL without its password, for libpq tools (the password goes in PGPASSWORD).
+    pub fn without_password(&self) -> String {
+        let mut url = self.url.clone();
+        let _ = url.set_password(None);
+        url.to_string()
+    }
+
+    /// True when both name the same server: the same port and the same host, where every
+    /// spelling of this machine (localhost, 127.0.0.1, ::1, a socket directory) is one host.
+    pub fn same_server(&self, other: &DbUrl) -> bool {
+        self.engine == other.engine
+            && self.port() == other.port()
+            && canonical_host(&self.host()) == canonical_host(&other.host())
+    }
+
+    /// True when both name the same database on the same server.
+    pub fn same_database(&self, other: &DbUrl) -> bool {
+        self.same_server(other) && self.database() == other.database()
+    }
+}
+
+fn decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| s.to_string())
+}
+
+fn encode_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+fn canonical_host(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    match host.as_str() {
+        "localhost" | "127.0.0.1" | "::1" | "" => "this machine".to_string(),
+        h if h.starts_with('/') => "this machine".to_string(),
+        _ => host,
+    }
+}
+
+impl fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut url = self.url.clone();
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        url.set_query(None);
+        write!(f, "{url}")
+    }
+}
+
+impl fmt::Debug for DbUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DbUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_hides_the_password() {
+        let url =
+            DbUrl::parse("postgres://app:s3cret@db.example:6432/orders?sslmode=require").unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db.example:6432/orders");
+        assert!(!format!("{url:?}").contains("s3cret"));
+        assert_eq!(url.password().as_deref(), Some("s3cret"));
+        assert!(!url.without_password().contains("s3cret"));
+        assert!(url.without_password().contains("sslmode=require"));
+    }
+
+    #[test]
+    fn parse_errors_never_repeat_the_url() {
+        let err = DbUrl::parse("redis://u:topsecret@h/0").unwrap_err();
+        assert!(err.contains("redis"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn same_server_treats_every_local_spelling_as_one_host() {
+        let a = DbUrl::parse("postgres://postgres@127.0.0.1/orders").unwrap();
+        let b = DbUrl::parse("postgresql://other@localhost:5432/orders").unwrap();
+        let c = DbUrl::parse("postgres://postgres@localhost:5433/orders").unwrap();
+        let d = DbUrl::parse("postgres://postgres@localhost/postgres").unwrap();
+        assert!(a.same_database(&b));
+        assert!(!a.same_server(&c));
+        assert!(a.same_server(&d) && !a.same_database(&d));
+        let m = DbUrl::parse("mariadb://root@127.0.0.1/orders").unwrap();
+        assert!(!a.same_server(&m));
+        assert_eq!(m.port(), 3306);
+        assert!(m.expose().starts_with("mysql://"));
+    }
+
+    #[test]
+    fn with_database_keeps_server_and_credentials() {
+        let a = DbUrl::parse("postgres://u:p%40ss@h:1/admin?sslmode=disable").unwrap();
+        let b = a.with_database("backstop_drill_x");
+        assert_eq!(b.database().as_deref(), Some("backstop_drill_x"));
+        assert_eq!(b.password().as_deref(), Some("p@ss"));
+        assert!(b.same_server(&a));
+    }
+}

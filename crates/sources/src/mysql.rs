@@ -1,0 +1,391 @@
+//! MySQL and MariaDB: `mariadb-dump --single-transaction` streamed into the repository, and
+//! loaded into a target with the `mariadb` client.
+//!
+//! The dump tool cannot share its transaction with another session, so row counts are read
+//! from the dump stream itself as it passes ([`crate::dump_rows`]): they describe exactly
+//! the rows stored. The schema fingerprint is read from `information_schema` just before
+//! the dump starts; the snapshot's facts say how each was taken.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backstop_repo::format::snapshot::Root;
+use backstop_repo::{SnapshotReader, SnapshotWriter, SourceFacts};
+use serde::Deserialize;
+use sqlx::{Connection, MySqlConnection};
+use tokio::process::Command;
+
+use crate::dburl::{DbUrl, UrlSource};
+use crate::dump_rows::{CountingReader, RowCounter};
+use crate::tool::{Running, Tool, Tools};
+use crate::{fingerprint, stream_entry, BackedUp, SourceContext, SourceError};
+
+/// The SQL dump in a snapshot's tree.
+pub const DUMP_FILE: &str = "database.sql";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MysqlSpec {
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+}
+
+impl MysqlSpec {
+    pub fn url_source(&self) -> UrlSource {
+        UrlSource {
+            url_env: self.url_env.clone(),
+            url_file: self.url_file.clone(),
+        }
+    }
+}
+
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+pub async fn connect(url: &DbUrl) -> Result<MySqlConnection, SourceError> {
+    let connecting = MySqlConnection::connect(&url.expose());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(SourceError::Connect {
+            server: url.to_string(),
+            source,
+        }),
+        Err(_) => Err(SourceError::Connect {
+            server: url.to_string(),
+            source: sqlx::Error::PoolTimedOut,
+        }),
+    }
+}
+
+fn query_error(url: &DbUrl, what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
+    let server = url.to_string();
+    let what = what.into();
+    move |source| SourceError::Query {
+        server,
+        what,
+        source,
+    }
+}
+
+fn required_database(url: &DbUrl) -> Result<String, SourceError> {
+    url.database().ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "{url}: the URL names no database (mysql://user@host/DATABASE)"
+        ))
+    })
+}
+
+/// A client tool for `url`. Credentials go in a private option file (mode 0600, removed
+/// when the returned handle drops), never in argv or the environment.
+fn client_command(
+    tools: &Tools,
+    tool: Tool,
+    url: &DbUrl,
+) -> Result<(Command, tempfile::NamedTempFile), SourceError> {
+    let mut options = tempfile::Builder::new()
+        .prefix("backstop-my-")
+        .tempfile()
+        .map_err(|e| SourceError::io("a temporary option file", e))?;
+    let quote = |v: &str| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""));
+    let mut text = String::from("[client]\n");
+    if let Some(user) = url.user() {
+        text.push_str(&format!("user={}\n", quote(&user)));
+    }
+    if let Some(password) = url.password() {
+        text.push_str(&format!("password={}\n", quote(&password)));
+    }
+    let host = url.host();
+    if host.starts_with('/') {
+        text.push_str(&format!("socket={}\n", quote(&host)));
+    } else {
+        text.push_str(&format!(
+            "host={}\nport={}\nprotocol=tcp\n",
+            quote(&host),
+            url.port()
+        ));
+    }
+    options
+        .write_all(text.as_bytes())
+        .and_then(|()| options.flush())
+        .map_err(|e| SourceError::io(options.path().display(), e))?;
+    let mut cmd = tools.command(tool)?;
+    // Must be the first argument.
+    cmd.arg(format!(
+        "--defaults-extra-file={}",
+        options.path().display()
+    ));
+    Ok((cmd, options))
+}
+
+pub async fn back_up(
+    spec: &crate::mysql::MysqlSpec,
+    ctx: SourceContext<'_>,
+    writer: &mut SnapshotWriter,
+) -> Result<BackedUp, SourceError> {
+    let url = spec.url_source().resolve(ctx.base)?;
+    let database = required_database(&url)?;
+    ctx.tools.find(Tool::MariadbDump)?;
+    let mut conn = connect(&url).await?;
+    let (server_version, size) = server_info(&mut conn, &url).await?;
+    let schema = schema_fingerprint(&mut conn, &url).await?;
+    drop(conn);
+
+    let (mut dump, _options) = client_command(ctx.tools, Tool::MariadbDump, &url)?;
+    dump.args([
+        "--single-transaction",
+        "--routines",
+        "--triggers",
+        "--events",
+        "--hex-blob",
+        "--skip-dump-date",
+        "--default-character-set=utf8mb4",
+    ])
+    .arg(&database);
+    let data_point = jiff::Timestamp::now();
+    let mut running = Running::spawn(Tool::MariadbDump, dump)?;
+    let counter = Arc::new(Mutex::new(RowCounter::default()));
+    let stdout = running.child().stdout.take().expect("piped stdout");
+    let reader = CountingReader::new(tokio_util::io::SyncIoBridge::new(stdout), counter.clone());
+    let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
+    // The tool's exit status decides: a dump killed mid-stream is never stored.
+    let finished = running.finish().await;
+    streamed?;
+    finished?;
+    let tables = counter.lock().expect("row counter lock").tables().clone();
+
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "row_counts".into(),
+        "exact, counted in the dump stream (rows inserted per table)".into(),
+    );
+    extra.insert(
+        "schema_fingerprint".into(),
+        "information_schema, read just before the dump".into(),
+    );
+    extra.insert("database".into(), database);
+    Ok(BackedUp {
+        roots: vec![Root {
+            name: DUMP_FILE.into(),
+            source: url.to_string(),
+        }],
+        facts: SourceFacts {
+            server_version: Some(server_version),
+            database_size: Some(size),
+            tables,
+            schema_fingerprint: Some(schema),
+            extra,
+            ..SourceFacts::default()
+        },
+        data_point,
+    })
+}
+
+async fn server_info(
+    conn: &mut MySqlConnection,
+    url: &DbUrl,
+) -> Result<(String, u64), SourceError> {
+    let (version, size): (String, i64) = sqlx::query_as(
+        "SELECT VERSION(), CAST(COALESCE(SUM(data_length + index_length), 0) AS SIGNED) \
+         FROM information_schema.tables WHERE table_schema = DATABASE()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(query_error(url, "reading the server version"))?;
+    Ok((version, size.max(0) as u64))
+}
+
+/// One line per schema object; the database's own name is taken out of view definitions so
+/// that a restore under another name has the same fingerprint.
+const SCHEMA_LINES: &str = r#"
+SELECT CAST(line AS BINARY) FROM (
+  SELECT CONCAT('column ', table_name, '.', column_name, ' #', ordinal_position, ' ', column_type,
+                ' ', is_nullable, ' ', COALESCE(column_default, ''), ' ', extra) AS line
+    FROM information_schema.columns WHERE table_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('index ', table_name, ' ', index_name, ' ', non_unique, ' ', seq_in_index, ' ', column_name)
+    FROM information_schema.statistics WHERE table_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('foreign key ', table_name, ' ', constraint_name, ' ', referenced_table_name, ' ',
+                update_rule, ' ', delete_rule)
+    FROM information_schema.referential_constraints WHERE constraint_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('view ', table_name, ' ', REPLACE(view_definition, CONCAT('`', DATABASE(), '`.'), ''))
+    FROM information_schema.views WHERE table_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('routine ', routine_type, ' ', routine_name, ' ', MD5(COALESCE(routine_definition, '')))
+    FROM information_schema.routines WHERE routine_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('trigger ', trigger_name, ' ', action_timing, ' ', event_manipulation, ' ',
+                event_object_table, ' ', MD5(action_statement))
+    FROM information_schema.triggers WHERE trigger_schema = DATABASE()
+  UNION ALL
+  SELECT CONCAT('event ', event_name, ' ', MD5(COALESCE(event_definition, '')))
+    FROM information_schema.events WHERE event_schema = DATABASE()
+) lines
+"#;
+
+async fn schema_fingerprint(
+    conn: &mut MySqlConnection,
+    url: &DbUrl,
+) -> Result<String, SourceError> {
+    let lines: Vec<Vec<u8>> = sqlx::query_scalar(SCHEMA_LINES)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(url, "reading the schema"))?;
+    Ok(fingerprint(
+        lines
+            .into_iter()
+            .map(|l| String::from_utf8_lossy(&l).into_owned())
+            .collect(),
+    ))
+}
+
+/// The facts of a database as it is now (a restored target): row counts in one consistent
+/// snapshot, and the schema fingerprint.
+pub async fn facts(url: &DbUrl) -> Result<SourceFacts, SourceError> {
+    required_database(url)?;
+    let mut conn = connect(url).await?;
+    let (server_version, size) = server_info(&mut conn, url).await?;
+    let schema = schema_fingerprint(&mut conn, url).await?;
+    sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .execute(&mut conn)
+        .await
+        .map_err(query_error(url, "starting a transaction"))?;
+    let names: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT CAST(table_name AS BINARY) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(query_error(url, "listing tables"))?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        let name = String::from_utf8_lossy(&name).into_owned();
+        let count: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote_ident(&name)))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(query_error(url, format!("counting rows of {name}")))?;
+        tables.insert(name, count.max(0) as u64);
+    }
+    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+    Ok(SourceFacts {
+        server_version: Some(server_version),
+        database_size: Some(size),
+        tables,
+        schema_fingerprint: Some(schema),
+        ..SourceFacts::default()
+    })
+}
+
+fn admin_url(server: &DbUrl) -> DbUrl {
+    server.with_database("")
+}
+
+pub async fn database_exists(server: &DbUrl, database: &str) -> Result<bool, SourceError> {
+    let admin = admin_url(server);
+    let mut conn = connect(&admin).await?;
+    let found: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(database)
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(query_error(&admin, "looking up the database"))?;
+    Ok(found.is_some())
+}
+
+/// True when the database holds no tables, views or routines.
+pub async fn database_is_empty(url: &DbUrl) -> Result<bool, SourceError> {
+    let database = required_database(url)?;
+    let admin = admin_url(url);
+    let mut conn = connect(&admin).await?;
+    let objects: i64 = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ?) \
+              + (SELECT COUNT(*) FROM information_schema.routines WHERE routine_schema = ?)",
+    )
+    .bind(&database)
+    .bind(&database)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(query_error(&admin, "looking for existing objects"))?;
+    Ok(objects == 0)
+}
+
+pub async fn create_database(server: &DbUrl, database: &str) -> Result<(), SourceError> {
+    let admin = admin_url(server);
+    let mut conn = connect(&admin).await?;
+    sqlx::query(&format!(
+        "CREATE DATABASE {} CHARACTER SET utf8mb4",
+        quote_ident(database)
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(query_error(&admin, format!("creating database {database}")))?;
+    Ok(())
+}
+
+pub async fn drop_database(server: &DbUrl, database: &str) -> Result<(), SourceError> {
+    let admin = admin_url(server);
+    let mut conn = connect(&admin).await?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {}",
+        quote_ident(database)
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(query_error(&admin, format!("dropping database {database}")))?;
+    Ok(())
+}
+
+pub async fn databases_with_prefix(
+    server: &DbUrl,
+    prefix: &str,
+) -> Result<Vec<String>, SourceError> {
+    let admin = admin_url(server);
+    let mut conn = connect(&admin).await?;
+    let names: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT CAST(schema_name AS BINARY) FROM information_schema.schemata \
+         WHERE LEFT(schema_name, CHAR_LENGTH(?)) = ?",
+    )
+    .bind(prefix)
+    .bind(prefix)
+    .fetch_all(&mut conn)
+    .await
+    .map_err(query_error(&admin, "listing databases"))?;
+    Ok(names
+        .into_iter()
+        .map(|n| String::from_utf8_lossy(&n).into_owned())
+        .collect())
+}
+
+/// Loads a snapshot's dump into the existing database `target` with the `mariadb` client.
+/// The dump drops and recreates each table it holds, so loading over existing tables
+/// replaces them.
+pub async fn load(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+) -> Result<(), SourceError> {
+    let database = required_database(target)?;
+    let entry = reader.file(DUMP_FILE).ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "snapshot {} holds no MySQL dump ({DUMP_FILE})",
+            reader.id().short()
+        ))
+    })?;
+    let (mut cmd, _options) = client_command(tools, Tool::Mariadb, target)?;
+    cmd.args(["--binary-mode", "--batch"])
+        .arg(format!("--database={database}"))
+        .stdin(std::process::Stdio::piped());
+    Running::spawn(Tool::Mariadb, cmd)?
+        .feed(reader, entry)
+        .await
+}

@@ -1,0 +1,535 @@
+//! PostgreSQL: `pg_dump` streamed into the repository, facts counted in the dump's own
+//! snapshot, and `pg_restore` into a target.
+//!
+//! Consistency: Backstop opens a repeatable-read transaction, exports its snapshot
+//! (`pg_export_snapshot`), and runs `pg_dump --snapshot` on it while it counts every
+//! table's rows and fingerprints the schema in the same transaction. The counts therefore
+//! describe exactly the data in the dump, however busy the writers are.
+//!
+//! The custom format is written uncompressed (`--compress=0`): the repository compresses
+//! with zstd after content-defined chunking, which then finds the unchanged parts of the
+//! next day's dump. It is streamed with no temporary copy. The directory format
+//! (`format = "directory"`, with `jobs`) dumps tables in parallel into a temporary
+//! directory first, because that is how `pg_dump -j` works.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use backstop_repo::format::snapshot::Root;
+use backstop_repo::{Entry, EntryKind, SnapshotReader, SnapshotWriter, SourceFacts};
+use serde::Deserialize;
+use sqlx::{Connection, PgConnection};
+use tokio::process::Command;
+
+use crate::dburl::{DbUrl, UrlSource};
+use crate::tool::{Running, Tool, Tools};
+use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
+
+/// The custom-format dump in a snapshot's tree.
+pub const DUMP_FILE: &str = "database.pgdump";
+/// The directory-format dump in a snapshot's tree.
+pub const DUMP_DIR: &str = "database.pgdir";
+/// `pg_dumpall --globals-only`: roles and tablespaces, for a whole-server recovery.
+pub const GLOBALS_FILE: &str = "globals.sql";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSpec {
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub format: DumpFormat,
+    /// Parallel dump jobs (directory format only).
+    #[serde(default)]
+    pub jobs: Option<u32>,
+}
+
+impl PostgresSpec {
+    pub fn url_source(&self) -> UrlSource {
+        UrlSource {
+            url_env: self.url_env.clone(),
+            url_file: self.url_file.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DumpFormat {
+    #[default]
+    Custom,
+    Directory,
+}
+
+pub async fn connect(url: &DbUrl) -> Result<PgConnection, SourceError> {
+    let connecting = PgConnection::connect(&url.expose());
+    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) => Err(SourceError::Connect {
+            server: url.to_string(),
+            source,
+        }),
+        Err(_) => Err(SourceError::Connect {
+            server: url.to_string(),
+            source: sqlx::Error::PoolTimedOut,
+        }),
+    }
+}
+
+fn query_error(url: &DbUrl, what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
+    let server = url.to_string();
+    let what = what.into();
+    move |source| SourceError::Query {
+        server,
+        what,
+        source,
+    }
+}
+
+/// A libpq tool connected to `url`: the password travels in PGPASSWORD, never in argv.
+fn libpq_command(tools: &Tools, tool: Tool, url: &DbUrl) -> Result<Command, SourceError> {
+    let mut cmd = tools.command(tool)?;
+    cmd.arg(format!("--dbname={}", url.without_password()))
+        .env("PGAPPNAME", "backstop");
+    if let Some(password) = url.password() {
+        cmd.env("PGPASSWORD", password);
+    }
+    Ok(cmd)
+}
+
+pub async fn back_up(
+    spec: &PostgresSpec,
+    ctx: SourceContext<'_>,
+    writer: &mut SnapshotWriter,
+) -> Result<BackedUp, SourceError> {
+    let url = spec.url_source().resolve(ctx.base)?;
+    // Find the tools before touching the server: a missing tool is the clearest error.
+    ctx.tools.find(Tool::PgDump)?;
+    ctx.tools.find(Tool::PgDumpall)?;
+    let mut conn = connect(&url).await?;
+    let (version_num, server_version, database_size): (String, String, i64) = sqlx::query_as(
+        "SELECT current_setting('server_version_num'), current_setting('server_version'), \
+         pg_database_size(current_database())",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(query_error(&url, "reading the server version"))?;
+    let server_major: u32 = version_num.parse::<u32>().unwrap_or(0) / 10000;
+    let (tool_major, tool_minor) = ctx.tools.version(Tool::PgDump).await?;
+    if tool_major < server_major {
+        return Err(SourceError::ToolTooOld {
+            tool: "pg_dump",
+            tool_version: format!("{tool_major}.{tool_minor}"),
+            server: url.to_string(),
+            server_version,
+        });
+    }
+
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut conn)
+        .await
+        .map_err(query_error(&url, "starting the backup transaction"))?;
+    let snapshot_name: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(query_error(&url, "exporting the snapshot"))?;
+    let data_point = jiff::Timestamp::now();
+    let database = url.database().unwrap_or_default();
+
+    let mut dump = libpq_command(ctx.tools, Tool::PgDump, &url)?;
+    dump.arg(format!("--snapshot={snapshot_name}"))
+        .arg("--no-sync");
+    let spool = match spec.format {
+        DumpFormat::Custom => {
+            dump.args(["--format=custom", "--compress=0"]);
+            None
+        }
+        DumpFormat::Directory => {
+            let parent = crate::temp_parent(None);
+            std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
+            let dir = tempfile::Builder::new()
+                .prefix("backstop-pgdump-")
+                .tempdir_in(&parent)
+                .map_err(|e| SourceError::io(parent.display(), e))?;
+            let out = dir.path().join(DUMP_DIR);
+            dump.args(["--format=directory", "--compress=0"])
+                .arg(format!("--jobs={}", spec.jobs.unwrap_or(1).max(1)))
+                .arg(format!("--file={}", out.display()));
+            Some(dir)
+        }
+    };
+
+    let counting = table_facts(&mut conn, &url);
+    let dumping = async {
+        let mut running = Running::spawn(Tool::PgDump, dump)?;
+        match &spool {
+            None => {
+                let stdout = running.child().stdout.take().expect("piped stdout");
+                let reader = tokio_util::io::SyncIoBridge::new(stdout);
+                let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
+                // The tool's exit status decides: a dump killed mid-stream is never stored.
+                let finished = running.finish().await;
+                streamed?;
+                finished?;
+            }
+            Some(dir) => {
+                running.finish().await?;
+                add_directory(writer, &dir.path().join(DUMP_DIR), DUMP_DIR).await?;
+            }
+        }
+        Ok::<(), SourceError>(())
+    };
+    let ((tables, schema), ()) = tokio::try_join!(counting, dumping)?;
+    sqlx::query("COMMIT")
+        .execute(&mut conn)
+        .await
+        .map_err(query_error(&url, "ending the backup transaction"))?;
+    drop(spool);
+
+    let globals_warning = dump_globals(ctx.tools, &url, writer).await?;
+    if let Some(w) = globals_warning {
+        writer.warn(w);
+    }
+
+    let mut extra = BTreeMap::new();
+    extra.insert(
+        "row_counts".into(),
+        "exact, counted in the dump's own snapshot (pg_export_snapshot)".into(),
+    );
+    extra.insert(
+        "format".into(),
+        match spec.format {
+            DumpFormat::Custom => "custom",
+            DumpFormat::Directory => "directory",
+        }
+        .into(),
+    );
+    extra.insert("database".into(), database);
+    let dump_root = match spec.format {
+        DumpFormat::Custom => DUMP_FILE,
+        DumpFormat::Directory => DUMP_DIR,
+    };
+    Ok(BackedUp {
+        roots: vec![
+            Root {
+                name: dump_root.into(),
+                source: url.to_string(),
+            },
+            Root {
+                name: GLOBALS_FILE.into(),
+                source: url.to_string(),
+            },
+        ],
+        facts: SourceFacts {
+            server_version: Some(server_version),
+            database_size: Some(database_size.max(0) as u64),
+            tables,
+            schema_fingerprint: Some(schema),
+            extra,
+            ..SourceFacts::default()
+        },
+        data_point,
+    })
+}
+
+/// Adds every file of a dump directory under `name/` in the tree.
+async fn add_directory(
+    writer: &mut SnapshotWriter,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(), SourceError> {
+    let mut dir_entry = stream_entry(name);
+    dir_entry.kind = EntryKind::Dir;
+    dir_entry.mode = 0o040700;
+    writer.add_entry(dir_entry);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| SourceError::io(dir.display(), e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| SourceError::io(dir.display(), e))?;
+    files.sort_by_key(|f| f.file_name());
+    for file in files {
+        let path = file.path();
+        let file_name = file.file_name().to_string_lossy().into_owned();
+        let reader = std::fs::File::open(&path).map_err(|e| SourceError::io(path.display(), e))?;
+        writer
+            .add_stream(stream_entry(&format!("{name}/{file_name}")), reader)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Roles and tablespaces. Reading role passwords needs a superuser; without one the dump
+/// is taken without them and the snapshot says so.
+async fn dump_globals(
+    tools: &Tools,
+    url: &DbUrl,
+    writer: &mut SnapshotWriter,
+) -> Result<Option<String>, SourceError> {
+    let mut warning = None;
+    for without_passwords in [false, true] {
+        let mut cmd = libpq_command(tools, Tool::PgDumpall, url)?;
+        cmd.arg("--globals-only");
+        if without_passwords {
+            cmd.arg("--no-role-passwords");
+        }
+        // Small: read it whole, so that a failed first attempt leaves nothing behind.
+        let out = cmd.output().await.map_err(|e| SourceError::ToolFailed {
+            tool: "pg_dumpall",
+            detail: format!("could not be started: {e}"),
+        })?;
+        if out.status.success() {
+            writer
+                .add_stream(stream_entry(GLOBALS_FILE), std::io::Cursor::new(out.stdout))
+                .await?;
+            return Ok(warning);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        if without_passwords || !stderr.contains("permission denied") {
+            return Err(SourceError::ToolFailed {
+                tool: "pg_dumpall",
+                detail: format!("--globals-only failed: {stderr}"),
+            });
+        }
+        warning = Some(format!(
+            "{GLOBALS_FILE}: role passwords left out (reading them needs a superuser): {stderr}"
+        ));
+    }
+    Ok(warning)
+}
+
+/// Exact row counts of every table and the schema fingerprint, in the connection's current
+/// transaction.
+async fn table_facts(
+    conn: &mut PgConnection,
+    url: &DbUrl,
+) -> Result<(BTreeMap<String, u64>, String), SourceError> {
+    let tables: Vec<(String, String)> = sqlx::query_as(
+        "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind = 'r' AND n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' \
+         AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass \
+                         AND d.objid = c.oid AND d.deptype = 'e') \
+         ORDER BY 1, 2",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(query_error(url, "listing tables"))?;
+    let mut counts = BTreeMap::new();
+    for (schema, table) in tables {
+        let sql = format!(
+            "SELECT count(*) FROM ONLY {}.{}",
+            quote_ident(&schema),
+            quote_ident(&table)
+        );
+        let count: i64 = sqlx::query_scalar(&sql)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(query_error(
+                url,
+                format!("counting rows of {schema}.{table}"),
+            ))?;
+        counts.insert(format!("{schema}.{table}"), count.max(0) as u64);
+    }
+    let lines: Vec<String> = sqlx::query_scalar(SCHEMA_LINES)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(query_error(url, "reading the schema"))?;
+    Ok((counts, fingerprint(lines)))
+}
+
+/// One line per schema object, independent of OIDs, owners and the database's name, so
+/// that a faithful restore has the same fingerprint as its source.
+const SCHEMA_LINES: &str = r#"
+WITH user_ns AS (
+  SELECT oid, nspname FROM pg_namespace
+  WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'
+)
+SELECT 'column ' || table_schema || '.' || table_name || '.' || column_name || ' #'
+       || ordinal_position || ' ' || udt_name || ' ' || coalesce(character_maximum_length::text, '')
+       || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+  FROM information_schema.columns
+  WHERE table_schema IN (SELECT nspname FROM user_ns)
+UNION ALL
+SELECT 'constraint ' || c.conrelid::regclass::text || ' ' || c.conname || ' ' || pg_get_constraintdef(c.oid)
+  FROM pg_constraint c WHERE c.connamespace IN (SELECT oid FROM user_ns)
+UNION ALL
+SELECT 'index ' || schemaname || ' ' || indexdef FROM pg_indexes
+  WHERE schemaname IN (SELECT nspname FROM user_ns)
+UNION ALL
+SELECT 'view ' || schemaname || '.' || viewname || ' ' || definition FROM pg_views
+  WHERE schemaname IN (SELECT nspname FROM user_ns)
+UNION ALL
+SELECT 'function ' || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid)
+       || ') ' || p.prokind::text || ' ' || md5(coalesce(p.prosrc, ''))
+  FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+  WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                    AND d.objid = p.oid AND d.deptype = 'e')
+UNION ALL
+SELECT 'sequence ' || sequence_schema || '.' || sequence_name || ' ' || data_type || ' ' || increment
+  FROM information_schema.sequences WHERE sequence_schema IN (SELECT nspname FROM user_ns)
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid) FROM pg_trigger t
+  JOIN pg_class c ON c.oid = t.tgrelid
+  WHERE NOT t.tgisinternal AND c.relnamespace IN (SELECT oid FROM user_ns)
+"#;
+
+/// The facts of a database as it is now (a restored target), taken the same way as at
+/// backup, in one repeatable-read transaction.
+pub async fn facts(url: &DbUrl) -> Result<SourceFacts, SourceError> {
+    let mut conn = connect(url).await?;
+    sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut conn)
+        .await
+        .map_err(query_error(url, "starting a transaction"))?;
+    let (server_version, database_size): (String, i64) = sqlx::query_as(
+        "SELECT current_setting('server_version'), pg_database_size(current_database())",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(query_error(url, "reading the server version"))?;
+    let (tables, schema) = table_facts(&mut conn, url).await?;
+    let _ = sqlx::query("COMMIT").execute(&mut conn).await;
+    Ok(SourceFacts {
+        server_version: Some(server_version),
+        database_size: Some(database_size.max(0) as u64),
+        tables,
+        schema_fingerprint: Some(schema),
+        ..SourceFacts::default()
+    })
+}
+
+/// The maintenance connection for creating and dropping `database` on `server`: the
+/// server URL's own database, or `postgres` when that is the one being created.
+fn admin_url(server: &DbUrl, database: &str) -> DbUrl {
+    match server.database() {
+        Some(db) if db != database => server.clone(),
+        _ => server.with_database("postgres"),
+    }
+}
+
+pub async fn database_exists(server: &DbUrl, database: &str) -> Result<bool, SourceError> {
+    let admin = admin_url(server, database);
+    let mut conn = connect(&admin).await?;
+    let found: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(database)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(query_error(&admin, "looking up the database"))?;
+    Ok(found.is_some())
+}
+
+/// True when the database holds no user tables, views, sequences or functions.
+pub async fn database_is_empty(url: &DbUrl) -> Result<bool, SourceError> {
+    let mut conn = connect(url).await?;
+    let objects: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema') \
+              + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema')",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .map_err(query_error(url, "looking for existing objects"))?;
+    Ok(objects == 0)
+}
+
+pub async fn create_database(server: &DbUrl, database: &str) -> Result<(), SourceError> {
+    let admin = admin_url(server, database);
+    let mut conn = connect(&admin).await?;
+    sqlx::query(&format!(
+        "CREATE DATABASE {} TEMPLATE template0",
+        quote_ident(database)
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(query_error(&admin, format!("creating database {database}")))?;
+    Ok(())
+}
+
+/// Drops `database`, disconnecting anyone still in it (a killed pg_restore's backends).
+pub async fn drop_database(server: &DbUrl, database: &str) -> Result<(), SourceError> {
+    let admin = admin_url(server, database);
+    let mut conn = connect(&admin).await?;
+    sqlx::query(&format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_ident(database)
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(query_error(&admin, format!("dropping database {database}")))?;
+    Ok(())
+}
+
+/// Databases on `server` whose names start with `prefix`.
+pub async fn databases_with_prefix(
+    server: &DbUrl,
+    prefix: &str,
+) -> Result<Vec<String>, SourceError> {
+    let admin = admin_url(server, "");
+    let mut conn = connect(&admin).await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE starts_with(datname, $1)")
+            .bind(prefix)
+            .fetch_all(&mut conn)
+            .await
+            .map_err(query_error(&admin, "listing databases"))?;
+    Ok(names)
+}
+
+/// Loads a snapshot's dump into the existing database `target` with `pg_restore`.
+/// Objects are restored without their owners and grants (a scratch server does not have
+/// production's roles; `globals.sql` in the snapshot has them). `clean` drops objects that
+/// already exist first; `jobs` applies to the directory format.
+pub async fn load(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+    jobs: u32,
+    clean: bool,
+) -> Result<(), SourceError> {
+    let mut cmd = libpq_command(tools, Tool::PgRestore, target)?;
+    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
+    if clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if let Some(entry) = reader.file(DUMP_FILE) {
+        cmd.stdin(std::process::Stdio::piped());
+        let running = Running::spawn(Tool::PgRestore, cmd)?;
+        return running.feed(reader, entry).await;
+    }
+    let parts: Vec<&Entry> = reader
+        .entries()
+        .iter()
+        .filter(|e| e.kind == EntryKind::File && e.path.starts_with(&format!("{DUMP_DIR}/")))
+        .collect();
+    if parts.is_empty() {
+        return Err(SourceError::Invalid(format!(
+            "snapshot {} holds no PostgreSQL dump ({DUMP_FILE} or {DUMP_DIR}/)",
+            reader.id().short()
+        )));
+    }
+    let parent = crate::temp_parent(None);
+    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = tempfile::Builder::new()
+        .prefix("backstop-pgrestore-")
+        .tempdir_in(&parent)
+        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let dir = spool.path().join(DUMP_DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| SourceError::io(dir.display(), e))?;
+    for entry in parts {
+        let path = spool.path().join(&entry.path);
+        let mut file = tokio::fs::File::create(&path)
+            .await
+            .map_err(|e| SourceError::io(path.display(), e))?;
+        reader.stream_file(entry, &mut file).await?;
+    }
+    cmd.args(["--format=directory", &format!("--jobs={}", jobs.max(1))])
+        .arg(&dir);
+    Running::spawn(Tool::PgRestore, cmd)?.finish().await?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Break-glass restore of a database snapshot into a target the operator names: a database
+//! URL (created when missing) or, for SQLite, a file path.
+//!
+//! A target that already holds data is refused unless `force` is given; with `force`,
+//! the objects in the dump replace those already there. A restore that fails removes
+//! the database it created, so nothing half-loaded is left looking restored.
+
+use std::path::Path;
+
+use backstop_repo::SnapshotReader;
+
+use crate::dburl::{DbUrl, Engine};
+use crate::tool::Tools;
+use crate::{mysql, postgres, sqlite, SourceError};
+
+/// What a database restore did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseRestored {
+    pub created: bool,
+}
+
+pub async fn to_database(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+    force: bool,
+    jobs: u32,
+) -> Result<DatabaseRestored, SourceError> {
+    let kind = reader.snapshot().source_kind.as_str();
+    let engine = match kind {
+        "postgres" => Engine::Postgres,
+        "mysql" => Engine::Mysql,
+        other => {
+            return Err(SourceError::Invalid(format!(
+                "snapshot {} is of a {other} source; a database URL target needs a postgres or mysql snapshot (restore it with --to DIR)",
+                reader.id().short()
+            )))
+        }
+    };
+    if target.engine() != engine {
+        return Err(SourceError::Invalid(format!(
+            "snapshot {} is of a {kind} source and cannot be restored into {target}",
+            reader.id().short()
+        )));
+    }
+    let database = target.database().ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "{target}: the URL names no database to restore into"
+        ))
+    })?;
+    let exists = match engine {
+        Engine::Postgres => postgres::database_exists(target, &database).await?,
+        Engine::Mysql => mysql::database_exists(target, &database).await?,
+    };
+    if exists {
+        let empty = match engine {
+            Engine::Postgres => postgres::database_is_empty(target).await?,
+            Engine::Mysql => mysql::database_is_empty(target).await?,
+        };
+        if !empty && !force {
+            return Err(SourceError::Refused(format!(
+                "database `{database}` on {target} already holds tables or functions; restore into a new or empty database, or pass --force to replace the objects the dump holds"
+            )));
+        }
+    } else {
+        match engine {
+            Engine::Postgres => postgres::create_database(target, &database).await?,
+            Engine::Mysql => mysql::create_database(target, &database).await?,
+        }
+    }
+    let loaded = match engine {
+        Engine::Postgres => postgres::load(reader, target, tools, jobs, exists && force).await,
+        Engine::Mysql => mysql::load(reader, target, tools).await,
+    };
+    if let Err(e) = loaded {
+        if !exists {
+            let dropped = match engine {
+                Engine::Postgres => postgres::drop_database(target, &database).await,
+                Engine::Mysql => mysql::drop_database(target, &database).await,
+            };
+            if let Err(cleanup) = dropped {
+                tracing::error!(error = %cleanup, "removing the partly restored database");
+            }
+        }
+        return Err(e);
+    }
+    Ok(DatabaseRestored { created: !exists })
+}
+
+/// Writes a SQLite snapshot's database to `target` (a file path).
+pub async fn sqlite_to_file(
+    reader: &SnapshotReader,
+    target: &Path,
+    force: bool,
+) -> Result<(), SourceError> {
+    if let Ok(meta) = std::fs::metadata(target) {
+        if meta.is_dir() {
+            return Err(SourceError::Invalid(format!(
+                "{} is a directory; name the database file to write",
+                target.display()
+            )));
+        }
+        if meta.len() > 0 && !force {
+            return Err(SourceError::Refused(format!(
+                "{} already exists; choose a new path, or pass --force to replace it",
+                target.display()
+            )));
+        }
+    }
+    sqlite::load(reader, target).await
+}

@@ -1,0 +1,464 @@
+//! Scratch targets: a snapshot restored into a throwaway database (`backstop_drill_<id>` on
+//! a scratch server) or a temporary file or directory, checked, then removed.
+//!
+//! Removal is guaranteed on every path: [`Scratch::discard`] on success and failure; `Drop`
+//! (a panic, a cancelled task) removes it synchronously on a thread of its own; and what a
+//! killed process leaves behind is swept by name prefix and age ([`sweep`]) before the next
+//! scratch target is made on the same server. `keep` leaves one for investigation.
+//!
+//! Restore safety: a scratch target that is the source (same host, port and database; the
+//! same or a nested path) is refused before anything is written.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backstop_repo::{Snapshot, SnapshotReader, SourceFacts};
+
+use crate::dburl::{DbUrl, Engine};
+use crate::tool::Tools;
+use crate::{mysql, postgres, sqlite, SourceError};
+
+/// Every scratch database, file and directory is named with this prefix.
+pub const PREFIX: &str = "backstop_drill_";
+
+/// How old a leftover scratch target must be before a sweep removes it (one that another
+/// drill may still be using is younger).
+pub const SWEEP_AFTER: Duration = Duration::from_secs(6 * 3600);
+
+/// Where a scratch target is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScratchSpec {
+    /// A scratch PostgreSQL server; the URL's database is the maintenance database that
+    /// scratch databases are created from.
+    Postgres(DbUrl),
+    /// A scratch MySQL/MariaDB server.
+    Mysql(DbUrl),
+    /// A temporary SQLite file, under `dir` or the system's temporary directory.
+    Sqlite { dir: Option<PathBuf> },
+    /// A temporary directory for files and config snapshots.
+    Directory { dir: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone)]
+pub struct ScratchOptions {
+    /// Leave the target in place after the drill, for investigation.
+    pub keep: bool,
+    /// Parallel `pg_restore` jobs (directory-format dumps).
+    pub jobs: u32,
+    pub sweep_after: Duration,
+}
+
+impl Default for ScratchOptions {
+    fn default() -> Self {
+        Self {
+            keep: false,
+            jobs: 2,
+            sweep_after: SWEEP_AFTER,
+        }
+    }
+}
+
+/// A new scratch name: the prefix, the UTC time (so a sweep can tell its age) and a random
+/// suffix. Lower case and at most 63 bytes, a valid identifier on every server.
+pub fn new_name(now: jiff::Timestamp) -> String {
+    let time = now.strftime("%Y%m%dt%H%M%S").to_string();
+    format!("{PREFIX}{time}_{:06x}", rand::random::<u32>() & 0xff_ffff)
+}
+
+/// The creation time encoded in a scratch name.
+pub fn name_time(name: &str) -> Option<jiff::Timestamp> {
+    let rest = name.strip_prefix(PREFIX)?;
+    let stamp = rest.split('_').next()?;
+    let civil = jiff::civil::DateTime::strptime("%Y%m%dt%H%M%S", stamp).ok()?;
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Database {
+        server: DbUrl,
+        url: DbUrl,
+    },
+    /// A directory holding the restore (and, for SQLite, the database file in it).
+    Dir {
+        dir: PathBuf,
+        file: Option<PathBuf>,
+    },
+}
+
+/// A restored scratch target. Call [`Scratch::discard`] when done; dropping it without
+/// that removes it too (synchronously), and says so in the log.
+#[derive(Debug)]
+pub struct Scratch {
+    name: String,
+    target: Target,
+    keep: bool,
+    done: bool,
+}
+
+impl Scratch {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The scratch database's URL (with its password: for tools, never for printing).
+    pub fn url(&self) -> Option<&DbUrl> {
+        match &self.target {
+            Target::Database { url, .. } => Some(url),
+            Target::Dir { .. } => None,
+        }
+    }
+
+    /// The SQLite file, or the directory a files snapshot was restored into.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.target {
+            Target::Database { .. } => None,
+            Target::Dir { file: Some(f), .. } => Some(f),
+            Target::Dir { dir, .. } => Some(dir),
+        }
+    }
+
+    /// Connection details for a workflow script run against the target.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("BACKSTOP_SCRATCH_NAME".to_string(), self.name.clone())];
+        match &self.target {
+            Target::Database { url, .. } => {
+                env.push(("BACKSTOP_SCRATCH_URL".into(), url.expose()));
+                let prefix = match url.engine() {
+                    Engine::Postgres => "PG",
+                    Engine::Mysql => "MYSQL_",
+                };
+                if url.engine() == Engine::Postgres {
+                    env.push((format!("{prefix}HOST"), url.host()));
+                    env.push((format!("{prefix}PORT"), url.port().to_string()));
+                    env.push((format!("{prefix}DATABASE"), self.name.clone()));
+                    if let Some(user) = url.user() {
+                        env.push((format!("{prefix}USER"), user));
+                    }
+                    if let Some(password) = url.password() {
+                        env.push((format!("{prefix}PASSWORD"), password));
+                    }
+                }
+            }
+            Target::Dir { dir, file } => {
+                env.push(("BACKSTOP_SCRATCH_DIR".into(), dir.display().to_string()));
+                if let Some(file) = file {
+                    env.push(("BACKSTOP_SCRATCH_PATH".into(), file.display().to_string()));
+                }
+            }
+        }
+        env
+    }
+
+    /// The restored target's facts, taken the way the backup took them.
+    pub async fn facts(&self) -> Result<SourceFacts, SourceError> {
+        match &self.target {
+            Target::Database { url, .. } => match url.engine() {
+                Engine::Postgres => postgres::facts(url).await,
+                Engine::Mysql => mysql::facts(url).await,
+            },
+            Target::Dir {
+                file: Some(file), ..
+            } => sqlite::facts(file).await,
+            Target::Dir { file: None, .. } => Ok(SourceFacts::default()),
+        }
+    }
+
+    /// Removes the target, or keeps it when asked to (and says where it is).
+    pub async fn discard(mut self) -> Result<(), SourceError> {
+        self.done = true;
+        if self.keep {
+            tracing::info!(scratch = %self.name, "scratch target kept for investigation");
+            return Ok(());
+        }
+        remove(&self.target, &self.name).await
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.done || self.keep {
+            return;
+        }
+        tracing::warn!(scratch = %self.name, "scratch target abandoned (failure or cancellation); removing it");
+        let (target, name) = (self.target.clone(), self.name.clone());
+        // A thread with its own runtime: Drop cannot await, and may run while the caller's
+        // runtime is shutting down.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| SourceError::io("a cleanup runtime", e))?;
+            runtime.block_on(remove(&target, &name))
+        });
+        match cleanup.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(scratch = %self.name, error = %e, "removing the scratch target failed; the next sweep removes it")
+            }
+            Err(_) => tracing::error!(scratch = %self.name, "removing the scratch target panicked"),
+        }
+    }
+}
+
+async fn remove(target: &Target, name: &str) -> Result<(), SourceError> {
+    match target {
+        Target::Database { server, .. } => match server.engine() {
+            Engine::Postgres => postgres::drop_database(server, name).await,
+            Engine::Mysql => mysql::drop_database(server, name).await,
+        },
+        Target::Dir { dir, .. } => match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(SourceError::io(dir.display(), e)),
+        },
+    }
+}
+
+/// Refuses a scratch target that is, or overlaps, the snapshot's source.
+pub fn check_overlap(snapshot: &Snapshot, spec: &ScratchSpec) -> Result<(), SourceError> {
+    for root in &snapshot.roots {
+        match spec {
+            ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
+                let Ok(source) = DbUrl::parse(&root.source) else {
+                    continue;
+                };
+                if server.same_database(&source) {
+                    return Err(SourceError::Refused(format!(
+                        "refusing scratch target {server}: it is the source of this snapshot (same host, port and database `{}`). \
+                         A scratch URL names a server and its maintenance database (for example /postgres); \
+                         Backstop creates {PREFIX}<id> there",
+                        source.database().unwrap_or_default()
+                    )));
+                }
+            }
+            ScratchSpec::Sqlite { dir: Some(dir) } | ScratchSpec::Directory { dir: Some(dir) } => {
+                let source = Path::new(&root.source);
+                if source.is_absolute() && (dir.starts_with(source) || source.starts_with(dir)) {
+                    return Err(SourceError::Refused(format!(
+                        "refusing scratch directory {}: it overlaps the source {} of this snapshot",
+                        dir.display(),
+                        source.display()
+                    )));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Removes leftover scratch targets (by name prefix) older than `older_than`, and returns
+/// their names.
+pub async fn sweep(spec: &ScratchSpec, older_than: Duration) -> Result<Vec<String>, SourceError> {
+    let cutoff =
+        jiff::Timestamp::now() - jiff::SignedDuration::try_from(older_than).unwrap_or_default();
+    let is_old = |name: &str| name_time(name).is_some_and(|t| t < cutoff);
+    let mut removed = Vec::new();
+    match spec {
+        ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
+            let names = match server.engine() {
+                Engine::Postgres => postgres::databases_with_prefix(server, PREFIX).await?,
+                Engine::Mysql => mysql::databases_with_prefix(server, PREFIX).await?,
+            };
+            for name in names.into_iter().filter(|n| is_old(n)) {
+                let target = Target::Database {
+                    server: server.clone(),
+                    url: server.with_database(&name),
+                };
+                remove(&target, &name).await?;
+                removed.push(name);
+            }
+        }
+        ScratchSpec::Sqlite { dir } | ScratchSpec::Directory { dir } => {
+            let parent = crate::temp_parent(dir.as_ref());
+            let Ok(entries) = std::fs::read_dir(&parent) else {
+                return Ok(removed);
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if is_old(&name) {
+                    let target = Target::Dir {
+                        dir: entry.path(),
+                        file: None,
+                    };
+                    remove(&target, &name).await?;
+                    removed.push(name);
+                }
+            }
+        }
+    }
+    if !removed.is_empty() {
+        tracing::info!(removed = ?removed, "swept leftover scratch targets");
+    }
+    Ok(removed)
+}
+
+/// Restores `reader`'s snapshot into a new scratch target made from `spec`.
+pub async fn restore(
+    reader: &SnapshotReader,
+    spec: &ScratchSpec,
+    tools: &Tools,
+    options: &ScratchOptions,
+) -> Result<Scratch, SourceError> {
+    let kind = reader.snapshot().source_kind.as_str();
+    let fits = matches!(
+        (kind, spec),
+        ("postgres", ScratchSpec::Postgres(_))
+            | ("mysql", ScratchSpec::Mysql(_))
+            | ("sqlite", ScratchSpec::Sqlite { .. })
+            | ("files" | "config", ScratchSpec::Directory { .. })
+    );
+    if !fits {
+        return Err(SourceError::Invalid(format!(
+            "a {kind} snapshot cannot be restored into a {} scratch target",
+            spec_kind(spec)
+        )));
+    }
+    if let ScratchSpec::Postgres(url) | ScratchSpec::Mysql(url) = spec {
+        let expected = if matches!(spec, ScratchSpec::Postgres(_)) {
+            Engine::Postgres
+        } else {
+            Engine::Mysql
+        };
+        if url.engine() != expected {
+            return Err(SourceError::Invalid(format!(
+                "scratch target {url} is not a {} URL",
+                spec_kind(spec)
+            )));
+        }
+    }
+    check_overlap(reader.snapshot(), spec)?;
+    if let Err(e) = sweep(spec, options.sweep_after).await {
+        tracing::warn!(error = %e, "sweeping leftover scratch targets failed");
+    }
+    let name = new_name(jiff::Timestamp::now());
+    let scratch = match spec {
+        ScratchSpec::Postgres(server) => {
+            postgres::create_database(server, &name).await?;
+            let scratch = Scratch::new(
+                &name,
+                Target::Database {
+                    server: server.clone(),
+                    url: server.with_database(&name),
+                },
+                options.keep,
+            );
+            let url = scratch.url().expect("a database target").clone();
+            let loaded = postgres::load(reader, &url, tools, options.jobs, false).await;
+            scratch.or_discard(loaded).await?
+        }
+        ScratchSpec::Mysql(server) => {
+            mysql::create_database(server, &name).await?;
+            let scratch = Scratch::new(
+                &name,
+                Target::Database {
+                    server: server.clone(),
+                    url: server.with_database(&name),
+                },
+                options.keep,
+            );
+            let url = scratch.url().expect("a database target").clone();
+            let loaded = mysql::load(reader, &url, tools).await;
+            scratch.or_discard(loaded).await?
+        }
+        ScratchSpec::Sqlite { dir } => {
+            let dir = crate::temp_parent(dir.as_ref()).join(&name);
+            let file = dir.join(sqlite::dump_name(Path::new(
+                &reader
+                    .snapshot()
+                    .roots
+                    .first()
+                    .map(|r| r.name.clone())
+                    .unwrap_or_default(),
+            )));
+            std::fs::create_dir_all(&dir).map_err(|e| SourceError::io(dir.display(), e))?;
+            let scratch = Scratch::new(
+                &name,
+                Target::Dir {
+                    dir,
+                    file: Some(file.clone()),
+                },
+                options.keep,
+            );
+            let loaded = sqlite::load(reader, &file).await;
+            scratch.or_discard(loaded).await?
+        }
+        ScratchSpec::Directory { dir } => {
+            let dir = crate::temp_parent(dir.as_ref()).join(&name);
+            let scratch = Scratch::new(
+                &name,
+                Target::Dir {
+                    dir: dir.clone(),
+                    file: None,
+                },
+                options.keep,
+            );
+            let loaded = reader
+                .restore_to(&dir)
+                .await
+                .map(|_| ())
+                .map_err(SourceError::from);
+            scratch.or_discard(loaded).await?
+        }
+    };
+    Ok(scratch)
+}
+
+fn spec_kind(spec: &ScratchSpec) -> &'static str {
+    match spec {
+        ScratchSpec::Postgres(_) => "postgres",
+        ScratchSpec::Mysql(_) => "mysql",
+        ScratchSpec::Sqlite { .. } => "sqlite",
+        ScratchSpec::Directory { .. } => "directory",
+    }
+}
+
+impl Scratch {
+    fn new(name: &str, target: Target, keep: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            target,
+            keep,
+            done: false,
+        }
+    }
+
+    /// On a failed load the target is removed even when `keep` is set: a half-loaded
+    /// target proves nothing, and the error says what went wrong.
+    async fn or_discard(mut self, loaded: Result<(), SourceError>) -> Result<Self, SourceError> {
+        match loaded {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.keep = false;
+                if let Err(cleanup) = self.discard().await {
+                    tracing::error!(error = %cleanup, "removing a failed scratch target");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_their_time_and_fit_an_identifier() {
+        let now: jiff::Timestamp = "2026-11-25T15:30:07Z".parse().unwrap();
+        let name = new_name(now);
+        assert!(
+            name.starts_with("backstop_drill_20261125t153007_"),
+            "{name}"
+        );
+        assert!(name.len() <= 63);
+        assert_eq!(name, name.to_lowercase());
+        assert_eq!(name_time(&name), Some(now));
+        assert_eq!(name_time("backstop_drill_garbage"), None);
+        assert_eq!(name_time("orders"), None);
+    }
+}

@@ -1,0 +1,209 @@
+//! SQLite: a consistent copy of a live database (`VACUUM INTO`, which reads in one
+//! transaction, never a raw copy of a file being written), streamed into the repository.
+//! The facts (row counts, schema fingerprint, `PRAGMA integrity_check`) are taken from that
+//! copy: exactly what is stored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backstop_repo::format::snapshot::Root;
+use backstop_repo::{Entry, SnapshotReader, SnapshotWriter, SourceFacts};
+use serde::Deserialize;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, SqliteConnection};
+
+use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqliteSpec {
+    pub path: PathBuf,
+}
+
+fn query_error(path: &Path, what: &str) -> impl FnOnce(sqlx::Error) -> SourceError {
+    let server = format!("sqlite {}", path.display());
+    let what = what.to_string();
+    move |source| SourceError::Query {
+        server,
+        what,
+        source,
+    }
+}
+
+async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, SourceError> {
+    SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .busy_timeout(Duration::from_secs(30))
+        .connect()
+        .await
+        .map_err(|source| SourceError::Connect {
+            server: format!("sqlite {}", path.display()),
+            source,
+        })
+}
+
+/// The name of the database file in the snapshot's tree.
+pub fn dump_name(source: &Path) -> String {
+    source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "database.sqlite".into())
+}
+
+pub async fn back_up(
+    spec: &SqliteSpec,
+    ctx: SourceContext<'_>,
+    writer: &mut SnapshotWriter,
+) -> Result<BackedUp, SourceError> {
+    let source = ctx.base.join(&spec.path);
+    let meta = std::fs::metadata(&source).map_err(|e| SourceError::Path {
+        path: source.display().to_string(),
+        source: e,
+    })?;
+    if !meta.is_file() {
+        return Err(SourceError::Invalid(format!(
+            "sqlite source {} is not a file",
+            source.display()
+        )));
+    }
+    let parent = crate::temp_parent(None);
+    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = tempfile::Builder::new()
+        .prefix("backstop-sqlite-")
+        .tempdir_in(&parent)
+        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let copy = spool.path().join("copy.sqlite");
+
+    let mut conn = open(&source, true).await?;
+    let data_point = jiff::Timestamp::now();
+    sqlx::query("VACUUM INTO ?")
+        .bind(copy.display().to_string())
+        .execute(&mut conn)
+        .await
+        .map_err(query_error(&source, "copying with VACUUM INTO"))?;
+    drop(conn);
+
+    let mut facts = facts(&copy).await?;
+    let integrity = facts
+        .extra
+        .get("integrity_check")
+        .cloned()
+        .unwrap_or_default();
+    if integrity != "ok" {
+        writer.warn(format!(
+            "{}: PRAGMA integrity_check reported: {integrity}",
+            source.display()
+        ));
+    }
+    facts.extra.insert(
+        "row_counts".into(),
+        "exact, counted in the copy stored".into(),
+    );
+    let name = dump_name(&source);
+    let file = std::fs::File::open(&copy).map_err(|e| SourceError::io(copy.display(), e))?;
+    writer.add_stream(stream_entry(&name), file).await?;
+    drop(spool);
+    Ok(BackedUp {
+        roots: vec![Root {
+            name,
+            source: source.display().to_string(),
+        }],
+        facts,
+        data_point,
+    })
+}
+
+/// Row counts per table, the schema fingerprint and `PRAGMA integrity_check` of a database
+/// file (a restored copy, or the copy taken at backup).
+pub async fn facts(path: &Path) -> Result<SourceFacts, SourceError> {
+    let mut conn = open(path, true).await?;
+    let version: String = sqlx::query_scalar("SELECT sqlite_version()")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(query_error(path, "reading the version"))?;
+    let check: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut conn)
+        .await
+        .map_err(query_error(path, "PRAGMA integrity_check"))?;
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(query_error(path, "listing tables"))?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        let count: i64 =
+            sqlx::query_scalar(&format!("SELECT count(*) FROM {}", quote_ident(&name)))
+                .fetch_one(&mut conn)
+                .await
+                .map_err(query_error(path, &format!("counting rows of {name}")))?;
+        tables.insert(name, count.max(0) as u64);
+    }
+    let lines: Vec<String> = sqlx::query_scalar(
+        "SELECT type || ' ' || name || ' ' || tbl_name || ' ' || coalesce(sql, '') \
+         FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .map_err(query_error(path, "reading the schema"))?;
+    let size = std::fs::metadata(path).map(|m| m.len()).ok();
+    let mut extra = BTreeMap::new();
+    let mut integrity = check.join("; ");
+    integrity.truncate(2000);
+    extra.insert("integrity_check".into(), integrity);
+    Ok(SourceFacts {
+        server_version: Some(format!("SQLite {version}")),
+        database_size: size,
+        tables,
+        schema_fingerprint: Some(fingerprint(lines)),
+        extra,
+        ..SourceFacts::default()
+    })
+}
+
+/// The database file entry of a sqlite snapshot: its only top-level file.
+pub fn database_entry(reader: &SnapshotReader) -> Result<&Entry, SourceError> {
+    let snapshot = reader.snapshot();
+    snapshot
+        .roots
+        .first()
+        .and_then(|root| reader.file(&root.name))
+        .ok_or_else(|| {
+            SourceError::Invalid(format!(
+                "snapshot {} holds no SQLite database file",
+                reader.id().short()
+            ))
+        })
+}
+
+/// Writes the snapshot's database to `target`: into a temporary name beside it, renamed
+/// into place only when whole and verified.
+pub async fn load(reader: &SnapshotReader, target: &Path) -> Result<(), SourceError> {
+    let entry = database_entry(reader)?;
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| SourceError::io(dir.display(), e))?;
+    let partial = tempfile::Builder::new()
+        .prefix(".backstop-restore-")
+        .tempfile_in(dir)
+        .map_err(|e| SourceError::io(dir.display(), e))?;
+    let mut file = tokio::fs::File::from_std(
+        partial
+            .reopen()
+            .map_err(|e| SourceError::io(partial.path().display(), e))?,
+    );
+    reader.stream_file(entry, &mut file).await?;
+    file.sync_all()
+        .await
+        .map_err(|e| SourceError::io(partial.path().display(), e))?;
+    drop(file);
+    partial
+        .persist(target)
+        .map_err(|e| SourceError::io(target.display(), e.error))?;
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! The ecosystem's own dump and load tools (`pg_dump`, `mariadb-dump`, …): found at a
+//! configured path or on PATH, run with their stderr kept, and judged by their exit status.
+//! A missing tool is an error naming it; a tool that fails or is killed names itself and
+//! shows the end of what it printed.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use crate::SourceError;
+
+/// How much of a tool's stderr is kept for the error message.
+const STDERR_KEPT: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    PgDump,
+    PgDumpall,
+    PgRestore,
+    MariadbDump,
+    Mariadb,
+}
+
+impl Tool {
+    /// The name used in messages and as the `[tools]` key (with `-` as `_`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::PgDump => "pg_dump",
+            Tool::PgDumpall => "pg_dumpall",
+            Tool::PgRestore => "pg_restore",
+            Tool::MariadbDump => "mariadb-dump",
+            Tool::Mariadb => "mariadb",
+        }
+    }
+
+    /// Executable names tried on PATH, in order.
+    fn candidates(self) -> &'static [&'static str] {
+        match self {
+            Tool::PgDump => &["pg_dump"],
+            Tool::PgDumpall => &["pg_dumpall"],
+            Tool::PgRestore => &["pg_restore"],
+            Tool::MariadbDump => &["mariadb-dump", "mysqldump"],
+            Tool::Mariadb => &["mariadb", "mysql"],
+        }
+    }
+
+    fn package(self) -> &'static str {
+        match self {
+            Tool::PgDump | Tool::PgDumpall | Tool::PgRestore => "postgresql-client",
+            Tool::MariadbDump | Tool::Mariadb => "mariadb-client",
+        }
+    }
+
+    fn config_key(self) -> &'static str {
+        match self {
+            Tool::PgDump => "pg_dump",
+            Tool::PgDumpall => "pg_dumpall",
+            Tool::PgRestore => "pg_restore",
+            Tool::MariadbDump => "mariadb_dump",
+            Tool::Mariadb => "mariadb",
+        }
+    }
+}
+
+/// `[tools]` in backstop.toml: explicit paths; a tool not named here is looked up on PATH.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tools {
+    pub pg_dump: Option<PathBuf>,
+    pub pg_dumpall: Option<PathBuf>,
+    pub pg_restore: Option<PathBuf>,
+    pub mariadb_dump: Option<PathBuf>,
+    pub mariadb: Option<PathBuf>,
+}
+
+impl Tools {
+    fn configured(&self, tool: Tool) -> Option<&PathBuf> {
+        match tool {
+            Tool::PgDump => self.pg_dump.as_ref(),
+            Tool::PgDumpall => self.pg_dumpall.as_ref(),
+            Tool::PgRestore => self.pg_restore.as_ref(),
+            Tool::MariadbDump => self.mariadb_dump.as_ref(),
+            Tool::Mariadb => self.mariadb.as_ref(),
+        }
+    }
+
+    /// The executable for `tool`, or an error naming it and how to provide it.
+    pub fn find(&self, tool: Tool) -> Result<PathBuf, SourceError> {
+        if let Some(path) = self.configured(tool) {
+            return if is_executable(path) {
+                Ok(path.clone())
+            } else {
+                Err(SourceError::ToolMissing {
+                    tool: tool.name(),
+                    hint: format!(
+                        "tools.{} = {} in backstop.toml is not an executable file",
+                        tool.config_key(),
+                        path.display()
+                    ),
+                })
+            };
+        }
+        let path_var = std::env::var_os("PATH").unwrap_or_default();
+        for name in tool.candidates() {
+            for dir in std::env::split_paths(&path_var) {
+                let candidate = dir.join(name);
+                if is_executable(&candidate) {
+                    return Ok(candidate);
+                }
+            }
+        }
+        Err(SourceError::ToolMissing {
+            tool: tool.name(),
+            hint: format!(
+                "not found on PATH; install {} or set tools.{} in backstop.toml",
+                tool.package(),
+                tool.config_key()
+            ),
+        })
+    }
+
+    /// A command for `tool` that is killed when dropped (a cancelled job leaves no tool
+    /// running), with stdin closed and stdout and stderr piped.
+    pub fn command(&self, tool: Tool) -> Result<Command, SourceError> {
+        let mut cmd = Command::new(self.find(tool)?);
+        cmd.kill_on_drop(true)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Ok(cmd)
+    }
+
+    /// The tool's `major.minor` version, from `--version`.
+    pub async fn version(&self, tool: Tool) -> Result<(u32, u32), SourceError> {
+        let mut cmd = self.command(tool)?;
+        let out = cmd
+            .arg("--version")
+            .output()
+            .await
+            .map_err(|e| spawn_error(tool, e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        parse_version(&text).ok_or_else(|| SourceError::ToolFailed {
+            tool: tool.name(),
+            detail: format!("`--version` printed no version: {}", text.trim()),
+        })
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+fn spawn_error(tool: Tool, e: std::io::Error) -> SourceError {
+    SourceError::ToolFailed {
+        tool: tool.name(),
+        detail: format!("could not be started: {e}"),
+    }
+}
+
+/// The first `N.N` in a version banner, e.g. `pg_dump (PostgreSQL) 15.19 (Debian …)` or
+/// `mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB` (for the latter, the Distrib).
+pub fn parse_version(text: &str) -> Option<(u32, u32)> {
+    let text = text.split("Distrib ").nth(1).unwrap_or(text);
+    text.split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter_map(|word| {
+            let mut parts = word.split('.');
+            let major = parts.next()?.parse().ok()?;
+            let minor = parts.next()?.parse().ok()?;
+            Some((major, minor))
+        })
+        .next()
+}
+
+/// A started tool: its stderr is drained in the background (so it can never block on a
+/// full pipe) and shown, in part, if the tool fails.
+pub struct Running {
+    tool: Tool,
+    child: Child,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Running {
+    pub fn spawn(tool: Tool, mut cmd: Command) -> Result<Self, SourceError> {
+        let mut child = cmd.spawn().map_err(|e| spawn_error(tool, e))?;
+        let stderr = child.stderr.take().map(|mut pipe| {
+            tokio::spawn(async move {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 2 * STDERR_KEPT {
+                        kept.drain(..kept.len() - STDERR_KEPT);
+                    }
+                }
+                let start = kept.len().saturating_sub(STDERR_KEPT);
+                String::from_utf8_lossy(&kept[start..]).trim().to_string()
+            })
+        });
+        Ok(Self {
+            tool,
+            child,
+            stderr,
+        })
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Waits for the tool; anything but exit status 0 is an error with its stderr.
+    pub async fn finish(mut self) -> Result<String, SourceError> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| spawn_error(self.tool, e))?;
+        let stderr = match self.stderr.take() {
+            Some(handle) => handle.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        if status.success() {
+            Ok(stderr)
+        } else {
+            Err(SourceError::ToolFailed {
+                tool: self.tool.name(),
+                detail: describe_failure(status, &stderr),
+            })
+        }
+    }
+
+    /// Streams one file of a snapshot into the tool's stdin, then waits for it. When the
+    /// tool stops reading early, its own error is the one reported; when the repository
+    /// fails (a corrupt chunk), the tool is killed and the repository's error reported.
+    pub async fn feed(
+        mut self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+    ) -> Result<(), SourceError> {
+        let mut stdin = self
+            .child
+            .stdin
+            .take()
+            .expect("the tool was started with a piped stdin");
+        let streamed = reader.stream_file(entry, &mut stdin).await;
+        drop(stdin);
+        match streamed {
+            Ok(_) => self.finish().await.map(|_| ()),
+            Err(backstop_repo::RepoError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                let tool = self.tool.name();
+                self.finish().await?;
+                Err(SourceError::ToolFailed {
+                    tool,
+                    detail: "stopped reading its input before the end".into(),
+                })
+            }
+            Err(e) => {
+                self.kill().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Stops the tool at once (the job failed elsewhere).
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn describe_failure(status: ExitStatus, stderr: &str) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        _ => "failed".to_string(),
+    };
+    let tail: Vec<&str> = stderr.lines().rev().take(12).collect();
+    if tail.is_empty() {
+        how
+    } else {
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!("{how}: {}", tail.join("\n  "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_banners() {
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)"),
+            Some((15, 19))
+        );
+        assert_eq!(
+            parse_version("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu"),
+            Some((10, 11))
+        );
+        assert_eq!(parse_version("no digits here"), None);
+    }
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_package() {
+        let tools = Tools {
+            pg_dump: Some("/nonexistent/pg_dump".into()),
+            ..Tools::default()
+        };
+        let err = tools.find(Tool::PgDump).unwrap_err().to_string();
+        assert!(
+            err.contains("pg_dump") && err.contains("tools.pg_dump"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,408 @@
+//! PostgreSQL against the local server: dump → repository → scratch restore, with facts,
+//! consistency under load, cleanup on failure, restore safety and tool failures.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use backstop_sources::postgres::{DumpFormat, PostgresSpec};
+use backstop_sources::scratch::{self, ScratchOptions, ScratchSpec};
+use backstop_sources::{DbUrl, SourceError, SourceSpec, Tools};
+use backstop_testkit::db::{pg_databases, PgDb, PG_SERVER};
+use common::{fake_tool, fixture, real_tool, TestRepo};
+use sqlx::Connection;
+
+/// Tests that make scratch databases take turns, so that each can see exactly which
+/// `backstop_drill_` databases it left behind.
+static SCRATCH: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn spec(t: &TestRepo, db: &PgDb, format: DumpFormat, jobs: Option<u32>) -> SourceSpec {
+    SourceSpec::Postgres(PostgresSpec {
+        url_env: None,
+        url_file: Some(t.url_file(&format!("{}.url", db.name), &db.url())),
+        format,
+        jobs,
+    })
+}
+
+fn scratch_server() -> ScratchSpec {
+    ScratchSpec::Postgres(DbUrl::parse(&format!("{PG_SERVER}/postgres")).unwrap())
+}
+
+fn seeded(prefix: &str) -> PgDb {
+    let db = PgDb::create(prefix);
+    db.seed(&fixture("postgres.sql"));
+    db
+}
+
+#[tokio::test]
+async fn round_trip_keeps_rows_objects_and_facts() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_rt");
+    db.sql("INSERT INTO customers (name, email) VALUES ('sentinel ✓', 'sentinel@example.org')");
+    let t = TestRepo::new().await;
+    let (id, snapshot) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+
+    let facts = &snapshot.facts;
+    assert_eq!(facts.tables["public.order_events"], 50_000);
+    assert_eq!(facts.tables["public.customers"], 201);
+    assert_eq!(facts.tables["public.audit_log"], 2_000);
+    assert!(facts.server_version.as_deref().unwrap().starts_with("15"));
+    assert!(facts.schema_fingerprint.is_some());
+    let names: Vec<&str> = snapshot.roots.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["database.pgdump", "globals.sql"]);
+    assert!(!snapshot.roots[0].source.contains("password"));
+
+    let before = pg_databases("backstop_drill_");
+    let reader = t.reader(id).await;
+    let scratch = scratch::restore(
+        &reader,
+        &scratch_server(),
+        &Tools::default(),
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(scratch.name().starts_with("backstop_drill_"));
+    let restored = scratch.facts().await.unwrap();
+    assert_eq!(restored.tables, facts.tables, "row counts per table");
+    assert_eq!(restored.schema_fingerprint, facts.schema_fingerprint);
+    let copy = PgDb::adopt(scratch.name());
+    assert_eq!(copy.checksums(), db.checksums(), "content per table");
+    assert_eq!(
+        copy.sql("SELECT count(*) FROM customers WHERE email = 'sentinel@example.org' AND name = 'sentinel ✓'"),
+        "1"
+    );
+    assert_eq!(copy.sql("SELECT order_total_eur(12345)"), "123.45");
+    assert_eq!(copy.sql("SELECT count(*) FROM customer_totals"), "201");
+    assert_eq!(
+        copy.sql("SELECT last_value >= 1000 FROM invoice_number_seq"),
+        "t",
+        "the sequence keeps its position"
+    );
+    // The trigger came back and works.
+    copy.sql("INSERT INTO orders (customer_id, total_cents) VALUES (1, 5)");
+    assert_eq!(copy.sql("SELECT count(*) FROM audit_log"), "2001");
+    std::mem::forget(copy); // the scratch guard owns the drop
+    scratch.discard().await.unwrap();
+    assert_eq!(
+        pg_databases("backstop_drill_"),
+        before,
+        "the scratch database is gone"
+    );
+}
+
+#[tokio::test]
+async fn counts_agree_with_the_dump_while_writers_are_busy() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_load");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (url, stop) = (db.url(), stop.clone());
+        tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            let mut inserted = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                sqlx::query(
+                    "INSERT INTO orders (customer_id, total_cents) VALUES (1 + $1 % 200, $1)",
+                )
+                .bind(inserted as i64)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                inserted += 1;
+            }
+            inserted
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let t = TestRepo::new().await;
+    let backed = t
+        .back_up(
+            &spec(&t, &db, DumpFormat::Directory, Some(2)),
+            &Tools::default(),
+        )
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let inserted = writer.await.unwrap();
+    let (id, snapshot) = backed.unwrap();
+    assert!(inserted > 0, "the writer ran during the backup");
+    assert_eq!(
+        snapshot.facts.tables["public.orders"], snapshot.facts.tables["public.audit_log"],
+        "orders and their audit rows are counted in one snapshot"
+    );
+    let reader = t.reader(id).await;
+    assert!(reader
+        .entries()
+        .iter()
+        .any(|e| e.path == "database.pgdir/toc.dat"));
+    let options = ScratchOptions {
+        jobs: 2,
+        ..ScratchOptions::default()
+    };
+    let scratch = scratch::restore(&reader, &scratch_server(), &Tools::default(), &options)
+        .await
+        .unwrap();
+    let restored = scratch.facts().await.unwrap();
+    scratch.discard().await.unwrap();
+    assert_eq!(
+        restored.tables, snapshot.facts.tables,
+        "restored counts equal the recorded facts"
+    );
+    assert_eq!(
+        restored.schema_fingerprint,
+        snapshot.facts.schema_fingerprint
+    );
+}
+
+#[tokio::test]
+async fn a_restore_that_fails_midway_leaves_no_scratch_database() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_corrupt");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let pack = t.corrupt_largest_pack();
+    let before = pg_databases("backstop_drill_");
+    let err = scratch::restore(
+        &reader,
+        &scratch_server(),
+        &Tools::default(),
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    let pack_name = pack.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        err.contains(&pack_name),
+        "the error names the corrupt object: {err}"
+    );
+    assert_eq!(
+        pg_databases("backstop_drill_"),
+        before,
+        "no scratch database is left behind"
+    );
+}
+
+#[tokio::test]
+async fn a_scratch_target_that_is_the_source_is_refused() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_self");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let before = pg_databases("backstop_drill_");
+    let same =
+        ScratchSpec::Postgres(DbUrl::parse(&db.url().replace("127.0.0.1", "localhost")).unwrap());
+    let err = scratch::restore(
+        &reader,
+        &same,
+        &Tools::default(),
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, SourceError::Refused(_)), "{err}");
+    assert!(err.to_string().contains("is the source"), "{err}");
+    assert_eq!(
+        pg_databases("backstop_drill_"),
+        before,
+        "nothing was created"
+    );
+    assert_eq!(
+        db.sql("SELECT count(*) FROM customers"),
+        "200",
+        "the source is untouched"
+    );
+}
+
+#[tokio::test]
+async fn sweep_drops_old_leftovers_and_keep_leaves_one() {
+    let _turn = SCRATCH.lock().await;
+    let old = PgDb::adopt("backstop_drill_20200101t000000_abcdef");
+    backstop_testkit::db::pg_drop(&old.name);
+    let server = scratch_server();
+    let ScratchSpec::Postgres(url) = &server else {
+        unreachable!()
+    };
+    backstop_sources::postgres::create_database(url, &old.name)
+        .await
+        .unwrap();
+    let db = seeded("backstop_test_pg_keep");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let keep = ScratchOptions {
+        keep: true,
+        ..ScratchOptions::default()
+    };
+    // Making a scratch target sweeps first: the 2020 leftover goes.
+    let scratch = scratch::restore(&reader, &server, &Tools::default(), &keep)
+        .await
+        .unwrap();
+    let name = scratch.name().to_string();
+    let _cleanup = PgDb::adopt(&name);
+    assert!(
+        !pg_databases("backstop_drill_").contains(&old.name),
+        "the old leftover was swept"
+    );
+    scratch.discard().await.unwrap();
+    assert!(
+        pg_databases("backstop_drill_").contains(&name),
+        "kept for investigation"
+    );
+    // A young one survives a sweep with the default age.
+    let swept = scratch::sweep(&server, scratch::SWEEP_AFTER).await.unwrap();
+    assert!(!swept.contains(&name));
+}
+
+#[tokio::test]
+async fn dropping_a_scratch_without_discard_still_removes_it() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_drop");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let before = pg_databases("backstop_drill_");
+    let scratch = scratch::restore(
+        &reader,
+        &scratch_server(),
+        &Tools::default(),
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_ne!(pg_databases("backstop_drill_"), before);
+    drop(scratch); // as a panic or a cancelled task would
+    assert_eq!(pg_databases("backstop_drill_"), before);
+}
+
+#[tokio::test]
+async fn a_missing_pg_dump_is_named_and_nothing_is_stored() {
+    let db = PgDb::create("backstop_test_pg_missing");
+    let t = TestRepo::new().await;
+    let tools = Tools {
+        pg_dump: Some("/nonexistent/bin/pg_dump".into()),
+        ..Tools::default()
+    };
+    let err = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &tools)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pg_dump") && err.contains("/nonexistent/bin/pg_dump"),
+        "{err}"
+    );
+    assert_eq!(t.snapshot_count().await, 0);
+}
+
+#[tokio::test]
+async fn pg_dump_killed_mid_stream_leaves_no_snapshot() {
+    let db = seeded("backstop_test_pg_killed");
+    let t = TestRepo::new().await;
+    let real = real_tool("pg_dump");
+    let fake = fake_tool(
+        t.dir.path(),
+        "pg_dump",
+        &format!(
+            "case \"$1\" in --version) exec {real} --version;; esac\n{real} \"$@\" | head -c 300000\nkill -KILL $$",
+            real = real.display()
+        ),
+    );
+    let tools = Tools {
+        pg_dump: Some(fake),
+        ..Tools::default()
+    };
+    let err = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &tools)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("pg_dump") && err.contains("signal 9"), "{err}");
+    assert_eq!(t.snapshot_count().await, 0, "no truncated snapshot");
+}
+
+#[tokio::test]
+async fn a_pg_dump_older_than_the_server_is_refused() {
+    let db = PgDb::create("backstop_test_pg_old");
+    let t = TestRepo::new().await;
+    let fake = fake_tool(t.dir.path(), "pg_dump", "echo 'pg_dump (PostgreSQL) 14.11'");
+    let tools = Tools {
+        pg_dump: Some(fake),
+        ..Tools::default()
+    };
+    let err = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &tools)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pg_dump 14.11 is older than the server"),
+        "{err}"
+    );
+    assert_eq!(t.snapshot_count().await, 0);
+}
+
+#[tokio::test]
+async fn bad_credentials_and_an_unreachable_server_are_named() {
+    let t = TestRepo::new().await;
+    let cases = [
+        (
+            "postgres://no_such_role:pw-must-not-show@127.0.0.1:5432/postgres",
+            "no_such_role",
+        ),
+        (
+            "postgres://postgres:pw-must-not-show@127.0.0.1:1/postgres",
+            "127.0.0.1:1",
+        ),
+    ];
+    for (url, named) in cases {
+        let spec = SourceSpec::Postgres(PostgresSpec {
+            url_env: None,
+            url_file: Some(t.url_file("bad.url", url)),
+            format: DumpFormat::Custom,
+            jobs: None,
+        });
+        let err = t
+            .back_up(&spec, &Tools::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cannot connect") && err.contains(named),
+            "{err}"
+        );
+        assert!(!err.contains("pw-must-not-show"), "no secret in: {err}");
+    }
+    let spec = SourceSpec::Postgres(PostgresSpec {
+        url_env: Some("BACKSTOP_TEST_UNSET_VARIABLE".into()),
+        url_file: None,
+        format: DumpFormat::Custom,
+        jobs: None,
+    });
+    let err = t
+        .back_up(&spec, &Tools::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("BACKSTOP_TEST_UNSET_VARIABLE"), "{err}");
+    assert_eq!(t.snapshot_count().await, 0);
+}
