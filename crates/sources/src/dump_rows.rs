@@ -5,8 +5,9 @@
 //! active. Counting the rows *in the dump* cannot: the counts describe exactly the data
 //! stored. The dump's shape is fixed by the flags Backstop passes (extended inserts, no
 //! column lists): a table is `CREATE TABLE \`name\`` at the start of a line, and its rows
-//! are the top-level tuples of `INSERT INTO \`name\` VALUES (…),(…);` lines. Strings are
-//! single-quoted with backslash escapes and never hold a raw newline. Routine, trigger and
+//! are the top-level tuples of `INSERT INTO \`name\` VALUES (…),(…);` statements, which
+//! start a line and may run over several (MariaDB 10.11 writes one tuple per line). Strings
+//! are quoted with backslash escapes. Routine, trigger and
 //! event bodies sit between `DELIMITER ;;` and `DELIMITER ;` and are not looked into.
 
 use std::collections::BTreeMap;
@@ -169,7 +170,7 @@ impl RowCounter {
                             *depth = depth.saturating_sub(1);
                             None
                         }
-                        b'\n' => Some(State::LineStart(Vec::new())),
+                        b';' if *depth == 0 => Some(State::SkipLine),
                         _ => None,
                     }
                 }
@@ -251,7 +252,9 @@ CREATE TABLE `empty``one` (
   `id` int(11)
 );
 CREATE TABLE `blobs` (`b` blob);
-INSERT INTO `blobs` VALUES (0x00FF28),(0x29);
+INSERT INTO `blobs` VALUES
+(0x00FF28),
+(0x29);
 DELIMITER ;;
 CREATE TRIGGER t AFTER INSERT ON customers FOR EACH ROW
 INSERT INTO `customers` VALUES (99,'not a row of the dump');

@@ -229,7 +229,7 @@ SELECT CAST(line AS BINARY) FROM (
   UNION ALL
   SELECT CONCAT('event ', event_name, ' ', MD5(COALESCE(event_definition, '')))
     FROM information_schema.events WHERE event_schema = DATABASE()
-) lines
+) schema_lines
 "#;
 
 async fn schema_fingerprint(
