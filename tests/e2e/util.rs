@@ -244,3 +244,14 @@ pub fn snapshot_ids(install: &Install, policy: &str) -> Vec<String> {
         .map(|s| s["id"].as_str().unwrap().to_string())
         .collect()
 }
+
+impl Install {
+    /// Writes `policies/{name}.toml` with the given body (name and repository are added).
+    pub fn policy(&self, name: &str, body: &str) {
+        std::fs::write(
+            self.path(&format!("policies/{name}.toml")),
+            format!("name = \"{name}\"\nrepository = \"main\"\n{body}\n"),
+        )
+        .unwrap();
+    }
+}

@@ -56,20 +56,38 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
             "bytes_added": summary.bytes_added,
             "duration_ms": summary.duration_ms,
             "warnings": summary.warnings,
+            "data_point": s.data_point.to_string(),
+            "facts": {
+                "server_version": s.facts.server_version,
+                "database_size": s.facts.database_size,
+                "tables": s.facts.tables,
+                "schema_fingerprint": s.facts.schema_fingerprint,
+                "extra": s.facts.extra,
+            },
         }));
     } else {
         if outcome.repository_created {
             println!("created repository `{}`", policy.repository);
         }
-        println!(
-            "files: {} ({} new, {} changed, {} unmodified), {} in {} directories",
-            s.facts.file_count,
-            summary.files_new,
-            summary.files_changed,
-            summary.files_unmodified,
-            bytes(s.facts.bytes),
-            s.facts.dir_count
-        );
+        if let Some(version) = &s.facts.server_version {
+            // A database: what was in it, as counted in the dump's own snapshot.
+            let rows: u64 = s.facts.tables.values().sum();
+            println!(
+                "database: {} tables, {rows} rows ({version}); dump {}",
+                s.facts.tables.len(),
+                bytes(s.facts.bytes)
+            );
+        } else {
+            println!(
+                "files: {} ({} new, {} changed, {} unmodified), {} in {} directories",
+                s.facts.file_count,
+                summary.files_new,
+                summary.files_changed,
+                summary.files_unmodified,
+                bytes(s.facts.bytes),
+                s.facts.dir_count
+            );
+        }
         println!(
             "read {}, added {} to the repository, in {:.1}s",
             bytes(summary.bytes_read),

@@ -226,7 +226,7 @@ pub async fn back_up(
             },
         ],
         facts: SourceFacts {
-            server_version: Some(server_version),
+            server_version: Some(format!("PostgreSQL {server_version}")),
             database_size: Some(database_size.max(0) as u64),
             tables,
             schema_fingerprint: Some(schema),
@@ -395,7 +395,7 @@ pub async fn facts(url: &DbUrl) -> Result<SourceFacts, SourceError> {
     let (tables, schema) = table_facts(&mut conn, url).await?;
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
     Ok(SourceFacts {
-        server_version: Some(server_version),
+        server_version: Some(format!("PostgreSQL {server_version}")),
         database_size: Some(database_size.max(0) as u64),
         tables,
         schema_fingerprint: Some(schema),
