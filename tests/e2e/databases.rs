@@ -1,18 +1,25 @@
 //! Database policies through the binary: backup, break-glass restore into a database URL
 //! or a SQLite file, refusal of an occupied target, and a missing dump tool.
 
-use backstop_testkit::db::{my_checksums, pg_checksums, pg_databases, MyDb, PgDb, MY_SERVER, PG_SERVER};
+use backstop_testkit::db::{
+    my_checksums, pg_checksums, pg_databases, MyDb, PgDb, MY_SERVER, PG_SERVER,
+};
 
 use super::util::Install;
 
 fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/databases").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/databases")
+        .join(name)
 }
 
 fn postgres_install(db: &PgDb) -> Install {
     let mut install = Install::local();
     install.env.push(("ORDERS_PG_URL".into(), db.url()));
-    install.policy("orders", "[source]\nkind = \"postgres\"\nurl_env = \"ORDERS_PG_URL\"\n");
+    install.policy(
+        "orders",
+        "[source]\nkind = \"postgres\"\nurl_env = \"ORDERS_PG_URL\"\n",
+    );
     install
 }
 
@@ -26,7 +33,9 @@ fn postgres_backup_and_break_glass_restore_into_a_new_database() {
     let snapshots = install.json(&["snapshots", "orders"]);
     assert_eq!(snapshots[0]["id"], id.as_str());
 
-    let target = PgDb::adopt(&backstop_testkit::db::unique_name("backstop_e2e_pg_restored"));
+    let target = PgDb::adopt(&backstop_testkit::db::unique_name(
+        "backstop_e2e_pg_restored",
+    ));
     let url = format!("{PG_SERVER}/{}", target.name);
     let out = install.ok(&["restore", &id, "--to", &url]);
     assert!(out.contains("created and loaded"), "{out}");
@@ -34,10 +43,17 @@ fn postgres_backup_and_break_glass_restore_into_a_new_database() {
 
     // The target now holds tables: a second restore is refused unless forced.
     let err = install.fails(&["restore", &id, "--to", &url]);
-    assert!(err.contains("already holds") && err.contains("--force"), "{err}");
+    assert!(
+        err.contains("already holds") && err.contains("--force"),
+        "{err}"
+    );
     target.sql("DELETE FROM order_events WHERE id <= 10");
     install.ok(&["restore", &id, "--to", &url, "--force"]);
-    assert_eq!(pg_checksums(&target.name), db.checksums(), "--force replaced the objects");
+    assert_eq!(
+        pg_checksums(&target.name),
+        db.checksums(),
+        "--force replaced the objects"
+    );
 }
 
 #[test]
@@ -45,7 +61,10 @@ fn a_corrupt_snapshot_restored_into_a_new_database_leaves_no_database() {
     let db = PgDb::create("backstop_e2e_pg_corrupt");
     db.seed(&fixture("postgres.sql"));
     let install = postgres_install(&db);
-    let id = install.backup("orders")["snapshot_id"].as_str().unwrap().to_string();
+    let id = install.backup("orders")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut packs: Vec<std::path::PathBuf> = install
         .repo_objects()
         .into_iter()
@@ -63,7 +82,10 @@ fn a_corrupt_snapshot_restored_into_a_new_database_leaves_no_database() {
     let _guard = PgDb::adopt(&name);
     let err = install.fails(&["restore", &id, "--to", &format!("{PG_SERVER}/{name}")]);
     assert!(err.contains("corrupt"), "{err}");
-    assert!(pg_databases(&name).is_empty(), "the half-loaded database was dropped");
+    assert!(
+        pg_databases(&name).is_empty(),
+        "the half-loaded database was dropped"
+    );
 }
 
 #[test]
@@ -77,8 +99,14 @@ fn a_missing_dump_tool_is_named_and_no_snapshot_is_made() {
         .unwrap();
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
-    assert!(stderr.contains("pg_dump") && stderr.contains("not found on PATH"), "{stderr}");
-    assert!(stderr.contains("postgresql-client"), "says what to install: {stderr}");
+    assert!(
+        stderr.contains("pg_dump") && stderr.contains("not found on PATH"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("postgresql-client"),
+        "says what to install: {stderr}"
+    );
     assert_eq!(install.json(&["snapshots"]), serde_json::json!([]));
 }
 
@@ -88,10 +116,22 @@ fn mariadb_backup_and_restore_into_a_new_database() {
     db.seed(&fixture("mysql.sql"));
     let mut install = Install::local();
     install.env.push(("ORDERS_MYSQL_URL".into(), db.url()));
-    install.policy("orders", "[source]\nkind = \"mysql\"\nurl_env = \"ORDERS_MYSQL_URL\"\n");
-    let id = install.backup("orders")["snapshot_id"].as_str().unwrap().to_string();
-    let target = MyDb::adopt(&backstop_testkit::db::unique_name("backstop_e2e_my_restored"));
-    let url = format!("{}/{}", MY_SERVER.replace("mysql://", "mariadb://"), target.name);
+    install.policy(
+        "orders",
+        "[source]\nkind = \"mysql\"\nurl_env = \"ORDERS_MYSQL_URL\"\n",
+    );
+    let id = install.backup("orders")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let target = MyDb::adopt(&backstop_testkit::db::unique_name(
+        "backstop_e2e_my_restored",
+    ));
+    let url = format!(
+        "{}/{}",
+        MY_SERVER.replace("mysql://", "mariadb://"),
+        target.name
+    );
     install.ok(&["restore", &id, "--to", &url]);
     assert_eq!(my_checksums(&target.name), db.checksums());
     let err = install.fails(&["restore", &id, "--to", &url]);
@@ -104,15 +144,27 @@ fn sqlite_backup_and_restore_into_a_file_and_a_directory() {
     let install = Install::local();
     let source = install.path("orders.sqlite");
     backstop_testkit::db::sqlite_seed(&source, &fixture("sqlite.sql"));
-    install.policy("orders", "[source]\nkind = \"sqlite\"\npath = \"./orders.sqlite\"\n");
-    let id = install.backup("orders")["snapshot_id"].as_str().unwrap().to_string();
+    install.policy(
+        "orders",
+        "[source]\nkind = \"sqlite\"\npath = \"./orders.sqlite\"\n",
+    );
+    let id = install.backup("orders")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     install.ok(&["restore", &id, "--to", "restored.sqlite"]);
     let checksums = backstop_testkit::db::sqlite_checksums;
-    assert_eq!(checksums(&install.path("restored.sqlite")), checksums(&source));
+    assert_eq!(
+        checksums(&install.path("restored.sqlite")),
+        checksums(&source)
+    );
     let err = install.fails(&["restore", &id, "--to", "restored.sqlite"]);
     assert!(err.contains("--force"), "{err}");
     // An existing directory receives the raw database file instead.
     std::fs::create_dir(install.path("raw")).unwrap();
     install.ok(&["restore", &id, "--to", "raw"]);
-    assert_eq!(checksums(&install.path("raw/orders.sqlite")), checksums(&source));
+    assert_eq!(
+        checksums(&install.path("raw/orders.sqlite")),
+        checksums(&source)
+    );
 }

@@ -218,6 +218,18 @@ impl Config {
     }
 }
 
+/// Relative tool paths resolve against the configuration's directory.
+fn resolve_tools(tools: Tools, base: &Path) -> Tools {
+    let at = |p: Option<PathBuf>| p.map(|p| base.join(p));
+    Tools {
+        pg_dump: at(tools.pg_dump),
+        pg_dumpall: at(tools.pg_dumpall),
+        pg_restore: at(tools.pg_restore),
+        mariadb_dump: at(tools.mariadb_dump),
+        mariadb: at(tools.mariadb),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,17 +272,5 @@ tokens_file = "./access.toml"
             .to_string();
         assert!(err.starts_with("b.toml:2:1: "), "{err}");
         assert!(err.contains("bogus"), "{err}");
-    }
-}
-
-/// Relative tool paths resolve against the configuration's directory.
-fn resolve_tools(tools: Tools, base: &Path) -> Tools {
-    let at = |p: Option<PathBuf>| p.map(|p| base.join(p));
-    Tools {
-        pg_dump: at(tools.pg_dump),
-        pg_dumpall: at(tools.pg_dumpall),
-        pg_restore: at(tools.pg_restore),
-        mariadb_dump: at(tools.mariadb_dump),
-        mariadb: at(tools.mariadb),
     }
 }

@@ -265,11 +265,13 @@ impl Policy {
         }
         if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
             let wants_url = matches!(target.kind.as_str(), "postgres" | "mysql");
-            let fits = match (target.kind.as_str(), raw.source.kind()) {
-                ("postgres", "postgres") | ("mysql", "mysql") | ("sqlite", "sqlite") => true,
-                ("directory", "files" | "config") => true,
-                _ => false,
-            };
+            let fits = matches!(
+                (target.kind.as_str(), raw.source.kind()),
+                ("postgres", "postgres")
+                    | ("mysql", "mysql")
+                    | ("sqlite", "sqlite")
+                    | ("directory", "files" | "config")
+            );
             if !fits {
                 problem(
                     0,
@@ -469,5 +471,41 @@ approvers = ["it-manager@example.com"]
             problems[0]
         );
         assert!(problems[0].location.line > 30, "{}", problems[0]);
+    }
+
+    #[test]
+    fn database_sources_and_scratch_targets_are_checked() {
+        let messages = |text: &str| -> String {
+            Policy::parse(Path::new("p.toml"), text, &config())
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let wrong_target = GOOD.replace(
+            "target = { kind = \"postgres\"",
+            "target = { kind = \"mysql\"",
+        );
+        assert!(
+            messages(&wrong_target).contains("cannot receive a postgres source"),
+            "{}",
+            messages(&wrong_target)
+        );
+        let parallel_custom = GOOD.replace(
+            "url_env = \"ORDERS_DB_URL\"",
+            "url_env = \"ORDERS_DB_URL\"\njobs = 4",
+        );
+        assert!(messages(&parallel_custom).contains("format = \"directory\""));
+        let no_url = GOOD.replace(
+            "target = { kind = \"postgres\", url_env = \"SCRATCH_PG_URL\" }",
+            "target = { kind = \"postgres\" }",
+        );
+        assert!(messages(&no_url).contains("the scratch server"));
+        let directory = GOOD.replace(
+            "url_env = \"ORDERS_DB_URL\"",
+            "url_env = \"ORDERS_DB_URL\"\nformat = \"directory\"\njobs = 4",
+        );
+        Policy::parse(Path::new("p.toml"), &directory, &config()).unwrap();
     }
 }

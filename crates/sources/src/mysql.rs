@@ -152,8 +152,7 @@ pub async fn back_up(
     let data_point = jiff::Timestamp::now();
     let mut running = Running::spawn(Tool::MariadbDump, dump)?;
     let counter = Arc::new(Mutex::new(RowCounter::default()));
-    let stdout = running.child().stdout.take().expect("piped stdout");
-    let reader = CountingReader::new(tokio_util::io::SyncIoBridge::new(stdout), counter.clone());
+    let reader = CountingReader::new(running.blocking_stdout()?, counter.clone());
     let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
     // The tool's exit status decides: a dump killed mid-stream is never stored.
     let finished = running.finish().await;

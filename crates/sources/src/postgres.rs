@@ -169,8 +169,7 @@ pub async fn back_up(
         let mut running = Running::spawn(Tool::PgDump, dump)?;
         match &spool {
             None => {
-                let stdout = running.child().stdout.take().expect("piped stdout");
-                let reader = tokio_util::io::SyncIoBridge::new(stdout);
+                let reader = running.blocking_stdout()?;
                 let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
                 // The tool's exit status decides: a dump killed mid-stream is never stored.
                 let finished = running.finish().await;

@@ -51,7 +51,11 @@ async fn round_trip_keeps_rows_objects_and_facts() {
     assert_eq!(facts.tables["public.order_events"], 50_000);
     assert_eq!(facts.tables["public.customers"], 201);
     assert_eq!(facts.tables["public.audit_log"], 2_000);
-    assert!(facts.server_version.as_deref().unwrap().starts_with("PostgreSQL 15"));
+    assert!(facts
+        .server_version
+        .as_deref()
+        .unwrap()
+        .starts_with("PostgreSQL 15"));
     assert!(facts.schema_fingerprint.is_some());
     let names: Vec<&str> = snapshot.roots.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["database.pgdump", "globals.sql"]);
