@@ -112,8 +112,13 @@ impl SnapshotReader {
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .collect();
-        let results: Vec<(String, Result<u64>)> = futures::stream::iter(files)
-            .map(|entry| async move {
+        // Indices, not references, go through the stream: a closure taking a reference
+        // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
+        // and restores must be spawnable.
+        let files = &files;
+        let results: Vec<(String, Result<u64>)> = futures::stream::iter(0..files.len())
+            .map(|i| async move {
+                let entry = files[i];
                 let result = restore_file(&self.repo, entry, &dir.join(&entry.path)).await;
                 (entry.path.clone(), result)
             })
@@ -185,8 +190,8 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
 ) -> Result<u64> {
     let mut hasher = Sha256::new();
     let mut written = 0u64;
-    let mut chunks = futures::stream::iter(entry.chunks.iter())
-        .map(|id| repo.read_chunk(id))
+    let mut chunks = futures::stream::iter(0..entry.chunks.len())
+        .map(|i| repo.read_chunk(&entry.chunks[i]))
         .buffered(READ_AHEAD_CHUNKS);
     while let Some(data) = chunks.try_next().await? {
         hasher.update(&data);

@@ -192,7 +192,17 @@ impl Drop for Scratch {
                 .enable_all()
                 .build()
                 .map_err(|e| SourceError::io("a cleanup runtime", e))?;
-            runtime.block_on(remove(&target, &name))
+            runtime.block_on(async {
+                remove(&target, &name).await?;
+                // A CREATE DATABASE still running when the task was cancelled commits after
+                // the first DROP found nothing; a second look catches it (and the sweep
+                // anything later still).
+                if matches!(target, Target::Database { .. }) {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    remove(&target, &name).await?;
+                }
+                Ok::<(), SourceError>(())
+            })
         });
         match cleanup.join() {
             Ok(Ok(())) => {}
@@ -337,8 +347,9 @@ pub async fn restore(
     }
     let name = new_name(jiff::Timestamp::now());
     let scratch = match spec {
+        // The guard exists before the target does: a cancellation at any await below,
+        // even during the CREATE, removes what was made.
         ScratchSpec::Postgres(server) => {
-            postgres::create_database(server, &name).await?;
             let scratch = Scratch::new(
                 &name,
                 Target::Database {
@@ -348,11 +359,13 @@ pub async fn restore(
                 options.keep,
             );
             let url = scratch.url().expect("a database target").clone();
-            let loaded = postgres::load(reader, &url, tools, options.jobs, false).await;
+            let loaded = match postgres::create_database(server, &name).await {
+                Ok(()) => postgres::load(reader, &url, tools, options.jobs, false).await,
+                Err(e) => Err(e),
+            };
             scratch.or_discard(loaded).await?
         }
         ScratchSpec::Mysql(server) => {
-            mysql::create_database(server, &name).await?;
             let scratch = Scratch::new(
                 &name,
                 Target::Database {
@@ -362,7 +375,10 @@ pub async fn restore(
                 options.keep,
             );
             let url = scratch.url().expect("a database target").clone();
-            let loaded = mysql::load(reader, &url, tools).await;
+            let loaded = match mysql::create_database(server, &name).await {
+                Ok(()) => mysql::load(reader, &url, tools).await,
+                Err(e) => Err(e),
+            };
             scratch.or_discard(loaded).await?
         }
         ScratchSpec::Sqlite { dir } => {
@@ -375,16 +391,18 @@ pub async fn restore(
                     .map(|r| r.name.clone())
                     .unwrap_or_default(),
             )));
-            std::fs::create_dir_all(&dir).map_err(|e| SourceError::io(dir.display(), e))?;
             let scratch = Scratch::new(
                 &name,
                 Target::Dir {
-                    dir,
+                    dir: dir.clone(),
                     file: Some(file.clone()),
                 },
                 options.keep,
             );
-            let loaded = sqlite::load(reader, &file).await;
+            let loaded = match std::fs::create_dir_all(&dir) {
+                Ok(()) => sqlite::load(reader, &file).await,
+                Err(e) => Err(SourceError::io(dir.display(), e)),
+            };
             scratch.or_discard(loaded).await?
         }
         ScratchSpec::Directory { dir } => {

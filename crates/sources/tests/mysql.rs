@@ -267,3 +267,31 @@ async fn bad_credentials_and_an_unreachable_server_are_named() {
     }
     assert_eq!(t.snapshot_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_missing_mariadb_client_is_named_and_leaves_no_scratch_database() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_my_noclient");
+    let t = TestRepo::new().await;
+    let (id, _) = t.back_up(&spec(&t, &db), &Tools::default()).await.unwrap();
+    let reader = t.reader(id).await;
+    let before = my_databases("backstop_drill_");
+    let tools = Tools {
+        mariadb: Some("/nonexistent/mariadb".into()),
+        ..Tools::default()
+    };
+    let err = scratch::restore(
+        &reader,
+        &scratch_server(),
+        &tools,
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("mariadb") && err.contains("/nonexistent/mariadb"),
+        "{err}"
+    );
+    assert_eq!(my_databases("backstop_drill_"), before);
+}

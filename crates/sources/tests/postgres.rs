@@ -410,3 +410,73 @@ async fn bad_credentials_and_an_unreachable_server_are_named() {
     assert!(err.contains("BACKSTOP_TEST_UNSET_VARIABLE"), "{err}");
     assert_eq!(t.snapshot_count().await, 0);
 }
+
+#[tokio::test]
+async fn a_cancelled_restore_leaves_no_scratch_database() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_cancel");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let before = pg_databases("backstop_drill_");
+    let restoring = tokio::spawn(async move {
+        scratch::restore(
+            &reader,
+            &scratch_server(),
+            &Tools::default(),
+            &ScratchOptions::default(),
+        )
+        .await
+        .map(|s| s.name().to_string())
+    });
+    // Wait until the scratch database exists (the load is under way), then cancel.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pg_databases("backstop_drill_") == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    restoring.abort();
+    assert!(restoring.await.unwrap_err().is_cancelled());
+    assert_eq!(
+        pg_databases("backstop_drill_"),
+        before,
+        "cancellation removed it"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_pg_restore_is_named_and_leaves_no_scratch_database() {
+    let _turn = SCRATCH.lock().await;
+    let db = seeded("backstop_test_pg_norestore");
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    let before = pg_databases("backstop_drill_");
+    let tools = Tools {
+        pg_restore: Some("/nonexistent/pg_restore".into()),
+        ..Tools::default()
+    };
+    let err = scratch::restore(
+        &reader,
+        &scratch_server(),
+        &tools,
+        &ScratchOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("pg_restore") && err.contains("/nonexistent/pg_restore"),
+        "{err}"
+    );
+    assert_eq!(pg_databases("backstop_drill_"), before);
+}
