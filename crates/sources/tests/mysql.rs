@@ -33,6 +33,15 @@ fn seeded(prefix: &str) -> MyDb {
     db
 }
 
+/// A seeded database, backed up into a fresh repository, and a reader of the snapshot.
+async fn backed_up(prefix: &str) -> (MyDb, TestRepo, backstop_repo::SnapshotReader) {
+    let db = seeded(prefix);
+    let t = TestRepo::new().await;
+    let (id, _) = t.back_up(&spec(&t, &db), &Tools::default()).await.unwrap();
+    let reader = t.reader(id).await;
+    (db, t, reader)
+}
+
 #[tokio::test]
 async fn round_trip_keeps_rows_objects_and_facts() {
     let _turn = SCRATCH.lock().await;
@@ -142,10 +151,7 @@ async fn counts_agree_with_the_dump_while_writers_are_busy() {
 #[tokio::test]
 async fn a_restore_that_fails_midway_leaves_no_scratch_database() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_my_corrupt");
-    let t = TestRepo::new().await;
-    let (id, _) = t.back_up(&spec(&t, &db), &Tools::default()).await.unwrap();
-    let reader = t.reader(id).await;
+    let (_db, t, reader) = backed_up("backstop_test_my_corrupt").await;
     t.corrupt_largest_pack();
     let before = my_databases("backstop_drill_");
     let err = scratch::restore(
@@ -164,10 +170,7 @@ async fn a_restore_that_fails_midway_leaves_no_scratch_database() {
 #[tokio::test]
 async fn a_scratch_target_that_is_the_source_is_refused() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_my_self");
-    let t = TestRepo::new().await;
-    let (id, _) = t.back_up(&spec(&t, &db), &Tools::default()).await.unwrap();
-    let reader = t.reader(id).await;
+    let (db, _t, reader) = backed_up("backstop_test_my_self").await;
     let same = ScratchSpec::Mysql(DbUrl::parse(&db.url()).unwrap());
     let err = scratch::restore(
         &reader,
@@ -271,10 +274,7 @@ async fn bad_credentials_and_an_unreachable_server_are_named() {
 #[tokio::test]
 async fn a_missing_mariadb_client_is_named_and_leaves_no_scratch_database() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_my_noclient");
-    let t = TestRepo::new().await;
-    let (id, _) = t.back_up(&spec(&t, &db), &Tools::default()).await.unwrap();
-    let reader = t.reader(id).await;
+    let (_db, _t, reader) = backed_up("backstop_test_my_noclient").await;
     let before = my_databases("backstop_drill_");
     let tools = Tools {
         mariadb: Some("/nonexistent/mariadb".into()),

@@ -36,6 +36,19 @@ fn seeded(prefix: &str) -> PgDb {
     db
 }
 
+/// A seeded database, backed up (custom format) into a fresh repository, and a reader of
+/// the snapshot.
+async fn backed_up(prefix: &str) -> (PgDb, TestRepo, backstop_repo::SnapshotReader) {
+    let db = seeded(prefix);
+    let t = TestRepo::new().await;
+    let (id, _) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+    (db, t, reader)
+}
+
 #[tokio::test]
 async fn round_trip_keeps_rows_objects_and_facts() {
     let _turn = SCRATCH.lock().await;
@@ -166,13 +179,7 @@ async fn counts_agree_with_the_dump_while_writers_are_busy() {
 #[tokio::test]
 async fn a_restore_that_fails_midway_leaves_no_scratch_database() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_pg_corrupt");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (_db, t, reader) = backed_up("backstop_test_pg_corrupt").await;
     let pack = t.corrupt_largest_pack();
     let before = pg_databases("backstop_drill_");
     let err = scratch::restore(
@@ -199,13 +206,7 @@ async fn a_restore_that_fails_midway_leaves_no_scratch_database() {
 #[tokio::test]
 async fn a_scratch_target_that_is_the_source_is_refused() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_pg_self");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (db, _t, reader) = backed_up("backstop_test_pg_self").await;
     let before = pg_databases("backstop_drill_");
     let same =
         ScratchSpec::Postgres(DbUrl::parse(&db.url().replace("127.0.0.1", "localhost")).unwrap());
@@ -243,13 +244,7 @@ async fn sweep_drops_old_leftovers_and_keep_leaves_one() {
     backstop_sources::postgres::create_database(url, &old.name)
         .await
         .unwrap();
-    let db = seeded("backstop_test_pg_keep");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (_db, _t, reader) = backed_up("backstop_test_pg_keep").await;
     let keep = ScratchOptions {
         keep: true,
         ..ScratchOptions::default()
@@ -277,13 +272,7 @@ async fn sweep_drops_old_leftovers_and_keep_leaves_one() {
 #[tokio::test]
 async fn dropping_a_scratch_without_discard_still_removes_it() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_pg_drop");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (_db, _t, reader) = backed_up("backstop_test_pg_drop").await;
     let before = pg_databases("backstop_drill_");
     let scratch = scratch::restore(
         &reader,
@@ -414,13 +403,7 @@ async fn bad_credentials_and_an_unreachable_server_are_named() {
 #[tokio::test]
 async fn a_cancelled_restore_leaves_no_scratch_database() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_pg_cancel");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (_db, _t, reader) = backed_up("backstop_test_pg_cancel").await;
     let before = pg_databases("backstop_drill_");
     let restoring = tokio::spawn(async move {
         scratch::restore(
@@ -453,13 +436,7 @@ async fn a_cancelled_restore_leaves_no_scratch_database() {
 #[tokio::test]
 async fn a_missing_pg_restore_is_named_and_leaves_no_scratch_database() {
     let _turn = SCRATCH.lock().await;
-    let db = seeded("backstop_test_pg_norestore");
-    let t = TestRepo::new().await;
-    let (id, _) = t
-        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
-        .await
-        .unwrap();
-    let reader = t.reader(id).await;
+    let (_db, _t, reader) = backed_up("backstop_test_pg_norestore").await;
     let before = pg_databases("backstop_drill_");
     let tools = Tools {
         pg_restore: Some("/nonexistent/pg_restore".into()),
