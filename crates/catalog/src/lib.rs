@@ -1,0 +1,541 @@
+//! The catalog: what Backstop has done (runs) and what it holds (snapshots, mirrored from
+//! the repositories' manifests), kept with sqlx in a SQLite file by default or in
+//! PostgreSQL when several daemons share the work.
+//!
+//! The catalog is a convenience and a record, never the source of truth for recovery:
+//! everything about snapshots can be rebuilt from the repositories (`backstop catalog
+//! rebuild`), and a break-glass restore never opens it.
+//!
+//! One struct over `sqlx::AnyPool`: the dialect is chosen by the URL at connect time, the
+//! matching migrations run, and queries use portable types (TEXT timestamps in RFC 3339 UTC,
+//! BIGINT) with `$N` placeholders, which both drivers accept.
+
+use std::path::Path;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+/// One migration: its version and its SQL (statements separated by `;` at line ends).
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "runs_snapshots",
+    sqlite: include_str!("../migrations/sqlite/0001_runs_snapshots.sql"),
+    postgres: include_str!("../migrations/postgres/0001_runs_snapshots.sql"),
+}];
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog {location}: {source}")]
+    Db {
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("catalog {location}: {message}")]
+    Invalid { location: String, message: String },
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// What kind of job a run was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    Backup,
+    Restore,
+    Drill,
+    Check,
+    Prune,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Backup => "backup",
+            RunKind::Restore => "restore",
+            RunKind::Drill => "drill",
+            RunKind::Check => "check",
+            RunKind::Prune => "prune",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A run as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: String,
+    pub kind: String,
+    pub policy: String,
+    pub status: RunStatus,
+    pub started_at: jiff::Timestamp,
+    pub finished_at: Option<jiff::Timestamp>,
+    pub bytes: Option<u64>,
+    pub snapshot_id: Option<String>,
+    pub error: Option<String>,
+    pub host: String,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunEnd {
+    pub bytes: Option<u64>,
+    pub snapshot_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A snapshot as the catalog mirrors it: the manifest's summary fields, and its facts and
+/// backup summary as JSON (the repository's documented format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRecord {
+    pub id: String,
+    pub repository: String,
+    pub policy: String,
+    pub source_kind: String,
+    pub time: jiff::Timestamp,
+    pub data_point: jiff::Timestamp,
+    pub hostname: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub digest: String,
+    pub facts: serde_json::Value,
+    pub summary: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: AnyPool,
+    dialect: Dialect,
+    location: String,
+}
+
+impl Catalog {
+    /// Opens (creating when missing) the catalog: `url` when given (`postgres://…`, or
+    /// `sqlite://PATH`), else `catalog.db` under `data_dir`. Runs pending migrations.
+    pub async fn open(url: Option<&str>, data_dir: &Path) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let (url, dialect, location) = match url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                let shown = redact(u);
+                (u.to_string(), Dialect::Postgres, shown)
+            }
+            Some(u) if u.starts_with("sqlite:") => (u.to_string(), Dialect::Sqlite, u.to_string()),
+            Some(other) => {
+                return Err(CatalogError::Invalid {
+                    location: redact(other),
+                    message: "catalog must be a postgres:// or sqlite: URL".into(),
+                })
+            }
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|e| CatalogError::Invalid {
+                    location: data_dir.display().to_string(),
+                    message: format!("creating the data directory: {e}"),
+                })?;
+                let path = data_dir.join("catalog.db");
+                (
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                    Dialect::Sqlite,
+                    path.display().to_string(),
+                )
+            }
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(if dialect == Dialect::Sqlite { 1 } else { 4 })
+            .connect(&url)
+            .await
+            .map_err(|source| CatalogError::Db {
+                location: location.clone(),
+                source,
+            })?;
+        let catalog = Self {
+            pool,
+            dialect,
+            location,
+        };
+        catalog.migrate().await?;
+        Ok(catalog)
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn db(&self) -> impl FnOnce(sqlx::Error) -> CatalogError + '_ {
+        move |source| CatalogError::Db {
+            location: self.location.clone(),
+            source,
+        }
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS catalog_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        let applied: Vec<i64> = sqlx::query("SELECT version FROM catalog_migrations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?
+            .iter()
+            .map(|r| r.get::<i64, _>(0))
+            .collect();
+        if let Some(newest) = applied.iter().max() {
+            let known = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
+            if *newest > known {
+                return Err(CatalogError::Invalid {
+                    location: self.location.clone(),
+                    message: format!(
+                        "schema version {newest} is newer than this backstop knows ({known}); upgrade backstop"
+                    ),
+                });
+            }
+        }
+        for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            let sql = match self.dialect {
+                Dialect::Sqlite => m.sqlite,
+                Dialect::Postgres => m.postgres,
+            };
+            let mut tx = self.pool.begin().await.map_err(self.db())?;
+            for statement in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+                sqlx::query(statement)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db())?;
+            }
+            sqlx::query(
+                "INSERT INTO catalog_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(m.version)
+            .bind(m.name)
+            .bind(stamp(jiff::Timestamp::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db())?;
+            tx.commit().await.map_err(self.db())?;
+        }
+        Ok(())
+    }
+
+    /// Records the start of a run and returns its id.
+    pub async fn start_run(&self, kind: RunKind, policy: &str) -> Result<String> {
+        let now = jiff::Timestamp::now();
+        let id = format!(
+            "{}-{:08x}",
+            now.strftime("%Y%m%dT%H%M%S"),
+            rand::random::<u32>()
+        );
+        sqlx::query(
+            "INSERT INTO runs (id, kind, policy, status, started_at, host) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&id)
+        .bind(kind.as_str())
+        .bind(policy)
+        .bind(RunStatus::Running.as_str())
+        .bind(stamp(now))
+        .bind(hostname())
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(id)
+    }
+
+    /// Records how a run ended.
+    pub async fn finish_run(&self, id: &str, status: RunStatus, end: &RunEnd) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $1, finished_at = $2, bytes = $3, snapshot_id = $4, error = $5 WHERE id = $6",
+        )
+        .bind(status.as_str())
+        .bind(stamp(jiff::Timestamp::now()))
+        .bind(end.bytes.map(|b| b as i64))
+        .bind(end.snapshot_id.clone())
+        .bind(end.error.clone())
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        if updated.rows_affected() != 1 {
+            return Err(CatalogError::Invalid {
+                location: self.location.clone(),
+                message: format!("no run {id} to finish"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs, newest first, optionally of one policy.
+    pub async fn runs(&self, policy: Option<&str>, limit: u32) -> Result<Vec<Run>> {
+        let rows = sqlx::query(
+            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host \
+             FROM runs WHERE ($1 = '' OR policy = $1) ORDER BY started_at DESC, id DESC LIMIT $2",
+        )
+        .bind(policy.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        rows.iter().map(|r| self.run_from(r)).collect()
+    }
+
+    fn run_from(&self, r: &AnyRow) -> Result<Run> {
+        let status: String = r.get(3);
+        Ok(Run {
+            id: r.get(0),
+            kind: r.get(1),
+            policy: r.get(2),
+            status: RunStatus::parse(&status)
+                .ok_or_else(|| self.invalid(format!("unknown run status `{status}`")))?,
+            started_at: self.time(r.get(4))?,
+            finished_at: r
+                .get::<Option<String>, _>(5)
+                .map(|t| self.time(t))
+                .transpose()?,
+            bytes: r.get::<Option<i64>, _>(6).map(|b| b.max(0) as u64),
+            snapshot_id: r.get(7),
+            error: r.get(8),
+            host: r.get(9),
+        })
+    }
+
+    fn invalid(&self, message: String) -> CatalogError {
+        CatalogError::Invalid {
+            location: self.location.clone(),
+            message,
+        }
+    }
+
+    fn time(&self, text: String) -> Result<jiff::Timestamp> {
+        text.parse()
+            .map_err(|e| self.invalid(format!("bad timestamp `{text}`: {e}")))
+    }
+
+    /// Records a snapshot (idempotent: the same id again changes nothing).
+    pub async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO snapshots (id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&s.id)
+        .bind(&s.repository)
+        .bind(&s.policy)
+        .bind(&s.source_kind)
+        .bind(stamp(s.time))
+        .bind(stamp(s.data_point))
+        .bind(&s.hostname)
+        .bind(s.files as i64)
+        .bind(s.bytes as i64)
+        .bind(&s.digest)
+        .bind(s.facts.to_string())
+        .bind(s.summary.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Snapshots, oldest first, optionally of one policy.
+    pub async fn snapshots(&self, policy: Option<&str>) -> Result<Vec<SnapshotRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary \
+             FROM snapshots WHERE ($1 = '' OR policy = $1) ORDER BY time, id",
+        )
+        .bind(policy.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        rows.iter()
+            .map(|r| {
+                let json = |i: usize| -> Result<serde_json::Value> {
+                    let text: String = r.get(i);
+                    serde_json::from_str(&text)
+                        .map_err(|e| self.invalid(format!("snapshot facts: {e}")))
+                };
+                Ok(SnapshotRecord {
+                    id: r.get(0),
+                    repository: r.get(1),
+                    policy: r.get(2),
+                    source_kind: r.get(3),
+                    time: self.time(r.get(4))?,
+                    data_point: self.time(r.get(5))?,
+                    hostname: r.get(6),
+                    files: r.get::<i64, _>(7).max(0) as u64,
+                    bytes: r.get::<i64, _>(8).max(0) as u64,
+                    digest: r.get(9),
+                    facts: json(10)?,
+                    summary: json(11)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets snapshots of `repository` that are not in `keep` (pruned from the
+    /// repository); returns how many.
+    pub async fn forget_snapshots_except(&self, repository: &str, keep: &[String]) -> Result<u64> {
+        let known: Vec<String> = sqlx::query("SELECT id FROM snapshots WHERE repository = $1")
+            .bind(repository)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?
+            .iter()
+            .map(|r| r.get::<String, _>(0))
+            .collect();
+        let mut forgotten = 0;
+        for id in known.iter().filter(|id| !keep.contains(id)) {
+            forgotten += sqlx::query("DELETE FROM snapshots WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await
+                .map_err(self.db())?
+                .rows_affected();
+        }
+        Ok(forgotten)
+    }
+
+    /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns false when
+    /// another holder's lease has not expired: then that holder runs the job, not this one.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let now = jiff::Timestamp::now();
+        let until =
+            now + jiff::SignedDuration::try_from(ttl).map_err(|e| self.invalid(e.to_string()))?;
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        // Insert if absent; otherwise take it over only when expired or already ours.
+        sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(stamp(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(self.db())?;
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3 AND (holder = $1 OR holder = '' OR expires_at <= $4)",
+        )
+        .bind(holder)
+        .bind(stamp(until))
+        .bind(name)
+        .bind(stamp(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db())?
+        .rows_affected()
+            == 1;
+        tx.commit().await.map_err(self.db())?;
+        Ok(taken)
+    }
+
+    /// Gives a lease back (only when `holder` holds it).
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE leases SET holder = '', expires_at = $1 WHERE name = $2 AND holder = $3",
+        )
+        .bind(stamp(jiff::Timestamp::now()))
+        .bind(name)
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+/// Timestamps are stored as fixed-width RFC 3339 UTC text (nanoseconds always written), so
+/// that text order is time order in both dialects.
+pub fn stamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").to_string()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A URL without its password.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stamps_sort_as_time_sorts() {
+        let a: jiff::Timestamp = "2026-11-25T16:30:00Z".parse().unwrap();
+        let b: jiff::Timestamp = "2026-11-25T16:30:00.5Z".parse().unwrap();
+        let c: jiff::Timestamp = "2026-11-25T16:30:01Z".parse().unwrap();
+        let (sa, sb, sc) = (super::stamp(a), super::stamp(b), super::stamp(c));
+        assert!(sa < sb && sb < sc, "{sa} {sb} {sc}");
+        assert_eq!(sa.len(), sc.len());
+        assert_eq!(sa.parse::<jiff::Timestamp>().unwrap(), a);
+    }
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://x.db"), "sqlite://x.db");
+    }
+}

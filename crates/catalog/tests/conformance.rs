@@ -1,0 +1,254 @@
+//! One conformance suite for the catalog, run on SQLite (a temporary file) and on the local
+//! PostgreSQL (a uniquely named database, dropped afterwards).
+
+use std::time::Duration;
+
+use backstop_catalog::{Catalog, RunEnd, RunKind, RunStatus, SnapshotRecord};
+use backstop_testkit::db::PgDb;
+
+/// A catalog of each kind, kept alive with whatever backs it.
+enum Backing {
+    Sqlite(tempfile::TempDir),
+    Postgres(PgDb),
+}
+
+async fn open(kind: &str) -> (Catalog, Backing) {
+    match kind {
+        "sqlite" => {
+            let dir = tempfile::tempdir().unwrap();
+            let catalog = Catalog::open(None, dir.path()).await.unwrap();
+            (catalog, Backing::Sqlite(dir))
+        }
+        _ => {
+            let db = PgDb::create("backstop_test_catalog");
+            let catalog = Catalog::open(Some(&db.url()), std::path::Path::new("/nonexistent"))
+                .await
+                .unwrap();
+            (catalog, Backing::Postgres(db))
+        }
+    }
+}
+
+async fn reopen(backing: &Backing) -> Catalog {
+    match backing {
+        Backing::Sqlite(dir) => Catalog::open(None, dir.path()).await.unwrap(),
+        Backing::Postgres(db) => {
+            Catalog::open(Some(&db.url()), std::path::Path::new("/nonexistent"))
+                .await
+                .unwrap()
+        }
+    }
+}
+
+fn snapshot(id: &str, policy: &str, time: &str) -> SnapshotRecord {
+    SnapshotRecord {
+        id: id.into(),
+        repository: "local".into(),
+        policy: policy.into(),
+        source_kind: "postgres".into(),
+        time: time.parse().unwrap(),
+        data_point: time.parse().unwrap(),
+        hostname: "db1".into(),
+        files: 2,
+        bytes: 1234,
+        digest: "ab".repeat(32),
+        facts: serde_json::json!({"tables": {"public.orders": 2000}, "schema_fingerprint": "f00"}),
+        summary: serde_json::json!({"bytes_added": 99}),
+    }
+}
+
+async fn runs_are_recorded_with_their_outcome(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let ok = catalog.start_run(RunKind::Backup, "orders").await.unwrap();
+    let failed = catalog.start_run(RunKind::Backup, "orders").await.unwrap();
+    let other = catalog.start_run(RunKind::Prune, "files").await.unwrap();
+    assert_ne!(ok, failed);
+    catalog
+        .finish_run(
+            &ok,
+            RunStatus::Succeeded,
+            &RunEnd {
+                bytes: Some(42),
+                snapshot_id: Some("abc".into()),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    catalog
+        .finish_run(
+            &failed,
+            RunStatus::Failed,
+            &RunEnd {
+                error: Some("pg_dump was killed by signal 9".into()),
+                ..RunEnd::default()
+            },
+        )
+        .await
+        .unwrap();
+    let runs = catalog.runs(Some("orders"), 10).await.unwrap();
+    assert_eq!(runs.len(), 2);
+    let by_id = |id: &str| runs.iter().find(|r| r.id == id).unwrap().clone();
+    let ok_run = by_id(&ok);
+    assert_eq!(ok_run.status, RunStatus::Succeeded);
+    assert_eq!(ok_run.bytes, Some(42));
+    assert_eq!(ok_run.snapshot_id.as_deref(), Some("abc"));
+    assert!(ok_run.finished_at.unwrap() >= ok_run.started_at);
+    let failed_run = by_id(&failed);
+    assert_eq!(failed_run.status, RunStatus::Failed);
+    assert_eq!(
+        failed_run.error.as_deref(),
+        Some("pg_dump was killed by signal 9")
+    );
+    assert_eq!(failed_run.snapshot_id, None);
+    let all = catalog.runs(None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(
+        all.iter().find(|r| r.id == other).unwrap().status,
+        RunStatus::Running
+    );
+    assert_eq!(
+        catalog.runs(None, 1).await.unwrap().len(),
+        1,
+        "the limit holds"
+    );
+    assert!(catalog
+        .finish_run("no-such-run", RunStatus::Failed, &RunEnd::default())
+        .await
+        .is_err());
+}
+
+async fn snapshots_round_trip_and_are_idempotent(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let a = snapshot("a1", "orders", "2026-11-24T10:00:00Z");
+    let b = snapshot("b2", "orders", "2026-11-25T10:00:00.25Z");
+    let c = snapshot("c3", "files", "2026-11-25T09:00:00Z");
+    assert!(catalog.record_snapshot(&b).await.unwrap());
+    assert!(catalog.record_snapshot(&a).await.unwrap());
+    assert!(catalog.record_snapshot(&c).await.unwrap());
+    assert!(
+        !catalog.record_snapshot(&a).await.unwrap(),
+        "the same snapshot twice is one row"
+    );
+    let orders = catalog.snapshots(Some("orders")).await.unwrap();
+    assert_eq!(
+        orders,
+        vec![a.clone(), b.clone()],
+        "oldest first, every field kept"
+    );
+    assert_eq!(catalog.snapshots(None).await.unwrap().len(), 3);
+    let forgotten = catalog
+        .forget_snapshots_except("local", &["b2".to_string(), "c3".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(forgotten, 1);
+    assert_eq!(catalog.snapshots(Some("orders")).await.unwrap(), vec![b]);
+}
+
+async fn leases_let_one_holder_run_a_job(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let minute = Duration::from_secs(60);
+    assert!(catalog
+        .acquire_lease("backup:orders", "daemon-a", minute)
+        .await
+        .unwrap());
+    assert!(!catalog
+        .acquire_lease("backup:orders", "daemon-b", minute)
+        .await
+        .unwrap());
+    assert!(
+        catalog
+            .acquire_lease("backup:orders", "daemon-a", minute)
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(
+        catalog
+            .acquire_lease("backup:files", "daemon-b", minute)
+            .await
+            .unwrap(),
+        "another job"
+    );
+    catalog
+        .release_lease("backup:orders", "daemon-b")
+        .await
+        .unwrap();
+    assert!(
+        !catalog
+            .acquire_lease("backup:orders", "daemon-b", minute)
+            .await
+            .unwrap(),
+        "only the holder releases"
+    );
+    catalog
+        .release_lease("backup:orders", "daemon-a")
+        .await
+        .unwrap();
+    assert!(catalog
+        .acquire_lease("backup:orders", "daemon-b", Duration::ZERO)
+        .await
+        .unwrap());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(
+        catalog
+            .acquire_lease("backup:orders", "daemon-a", minute)
+            .await
+            .unwrap(),
+        "an expired lease is taken over"
+    );
+}
+
+async fn migrations_run_once_and_a_newer_schema_is_refused(kind: &str) {
+    let (catalog, backing) = open(kind).await;
+    let id = catalog.start_run(RunKind::Check, "x").await.unwrap();
+    catalog.close().await;
+    let again = reopen(&backing).await;
+    assert_eq!(
+        again.runs(None, 10).await.unwrap()[0].id,
+        id,
+        "reopening keeps the data"
+    );
+    match &backing {
+        Backing::Sqlite(dir) => {
+            let db = dir.path().join("catalog.db");
+            std::process::Command::new("sqlite3")
+                .arg(&db)
+                .arg("INSERT INTO catalog_migrations VALUES (999, 'future', 'x')")
+                .status()
+                .unwrap();
+        }
+        Backing::Postgres(db) => {
+            db.sql("INSERT INTO catalog_migrations VALUES (999, 'future', 'x')");
+        }
+    }
+    again.close().await;
+    let err = match &backing {
+        Backing::Sqlite(dir) => Catalog::open(None, dir.path()).await.unwrap_err(),
+        Backing::Postgres(db) => Catalog::open(Some(&db.url()), std::path::Path::new("/x"))
+            .await
+            .unwrap_err(),
+    };
+    assert!(
+        err.to_string().contains("newer than this backstop"),
+        "{err}"
+    );
+}
+
+macro_rules! suite {
+    ($($name:ident),*) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name("sqlite").await })*
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name("postgres").await })*
+        }
+    };
+}
+
+suite!(
+    runs_are_recorded_with_their_outcome,
+    snapshots_round_trip_and_are_idempotent,
+    leases_let_one_holder_run_a_job,
+    migrations_run_once_and_a_newer_schema_is_refused
+);
