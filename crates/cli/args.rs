@@ -31,6 +31,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// The catalog of runs and snapshots
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Back up a policy's source now
     Backup {
         /// Policy name
@@ -84,6 +89,13 @@ pub enum PolicyCommand {
         /// Policies directory [default: `policies` from the configuration]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Record every snapshot the configured repositories hold, and forget those they no
+    /// longer hold (the repositories are the truth; the catalog is a record of them)
+    Rebuild,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,18 @@ fn fixture(name: &str) -> std::path::PathBuf {
         .join(name)
 }
 
+/// A seeded database, a policy for it, and its first snapshot's id.
+fn backed_up_postgres(prefix: &str) -> (PgDb, Install, String) {
+    let db = PgDb::create(prefix);
+    db.seed(&fixture("postgres.sql"));
+    let install = postgres_install(&db);
+    let id = install.backup("orders")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (db, install, id)
+}
+
 fn postgres_install(db: &PgDb) -> Install {
     let mut install = Install::local();
     install.env.push(("ORDERS_PG_URL".into(), db.url()));
@@ -58,13 +70,7 @@ fn postgres_backup_and_break_glass_restore_into_a_new_database() {
 
 #[test]
 fn a_corrupt_snapshot_restored_into_a_new_database_leaves_no_database() {
-    let db = PgDb::create("backstop_e2e_pg_corrupt");
-    db.seed(&fixture("postgres.sql"));
-    let install = postgres_install(&db);
-    let id = install.backup("orders")["snapshot_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (_db, install, id) = backed_up_postgres("backstop_e2e_pg_corrupt");
     let mut packs: Vec<std::path::PathBuf> = install
         .repo_objects()
         .into_iter()
@@ -166,5 +172,83 @@ fn sqlite_backup_and_restore_into_a_file_and_a_directory() {
     assert_eq!(
         checksums(&install.path("raw/orders.sqlite")),
         checksums(&source)
+    );
+}
+
+fn catalog_query(install: &Install, sql: &str) -> String {
+    let out = std::process::Command::new("sqlite3")
+        .arg(install.path("data/catalog.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn every_backup_is_a_recorded_run_and_the_catalog_rebuilds_from_the_repository() {
+    backstop_testkit::require_tool("sqlite3");
+    let (_db, install, id) = backed_up_postgres("backstop_e2e_pg_runs");
+
+    // A dump tool killed mid-stream: a failed run with its cause, no snapshot.
+    let real = backstop_testkit::require_tool("pg_dump");
+    let wrapper = install.path("bin/pg_dump");
+    std::fs::create_dir_all(install.path("bin")).unwrap();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in --version) exec {real} --version;; esac\n{real} \"$@\" | head -c 100000\nkill -KILL $$\n",
+            real = real.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        install.path("bin").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = install
+        .command(&["backup", "orders"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("pg_dump was killed by signal 9"),
+        "{stderr}"
+    );
+
+    let runs = catalog_query(&install, "SELECT status, coalesce(snapshot_id, '-'), coalesce(error, '-') FROM runs ORDER BY started_at");
+    let runs: Vec<&str> = runs.lines().collect();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0], format!("succeeded|{id}|-"));
+    assert!(
+        runs[1].starts_with("failed|-|") && runs[1].contains("pg_dump was killed by signal 9"),
+        "{}",
+        runs[1]
+    );
+    assert_eq!(
+        install.json(&["snapshots"]).as_array().unwrap().len(),
+        1,
+        "no snapshot from the failed run"
+    );
+    assert_eq!(catalog_query(&install, "SELECT id FROM snapshots"), id);
+    let facts = catalog_query(&install, "SELECT facts FROM snapshots");
+    assert!(facts.contains("\"public.order_events\":50000"), "{facts}");
+
+    // The catalog lost: rebuilt from the repository alone.
+    std::fs::remove_file(install.path("data/catalog.db")).unwrap();
+    let out = install.ok(&["catalog", "rebuild"]);
+    assert!(out.contains("1 snapshots, 1 added"), "{out}");
+    assert_eq!(
+        catalog_query(&install, "SELECT id, policy, source_kind FROM snapshots"),
+        format!("{id}|orders|postgres")
     );
 }

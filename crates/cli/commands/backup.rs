@@ -21,7 +21,8 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
         ProgressStyle::with_template("{spinner} {elapsed} {msg}").expect("valid template"),
     );
     let ticker_bar = bar.clone();
-    let outcome = backup::run(config, policy, move |progress| {
+    let catalog = backstop_engine::catalog::open(config).await?;
+    let outcome = backup::run_recorded(config, &catalog, policy, move |progress| {
         tokio::spawn(async move {
             loop {
                 ticker_bar.set_message(format!(

@@ -1,6 +1,7 @@
 //! One function per command. Each returns the exit code; errors carry their context.
 
 mod backup;
+mod catalog;
 mod check;
 mod diff;
 mod policy;
@@ -16,7 +17,7 @@ use backstop_engine::config::{RepositorySettings, DEFAULT_CONFIG};
 use backstop_engine::{repos, Config};
 use backstop_repo::{RepoError, Repository};
 
-use crate::args::{Cli, Command, PolicyCommand};
+use crate::args::{CatalogCommand, Cli, Command, PolicyCommand};
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
@@ -31,6 +32,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy::check(&config, dir.as_deref(), json),
+        Command::Catalog {
+            command: CatalogCommand::Rebuild,
+        } => catalog::rebuild(&config, json).await,
         Command::Backup { policy } => backup::run(&config, policy, json).await,
         Command::Snapshots { policy, repository } => {
             snapshots::run(&config, policy.as_deref(), repository.as_deref(), json).await

@@ -85,6 +85,8 @@ pub enum EngineError {
     Repo(#[from] backstop_repo::RepoError),
     #[error(transparent)]
     Source(#[from] backstop_sources::SourceError),
+    #[error(transparent)]
+    Catalog(#[from] backstop_catalog::CatalogError),
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use backstop_repo::archiver::Progress;
 use backstop_repo::{Id, Snapshot, SnapshotMeta, SnapshotWriter, SourceFacts};
 use backstop_sources::{files, mysql, postgres, sqlite, SourceContext, SourceSpec};
 
+use backstop_catalog::{Catalog, RunEnd, RunKind, RunStatus};
+
+use crate::catalog::snapshot_record;
 use crate::config::Config;
 use crate::error::EngineError;
 use crate::policy::Policy;
@@ -73,4 +76,43 @@ pub async fn run(
         snapshot,
         repository_created: created,
     })
+}
+
+/// Runs one backup of `policy` and records it in the catalog: the run (started, then
+/// succeeded with its snapshot, or failed with its error) and the snapshot. A failure to
+/// record a finished backup is reported after the snapshot is safe in the repository (it
+/// can be recorded later with `backstop catalog rebuild`).
+pub async fn run_recorded(
+    config: &Config,
+    catalog: &Catalog,
+    policy: &Policy,
+    on_start: impl FnOnce(Arc<Progress>),
+) -> Result<BackupOutcome, EngineError> {
+    let run_id = catalog.start_run(RunKind::Backup, &policy.name).await?;
+    match run(config, policy, on_start).await {
+        Ok(outcome) => {
+            let record =
+                snapshot_record(&policy.repository, &outcome.snapshot_id, &outcome.snapshot);
+            catalog.record_snapshot(&record).await?;
+            let end = RunEnd {
+                bytes: Some(outcome.snapshot.summary.bytes_added),
+                snapshot_id: Some(outcome.snapshot_id.to_hex()),
+                error: None,
+            };
+            catalog
+                .finish_run(&run_id, RunStatus::Succeeded, &end)
+                .await?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let end = RunEnd {
+                error: Some(e.to_string()),
+                ..RunEnd::default()
+            };
+            if let Err(record) = catalog.finish_run(&run_id, RunStatus::Failed, &end).await {
+                tracing::error!(error = %record, "recording the failed backup");
+            }
+            Err(e)
+        }
+    }
 }

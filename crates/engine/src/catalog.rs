@@ -1,0 +1,76 @@
+//! The catalog seen from the engine: opening it as configured, mirroring snapshots into it,
+//! and rebuilding it from the repositories (which hold the truth).
+
+use backstop_catalog::{Catalog, SnapshotRecord};
+use backstop_repo::{Id, Snapshot};
+
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::repos::{self, OpenMode};
+
+/// The configured catalog: `catalog` in backstop.toml, else `catalog.db` in `data_dir`.
+pub async fn open(config: &Config) -> Result<Catalog, EngineError> {
+    Ok(Catalog::open(config.catalog.as_deref(), &config.data_dir).await?)
+}
+
+/// The catalog's copy of a snapshot manifest.
+pub fn snapshot_record(repository: &str, id: &Id, s: &Snapshot) -> SnapshotRecord {
+    SnapshotRecord {
+        id: id.to_hex(),
+        repository: repository.to_string(),
+        policy: s.policy.clone(),
+        source_kind: s.source_kind.clone(),
+        time: s.time,
+        data_point: s.data_point,
+        hostname: s.hostname.clone(),
+        files: s.facts.file_count,
+        bytes: s.facts.bytes,
+        digest: s.tree.digest.to_hex(),
+        facts: serde_json::to_value(&s.facts).unwrap_or_default(),
+        summary: serde_json::to_value(&s.summary).unwrap_or_default(),
+    }
+}
+
+/// What a rebuild did, per repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rebuilt {
+    pub repository: String,
+    pub snapshots: usize,
+    pub added: usize,
+    pub forgotten: u64,
+}
+
+/// Records every snapshot of every configured repository in the catalog, and forgets
+/// snapshots the repositories no longer hold. A repository never written is skipped.
+pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>, EngineError> {
+    let mut report = Vec::new();
+    for settings in config.repositories.values() {
+        let repo = match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await
+        {
+            Ok(repo) => repo,
+            Err(EngineError::Repo(backstop_repo::RepoError::NotARepository { .. })) => continue,
+            Err(e) => return Err(e),
+        };
+        let snapshots = repo.snapshots().await?;
+        let mut added = 0;
+        for (id, snapshot) in &snapshots {
+            if catalog
+                .record_snapshot(&snapshot_record(&settings.name, id, snapshot))
+                .await?
+            {
+                added += 1;
+            }
+        }
+        let keep: Vec<String> = snapshots.iter().map(|(id, _)| id.to_hex()).collect();
+        let forgotten = catalog
+            .forget_snapshots_except(&settings.name, &keep)
+            .await?;
+        report.push(Rebuilt {
+            repository: settings.name.clone(),
+            snapshots: snapshots.len(),
+            added,
+            forgotten,
+        });
+    }
+    Ok(report)
+}
