@@ -10,6 +10,7 @@ pub mod error;
 pub mod jobs;
 pub mod policy;
 pub mod repos;
+pub mod schedule;
 
 pub use config::Config;
 pub use error::EngineError;

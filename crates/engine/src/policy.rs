@@ -149,24 +149,6 @@ pub struct Policy {
     pub owners: Owners,
 }
 
-/// Checks the shape of a cron expression with a seconds field (6 or 7 fields: seconds,
-/// minutes, hours, day of month, month, day of week, optional year).
-fn check_cron(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "cron expression `{expr}` has {fields} fields; expected 6 (with seconds, e.g. \"0 15 */4 * * *\") or 7"
-        ));
-    }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "*/,-?#L".contains(c);
-    if let Some(bad) = expr.split_whitespace().find(|f| !f.chars().all(allowed)) {
-        return Err(format!(
-            "cron expression `{expr}`: field `{bad}` has characters cron does not use"
-        ));
-    }
-    Ok(())
-}
-
 impl Policy {
     pub fn parse(file: &Path, text: &str, config: &Config) -> Result<Self, Vec<Problem>> {
         let file_name = file.display().to_string();
@@ -211,7 +193,7 @@ impl Policy {
             (&mut schedule.check, raw.schedule.check),
         ] {
             if let Some(expr) = value {
-                if let Err(e) = check_cron(expr.get_ref()) {
+                if let Err(e) = crate::schedule::CronSchedule::parse(expr.get_ref()) {
                     problem(expr.span().start, e);
                 }
                 *slot = Some(expr.into_inner());
