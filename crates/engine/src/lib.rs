@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod policy;
 pub mod repos;
 pub mod schedule;
+pub mod scheduler;
 
 pub use config::Config;
 pub use error::EngineError;

@@ -1,0 +1,308 @@
+//! The scheduler under paused time: schedules fire, a missed fire is caught up once, one
+//! policy never runs twice at once, the concurrency bounds hold, timeouts cancel, and
+//! shutdown cancels running jobs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use backstop_engine::schedule::CronSchedule;
+use backstop_engine::scheduler::{self, Clock, Event, JobResult, Limits, Runner, ScheduledJob};
+use tokio_util::sync::CancellationToken;
+
+const START: &str = "2026-11-25T00:00:00Z";
+
+/// A job that takes `duration` of (paused) time and records how many ran at once.
+#[derive(Clone, Default)]
+struct FakeRunner {
+    duration: Duration,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    per_policy_now: Arc<Mutex<HashMap<String, usize>>>,
+    per_policy_peak: Arc<Mutex<HashMap<String, usize>>>,
+    cancelled: Arc<AtomicUsize>,
+}
+
+impl FakeRunner {
+    fn taking(secs: u64) -> Self {
+        Self {
+            duration: Duration::from_secs(secs),
+            ..Self::default()
+        }
+    }
+}
+
+impl Runner for FakeRunner {
+    async fn run(
+        &self,
+        job: ScheduledJob,
+        _fire: jiff::Timestamp,
+        cancel: CancellationToken,
+    ) -> JobResult {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        {
+            let mut per = self.per_policy_now.lock().unwrap();
+            let n = per.entry(job.policy.clone()).or_default();
+            *n += 1;
+            let mut peak = self.per_policy_peak.lock().unwrap();
+            let p = peak.entry(job.policy.clone()).or_default();
+            *p = (*p).max(*n);
+        }
+        let result = tokio::select! {
+            _ = tokio::time::sleep(self.duration) => Ok(()),
+            _ = cancel.cancelled() => {
+                self.cancelled.fetch_add(1, Ordering::SeqCst);
+                Err("cancelled".to_string())
+            }
+        };
+        *self
+            .per_policy_now
+            .lock()
+            .unwrap()
+            .get_mut(&job.policy)
+            .unwrap() -= 1;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+}
+
+fn job(policy: &str, repository: &str, cron: &str, last_run: Option<&str>) -> ScheduledJob {
+    ScheduledJob {
+        policy: policy.into(),
+        kind: "backup".into(),
+        repository: repository.into(),
+        schedule: CronSchedule::parse(cron).unwrap(),
+        last_run: last_run.map(|t| t.parse().unwrap()),
+    }
+}
+
+fn no_jitter() -> Limits {
+    Limits {
+        global: 8,
+        per_repository: 8,
+        timeout: Duration::from_secs(3600),
+        jitter: Duration::ZERO,
+        shutdown_deadline: Duration::from_secs(30),
+    }
+}
+
+/// Runs the scheduler for `span` of paused time, then shuts it down.
+async fn run_for(
+    jobs: Vec<ScheduledJob>,
+    runner: FakeRunner,
+    limits: Limits,
+    span: Duration,
+) -> Vec<Event> {
+    let shutdown = CancellationToken::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(span).await;
+        stopper.cancel();
+    });
+    let clock = Clock::starting_at(START.parse().unwrap());
+    scheduler::run(jobs, runner, limits, clock, shutdown).await
+}
+
+fn started(events: &[Event]) -> Vec<(String, String, bool)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Started {
+                job,
+                fire,
+                catch_up,
+            } => Some((job.clone(), fire.to_string(), *catch_up)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedules_fire_at_their_times() {
+    let jobs = vec![
+        job("orders", "local", "*/10 * * * * *", None),
+        job("files", "local", "0 * * * * *", None),
+    ];
+    let events = run_for(
+        jobs,
+        FakeRunner::taking(1),
+        no_jitter(),
+        Duration::from_secs(65),
+    )
+    .await;
+    let fires: Vec<String> = started(&events)
+        .into_iter()
+        .filter(|s| s.0 == "backup:orders")
+        .map(|s| s.1)
+        .collect();
+    assert_eq!(
+        fires,
+        [
+            "2026-11-25T00:00:10Z",
+            "2026-11-25T00:00:20Z",
+            "2026-11-25T00:00:30Z",
+            "2026-11-25T00:00:40Z",
+            "2026-11-25T00:00:50Z",
+            "2026-11-25T00:01:00Z"
+        ]
+    );
+    let files: Vec<_> = started(&events)
+        .into_iter()
+        .filter(|s| s.0 == "backup:files")
+        .collect();
+    assert_eq!(
+        files,
+        [("backup:files".into(), "2026-11-25T00:01:00Z".into(), false)]
+    );
+    let finished = events
+        .iter()
+        .filter(|e| matches!(e, Event::Finished { ok: true, .. }))
+        .count();
+    assert_eq!(finished, 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missed_fire_is_caught_up_once_at_start() {
+    // Hourly at :30; last ran five hours before the daemon started: one catch-up, not five.
+    let jobs = vec![job(
+        "orders",
+        "local",
+        "0 30 * * * *",
+        Some("2026-11-24T19:30:00Z"),
+    )];
+    let events = run_for(
+        jobs,
+        FakeRunner::taking(1),
+        no_jitter(),
+        Duration::from_secs(45 * 60),
+    )
+    .await;
+    assert_eq!(
+        started(&events),
+        [
+            ("backup:orders".into(), "2026-11-24T23:30:00Z".into(), true),
+            ("backup:orders".into(), "2026-11-25T00:30:00Z".into(), false),
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_of_one_policy_never_overlap() {
+    let runner = FakeRunner::taking(25);
+    let peak = runner.per_policy_peak.clone();
+    let jobs = vec![job("orders", "local", "*/10 * * * * *", None)];
+    let events = run_for(jobs, runner, no_jitter(), Duration::from_secs(100)).await;
+    assert_eq!(peak.lock().unwrap()["orders"], 1);
+    assert!(
+        events.iter().any(|e| matches!(e, Event::Skipped { .. })),
+        "fires during a run are skipped"
+    );
+    assert!(started(&events).len() >= 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_concurrency_bounds_hold() {
+    let jobs: Vec<_> = (0..6)
+        .map(|i| {
+            let repository = if i % 2 == 0 { "even" } else { "odd" };
+            job(&format!("p{i}"), repository, "*/10 * * * * *", None)
+        })
+        .collect();
+    let runner = FakeRunner::taking(7);
+    let peak = runner.peak.clone();
+    let limits = Limits {
+        global: 3,
+        per_repository: 2,
+        ..no_jitter()
+    };
+    let events = run_for(jobs.clone(), runner, limits, Duration::from_secs(60)).await;
+    assert_eq!(peak.load(Ordering::SeqCst), 3, "global bound");
+    assert!(started(&events).len() >= 12, "work still gets done");
+
+    let one_repository: Vec<_> = jobs
+        .into_iter()
+        .map(|j| ScheduledJob {
+            repository: "one".into(),
+            ..j
+        })
+        .collect();
+    let runner = FakeRunner::taking(7);
+    let peak = runner.peak.clone();
+    let limits = Limits {
+        global: 8,
+        per_repository: 2,
+        ..no_jitter()
+    };
+    run_for(one_repository, runner, limits, Duration::from_secs(60)).await;
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "per-repository bound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_past_its_timeout_is_cancelled() {
+    let limits = Limits {
+        timeout: Duration::from_secs(30),
+        ..no_jitter()
+    };
+    let jobs = vec![job("orders", "local", "0 * * * * *", None)];
+    let events = run_for(
+        jobs,
+        FakeRunner::taking(600),
+        limits,
+        Duration::from_secs(100),
+    )
+    .await;
+    assert!(
+        events.contains(&Event::TimedOut {
+            job: "backup:orders".into()
+        }),
+        "{events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_cancels_running_jobs_without_waiting_for_them() {
+    let runner = FakeRunner::taking(600);
+    let cancelled = runner.cancelled.clone();
+    let before = tokio::time::Instant::now();
+    let jobs = vec![job("orders", "local", "0 * * * * *", None)];
+    let events = run_for(jobs, runner, no_jitter(), Duration::from_secs(90)).await;
+    assert_eq!(
+        cancelled.load(Ordering::SeqCst),
+        1,
+        "the job saw the cancellation"
+    );
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::Finished { ok: false, .. })));
+    assert!(
+        before.elapsed() < Duration::from_secs(91),
+        "shutdown did not wait for the job's own end"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_moves_the_start_not_the_fire_time() {
+    let limits = Limits {
+        jitter: Duration::from_secs(20),
+        ..no_jitter()
+    };
+    let jobs = vec![job("orders", "local", "0 * * * * *", None)];
+    let events = run_for(
+        jobs,
+        FakeRunner::taking(1),
+        limits,
+        Duration::from_secs(200),
+    )
+    .await;
+    let fires: Vec<String> = started(&events).into_iter().map(|s| s.1).collect();
+    assert_eq!(
+        fires,
+        [
+            "2026-11-25T00:01:00Z",
+            "2026-11-25T00:02:00Z",
+            "2026-11-25T00:03:00Z"
+        ]
+    );
+}
