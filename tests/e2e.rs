@@ -7,6 +7,7 @@ mod e2e {
     mod break_glass;
     mod corruption;
     mod crash;
+    mod daemon;
     mod databases;
     mod encryption;
     mod policy_errors;

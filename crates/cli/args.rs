@@ -31,6 +31,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Run the scheduler: each policy's backups on its cron schedule, until SIGTERM or
+    /// SIGINT (SIGHUP reloads the policies when all are valid)
+    Daemon,
     /// The catalog of runs and snapshots
     Catalog {
         #[command(subcommand)]

@@ -12,6 +12,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let filter = match cli.verbose {
+        // The daemon's log is its record of what it does.
+        0 if matches!(cli.command, args::Command::Daemon) => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",

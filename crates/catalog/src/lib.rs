@@ -322,6 +322,23 @@ impl Catalog {
         rows.iter().map(|r| self.run_from(r)).collect()
     }
 
+    /// When the newest run of `kind` for `policy` started (for a scheduler's catch-up).
+    pub async fn last_run_started(
+        &self,
+        policy: &str,
+        kind: RunKind,
+    ) -> Result<Option<jiff::Timestamp>> {
+        let row = sqlx::query("SELECT max(started_at) FROM runs WHERE policy = $1 AND kind = $2")
+            .bind(policy)
+            .bind(kind.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(self.db())?;
+        row.get::<Option<String>, _>(0)
+            .map(|t| self.time(t))
+            .transpose()
+    }
+
     fn run_from(&self, r: &AnyRow) -> Result<Run> {
         let status: String = r.get(3);
         Ok(Run {

@@ -22,20 +22,33 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
     );
     let ticker_bar = bar.clone();
     let catalog = backstop_engine::catalog::open(config).await?;
-    let outcome = backup::run_recorded(config, &catalog, policy, move |progress| {
-        tokio::spawn(async move {
-            loop {
-                ticker_bar.set_message(format!(
-                    "{} files, {} read, {} added",
-                    progress.files_done.load(Ordering::Relaxed),
-                    bytes(progress.bytes_read.load(Ordering::Relaxed)),
-                    bytes(progress.bytes_added.load(Ordering::Relaxed)),
-                ));
-                ticker_bar.tick();
-                tokio::time::sleep(Duration::from_millis(120)).await;
-            }
-        });
-    })
+    // Ctrl-C or SIGTERM cancels cleanly: no snapshot, a run recorded as cancelled.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        backstop_engine::daemon::terminated().await;
+        on_signal.cancel();
+    });
+    let outcome = backup::run_recorded(
+        config,
+        &catalog,
+        policy,
+        move |progress| {
+            tokio::spawn(async move {
+                loop {
+                    ticker_bar.set_message(format!(
+                        "{} files, {} read, {} added",
+                        progress.files_done.load(Ordering::Relaxed),
+                        bytes(progress.bytes_read.load(Ordering::Relaxed)),
+                        bytes(progress.bytes_added.load(Ordering::Relaxed)),
+                    ));
+                    ticker_bar.tick();
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                }
+            });
+        },
+        &cancel,
+    )
     .await
     .with_context(|| format!("backup of policy `{name}` failed; no snapshot was made"));
     bar.finish_and_clear();

@@ -32,6 +32,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy::check(&config, dir.as_deref(), json),
+        Command::Daemon => {
+            backstop_engine::daemon::run(config).await?;
+            Ok(crate::output::EXIT_OK)
+        }
         Command::Catalog {
             command: CatalogCommand::Rebuild,
         } => catalog::rebuild(&config, json).await,

@@ -21,6 +21,77 @@ struct ConfigFile {
     api: Option<ApiFile>,
     #[serde(default)]
     tools: Tools,
+    #[serde(default)]
+    daemon: DaemonSettings,
+}
+
+/// `[daemon]`: how the scheduler runs jobs. Durations are humantime strings ("30s", "6h").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Jobs running at once, in all.
+    #[serde(default = "default_max_jobs")]
+    pub max_jobs: usize,
+    /// Jobs running at once against one repository.
+    #[serde(default = "default_max_jobs_per_repository")]
+    pub max_jobs_per_repository: usize,
+    #[serde(default = "default_job_timeout", with = "humantime_serde_compat")]
+    pub job_timeout: std::time::Duration,
+    #[serde(default = "default_jitter", with = "humantime_serde_compat")]
+    pub jitter: std::time::Duration,
+    #[serde(default = "default_shutdown_deadline", with = "humantime_serde_compat")]
+    pub shutdown_deadline: std::time::Duration,
+}
+
+fn default_max_jobs() -> usize {
+    2
+}
+fn default_max_jobs_per_repository() -> usize {
+    1
+}
+fn default_job_timeout() -> std::time::Duration {
+    std::time::Duration::from_secs(6 * 3600)
+}
+fn default_jitter() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+fn default_shutdown_deadline() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+impl Default for DaemonSettings {
+    fn default() -> Self {
+        Self {
+            max_jobs: default_max_jobs(),
+            max_jobs_per_repository: default_max_jobs_per_repository(),
+            job_timeout: default_job_timeout(),
+            jitter: default_jitter(),
+            shutdown_deadline: default_shutdown_deadline(),
+        }
+    }
+}
+
+impl DaemonSettings {
+    pub fn limits(&self) -> crate::scheduler::Limits {
+        crate::scheduler::Limits {
+            global: self.max_jobs.max(1),
+            per_repository: self.max_jobs_per_repository.max(1),
+            timeout: self.job_timeout,
+            jitter: self.jitter,
+            shutdown_deadline: self.shutdown_deadline,
+        }
+    }
+}
+
+/// Durations written as humantime strings.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"30s\", \"6h\")")))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +148,7 @@ pub struct Config {
     pub api: Option<ApiFile>,
     /// Paths of dump and load tools (`[tools]`); others are found on PATH.
     pub tools: Tools,
+    pub daemon: DaemonSettings,
 }
 
 pub const DEFAULT_CONFIG: &str = "backstop.toml";
@@ -109,6 +181,7 @@ impl Config {
             repositories,
             api: None,
             tools: Tools::default(),
+            daemon: DaemonSettings::default(),
         }
     }
 
@@ -208,6 +281,7 @@ impl Config {
             catalog: raw.catalog,
             repositories,
             api: raw.api,
+            daemon: raw.daemon,
         })
     }
 

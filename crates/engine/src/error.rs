@@ -87,6 +87,8 @@ pub enum EngineError {
     Source(#[from] backstop_sources::SourceError),
     #[error(transparent)]
     Catalog(#[from] backstop_catalog::CatalogError),
+    #[error("cancelled before the snapshot was committed; nothing was made visible")]
+    Cancelled,
 }
 
 #[cfg(test)]

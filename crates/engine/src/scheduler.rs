@@ -181,6 +181,20 @@ pub async fn run<R: Runner>(
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Vec<Event> {
+    let (_keep, reload) = tokio::sync::watch::channel(jobs);
+    run_with_reload(reload, runner, limits, clock, shutdown).await
+}
+
+/// As [`run`], taking the jobs from `reload`: a new set replaces the old one for every
+/// fire from then on (running jobs go on; the first set alone gets catch-ups).
+pub async fn run_with_reload<R: Runner>(
+    mut reload: tokio::sync::watch::Receiver<Vec<ScheduledJob>>,
+    runner: R,
+    limits: Limits,
+    clock: Clock,
+    shutdown: CancellationToken,
+) -> Vec<Event> {
+    let mut jobs = reload.borrow_and_update().clone();
     let events: Events = Arc::default();
     let shared = Arc::new(Shared {
         runner,
@@ -208,27 +222,46 @@ pub async fn run<R: Runner>(
         })
         .collect();
 
-    if jobs.is_empty() {
-        shutdown.cancelled().await;
-    }
-    while let Some((index, (fire, catch_up))) = next
-        .iter()
-        .copied()
-        .enumerate()
-        .min_by_key(|(i, (fire, _))| (*fire, *i))
-    {
-        let job = &jobs[index];
+    let mut reloads_open = true;
+    loop {
+        // The earliest next fire; with no jobs, nothing fires until a reload or shutdown.
+        let earliest = next
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|(i, (fire, _))| (*fire, *i));
+        let (index, fire, catch_up) = match earliest {
+            Some((i, (fire, catch_up))) => (i, fire, catch_up),
+            None => (usize::MAX, jiff::Timestamp::MAX, false),
+        };
+        let job = jobs.get(index).cloned();
+        let name = job.as_ref().map(ScheduledJob::name).unwrap_or_default();
         // A catch-up runs at once; a scheduled fire waits for its time plus jitter.
         let due = if catch_up {
             start
         } else {
-            fire + jiff::SignedDuration::try_from(jitter(&job.name(), fire, shared.limits.jitter))
+            fire + jiff::SignedDuration::try_from(jitter(&name, fire, shared.limits.jitter))
                 .unwrap_or_default()
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(clock.instant_at(due)) => {}
+            changed = reload.changed(), if reloads_open => {
+                match changed {
+                    Ok(()) => {
+                        jobs = reload.borrow_and_update().clone();
+                        let now = clock.now();
+                        next = jobs
+                            .iter()
+                            .map(|job| (job.schedule.next_after(now).unwrap_or(jiff::Timestamp::MAX), false))
+                            .collect();
+                    }
+                    Err(_) => reloads_open = false,
+                }
+                continue;
+            }
         }
+        let Some(job) = job else { continue };
         if clock.now() < due {
             continue; // woke early from a capped sleep
         }

@@ -7,6 +7,7 @@ use backstop_repo::{Id, Snapshot, SnapshotMeta, SnapshotWriter, SourceFacts};
 use backstop_sources::{files, mysql, postgres, sqlite, SourceContext, SourceSpec};
 
 use backstop_catalog::{Catalog, RunEnd, RunKind, RunStatus};
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::snapshot_record;
 use crate::config::Config;
@@ -87,9 +88,20 @@ pub async fn run_recorded(
     catalog: &Catalog,
     policy: &Policy,
     on_start: impl FnOnce(Arc<Progress>),
+    cancel: &CancellationToken,
 ) -> Result<BackupOutcome, EngineError> {
     let run_id = catalog.start_run(RunKind::Backup, &policy.name).await?;
-    match run(config, policy, on_start).await {
+    // Cancelling drops the backup before its commit: no snapshot becomes visible, dump
+    // tools are killed, and the run is recorded as cancelled.
+    let result = tokio::select! {
+        result = run(config, policy, on_start) => result,
+        _ = cancel.cancelled() => {
+            let end = RunEnd { error: Some(EngineError::Cancelled.to_string()), ..RunEnd::default() };
+            catalog.finish_run(&run_id, RunStatus::Cancelled, &end).await?;
+            return Err(EngineError::Cancelled);
+        }
+    };
+    match result {
         Ok(outcome) => {
             let record =
                 snapshot_record(&policy.repository, &outcome.snapshot_id, &outcome.snapshot);

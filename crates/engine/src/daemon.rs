@@ -1,0 +1,219 @@
+//! `backstop daemon`: loads and validates the policies, schedules each policy's backups
+//! from its cron expression, and runs them through the catalog (a lease per job, so that
+//! daemons sharing a PostgreSQL catalog never run one twice). SIGTERM and SIGINT shut it
+//! down gracefully (running jobs are cancelled: no visible partial snapshot, no scratch
+//! target left); SIGHUP reloads the policies when all of them are valid, and otherwise keeps
+//! the running set and logs why.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use backstop_catalog::{Catalog, RunKind};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::jobs::backup;
+use crate::policy::{load_dir, Policy};
+use crate::schedule::CronSchedule;
+use crate::scheduler::{self, Clock, JobResult, Runner, ScheduledJob};
+
+/// Resolves when the process is asked to stop (SIGTERM or SIGINT).
+pub async fn terminated() {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+type Policies = Arc<RwLock<BTreeMap<String, Policy>>>;
+
+/// The scheduled jobs of a policy set. Drill, prune and check schedules are validated but
+/// not run by this version (their jobs come with restore drills and scheduled retention).
+async fn scheduled_jobs(
+    policies: &BTreeMap<String, Policy>,
+    catalog: &Catalog,
+) -> Result<Vec<ScheduledJob>, EngineError> {
+    let mut jobs = Vec::new();
+    for policy in policies.values() {
+        let Some(expr) = &policy.schedule.backup else {
+            continue;
+        };
+        let schedule = CronSchedule::parse(expr)
+            .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?;
+        jobs.push(ScheduledJob {
+            policy: policy.name.clone(),
+            kind: "backup".into(),
+            repository: policy.repository.clone(),
+            schedule,
+            last_run: catalog
+                .last_run_started(&policy.name, RunKind::Backup)
+                .await?,
+        });
+    }
+    Ok(jobs)
+}
+
+struct JobRunner {
+    config: Arc<Config>,
+    catalog: Catalog,
+    policies: Policies,
+    holder: String,
+    lease: std::time::Duration,
+}
+
+impl Runner for JobRunner {
+    async fn run(
+        &self,
+        job: ScheduledJob,
+        _fire: jiff::Timestamp,
+        cancel: CancellationToken,
+    ) -> JobResult {
+        let policy = self
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(&job.policy)
+            .cloned()
+            .ok_or_else(|| format!("policy `{}` is no longer loaded", job.policy))?;
+        let lease = job.name();
+        let taken = self
+            .catalog
+            .acquire_lease(&lease, &self.holder, self.lease)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !taken {
+            tracing::info!(
+                job = lease,
+                "another daemon holds this job's lease; not running it here"
+            );
+            return Ok(());
+        }
+        let result = backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
+            .await
+            .map(|outcome| {
+                tracing::info!(
+                    job = lease,
+                    snapshot = %outcome.snapshot_id.short(),
+                    bytes_added = outcome.snapshot.summary.bytes_added,
+                    "snapshot saved"
+                );
+            })
+            .map_err(|e| e.to_string());
+        if let Err(e) = self.catalog.release_lease(&lease, &self.holder).await {
+            tracing::warn!(job = lease, error = %e, "releasing the lease");
+        }
+        result
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), EngineError> {
+    let config = Arc::new(config);
+    let catalog = crate::catalog::open(&config).await?;
+    let loaded = load_dir(&config.policies_dir, &config)?;
+    let jobs = scheduled_jobs(&loaded, &catalog).await?;
+    tracing::info!(
+        policies = loaded.len(),
+        scheduled = jobs.len(),
+        catalog = catalog.location(),
+        "daemon started"
+    );
+    let policies: Policies = Arc::new(RwLock::new(loaded));
+    let (reload_tx, reload_rx) = tokio::sync::watch::channel(jobs);
+    let shutdown = CancellationToken::new();
+
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(|e| EngineError::Refused(format!("installing the SIGHUP handler: {e}")))?;
+    let signals = {
+        let (config, catalog, policies, shutdown) = (
+            config.clone(),
+            catalog.clone(),
+            policies.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = terminated() => {
+                        tracing::info!("shutting down: cancelling running jobs");
+                        shutdown.cancel();
+                        return;
+                    }
+                    _ = hangup.recv() => {
+                        reload(&config, &catalog, &policies, &reload_tx).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let limits = config.daemon.limits();
+    let runner = JobRunner {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        policies,
+        holder: format!("{}:{}", hostname(), std::process::id()),
+        lease: limits.timeout + limits.shutdown_deadline,
+    };
+    let events =
+        scheduler::run_with_reload(reload_rx, runner, limits, Clock::system(), shutdown).await;
+    signals.abort();
+    tracing::info!(
+        jobs_started = events
+            .iter()
+            .filter(|e| matches!(e, scheduler::Event::Started { .. }))
+            .count(),
+        "daemon stopped"
+    );
+    catalog.close().await;
+    Ok(())
+}
+
+/// SIGHUP: replaces the policy set only when every policy is valid.
+async fn reload(
+    config: &Config,
+    catalog: &Catalog,
+    policies: &Policies,
+    jobs: &tokio::sync::watch::Sender<Vec<ScheduledJob>>,
+) {
+    let kept = policies.read().expect("policies lock").len();
+    let loaded = match load_dir(&config.policies_dir, config) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!(
+                kept,
+                "SIGHUP: policies not reloaded, keeping the {kept} running: {e}"
+            );
+            return;
+        }
+    };
+    match scheduled_jobs(&loaded, catalog).await {
+        Ok(new_jobs) => {
+            tracing::info!(
+                policies = loaded.len(),
+                scheduled = new_jobs.len(),
+                "SIGHUP: policies reloaded"
+            );
+            *policies.write().expect("policies lock") = loaded;
+            let _ = jobs.send(new_jobs);
+        }
+        Err(e) => tracing::error!(
+            kept,
+            "SIGHUP: policies not reloaded, keeping the {kept} running: {e}"
+        ),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,157 @@
+//! The real daemon: scheduled backups are recorded, SIGHUP with a broken policy keeps the
+//! running set, and SIGTERM during a backup exits within the deadline leaving no snapshot.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use backstop_testkit::db::PgDb;
+
+use super::util::Install;
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn snapshots_of(install: &Install, policy: &str) -> usize {
+    install
+        .json(&["snapshots", policy])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn catalog(install: &Install, sql: &str) -> String {
+    let out = Command::new("sqlite3")
+        .arg(install.path("data/catalog.db"))
+        .arg(sql)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
+    backstop_testkit::require_tool("sqlite3");
+    let db = PgDb::create("backstop_e2e_daemon");
+    let mut install = Install::new(
+        "url = \"file://./repo\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\"\n\n[tools]\npg_dump = \"./bin/pg_dump\"",
+    );
+    install.env.push(("SLOW_PG_URL".into(), db.url()));
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "hello").unwrap();
+    install.files_policy(
+        "often",
+        &["./src"],
+        "[schedule]\nbackup = \"*/2 * * * * *\"\n",
+    );
+    // A pg_dump that starts a dump and then hangs: SIGTERM will find this backup running.
+    std::fs::create_dir_all(install.path("bin")).unwrap();
+    let fake = install.path("bin/pg_dump");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 99.0'; exit 0;; esac\necho partial-dump\nexec sleep 3121\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let log = install.path("daemon.log");
+    let mut daemon = install
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    wait_until("two scheduled backups", Duration::from_secs(30), || {
+        snapshots_of(&install, "often") >= 2
+    });
+    let recorded = catalog(
+        &install,
+        "SELECT count(*) FROM runs WHERE policy = 'often' AND status = 'succeeded'",
+    );
+    assert!(recorded.parse::<u32>().unwrap() >= 2, "{recorded}");
+
+    // SIGHUP with a broken policy: the old set keeps running, and the log says why.
+    std::fs::write(
+        install.path("policies/broken.toml"),
+        "name = \"broken\"\nrepository = \n",
+    )
+    .unwrap();
+    signal(&daemon, "HUP");
+    wait_until(
+        "the reload refusal in the log",
+        Duration::from_secs(10),
+        || read_log().contains("SIGHUP: policies not reloaded"),
+    );
+    assert!(
+        read_log().contains("broken.toml"),
+        "the log names the file:\n{}",
+        read_log()
+    );
+    let before = snapshots_of(&install, "often");
+    wait_until("backups to go on", Duration::from_secs(20), || {
+        snapshots_of(&install, "often") > before
+    });
+
+    // SIGHUP with valid policies: the slow postgres policy joins.
+    std::fs::remove_file(install.path("policies/broken.toml")).unwrap();
+    install.policy(
+        "slow",
+        "[source]\nkind = \"postgres\"\nurl_env = \"SLOW_PG_URL\"\n\n[schedule]\nbackup = \"*/2 * * * * *\"\n",
+    );
+    signal(&daemon, "HUP");
+    wait_until(
+        "the slow backup to be running",
+        Duration::from_secs(20),
+        || {
+            catalog(
+                &install,
+                "SELECT count(*) FROM runs WHERE policy = 'slow' AND status = 'running'",
+            ) == "1"
+        },
+    );
+
+    // SIGTERM during that backup: a clean exit within the deadline, nothing visible.
+    let stopping = Instant::now();
+    signal(&daemon, "TERM");
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            stopping.elapsed() < Duration::from_secs(15),
+            "the daemon did not stop within its deadline"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}\n{}", read_log());
+    assert_eq!(
+        snapshots_of(&install, "slow"),
+        0,
+        "no partial snapshot became visible"
+    );
+    assert_eq!(
+        catalog(&install, "SELECT status FROM runs WHERE policy = 'slow'"),
+        "cancelled"
+    );
+    let leftover = Command::new("pgrep")
+        .args(["-f", "sleep 3121"])
+        .output()
+        .unwrap();
+    assert!(leftover.stdout.is_empty(), "the dump tool was stopped");
+}
