@@ -25,6 +25,24 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A plain HTTP/1.1 GET; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
 fn snapshots_of(install: &Install, policy: &str) -> usize {
     install
         .json(&["snapshots", policy])
@@ -46,9 +64,14 @@ fn catalog(install: &Install, sql: &str) -> String {
 fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
     backstop_testkit::require_tool("sqlite3");
     let db = PgDb::create("backstop_e2e_daemon");
-    let mut install = Install::new(
-        "url = \"file://./repo\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\"\n\n[tools]\npg_dump = \"./bin/pg_dump\"",
-    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\"\n\n[tools]\npg_dump = \"./bin/pg_dump\""
+    ));
     install.env.push(("SLOW_PG_URL".into(), db.url()));
     std::fs::create_dir_all(install.path("src")).unwrap();
     std::fs::write(install.path("src/a.txt"), "hello").unwrap();
@@ -70,7 +93,7 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
 
     let log = install.path("daemon.log");
     let mut daemon = install
-        .command(&["daemon"])
+        .command(&["--log-format", "json", "daemon"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -85,6 +108,26 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
         "SELECT count(*) FROM runs WHERE policy = 'often' AND status = 'succeeded'",
     );
     assert!(recorded.parse::<u32>().unwrap() >= 2, "{recorded}");
+    assert_eq!(http_get(port, "/healthz"), "ok\n");
+    let metrics = http_get(port, "/metrics");
+    let succeeded = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("backstop_backup_runs_total{policy=\"often\",status=\"succeeded\"}")
+        })
+        .unwrap_or_else(|| panic!("no run count in:\n{metrics}"));
+    assert!(
+        succeeded.split(' ').nth(1).unwrap().parse::<u32>().unwrap() >= 2,
+        "{succeeded}"
+    );
+    assert!(
+        metrics.contains("backstop_backup_last_run_success{policy=\"often\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("backstop_rpo_exposure_seconds{policy=\"often\"}"),
+        "{metrics}"
+    );
 
     // SIGHUP with a broken policy: the old set keeps running, and the log says why.
     std::fs::write(
@@ -140,6 +183,14 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}\n{}", read_log());
+    for line in read_log().lines() {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["fields"].is_object(),
+            "{line}"
+        );
+    }
     assert_eq!(
         snapshots_of(&install, "slow"),
         0,

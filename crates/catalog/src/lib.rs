@@ -124,6 +124,19 @@ pub struct RunEnd {
     pub error: Option<String>,
 }
 
+/// What the catalog knows of one policy's backups, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupStats {
+    /// When the newest successful backup finished.
+    pub last_success: Option<jiff::Timestamp>,
+    /// The newest finished backup run (succeeded, failed or cancelled).
+    pub last_finished: Option<Run>,
+    /// Finished backup runs by status.
+    pub runs_by_status: std::collections::BTreeMap<String, u64>,
+    /// The data point of the newest snapshot: RPO exposure is measured from it.
+    pub newest_data_point: Option<jiff::Timestamp>,
+}
+
 /// A snapshot as the catalog mirrors it: the manifest's summary fields, and its facts and
 /// backup summary as JSON (the repository's documented format).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -337,6 +350,53 @@ impl Catalog {
         row.get::<Option<String>, _>(0)
             .map(|t| self.time(t))
             .transpose()
+    }
+
+    /// What is known of `policy`'s backups.
+    pub async fn backup_stats(&self, policy: &str) -> Result<BackupStats> {
+        let last_success: Option<String> = sqlx::query(
+            "SELECT max(finished_at) FROM runs WHERE policy = $1 AND kind = 'backup' AND status = 'succeeded'",
+        )
+        .bind(policy)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.db())?
+        .get(0);
+        let last_finished = sqlx::query(
+            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host \
+             FROM runs WHERE policy = $1 AND kind = 'backup' AND finished_at IS NOT NULL \
+             ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(policy)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(self.db())?
+        .map(|r| self.run_from(&r))
+        .transpose()?;
+        let mut runs_by_status = std::collections::BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT status, count(*) FROM runs WHERE policy = $1 AND kind = 'backup' AND finished_at IS NOT NULL GROUP BY status",
+        )
+        .bind(policy)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?
+        {
+            runs_by_status.insert(row.get::<String, _>(0), row.get::<i64, _>(1).max(0) as u64);
+        }
+        let newest: Option<String> =
+            sqlx::query("SELECT max(data_point) FROM snapshots WHERE policy = $1")
+                .bind(policy)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(self.db())?
+                .get(0);
+        Ok(BackupStats {
+            last_success: last_success.map(|t| self.time(t)).transpose()?,
+            last_finished,
+            runs_by_status,
+            newest_data_point: newest.map(|t| self.time(t)).transpose()?,
+        })
     }
 
     fn run_from(&self, r: &AnyRow) -> Result<Run> {

@@ -137,6 +137,14 @@ async fn snapshots_round_trip_and_are_idempotent(kind: &str) {
         "oldest first, every field kept"
     );
     assert_eq!(catalog.snapshots(None).await.unwrap().len(), 3);
+    assert_eq!(
+        catalog
+            .backup_stats("orders")
+            .await
+            .unwrap()
+            .newest_data_point,
+        Some(b.data_point)
+    );
     let forgotten = catalog
         .forget_snapshots_except("local", &["b2".to_string(), "c3".to_string()])
         .await

@@ -6,6 +6,8 @@
 //! the running set and logs why.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use backstop_catalog::{Catalog, RunKind};
@@ -67,6 +69,23 @@ struct JobRunner {
     policies: Policies,
     holder: String,
     lease: std::time::Duration,
+    running: Arc<AtomicUsize>,
+}
+
+/// Counts a job as running for as long as it lives.
+struct RunningJob(Arc<AtomicUsize>);
+
+impl RunningJob {
+    fn new(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Runner for JobRunner {
@@ -96,6 +115,7 @@ impl Runner for JobRunner {
             );
             return Ok(());
         }
+        let _running = RunningJob::new(&self.running);
         let result = backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
             .await
             .map(|outcome| {
@@ -155,8 +175,25 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         })
     };
 
+    let running = Arc::new(AtomicUsize::new(0));
+    let listen = config
+        .api
+        .as_ref()
+        .and_then(|api| api.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let http = serve(
+        &listen,
+        HttpState {
+            catalog: catalog.clone(),
+            policies: policies.clone(),
+            running: running.clone(),
+        },
+    )
+    .await?;
+
     let limits = config.daemon.limits();
     let runner = JobRunner {
+        running,
         config: config.clone(),
         catalog: catalog.clone(),
         policies,
@@ -166,6 +203,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     let events =
         scheduler::run_with_reload(reload_rx, runner, limits, Clock::system(), shutdown).await;
     signals.abort();
+    http.abort();
     tracing::info!(
         jobs_started = events
             .iter()
@@ -210,6 +248,77 @@ async fn reload(
             "SIGHUP: policies not reloaded, keeping the {kept} running: {e}"
         ),
     }
+}
+
+/// Where `/healthz` and `/metrics` are served when `[api] listen` is not set.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8470";
+
+#[derive(Clone)]
+struct HttpState {
+    catalog: Catalog,
+    policies: Policies,
+    running: Arc<AtomicUsize>,
+}
+
+/// Starts the HTTP server: `/healthz` (the daemon is up) and `/metrics` (Prometheus).
+async fn serve(listen: &str, state: HttpState) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    use axum::routing::get;
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| EngineError::Refused(format!("[api] listen = \"{listen}\": {e}")))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| EngineError::Refused(format!("cannot listen on {addr}: {e}")))?;
+    let bound = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %bound, "serving /healthz and /metrics");
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "the HTTP server stopped");
+        }
+    }))
+}
+
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<HttpState>,
+) -> Result<
+    ([(axum::http::header::HeaderName, &'static str); 1], String),
+    (axum::http::StatusCode, String),
+> {
+    let policies: Vec<Policy> = state
+        .policies
+        .read()
+        .expect("policies lock")
+        .values()
+        .cloned()
+        .collect();
+    let mut inputs = Vec::new();
+    for policy in &policies {
+        let stats = state
+            .catalog
+            .backup_stats(&policy.name)
+            .await
+            .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        inputs.push(crate::metrics::PolicyMetrics { policy, stats });
+    }
+    let body = crate::metrics::render(
+        &inputs,
+        state.running.load(Ordering::SeqCst),
+        jiff::Timestamp::now(),
+    );
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    ))
 }
 
 fn hostname() -> String {

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod error;
 pub mod jobs;
+pub mod metrics;
 pub mod policy;
 pub mod repos;
 pub mod schedule;
