@@ -43,6 +43,9 @@ pub enum Command {
     /// Run the scheduler: each policy's backups on its cron schedule, until SIGTERM or
     /// SIGINT (SIGHUP reloads the policies when all are valid)
     Daemon,
+    /// Per policy: the last backup and its outcome, the next run, and the RPO exposure now
+    /// against the objective
+    Status,
     /// The catalog of runs and snapshots
     Catalog {
         #[command(subcommand)]

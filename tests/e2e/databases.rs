@@ -243,6 +243,24 @@ fn every_backup_is_a_recorded_run_and_the_catalog_rebuilds_from_the_repository()
     let facts = catalog_query(&install, "SELECT facts FROM snapshots");
     assert!(facts.contains("\"public.order_events\":50000"), "{facts}");
 
+    // Status: the failed run is the last outcome, the success and exposure are still known.
+    let status = install.json(&["status"]);
+    let orders = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["policy"] == "orders")
+        .unwrap();
+    assert_eq!(orders["last_backup_status"], "failed");
+    assert!(orders["last_success"].is_string());
+    assert!(orders["rpo_exposure_seconds"].as_u64().unwrap() < 600);
+    assert_eq!(orders["rpo_breached"], false, "no objective set");
+    let human = install.ok(&["status"]);
+    assert!(
+        human.contains("last error: ") && human.contains("signal 9"),
+        "{human}"
+    );
+
     // The catalog lost: rebuilt from the repository alone.
     std::fs::remove_file(install.path("data/catalog.db")).unwrap();
     let out = install.ok(&["catalog", "rebuild"]);

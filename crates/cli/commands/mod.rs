@@ -8,6 +8,7 @@ mod policy;
 mod prune;
 mod restore;
 mod snapshots;
+mod status;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy::check(&config, dir.as_deref(), json),
+        Command::Status => status::run(&config, json).await,
         Command::Daemon => {
             backstop_engine::daemon::run(config).await?;
             Ok(crate::output::EXIT_OK)

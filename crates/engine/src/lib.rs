@@ -14,6 +14,7 @@ pub mod policy;
 pub mod repos;
 pub mod schedule;
 pub mod scheduler;
+pub mod status;
 
 pub use config::Config;
 pub use error::EngineError;

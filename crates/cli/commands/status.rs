@@ -1,0 +1,50 @@
+use anyhow::Result;
+use backstop_engine::policy::load_dir;
+use backstop_engine::{catalog, status, Config};
+
+use crate::output::{print_json, EXIT_OK};
+
+pub async fn run(config: &Config, json: bool) -> Result<u8> {
+    let policies = load_dir(&config.policies_dir, config)?;
+    let store = catalog::open(config).await?;
+    let now = jiff::Timestamp::now();
+    let report = status::collect(policies.values(), &store, now).await?;
+    if json {
+        print_json(&serde_json::to_value(&report)?);
+        return Ok(EXIT_OK);
+    }
+    println!(
+        "{:<20} {:<8} {:<28} {:<20} {:>12} {:>10}",
+        "POLICY", "SOURCE", "LAST BACKUP (UTC)", "NEXT (UTC)", "RPO EXPOSURE", "OBJECTIVE"
+    );
+    let when = |t: Option<jiff::Timestamp>| {
+        t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    let span = |s: Option<u64>| {
+        s.map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    for s in &report {
+        let last = match &s.last_backup_status {
+            Some(status) => format!("{status} {}", when(s.last_backup_finished)),
+            None => "never".to_string(),
+        };
+        println!(
+            "{:<20} {:<8} {:<28} {:<20} {:>12} {:>10}{}",
+            s.policy,
+            s.source_kind,
+            last,
+            when(s.next_backup),
+            span(s.rpo_exposure_seconds),
+            span(s.rpo_objective_seconds),
+            if s.rpo_breached { "  RPO BREACHED" } else { "" }
+        );
+        if let (Some("failed"), Some(error)) =
+            (s.last_backup_status.as_deref(), &s.last_backup_error)
+        {
+            println!("  last error: {error}");
+        }
+    }
+    Ok(EXIT_OK)
+}

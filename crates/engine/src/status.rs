@@ -1,0 +1,120 @@
+//! `backstop status`: per policy, the last backup and its outcome, the next scheduled run,
+//! and the RPO exposure now against the objective. A pure function of the catalog's stats,
+//! the policies and `now`.
+
+use std::time::Duration;
+
+use backstop_catalog::{BackupStats, Catalog};
+use serde::Serialize;
+
+use crate::error::EngineError;
+use crate::policy::Policy;
+use crate::schedule::CronSchedule;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyStatus {
+    pub policy: String,
+    pub source_kind: String,
+    /// `succeeded`, `failed` or `cancelled`; none when it never ran.
+    pub last_backup_status: Option<String>,
+    pub last_backup_finished: Option<jiff::Timestamp>,
+    pub last_backup_error: Option<String>,
+    pub last_success: Option<jiff::Timestamp>,
+    pub next_backup: Option<jiff::Timestamp>,
+    /// Now minus the newest snapshot's data point; none without a snapshot.
+    pub rpo_exposure_seconds: Option<u64>,
+    pub rpo_objective_seconds: Option<u64>,
+    /// The exposure exceeds the objective (or there is no snapshot at all while an
+    /// objective is set).
+    pub rpo_breached: bool,
+}
+
+pub fn of_policy(policy: &Policy, stats: &BackupStats, now: jiff::Timestamp) -> PolicyStatus {
+    let exposure = stats
+        .newest_data_point
+        .map(|point| now.duration_since(point).as_secs().max(0) as u64);
+    let objective = policy.objectives.rpo.map(|d: Duration| d.as_secs());
+    let rpo_breached = match (exposure, objective) {
+        (Some(exposure), Some(objective)) => exposure > objective,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let last = stats.last_finished.as_ref();
+    PolicyStatus {
+        policy: policy.name.clone(),
+        source_kind: policy.source.kind().to_string(),
+        last_backup_status: last.map(|r| r.status.as_str().to_string()),
+        last_backup_finished: last.and_then(|r| r.finished_at),
+        last_backup_error: last.and_then(|r| r.error.clone()),
+        last_success: stats.last_success,
+        next_backup: policy
+            .schedule
+            .backup
+            .as_deref()
+            .and_then(|expr| CronSchedule::parse(expr).ok())
+            .and_then(|s| s.next_after(now)),
+        rpo_exposure_seconds: exposure,
+        rpo_objective_seconds: objective,
+        rpo_breached,
+    }
+}
+
+pub async fn collect<'a>(
+    policies: impl IntoIterator<Item = &'a Policy>,
+    catalog: &Catalog,
+    now: jiff::Timestamp,
+) -> Result<Vec<PolicyStatus>, EngineError> {
+    let mut out = Vec::new();
+    for policy in policies {
+        let stats = catalog.backup_stats(&policy.name).await?;
+        out.push(of_policy(policy, &stats, now));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(extra: &str) -> Policy {
+        let config = crate::config::Config::embedded(std::path::Path::new("/tmp"));
+        let text = format!(
+            "name = \"orders\"\nrepository = \"local\"\n[source]\nkind = \"files\"\npaths = [\"x\"]\n{extra}"
+        );
+        Policy::parse(std::path::Path::new("p.toml"), &text, &config).unwrap()
+    }
+
+    fn t(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn exposure_next_run_and_breach() {
+        let p = policy("[schedule]\nbackup = \"0 0 */4 * * *\"\n[objectives]\nrpo = \"4h\"\n");
+        let now = t("2026-11-25T10:30:00Z");
+        let fresh = BackupStats {
+            newest_data_point: Some(t("2026-11-25T08:00:00Z")),
+            ..BackupStats::default()
+        };
+        let s = of_policy(&p, &fresh, now);
+        assert_eq!(s.rpo_exposure_seconds, Some(2 * 3600 + 1800));
+        assert_eq!(s.rpo_objective_seconds, Some(4 * 3600));
+        assert!(!s.rpo_breached);
+        assert_eq!(s.next_backup, Some(t("2026-11-25T12:00:00Z")));
+        assert_eq!(s.last_backup_status, None);
+
+        let stale = BackupStats {
+            newest_data_point: Some(t("2026-11-25T06:00:00Z")),
+            ..BackupStats::default()
+        };
+        assert!(of_policy(&p, &stale, now).rpo_breached, "4h30m > 4h");
+        assert!(
+            of_policy(&p, &BackupStats::default(), now).rpo_breached,
+            "no snapshot at all"
+        );
+        let no_objective = policy("");
+        let s = of_policy(&no_objective, &BackupStats::default(), now);
+        assert!(!s.rpo_breached);
+        assert_eq!(s.next_backup, None);
+    }
+}
