@@ -206,3 +206,100 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
         .unwrap();
     assert!(leftover.stdout.is_empty(), "the dump tool was stopped");
 }
+
+/// Each request a receiver got: its first line and its body.
+type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+/// A local HTTP receiver: records each request's first line and body, answers 200.
+fn receiver() -> (u16, Requests) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Requests::default();
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut first = String::new();
+            let _ = reader.read_line(&mut first);
+            let mut length = 0usize;
+            loop {
+                let mut header = String::new();
+                if reader.read_line(&mut header).unwrap_or(0) == 0 || header == "\r\n" {
+                    break;
+                }
+                if let Some(v) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            record.lock().unwrap().push((
+                first.trim().to_string(),
+                String::from_utf8_lossy(&body).into_owned(),
+            ));
+            let _ = reader
+                .get_mut()
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
+    let (port, seen) = receiver();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\njitter = \"0s\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{port}/hook\"\n"
+    ));
+    install.files_policy(
+        "broken-source",
+        &["./does-not-exist"],
+        &format!(
+            "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[objectives]\nrpo = \"1h\"\n\n[notify]\nping_fail = \"http://127.0.0.1:{port}/fail\"\n"
+        ),
+    );
+    let mut daemon = install
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let got = |what: &str| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(line, _)| line.starts_with(what))
+    };
+    wait_until(
+        "the failure webhook and the fail ping",
+        Duration::from_secs(30),
+        || got("POST /hook") && got("GET /fail"),
+    );
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let requests = seen.lock().unwrap().clone();
+    let failed: serde_json::Value = requests
+        .iter()
+        .filter(|(line, _)| line.starts_with("POST /hook"))
+        .map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).unwrap())
+        .find(|body| body["event"] == "backup.failed")
+        .expect("a backup.failed event");
+    assert_eq!(failed["policy"], "broken-source");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("does-not-exist"),
+        "{failed}"
+    );
+    let breach = requests
+        .iter()
+        .filter(|(line, _)| line.starts_with("POST /hook"))
+        .filter(|(_, body)| body.contains("rpo.breached"))
+        .count();
+    assert_eq!(
+        breach, 1,
+        "an objective breach is reported once: {requests:?}"
+    );
+}

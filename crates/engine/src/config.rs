@@ -23,6 +23,8 @@ struct ConfigFile {
     tools: Tools,
     #[serde(default)]
     daemon: DaemonSettings,
+    #[serde(default)]
+    notify: crate::notify::NotifySettings,
 }
 
 /// `[daemon]`: how the scheduler runs jobs. Durations are humantime strings ("30s", "6h").
@@ -149,6 +151,8 @@ pub struct Config {
     /// Paths of dump and load tools (`[tools]`); others are found on PATH.
     pub tools: Tools,
     pub daemon: DaemonSettings,
+    /// `[notify]`: where failures and objective breaches are reported.
+    pub notify: crate::notify::NotifySettings,
 }
 
 pub const DEFAULT_CONFIG: &str = "backstop.toml";
@@ -182,6 +186,7 @@ impl Config {
             api: None,
             tools: Tools::default(),
             daemon: DaemonSettings::default(),
+            notify: Default::default(),
         }
     }
 
@@ -282,6 +287,7 @@ impl Config {
             repositories,
             api: raw.api,
             daemon: raw.daemon,
+            notify: raw.notify,
         })
     }
 

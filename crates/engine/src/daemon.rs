@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::error::EngineError;
 use crate::jobs::backup;
+use crate::notify::{merged, Event as NotifyEvent, Notifier};
 use crate::policy::{load_dir, Policy};
 use crate::schedule::CronSchedule;
 use crate::scheduler::{self, Clock, JobResult, Runner, ScheduledJob};
@@ -70,6 +71,7 @@ struct JobRunner {
     holder: String,
     lease: std::time::Duration,
     running: Arc<AtomicUsize>,
+    notifier: Notifier,
 }
 
 /// Counts a job as running for as long as it lives.
@@ -116,6 +118,8 @@ impl Runner for JobRunner {
             return Ok(());
         }
         let _running = RunningJob::new(&self.running);
+        let notify = merged(&self.config.notify, policy.notify.as_ref());
+        self.notifier.started(&notify);
         let result = backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
             .await
             .map(|outcome| {
@@ -125,8 +129,17 @@ impl Runner for JobRunner {
                     bytes_added = outcome.snapshot.summary.bytes_added,
                     "snapshot saved"
                 );
-            })
-            .map_err(|e| e.to_string());
+            });
+        match &result {
+            Ok(()) => self.notifier.succeeded(&notify),
+            // Shutdown is not a failure worth a page.
+            Err(EngineError::Cancelled) => {}
+            Err(e) => self.notifier.alert(
+                &notify,
+                NotifyEvent::new("backup.failed", &policy.name, format!("{e:#}")),
+            ),
+        }
+        let result = result.map_err(|e| e.to_string());
         if let Err(e) = self.catalog.release_lease(&lease, &self.holder).await {
             tracing::warn!(job = lease, error = %e, "releasing the lease");
         }
@@ -191,8 +204,16 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     )
     .await?;
 
+    let notifier = Notifier::start();
+    let breaches = tokio::spawn(watch_objectives(
+        config.clone(),
+        catalog.clone(),
+        policies.clone(),
+        notifier.clone(),
+    ));
     let limits = config.daemon.limits();
     let runner = JobRunner {
+        notifier,
         running,
         config: config.clone(),
         catalog: catalog.clone(),
@@ -204,6 +225,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         scheduler::run_with_reload(reload_rx, runner, limits, Clock::system(), shutdown).await;
     signals.abort();
     http.abort();
+    breaches.abort();
     tracing::info!(
         jobs_started = events
             .iter()
@@ -213,6 +235,56 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     );
     catalog.close().await;
     Ok(())
+}
+
+/// How often objectives are checked for a breach between jobs.
+const OBJECTIVE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Notifies once when a policy's RPO exposure goes over its objective (and again only after
+/// it has recovered and breached anew).
+async fn watch_objectives(
+    config: Arc<Config>,
+    catalog: Catalog,
+    policies: Policies,
+    notifier: Notifier,
+) {
+    let mut breached = std::collections::HashSet::<String>::new();
+    loop {
+        let current: Vec<Policy> = policies
+            .read()
+            .expect("policies lock")
+            .values()
+            .cloned()
+            .collect();
+        match crate::status::collect(&current, &catalog, jiff::Timestamp::now()).await {
+            Ok(report) => {
+                for status in report {
+                    if status.rpo_breached && breached.insert(status.policy.clone()) {
+                        let policy = current.iter().find(|p| p.name == status.policy);
+                        let detail =
+                            match (status.rpo_exposure_seconds, status.rpo_objective_seconds) {
+                                (Some(e), Some(o)) => {
+                                    format!("RPO exposure {e}s is over the objective {o}s")
+                                }
+                                (None, Some(o)) => {
+                                    format!("no snapshot at all; the objective is {o}s")
+                                }
+                                _ => "RPO objective breached".into(),
+                            };
+                        tracing::warn!(policy = status.policy, detail, "RPO objective breached");
+                        notifier.alert(
+                            &merged(&config.notify, policy.and_then(|p| p.notify.as_ref())),
+                            NotifyEvent::new("rpo.breached", &status.policy, detail),
+                        );
+                    } else if !status.rpo_breached {
+                        breached.remove(&status.policy);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "checking objectives"),
+        }
+        tokio::time::sleep(OBJECTIVE_CHECK_EVERY).await;
+    }
 }
 
 /// SIGHUP: replaces the policy set only when every policy is valid.

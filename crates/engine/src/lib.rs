@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod error;
 pub mod jobs;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod repos;
 pub mod schedule;

@@ -33,6 +33,7 @@ struct PolicyFile {
     drill: Option<DrillPlan>,
     #[serde(default)]
     owners: Owners,
+    notify: Option<crate::notify::NotifySettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -147,6 +148,8 @@ pub struct Policy {
     pub objectives: Objectives,
     pub drill: Option<DrillPlan>,
     pub owners: Owners,
+    /// This policy's `[notify]`, over the global one.
+    pub notify: Option<crate::notify::NotifySettings>,
 }
 
 impl Policy {
@@ -306,6 +309,7 @@ impl Policy {
             objectives,
             drill: raw.drill,
             owners: raw.owners,
+            notify: raw.notify,
         })
     }
 }

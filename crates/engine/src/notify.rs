@@ -1,0 +1,221 @@
+//! Notifications: a webhook (JSON, or a Slack-compatible `{"text": …}` body) and
+//! healthchecks-style pings (start, success, fail URLs), set globally in `[notify]` of
+//! backstop.toml or per policy in its own `[notify]`. Sent on a failed job and on an RPO
+//! breach; retried with backoff on a background task, so a slow or dead receiver never
+//! blocks a job. A full queue drops the notification and logs it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    /// Receives a POST per event.
+    pub webhook: Option<String>,
+    /// `json` (the default) or `slack`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// Healthchecks-style pings: GET on start, success and failure of each backup.
+    pub ping_start: Option<String>,
+    pub ping_success: Option<String>,
+    pub ping_fail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebhookFormat {
+    #[default]
+    Json,
+    Slack,
+}
+
+/// An event worth telling someone about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    /// `backup.failed`, `rpo.breached`.
+    pub event: String,
+    pub policy: String,
+    pub time: jiff::Timestamp,
+    pub host: String,
+    pub detail: String,
+}
+
+impl Event {
+    pub fn new(event: &str, policy: &str, detail: String) -> Self {
+        Self {
+            event: event.into(),
+            policy: policy.into(),
+            time: jiff::Timestamp::now(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
+            detail,
+        }
+    }
+
+    fn slack_text(&self) -> String {
+        format!(
+            "backstop: {} for policy `{}` on {}: {}",
+            self.event, self.policy, self.host, self.detail
+        )
+    }
+}
+
+/// A ping or a webhook post.
+#[derive(Debug, Clone)]
+enum Delivery {
+    Ping(String),
+    Post {
+        url: String,
+        body: serde_json::Value,
+    },
+}
+
+/// Hands deliveries to a background sender. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    queue: mpsc::Sender<Delivery>,
+}
+
+const ATTEMPTS: u32 = 4;
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+
+impl Notifier {
+    /// Starts the background sender.
+    pub fn start() -> Self {
+        let (queue, mut rx) = mpsc::channel::<Delivery>(256);
+        tokio::spawn(async move {
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap_or_default();
+            while let Some(delivery) = rx.recv().await {
+                let client = client.clone();
+                // Each delivery retries on its own, so one dead receiver delays no other.
+                tokio::spawn(async move { deliver(&client, delivery).await });
+            }
+        });
+        Self { queue }
+    }
+
+    fn enqueue(&self, delivery: Delivery) {
+        if let Err(e) = self.queue.try_send(delivery) {
+            tracing::error!(error = %e, "notification dropped: the queue is full or closed");
+        }
+    }
+
+    /// A job started: the start ping.
+    pub fn started(&self, settings: &NotifySettings) {
+        if let Some(url) = &settings.ping_start {
+            self.enqueue(Delivery::Ping(url.clone()));
+        }
+    }
+
+    /// A job succeeded: the success ping.
+    pub fn succeeded(&self, settings: &NotifySettings) {
+        if let Some(url) = &settings.ping_success {
+            self.enqueue(Delivery::Ping(url.clone()));
+        }
+    }
+
+    /// Something went wrong: the fail ping (for a failed job) and the webhook.
+    pub fn alert(&self, settings: &NotifySettings, event: Event) {
+        if event.event.ends_with(".failed") {
+            if let Some(url) = &settings.ping_fail {
+                self.enqueue(Delivery::Ping(url.clone()));
+            }
+        }
+        if let Some(url) = &settings.webhook {
+            let body = match settings.format {
+                WebhookFormat::Json => serde_json::to_value(&event).unwrap_or_default(),
+                WebhookFormat::Slack => serde_json::json!({ "text": event.slack_text() }),
+            };
+            self.enqueue(Delivery::Post {
+                url: url.clone(),
+                body,
+            });
+        }
+    }
+}
+
+async fn deliver(client: &reqwest::Client, delivery: Delivery) {
+    let mut backoff = FIRST_BACKOFF;
+    for attempt in 1..=ATTEMPTS {
+        let sent = match &delivery {
+            Delivery::Ping(url) => client.get(url).send().await,
+            Delivery::Post { url, body } => client.post(url).json(body).send().await,
+        };
+        let url = match &delivery {
+            Delivery::Ping(url) | Delivery::Post { url, .. } => url,
+        };
+        match sent {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => {
+                tracing::warn!(url, attempt, status = %response.status(), "notification refused")
+            }
+            Err(e) => tracing::warn!(url, attempt, error = %e, "notification not delivered"),
+        }
+        if attempt < ATTEMPTS {
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    tracing::error!(?delivery, "notification given up after {ATTEMPTS} attempts");
+}
+
+/// A policy's settings over the global ones, key by key.
+pub fn merged(global: &NotifySettings, policy: Option<&NotifySettings>) -> NotifySettings {
+    let Some(p) = policy else {
+        return global.clone();
+    };
+    NotifySettings {
+        webhook: p.webhook.clone().or_else(|| global.webhook.clone()),
+        format: if p.webhook.is_some() {
+            p.format
+        } else {
+            global.format
+        },
+        ping_start: p.ping_start.clone().or_else(|| global.ping_start.clone()),
+        ping_success: p
+            .ping_success
+            .clone()
+            .or_else(|| global.ping_success.clone()),
+        ping_fail: p.ping_fail.clone().or_else(|| global.ping_fail.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_overrides_the_global_settings_key_by_key() {
+        let global = NotifySettings {
+            webhook: Some("http://global/hook".into()),
+            format: WebhookFormat::Slack,
+            ping_fail: Some("http://global/fail".into()),
+            ..NotifySettings::default()
+        };
+        let policy = NotifySettings {
+            ping_start: Some("http://p/start".into()),
+            ..NotifySettings::default()
+        };
+        let m = merged(&global, Some(&policy));
+        assert_eq!(m.webhook.as_deref(), Some("http://global/hook"));
+        assert_eq!(m.format, WebhookFormat::Slack);
+        assert_eq!(m.ping_start.as_deref(), Some("http://p/start"));
+        assert_eq!(m.ping_fail.as_deref(), Some("http://global/fail"));
+        assert_eq!(merged(&global, None), global);
+    }
+
+    #[test]
+    fn slack_bodies_are_one_line_of_text() {
+        let e = Event::new("backup.failed", "orders", "pg_dump was killed".into());
+        let text = e.slack_text();
+        assert!(
+            text.contains("backup.failed") && text.contains("`orders`") && text.contains("pg_dump")
+        );
+    }
+}
