@@ -53,6 +53,7 @@ fn snapshots_of(install: &Install, policy: &str) -> usize {
 
 fn catalog(install: &Install, sql: &str) -> String {
     let out = Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(install.path("data/catalog.db"))
         .arg(sql)
         .output()
@@ -78,7 +79,7 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
     install.files_policy(
         "often",
         &["./src"],
-        "[schedule]\nbackup = \"*/2 * * * * *\"\n",
+        "[schedule]\nbackup = \"*/2 * * * * *\"\nprune = \"*/3 * * * * *\"\ncheck = \"*/5 * * * * *\"\n\n[retention]\nlast = 2\n",
     );
     // A pg_dump that starts a dump and then hangs: SIGTERM will find this backup running.
     std::fs::create_dir_all(install.path("bin")).unwrap();
@@ -128,6 +129,34 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
         metrics.contains("backstop_rpo_exposure_seconds{policy=\"often\"}"),
         "{metrics}"
     );
+
+    // Retention and checks on schedule: prunes keep the last two, checks pass.
+    wait_until(
+        "a prune that forgot snapshots, and a check",
+        Duration::from_secs(30),
+        || {
+            let backed_up: u32 = catalog(
+                &install,
+                "SELECT count(*) FROM runs WHERE kind = 'backup' AND status = 'succeeded'",
+            )
+            .parse()
+            .unwrap();
+            catalog(
+                &install,
+                "SELECT count(*) FROM runs WHERE kind = 'check' AND status = 'succeeded'",
+            ) != "0"
+                && catalog(
+                    &install,
+                    "SELECT count(*) FROM runs WHERE kind = 'prune' AND status = 'succeeded'",
+                ) != "0"
+                && (snapshots_of(&install, "often") as u32) < backed_up
+        },
+    );
+    let failed = catalog(
+        &install,
+        "SELECT kind, status, error FROM runs WHERE kind IN ('prune', 'check') AND status NOT IN ('succeeded', 'running')",
+    );
+    assert_eq!(failed, "", "every prune and check succeeded");
 
     // SIGHUP with a broken policy: the old set keeps running, and the log says why.
     std::fs::write(

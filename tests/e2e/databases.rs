@@ -177,6 +177,7 @@ fn sqlite_backup_and_restore_into_a_file_and_a_directory() {
 
 fn catalog_query(install: &Install, sql: &str) -> String {
     let out = std::process::Command::new("sqlite3")
+        .args(["-cmd", ".timeout 10000"])
         .arg(install.path("data/catalog.db"))
         .arg(sql)
         .output()

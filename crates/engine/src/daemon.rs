@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::error::EngineError;
-use crate::jobs::backup;
+use crate::jobs::{backup, maintenance};
 use crate::notify::{merged, Event as NotifyEvent, Notifier};
 use crate::policy::{load_dir, Policy};
 use crate::schedule::CronSchedule;
@@ -38,28 +38,31 @@ pub async fn terminated() {
 
 type Policies = Arc<RwLock<BTreeMap<String, Policy>>>;
 
-/// The scheduled jobs of a policy set. Drill, prune and check schedules are validated but
-/// not run by this version (their jobs come with restore drills and scheduled retention).
+/// The scheduled jobs of a policy set: backups, prunes and checks. Drill schedules are
+/// validated, and run once restore drills exist.
 async fn scheduled_jobs(
     policies: &BTreeMap<String, Policy>,
     catalog: &Catalog,
 ) -> Result<Vec<ScheduledJob>, EngineError> {
     let mut jobs = Vec::new();
     for policy in policies.values() {
-        let Some(expr) = &policy.schedule.backup else {
-            continue;
-        };
-        let schedule = CronSchedule::parse(expr)
-            .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?;
-        jobs.push(ScheduledJob {
-            policy: policy.name.clone(),
-            kind: "backup".into(),
-            repository: policy.repository.clone(),
-            schedule,
-            last_run: catalog
-                .last_run_started(&policy.name, RunKind::Backup)
-                .await?,
-        });
+        let kinds = [
+            (RunKind::Backup, &policy.schedule.backup),
+            (RunKind::Prune, &policy.schedule.prune),
+            (RunKind::Check, &policy.schedule.check),
+        ];
+        for (kind, expr) in kinds {
+            let Some(expr) = expr else { continue };
+            let schedule = CronSchedule::parse(expr)
+                .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?;
+            jobs.push(ScheduledJob {
+                policy: policy.name.clone(),
+                kind: kind.as_str().into(),
+                repository: policy.repository.clone(),
+                schedule,
+                last_run: catalog.last_run_started(&policy.name, kind).await?,
+            });
+        }
     }
     Ok(jobs)
 }
@@ -120,16 +123,33 @@ impl Runner for JobRunner {
         let _running = RunningJob::new(&self.running);
         let notify = merged(&self.config.notify, policy.notify.as_ref());
         self.notifier.started(&notify);
-        let result = backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
-            .await
-            .map(|outcome| {
-                tracing::info!(
-                    job = lease,
-                    snapshot = %outcome.snapshot_id.short(),
-                    bytes_added = outcome.snapshot.summary.bytes_added,
-                    "snapshot saved"
-                );
-            });
+        let result = match job.kind.as_str() {
+            "prune" => {
+                let all: Vec<Policy> = self
+                    .policies
+                    .read()
+                    .expect("policies lock")
+                    .values()
+                    .cloned()
+                    .collect();
+                maintenance::prune_recorded(&self.config, &self.catalog, &policy, &all, &cancel)
+                    .await
+                    .map(|summary| tracing::info!(job = lease, summary, "prune done"))
+            }
+            "check" => maintenance::check_recorded(&self.config, &self.catalog, &policy, &cancel)
+                .await
+                .map(|summary| tracing::info!(job = lease, summary, "check done")),
+            _ => backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
+                .await
+                .map(|outcome| {
+                    tracing::info!(
+                        job = lease,
+                        snapshot = %outcome.snapshot_id.short(),
+                        bytes_added = outcome.snapshot.summary.bytes_added,
+                        "snapshot saved"
+                    );
+                }),
+        };
         match &result {
             Ok(()) => self.notifier.succeeded(&notify),
             // Shutdown is not a failure worth a page.

@@ -1,5 +1,6 @@
-//! The jobs the command line runs (and, later, the daemon schedules).
+//! The jobs the command line runs and the daemon schedules.
 
 pub mod backup;
 pub mod diff;
+pub mod maintenance;
 pub mod restore;
