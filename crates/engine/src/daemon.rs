@@ -38,6 +38,16 @@ pub async fn terminated() {
 
 type Policies = Arc<RwLock<BTreeMap<String, Policy>>>;
 
+/// The policies loaded now, copied out of the lock.
+fn snapshot_of(policies: &Policies) -> Vec<Policy> {
+    policies
+        .read()
+        .expect("policies lock")
+        .values()
+        .cloned()
+        .collect()
+}
+
 /// The scheduled jobs of a policy set: backups, prunes and checks. Drill schedules are
 /// validated, and run once restore drills exist.
 async fn scheduled_jobs(
@@ -125,13 +135,7 @@ impl Runner for JobRunner {
         self.notifier.started(&notify);
         let result = match job.kind.as_str() {
             "prune" => {
-                let all: Vec<Policy> = self
-                    .policies
-                    .read()
-                    .expect("policies lock")
-                    .values()
-                    .cloned()
-                    .collect();
+                let all = snapshot_of(&self.policies);
                 maintenance::prune_recorded(&self.config, &self.catalog, &policy, &all, &cancel)
                     .await
                     .map(|summary| tracing::info!(job = lease, summary, "prune done"))
@@ -270,12 +274,7 @@ async fn watch_objectives(
 ) {
     let mut breached = std::collections::HashSet::<String>::new();
     loop {
-        let current: Vec<Policy> = policies
-            .read()
-            .expect("policies lock")
-            .values()
-            .cloned()
-            .collect();
+        let current = snapshot_of(&policies);
         match crate::status::collect(&current, &catalog, jiff::Timestamp::now()).await {
             Ok(report) => {
                 for status in report {
@@ -383,13 +382,7 @@ async fn metrics(
     ([(axum::http::header::HeaderName, &'static str); 1], String),
     (axum::http::StatusCode, String),
 > {
-    let policies: Vec<Policy> = state
-        .policies
-        .read()
-        .expect("policies lock")
-        .values()
-        .cloned()
-        .collect();
+    let policies = snapshot_of(&state.policies);
     let mut inputs = Vec::new();
     for policy in &policies {
         let stats = state
