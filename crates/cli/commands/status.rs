@@ -8,7 +8,7 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
     let policies = load_dir(&config.policies_dir, config)?;
     let store = catalog::open(config).await?;
     let now = jiff::Timestamp::now();
-    let report = status::collect(policies.values(), &store, now).await?;
+    let report = status::collect(policies.values(), &store, &config.daemon, now).await?;
     if json {
         print_json(&serde_json::to_value(&report)?);
         return Ok(EXIT_OK);

@@ -43,6 +43,10 @@ pub struct DaemonSettings {
     pub jitter: std::time::Duration,
     #[serde(default = "default_shutdown_deadline", with = "humantime_serde_compat")]
     pub shutdown_deadline: std::time::Duration,
+    /// The zone cron fields are read in (an IANA name such as "Europe/Berlin"); UTC when
+    /// unset.
+    #[serde(default)]
+    pub timezone: Option<String>,
 }
 
 fn default_max_jobs() -> usize {
@@ -69,11 +73,21 @@ impl Default for DaemonSettings {
             job_timeout: default_job_timeout(),
             jitter: default_jitter(),
             shutdown_deadline: default_shutdown_deadline(),
+            timezone: None,
         }
     }
 }
 
 impl DaemonSettings {
+    /// The zone schedules are read in.
+    pub fn zone(&self) -> Result<jiff::tz::TimeZone, String> {
+        match &self.timezone {
+            None => Ok(jiff::tz::TimeZone::UTC),
+            Some(name) => jiff::tz::TimeZone::get(name)
+                .map_err(|e| format!("[daemon] timezone = \"{name}\": {e}")),
+        }
+    }
+
     pub fn limits(&self) -> crate::scheduler::Limits {
         crate::scheduler::Limits {
             global: self.max_jobs.max(1),
@@ -274,6 +288,12 @@ impl Config {
                 },
             );
         }
+        if let Err(message) = raw.daemon.zone() {
+            problems.push(Problem {
+                location: at(text.find("timezone").unwrap_or(0)),
+                message,
+            });
+        }
         if !problems.is_empty() {
             return Err(EngineError::Invalid(problems));
         }
@@ -312,6 +332,26 @@ fn resolve_tools(tools: Tools, base: &Path) -> Tools {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_unknown_timezone_is_an_error_naming_it() {
+        let err = super::Config::parse(
+            std::path::Path::new("b.toml"),
+            "[daemon]\ntimezone = \"Mars/Olympus\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("Mars/Olympus") && err.starts_with("b.toml:2:1"),
+            "{err}"
+        );
+        let ok = super::Config::parse(
+            std::path::Path::new("b.toml"),
+            "[daemon]\ntimezone = \"Europe/Berlin\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.daemon.zone().unwrap().iana_name(), Some("Europe/Berlin"));
+    }
+
     use super::*;
 
     #[test]

@@ -51,9 +51,11 @@ fn snapshot_of(policies: &Policies) -> Vec<Policy> {
 /// The scheduled jobs of a policy set: backups, prunes and checks. Drill schedules are
 /// validated, and run once restore drills exist.
 async fn scheduled_jobs(
+    config: &Config,
     policies: &BTreeMap<String, Policy>,
     catalog: &Catalog,
 ) -> Result<Vec<ScheduledJob>, EngineError> {
+    let zone = config.daemon.zone().map_err(EngineError::Refused)?;
     let mut jobs = Vec::new();
     for policy in policies.values() {
         let kinds = [
@@ -64,7 +66,8 @@ async fn scheduled_jobs(
         for (kind, expr) in kinds {
             let Some(expr) = expr else { continue };
             let schedule = CronSchedule::parse(expr)
-                .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?;
+                .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?
+                .in_zone(zone.clone());
             jobs.push(ScheduledJob {
                 policy: policy.name.clone(),
                 kind: kind.as_str().into(),
@@ -176,7 +179,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     let config = Arc::new(config);
     let catalog = crate::catalog::open(&config).await?;
     let loaded = load_dir(&config.policies_dir, &config)?;
-    let jobs = scheduled_jobs(&loaded, &catalog).await?;
+    let jobs = scheduled_jobs(&config, &loaded, &catalog).await?;
     tracing::info!(
         policies = loaded.len(),
         scheduled = jobs.len(),
@@ -275,7 +278,9 @@ async fn watch_objectives(
     let mut breached = std::collections::HashSet::<String>::new();
     loop {
         let current = snapshot_of(&policies);
-        match crate::status::collect(&current, &catalog, jiff::Timestamp::now()).await {
+        match crate::status::collect(&current, &catalog, &config.daemon, jiff::Timestamp::now())
+            .await
+        {
             Ok(report) => {
                 for status in report {
                     if status.rpo_breached && breached.insert(status.policy.clone()) {
@@ -324,7 +329,7 @@ async fn reload(
             return;
         }
     };
-    match scheduled_jobs(&loaded, catalog).await {
+    match scheduled_jobs(config, &loaded, catalog).await {
         Ok(new_jobs) => {
             tracing::info!(
                 policies = loaded.len(),

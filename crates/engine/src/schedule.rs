@@ -1,6 +1,6 @@
-//! Cron schedules (with a seconds field, in UTC) and the decisions made from them: when a
-//! schedule fires next, whether a run was missed while the daemon was down, and how much
-//! jitter a run gets. Pure functions of their inputs: `now` is always a parameter.
+//! Cron schedules (with a seconds field, in UTC or a configured zone) and the decisions
+//! made from them: when a schedule fires next, whether a run was missed while the daemon
+//! was down, and how much jitter a run gets. Pure functions of their inputs: `now` is always a parameter.
 //!
 //! Expressions are parsed by croner (the parser tokio-cron-scheduler is built on). The
 //! daemon runs its own loop on tokio's clock instead of tokio-cron-scheduler's, because
@@ -17,6 +17,8 @@ use croner::parser::{CronParser, Seconds};
 pub struct CronSchedule {
     expr: String,
     cron: croner::Cron,
+    /// The zone the expression's fields are read in (UTC unless configured).
+    tz: jiff::tz::TimeZone,
 }
 
 impl PartialEq for CronSchedule {
@@ -43,7 +45,16 @@ impl CronSchedule {
         Ok(Self {
             expr: expr.to_string(),
             cron,
+            tz: jiff::tz::TimeZone::UTC,
         })
+    }
+
+    /// The same schedule, its fields read as wall-clock time in `tz` (daylight saving
+    /// included: a time skipped by a spring-forward fires at the first instant after the
+    /// gap, and a time repeated by a fall-back fires once, at its first occurrence).
+    pub fn in_zone(mut self, tz: jiff::tz::TimeZone) -> Self {
+        self.tz = tz;
+        self
     }
 
     pub fn expr(&self) -> &str {
@@ -52,17 +63,46 @@ impl CronSchedule {
 
     /// The first fire time strictly after `t`.
     pub fn next_after(&self, t: jiff::Timestamp) -> Option<jiff::Timestamp> {
-        let found = self.cron.find_next_occurrence(&to_chrono(t)?, false).ok()?;
-        from_chrono(found)
+        // croner matches fields against the clock it is given: hand it the zone's wall
+        // clock disguised as UTC, then read the match back as wall-clock time in the zone.
+        let mut wall = self.wall(t)?;
+        for _ in 0..4 {
+            let found = from_chrono(self.cron.find_next_occurrence(&wall, false).ok()?)?;
+            let fire = self.instant(found)?;
+            if fire > t {
+                return Some(fire);
+            }
+            wall = to_chrono(found)?; // a repeated hour: look further
+        }
+        None
     }
 
     /// The last fire time at or before `t`.
     pub fn last_at_or_before(&self, t: jiff::Timestamp) -> Option<jiff::Timestamp> {
-        let found = self
-            .cron
-            .find_previous_occurrence(&to_chrono(t)?, true)
-            .ok()?;
-        from_chrono(found)
+        let mut wall = self.wall(t)?;
+        let mut inclusive = true;
+        for _ in 0..4 {
+            let found = from_chrono(self.cron.find_previous_occurrence(&wall, inclusive).ok()?)?;
+            let fire = self.instant(found)?;
+            if fire <= t {
+                return Some(fire);
+            }
+            wall = to_chrono(found)?;
+            inclusive = false;
+        }
+        None
+    }
+
+    /// `t` as the zone's wall clock, written as if it were UTC.
+    fn wall(&self, t: jiff::Timestamp) -> Option<DateTime<Utc>> {
+        let civil = t.to_zoned(self.tz.clone()).datetime();
+        to_chrono(civil.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp())
+    }
+
+    /// The instant at which the zone's wall clock shows `wall` (written as if UTC).
+    fn instant(&self, wall: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        let civil = wall.to_zoned(jiff::tz::TimeZone::UTC).datetime();
+        Some(civil.to_zoned(self.tz.clone()).ok()?.timestamp())
     }
 }
 
@@ -135,6 +175,40 @@ mod tests {
         assert_eq!(
             every_5s.next_after(t("2026-11-25T00:00:01.5Z")),
             Some(t("2026-11-25T00:00:05Z"))
+        );
+    }
+
+    #[test]
+    fn a_configured_zone_reads_fields_as_its_wall_clock() {
+        let berlin = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+        let daily_3am = CronSchedule::parse("0 0 3 * * *").unwrap().in_zone(berlin);
+        // Winter (UTC+1) and summer (UTC+2).
+        assert_eq!(
+            daily_3am.next_after(t("2026-11-25T00:00:00Z")),
+            Some(t("2026-11-25T02:00:00Z"))
+        );
+        assert_eq!(
+            daily_3am.next_after(t("2026-07-01T00:00:00Z")),
+            Some(t("2026-07-01T01:00:00Z"))
+        );
+        assert_eq!(
+            daily_3am.last_at_or_before(t("2026-11-25T12:00:00Z")),
+            Some(t("2026-11-25T02:00:00Z"))
+        );
+        // 2026-03-29: 02:00-03:00 does not exist in Berlin; 02:30 fires right after the gap.
+        let half_past_two = CronSchedule::parse("0 30 2 * * *")
+            .unwrap()
+            .in_zone(jiff::tz::TimeZone::get("Europe/Berlin").unwrap());
+        assert_eq!(
+            half_past_two.next_after(t("2026-03-28T12:00:00Z")),
+            Some(t("2026-03-29T01:30:00Z"))
+        );
+        // 2026-10-25: 02:30 happens twice; it fires once, at the first.
+        let fire = half_past_two.next_after(t("2026-10-24T12:00:00Z")).unwrap();
+        assert_eq!(fire, t("2026-10-25T00:30:00Z"));
+        assert_eq!(
+            half_past_two.next_after(fire),
+            Some(t("2026-10-26T01:30:00Z"))
         );
     }
 

@@ -29,7 +29,12 @@ pub struct PolicyStatus {
     pub rpo_breached: bool,
 }
 
-pub fn of_policy(policy: &Policy, stats: &BackupStats, now: jiff::Timestamp) -> PolicyStatus {
+pub fn of_policy(
+    policy: &Policy,
+    stats: &BackupStats,
+    zone: &jiff::tz::TimeZone,
+    now: jiff::Timestamp,
+) -> PolicyStatus {
     let exposure = stats
         .newest_data_point
         .map(|point| now.duration_since(point).as_secs().max(0) as u64);
@@ -52,6 +57,7 @@ pub fn of_policy(policy: &Policy, stats: &BackupStats, now: jiff::Timestamp) -> 
             .backup
             .as_deref()
             .and_then(|expr| CronSchedule::parse(expr).ok())
+            .map(|s| s.in_zone(zone.clone()))
             .and_then(|s| s.next_after(now)),
         rpo_exposure_seconds: exposure,
         rpo_objective_seconds: objective,
@@ -62,12 +68,14 @@ pub fn of_policy(policy: &Policy, stats: &BackupStats, now: jiff::Timestamp) -> 
 pub async fn collect<'a>(
     policies: impl IntoIterator<Item = &'a Policy>,
     catalog: &Catalog,
+    daemon: &crate::config::DaemonSettings,
     now: jiff::Timestamp,
 ) -> Result<Vec<PolicyStatus>, EngineError> {
+    let zone = daemon.zone().map_err(EngineError::Refused)?;
     let mut out = Vec::new();
     for policy in policies {
         let stats = catalog.backup_stats(&policy.name).await?;
-        out.push(of_policy(policy, &stats, now));
+        out.push(of_policy(policy, &stats, &zone, now));
     }
     Ok(out)
 }
@@ -92,11 +100,12 @@ mod tests {
     fn exposure_next_run_and_breach() {
         let p = policy("[schedule]\nbackup = \"0 0 */4 * * *\"\n[objectives]\nrpo = \"4h\"\n");
         let now = t("2026-11-25T10:30:00Z");
+        let utc = jiff::tz::TimeZone::UTC;
         let fresh = BackupStats {
             newest_data_point: Some(t("2026-11-25T08:00:00Z")),
             ..BackupStats::default()
         };
-        let s = of_policy(&p, &fresh, now);
+        let s = of_policy(&p, &fresh, &utc, now);
         assert_eq!(s.rpo_exposure_seconds, Some(2 * 3600 + 1800));
         assert_eq!(s.rpo_objective_seconds, Some(4 * 3600));
         assert!(!s.rpo_breached);
@@ -107,13 +116,13 @@ mod tests {
             newest_data_point: Some(t("2026-11-25T06:00:00Z")),
             ..BackupStats::default()
         };
-        assert!(of_policy(&p, &stale, now).rpo_breached, "4h30m > 4h");
+        assert!(of_policy(&p, &stale, &utc, now).rpo_breached, "4h30m > 4h");
         assert!(
-            of_policy(&p, &BackupStats::default(), now).rpo_breached,
+            of_policy(&p, &BackupStats::default(), &utc, now).rpo_breached,
             "no snapshot at all"
         );
         let no_objective = policy("");
-        let s = of_policy(&no_objective, &BackupStats::default(), now);
+        let s = of_policy(&no_objective, &BackupStats::default(), &utc, now);
         assert!(!s.rpo_breached);
         assert_eq!(s.next_backup, None);
     }
