@@ -336,7 +336,8 @@ fn dispatch<R: Runner>(
                 catch_up,
             });
             let running = shared.runner.run(job.clone(), fire, cancel.clone());
-            match tokio::time::timeout(shared.limits.timeout, running).await {
+            tokio::pin!(running);
+            match tokio::time::timeout(shared.limits.timeout, &mut running).await {
                 Ok(Ok(())) => shared.record(Event::Finished {
                     job: name.clone(),
                     ok: true,
@@ -348,7 +349,11 @@ fn dispatch<R: Runner>(
                     detail: Some(e),
                 }),
                 Err(_) => {
+                    // Cancel, then let the job wind down (record itself as cancelled, stop
+                    // its tools) for up to the shutdown deadline before dropping it.
                     cancel.cancel();
+                    let _ =
+                        tokio::time::timeout(shared.limits.shutdown_deadline, &mut running).await;
                     shared.record(Event::TimedOut { job: name.clone() });
                 }
             }
