@@ -195,6 +195,35 @@ fn canonical_host(host: &str) -> String {
     }
 }
 
+/// How long connecting to a database server may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Connects to `url` with sqlx's driver `C`; the error names the server, never the password.
+pub async fn connect<C: sqlx::Connection>(url: &DbUrl) -> Result<C, SourceError> {
+    let failed = |source| SourceError::Connect {
+        server: url.to_string(),
+        source,
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, C::connect(&url.expose())).await {
+        Ok(connected) => connected.map_err(failed),
+        Err(_) => Err(failed(sqlx::Error::PoolTimedOut)),
+    }
+}
+
+/// Maps a query's error to one naming the server and what was being done.
+pub(crate) fn query_error(
+    url: &DbUrl,
+    what: impl Into<String>,
+) -> impl FnOnce(sqlx::Error) -> SourceError {
+    let server = url.to_string();
+    let what = what.into();
+    move |source| SourceError::Query {
+        server,
+        what,
+        source,
+    }
+}
+
 impl fmt::Display for DbUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut url = self.url.clone();

@@ -10,23 +10,20 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use backstop_repo::format::snapshot::Root;
 use backstop_repo::{SnapshotReader, SnapshotWriter, SourceFacts};
 use serde::Deserialize;
-use sqlx::{Connection, MySqlConnection};
+use sqlx::MySqlConnection;
 use tokio::process::Command;
 
-use crate::dburl::{DbUrl, UrlSource};
+use crate::dburl::{query_error, DbUrl, UrlSource};
 use crate::dump_rows::{CountingReader, RowCounter};
 use crate::tool::{Running, Tool, Tools};
 use crate::{fingerprint, stream_entry, BackedUp, SourceContext, SourceError};
 
 /// The SQL dump in a snapshot's tree.
 pub const DUMP_FILE: &str = "database.sql";
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,28 +48,7 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 pub async fn connect(url: &DbUrl) -> Result<MySqlConnection, SourceError> {
-    let connecting = MySqlConnection::connect(&url.expose());
-    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) => Err(SourceError::Connect {
-            server: url.to_string(),
-            source,
-        }),
-        Err(_) => Err(SourceError::Connect {
-            server: url.to_string(),
-            source: sqlx::Error::PoolTimedOut,
-        }),
-    }
-}
-
-fn query_error(url: &DbUrl, what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
-    let server = url.to_string();
-    let what = what.into();
-    move |source| SourceError::Query {
-        server,
-        what,
-        source,
-    }
+    crate::dburl::connect(url).await
 }
 
 fn required_database(url: &DbUrl) -> Result<String, SourceError> {

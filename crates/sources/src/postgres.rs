@@ -14,15 +14,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use backstop_repo::format::snapshot::Root;
 use backstop_repo::{Entry, EntryKind, SnapshotReader, SnapshotWriter, SourceFacts};
 use serde::Deserialize;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tokio::process::Command;
 
-use crate::dburl::{DbUrl, UrlSource};
+use crate::dburl::{query_error, DbUrl, UrlSource};
 use crate::tool::{Running, Tool, Tools};
 use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
 
@@ -32,8 +31,6 @@ pub const DUMP_FILE: &str = "database.pgdump";
 pub const DUMP_DIR: &str = "database.pgdir";
 /// `pg_dumpall --globals-only`: roles and tablespaces, for a whole-server recovery.
 pub const GLOBALS_FILE: &str = "globals.sql";
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,28 +64,7 @@ pub enum DumpFormat {
 }
 
 pub async fn connect(url: &DbUrl) -> Result<PgConnection, SourceError> {
-    let connecting = PgConnection::connect(&url.expose());
-    match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(source)) => Err(SourceError::Connect {
-            server: url.to_string(),
-            source,
-        }),
-        Err(_) => Err(SourceError::Connect {
-            server: url.to_string(),
-            source: sqlx::Error::PoolTimedOut,
-        }),
-    }
-}
-
-fn query_error(url: &DbUrl, what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> SourceError {
-    let server = url.to_string();
-    let what = what.into();
-    move |source| SourceError::Query {
-        server,
-        what,
-        source,
-    }
+    crate::dburl::connect(url).await
 }
 
 /// A libpq tool connected to `url`: the password travels in PGPASSWORD, never in argv.

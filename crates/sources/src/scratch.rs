@@ -349,7 +349,7 @@ pub async fn restore(
     let scratch = match spec {
         // The guard exists before the target does: a cancellation at any await below,
         // even during the CREATE, removes what was made.
-        ScratchSpec::Postgres(server) => {
+        ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
             let scratch = Scratch::new(
                 &name,
                 Target::Database {
@@ -359,26 +359,19 @@ pub async fn restore(
                 options.keep,
             );
             let url = scratch.url().expect("a database target").clone();
-            let loaded = match postgres::create_database(server, &name).await {
-                Ok(()) => postgres::load(reader, &url, tools, options.jobs, false).await,
-                Err(e) => Err(e),
-            };
-            scratch.or_discard(loaded).await?
-        }
-        ScratchSpec::Mysql(server) => {
-            let scratch = Scratch::new(
-                &name,
-                Target::Database {
-                    server: server.clone(),
-                    url: server.with_database(&name),
-                },
-                options.keep,
-            );
-            let url = scratch.url().expect("a database target").clone();
-            let loaded = match mysql::create_database(server, &name).await {
-                Ok(()) => mysql::load(reader, &url, tools).await,
-                Err(e) => Err(e),
-            };
+            let loaded = async {
+                match server.engine() {
+                    Engine::Postgres => {
+                        postgres::create_database(server, &name).await?;
+                        postgres::load(reader, &url, tools, options.jobs, false).await
+                    }
+                    Engine::Mysql => {
+                        mysql::create_database(server, &name).await?;
+                        mysql::load(reader, &url, tools).await
+                    }
+                }
+            }
+            .await;
             scratch.or_discard(loaded).await?
         }
         ScratchSpec::Sqlite { dir } => {
