@@ -37,9 +37,11 @@ pub async fn run(
         .into_iter()
         .rev()
         .find(|(_, s)| s.policy == policy.name && s.source_kind == policy.source.kind());
+    // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
+    let walks_files = matches!(policy.source, SourceSpec::Files(_) | SourceSpec::Config(_));
     let parent_tree = match &parent {
-        Some((_, s)) => Some(repo.read_tree(s).await?),
-        None => None,
+        Some((_, s)) if walks_files => Some(repo.read_tree(s).await?),
+        _ => None,
     };
     let time = jiff::Timestamp::now();
     let mut writer = SnapshotWriter::start(repo.clone()).await?;
