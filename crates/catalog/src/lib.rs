@@ -15,6 +15,9 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod drills;
+pub use drills::{DrillRecord, Signoff};
+
 /// One migration: its version and its SQL (statements separated by `;` at line ends).
 struct Migration {
     version: i64,
@@ -23,12 +26,20 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "runs_snapshots",
-    sqlite: include_str!("../migrations/sqlite/0001_runs_snapshots.sql"),
-    postgres: include_str!("../migrations/postgres/0001_runs_snapshots.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "runs_snapshots",
+        sqlite: include_str!("../migrations/sqlite/0001_runs_snapshots.sql"),
+        postgres: include_str!("../migrations/postgres/0001_runs_snapshots.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "drills_signoffs",
+        sqlite: include_str!("../migrations/sqlite/0002_drills_signoffs.sql"),
+        postgres: include_str!("../migrations/postgres/0002_drills_signoffs.sql"),
+    },
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

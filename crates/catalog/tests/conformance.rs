@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use backstop_catalog::{Catalog, RunEnd, RunKind, RunStatus, SnapshotRecord};
+use backstop_catalog::{Catalog, DrillRecord, RunEnd, RunKind, RunStatus, Signoff, SnapshotRecord};
 use backstop_testkit::db::PgDb;
 
 /// A catalog of each kind, kept alive with whatever backs it.
@@ -243,6 +243,103 @@ async fn migrations_run_once_and_a_newer_schema_is_refused(kind: &str) {
     );
 }
 
+fn drill(id: &str, policy: &str, started: &str, status: &str) -> DrillRecord {
+    DrillRecord {
+        id: id.into(),
+        policy: policy.into(),
+        repository: "local".into(),
+        snapshot_id: "cd".repeat(32),
+        data_point: "2026-11-20T00:00:00Z".parse().unwrap(),
+        target: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+        status: status.into(),
+        started_at: started.parse().unwrap(),
+        finished_at: started.parse().unwrap(),
+        rto_ms: Some(41_000),
+        rto_objective_ms: Some(1_800_000),
+        rpo_ms: Some(3_600_000),
+        rpo_objective_ms: None,
+        error: (status == "failed").then(|| "check `orders` failed".to_string()),
+        report: serde_json::json!({"drill_id": id, "checks": [{"name": "integrity", "status": "passed"}]}),
+    }
+}
+
+async fn drills_and_signoffs_are_recorded(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let a = drill(
+        "20261120T030000-aaaa0001",
+        "orders",
+        "2026-11-20T03:00:00Z",
+        "passed",
+    );
+    let b = drill(
+        "20261121T030000-bbbb0002",
+        "orders",
+        "2026-11-21T03:00:00Z",
+        "failed",
+    );
+    let c = drill(
+        "20261122T030000-cccc0003",
+        "orders",
+        "2026-11-22T03:00:00Z",
+        "passed",
+    );
+    let other = drill(
+        "20261122T040000-dddd0004",
+        "files",
+        "2026-11-22T04:00:00Z",
+        "passed",
+    );
+    for d in [&a, &b, &c, &other] {
+        catalog.record_drill(d).await.unwrap();
+    }
+    let listed = catalog.drills(Some("orders"), 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [&c.id, &b.id, &a.id]
+    );
+    assert_eq!(listed[2], a, "a drill reads back as it was written");
+    assert_eq!(catalog.drills(None, 10).await.unwrap().len(), 4);
+    assert_eq!(catalog.drill("20261121").await.unwrap().id, b.id);
+    let ambiguous = catalog.drill("2026112").await.unwrap_err();
+    assert!(ambiguous.to_string().contains("ambiguous"), "{ambiguous}");
+    assert!(catalog
+        .drill("1999")
+        .await
+        .unwrap_err()
+        .to_string()
+        .contains("no drill"));
+
+    // Passed, unsigned drills await sign-off; failed ones are alerts, not evidence.
+    let pending: Vec<String> = catalog
+        .pending_signoffs("orders")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(pending, [a.id.clone(), c.id.clone()]);
+    let signoff = Signoff {
+        drill_id: a.id.clone(),
+        principal: "dba@example.com".into(),
+        comment: "restored and checked".into(),
+        signed_at: "2026-11-21T09:00:00Z".parse().unwrap(),
+    };
+    catalog.sign_off(&signoff).await.unwrap();
+    assert_eq!(catalog.signoff(&a.id).await.unwrap(), Some(signoff.clone()));
+    let again = catalog.sign_off(&signoff).await.unwrap_err();
+    assert!(
+        again
+            .to_string()
+            .contains("already signed off by dba@example.com"),
+        "{again}"
+    );
+    assert_eq!(catalog.pending_signoffs("orders").await.unwrap().len(), 1);
+
+    let now = "2026-11-25T00:00:00Z".parse().unwrap();
+    assert!(catalog.first_notice("overdue:x", now).await.unwrap());
+    assert!(!catalog.first_notice("overdue:x", now).await.unwrap());
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod sqlite {
@@ -258,5 +355,6 @@ suite!(
     runs_are_recorded_with_their_outcome,
     snapshots_round_trip_and_are_idempotent,
     leases_let_one_holder_run_a_job,
-    migrations_run_once_and_a_newer_schema_is_refused
+    migrations_run_once_and_a_newer_schema_is_refused,
+    drills_and_signoffs_are_recorded
 );

@@ -16,6 +16,7 @@ struct ConfigFile {
     data_dir: Option<PathBuf>,
     policies: Option<PathBuf>,
     catalog: Option<String>,
+    principal: Option<String>,
     #[serde(default)]
     repositories: BTreeMap<String, Spanned<RepositoryFile>>,
     api: Option<ApiFile>,
@@ -160,6 +161,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub policies_dir: PathBuf,
     pub catalog: Option<String>,
+    /// Who is at this command line (sign-offs are by a policy's recovery owner):
+    /// `principal` in backstop.toml, overridden by `BACKSTOP_PRINCIPAL`.
+    pub principal: Option<String>,
     pub repositories: BTreeMap<String, RepositorySettings>,
     pub api: Option<ApiFile>,
     /// Paths of dump and load tools (`[tools]`); others are found on PATH.
@@ -196,6 +200,7 @@ impl Config {
             data_dir,
             policies_dir: base_dir.join("policies"),
             catalog: None,
+            principal: None,
             repositories,
             api: None,
             tools: Tools::default(),
@@ -304,11 +309,20 @@ impl Config {
             tools: resolve_tools(raw.tools, &base_dir),
             base_dir,
             catalog: raw.catalog,
+            principal: raw.principal,
             repositories,
             api: raw.api,
             daemon: raw.daemon,
             notify: raw.notify,
         })
+    }
+
+    /// The principal acting at this command line, if one is configured.
+    pub fn principal(&self) -> Option<String> {
+        std::env::var("BACKSTOP_PRINCIPAL")
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .or_else(|| self.principal.clone())
     }
 
     pub fn repository(&self, name: &str) -> Result<&RepositorySettings, EngineError> {

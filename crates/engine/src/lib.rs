@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod error;
 pub mod jobs;
 pub mod metrics;

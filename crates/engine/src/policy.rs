@@ -52,16 +52,28 @@ struct ObjectivesFile {
     rto: Option<Spanned<String>>,
 }
 
-/// The restore-test plan, as written. Drills run it; here it is validated for shape.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The restore-test plan, as written; validated when the policy is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DrillPlan {
     pub target: Option<ScratchTarget>,
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// Leave the scratch target in place after each drill.
     #[serde(default)]
     pub keep: bool,
+    /// `newest` (the default) or `random` (any snapshot retention keeps).
+    pub snapshot: Option<String>,
+    /// How soon the recovery owner should sign a passed drill off ("7d"); later, a notice.
     pub signoff_within: Option<String>,
+}
+
+impl DrillPlan {
+    pub fn signoff_within(&self) -> Option<Duration> {
+        self.signoff_within
+            .as_deref()
+            .and_then(|d| humantime::parse_duration(d).ok())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -111,6 +123,69 @@ pub struct CheckSpec {
     pub digest: Option<String>,
     pub parses_as: Option<String>,
     pub timeout: Option<String>,
+}
+
+impl CheckSpec {
+    /// What is wrong with this check, for a database source or a file tree.
+    fn problems(&self, is_database: bool) -> Vec<String> {
+        let mut problems = Vec::new();
+        let kinds = [
+            self.sql.is_some(),
+            self.command.is_some(),
+            self.file.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            problems.push("give exactly one of sql, command or file".into());
+            return problems;
+        }
+        let file_keys = self.exists.is_some()
+            || self.min_size.is_some()
+            || self.max_size.is_some()
+            || self.digest.is_some()
+            || self.parses_as.is_some();
+        if self.sql.is_some() && !is_database {
+            problems.push("sql checks need a database source (postgres, mysql or sqlite)".into());
+        }
+        if self.file.is_some() && is_database {
+            problems.push("file checks need a files or config source".into());
+        }
+        if file_keys && self.file.is_none() {
+            problems.push(
+                "exists, min_size, max_size, digest and parses_as belong to a file check".into(),
+            );
+        }
+        if let Some(expect) = &self.expect {
+            if self.sql.is_none() {
+                problems.push("expect belongs to a sql check".into());
+            } else if let Err(e) = crate::drill::expect::Expect::parse(expect) {
+                problems.push(e);
+            }
+        }
+        if let Some(format) = &self.parses_as {
+            if !matches!(format.as_str(), "json" | "toml" | "yaml") {
+                problems.push(format!("parses_as `{format}`: expected json, toml or yaml"));
+            }
+        }
+        if let Some(digest) = &self.digest {
+            let hex = digest.trim_start_matches("sha256:");
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                problems.push(format!(
+                    "digest `{digest}`: expected 64 hex digits of SHA-256"
+                ));
+            }
+        }
+        if let Some(timeout) = &self.timeout {
+            if self.command.is_none() {
+                problems.push("timeout belongs to a command check".into());
+            } else if let Err(e) = humantime::parse_duration(timeout) {
+                problems.push(format!("timeout `{timeout}`: {e}"));
+            }
+        }
+        if self.command.as_ref().is_some_and(|c| c.is_empty()) {
+            problems.push("command must name a program".into());
+        }
+        problems
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -279,20 +354,36 @@ impl Policy {
             }
         }
         if let Some(drill) = &raw.drill {
-            for (i, check) in drill.checks.iter().enumerate() {
-                let kinds = [
-                    check.sql.is_some(),
-                    check.command.is_some(),
-                    check.file.is_some(),
-                ];
-                if kinds.iter().filter(|k| **k).count() != 1 {
+            let offset = text.find("[drill]").unwrap_or(0);
+            if let Some(within) = &drill.signoff_within {
+                if let Err(e) = humantime::parse_duration(within) {
                     problem(
-                        0,
-                        format!(
-                            "[[drill.checks]] number {}: give exactly one of sql, command or file",
-                            i + 1
-                        ),
+                        offset,
+                        format!("[drill] signoff_within `{within}`: {e} (e.g. \"7d\")"),
                     );
+                }
+            }
+            if let Some(pick) = &drill.snapshot {
+                if pick != "newest" && pick != "random" {
+                    problem(
+                        offset,
+                        format!("[drill] snapshot `{pick}`: expected \"newest\" or \"random\""),
+                    );
+                }
+            }
+            let is_database = matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite");
+            // Each [[drill.checks]] is located at its own header.
+            let headers: Vec<usize> = text
+                .match_indices("[[drill.checks]]")
+                .map(|(i, _)| i)
+                .collect();
+            for (i, check) in drill.checks.iter().enumerate() {
+                let at = headers.get(i).copied().unwrap_or(offset);
+                let mut check_problem = |message: String| {
+                    problem(at, format!("[[drill.checks]] number {}: {message}", i + 1))
+                };
+                for message in check.problems(is_database) {
+                    check_problem(message);
                 }
             }
         }
@@ -493,5 +584,30 @@ approvers = ["it-manager@example.com"]
             "url_env = \"ORDERS_DB_URL\"\nformat = \"directory\"\njobs = 4",
         );
         Policy::parse(Path::new("p.toml"), &directory, &config()).unwrap();
+    }
+
+    #[test]
+    fn drill_checks_are_validated_where_they_are_written() {
+        let text = GOOD
+            .replace("expect = \">= 1000\"", "expect = \"about 1000\"")
+            .replace(
+                "command = [\"./fixtures/checks/orders-smoke.sh\"]",
+                "command = [\"./x.sh\"]\ntimeout = \"soon\"\n\n[[drill.checks]]\nfile = \"x.json\"\nparses_as = \"ini\"",
+            )
+            .replace("[drill]\n", "[drill]\nsignoff_within = \"a week\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &text, &config()).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        let has = |needle: &str| text.iter().any(|t| t.contains(needle));
+        assert!(has("signoff_within `a week`"), "{text:?}");
+        assert!(has("number 1: expect `about 1000`"), "{text:?}");
+        assert!(has("number 2: timeout `soon`"), "{text:?}");
+        assert!(
+            has("number 3: file checks need a files or config source"),
+            "{text:?}"
+        );
+        assert!(has("number 3: parses_as `ini`"), "{text:?}");
+        // Located at the check's own header line.
+        let second = text.iter().find(|t| t.contains("timeout `soon`")).unwrap();
+        assert!(second.starts_with("p.toml:30:1:"), "{second}");
     }
 }

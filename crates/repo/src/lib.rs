@@ -18,6 +18,7 @@ pub mod prune;
 pub mod repository;
 pub mod restorer;
 pub mod storage;
+pub mod timing;
 
 pub use archiver::{FileStatus, SnapshotMeta, SnapshotWriter};
 pub use error::{RepoError, Result};

@@ -17,6 +17,7 @@ use crate::format::layout;
 use crate::format::snapshot::{self, Snapshot};
 use crate::format::tree::{self, Entry};
 use crate::storage::Storage;
+use crate::timing::{Phase, PhaseClock, PhaseTimes};
 
 /// Options for a new repository.
 #[derive(Debug, Clone)]
@@ -48,6 +49,7 @@ pub struct Repository {
     config: RepoConfig,
     codec: Codec,
     index: MasterIndex,
+    clock: Arc<PhaseClock>,
 }
 
 impl Repository {
@@ -104,6 +106,7 @@ impl Repository {
             storage,
             config,
             index: MasterIndex::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -166,6 +169,7 @@ impl Repository {
             storage,
             config,
             index: MasterIndex::default(),
+            clock: Arc::default(),
         })
     }
 
@@ -209,6 +213,11 @@ impl Repository {
             )),
             None => Err(RepoError::corrupt(key, "key does not end in an id")),
         }
+    }
+
+    /// Fetch and decode time of every chunk read through this repository so far.
+    pub fn phase_times(&self) -> PhaseTimes {
+        self.clock.times()
     }
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
@@ -331,9 +340,13 @@ impl Repository {
             .get(id)
             .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
         let key = layout::pack_key(&loc.pack);
-        let stored = self.storage.get_range(&key, loc.offset, loc.length).await?;
+        let stored = {
+            let _fetching = self.clock.enter(Phase::Fetch);
+            self.storage.get_range(&key, loc.offset, loc.length).await?
+        };
         let codec = self.codec.clone();
         let id = *id;
+        let _decoding = self.clock.enter(Phase::Decode);
         tokio::task::spawn_blocking(move || decode_chunk(&codec, &key, &id, &stored))
             .await
             .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
@@ -389,6 +402,7 @@ impl Repository {
             config: self.config.clone(),
             codec: self.codec.clone(),
             index,
+            clock: Arc::clone(&self.clock),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod dump_rows;
 pub mod files;
 pub mod mysql;
 pub mod postgres;
+pub mod probe;
 pub mod restore;
 pub mod scratch;
 pub mod sqlite;

@@ -77,7 +77,7 @@ pub fn name_time(name: &str) -> Option<jiff::Timestamp> {
 }
 
 #[derive(Debug, Clone)]
-enum Target {
+pub(crate) enum Target {
     Database {
         server: DbUrl,
         url: DbUrl,
@@ -94,7 +94,7 @@ enum Target {
 #[derive(Debug)]
 pub struct Scratch {
     name: String,
-    target: Target,
+    pub(crate) target: Target,
     keep: bool,
     done: bool,
 }

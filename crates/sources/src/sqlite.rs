@@ -21,7 +21,7 @@ pub struct SqliteSpec {
     pub path: PathBuf,
 }
 
-fn query_error(path: &Path, what: &str) -> impl FnOnce(sqlx::Error) -> SourceError {
+pub(crate) fn query_error(path: &Path, what: &str) -> impl FnOnce(sqlx::Error) -> SourceError {
     let server = format!("sqlite {}", path.display());
     let what = what.to_string();
     move |source| SourceError::Query {
@@ -31,7 +31,7 @@ fn query_error(path: &Path, what: &str) -> impl FnOnce(sqlx::Error) -> SourceErr
     }
 }
 
-async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, SourceError> {
+pub(crate) async fn open(path: &Path, read_only: bool) -> Result<SqliteConnection, SourceError> {
     SqliteConnectOptions::new()
         .filename(path)
         .read_only(read_only)

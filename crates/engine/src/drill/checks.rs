@@ -1,0 +1,675 @@
+//! The checks a drill runs on a restored scratch target: fidelity (against the facts the
+//! backup recorded), the engine's native check, and the policy's own sql, file and command
+//! checks. Every check returns a result (a check never aborts the drill); a failed one says
+//! why in its detail.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use backstop_repo::{EntryKind, SnapshotReader, SourceFacts};
+use backstop_sources::probe::Native;
+use backstop_sources::scratch::Scratch;
+use sha2::{Digest, Sha256};
+
+use super::expect::Expect;
+use super::report::{CheckResult, CheckStatus, Difference};
+use crate::policy::CheckSpec;
+
+/// How long a command check may run unless its `timeout` says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+/// How much of a command's output is kept: its beginning and its end.
+const OUTPUT_HEAD: usize = 4 * 1024;
+const OUTPUT_TAIL: usize = 12 * 1024;
+
+/// Restored facts against the backup's: tables and row counts, the schema fingerprint; for
+/// a file tree, every file's size and SHA-256 read back from disk, and nothing extra.
+pub async fn fidelity(
+    reader: &SnapshotReader,
+    scratch: &Scratch,
+) -> (CheckResult, Vec<Difference>) {
+    let started = Instant::now();
+    let expected = &reader.snapshot().facts;
+    let outcome = if matches!(reader.snapshot().source_kind.as_str(), "files" | "config") {
+        let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
+        let entries = reader.entries().to_vec();
+        let facts = expected.clone();
+        tokio::task::spawn_blocking(move || compare_tree(&dir, &entries, &facts))
+            .await
+            .map_err(|e| format!("comparing files: {e}"))
+    } else {
+        scratch
+            .facts()
+            .await
+            .map(|actual| compare_facts(expected, &actual))
+            .map_err(|e| format!("reading the restored facts: {e}"))
+    };
+    let mut result = match outcome {
+        Ok((summary, differences)) => {
+            let status = if differences.is_empty() {
+                CheckStatus::Passed
+            } else {
+                CheckStatus::Failed
+            };
+            let detail = if differences.is_empty() {
+                summary
+            } else {
+                format!(
+                    "{} difference(s) from the backup's facts: {}",
+                    differences.len(),
+                    differences
+                        .iter()
+                        .take(5)
+                        .map(|d| format!(
+                            "{} (expected {}, got {})",
+                            d.object, d.expected, d.actual
+                        ))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            let mut r = CheckResult::new("fidelity", "fidelity", status, detail);
+            r.duration_ms = started.elapsed().as_millis() as u64;
+            return (r, differences);
+        }
+        Err(e) => CheckResult::new("fidelity", "fidelity", CheckStatus::Failed, e),
+    };
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    (result, Vec::new())
+}
+
+/// Row counts per table and the schema fingerprint; every difference listed by table.
+pub fn compare_facts(expected: &SourceFacts, actual: &SourceFacts) -> (String, Vec<Difference>) {
+    let mut differences = Vec::new();
+    for (table, rows) in &expected.tables {
+        match actual.tables.get(table) {
+            None => differences.push(Difference {
+                object: format!("table {table}"),
+                expected: format!("{rows} rows"),
+                actual: "missing".into(),
+            }),
+            Some(got) if got != rows => differences.push(Difference {
+                object: format!("table {table}"),
+                expected: format!("{rows} rows"),
+                actual: format!("{got} rows"),
+            }),
+            Some(_) => {}
+        }
+    }
+    for (table, rows) in &actual.tables {
+        if !expected.tables.contains_key(table) {
+            differences.push(Difference {
+                object: format!("table {table}"),
+                expected: "absent".into(),
+                actual: format!("{rows} rows"),
+            });
+        }
+    }
+    if let (Some(e), Some(a)) = (&expected.schema_fingerprint, &actual.schema_fingerprint) {
+        if e != a {
+            differences.push(Difference {
+                object: "schema".into(),
+                expected: format!("fingerprint {}", &e[..e.len().min(12)]),
+                actual: format!("fingerprint {}", &a[..a.len().min(12)]),
+            });
+        }
+    }
+    let rows: u64 = expected.tables.values().sum();
+    (
+        format!(
+            "{} table(s), {rows} row(s) and the schema fingerprint equal the backup's",
+            expected.tables.len()
+        ),
+        differences,
+    )
+}
+
+/// Reads every restored file back and compares it with the snapshot's tree.
+fn compare_tree(
+    dir: &Path,
+    entries: &[backstop_repo::Entry],
+    facts: &SourceFacts,
+) -> (String, Vec<Difference>) {
+    let mut differences = Vec::new();
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut expected_paths = BTreeSet::new();
+    let diff = |object: &str, expected: String, actual: String| Difference {
+        object: format!("file {object}"),
+        expected,
+        actual,
+    };
+    for entry in entries {
+        expected_paths.insert(entry.path.clone());
+        let path = dir.join(&entry.path);
+        match entry.kind {
+            EntryKind::Dir => {
+                if !path.is_dir() {
+                    differences.push(diff(&entry.path, "a directory".into(), "missing".into()));
+                }
+            }
+            EntryKind::Symlink => match std::fs::read_link(&path) {
+                Ok(target)
+                    if Some(target.to_string_lossy().as_ref()) == entry.target.as_deref() => {}
+                Ok(target) => differences.push(diff(
+                    &entry.path,
+                    format!("a link to {}", entry.target.clone().unwrap_or_default()),
+                    format!("a link to {}", target.display()),
+                )),
+                Err(e) => differences.push(diff(&entry.path, "a symlink".into(), e.to_string())),
+            },
+            EntryKind::File => match hash_file(&path) {
+                Ok((size, digest)) => {
+                    files += 1;
+                    bytes += size;
+                    if size != entry.size {
+                        differences.push(diff(
+                            &entry.path,
+                            format!("{} bytes", entry.size),
+                            format!("{size} bytes"),
+                        ));
+                    } else if entry.digest.is_some_and(|d| d.0 != digest) {
+                        differences.push(diff(
+                            &entry.path,
+                            format!(
+                                "SHA-256 {}",
+                                entry.digest.map(|d| d.short()).unwrap_or_default()
+                            ),
+                            format!("SHA-256 {}", &hex::encode(digest)[..12]),
+                        ));
+                    }
+                }
+                Err(e) => differences.push(diff(
+                    &entry.path,
+                    format!("{} bytes", entry.size),
+                    e.to_string(),
+                )),
+            },
+        }
+    }
+    let mut extra = Vec::new();
+    list_relative(dir, dir, &mut extra);
+    for path in extra.into_iter().filter(|p| !expected_paths.contains(p)) {
+        differences.push(diff(&path, "absent".into(), "present".into()));
+    }
+    if facts.file_count > 0 && files != facts.file_count {
+        differences.push(Difference {
+            object: "file count".into(),
+            expected: facts.file_count.to_string(),
+            actual: files.to_string(),
+        });
+    }
+    if facts.bytes > 0 && bytes != facts.bytes {
+        differences.push(Difference {
+            object: "bytes".into(),
+            expected: facts.bytes.to_string(),
+            actual: bytes.to_string(),
+        });
+    }
+    (
+        format!("{files} file(s), {bytes} bytes: every file's SHA-256 equals the snapshot's"),
+        differences,
+    )
+}
+
+fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((size, hasher.finalize().into()))
+}
+
+fn list_relative(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if let Ok(relative) = path.strip_prefix(root) {
+            out.push(relative.to_string_lossy().into_owned());
+        }
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            list_relative(root, &path, out);
+        }
+    }
+}
+
+/// The engine's own integrity check; `None` when the target has none (a directory).
+pub async fn native(scratch: &Scratch) -> Option<CheckResult> {
+    let started = Instant::now();
+    let outcome = scratch.native_check().await?;
+    let mut result = match outcome {
+        Ok(Native::Passed(d)) => CheckResult::new("native", "native", CheckStatus::Passed, d),
+        Ok(Native::Failed(d)) => CheckResult::new("native", "native", CheckStatus::Failed, d),
+        Ok(Native::Unavailable(d)) => CheckResult::new("native", "native", CheckStatus::Skipped, d),
+        Err(e) => CheckResult::new("native", "native", CheckStatus::Failed, e.to_string()),
+    };
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    Some(result)
+}
+
+/// What a user's check runs with.
+pub struct CheckContext<'a> {
+    pub scratch: &'a Scratch,
+    /// Relative command paths resolve here, and commands run here.
+    pub base_dir: &'a Path,
+    pub env: Vec<(String, String)>,
+}
+
+/// The name a check is shown under: its own, or what it does.
+pub fn check_name(spec: &CheckSpec) -> String {
+    if let Some(name) = &spec.name {
+        return name.clone();
+    }
+    let shorten = |text: &str| {
+        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one_line.chars().count() > 60 {
+            format!("{}…", one_line.chars().take(59).collect::<String>())
+        } else {
+            one_line
+        }
+    };
+    if let Some(sql) = &spec.sql {
+        format!("sql: {}", shorten(sql))
+    } else if let Some(file) = &spec.file {
+        format!("file: {file}")
+    } else if let Some(command) = &spec.command {
+        format!("command: {}", shorten(&command.join(" ")))
+    } else {
+        "check".into()
+    }
+}
+
+pub async fn user_check(spec: &CheckSpec, ctx: &CheckContext<'_>) -> CheckResult {
+    let started = Instant::now();
+    let name = check_name(spec);
+    let mut result = if let Some(sql) = &spec.sql {
+        sql_check(&name, sql, spec.expect.as_deref(), ctx.scratch).await
+    } else if let Some(file) = &spec.file {
+        file_check(&name, file, spec, ctx.scratch)
+    } else if let Some(command) = &spec.command {
+        command_check(&name, command, spec, ctx).await
+    } else {
+        CheckResult::new(
+            name,
+            "unknown",
+            CheckStatus::Failed,
+            "a check needs sql, file or command",
+        )
+    };
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
+async fn sql_check(name: &str, sql: &str, expect: Option<&str>, scratch: &Scratch) -> CheckResult {
+    let expect = match expect.map(Expect::parse).transpose() {
+        Ok(e) => e,
+        Err(e) => return CheckResult::new(name, "sql", CheckStatus::Failed, e),
+    };
+    match scratch.first_value(sql).await {
+        Err(e) => CheckResult::new(
+            name,
+            "sql",
+            CheckStatus::Failed,
+            format!("query failed: {e}"),
+        ),
+        Ok(value) => {
+            let shown = value.clone().unwrap_or_else(|| "NULL".into());
+            match expect {
+                None => CheckResult::new(
+                    name,
+                    "sql",
+                    CheckStatus::Passed,
+                    format!("returned {shown}"),
+                ),
+                Some(expect) => match expect.check(value.as_deref()) {
+                    Ok(()) => CheckResult::new(
+                        name,
+                        "sql",
+                        CheckStatus::Passed,
+                        format!("returned {shown}, expected {expect}"),
+                    ),
+                    Err(why) => CheckResult::new(name, "sql", CheckStatus::Failed, why),
+                },
+            }
+        }
+    }
+}
+
+fn file_check(name: &str, file: &str, spec: &CheckSpec, scratch: &Scratch) -> CheckResult {
+    let fail = |detail: String| CheckResult::new(name, "file", CheckStatus::Failed, detail);
+    let Some(root) = scratch.path().filter(|p| p.is_dir()) else {
+        return fail("file checks need a directory target".into());
+    };
+    let relative = Path::new(file);
+    if relative.is_absolute()
+        || relative
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return fail(format!(
+            "`{file}` must be a relative path inside the restore"
+        ));
+    }
+    let path = root.join(relative);
+    let want_exists = spec.exists.unwrap_or(true);
+    let meta = std::fs::metadata(&path);
+    if !want_exists {
+        return match meta {
+            Err(_) => CheckResult::new(name, "file", CheckStatus::Passed, "absent, as expected"),
+            Ok(_) => fail(format!("{file} exists, expected it absent")),
+        };
+    }
+    let meta = match meta {
+        Ok(m) if m.is_file() => m,
+        Ok(_) => return fail(format!("{file} is not a regular file")),
+        Err(e) => return fail(format!("{file}: {e}")),
+    };
+    let mut problems = Vec::new();
+    let mut facts = vec![format!("{} bytes", meta.len())];
+    if spec.min_size.is_some_and(|min| meta.len() < min) {
+        problems.push(format!(
+            "{} bytes, below min_size {}",
+            meta.len(),
+            spec.min_size.unwrap_or(0)
+        ));
+    }
+    if spec.max_size.is_some_and(|max| meta.len() > max) {
+        problems.push(format!(
+            "{} bytes, above max_size {}",
+            meta.len(),
+            spec.max_size.unwrap_or(0)
+        ));
+    }
+    if let Some(expected) = &spec.digest {
+        let expected = expected.trim_start_matches("sha256:").to_ascii_lowercase();
+        match hash_file(&path) {
+            Ok((_, digest)) if hex::encode(digest) == expected => facts.push("digest equal".into()),
+            Ok((_, digest)) => problems.push(format!(
+                "SHA-256 {}, expected {expected}",
+                hex::encode(digest)
+            )),
+            Err(e) => problems.push(format!("reading it: {e}")),
+        }
+    }
+    if let Some(format) = &spec.parses_as {
+        match std::fs::read_to_string(&path) {
+            Err(e) => problems.push(format!("reading it as text: {e}")),
+            Ok(text) => match parse_as(format, &text) {
+                Ok(()) => facts.push(format!("parses as {format}")),
+                Err(e) => problems.push(format!("does not parse as {format}: {e}")),
+            },
+        }
+    }
+    if problems.is_empty() {
+        CheckResult::new(name, "file", CheckStatus::Passed, facts.join(", "))
+    } else {
+        fail(format!("{file}: {}", problems.join("; ")))
+    }
+}
+
+/// Parses `text` as json, toml or yaml.
+pub fn parse_as(format: &str, text: &str) -> Result<(), String> {
+    match format {
+        "json" => serde_json::from_str::<serde_json::Value>(text)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        "toml" => text
+            .parse::<toml::Table>()
+            .map(|_| ())
+            .map_err(|e| e.message().to_string()),
+        "yaml" => yaml_rust2::YamlLoader::load_from_str(text)
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown format `{other}` (json, toml or yaml)")),
+    }
+}
+
+async fn command_check(
+    name: &str,
+    argv: &[String],
+    spec: &CheckSpec,
+    ctx: &CheckContext<'_>,
+) -> CheckResult {
+    let fail = |detail: String| CheckResult::new(name, "command", CheckStatus::Failed, detail);
+    let limit = spec
+        .timeout
+        .as_deref()
+        .and_then(|t| humantime::parse_duration(t).ok())
+        .unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    let Some(program) = argv.first() else {
+        return fail("the command is empty".into());
+    };
+    let program_path = if program.contains('/') && !Path::new(program).is_absolute() {
+        ctx.base_dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
+    let secrets: Vec<String> = ctx
+        .scratch
+        .url()
+        .and_then(|u| u.password())
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect();
+    match run_command(&program_path, &argv[1..], ctx.base_dir, &ctx.env, limit).await {
+        Err(e) => fail(format!("could not run {}: {e}", program_path.display())),
+        Ok(ran) => {
+            let output = redact(&ran.output, &secrets);
+            let mut result = match ran.exit {
+                Some(0) => CheckResult::new(name, "command", CheckStatus::Passed, "exited 0"),
+                Some(code) => fail(format!("exited {code}")),
+                None if ran.timed_out => fail(format!(
+                    "timed out after {} and was killed",
+                    humantime::format_duration(limit)
+                )),
+                None => fail("killed by a signal".into()),
+            };
+            result.output = Some(output);
+            result
+        }
+    }
+}
+
+struct Ran {
+    exit: Option<i32>,
+    timed_out: bool,
+    output: String,
+}
+
+/// Runs a command in its own process group with stdout and stderr on one pipe; on timeout the
+/// whole group is killed, so that a script's children cannot keep it alive.
+async fn run_command(
+    program: &Path,
+    args: &[String],
+    cwd: &Path,
+    env: &[(String, String)],
+    limit: Duration,
+) -> std::io::Result<Ran> {
+    let (reader, writer) = rustix::pipe::pipe()?;
+    let writer2 = writer.try_clone()?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(writer))
+        .stderr(std::process::Stdio::from(writer2))
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id();
+    let collect = tokio::task::spawn_blocking(move || {
+        let mut file = std::fs::File::from(reader);
+        let mut kept = Output::default();
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = file.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            kept.push(&buffer[..n]);
+        }
+        kept.finish()
+    });
+    let (status, timed_out) = match tokio::time::timeout(limit, child.wait()).await {
+        Ok(status) => (Some(status?), false),
+        Err(_) => {
+            if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
+            let _ = child.wait().await;
+            (None, true)
+        }
+    };
+    // The pipe closes when the last process of the group exits; after a kill that is now.
+    let output = match tokio::time::timeout(Duration::from_secs(5), collect).await {
+        Ok(Ok(text)) => text,
+        _ => "(output not collected: a child process still holds it open)".into(),
+    };
+    Ok(Ran {
+        exit: status.and_then(|s| s.code()),
+        timed_out,
+        output,
+    })
+}
+
+/// The first and last part of a stream, with what was dropped between them counted.
+#[derive(Default)]
+struct Output {
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    dropped: u64,
+}
+
+impl Output {
+    fn push(&mut self, mut bytes: &[u8]) {
+        if self.head.len() < OUTPUT_HEAD {
+            let take = bytes.len().min(OUTPUT_HEAD - self.head.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        self.tail.extend(bytes);
+        while self.tail.len() > OUTPUT_TAIL {
+            self.tail.pop_front();
+            self.dropped += 1;
+        }
+    }
+
+    fn finish(self) -> String {
+        let mut text = String::from_utf8_lossy(&self.head).into_owned();
+        if self.dropped > 0 {
+            text.push_str(&format!(
+                "\n… ({} bytes of output omitted) …\n",
+                self.dropped
+            ));
+        }
+        let tail: Vec<u8> = self.tail.into_iter().collect();
+        text.push_str(&String::from_utf8_lossy(&tail));
+        text
+    }
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets.iter().fold(text.to_string(), |t, secret| {
+        t.replace(secret.as_str(), "***")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn tables(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
+        pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    #[test]
+    fn every_table_difference_is_listed() {
+        let expected = SourceFacts {
+            tables: tables(&[
+                ("public.orders", 2000),
+                ("public.audit_log", 2000),
+                ("public.items", 5),
+            ]),
+            schema_fingerprint: Some("aaaa".repeat(16)),
+            ..SourceFacts::default()
+        };
+        let actual = SourceFacts {
+            tables: tables(&[
+                ("public.orders", 2000),
+                ("public.audit_log", 0),
+                ("public.extra", 1),
+            ]),
+            schema_fingerprint: Some("bbbb".repeat(16)),
+            ..SourceFacts::default()
+        };
+        let (_, differences) = compare_facts(&expected, &actual);
+        let objects: Vec<(&str, &str, &str)> = differences
+            .iter()
+            .map(|d| (d.object.as_str(), d.expected.as_str(), d.actual.as_str()))
+            .collect();
+        assert_eq!(
+            objects,
+            [
+                ("table public.audit_log", "2000 rows", "0 rows"),
+                ("table public.items", "5 rows", "missing"),
+                ("table public.extra", "absent", "1 rows"),
+                (
+                    "schema",
+                    "fingerprint aaaaaaaaaaaa",
+                    "fingerprint bbbbbbbbbbbb"
+                ),
+            ]
+        );
+        assert!(compare_facts(&expected, &expected).1.is_empty());
+    }
+
+    #[test]
+    fn output_keeps_its_head_and_tail() {
+        let mut out = Output::default();
+        out.push(&vec![b'a'; OUTPUT_HEAD]);
+        out.push(&vec![b'b'; 100_000]);
+        out.push(b"the end");
+        let text = out.finish();
+        assert!(text.starts_with("aaaa"));
+        assert!(text.ends_with("bthe end"));
+        assert!(text.contains(&format!(
+            "({} bytes of output omitted)",
+            100_007 - OUTPUT_TAIL
+        )));
+        assert!(text.len() < OUTPUT_HEAD + OUTPUT_TAIL + 100);
+    }
+
+    #[test]
+    fn formats_parse_or_say_why() {
+        assert!(parse_as("json", r#"{"a": [1, 2]}"#).is_ok());
+        assert!(parse_as("json", r#"{"a": [1, 2}"#).is_err());
+        assert!(parse_as("toml", "a = 1\n[b]\nc = 'x'\n").is_ok());
+        assert!(parse_as("toml", "a = \n").is_err());
+        assert!(parse_as("yaml", "a: 1\nb:\n  - x\n").is_ok());
+        assert!(parse_as("yaml", "a: [1, 2\n").is_err());
+        assert!(parse_as("ini", "").unwrap_err().contains("unknown format"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_from_output() {
+        assert_eq!(
+            redact(
+                "connecting to postgres://u:hunter2@h/db",
+                &["hunter2".into()]
+            ),
+            "connecting to postgres://u:***@h/db"
+        );
+    }
+}

@@ -1,0 +1,403 @@
+//! Restore drills: a snapshot restored from the repository exactly as a recovery would do it
+//! (read the off-site copy, verify, decrypt, decompress, load) into a throwaway scratch
+//! target, checked, measured against the policy's objectives, recorded, and removed.
+//!
+//! A drill never aborts half-way without a verdict: once a snapshot is chosen, every failure
+//! (an unreachable scratch server, a corrupt chunk, a load error, a failed check, a recovery
+//! slower than the RTO objective) becomes a failed drill that names its cause, and the
+//! scratch target is removed on every path, including cancellation.
+
+pub mod checks;
+pub mod expect;
+pub mod objectives;
+pub mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backstop_catalog::{Catalog, DrillRecord, RunEnd, RunKind, RunStatus};
+use backstop_repo::{Id, RepoError, Repository, SnapshotReader};
+use backstop_sources::scratch::{self, ScratchOptions, ScratchSpec};
+use backstop_sources::SourceError;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::policy::Policy;
+use crate::repos;
+use objectives::{judge, rpo_achieved, RtoBreakdown, Verdict};
+use report::{CheckResult, CheckStatus, DrillReport, DrillStatus, RtoSeconds};
+
+/// Which snapshot to restore.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// The newest committed snapshot of the policy.
+    #[default]
+    Newest,
+    /// A given snapshot (an id or unique prefix); it must belong to the policy.
+    Id(String),
+    /// One chosen at random among the policy's snapshots (all of which retention keeps).
+    Random,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DrillOptions {
+    pub pick: Option<Pick>,
+    /// Keep the scratch target after the drill (also `keep = true` in `[drill]`).
+    pub keep: bool,
+}
+
+/// Where a drill of `policy` restores to: its `[drill] target`, or for files, config and
+/// sqlite sources a temporary directory or file when none is given.
+pub fn scratch_spec(config: &Config, policy: &Policy) -> Result<ScratchSpec, SourceError> {
+    match policy.drill.as_ref().and_then(|d| d.target.as_ref()) {
+        Some(target) => target.resolve(&config.base_dir),
+        None => match policy.source.kind() {
+            "files" | "config" => Ok(ScratchSpec::Directory { dir: None }),
+            "sqlite" => Ok(ScratchSpec::Sqlite { dir: None }),
+            kind => Err(SourceError::Invalid(format!(
+                "policy `{}` has no [drill] target: a {kind} drill needs a scratch server \
+                 (target = {{ kind = \"{kind}\", url_env = \"…\" }})",
+                policy.name
+            ))),
+        },
+    }
+}
+
+/// A snapshot chosen for a drill.
+struct Chosen {
+    repo: Arc<Repository>,
+    id: Id,
+    snapshot: backstop_repo::Snapshot,
+}
+
+async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen, EngineError> {
+    let settings = config.repository(&policy.repository)?;
+    let repo = repos::open(settings, &config.base_dir).await?;
+    let (id, snapshot) = match pick {
+        Pick::Id(prefix) => {
+            let id = repo.find_snapshot(prefix).await?;
+            let snapshot = repo.load_snapshot(&id).await?;
+            if snapshot.policy != policy.name {
+                return Err(EngineError::Refused(format!(
+                    "snapshot {} belongs to policy `{}`, not `{}`",
+                    id.short(),
+                    snapshot.policy,
+                    policy.name
+                )));
+            }
+            (id, snapshot)
+        }
+        Pick::Newest | Pick::Random => {
+            let mut mine: Vec<_> = repo
+                .snapshots()
+                .await?
+                .into_iter()
+                .filter(|(_, s)| s.policy == policy.name)
+                .collect();
+            if mine.is_empty() {
+                return Err(EngineError::Refused(format!(
+                    "policy `{}` has no snapshot in repository `{}` to drill; run a backup first",
+                    policy.name, policy.repository
+                )));
+            }
+            mine.sort_by_key(|(id, s)| (s.time, *id));
+            let index = match pick {
+                Pick::Random => rand::random::<usize>() % mine.len(),
+                _ => mine.len() - 1,
+            };
+            mine.swap_remove(index)
+        }
+    };
+    Ok(Chosen { repo, id, snapshot })
+}
+
+/// Runs one drill of `policy`. Returns the report (passed or failed) once a snapshot was
+/// chosen; an error only when none could be (no repository, no snapshot, a bad id).
+pub async fn run(
+    config: &Config,
+    policy: &Policy,
+    drill_id: &str,
+    options: &DrillOptions,
+) -> Result<DrillReport, EngineError> {
+    let plan = policy.drill.clone().unwrap_or_default();
+    let pick = options
+        .pick
+        .clone()
+        .unwrap_or(match plan.snapshot.as_deref() {
+            Some("random") => Pick::Random,
+            _ => Pick::Newest,
+        });
+    let started_at = jiff::Timestamp::now();
+    let clock = Instant::now();
+    let chosen = choose(config, policy, &pick).await?;
+    let opened = clock.elapsed();
+    let repo = chosen.repo.clone();
+    let phases_before = repo.phase_times();
+
+    let mut report = DrillReport {
+        drill_id: drill_id.to_string(),
+        policy: policy.name.clone(),
+        status: DrillStatus::Failed,
+        error: None,
+        snapshot_id: chosen.id.to_hex(),
+        repository: policy.repository.clone(),
+        source_kind: chosen.snapshot.source_kind.clone(),
+        target: String::new(),
+        scratch: None,
+        kept: false,
+        started_at,
+        finished_at: started_at,
+        data_point: chosen.snapshot.data_point,
+        rto_seconds: 0.0,
+        rto_breakdown: RtoSeconds::default(),
+        rto_objective_seconds: policy.objectives.rto.map(|d| d.as_secs_f64()),
+        rto_breached: false,
+        rpo_seconds: rpo_achieved(started_at, chosen.snapshot.data_point).as_secs_f64(),
+        rpo_objective_seconds: policy.objectives.rpo.map(|d| d.as_secs_f64()),
+        rpo_breached: false,
+        checks: Vec::new(),
+        differences: Vec::new(),
+    };
+    let mut failures: Vec<String> = Vec::new();
+
+    let restore_started = Instant::now();
+    let restored = async {
+        let spec = scratch_spec(config, policy)?;
+        report.target = target_label(&spec);
+        let reader = SnapshotReader::open(Arc::clone(&repo), chosen.id)
+            .await
+            .map_err(SourceError::from)?;
+        let options = ScratchOptions {
+            keep: options.keep || plan.keep,
+            ..ScratchOptions::default()
+        };
+        let scratch = scratch::restore(&reader, &spec, &config.tools, &options).await?;
+        Ok::<_, SourceError>((reader, scratch))
+    }
+    .await;
+    let restore_wall = restore_started.elapsed();
+    let phases = repo.phase_times();
+    let phases = backstop_repo::timing::PhaseTimes {
+        fetch: phases.fetch.saturating_sub(phases_before.fetch),
+        decode: phases.decode.saturating_sub(phases_before.decode),
+    };
+
+    let checks_started = Instant::now();
+    let mut scratch_left = None;
+    match restored {
+        Err(e) => {
+            let corrupt = is_integrity_failure(&e);
+            report.checks.push(CheckResult::new(
+                "integrity",
+                "integrity",
+                if corrupt {
+                    CheckStatus::Failed
+                } else {
+                    CheckStatus::Skipped
+                },
+                if corrupt {
+                    e.to_string()
+                } else {
+                    "the restore did not complete".into()
+                },
+            ));
+            if !corrupt {
+                report.checks.push(CheckResult::new(
+                    "restore",
+                    "restore",
+                    CheckStatus::Failed,
+                    e.to_string(),
+                ));
+            }
+            failures.push(format!("restore failed: {e}"));
+        }
+        Ok((reader, scratch)) => {
+            report.scratch = Some(scratch.name().to_string());
+            let entries = reader.entries();
+            let files = entries
+                .iter()
+                .filter(|e| e.kind == backstop_repo::EntryKind::File)
+                .count();
+            let chunks: usize = entries.iter().map(|e| e.chunks.len()).sum();
+            report.checks.push(CheckResult::new(
+                "integrity",
+                "integrity",
+                CheckStatus::Passed,
+                format!("{chunks} chunk(s) verified against their ids and {files} file(s) against their SHA-256"),
+            ));
+            report.checks.push(CheckResult::new(
+                "restore",
+                "restore",
+                CheckStatus::Passed,
+                format!("restored into {}", scratch.name()),
+            ));
+            let (fidelity, differences) = checks::fidelity(&reader, &scratch).await;
+            report.checks.push(fidelity);
+            report.differences = differences;
+            if let Some(native) = checks::native(&scratch).await {
+                report.checks.push(native);
+            }
+            let mut env = scratch.env();
+            env.push(("BACKSTOP_POLICY".into(), policy.name.clone()));
+            env.push(("BACKSTOP_SNAPSHOT".into(), chosen.id.to_hex()));
+            env.push(("BACKSTOP_DRILL_ID".into(), drill_id.to_string()));
+            let ctx = checks::CheckContext {
+                scratch: &scratch,
+                base_dir: &config.base_dir,
+                env,
+            };
+            for spec in &plan.checks {
+                report.checks.push(checks::user_check(spec, &ctx).await);
+            }
+            scratch_left = Some(scratch);
+        }
+    }
+    let checks_time = checks_started.elapsed();
+    for check in report
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+    {
+        if check.kind != "integrity" && check.kind != "restore" {
+            failures.push(format!("check `{}` failed: {}", check.name, check.detail));
+        }
+    }
+
+    let breakdown = RtoBreakdown::from_measured(opened, restore_wall, phases, checks_time);
+    report.rto_seconds = breakdown.total().as_secs_f64();
+    report.rto_breakdown = RtoSeconds {
+        fetch_seconds: breakdown.fetch.as_secs_f64(),
+        decode_seconds: breakdown.decode.as_secs_f64(),
+        load_seconds: breakdown.load.as_secs_f64(),
+        checks_seconds: breakdown.checks.as_secs_f64(),
+    };
+    if judge(breakdown.total(), policy.objectives.rto) == Verdict::Breached {
+        report.rto_breached = true;
+        failures.push(format!(
+            "RTO objective breached: recovery took {}, the objective is {}",
+            short_duration(breakdown.total()),
+            short_duration(policy.objectives.rto.unwrap_or_default())
+        ));
+    }
+    report.rpo_breached = judge(
+        Duration::from_secs_f64(report.rpo_seconds),
+        policy.objectives.rpo,
+    ) == Verdict::Breached;
+
+    // Cleanup is not part of the recovery time.
+    if let Some(scratch) = scratch_left {
+        report.kept = options.keep || plan.keep;
+        if let Err(e) = scratch.discard().await {
+            tracing::error!(drill = drill_id, error = %e, "removing the scratch target");
+            failures.push(format!("removing the scratch target failed: {e}"));
+        }
+    }
+    report.finished_at = jiff::Timestamp::now();
+    if failures.is_empty() {
+        report.status = DrillStatus::Passed;
+    } else {
+        report.error = Some(failures.join("; "));
+    }
+    Ok(report)
+}
+
+/// A corrupt or missing object, or a file whose content does not match its digest.
+fn is_integrity_failure(e: &SourceError) -> bool {
+    match e {
+        SourceError::Repo(RepoError::Storage(s)) => s.is_not_found(),
+        SourceError::Repo(r) => matches!(
+            r,
+            RepoError::Corrupt { .. } | RepoError::ChunkNotIndexed { .. } | RepoError::Invalid(_)
+        ),
+        _ => false,
+    }
+}
+
+fn target_label(spec: &ScratchSpec) -> String {
+    match spec {
+        ScratchSpec::Postgres(url) | ScratchSpec::Mysql(url) => url.to_string(),
+        ScratchSpec::Sqlite { dir } => format!("sqlite file in {}", dir_label(dir)),
+        ScratchSpec::Directory { dir } => format!("directory in {}", dir_label(dir)),
+    }
+}
+
+fn dir_label(dir: &Option<PathBuf>) -> String {
+    dir.as_ref()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|| "the temporary directory".into())
+}
+
+pub fn short_duration(d: Duration) -> String {
+    let ms = d.as_millis() as u64;
+    humantime::format_duration(Duration::from_millis(ms)).to_string()
+}
+
+/// Runs a drill and records it: a run of kind `drill` and, once a snapshot was chosen, the
+/// drill with its report. Cancelling removes the scratch target and records the run as
+/// cancelled (a cancelled drill proves nothing and is not a drill record).
+pub async fn run_recorded(
+    config: &Config,
+    catalog: &Catalog,
+    policy: &Policy,
+    options: &DrillOptions,
+    cancel: &CancellationToken,
+) -> Result<DrillReport, EngineError> {
+    let run_id = catalog.start_run(RunKind::Drill, &policy.name).await?;
+    let result = tokio::select! {
+        result = run(config, policy, &run_id, options) => result,
+        _ = cancel.cancelled() => {
+            let end = RunEnd { error: Some("cancelled; the scratch target was removed".into()), ..RunEnd::default() };
+            catalog.finish_run(&run_id, RunStatus::Cancelled, &end).await?;
+            return Err(EngineError::Cancelled);
+        }
+    };
+    match result {
+        Ok(report) => {
+            catalog.record_drill(&drill_record(&report)).await?;
+            let (status, error) = match report.status {
+                DrillStatus::Passed => (RunStatus::Succeeded, None),
+                DrillStatus::Failed => (RunStatus::Failed, report.error.clone()),
+            };
+            let end = RunEnd {
+                snapshot_id: Some(report.snapshot_id.clone()),
+                error,
+                ..RunEnd::default()
+            };
+            catalog.finish_run(&run_id, status, &end).await?;
+            Ok(report)
+        }
+        Err(e) => {
+            let end = RunEnd {
+                error: Some(e.to_string()),
+                ..RunEnd::default()
+            };
+            if let Err(record) = catalog.finish_run(&run_id, RunStatus::Failed, &end).await {
+                tracing::error!(error = %record, "recording the failed drill");
+            }
+            Err(e)
+        }
+    }
+}
+
+pub fn drill_record(report: &DrillReport) -> DrillRecord {
+    let ms = |s: f64| (s * 1000.0).round() as u64;
+    DrillRecord {
+        id: report.drill_id.clone(),
+        policy: report.policy.clone(),
+        repository: report.repository.clone(),
+        snapshot_id: report.snapshot_id.clone(),
+        data_point: report.data_point,
+        target: report.target.clone(),
+        status: report.status.as_str().into(),
+        started_at: report.started_at,
+        finished_at: report.finished_at,
+        rto_ms: Some(ms(report.rto_seconds)),
+        rto_objective_ms: report.rto_objective_seconds.map(ms),
+        rpo_ms: Some(ms(report.rpo_seconds)),
+        rpo_objective_ms: report.rpo_objective_seconds.map(ms),
+        error: report.error.clone(),
+        report: serde_json::to_value(report).unwrap_or_default(),
+    }
+}
