@@ -9,6 +9,7 @@ mod e2e {
     mod crash;
     mod daemon;
     mod databases;
+    mod drills;
     mod encryption;
     mod policy_errors;
 }

@@ -51,6 +51,26 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Restore-test a policy now: restore a snapshot into a scratch target, run the checks,
+    /// measure RTO and RPO, record the drill, clean up (`drill show ID` prints a recorded one)
+    Drill(DrillArgs),
+    /// List recorded drills, newest first
+    Drills {
+        /// Only this policy's drills
+        policy: Option<String>,
+        /// How many to list
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Sign a passed drill off as the policy's recovery owner (the principal is `principal`
+    /// in backstop.toml or BACKSTOP_PRINCIPAL)
+    Signoff {
+        /// Drill id (or a unique prefix)
+        drill: String,
+        /// What was reviewed
+        #[arg(long)]
+        comment: String,
+    },
     /// Back up a policy's source now
     Backup {
         /// Policy name
@@ -94,6 +114,34 @@ pub enum Command {
         /// Only this configured repository
         #[arg(long)]
         repository: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct DrillArgs {
+    #[command(subcommand)]
+    pub command: Option<DrillCommand>,
+    /// Policy name
+    #[arg(required = true)]
+    pub policy: Option<String>,
+    /// Restore this snapshot (id or unique prefix) instead of the newest
+    #[arg(long, conflicts_with = "random")]
+    pub snapshot: Option<String>,
+    /// Restore a snapshot chosen at random among those retention keeps
+    #[arg(long)]
+    pub random: bool,
+    /// Leave the scratch target in place afterwards, for investigation
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Print a recorded drill's report
+    Show {
+        /// Drill id (or a unique prefix)
+        id: String,
     },
 }
 

@@ -4,6 +4,7 @@ mod backup;
 mod catalog;
 mod check;
 mod diff;
+mod drill;
 mod policy;
 mod prune;
 mod restore;
@@ -18,7 +19,7 @@ use backstop_engine::config::{RepositorySettings, DEFAULT_CONFIG};
 use backstop_engine::{repos, Config};
 use backstop_repo::{RepoError, Repository};
 
-use crate::args::{CatalogCommand, Cli, Command, PolicyCommand};
+use crate::args::{CatalogCommand, Cli, Command, DrillCommand, PolicyCommand};
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
@@ -42,6 +43,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
             command: CatalogCommand::Rebuild,
         } => catalog::rebuild(&config, json).await,
         Command::Backup { policy } => backup::run(&config, policy, json).await,
+        Command::Drill(args) => match &args.command {
+            Some(DrillCommand::Show { id }) => drill::show(&config, id, json).await,
+            None => drill::run(&config, args, json).await,
+        },
+        Command::Drills { policy, limit } => {
+            drill::list(&config, policy.as_deref(), *limit, json).await
+        }
+        Command::Signoff { drill, comment } => drill::signoff(&config, drill, comment, json).await,
         Command::Snapshots { policy, repository } => {
             snapshots::run(&config, policy.as_deref(), repository.as_deref(), json).await
         }

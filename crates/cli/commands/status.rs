@@ -45,6 +45,37 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
         {
             println!("  last error: {error}");
         }
+        if let (Some(status), Some(id)) = (&s.last_drill_status, &s.last_drill_id) {
+            let rto = s
+                .last_drill_rto_seconds
+                .map(|r| format!(", RTO {r:.1}s"))
+                .unwrap_or_default();
+            let objective = s
+                .rto_objective_seconds
+                .map(|o| format!(" against {}", span(Some(o))))
+                .unwrap_or_default();
+            println!(
+                "  last drill: {status} {} ({id}{rto}{objective}){}",
+                when(s.last_drill_finished),
+                if s.rto_breached { "  RTO BREACHED" } else { "" }
+            );
+        } else if s.next_drill.is_some() {
+            println!("  last drill: never");
+        }
+        if let Some(next) = s.next_drill {
+            println!("  next drill: {}", when(Some(next)));
+        }
+        if !s.pending_signoffs.is_empty() {
+            println!(
+                "  awaiting sign-off: {}{}",
+                s.pending_signoffs.join(", "),
+                if s.overdue_signoffs.is_empty() {
+                    String::new()
+                } else {
+                    format!("  (OVERDUE: {})", s.overdue_signoffs.join(", "))
+                }
+            );
+        }
     }
     Ok(EXIT_OK)
 }

@@ -1,10 +1,11 @@
 //! `backstop status`: per policy, the last backup and its outcome, the next scheduled run,
-//! and the RPO exposure now against the objective. A pure function of the catalog's stats,
-//! the policies and `now`.
+//! the RPO exposure now against the objective, the last drill with its RTO against the
+//! objective, and the drills awaiting sign-off. A pure function of the catalog's stats, the
+//! policies and `now`.
 
 use std::time::Duration;
 
-use backstop_catalog::{BackupStats, Catalog};
+use backstop_catalog::{BackupStats, Catalog, DrillRecord};
 use serde::Serialize;
 
 use crate::error::EngineError;
@@ -27,11 +28,44 @@ pub struct PolicyStatus {
     /// The exposure exceeds the objective (or there is no snapshot at all while an
     /// objective is set).
     pub rpo_breached: bool,
+    /// `passed` or `failed`; none when never drilled.
+    pub last_drill_status: Option<String>,
+    pub last_drill_id: Option<String>,
+    pub last_drill_finished: Option<jiff::Timestamp>,
+    pub last_drill_rto_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<u64>,
+    /// The last drill's recovery took longer than the objective.
+    pub rto_breached: bool,
+    pub last_passed_drill: Option<jiff::Timestamp>,
+    pub next_drill: Option<jiff::Timestamp>,
+    /// Passed drills awaiting the recovery owner's sign-off, oldest first.
+    pub pending_signoffs: Vec<String>,
+    /// Those of them past the policy's `signoff_within`.
+    pub overdue_signoffs: Vec<String>,
+}
+
+/// What the catalog knows of one policy's drills.
+#[derive(Debug, Clone, Default)]
+pub struct DrillStats {
+    pub last: Option<DrillRecord>,
+    pub last_passed: Option<jiff::Timestamp>,
+    pub pending: Vec<DrillRecord>,
+}
+
+impl DrillStats {
+    pub async fn load(catalog: &Catalog, policy: &str) -> Result<Self, EngineError> {
+        Ok(Self {
+            last: catalog.drills(Some(policy), 1).await?.into_iter().next(),
+            last_passed: catalog.last_passed_drill(policy).await?,
+            pending: catalog.pending_signoffs(policy).await?,
+        })
+    }
 }
 
 pub fn of_policy(
     policy: &Policy,
     stats: &BackupStats,
+    drills: &DrillStats,
     zone: &jiff::tz::TimeZone,
     now: jiff::Timestamp,
 ) -> PolicyStatus {
@@ -45,6 +79,17 @@ pub fn of_policy(
         _ => false,
     };
     let last = stats.last_finished.as_ref();
+    let next = |expr: Option<&str>| {
+        expr.and_then(|expr| CronSchedule::parse(expr).ok())
+            .map(|s| s.in_zone(zone.clone()))
+            .and_then(|s| s.next_after(now))
+    };
+    let last_drill = drills.last.as_ref();
+    let rto_objective = policy.objectives.rto.map(|d| d.as_secs());
+    let last_drill_rto = last_drill
+        .and_then(|d| d.rto_ms)
+        .map(|ms| ms as f64 / 1000.0);
+    let within = policy.drill.as_ref().and_then(|d| d.signoff_within());
     PolicyStatus {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
@@ -52,16 +97,28 @@ pub fn of_policy(
         last_backup_finished: last.and_then(|r| r.finished_at),
         last_backup_error: last.and_then(|r| r.error.clone()),
         last_success: stats.last_success,
-        next_backup: policy
-            .schedule
-            .backup
-            .as_deref()
-            .and_then(|expr| CronSchedule::parse(expr).ok())
-            .map(|s| s.in_zone(zone.clone()))
-            .and_then(|s| s.next_after(now)),
+        next_backup: next(policy.schedule.backup.as_deref()),
         rpo_exposure_seconds: exposure,
         rpo_objective_seconds: objective,
         rpo_breached,
+        last_drill_status: last_drill.map(|d| d.status.clone()),
+        last_drill_id: last_drill.map(|d| d.id.clone()),
+        last_drill_finished: last_drill.map(|d| d.finished_at),
+        last_drill_rto_seconds: last_drill_rto,
+        rto_objective_seconds: rto_objective,
+        rto_breached: matches!(
+            (last_drill.and_then(|d| d.rto_ms), rto_objective),
+            (Some(ms), Some(objective)) if ms > objective * 1000
+        ),
+        last_passed_drill: drills.last_passed,
+        next_drill: next(policy.schedule.drill.as_deref()),
+        pending_signoffs: drills.pending.iter().map(|d| d.id.clone()).collect(),
+        overdue_signoffs: drills
+            .pending
+            .iter()
+            .filter(|d| crate::drill::signoff::overdue(d, within, now))
+            .map(|d| d.id.clone())
+            .collect(),
     }
 }
 
@@ -75,7 +132,8 @@ pub async fn collect<'a>(
     let mut out = Vec::new();
     for policy in policies {
         let stats = catalog.backup_stats(&policy.name).await?;
-        out.push(of_policy(policy, &stats, &zone, now));
+        let drills = DrillStats::load(catalog, &policy.name).await?;
+        out.push(of_policy(policy, &stats, &drills, &zone, now));
     }
     Ok(out)
 }
@@ -101,11 +159,12 @@ mod tests {
         let p = policy("[schedule]\nbackup = \"0 0 */4 * * *\"\n[objectives]\nrpo = \"4h\"\n");
         let now = t("2026-11-25T10:30:00Z");
         let utc = jiff::tz::TimeZone::UTC;
+        let none = DrillStats::default();
         let fresh = BackupStats {
             newest_data_point: Some(t("2026-11-25T08:00:00Z")),
             ..BackupStats::default()
         };
-        let s = of_policy(&p, &fresh, &utc, now);
+        let s = of_policy(&p, &fresh, &none, &utc, now);
         assert_eq!(s.rpo_exposure_seconds, Some(2 * 3600 + 1800));
         assert_eq!(s.rpo_objective_seconds, Some(4 * 3600));
         assert!(!s.rpo_breached);
@@ -116,13 +175,16 @@ mod tests {
             newest_data_point: Some(t("2026-11-25T06:00:00Z")),
             ..BackupStats::default()
         };
-        assert!(of_policy(&p, &stale, &utc, now).rpo_breached, "4h30m > 4h");
         assert!(
-            of_policy(&p, &BackupStats::default(), &utc, now).rpo_breached,
+            of_policy(&p, &stale, &none, &utc, now).rpo_breached,
+            "4h30m > 4h"
+        );
+        assert!(
+            of_policy(&p, &BackupStats::default(), &none, &utc, now).rpo_breached,
             "no snapshot at all"
         );
         let no_objective = policy("");
-        let s = of_policy(&no_objective, &BackupStats::default(), &utc, now);
+        let s = of_policy(&no_objective, &BackupStats::default(), &none, &utc, now);
         assert!(!s.rpo_breached);
         assert_eq!(s.next_backup, None);
     }

@@ -6,7 +6,7 @@ use sqlx::{Connection, Row};
 
 use crate::dburl::{query_error, DbUrl, Engine};
 use crate::scratch::{Scratch, Target};
-use crate::{quote_ident, sqlite, SourceError};
+use crate::{mysql, sqlite, SourceError};
 
 /// The outcome of a native integrity check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +127,7 @@ async fn check_tables(url: &DbUrl) -> Result<Native, SourceError> {
     }
     let list: Vec<String> = names
         .iter()
-        .map(|n| quote_ident(&String::from_utf8_lossy(n)))
+        .map(|n| mysql::quote_ident(&String::from_utf8_lossy(n)))
         .collect();
     let rows = sqlx::raw_sql(&format!("CHECK TABLE {}", list.join(", ")))
         .fetch_all(&mut conn)

@@ -46,6 +46,10 @@ pub struct ScratchOptions {
     /// Parallel `pg_restore` jobs (directory-format dumps).
     pub jobs: u32,
     pub sweep_after: Duration,
+    /// The scratch target's name, made by [`new_name`] when not given (a drill names it up
+    /// front, so that its report can say which target was made and removed even when the
+    /// restore fails).
+    pub name: Option<String>,
 }
 
 impl Default for ScratchOptions {
@@ -54,6 +58,7 @@ impl Default for ScratchOptions {
             keep: false,
             jobs: 2,
             sweep_after: SWEEP_AFTER,
+            name: None,
         }
     }
 }
@@ -345,7 +350,10 @@ pub async fn restore(
     if let Err(e) = sweep(spec, options.sweep_after).await {
         tracing::warn!(error = %e, "sweeping leftover scratch targets failed");
     }
-    let name = new_name(jiff::Timestamp::now());
+    let name = options
+        .name
+        .clone()
+        .unwrap_or_else(|| new_name(jiff::Timestamp::now()));
     let scratch = match spec {
         // The guard exists before the target does: a cancellation at any await below,
         // even during the CREATE, removes what was made.

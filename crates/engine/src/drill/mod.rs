@@ -11,6 +11,7 @@ pub mod checks;
 pub mod expect;
 pub mod objectives;
 pub mod report;
+pub mod signoff;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -162,6 +163,8 @@ pub async fn run(
     };
     let mut failures: Vec<String> = Vec::new();
 
+    let scratch_name = scratch::new_name(started_at);
+    report.scratch = Some(scratch_name.clone());
     let restore_started = Instant::now();
     let restored = async {
         let spec = scratch_spec(config, policy)?;
@@ -171,6 +174,7 @@ pub async fn run(
             .map_err(SourceError::from)?;
         let options = ScratchOptions {
             keep: options.keep || plan.keep,
+            name: Some(scratch_name.clone()),
             ..ScratchOptions::default()
         };
         let scratch = scratch::restore(&reader, &spec, &config.tools, &options).await?;
@@ -214,7 +218,6 @@ pub async fn run(
             failures.push(format!("restore failed: {e}"));
         }
         Ok((reader, scratch)) => {
-            report.scratch = Some(scratch.name().to_string());
             let entries = reader.entries();
             let files = entries
                 .iter()

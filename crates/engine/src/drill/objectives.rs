@@ -122,7 +122,7 @@ pub fn worst_exposure(
     let mut sorted: Vec<Timestamp> = points.iter().copied().filter(|p| *p <= to).collect();
     sorted.sort();
     sorted.dedup();
-    let mut previous = sorted.iter().copied().filter(|p| *p <= from).next_back();
+    let mut previous = sorted.iter().copied().rfind(|p| *p <= from);
     // Each gap ends at a good point inside the period, or at the period's end.
     let mut ends: Vec<Timestamp> = sorted.iter().copied().filter(|p| *p > from).collect();
     ends.push(to);
