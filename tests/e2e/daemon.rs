@@ -332,3 +332,100 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
         "an objective breach is reported once: {requests:?}"
     );
 }
+
+#[test]
+fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signoff() {
+    let (hook, seen) = receiver();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n"
+    ));
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "hello").unwrap();
+    let schedule = "[schedule]\nbackup = \"*/2 * * * * *\"\ndrill = \"*/3 * * * * *\"\n\n[owners]\nrecovery = \"owner@example.com\"\n\n[objectives]\nrto = \"10m\"\n";
+    install.files_policy(
+        "good",
+        &["./src"],
+        &format!("{schedule}\n[drill]\nsignoff_within = \"1s\"\n"),
+    );
+    install.files_policy(
+        "bad",
+        &["./src"],
+        &format!(
+            "{schedule}\n[drill]\n[[drill.checks]]\nname = \"workflow\"\ncommand = [\"false\"]\n"
+        ),
+    );
+    let mut daemon = install
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = |event: &str| -> Vec<serde_json::Value> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.starts_with("POST /hook"))
+            .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+            .filter(|body| body["event"] == event)
+            .collect()
+    };
+    wait_until("drills of both policies", Duration::from_secs(40), || {
+        let drills = install.json(&["drills"]);
+        let of = |p: &str| drills.as_array().unwrap().iter().any(|d| d["policy"] == p);
+        of("good") && of("bad")
+    });
+    wait_until(
+        "the drill failure and the overdue sign-off",
+        Duration::from_secs(40),
+        || !events("drill.failed").is_empty() && !events("signoff.overdue").is_empty(),
+    );
+    let metrics = http_get(port, "/metrics");
+    for line in [
+        "backstop_drill_last_success{policy=\"good\"} 1",
+        "backstop_drill_last_success{policy=\"bad\"} 0",
+        "backstop_rto_objective_seconds{policy=\"good\"} 600",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    for series in [
+        "backstop_drill_last_rto_seconds{policy=\"good\"}",
+        "backstop_drill_since_last_pass_seconds{policy=\"good\"}",
+        "backstop_signoffs_overdue{policy=\"good\"}",
+    ] {
+        assert!(metrics.contains(series), "no {series} in:\n{metrics}");
+    }
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+
+    let failed = &events("drill.failed")[0];
+    assert_eq!(failed["policy"], "bad");
+    assert!(
+        failed["detail"]
+            .as_str()
+            .unwrap()
+            .contains("check `workflow` failed"),
+        "{failed}"
+    );
+    let overdue = events("signoff.overdue");
+    assert!(overdue.iter().all(|e| e["policy"] == "good"), "{overdue:?}");
+    let mut drills: Vec<&str> = overdue
+        .iter()
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    let before = drills.len();
+    drills.dedup();
+    assert_eq!(
+        drills.len(),
+        before,
+        "each overdue drill is announced once: {overdue:?}"
+    );
+    assert!(drills[0].contains("owner@example.com"), "{drills:?}");
+}

@@ -1,5 +1,5 @@
-//! `backstop daemon`: loads and validates the policies, schedules each policy's backups
-//! from its cron expression, and runs them through the catalog (a lease per job, so that
+//! `backstop daemon`: loads and validates the policies, schedules each policy's backups,
+//! drills, prunes and checks from their cron expressions, and runs them through the catalog (a lease per job, so that
 //! daemons sharing a PostgreSQL catalog never run one twice). SIGTERM and SIGINT shut it
 //! down gracefully (running jobs are cancelled: no visible partial snapshot, no scratch
 //! target left); SIGHUP reloads the policies when all of them are valid, and otherwise keeps
@@ -48,8 +48,7 @@ fn snapshot_of(policies: &Policies) -> Vec<Policy> {
         .collect()
 }
 
-/// The scheduled jobs of a policy set: backups, prunes and checks. Drill schedules are
-/// validated, and run once restore drills exist.
+/// The scheduled jobs of a policy set: backups, drills, prunes and checks.
 async fn scheduled_jobs(
     config: &Config,
     policies: &BTreeMap<String, Policy>,
@@ -60,6 +59,7 @@ async fn scheduled_jobs(
     for policy in policies.values() {
         let kinds = [
             (RunKind::Backup, &policy.schedule.backup),
+            (RunKind::Drill, &policy.schedule.drill),
             (RunKind::Prune, &policy.schedule.prune),
             (RunKind::Check, &policy.schedule.check),
         ];
@@ -88,6 +88,9 @@ struct JobRunner {
     lease: std::time::Duration,
     running: Arc<AtomicUsize>,
     notifier: Notifier,
+    /// Cancelled on shutdown: a job cancelled otherwise was stopped by its timeout.
+    shutdown: CancellationToken,
+    timeout: std::time::Duration,
 }
 
 /// Counts a job as running for as long as it lives.
@@ -146,6 +149,53 @@ impl Runner for JobRunner {
             "check" => maintenance::check_recorded(&self.config, &self.catalog, &policy, &cancel)
                 .await
                 .map(|summary| tracing::info!(job = lease, summary, "check done")),
+            "drill" => {
+                let options = crate::drill::DrillOptions::default();
+                match crate::drill::run_recorded(
+                    &self.config,
+                    &self.catalog,
+                    &policy,
+                    &options,
+                    &cancel,
+                )
+                .await
+                {
+                    Ok(report) => {
+                        tracing::info!(
+                            job = lease,
+                            drill = report.drill_id,
+                            status = report.status.as_str(),
+                            rto_seconds = report.rto_seconds,
+                            rpo_seconds = report.rpo_seconds,
+                            "drill done"
+                        );
+                        if report.rpo_breached {
+                            self.notifier.alert(
+                                &notify,
+                                NotifyEvent::new(
+                                    "rpo.breached",
+                                    &policy.name,
+                                    format!(
+                                        "drill {}: the restored snapshot is {:.0}s old, over the RPO objective",
+                                        report.drill_id, report.rpo_seconds
+                                    ),
+                                ),
+                            );
+                        }
+                        match report.status {
+                            crate::drill::report::DrillStatus::Passed => Ok(()),
+                            crate::drill::report::DrillStatus::Failed => {
+                                Err(EngineError::Refused(format!(
+                                    "drill {} failed: {}",
+                                    report.drill_id,
+                                    report.error.unwrap_or_default()
+                                )))
+                            }
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
+            }
             _ => backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
                 .await
                 .map(|outcome| {
@@ -159,11 +209,26 @@ impl Runner for JobRunner {
         };
         match &result {
             Ok(()) => self.notifier.succeeded(&notify),
-            // Shutdown is not a failure worth a page.
-            Err(EngineError::Cancelled) => {}
+            // Shutdown is not a failure worth a page; a job stopped by its timeout is.
+            Err(EngineError::Cancelled) if self.shutdown.is_cancelled() => {}
+            Err(EngineError::Cancelled) => self.notifier.alert(
+                &notify,
+                NotifyEvent::new(
+                    &format!("{}.timed_out", job.kind),
+                    &policy.name,
+                    format!(
+                        "stopped after the job timeout ({}); recorded as cancelled",
+                        humantime::format_duration(self.timeout)
+                    ),
+                ),
+            ),
             Err(e) => self.notifier.alert(
                 &notify,
-                NotifyEvent::new("backup.failed", &policy.name, format!("{e:#}")),
+                NotifyEvent::new(
+                    &format!("{}.failed", job.kind),
+                    &policy.name,
+                    format!("{e:#}"),
+                ),
             ),
         }
         let result = result.map_err(|e| e.to_string());
@@ -247,6 +312,8 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         policies,
         holder: format!("{}:{}", hostname(), std::process::id()),
         lease: limits.timeout + limits.shutdown_deadline,
+        shutdown: shutdown.clone(),
+        timeout: limits.timeout,
     };
     let events =
         scheduler::run_with_reload(reload_rx, runner, limits, Clock::system(), shutdown).await;
@@ -268,7 +335,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
 const OBJECTIVE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Notifies once when a policy's RPO exposure goes over its objective (and again only after
-/// it has recovered and breached anew).
+/// it has recovered and breached anew), and once per drill whose sign-off is overdue.
 async fn watch_objectives(
     config: Arc<Config>,
     catalog: Catalog,
@@ -302,6 +369,28 @@ async fn watch_objectives(
                         );
                     } else if !status.rpo_breached {
                         breached.remove(&status.policy);
+                    }
+                    for drill in &status.overdue_signoffs {
+                        // Once per drill, across restarts and daemons: the catalog remembers.
+                        let notice = format!("signoff.overdue:{drill}");
+                        match catalog.first_notice(&notice, jiff::Timestamp::now()).await {
+                            Ok(true) => {
+                                let policy = current.iter().find(|p| p.name == status.policy);
+                                let owner = policy
+                                    .and_then(|p| p.owners.recovery.clone())
+                                    .unwrap_or_else(|| "the recovery owner".into());
+                                let detail = format!(
+                                    "drill {drill} passed but {owner} has not signed it off within the policy's signoff_within"
+                                );
+                                tracing::warn!(policy = status.policy, drill, "sign-off overdue");
+                                notifier.alert(
+                                    &merged(&config.notify, policy.and_then(|p| p.notify.as_ref())),
+                                    NotifyEvent::new("signoff.overdue", &status.policy, detail),
+                                );
+                            }
+                            Ok(false) => {}
+                            Err(e) => tracing::warn!(error = %e, "recording a notice"),
+                        }
                     }
                 }
             }
@@ -395,7 +484,14 @@ async fn metrics(
             .backup_stats(&policy.name)
             .await
             .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        inputs.push(crate::metrics::PolicyMetrics { policy, stats });
+        let drills = crate::status::DrillStats::load(&state.catalog, &policy.name)
+            .await
+            .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        inputs.push(crate::metrics::PolicyMetrics {
+            policy,
+            stats,
+            drills,
+        });
     }
     let body = crate::metrics::render(
         &inputs,

@@ -1,6 +1,8 @@
 //! Prometheus text exposition of what the catalog knows, per policy: the last success, the
-//! last run's outcome, duration and bytes, run counts, and the RPO exposure now against the
-//! objective. Rendering is a pure function of its inputs (`now` included).
+//! last run's outcome, duration and bytes, run counts, the RPO exposure now against the
+//! objective, and the drills: the last outcome, its RTO against the objective, the time
+//! since the last passing drill, and pending and overdue sign-offs. Rendering is a pure
+//! function of its inputs (`now` included).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -8,11 +10,13 @@ use std::fmt::Write;
 use backstop_catalog::{BackupStats, RunStatus};
 
 use crate::policy::Policy;
+use crate::status::DrillStats;
 
 /// One policy's inputs to the metrics.
 pub struct PolicyMetrics<'a> {
     pub policy: &'a Policy,
     pub stats: BackupStats,
+    pub drills: DrillStats,
 }
 
 fn seconds(t: jiff::Timestamp) -> f64 {
@@ -119,6 +123,83 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
                 ),
             );
         }
+        if let Some(rto) = p.policy.objectives.rto {
+            add(
+                "backstop_rto_objective_seconds",
+                "gauge",
+                "The policy's recovery time objective.",
+                format!(
+                    "backstop_rto_objective_seconds{{{l}}} {}",
+                    rto.as_secs_f64()
+                ),
+            );
+        }
+        let d = &p.drills;
+        if let Some(last) = &d.last {
+            add(
+                "backstop_drill_last_success",
+                "gauge",
+                "1 when the newest drill passed, 0 when it failed.",
+                format!(
+                    "backstop_drill_last_success{{{l}}} {}",
+                    u8::from(last.status == "passed")
+                ),
+            );
+            if let Some(ms) = last.rto_ms {
+                add(
+                    "backstop_drill_last_rto_seconds",
+                    "gauge",
+                    "The RTO achieved by the newest drill (restore start to last check).",
+                    format!(
+                        "backstop_drill_last_rto_seconds{{{l}}} {}",
+                        ms as f64 / 1000.0
+                    ),
+                );
+            }
+            add(
+                "backstop_drill_last_timestamp_seconds",
+                "gauge",
+                "When the newest drill finished (Unix seconds).",
+                format!(
+                    "backstop_drill_last_timestamp_seconds{{{l}}} {}",
+                    seconds(last.finished_at)
+                ),
+            );
+        }
+        if let Some(passed) = d.last_passed {
+            add(
+                "backstop_drill_since_last_pass_seconds",
+                "gauge",
+                "Now minus when the newest passing drill finished.",
+                format!(
+                    "backstop_drill_since_last_pass_seconds{{{l}}} {}",
+                    now.duration_since(passed).as_secs_f64().max(0.0)
+                ),
+            );
+        }
+        let within = p
+            .policy
+            .drill
+            .as_ref()
+            .and_then(|plan| plan.signoff_within());
+        add(
+            "backstop_signoffs_pending",
+            "gauge",
+            "Passed drills awaiting the recovery owner's sign-off.",
+            format!("backstop_signoffs_pending{{{l}}} {}", d.pending.len()),
+        );
+        add(
+            "backstop_signoffs_overdue",
+            "gauge",
+            "Pending sign-offs older than the policy's signoff_within.",
+            format!(
+                "backstop_signoffs_overdue{{{l}}} {}",
+                d.pending
+                    .iter()
+                    .filter(|r| crate::drill::signoff::overdue(r, within, now))
+                    .count()
+            ),
+        );
     }
     let mut out = String::new();
     for (name, (kind, help, samples)) in families {
@@ -136,10 +217,31 @@ mod tests {
     use super::*;
     use backstop_catalog::Run;
 
+    fn drill(status: &str, finished: &str) -> backstop_catalog::DrillRecord {
+        let t = finished.parse::<jiff::Timestamp>().unwrap();
+        backstop_catalog::DrillRecord {
+            id: format!("d-{finished}"),
+            policy: "orders".into(),
+            repository: "local".into(),
+            snapshot_id: "s".into(),
+            data_point: t,
+            target: "t".into(),
+            status: status.into(),
+            started_at: t,
+            finished_at: t,
+            rto_ms: Some(41_500),
+            rto_objective_ms: Some(1_800_000),
+            rpo_ms: Some(1000),
+            rpo_objective_ms: None,
+            error: None,
+            report: serde_json::Value::Null,
+        }
+    }
+
     #[test]
     fn renders_every_policy_series() {
         let config = crate::config::Config::embedded(std::path::Path::new("/tmp"));
-        let text = "name = \"orders\"\nrepository = \"local\"\n[source]\nkind = \"files\"\npaths = [\"x\"]\n[objectives]\nrpo = \"4h\"\n";
+        let text = "name = \"orders\"\nrepository = \"local\"\n[source]\nkind = \"files\"\npaths = [\"x\"]\n[objectives]\nrpo = \"4h\"\nrto = \"30m\"\n[drill]\nsignoff_within = \"7d\"\n";
         let policy = Policy::parse(std::path::Path::new("p.toml"), text, &config).unwrap();
         let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
         let stats = BackupStats {
@@ -163,6 +265,14 @@ mod tests {
             &[PolicyMetrics {
                 policy: &policy,
                 stats,
+                drills: DrillStats {
+                    last: Some(drill("failed", "2026-11-25T03:00:00Z")),
+                    last_passed: Some(t("2026-11-24T12:00:00Z")),
+                    pending: vec![
+                        drill("passed", "2026-11-10T03:00:00Z"),
+                        drill("passed", "2026-11-24T12:00:00Z"),
+                    ],
+                },
             }],
             1,
             t("2026-11-25T12:00:00Z"),
@@ -177,6 +287,12 @@ mod tests {
             "backstop_rpo_exposure_seconds{policy=\"orders\"} 7260",
             "backstop_rpo_objective_seconds{policy=\"orders\"} 14400",
             "# TYPE backstop_backup_runs_total counter",
+            "backstop_rto_objective_seconds{policy=\"orders\"} 1800",
+            "backstop_drill_last_success{policy=\"orders\"} 0",
+            "backstop_drill_last_rto_seconds{policy=\"orders\"} 41.5",
+            "backstop_drill_since_last_pass_seconds{policy=\"orders\"} 86400",
+            "backstop_signoffs_pending{policy=\"orders\"} 2",
+            "backstop_signoffs_overdue{policy=\"orders\"} 1",
         ] {
             assert!(
                 out.lines().any(|l| l == line),

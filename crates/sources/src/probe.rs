@@ -8,6 +8,16 @@ use crate::dburl::{query_error, DbUrl, Engine};
 use crate::scratch::{Scratch, Target};
 use crate::{mysql, sqlite, SourceError};
 
+/// The first row of `sql` on a concrete connection, run through the simple (text)
+/// protocol. A macro, not a generic function: the generic executor bound makes the future
+/// not `Send` for every lifetime, and drills run on spawned tasks.
+macro_rules! first_row {
+    ($conn:expr, $sql:expr) => {{
+        let mut rows = sqlx::raw_sql($sql).fetch(&mut $conn);
+        rows.try_next().await
+    }};
+}
+
 /// The outcome of a native integrity check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Native {
@@ -28,8 +38,7 @@ impl Scratch {
             Target::Database { url, .. } => match url.engine() {
                 Engine::Postgres => {
                     let mut conn: sqlx::PgConnection = crate::dburl::connect(url).await?;
-                    let row = first_row(&mut conn, sql)
-                        .await
+                    let row = first_row!(conn, sql)
                         .map_err(query_error(url, "the check query"))?
                         .ok_or_else(no_row)?;
                     let _ = conn.close().await;
@@ -37,8 +46,7 @@ impl Scratch {
                 }
                 Engine::Mysql => {
                     let mut conn: sqlx::MySqlConnection = crate::dburl::connect(url).await?;
-                    let row = first_row(&mut conn, sql)
-                        .await
+                    let row = first_row!(conn, sql)
                         .map_err(query_error(url, "the check query"))?
                         .ok_or_else(no_row)?;
                     let _ = conn.close().await;
@@ -49,8 +57,7 @@ impl Scratch {
                 file: Some(file), ..
             } => {
                 let mut conn = sqlite::open(file, false).await?;
-                let row = first_row(&mut conn, sql)
-                    .await
+                let row = first_row!(conn, sql)
                     .map_err(sqlite::query_error(file, "the check query"))?
                     .ok_or_else(no_row)?;
                 let _ = conn.close().await;
@@ -76,14 +83,6 @@ impl Scratch {
             Target::Dir { file: None, .. } => None,
         }
     }
-}
-
-/// The first row of `sql`, run through the simple (text) protocol.
-async fn first_row<'e, E: sqlx::Executor<'e>>(
-    conn: E,
-    sql: &'e str,
-) -> Result<Option<<E::Database as sqlx::Database>::Row>, sqlx::Error> {
-    sqlx::raw_sql(sql).fetch(conn).try_next().await
 }
 
 fn first_column<R: Row>(row: &R) -> Result<Option<String>, SourceError>
@@ -129,10 +128,18 @@ async fn check_tables(url: &DbUrl) -> Result<Native, SourceError> {
         .iter()
         .map(|n| mysql::quote_ident(&String::from_utf8_lossy(n)))
         .collect();
-    let rows = sqlx::raw_sql(&format!("CHECK TABLE {}", list.join(", ")))
-        .fetch_all(&mut conn)
-        .await
-        .map_err(query_error(url, "CHECK TABLE"))?;
+    let statement = format!("CHECK TABLE {}", list.join(", "));
+    let mut rows = Vec::new();
+    {
+        let mut stream = sqlx::raw_sql(&statement).fetch(&mut conn);
+        while let Some(row) = stream
+            .try_next()
+            .await
+            .map_err(query_error(url, "CHECK TABLE"))?
+        {
+            rows.push(row);
+        }
+    }
     let _ = conn.close().await;
     let mut problems = Vec::new();
     for row in &rows {
