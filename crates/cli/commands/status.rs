@@ -62,6 +62,17 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
         } else if s.next_drill.is_some() {
             println!("  last drill: never");
         }
+        if let Some(worst) = s.rpo_worst_exposure_seconds {
+            println!(
+                "  worst RPO exposure over {}: {}{}",
+                humantime::format_duration(backstop_engine::status::HISTORY),
+                span(Some(worst)),
+                match s.rpo_breaches {
+                    0 => String::new(),
+                    n => format!(" ({n} breach(es) of the objective)"),
+                }
+            );
+        }
         if let Some(next) = s.next_drill {
             println!("  next drill: {}", when(Some(next)));
         }

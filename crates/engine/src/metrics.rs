@@ -272,6 +272,7 @@ mod tests {
                         drill("passed", "2026-11-10T03:00:00Z"),
                         drill("passed", "2026-11-24T12:00:00Z"),
                     ],
+                    restorable_points: Vec::new(),
                 },
             }],
             1,

@@ -42,7 +42,15 @@ pub struct PolicyStatus {
     pub pending_signoffs: Vec<String>,
     /// Those of them past the policy's `signoff_within`.
     pub overdue_signoffs: Vec<String>,
+    /// The worst RPO exposure over the last [`HISTORY`] (or since the first snapshot), from the data points of restorable
+    /// snapshots (those not disproved by a failed drill), and how many times it breached the
+    /// objective.
+    pub rpo_worst_exposure_seconds: Option<u64>,
+    pub rpo_breaches: usize,
 }
+
+/// The period `status` looks back over for the worst RPO exposure.
+pub const HISTORY: Duration = Duration::from_secs(30 * 86_400);
 
 /// What the catalog knows of one policy's drills.
 #[derive(Debug, Clone, Default)]
@@ -50,14 +58,34 @@ pub struct DrillStats {
     pub last: Option<DrillRecord>,
     pub last_passed: Option<jiff::Timestamp>,
     pub pending: Vec<DrillRecord>,
+    /// Data points of snapshots that count as restorable: completed and integrity-checked
+    /// at backup, and not disproved by a drill (a snapshot whose drills all failed is not a
+    /// good point).
+    pub restorable_points: Vec<jiff::Timestamp>,
 }
 
 impl DrillStats {
     pub async fn load(catalog: &Catalog, policy: &str) -> Result<Self, EngineError> {
+        let drills = catalog.drills(Some(policy), u32::MAX).await?;
+        let disproved = |snapshot: &str| {
+            let mine: Vec<&DrillRecord> = drills
+                .iter()
+                .filter(|d| d.snapshot_id == snapshot)
+                .collect();
+            !mine.is_empty() && mine.iter().all(|d| d.status != "passed")
+        };
+        let restorable_points = catalog
+            .snapshots(Some(policy))
+            .await?
+            .into_iter()
+            .filter(|s| !disproved(&s.id))
+            .map(|s| s.data_point)
+            .collect();
         Ok(Self {
-            last: catalog.drills(Some(policy), 1).await?.into_iter().next(),
+            last: drills.first().cloned(),
             last_passed: catalog.last_passed_drill(policy).await?,
             pending: catalog.pending_signoffs(policy).await?,
+            restorable_points,
         })
     }
 }
@@ -90,6 +118,23 @@ pub fn of_policy(
         .and_then(|d| d.rto_ms)
         .map(|ms| ms as f64 / 1000.0);
     let within = policy.drill.as_ref().and_then(|d| d.signoff_within());
+    let history = (!drills.restorable_points.is_empty()).then(|| {
+        // Before the first snapshot the policy did not exist yet: that is not exposure.
+        let earliest = drills
+            .restorable_points
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(now);
+        let from =
+            (now - jiff::SignedDuration::try_from(HISTORY).unwrap_or_default()).max(earliest);
+        crate::drill::objectives::worst_exposure(
+            &drills.restorable_points,
+            from,
+            now,
+            policy.objectives.rpo,
+        )
+    });
     PolicyStatus {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
@@ -119,6 +164,8 @@ pub fn of_policy(
             .filter(|d| crate::drill::signoff::overdue(d, within, now))
             .map(|d| d.id.clone())
             .collect(),
+        rpo_worst_exposure_seconds: history.as_ref().map(|h| h.worst.exposure.as_secs()),
+        rpo_breaches: history.as_ref().map_or(0, |h| h.breaches.len()),
     }
 }
 
@@ -183,6 +230,17 @@ mod tests {
             of_policy(&p, &BackupStats::default(), &none, &utc, now).rpo_breached,
             "no snapshot at all"
         );
+        let history = DrillStats {
+            restorable_points: vec![t("2026-11-25T00:00:00Z"), t("2026-11-25T08:00:00Z")],
+            ..DrillStats::default()
+        };
+        let s = of_policy(&p, &fresh, &history, &utc, now);
+        assert_eq!(
+            s.rpo_worst_exposure_seconds,
+            Some(8 * 3600),
+            "00:00 to 08:00"
+        );
+        assert_eq!(s.rpo_breaches, 1);
         let no_objective = policy("");
         let s = of_policy(&no_objective, &BackupStats::default(), &none, &utc, now);
         assert!(!s.rpo_breached);
