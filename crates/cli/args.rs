@@ -40,11 +40,11 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
-    /// Run the scheduler: each policy's backups on its cron schedule, until SIGTERM or
-    /// SIGINT (SIGHUP reloads the policies when all are valid)
+    /// Run the scheduler: each policy's backups, drills, prunes and checks on their cron
+    /// schedules, until SIGTERM or SIGINT (SIGHUP reloads the policies when all are valid)
     Daemon,
-    /// Per policy: the last backup and its outcome, the next run, and the RPO exposure now
-    /// against the objective
+    /// Per policy: the last backup and its outcome, the next run, the RPO exposure now
+    /// against the objective, the last drill and the drills awaiting sign-off
     Status,
     /// The catalog of runs and snapshots
     Catalog {
