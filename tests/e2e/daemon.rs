@@ -429,3 +429,54 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
     );
     assert!(drills[0].contains("owner@example.com"), "{drills:?}");
 }
+
+#[test]
+fn a_job_stopped_by_its_timeout_is_recorded_cancelled_and_notified() {
+    let (hook, seen) = receiver();
+    let db = PgDb::create("backstop_e2e_timeout");
+    let mut install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\njitter = \"0s\"\njob_timeout = \"2s\"\nshutdown_deadline = \"5s\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n\n[tools]\npg_dump = \"./bin/pg_dump\""
+    ));
+    install.env.push(("SLOW_PG_URL".into(), db.url()));
+    install.policy(
+        "slow",
+        "[source]\nkind = \"postgres\"\nurl_env = \"SLOW_PG_URL\"\n\n[schedule]\nbackup = \"*/3 * * * * *\"\n",
+    );
+    std::fs::create_dir_all(install.path("bin")).unwrap();
+    let fake = install.path("bin/pg_dump");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncase \"$1\" in --version) echo 'pg_dump (PostgreSQL) 99.0'; exit 0;; esac\necho partial-dump\nexec sleep 3122\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut daemon = install
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let timed_out = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.starts_with("POST /hook"))
+            .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+            .find(|body| body["event"] == "backup.timed_out")
+    };
+    wait_until("the timeout notification", Duration::from_secs(40), || {
+        timed_out().is_some()
+    });
+    signal(&daemon, "TERM");
+    assert!(daemon.wait().unwrap().success());
+    let event = timed_out().unwrap();
+    assert_eq!(event["policy"], "slow");
+    assert!(event["detail"].as_str().unwrap().contains("2s"), "{event}");
+    let cancelled = catalog(
+        &install,
+        "SELECT count(*) FROM runs WHERE policy = 'slow' AND status = 'cancelled'",
+    );
+    assert!(cancelled.parse::<u32>().unwrap() >= 1, "{cancelled}");
+    assert_eq!(snapshots_of(&install, "slow"), 0);
+}
