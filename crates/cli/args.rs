@@ -71,6 +71,11 @@ pub enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// The audit log: every state change, hash-chained
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Back up a policy's source now
     Backup {
         /// Policy name
@@ -142,6 +147,21 @@ pub enum DrillCommand {
     Show {
         /// Drill id (or a unique prefix)
         id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the audit log's hash chain; names the first event that does not fit
+    Verify,
+    /// List audit events, oldest first
+    List {
+        /// Only events after this sequence number
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        /// How many to list
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
     },
 }
 

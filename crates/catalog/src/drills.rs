@@ -49,6 +49,7 @@ fn ms(value: Option<u64>) -> Option<i64> {
 
 impl Catalog {
     pub async fn record_drill(&self, d: &DrillRecord) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(&format!(
             "INSERT INTO drills ({DRILL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
@@ -67,10 +68,24 @@ impl Catalog {
         .bind(ms(d.rpo_objective_ms))
         .bind(d.error.clone())
         .bind(d.report.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
-        Ok(())
+        self.append_in(
+            &mut tx,
+            "drill.recorded",
+            &d.id,
+            serde_json::json!({
+                "policy": d.policy,
+                "snapshot_id": d.snapshot_id,
+                "status": d.status,
+                "rto_ms": d.rto_ms,
+                "rpo_ms": d.rpo_ms,
+                "error": d.error,
+            }),
+        )
+        .await?;
+        tx.commit().await.map_err(self.db())
     }
 
     /// Drills, newest first, optionally of one policy.
@@ -136,6 +151,7 @@ impl Catalog {
                 signoff.drill_id, existing.principal, existing.signed_at
             )));
         }
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(
             "INSERT INTO signoffs (drill_id, principal, comment, signed_at) VALUES ($1, $2, $3, $4)",
         )
@@ -143,10 +159,17 @@ impl Catalog {
         .bind(&signoff.principal)
         .bind(&signoff.comment)
         .bind(stamp(signoff.signed_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
-        Ok(())
+        self.append_in(
+            &mut tx,
+            "drill.signed_off",
+            &signoff.drill_id,
+            serde_json::json!({"principal": signoff.principal, "comment": signoff.comment}),
+        )
+        .await?;
+        tx.commit().await.map_err(self.db())
     }
 
     pub async fn signoff(&self, drill_id: &str) -> Result<Option<Signoff>> {

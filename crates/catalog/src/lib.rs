@@ -15,7 +15,9 @@ use std::path::Path;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
+mod audit;
 mod drills;
+pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
 
 /// One migration: its version and its SQL (statements separated by `;` at line ends).
@@ -38,6 +40,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "drills_signoffs",
         sqlite: include_str!("../migrations/sqlite/0002_drills_signoffs.sql"),
         postgres: include_str!("../migrations/postgres/0002_drills_signoffs.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "audit",
+        sqlite: include_str!("../migrations/sqlite/0003_audit.sql"),
+        postgres: include_str!("../migrations/postgres/0003_audit.sql"),
     },
 ];
 
@@ -171,6 +179,8 @@ pub struct Catalog {
     pool: AnyPool,
     dialect: Dialect,
     location: String,
+    /// Who the audit events appended through this handle name as their actor.
+    actor: String,
 }
 
 impl Catalog {
@@ -215,9 +225,20 @@ impl Catalog {
             pool,
             dialect,
             location,
+            actor: default_actor(),
         };
         catalog.migrate().await?;
         Ok(catalog)
+    }
+
+    /// This handle, appending audit events as `actor` (a principal, or `daemon@host`).
+    pub fn with_actor(mut self, actor: impl Into<String>) -> Self {
+        self.actor = actor.into();
+        self
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -294,6 +315,7 @@ impl Catalog {
             now.strftime("%Y%m%dT%H%M%S"),
             rand::random::<u32>()
         );
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(
             "INSERT INTO runs (id, kind, policy, status, started_at, host) VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -303,14 +325,23 @@ impl Catalog {
         .bind(RunStatus::Running.as_str())
         .bind(stamp(now))
         .bind(hostname())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
+        self.append_in(
+            &mut tx,
+            "run.started",
+            &id,
+            serde_json::json!({"kind": kind.as_str(), "policy": policy, "host": hostname()}),
+        )
+        .await?;
+        tx.commit().await.map_err(self.db())?;
         Ok(id)
     }
 
     /// Records how a run ended.
     pub async fn finish_run(&self, id: &str, status: RunStatus, end: &RunEnd) -> Result<()> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, finished_at = $2, bytes = $3, snapshot_id = $4, error = $5 WHERE id = $6",
         )
@@ -320,7 +351,7 @@ impl Catalog {
         .bind(end.snapshot_id.clone())
         .bind(end.error.clone())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
         if updated.rows_affected() != 1 {
@@ -329,7 +360,19 @@ impl Catalog {
                 message: format!("no run {id} to finish"),
             });
         }
-        Ok(())
+        self.append_in(
+            &mut tx,
+            "run.finished",
+            id,
+            serde_json::json!({
+                "status": status.as_str(),
+                "bytes": end.bytes,
+                "snapshot_id": end.snapshot_id,
+                "error": end.error,
+            }),
+        )
+        .await?;
+        tx.commit().await.map_err(self.db())
     }
 
     /// Runs, newest first, optionally of one policy.
@@ -444,6 +487,7 @@ impl Catalog {
 
     /// Records a snapshot (idempotent: the same id again changes nothing).
     pub async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<bool> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         let inserted = sqlx::query(
             "INSERT INTO snapshots (id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
@@ -460,10 +504,26 @@ impl Catalog {
         .bind(&s.digest)
         .bind(s.facts.to_string())
         .bind(s.summary.to_string())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
-        Ok(inserted.rows_affected() == 1)
+        let inserted = inserted.rows_affected() == 1;
+        if inserted {
+            self.append_in(
+                &mut tx,
+                "snapshot.recorded",
+                &s.id,
+                serde_json::json!({
+                    "policy": s.policy,
+                    "repository": s.repository,
+                    "data_point": stamp(s.data_point),
+                    "digest": s.digest,
+                }),
+            )
+            .await?;
+        }
+        tx.commit().await.map_err(self.db())?;
+        Ok(inserted)
     }
 
     /// Snapshots, oldest first, optionally of one policy.
@@ -514,12 +574,24 @@ impl Catalog {
             .collect();
         let mut forgotten = 0;
         for id in known.iter().filter(|id| !keep.contains(id)) {
-            forgotten += sqlx::query("DELETE FROM snapshots WHERE id = $1")
+            let mut tx = self.pool.begin().await.map_err(self.db())?;
+            let removed = sqlx::query("DELETE FROM snapshots WHERE id = $1")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(self.db())?
                 .rows_affected();
+            if removed > 0 {
+                self.append_in(
+                    &mut tx,
+                    "snapshot.forgotten",
+                    id,
+                    serde_json::json!({"repository": repository}),
+                )
+                .await?;
+            }
+            tx.commit().await.map_err(self.db())?;
+            forgotten += removed;
         }
         Ok(forgotten)
     }
@@ -582,6 +654,12 @@ impl Catalog {
 /// that text order is time order in both dialects.
 pub fn stamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%S.%9fZ").to_string()
+}
+
+/// `$USER@host`, the actor of a command line without a configured principal.
+fn default_actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!("{user}@{}", hostname())
 }
 
 fn hostname() -> String {

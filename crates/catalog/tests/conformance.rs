@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use backstop_catalog::{Catalog, DrillRecord, RunEnd, RunKind, RunStatus, Signoff, SnapshotRecord};
+use backstop_catalog::{
+    Catalog, ChainStatus, DrillRecord, RunEnd, RunKind, RunStatus, Signoff, SnapshotRecord,
+};
 use backstop_testkit::db::PgDb;
 
 /// A catalog of each kind, kept alive with whatever backs it.
@@ -340,6 +342,112 @@ async fn drills_and_signoffs_are_recorded(kind: &str) {
     assert!(!catalog.first_notice("overdue:x", now).await.unwrap());
 }
 
+fn raw_sql(backing: &Backing, sql: &str) {
+    match backing {
+        Backing::Sqlite(dir) => {
+            let status = std::process::Command::new("sqlite3")
+                .arg(dir.path().join("catalog.db"))
+                .arg(sql)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        Backing::Postgres(db) => {
+            db.sql(sql);
+        }
+    }
+}
+
+async fn every_change_is_in_the_audit_chain_and_tampering_is_named(kind: &str) {
+    let (catalog, backing) = open(kind).await;
+    let catalog = catalog.with_actor("ops@example.com");
+    let run = catalog.start_run(RunKind::Backup, "orders").await.unwrap();
+    catalog
+        .record_snapshot(&snapshot("aa11", "orders", "2026-11-25T10:00:00Z"))
+        .await
+        .unwrap();
+    // Recording the same snapshot again changes nothing, and appends nothing.
+    catalog
+        .record_snapshot(&snapshot("aa11", "orders", "2026-11-25T10:00:00Z"))
+        .await
+        .unwrap();
+    catalog
+        .finish_run(&run, RunStatus::Succeeded, &RunEnd::default())
+        .await
+        .unwrap();
+    let d = drill(
+        "20261125T110000-aaaa0001",
+        "orders",
+        "2026-11-25T11:00:00Z",
+        "passed",
+    );
+    catalog.record_drill(&d).await.unwrap();
+    catalog
+        .sign_off(&Signoff {
+            drill_id: d.id.clone(),
+            principal: "dba@example.com".into(),
+            comment: "ok".into(),
+            signed_at: "2026-11-25T12:00:00Z".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    catalog
+        .append_event(
+            "policy.loaded",
+            "orders",
+            serde_json::json!({"sha256": "ab"}),
+        )
+        .await
+        .unwrap();
+    let events = catalog.audit_events(0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "run.started",
+            "snapshot.recorded",
+            "run.finished",
+            "drill.recorded",
+            "drill.signed_off",
+            "policy.loaded"
+        ]
+    );
+    assert!(events.iter().all(|e| e.actor == "ops@example.com"));
+    assert_eq!(events[1].prev_hash, events[0].hash);
+    let ChainStatus::Intact {
+        events: count,
+        head,
+    } = catalog.verify_audit().await.unwrap()
+    else {
+        panic!("the chain should be intact");
+    };
+    assert_eq!((count, head), (6, events[5].hash.clone()));
+
+    catalog.close().await;
+    raw_sql(
+        &backing,
+        "UPDATE audit_events SET detail = '{\"policy\":\"orders\",\"status\":\"passed\",\"snapshot_id\":\"forged\"}' WHERE seq = 4",
+    );
+    let catalog = reopen(&backing).await;
+    match catalog.verify_audit().await.unwrap() {
+        ChainStatus::Broken { seq, kind, reason } => {
+            assert_eq!((seq, kind.as_str()), (4, "drill.recorded"));
+            assert!(reason.contains("altered"), "{reason}");
+        }
+        other => panic!("tampering not caught: {other:?}"),
+    }
+    catalog.close().await;
+    raw_sql(&backing, "DELETE FROM audit_events WHERE seq = 4");
+    let catalog = reopen(&backing).await;
+    match catalog.verify_audit().await.unwrap() {
+        ChainStatus::Broken { seq, reason, .. } => {
+            assert_eq!(seq, 5);
+            assert!(reason.contains("missing"), "{reason}");
+        }
+        other => panic!("a removed event not caught: {other:?}"),
+    }
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod sqlite {
@@ -356,5 +464,6 @@ suite!(
     snapshots_round_trip_and_are_idempotent,
     leases_let_one_holder_run_a_job,
     migrations_run_once_and_a_newer_schema_is_refused,
-    drills_and_signoffs_are_recorded
+    drills_and_signoffs_are_recorded,
+    every_change_is_in_the_audit_chain_and_tampering_is_named
 );

@@ -1,5 +1,6 @@
 //! One function per command. Each returns the exit code; errors carry their context.
 
+mod audit;
 mod backup;
 mod catalog;
 mod check;
@@ -19,7 +20,7 @@ use backstop_engine::config::{RepositorySettings, DEFAULT_CONFIG};
 use backstop_engine::{repos, Config};
 use backstop_repo::{RepoError, Repository};
 
-use crate::args::{CatalogCommand, Cli, Command, DrillCommand, PolicyCommand};
+use crate::args::{AuditCommand, CatalogCommand, Cli, Command, DrillCommand, PolicyCommand};
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
@@ -42,6 +43,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Catalog {
             command: CatalogCommand::Rebuild,
         } => catalog::rebuild(&config, json).await,
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => audit::verify(&config, json).await,
+        Command::Audit {
+            command: AuditCommand::List { after, limit },
+        } => audit::list(&config, *after, *limit, json).await,
         Command::Backup { policy } => backup::run(&config, policy, json).await,
         Command::Drill(args) => match &args.command {
             Some(DrillCommand::Show { id }) => drill::show(&config, id, json).await,

@@ -9,8 +9,35 @@ use crate::error::EngineError;
 use crate::repos::{self, OpenMode};
 
 /// The configured catalog: `catalog` in backstop.toml, else `catalog.db` in `data_dir`.
+/// Audit events name the configured principal as their actor (else `$USER@host`).
 pub async fn open(config: &Config) -> Result<Catalog, EngineError> {
-    Ok(Catalog::open(config.catalog.as_deref(), &config.data_dir).await?)
+    let catalog = Catalog::open(config.catalog.as_deref(), &config.data_dir).await?;
+    Ok(match config.principal() {
+        Some(principal) => catalog.with_actor(principal),
+        None => catalog,
+    })
+}
+
+/// Records that a policy set was loaded: one `policy.loaded` event per policy, with the
+/// SHA-256 of its file as read.
+pub async fn record_policies_loaded<'a>(
+    catalog: &Catalog,
+    policies: impl IntoIterator<Item = &'a crate::policy::Policy>,
+) -> Result<(), EngineError> {
+    use sha2::Digest;
+    for policy in policies {
+        let digest = std::fs::read(&policy.file)
+            .map(|bytes| hex::encode(sha2::Sha256::digest(bytes)))
+            .unwrap_or_default();
+        catalog
+            .append_event(
+                "policy.loaded",
+                &policy.name,
+                serde_json::json!({"file": policy.file.display().to_string(), "sha256": digest}),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 /// The catalog's copy of a snapshot manifest.

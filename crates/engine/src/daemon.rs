@@ -242,9 +242,12 @@ impl Runner for JobRunner {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(config: Config) -> Result<(), EngineError> {
     let config = Arc::new(config);
-    let catalog = crate::catalog::open(&config).await?;
+    let catalog = crate::catalog::open(&config)
+        .await?
+        .with_actor(format!("daemon@{}", hostname()));
     let loaded = load_dir(&config.policies_dir, &config)?;
     let jobs = scheduled_jobs(&config, &loaded, &catalog).await?;
+    crate::catalog::record_policies_loaded(&catalog, loaded.values()).await?;
     tracing::info!(
         policies = loaded.len(),
         scheduled = jobs.len(),
@@ -425,6 +428,9 @@ async fn reload(
                 scheduled = new_jobs.len(),
                 "SIGHUP: policies reloaded"
             );
+            if let Err(e) = crate::catalog::record_policies_loaded(catalog, loaded.values()).await {
+                tracing::error!(error = %e, "recording the reloaded policies in the audit log");
+            }
             *policies.write().expect("policies lock") = loaded;
             let _ = jobs.send(new_jobs);
         }
