@@ -12,5 +12,6 @@ mod e2e {
     mod databases;
     mod drills;
     mod encryption;
+    mod evidence;
     mod policy_errors;
 }

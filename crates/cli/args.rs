@@ -71,6 +71,11 @@ pub enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// Signed evidence packs for auditors
+    Evidence {
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
     /// The audit log: every state change, hash-chained
     Audit {
         #[command(subcommand)]
@@ -148,6 +153,35 @@ pub enum DrillCommand {
         /// Drill id (or a unique prefix)
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Write evidence.json, evidence.html and a signed manifest for a period into DIR
+    Export {
+        /// Start of the period: a date (2026-11-01, midnight UTC) or a UTC timestamp
+        #[arg(long)]
+        from: String,
+        /// End of the period: a date (the whole day is included) or a UTC timestamp
+        #[arg(long)]
+        to: String,
+        /// Only these policies (repeatable) [default: all]
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+        /// A new or empty directory
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an evidence pack's signature and every file's digest, offline
+    Verify {
+        dir: PathBuf,
+        /// The installation's public key (hex, as `evidence public-key` prints it); without
+        /// it the pack is checked against the key it carries
+        #[arg(long, value_name = "FILE")]
+        public_key: Option<PathBuf>,
+    },
+    /// Print the installation's evidence signing public key (made on first use)
+    PublicKey,
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,6 +6,7 @@ mod catalog;
 mod check;
 mod diff;
 mod drill;
+mod evidence;
 mod policy;
 mod prune;
 mod restore;
@@ -20,7 +21,9 @@ use backstop_engine::config::{RepositorySettings, DEFAULT_CONFIG};
 use backstop_engine::{repos, Config};
 use backstop_repo::{RepoError, Repository};
 
-use crate::args::{AuditCommand, CatalogCommand, Cli, Command, DrillCommand, PolicyCommand};
+use crate::args::{
+    AuditCommand, CatalogCommand, Cli, Command, DrillCommand, EvidenceCommand, PolicyCommand,
+};
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
@@ -29,6 +32,13 @@ pub async fn run(cli: Cli) -> Result<u8> {
         if args.repo.is_some() {
             return restore::run(None, args, json).await;
         }
+    }
+    // Verifying an evidence pack needs nothing but the pack (and the public key).
+    if let Command::Evidence {
+        command: EvidenceCommand::Verify { dir, public_key },
+    } = &cli.command
+    {
+        return evidence::verify(dir, public_key.as_deref(), json);
     }
     let config = load_config(cli.config)?;
     match &cli.command {
@@ -43,6 +53,18 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Catalog {
             command: CatalogCommand::Rebuild,
         } => catalog::rebuild(&config, json).await,
+        Command::Evidence { command } => match command {
+            EvidenceCommand::Export {
+                from,
+                to,
+                policies,
+                out,
+            } => evidence::export(&config, from, to, policies, out, json).await,
+            EvidenceCommand::PublicKey => evidence::public_key(&config, json),
+            EvidenceCommand::Verify { dir, public_key } => {
+                evidence::verify(dir, public_key.as_deref(), json)
+            }
+        },
         Command::Audit {
             command: AuditCommand::Verify,
         } => audit::verify(&config, json).await,

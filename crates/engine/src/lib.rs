@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod drill;
 pub mod error;
+pub mod evidence;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;

@@ -172,6 +172,33 @@ pub fn worst_exposure(
     }
 }
 
+/// The RPO exposure over `[from, to]` as a polyline for a chart: it rises linearly from
+/// each good point and drops at the next. Each gap gives its start (clipped to `from`) and
+/// its end, with the exposure at both; before the first good point there is no line (the
+/// exposure is unknown).
+pub fn exposure_series(
+    points: &[Timestamp],
+    from: Timestamp,
+    to: Timestamp,
+) -> Vec<(Timestamp, Duration)> {
+    let mut sorted: Vec<Timestamp> = points.iter().copied().filter(|p| *p <= to).collect();
+    sorted.sort();
+    sorted.dedup();
+    let mut previous = sorted.iter().copied().rfind(|p| *p <= from);
+    let mut ends: Vec<Timestamp> = sorted.iter().copied().filter(|p| *p > from).collect();
+    ends.push(to);
+    let mut series = Vec::new();
+    for end in ends {
+        if let Some(point) = previous {
+            let start = point.max(from);
+            series.push((start, duration_between(point, start)));
+            series.push((end, duration_between(point, end)));
+        }
+        previous = Some(end);
+    }
+    series
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +270,22 @@ mod tests {
         );
         // A data point after the drill started (clock skew) is no exposure, not negative.
         assert_eq!(rpo_achieved(t("25T03:00"), t("25T03:01")), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_exposure_series_is_a_sawtooth() {
+        let points = [t("24T22:00"), t("25T01:00"), t("25T02:00")];
+        let series = exposure_series(&points, t("25T00:00"), t("25T03:00"));
+        let expected = [
+            (t("25T00:00"), h(2)),
+            (t("25T01:00"), h(3)),
+            (t("25T01:00"), h(0)),
+            (t("25T02:00"), h(1)),
+            (t("25T02:00"), h(0)),
+            (t("25T03:00"), h(1)),
+        ];
+        assert_eq!(series, expected);
+        assert!(exposure_series(&[], t("25T00:00"), t("25T03:00")).is_empty());
     }
 
     #[test]

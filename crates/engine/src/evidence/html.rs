@@ -1,0 +1,349 @@
+//! The evidence as one self-contained HTML page: inline CSS, inline SVG charts, no script
+//! and no external assets, so that it renders the same offline and years later.
+
+use std::fmt::Write;
+
+use super::{Evidence, PolicyEvidence};
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn span(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.1}s")
+    } else {
+        humantime::format_duration(std::time::Duration::from_secs(seconds as u64)).to_string()
+    }
+}
+
+fn when(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330;max-width:1000px}\
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccd}\
+table{border-collapse:collapse;margin:.5rem 0;width:100%}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}\
+th{background:#f2f4f8}.passed,.met,.intact{color:#166534;font-weight:600}.failed,.breached,.broken{color:#b91c1c;font-weight:600}\
+.skipped{color:#92400e}.muted{color:#667}svg{background:#fafbfd;border:1px solid #dde}";
+
+/// The RPO exposure over the period as a line, the objective as a dashed line, breaches
+/// shaded.
+fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
+    let (w, h, left, bottom) = (720.0, 200.0, 60.0, 24.0);
+    let span_s = to.duration_since(from).as_secs_f64().max(1.0);
+    let objective = p.objectives.rpo_seconds.map(|o| o as f64);
+    let peak = p
+        .rpo
+        .series
+        .iter()
+        .map(|(_, s)| *s as f64)
+        .fold(objective.unwrap_or(1.0) * 1.2, f64::max)
+        .max(1.0);
+    let x = |t: jiff::Timestamp| {
+        left + (t.duration_since(from).as_secs_f64() / span_s) * (w - left - 10.0)
+    };
+    let y = |s: f64| (h - bottom) - (s / peak) * (h - bottom - 10.0);
+    let mut svg = format!(
+        "<svg class=\"rpo-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"RPO exposure of {}\">",
+        escape(&p.policy)
+    );
+    for b in &p.rpo.breaches {
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"10\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#fecaca\"/>",
+            x(b.from),
+            (x(b.to) - x(b.from)).max(1.0),
+            h - bottom - 10.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#889\"/><line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{0}\" stroke=\"#889\"/>",
+        h - bottom,
+        w - 10.0
+    );
+    if let Some(o) = objective {
+        let _ = write!(
+            svg,
+            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/><text x=\"{2}\" y=\"{3:.1}\" font-size=\"11\" fill=\"#b91c1c\">objective {4}</text>",
+            y(o),
+            w - 10.0,
+            left + 4.0,
+            y(o) - 4.0,
+            escape(&span(o))
+        );
+    }
+    let points: Vec<String> = p
+        .rpo
+        .series
+        .iter()
+        .map(|(t, s)| format!("{:.1},{:.1}", x(*t), y(*s as f64)))
+        .collect();
+    if !points.is_empty() {
+        let _ = write!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"#1d4ed8\" stroke-width=\"2\" points=\"{}\"/>",
+            points.join(" ")
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        escape(&span(peak)),
+        h - bottom,
+        h - 6.0,
+        escape(&when(from)),
+        w - 10.0,
+        h - 6.0,
+        escape(&when(to))
+    );
+    svg
+}
+
+/// Each drill's RTO as a bar, against the objective.
+fn rto_chart(p: &PolicyEvidence) -> String {
+    if p.drills.is_empty() {
+        return String::new();
+    }
+    let (w, h) = (720.0, 120.0);
+    let objective = p.objectives.rto_seconds.map(|o| o as f64);
+    let peak = p
+        .drills
+        .iter()
+        .map(|d| d.rto_seconds)
+        .fold(objective.unwrap_or(0.0) * 1.2, f64::max)
+        .max(0.001);
+    let bar = ((w - 70.0) / p.drills.len() as f64).min(40.0);
+    let mut svg = format!(
+        "<svg class=\"rto-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"RTO trend of {}\">",
+        escape(&p.policy)
+    );
+    for (i, d) in p.drills.iter().enumerate() {
+        let height = (d.rto_seconds / peak) * (h - 30.0);
+        let color = if d.status == "passed" {
+            "#16a34a"
+        } else {
+            "#dc2626"
+        };
+        let _ = write!(
+            svg,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{} {}</title></rect>",
+            60.0 + i as f64 * bar,
+            h - 20.0 - height,
+            (bar - 4.0).max(2.0),
+            height.max(1.0),
+            escape(&d.drill_id),
+            escape(&span(d.rto_seconds))
+        );
+    }
+    if let Some(o) = objective {
+        let yo = h - 20.0 - (o / peak) * (h - 30.0);
+        let _ = write!(
+            svg,
+            "<line x1=\"60\" y1=\"{yo:.1}\" x2=\"{}\" y2=\"{yo:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/>",
+            w - 10.0
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{}\" font-size=\"11\">0</text></svg>",
+        escape(&span(peak)),
+        h - 20.0
+    );
+    svg
+}
+
+pub fn render(e: &Evidence) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Backstop evidence {} to {}</title><style>{STYLE}</style></head><body>",
+        escape(&when(e.period.from)),
+        escape(&when(e.period.to))
+    );
+    let _ = write!(
+        out,
+        "<h1>Restore-test evidence</h1><p>Period <b>{}</b> to <b>{}</b>, generated {} on {}. Schema <code>{}</code>.</p>",
+        escape(&when(e.period.from)),
+        escape(&when(e.period.to)),
+        escape(&when(e.generated_at)),
+        escape(&e.host),
+        escape(&e.schema)
+    );
+    let audit = match e.audit.status.as_str() {
+        "intact" => format!(
+            "<span class=\"intact\">intact</span>: {} events, head <code>{}</code>",
+            e.audit.events.unwrap_or(0),
+            escape(e.audit.head.as_deref().unwrap_or(""))
+        ),
+        _ => format!(
+            "<span class=\"broken\">BROKEN</span> at event #{}: {}",
+            e.audit.broken_at.unwrap_or(0),
+            escape(e.audit.reason.as_deref().unwrap_or(""))
+        ),
+    };
+    let _ = write!(out, "<p>Audit chain: {audit}</p>");
+    for p in &e.policies {
+        let _ = write!(
+            out,
+            "<h2 id=\"policy-{0}\">{0} <span class=\"muted\">({1}, repository {2})</span></h2>",
+            escape(&p.policy),
+            escape(&p.source_kind),
+            escape(&p.repository)
+        );
+        let worst = match &p.rpo.worst {
+            Some(g) if g.since.is_some() => span(g.exposure.as_secs_f64()),
+            Some(g) => format!(
+                "unbounded until {} (no restorable point before)",
+                when(g.until)
+            ),
+            None => "unbounded (no restorable point)".into(),
+        };
+        let verdict = |breached: bool| {
+            if breached {
+                "<span class=\"breached\">breached</span>"
+            } else {
+                "<span class=\"met\">met</span>"
+            }
+        };
+        let rpo_objective = p
+            .objectives
+            .rpo_seconds
+            .map(|o| span(o as f64))
+            .unwrap_or_else(|| "none".into());
+        let rto_objective = p
+            .objectives
+            .rto_seconds
+            .map(|o| span(o as f64))
+            .unwrap_or_else(|| "none".into());
+        let worst_rto = p.drills.iter().map(|d| d.rto_seconds).fold(0.0, f64::max);
+        let _ =
+            write!(
+            out,
+            "<table><tr><th>objective</th><th>target</th><th>achieved</th><th>verdict</th></tr>\
+             <tr><td>RPO</td><td>{}</td><td>worst exposure {}; {} breach(es)</td><td>{}</td></tr>\
+             <tr><td>RTO</td><td>{}</td><td>slowest drill {}</td><td>{}</td></tr></table>",
+            escape(&rpo_objective),
+            escape(&worst),
+            p.rpo.breaches.len(),
+            verdict(!p.rpo.breaches.is_empty()),
+            escape(&rto_objective),
+            if p.drills.is_empty() { "no drill".into() } else { span(worst_rto) },
+            verdict(p.drills.iter().any(|d| d.rto_breached)),
+        );
+        let runs: Vec<String> = p
+            .backups
+            .runs
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        let _ = write!(
+            out,
+            "<p>Backups: {} ({} snapshot(s) taken, {} bytes added). Owners: recovery {}, backup {}, approvers {}.</p>",
+            escape(&if runs.is_empty() { "none".into() } else { runs.join(", ") }),
+            p.backups.snapshots,
+            p.backups.bytes_added,
+            escape(p.owners.recovery.as_deref().unwrap_or("-")),
+            escape(p.owners.backup.as_deref().unwrap_or("-")),
+            escape(&p.owners.approvers.join(", "))
+        );
+        let _ = write!(
+            out,
+            "<h3>RPO exposure</h3>{}",
+            rpo_chart(p, e.period.from, e.period.to)
+        );
+        for b in &p.rpo.breaches {
+            let peak = match b.since {
+                Some(_) => format!("peak {}", span(b.peak.as_secs_f64())),
+                None => "no restorable point yet".into(),
+            };
+            let _ = write!(
+                out,
+                "<p class=\"breached\">Breach from {} to {} ({})</p>",
+                escape(&when(b.from)),
+                escape(&when(b.to)),
+                escape(&peak)
+            );
+        }
+        let _ = write!(out, "<h3>Drills</h3>");
+        if p.drills.is_empty() {
+            let _ = write!(out, "<p class=\"muted\">No drill in this period.</p>");
+            continue;
+        }
+        let _ = write!(out, "{}", rto_chart(p));
+        let _ = write!(
+            out,
+            "<table><tr><th>drill</th><th>result</th><th>RTO (fetch / decode / load / checks)</th><th>RPO</th><th>checks</th><th>sign-off</th></tr>"
+        );
+        for d in &p.drills {
+            let b = &d.rto_breakdown;
+            let checks: Vec<String> = d
+                .checks
+                .iter()
+                .map(|c| {
+                    format!(
+                        "<span class=\"{0}\">{0}</span> {1} <span class=\"muted\">{2}</span>",
+                        escape(&c.status),
+                        escape(&c.name),
+                        escape(&c.detail)
+                    )
+                })
+                .collect();
+            let signoff = match &d.signoff {
+                Some(s) => format!(
+                    "{} at {}: {}",
+                    escape(&s.principal),
+                    escape(&when(s.signed_at)),
+                    escape(&s.comment)
+                ),
+                None if d.status == "passed" => "<span class=\"skipped\">pending</span>".into(),
+                None => "-".into(),
+            };
+            let _ = write!(
+                out,
+                "<tr><td>{}<br><span class=\"muted\">{} · snapshot {}</span></td><td><span class=\"{}\">{}</span>{}</td><td>{} ({} / {} / {} / {})</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&d.drill_id),
+                escape(&when(d.started_at)),
+                escape(&d.snapshot_id[..d.snapshot_id.len().min(12)]),
+                escape(&d.status),
+                escape(&d.status),
+                d.error.as_ref().map(|e| format!("<br>{}", escape(e))).unwrap_or_default(),
+                escape(&span(d.rto_seconds)),
+                escape(&span(b.fetch_seconds)),
+                escape(&span(b.decode_seconds)),
+                escape(&span(b.load_seconds)),
+                escape(&span(b.checks_seconds)),
+                escape(&span(d.rpo_seconds)),
+                checks.join("<br>"),
+                signoff
+            );
+        }
+        let _ = write!(out, "</table>");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_is_escaped() {
+        assert_eq!(
+            super::escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! Evidence for auditors: for a period and a set of policies, the objectives against what
+//! was achieved (RPO exposure over time with its breaches, drills with their RTO and
+//! checks, sign-offs), the backups, and the state of the audit chain, as a versioned JSON
+//! document (docs/evidence-format.md) and a self-contained HTML page, with a manifest of
+//! digests signed by the installation's ed25519 key ([`pack`]).
+
+pub mod html;
+pub mod pack;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use backstop_catalog::{Catalog, ChainStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::drill::objectives::{exposure_series, worst_exposure, Breach, Gap};
+use crate::drill::report::DrillReport;
+use crate::error::EngineError;
+use crate::policy::Policy;
+
+pub const SCHEMA: &str = "backstop.evidence/v1";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub schema: String,
+    pub generated_at: jiff::Timestamp,
+    pub period: Period,
+    pub host: String,
+    pub policies: Vec<PolicyEvidence>,
+    pub audit: AuditEvidence,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    pub from: jiff::Timestamp,
+    pub to: jiff::Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyEvidence {
+    pub policy: String,
+    pub source_kind: String,
+    pub repository: String,
+    pub owners: Owners,
+    pub objectives: Objectives,
+    pub backups: Backups,
+    pub rpo: RpoEvidence,
+    pub drills: Vec<DrillEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Owners {
+    pub backup: Option<String>,
+    pub recovery: Option<String>,
+    pub approvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Objectives {
+    pub rpo_seconds: Option<u64>,
+    pub rto_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Backups {
+    /// Backup runs started in the period, by outcome.
+    pub runs: BTreeMap<String, u64>,
+    pub bytes_added: u64,
+    /// Snapshots whose data point lies in the period.
+    pub snapshots: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpoEvidence {
+    /// The worst exposure in the period; none when there was no good point at all.
+    pub worst: Option<Gap>,
+    pub breaches: Vec<Breach>,
+    /// The exposure over time, for the chart: `[time, seconds]` pairs.
+    pub series: Vec<(jiff::Timestamp, u64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillEvidence {
+    pub drill_id: String,
+    pub started_at: jiff::Timestamp,
+    pub snapshot_id: String,
+    pub status: String,
+    pub rto_seconds: f64,
+    pub rto_breakdown: crate::drill::report::RtoSeconds,
+    pub rto_breached: bool,
+    pub rpo_seconds: f64,
+    pub checks: Vec<CheckEvidence>,
+    pub error: Option<String>,
+    pub signoff: Option<SignoffEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckEvidence {
+    pub name: String,
+    pub status: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SignoffEvidence {
+    pub principal: String,
+    pub signed_at: jiff::Timestamp,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvidence {
+    /// `intact` or `broken`.
+    pub status: String,
+    pub events: Option<u64>,
+    pub head: Option<String>,
+    pub broken_at: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// Gathers the evidence for `policies` over `[from, to]` from the catalog.
+pub async fn collect(
+    catalog: &Catalog,
+    policies: &[&Policy],
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> Result<Evidence, EngineError> {
+    // Nothing after now is known: a period ending in the future ends now.
+    let to = to.min(jiff::Timestamp::now());
+    if from >= to {
+        return Err(EngineError::Refused(format!(
+            "the period is empty: --from {from} is not before --to {to}"
+        )));
+    }
+    let mut out = Vec::new();
+    for policy in policies {
+        let stats = crate::status::DrillStats::load(catalog, &policy.name).await?;
+        let mut backups = Backups::default();
+        for run in catalog.runs(Some(&policy.name), u32::MAX).await? {
+            if run.kind == "backup" && run.started_at >= from && run.started_at <= to {
+                *backups
+                    .runs
+                    .entry(run.status.as_str().to_string())
+                    .or_default() += 1;
+                backups.bytes_added += run.bytes.unwrap_or(0);
+            }
+        }
+        backups.snapshots = catalog
+            .snapshots(Some(&policy.name))
+            .await?
+            .iter()
+            .filter(|s| s.data_point >= from && s.data_point <= to)
+            .count() as u64;
+        let report = worst_exposure(&stats.restorable_points, from, to, policy.objectives.rpo);
+        let series = exposure_series(&stats.restorable_points, from, to)
+            .into_iter()
+            .map(|(t, d)| (t, d.as_secs()))
+            .collect();
+        let mut drills = Vec::new();
+        for record in catalog.drills(Some(&policy.name), u32::MAX).await? {
+            if record.started_at < from || record.started_at > to {
+                continue;
+            }
+            let Ok(report) = serde_json::from_value::<DrillReport>(record.report.clone()) else {
+                continue;
+            };
+            let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
+                principal: s.principal,
+                signed_at: s.signed_at,
+                comment: s.comment,
+            });
+            drills.push(DrillEvidence {
+                drill_id: report.drill_id,
+                started_at: report.started_at,
+                snapshot_id: report.snapshot_id,
+                status: report.status.as_str().into(),
+                rto_seconds: report.rto_seconds,
+                rto_breakdown: report.rto_breakdown,
+                rto_breached: report.rto_breached,
+                rpo_seconds: report.rpo_seconds,
+                checks: report
+                    .checks
+                    .iter()
+                    .map(|c| CheckEvidence {
+                        name: c.name.clone(),
+                        status: serde_json::to_value(c.status)
+                            .ok()
+                            .and_then(|v| v.as_str().map(String::from))
+                            .unwrap_or_default(),
+                        detail: c.detail.clone(),
+                    })
+                    .collect(),
+                error: report.error,
+                signoff,
+            });
+        }
+        drills.sort_by_key(|d| d.started_at);
+        out.push(PolicyEvidence {
+            policy: policy.name.clone(),
+            source_kind: policy.source.kind().into(),
+            repository: policy.repository.clone(),
+            owners: Owners {
+                backup: policy.owners.backup.clone(),
+                recovery: policy.owners.recovery.clone(),
+                approvers: policy.owners.approvers.clone(),
+            },
+            objectives: Objectives {
+                rpo_seconds: policy.objectives.rpo.map(|d: Duration| d.as_secs()),
+                rto_seconds: policy.objectives.rto.map(|d: Duration| d.as_secs()),
+            },
+            backups,
+            rpo: RpoEvidence {
+                worst: (!stats.restorable_points.is_empty()).then_some(report.worst),
+                breaches: report.breaches,
+                series,
+            },
+            drills,
+        });
+    }
+    let audit = match catalog.verify_audit().await? {
+        ChainStatus::Intact { events, head } => AuditEvidence {
+            status: "intact".into(),
+            events: Some(events),
+            head: Some(head),
+            broken_at: None,
+            reason: None,
+        },
+        ChainStatus::Broken { seq, reason, .. } => AuditEvidence {
+            status: "broken".into(),
+            events: None,
+            head: None,
+            broken_at: Some(seq),
+            reason: Some(reason),
+        },
+    };
+    Ok(Evidence {
+        schema: SCHEMA.into(),
+        generated_at: jiff::Timestamp::now(),
+        period: Period { from, to },
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        policies: out,
+        audit,
+    })
+}
+
+/// A date (`2026-11-01`, midnight UTC) or a timestamp (`2026-11-01T12:00:00Z`). With
+/// `end_of_day`, a bare date means the end of that day (so `--to 2026-11-30` includes it).
+pub fn parse_when(text: &str, end_of_day: bool) -> Result<jiff::Timestamp, EngineError> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        EngineError::Refused(format!(
+            "`{text}` is not a date (2026-11-01) or a UTC timestamp (2026-11-01T12:00:00Z)"
+        ))
+    })?;
+    let date = if end_of_day {
+        date.tomorrow()
+            .map_err(|e| EngineError::Refused(e.to_string()))?
+    } else {
+        date
+    };
+    date.to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .map_err(|e| EngineError::Refused(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_timestamps_bound_the_period() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(
+            parse_when("2026-11-01", false).unwrap(),
+            t("2026-11-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_when("2026-11-30", true).unwrap(),
+            t("2026-12-01T00:00:00Z")
+        );
+        assert_eq!(
+            parse_when("2026-11-01T12:30:00Z", true).unwrap(),
+            t("2026-11-01T12:30:00Z")
+        );
+        assert!(parse_when("last tuesday", false).is_err());
+    }
+}
