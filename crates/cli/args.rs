@@ -71,6 +71,13 @@ pub enum Command {
         #[arg(long)]
         comment: String,
     },
+    /// API tokens (made on the daemon's host; each shown once)
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Restore requests, through the daemon's API (BACKSTOP_API_URL, BACKSTOP_TOKEN)
+    Request(RequestArgs),
     /// Signed evidence packs for auditors
     Evidence {
         #[command(subcommand)]
@@ -153,6 +160,77 @@ pub enum DrillCommand {
         /// Drill id (or a unique prefix)
         id: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for a principal with a role; prints it once, alone on the last line
+    Create {
+        #[arg(long)]
+        principal: String,
+        /// operator, recovery-owner, approver or auditor
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RequestArgs {
+    /// The daemon's address
+    #[arg(
+        long,
+        env = "BACKSTOP_API_URL",
+        default_value = "http://127.0.0.1:8470",
+        global = true
+    )]
+    pub api_url: String,
+    /// An API token (`backstop token create`)
+    #[arg(long, env = "BACKSTOP_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    #[command(subcommand)]
+    pub command: RequestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RequestCommand {
+    /// Ask for a restore (as the policy's recovery owner)
+    Create {
+        #[arg(long)]
+        policy: String,
+        /// A snapshot id (or unique prefix)
+        #[arg(long, conflicts_with = "at", required_unless_present = "at")]
+        snapshot: Option<String>,
+        /// A point in time (UTC timestamp): the newest snapshot at or before it
+        #[arg(long)]
+        at: Option<String>,
+        /// Where to restore: a directory, a database URL (no password), or a SQLite file
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        reason: String,
+        /// Allow a target that is, or overlaps, the source (the approver sees this)
+        #[arg(long)]
+        allow_overlap: bool,
+        /// Do not run before this UTC timestamp
+        #[arg(long)]
+        not_before: Option<String>,
+    },
+    /// List restore requests
+    List,
+    /// Approve a request (as an approver of its policy, not its requester)
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a request
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Run an approved request now (operator, or the requester); waits for the outcome
+    Run { id: String },
 }
 
 #[derive(Debug, Subcommand)]

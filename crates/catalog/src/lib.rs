@@ -17,8 +17,10 @@ use sqlx::{AnyPool, Row};
 
 mod audit;
 mod drills;
+mod requests;
 pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
+pub use requests::RestoreRequest;
 
 /// One migration: its version and its SQL (statements separated by `;` at line ends).
 struct Migration {
@@ -46,6 +48,12 @@ const MIGRATIONS: &[Migration] = &[
         name: "audit",
         sqlite: include_str!("../migrations/sqlite/0003_audit.sql"),
         postgres: include_str!("../migrations/postgres/0003_audit.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "restore_requests",
+        sqlite: include_str!("../migrations/sqlite/0004_restore_requests.sql"),
+        postgres: include_str!("../migrations/postgres/0004_restore_requests.sql"),
     },
 ];
 

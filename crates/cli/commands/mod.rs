@@ -9,6 +9,7 @@ mod drill;
 mod evidence;
 mod policy;
 mod prune;
+mod request;
 mod restore;
 mod snapshots;
 mod status;
@@ -23,6 +24,7 @@ use backstop_repo::{RepoError, Repository};
 
 use crate::args::{
     AuditCommand, CatalogCommand, Cli, Command, DrillCommand, EvidenceCommand, PolicyCommand,
+    TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -32,6 +34,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         if args.repo.is_some() {
             return restore::run(None, args, json).await;
         }
+    }
+    // Requests talk to the daemon: no configuration here.
+    if let Command::Request(args) = &cli.command {
+        return request::run(args, json).await;
     }
     // Verifying an evidence pack needs nothing but the pack (and the public key).
     if let Command::Evidence {
@@ -53,6 +59,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Catalog {
             command: CatalogCommand::Rebuild,
         } => catalog::rebuild(&config, json).await,
+        Command::Token {
+            command: TokenCommand::Create { principal, role },
+        } => request::create_token(&config, principal, role, json).await,
+        Command::Request(args) => request::run(args, json).await,
         Command::Evidence { command } => match command {
             EvidenceCommand::Export {
                 from,

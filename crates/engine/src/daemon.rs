@@ -289,6 +289,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         .as_ref()
         .and_then(|api| api.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let notifier = Notifier::start();
     let http = serve(
         &listen,
         HttpState {
@@ -296,10 +297,15 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
             policies: policies.clone(),
             running: running.clone(),
         },
+        crate::api::ApiState {
+            config: config.clone(),
+            catalog: catalog.clone(),
+            policies: policies.clone(),
+            notifier: notifier.clone(),
+        },
     )
     .await?;
 
-    let notifier = Notifier::start();
     let breaches = tokio::spawn(watch_objectives(
         config.clone(),
         catalog.clone(),
@@ -451,8 +457,13 @@ struct HttpState {
     running: Arc<AtomicUsize>,
 }
 
-/// Starts the HTTP server: `/healthz` (the daemon is up) and `/metrics` (Prometheus).
-async fn serve(listen: &str, state: HttpState) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+/// Starts the HTTP server: `/healthz` (the daemon is up), `/metrics` (Prometheus), and the
+/// authenticated API.
+async fn serve(
+    listen: &str,
+    state: HttpState,
+    api: crate::api::ApiState,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
     use axum::routing::get;
     let addr: SocketAddr = listen
         .parse()
@@ -464,11 +475,12 @@ async fn serve(listen: &str, state: HttpState) -> Result<tokio::task::JoinHandle
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    tracing::info!(address = %bound, "serving /healthz and /metrics");
+    tracing::info!(address = %bound, "serving /healthz, /metrics and the API");
     let app = axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .with_state(state);
+        .with_state(state)
+        .merge(crate::api::router(api));
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "the HTTP server stopped");

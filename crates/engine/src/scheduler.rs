@@ -240,8 +240,12 @@ pub async fn run_with_reload<R: Runner>(
         let due = if catch_up {
             start
         } else {
-            fire + jiff::SignedDuration::try_from(jitter(&name, fire, shared.limits.jitter))
-                .unwrap_or_default()
+            // Saturating: with no jobs, `fire` is the end of time.
+            fire.checked_add(
+                jiff::SignedDuration::try_from(jitter(&name, fire, shared.limits.jitter))
+                    .unwrap_or_default(),
+            )
+            .unwrap_or(jiff::Timestamp::MAX)
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,

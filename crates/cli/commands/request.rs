@@ -1,0 +1,144 @@
+//! `backstop token create` (on the daemon's host) and `backstop request …` (anywhere, through
+//! the daemon's API).
+
+use anyhow::{bail, Context, Result};
+use backstop_engine::api::access::{self, Role};
+use backstop_engine::{catalog, Config};
+use serde_json::{json, Value};
+
+use crate::args::{RequestArgs, RequestCommand};
+use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
+
+pub async fn create_token(config: &Config, principal: &str, role: &str, json: bool) -> Result<u8> {
+    let role = Role::parse(role).map_err(anyhow::Error::msg)?;
+    let path = access::tokens_path(config);
+    let (token, entry) = access::create(&path, principal, role)?;
+    let store = catalog::open(config).await?;
+    store
+        .append_event(
+            "token.created",
+            &entry.id,
+            json!({"principal": entry.principal, "role": role.as_str()}),
+        )
+        .await?;
+    if json {
+        print_json(
+            &json!({"id": entry.id, "principal": entry.principal, "role": role.as_str(), "token": token}),
+        );
+    } else {
+        println!(
+            "token {} for {} ({}), stored hashed in {}; it is shown only now:",
+            entry.id,
+            entry.principal,
+            role.as_str(),
+            path.display()
+        );
+        println!("{token}");
+    }
+    Ok(EXIT_OK)
+}
+
+pub async fn run(args: &RequestArgs, json: bool) -> Result<u8> {
+    let Some(token) = args.token.as_deref() else {
+        bail!(
+            "no API token: set BACKSTOP_TOKEN or pass --token (made with `backstop token create`)"
+        );
+    };
+    let base = args.api_url.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let (method, path, body) = match &args.command {
+        RequestCommand::Create {
+            policy,
+            snapshot,
+            at,
+            to,
+            reason,
+            allow_overlap,
+            not_before,
+        } => (
+            reqwest::Method::POST,
+            "/api/v1/requests".to_string(),
+            Some(json!({
+                "policy": policy,
+                "snapshot": snapshot,
+                "point_in_time": at,
+                "target": to,
+                "reason": reason,
+                "allow_overlap": allow_overlap,
+                "not_before": not_before,
+            })),
+        ),
+        RequestCommand::List => (reqwest::Method::GET, "/api/v1/requests".into(), None),
+        RequestCommand::Approve { id, comment } => (
+            reqwest::Method::POST,
+            format!("/api/v1/requests/{id}/approve"),
+            Some(json!({"comment": comment})),
+        ),
+        RequestCommand::Reject { id, comment } => (
+            reqwest::Method::POST,
+            format!("/api/v1/requests/{id}/reject"),
+            Some(json!({"comment": comment})),
+        ),
+        RequestCommand::Run { id } => (
+            reqwest::Method::POST,
+            format!("/api/v1/requests/{id}/run"),
+            None,
+        ),
+    };
+    let mut request = client
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon's API at {base}"))?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            status,
+            value["error"]
+                .as_str()
+                .unwrap_or("the daemon refused the request")
+        );
+    }
+    let failed_run =
+        matches!(&args.command, RequestCommand::Run { .. }) && value["status"] == "failed";
+    if json {
+        print_json(&value);
+    } else {
+        match value {
+            Value::Array(items) => {
+                for r in &items {
+                    println!(
+                        "{}  {:<10} {:<16} by {:<24} to {}  ({})",
+                        r["request_id"].as_str().unwrap_or(""),
+                        r["status"].as_str().unwrap_or(""),
+                        r["policy"].as_str().unwrap_or(""),
+                        r["requester"].as_str().unwrap_or(""),
+                        r["target"].as_str().unwrap_or(""),
+                        r["reason"].as_str().unwrap_or("")
+                    );
+                }
+                if items.is_empty() {
+                    println!("no restore requests");
+                }
+            }
+            r => {
+                println!(
+                    "request {}: {}",
+                    r["request_id"].as_str().unwrap_or(""),
+                    r["status"].as_str().unwrap_or("")
+                );
+                if let Some(outcome) = r["outcome"].as_str() {
+                    println!("{outcome}");
+                }
+            }
+        }
+    }
+    Ok(if failed_run { EXIT_FAILED } else { EXIT_OK })
+}

@@ -1,0 +1,448 @@
+//! The daemon's HTTP API: restore requests with four-eyes approval, drills and sign-off,
+//! for callers authenticated by bearer tokens ([`access`]). Every route but `/healthz` (and
+//! `/metrics`) needs a token; the OpenAPI document is at `/openapi.json`.
+
+pub mod access;
+pub mod requests;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::{request::Parts, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use backstop_catalog::{Catalog, RestoreRequest};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::notify::{merged, Event as NotifyEvent, Notifier};
+use crate::policy::Policy;
+use access::{allowed, Action, Caller};
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub config: Arc<Config>,
+    pub catalog: Catalog,
+    pub policies: Arc<RwLock<BTreeMap<String, Policy>>>,
+    pub notifier: Notifier,
+}
+
+type ApiError = (StatusCode, Json<Value>);
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
+    (status, Json(json!({"error": message.into()})))
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// A catalog refusal (a wrong state, four-eyes) is the caller's conflict, not a crash.
+fn conflict(e: impl std::fmt::Display) -> ApiError {
+    error(StatusCode::CONFLICT, e.to_string())
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    "a bearer token is required (Authorization: Bearer …)",
+                )
+            })?;
+        let file = access::load(&access::tokens_path(&state.config)).map_err(internal)?;
+        access::authenticate(&file, token)
+            .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown token"))
+    }
+}
+
+fn policy(state: &ApiState, name: &str) -> Result<Policy, ApiError> {
+    state
+        .policies
+        .read()
+        .expect("policies lock")
+        .get(name)
+        .cloned()
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no policy `{name}`")))
+}
+
+fn permit(caller: &Caller, action: Action, policy: Option<&Policy>) -> Result<(), ApiError> {
+    allowed(caller, action, policy).map_err(|why| error(StatusCode::FORBIDDEN, why))
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/drills", get(list_drills))
+        .route("/api/v1/drills/{id}/signoff", post(sign_off))
+        .route("/api/v1/requests", get(list_requests).post(create_request))
+        .route("/api/v1/requests/{id}", get(get_request))
+        .route("/api/v1/requests/{id}/approve", post(approve))
+        .route("/api/v1/requests/{id}/reject", post(reject))
+        .route("/api/v1/requests/{id}/run", post(run_request))
+        .with_state(state)
+}
+
+async fn whoami(caller: Caller) -> ApiResult {
+    Ok(Json(
+        json!({"principal": caller.principal, "role": caller.role.as_str()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct DrillQuery {
+    policy: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_drills(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(q): Query<DrillQuery>,
+) -> ApiResult {
+    permit(&caller, Action::Read, None)?;
+    let drills = state
+        .catalog
+        .drills(q.policy.as_deref(), q.limit.unwrap_or(50))
+        .await
+        .map_err(internal)?;
+    Ok(Json(Value::Array(
+        drills.into_iter().map(|d| d.report).collect(),
+    )))
+}
+
+#[derive(Deserialize)]
+struct Comment {
+    comment: Option<String>,
+}
+
+async fn sign_off(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<Comment>,
+) -> ApiResult {
+    let record = state
+        .catalog
+        .drill(&id)
+        .await
+        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let policy = policy(&state, &record.policy)?;
+    permit(&caller, Action::SignOff, Some(&policy))?;
+    let policies = state.policies.read().expect("policies lock").clone();
+    let signed = crate::drill::signoff::sign_off(
+        &state.catalog,
+        &policies,
+        &record.id,
+        &caller.principal,
+        body.comment.as_deref().unwrap_or(""),
+        jiff::Timestamp::now(),
+    )
+    .await
+    .map_err(conflict)?;
+    Ok(Json(
+        json!({"drill_id": signed.drill_id, "principal": signed.principal, "signed_at": signed.signed_at.to_string()}),
+    ))
+}
+
+fn request_json(r: &RestoreRequest) -> Value {
+    json!({
+        "request_id": r.id,
+        "policy": r.policy,
+        "snapshot_id": r.snapshot_id,
+        "point_in_time": r.point_in_time.map(|t| t.to_string()),
+        "target": r.target,
+        "reason": r.reason,
+        "allow_overlap": r.allow_overlap,
+        "requester": r.requester,
+        "status": r.status,
+        "created_at": r.created_at.to_string(),
+        "expires_at": r.expires_at.to_string(),
+        "not_before": r.not_before.map(|t| t.to_string()),
+        "decided_by": r.decided_by,
+        "decided_at": r.decided_at.map(|t| t.to_string()),
+        "decision_comment": r.decision_comment,
+        "finished_at": r.finished_at.map(|t| t.to_string()),
+        "outcome": r.outcome,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRequest {
+    policy: String,
+    snapshot: Option<String>,
+    point_in_time: Option<String>,
+    target: String,
+    reason: String,
+    #[serde(default)]
+    allow_overlap: bool,
+    not_before: Option<String>,
+}
+
+async fn create_request(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Json(body): Json<NewRequest>,
+) -> ApiResult {
+    let policy = policy(&state, &body.policy)?;
+    permit(&caller, Action::RequestRestore, Some(&policy))?;
+    let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
+    if body.snapshot.is_some() == body.point_in_time.is_some() {
+        return Err(bad("give exactly one of snapshot or point_in_time".into()));
+    }
+    if body.reason.trim().is_empty() {
+        return Err(bad("a request needs a reason".into()));
+    }
+    if body.target.contains("://") {
+        let url = backstop_sources::DbUrl::parse(&body.target)
+            .map_err(|e| bad(format!("target: {e}")))?;
+        if url.password().is_some() {
+            return Err(bad("target: a URL in a request must not carry a password (it would be recorded); the daemon's environment provides it".into()));
+        }
+    }
+    let time = |t: &Option<String>, what: &str| {
+        t.as_deref()
+            .map(|t| {
+                t.parse::<jiff::Timestamp>()
+                    .map_err(|e| bad(format!("{what}: {e}")))
+            })
+            .transpose()
+    };
+    let now = jiff::Timestamp::now();
+    let request = RestoreRequest {
+        id: format!(
+            "req-{}-{}",
+            now.strftime("%Y%m%dT%H%M%S"),
+            hex::encode(rand::random::<[u8; 3]>())
+        ),
+        policy: policy.name.clone(),
+        snapshot_id: body.snapshot.clone(),
+        point_in_time: time(&body.point_in_time, "point_in_time")?,
+        target: body.target.clone(),
+        reason: body.reason.clone(),
+        allow_overlap: body.allow_overlap,
+        requester: caller.principal.clone(),
+        status: "pending".into(),
+        created_at: now,
+        expires_at: now + jiff::SignedDuration::try_from(requests::REQUEST_TTL).unwrap_or_default(),
+        not_before: time(&body.not_before, "not_before")?,
+        decided_by: None,
+        decided_at: None,
+        decision_comment: None,
+        finished_at: None,
+        outcome: None,
+    };
+    state
+        .catalog
+        .create_request(&request)
+        .await
+        .map_err(internal)?;
+    Ok(Json(request_json(&request)))
+}
+
+async fn list_requests(State(state): State<ApiState>, caller: Caller) -> ApiResult {
+    permit(&caller, Action::Read, None)?;
+    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+        .await
+        .map_err(internal)?;
+    let all = state.catalog.requests(200).await.map_err(internal)?;
+    Ok(Json(Value::Array(all.iter().map(request_json).collect())))
+}
+
+async fn get_request(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    permit(&caller, Action::Read, None)?;
+    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+        .await
+        .map_err(internal)?;
+    let r = state
+        .catalog
+        .request(&id)
+        .await
+        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    Ok(Json(request_json(&r)))
+}
+
+async fn decide(
+    state: ApiState,
+    caller: Caller,
+    id: String,
+    comment: Option<String>,
+    approve: bool,
+) -> ApiResult {
+    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+        .await
+        .map_err(internal)?;
+    let r = state
+        .catalog
+        .request(&id)
+        .await
+        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let policy = policy(&state, &r.policy)?;
+    permit(&caller, Action::Decide, Some(&policy))?;
+    if r.requester.eq_ignore_ascii_case(&caller.principal) {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} asked for this request and cannot also decide it: another approver must",
+                caller.principal
+            ),
+        ));
+    }
+    let (to, event) = if approve {
+        ("approved", "request.approved")
+    } else {
+        ("rejected", "request.rejected")
+    };
+    let r = state
+        .catalog
+        .transition_request(
+            &id,
+            &["pending"],
+            to,
+            event,
+            &caller.principal,
+            comment.as_deref(),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(conflict)?;
+    if !approve {
+        notify_requester(&state, &policy, &r);
+    }
+    Ok(Json(request_json(&r)))
+}
+
+async fn approve(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Comment>>,
+) -> ApiResult {
+    decide(state, caller, id, body.and_then(|b| b.0.comment), true).await
+}
+
+async fn reject(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Option<Json<Comment>>,
+) -> ApiResult {
+    decide(state, caller, id, body.and_then(|b| b.0.comment), false).await
+}
+
+fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
+    let settings = merged(&state.config.notify, policy.notify.as_ref());
+    state.notifier.alert(
+        &settings,
+        NotifyEvent::new(
+            &format!("request.{}", r.status),
+            &policy.name,
+            format!(
+                "restore request {} by {}: {}{}",
+                r.id,
+                r.requester,
+                r.status,
+                r.outcome
+                    .as_ref()
+                    .map(|o| format!(": {o}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    );
+}
+
+/// Runs an approved request now; the response comes when the restore has finished.
+async fn run_request(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let r = state
+        .catalog
+        .request(&id)
+        .await
+        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let policy = policy(&state, &r.policy)?;
+    let requester = r.requester.eq_ignore_ascii_case(&caller.principal);
+    permit(&caller, Action::Run { requester }, Some(&policy))?;
+    let now = jiff::Timestamp::now();
+    if let Some(not_before) = r.not_before.filter(|t| *t > now) {
+        return Err(conflict(format!("request {id} may run from {not_before}")));
+    }
+    let r = state
+        .catalog
+        .transition_request(
+            &id,
+            &["approved"],
+            "running",
+            "request.started",
+            &caller.principal,
+            None,
+            now,
+        )
+        .await
+        .map_err(conflict)?;
+    let outcome = requests::execute(&state.config, &policy, &r).await;
+    let (to, text) = match &outcome {
+        Ok(text) => ("succeeded", text.clone()),
+        Err(e) => ("failed", format!("{e:#}")),
+    };
+    let r = state
+        .catalog
+        .transition_request(
+            &id,
+            &["running"],
+            to,
+            "request.executed",
+            &caller.principal,
+            Some(&text),
+            jiff::Timestamp::now(),
+        )
+        .await
+        .map_err(internal)?;
+    notify_requester(&state, &policy, &r);
+    Ok(Json(request_json(&r)))
+}
+
+async fn openapi(_caller: Caller) -> Json<Value> {
+    let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": {"200": {"description": "OK"}, "401": {"description": "no or unknown token"}, "403": {"description": "the role may not do this"}, "409": {"description": "the request is not in a state that allows this, or four-eyes refused it"}}});
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Backstop API", "version": "1"},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": {
+            "/healthz": {"get": {"summary": "the daemon is up (no token)", "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "responses": {"200": {"description": "text exposition"}}}},
+            "/api/v1/whoami": {"get": op("the caller's principal and role")},
+            "/api/v1/drills": {"get": op("recorded drills, newest first (query: policy, limit)")},
+            "/api/v1/drills/{id}/signoff": {"post": op("sign a passed drill off (recovery owner of its policy); body {comment}")},
+            "/api/v1/requests": {
+                "get": op("restore requests, newest first"),
+                "post": op("ask for a restore (recovery owner of the policy); body {policy, snapshot | point_in_time, target, reason, allow_overlap?, not_before?}")
+            },
+            "/api/v1/requests/{id}": {"get": op("one restore request")},
+            "/api/v1/requests/{id}/approve": {"post": op("approve (an approver of the policy, not the requester); body {comment?}")},
+            "/api/v1/requests/{id}/reject": {"post": op("reject (an approver of the policy, not the requester); body {comment?}")},
+            "/api/v1/requests/{id}/run": {"post": op("run an approved request now (operator, or the requester); returns when the restore finished")}
+        }
+    }))
+}

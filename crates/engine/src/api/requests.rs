@@ -1,0 +1,143 @@
+//! Running an approved restore request: the snapshot it names (or the newest at or before
+//! its point in time) restored into its target with the break-glass restore, under the same
+//! restore safety: a target that is, or overlaps, the source is refused unless the request
+//! asked for exactly that and was approved so.
+
+use std::path::Path;
+
+use backstop_catalog::{Catalog, RestoreRequest};
+use backstop_sources::DbUrl;
+
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::jobs::restore::{to_target, Restored};
+use crate::policy::Policy;
+use crate::repos;
+
+/// How long an unapproved request stays open.
+pub const REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Marks pending requests past their expiry as expired.
+pub async fn expire_stale(catalog: &Catalog, now: jiff::Timestamp) -> Result<(), EngineError> {
+    for r in catalog.requests(u32::MAX).await? {
+        if r.status == "pending" && r.expires_at <= now {
+            catalog
+                .transition_request(
+                    &r.id,
+                    &["pending"],
+                    "expired",
+                    "request.expired",
+                    "backstop",
+                    Some("not approved in time"),
+                    now,
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `target` is, or overlaps, what the snapshot was backed up from.
+pub fn overlaps_source(target: &str, sources: &[String]) -> bool {
+    if target.contains("://") {
+        let Ok(target) = DbUrl::parse(target) else {
+            return false;
+        };
+        return sources
+            .iter()
+            .filter_map(|s| DbUrl::parse(s).ok())
+            .any(|s| s.same_database(&target));
+    }
+    let target = std::path::absolute(target).unwrap_or_else(|_| Path::new(target).to_path_buf());
+    sources
+        .iter()
+        .map(Path::new)
+        .filter(|s| s.is_absolute())
+        .any(|s| target.starts_with(s) || s.starts_with(&target))
+}
+
+/// Runs request `r` (already moved to `running`) and returns its outcome.
+pub async fn execute(
+    config: &Config,
+    policy: &Policy,
+    r: &RestoreRequest,
+) -> Result<String, EngineError> {
+    let settings = config.repository(&policy.repository)?;
+    let repo = repos::open(settings, &config.base_dir).await?;
+    let id = match (&r.snapshot_id, r.point_in_time) {
+        (Some(prefix), _) => repo.find_snapshot(prefix).await?,
+        (None, Some(at)) => repo
+            .snapshots()
+            .await?
+            .into_iter()
+            .filter(|(_, s)| s.policy == policy.name && s.data_point <= at)
+            .max_by_key(|(id, s)| (s.data_point, *id))
+            .map(|(id, _)| id)
+            .ok_or_else(|| {
+                EngineError::Refused(format!(
+                    "policy `{}` has no snapshot at or before {at}",
+                    policy.name
+                ))
+            })?,
+        (None, None) => {
+            return Err(EngineError::Refused(
+                "the request names no snapshot and no point in time".into(),
+            ))
+        }
+    };
+    let snapshot = repo.load_snapshot(&id).await?;
+    if snapshot.policy != policy.name {
+        return Err(EngineError::Refused(format!(
+            "snapshot {} belongs to policy `{}`, not `{}`",
+            id.short(),
+            snapshot.policy,
+            policy.name
+        )));
+    }
+    let sources: Vec<String> = snapshot.roots.iter().map(|r| r.source.clone()).collect();
+    let overlap = overlaps_source(&r.target, &sources);
+    if overlap && !r.allow_overlap {
+        return Err(EngineError::Refused(format!(
+            "refusing to restore into {}: it is, or overlaps, the source of snapshot {}; a request must ask for that explicitly (allow_overlap) and be approved so",
+            r.target,
+            id.short()
+        )));
+    }
+    let (id, restored) =
+        to_target(repo, &id.to_hex(), &r.target, overlap, &config.tools, 2).await?;
+    Ok(match restored {
+        Restored::Directory(report) => format!(
+            "restored snapshot {} into {}: {} files, {} bytes, every chunk and file verified",
+            id.short(),
+            r.target,
+            report.files,
+            report.bytes
+        ),
+        Restored::Database { target, created } => format!(
+            "restored snapshot {} into {target}{}",
+            id.short(),
+            if created { " (created)" } else { "" }
+        ),
+        Restored::SqliteFile(path) => {
+            format!("restored snapshot {} into {}", id.short(), path.display())
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_the_same_database_or_a_nested_path() {
+        let pg = vec!["postgres://u@db:5432/orders".to_string()];
+        assert!(overlaps_source("postgres://other@db:5432/orders", &pg));
+        assert!(!overlaps_source("postgres://u@db:5432/orders_copy", &pg));
+        assert!(!overlaps_source("postgres://u@scratch:5432/orders", &pg));
+        let files = vec!["/srv/app".to_string()];
+        assert!(overlaps_source("/srv/app", &files));
+        assert!(overlaps_source("/srv/app/static", &files));
+        assert!(overlaps_source("/srv", &files));
+        assert!(!overlaps_source("/restore/app", &files));
+    }
+}

@@ -1,0 +1,238 @@
+//! The daemon's API end to end: tokens shown once and stored hashed, the roles, a restore
+//! request approved by someone other than its requester, run, and the restored tree equal
+//! to its source; approving one's own request and an overlapping target refused.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use super::util::{assert_same_tree, Install};
+
+/// A raw HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let code = response[9..12].parse().unwrap();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn token(install: &Install, principal: &str, role: &str) -> String {
+    let out = install.ok(&["token", "create", "--principal", principal, "--role", role]);
+    let token = out.lines().last().unwrap().trim().to_string();
+    assert!(token.starts_with("bst_"), "{out}");
+    token
+}
+
+#[test]
+fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    std::fs::create_dir_all(install.path("src/app")).unwrap();
+    std::fs::write(install.path("src/app/index.html"), "<title>x</title>").unwrap();
+    std::fs::write(install.path("src/app/data.csv"), "id\n1\n2\n").unwrap();
+    install.files_policy(
+        "site",
+        &["./src"],
+        "[owners]\nrecovery = \"dba@example.com\"\napprovers = [\"boss@example.com\", \"dba@example.com\"]\n",
+    );
+    let snapshot = install.backup("site")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let owner = token(&install, "dba@example.com", "recovery-owner");
+    let owner_as_approver = token(&install, "dba@example.com", "approver");
+    let approver = token(&install, "boss@example.com", "approver");
+    let operator = token(&install, "ops@example.com", "operator");
+    let auditor = token(&install, "audit@example.com", "auditor");
+    let stored = std::fs::read_to_string(install.path("data/access.toml")).unwrap();
+    for t in [&owner, &approver, &operator, &auditor] {
+        assert!(
+            !stored.contains(t.as_str()),
+            "tokens are stored hashed only"
+        );
+    }
+    let err = install.fails(&["token", "create", "--principal", "x", "--role", "admin"]);
+    assert!(err.contains("unknown role `admin`"), "{err}");
+
+    let log = install.path("daemon.log");
+    let mut daemon = install
+        .command(&["daemon"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the daemon did not listen");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Authentication: none needed for /healthz, a known token for everything else.
+    assert_eq!(http(port, "GET", "/healthz", None).0, 200);
+    assert_eq!(http(port, "GET", "/openapi.json", None).0, 401);
+    assert_eq!(
+        http(port, "GET", "/api/v1/requests", Some("bst_nope")).0,
+        401
+    );
+    let (code, doc) = http(port, "GET", "/openapi.json", Some(&auditor));
+    assert_eq!(code, 200);
+    assert!(doc.contains("\"/api/v1/requests/{id}/approve\""), "{doc}");
+    let (code, who) = http(port, "GET", "/api/v1/whoami", Some(&operator));
+    assert_eq!(
+        (code, who.contains("\"role\":\"operator\"")),
+        (200, true),
+        "{who}"
+    );
+
+    let api = |t: &str, args: &[&str]| {
+        let mut cmd = install.command(args);
+        cmd.env("BACKSTOP_API_URL", format!("http://127.0.0.1:{port}"))
+            .env("BACKSTOP_TOKEN", t);
+        cmd.output().unwrap()
+    };
+    let ok_json = |t: &str, args: &[&str]| -> serde_json::Value {
+        let out = api(t, args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}\ndaemon log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let refused = |t: &str, args: &[&str]| -> String {
+        let out = api(t, args);
+        assert!(!out.status.success(), "{args:?} should be refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let target = install.path("restored");
+    let create = |t: &str, to: &str, extra: &[&str]| {
+        let mut args = vec![
+            "--json",
+            "request",
+            "create",
+            "--policy",
+            "site",
+            "--snapshot",
+            &snapshot[..12],
+            "--to",
+            to,
+            "--reason",
+            "recover yesterday's site",
+        ];
+        args.extend_from_slice(extra);
+        api(t, &args)
+    };
+    // Only the policy's recovery owner may ask.
+    for t in [&auditor, &approver, &operator] {
+        let out = create(t, target.to_str().unwrap(), &[]);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("403"));
+    }
+    let out = create(&owner, target.to_str().unwrap(), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let request: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(request["status"], "pending");
+    let id = request["request_id"].as_str().unwrap().to_string();
+
+    // Not approved yet: it cannot run. Its requester cannot approve it, even as an approver.
+    assert!(refused(&operator, &["request", "run", &id]).contains("not approved"));
+    let own = refused(&owner_as_approver, &["request", "approve", &id]);
+    assert!(own.contains("cannot also decide it"), "{own}");
+    assert!(refused(&auditor, &["request", "approve", &id]).contains("403"));
+    let approved = ok_json(
+        &approver,
+        &["--json", "request", "approve", &id, "--comment", "ok"],
+    );
+    assert_eq!(approved["status"], "approved");
+    assert_eq!(approved["decided_by"], "boss@example.com");
+    assert!(refused(&auditor, &["request", "run", &id]).contains("403"));
+    let ran = ok_json(&operator, &["--json", "request", "run", &id]);
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert_same_tree(&install.path("src"), &target.join("src"));
+    let listed = ok_json(&auditor, &["--json", "request", "list"]);
+    assert_eq!(listed[0]["request_id"], id.as_str());
+    assert_eq!(listed[0]["status"], "succeeded");
+
+    // A target that is the source is refused at run time unless the request asked for it.
+    let source = install.path("src");
+    let out = create(&owner, source.to_str().unwrap(), &[]);
+    let overlapping: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let overlap_id = overlapping["request_id"].as_str().unwrap();
+    ok_json(&approver, &["--json", "request", "approve", overlap_id]);
+    let out = api(&operator, &["--json", "request", "run", overlap_id]);
+    assert_eq!(out.status.code(), Some(1), "a failed run exits 1");
+    let failed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(failed["status"], "failed");
+    assert!(
+        failed["outcome"]
+            .as_str()
+            .unwrap()
+            .contains("overlaps, the source"),
+        "{failed}"
+    );
+    let rejected = create(&owner, install.path("elsewhere").to_str().unwrap(), &[]);
+    let rejected: serde_json::Value = serde_json::from_slice(&rejected.stdout).unwrap();
+    let rejected_id = rejected["request_id"].as_str().unwrap();
+    let done = ok_json(
+        &approver,
+        &[
+            "--json",
+            "request",
+            "reject",
+            rejected_id,
+            "--comment",
+            "not needed",
+        ],
+    );
+    assert_eq!(done["status"], "rejected");
+    assert!(refused(&operator, &["request", "run", rejected_id]).contains("rejected"));
+
+    super::daemon_stop(&mut daemon);
+
+    // Every step is in the audit chain, which is intact.
+    let events = install.json(&["audit", "list", "--limit", "1000"]);
+    let kinds: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "token.created",
+        "request.created",
+        "request.approved",
+        "request.started",
+        "request.executed",
+        "request.rejected",
+        "policy.loaded",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
+    }
+    assert_eq!(install.json(&["audit", "verify"])["ok"], true);
+}
