@@ -12,18 +12,32 @@ mod e2e {
     mod databases;
     mod drills;
     mod encryption;
-    mod evidence;
+    pub mod evidence;
     mod governance;
     mod policy_errors;
 
-    /// Stops a daemon with SIGTERM and waits for it.
-    pub fn daemon_stop(daemon: &mut std::process::Child) {
-        let status = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(daemon.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        assert!(daemon.wait().unwrap().success());
+    /// A running daemon, killed if a test fails before stopping it.
+    pub struct Daemon(pub std::process::Child);
+
+    impl Daemon {
+        /// Stops it with SIGTERM and asserts a clean exit.
+        pub fn stop(mut self) {
+            let status = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(self.0.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            assert!(self.0.wait().unwrap().success());
+        }
+    }
+
+    impl Drop for Daemon {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
     }
 }

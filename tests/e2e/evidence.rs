@@ -126,7 +126,7 @@ fn an_evidence_pack_verifies_offline_and_a_changed_byte_is_named() {
 }
 
 /// Pixels within a small distance of `rgb`.
-fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
+pub fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
     let decoder = png::Decoder::new(std::fs::File::open(png_path).unwrap());
     let mut reader = decoder.read_info().unwrap();
     let mut buf = vec![0; reader.output_buffer_size()];

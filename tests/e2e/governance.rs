@@ -52,7 +52,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     install.files_policy(
         "site",
         &["./src"],
-        "[owners]\nrecovery = \"dba@example.com\"\napprovers = [\"boss@example.com\", \"dba@example.com\"]\n",
+        "[objectives]\nrpo = \"1h\"\n\n[owners]\nrecovery = \"dba@example.com\"\napprovers = [\"boss@example.com\", \"dba@example.com\"]\n",
     );
     let snapshot = install.backup("site")["snapshot_id"]
         .as_str()
@@ -75,12 +75,14 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     assert!(err.contains("unknown role `admin`"), "{err}");
 
     let log = install.path("daemon.log");
-    let mut daemon = install
-        .command(&["daemon"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let daemon = super::Daemon(
+        install
+            .command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "the daemon did not listen");
@@ -213,7 +215,69 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     assert_eq!(done["status"], "rejected");
     assert!(refused(&operator, &["request", "run", rejected_id]).contains("rejected"));
 
-    super::daemon_stop(&mut daemon);
+    // The live evidence view, for an auditor, in a browser.
+    let (code, page) = http(port, "GET", "/ui", Some(&auditor));
+    assert_eq!(code, 200);
+    assert!(
+        page.contains(&id)
+            && page.contains("boss@example.com")
+            && page.contains("<svg class=\"rpo-chart\"")
+    );
+    assert_eq!(http(port, "GET", "/ui", None).0, 401);
+    let chromium = backstop_testkit::require_tool("chromium");
+    let shot = install.path("ui.png");
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1100,1200",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("http://127.0.0.1:{port}/ui?token={auditor}"))
+        .output()
+        .unwrap();
+    assert!(shot.is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The chart's breach shading (the days before the first snapshot) is on screen.
+    let shaded = super::evidence::count_color(&shot, [0xfe, 0xca, 0xca]);
+    assert!(
+        shaded > 1000,
+        "no RPO chart in the /ui screenshot ({shaded} pixels)"
+    );
+
+    daemon.stop();
+
+    // The evidence pack names who asked and who approved.
+    let pack = install.path("pack");
+    install.ok(&[
+        "evidence",
+        "export",
+        "--from",
+        "2026-01-01",
+        "--to",
+        "2099-12-31",
+        "--out",
+        pack.to_str().unwrap(),
+    ]);
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(pack.join("evidence.json")).unwrap()).unwrap();
+    let requests = evidence["policies"][0]["restore_requests"]
+        .as_array()
+        .unwrap();
+    assert_eq!(requests.len(), 3);
+    assert_eq!(requests[0]["request_id"], id.as_str());
+    assert_eq!(requests[0]["requester"], "dba@example.com");
+    assert_eq!(requests[0]["decided_by"], "boss@example.com");
+    assert_eq!(requests[0]["status"], "succeeded");
+    install.ok(&["evidence", "verify", pack.to_str().unwrap()]);
 
     // Every step is in the audit chain, which is intact.
     let events = install.json(&["audit", "list", "--limit", "1000"]);

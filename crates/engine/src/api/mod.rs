@@ -52,17 +52,29 @@ impl FromRequestParts<ApiState> for Caller {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
+        // A browser opening /ui cannot send a header: there the token may come as ?token=.
+        let from_query = (parts.uri.path() == "/ui")
+            .then(|| {
+                parts.uri.query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("token=").map(String::from))
+                })
+            })
+            .flatten();
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
+            .map(String::from)
+            .or(from_query)
             .ok_or_else(|| {
                 error(
                     StatusCode::UNAUTHORIZED,
                     "a bearer token is required (Authorization: Bearer …)",
                 )
             })?;
+        let token = token.as_str();
         let file = access::load(&access::tokens_path(&state.config)).map_err(internal)?;
         access::authenticate(&file, token)
             .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown token"))
@@ -86,6 +98,7 @@ fn permit(caller: &Caller, action: Action, policy: Option<&Policy>) -> Result<()
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
+        .route("/ui", get(ui))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/drills", get(list_drills))
         .route("/api/v1/drills/{id}/signoff", post(sign_off))
@@ -95,6 +108,46 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/requests/{id}/reject", post(reject))
         .route("/api/v1/requests/{id}/run", post(run_request))
         .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct Period {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The evidence view, live: the same page as evidence.html, over the last 30 days unless
+/// `from` and `to` say otherwise. Read-only, for any token (auditors above all).
+async fn ui(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Query(period): Query<Period>,
+) -> Result<axum::response::Html<String>, ApiError> {
+    permit(&caller, Action::Read, None)?;
+    let now = jiff::Timestamp::now();
+    let bad = |e: crate::error::EngineError| error(StatusCode::BAD_REQUEST, e.to_string());
+    let from = match &period.from {
+        Some(f) => crate::evidence::parse_when(f, false).map_err(bad)?,
+        None => now - jiff::SignedDuration::try_from(crate::status::HISTORY).unwrap_or_default(),
+    };
+    let to = match &period.to {
+        Some(t) => crate::evidence::parse_when(t, true).map_err(bad)?,
+        None => now,
+    };
+    let policies: Vec<Policy> = state
+        .policies
+        .read()
+        .expect("policies lock")
+        .values()
+        .cloned()
+        .collect();
+    let refs: Vec<&Policy> = policies.iter().collect();
+    let evidence = crate::evidence::collect(&state.catalog, &refs, from, to)
+        .await
+        .map_err(internal)?;
+    Ok(axum::response::Html(crate::evidence::html::render(
+        &evidence,
+    )))
 }
 
 async fn whoami(caller: Caller) -> ApiResult {
@@ -432,6 +485,7 @@ async fn openapi(_caller: Caller) -> Json<Value> {
         "paths": {
             "/healthz": {"get": {"summary": "the daemon is up (no token)", "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "responses": {"200": {"description": "text exposition"}}}},
+            "/ui": {"get": op("the evidence view, live, as HTML (query: from, to; a browser may pass token=)")},
             "/api/v1/whoami": {"get": op("the caller's principal and role")},
             "/api/v1/drills": {"get": op("recorded drills, newest first (query: policy, limit)")},
             "/api/v1/drills/{id}/signoff": {"post": op("sign a passed drill off (recovery owner of its policy); body {comment}")},

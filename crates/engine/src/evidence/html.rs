@@ -278,6 +278,36 @@ pub fn render(e: &Evidence) -> String {
                 escape(&peak)
             );
         }
+        let _ = write!(out, "<h3>Restore requests</h3>");
+        if p.restore_requests.is_empty() {
+            let _ = write!(
+                out,
+                "<p class=\"muted\">No restore request in this period.</p>"
+            );
+        } else {
+            let _ = write!(out, "<table><tr><th>request</th><th>asked by</th><th>decided by</th><th>target</th><th>outcome</th></tr>");
+            for r in &p.restore_requests {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}<br><span class=\"muted\">{}</span></td><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td><td>{}{}</td><td><span class=\"{}\">{}</span> {}</td></tr>",
+                    escape(&r.request_id),
+                    escape(&when(r.created_at)),
+                    escape(&r.requester),
+                    escape(&r.reason),
+                    escape(r.decided_by.as_deref().unwrap_or("-")),
+                    escape(&r.target),
+                    if r.allow_overlap { " <b>(over the source, as asked)</b>" } else { "" },
+                    match r.status.as_str() {
+                        "succeeded" => "passed",
+                        "failed" | "rejected" | "expired" => "failed",
+                        _ => "skipped",
+                    },
+                    escape(&r.status),
+                    escape(r.outcome.as_deref().unwrap_or(""))
+                );
+            }
+            let _ = write!(out, "</table>");
+        }
         let _ = write!(out, "<h3>Drills</h3>");
         if p.drills.is_empty() {
             let _ = write!(out, "<p class=\"muted\">No drill in this period.</p>");

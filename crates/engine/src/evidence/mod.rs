@@ -46,6 +46,26 @@ pub struct PolicyEvidence {
     pub backups: Backups,
     pub rpo: RpoEvidence,
     pub drills: Vec<DrillEvidence>,
+    /// Restore requests made in the period: who asked, who decided, what happened.
+    pub restore_requests: Vec<RequestEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestEvidence {
+    pub request_id: String,
+    pub created_at: jiff::Timestamp,
+    pub requester: String,
+    pub reason: String,
+    pub snapshot_id: Option<String>,
+    pub point_in_time: Option<jiff::Timestamp>,
+    pub target: String,
+    pub allow_overlap: bool,
+    /// pending, approved, rejected, expired, running, succeeded or failed.
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<jiff::Timestamp>,
+    pub finished_at: Option<jiff::Timestamp>,
+    pub outcome: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -132,6 +152,7 @@ pub async fn collect(
             "the period is empty: --from {from} is not before --to {to}"
         )));
     }
+    let all_requests = catalog.requests(u32::MAX).await?;
     let mut out = Vec::new();
     for policy in policies {
         let stats = crate::status::DrillStats::load(catalog, &policy.name).await?;
@@ -195,6 +216,26 @@ pub async fn collect(
             });
         }
         drills.sort_by_key(|d| d.started_at);
+        let mut restore_requests: Vec<RequestEvidence> = all_requests
+            .iter()
+            .filter(|r| r.policy == policy.name && r.created_at >= from && r.created_at <= to)
+            .map(|r| RequestEvidence {
+                request_id: r.id.clone(),
+                created_at: r.created_at,
+                requester: r.requester.clone(),
+                reason: r.reason.clone(),
+                snapshot_id: r.snapshot_id.clone(),
+                point_in_time: r.point_in_time,
+                target: r.target.clone(),
+                allow_overlap: r.allow_overlap,
+                status: r.status.clone(),
+                decided_by: r.decided_by.clone(),
+                decided_at: r.decided_at,
+                finished_at: r.finished_at,
+                outcome: r.outcome.clone(),
+            })
+            .collect();
+        restore_requests.sort_by_key(|r| r.created_at);
         out.push(PolicyEvidence {
             policy: policy.name.clone(),
             source_kind: policy.source.kind().into(),
@@ -215,6 +256,7 @@ pub async fn collect(
                 series,
             },
             drills,
+            restore_requests,
         });
     }
     let audit = match catalog.verify_audit().await? {
