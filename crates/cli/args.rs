@@ -264,8 +264,11 @@ pub enum EvidenceCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Recompute the audit log's hash chain; names the first event that does not fit
+    /// Recompute the audit log's hash chain and compare it with the anchors in the
+    /// repositories; names the first event that does not fit
     Verify,
+    /// Write the chain's head to every repository now (the daemon does it hourly)
+    Anchor,
     /// List audit events, oldest first
     List {
         /// Only events after this sequence number

@@ -81,3 +81,72 @@ fn sqlite(db: &Path, sql: &str) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_catalog_rewritten_wholesale_is_caught_by_the_repository_anchors() {
+    backstop_testkit::require_tool("sqlite3");
+    let install = Install::local();
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "a").unwrap();
+    install.files_policy(
+        "site",
+        &["./src"],
+        "[[drill.checks]]\ncommand = [\"false\"]\n",
+    );
+    install.backup("site");
+    let out = install.run(&["drill", "site"]);
+    assert_eq!(out.status.code(), Some(1), "the drill fails");
+    let anchored = install.json(&["audit", "anchor"]);
+    let anchors = anchored["anchors"].as_array().unwrap();
+    assert_eq!(anchors.len(), 1, "{anchored}");
+    assert!(anchors[0].as_str().unwrap().starts_with("main:anchors/"));
+    assert_eq!(install.json(&["audit", "verify"])["anchors"], 1);
+
+    // Someone turns the failed drill into a passed one and recomputes every hash after it,
+    // so that the catalog verifies by itself.
+    let events = install.json(&["audit", "list"]);
+    let events = events.as_array().unwrap();
+    let at = events
+        .iter()
+        .position(|e| e["kind"] == "drill.recorded")
+        .unwrap();
+    let mut prev = if at == 0 {
+        backstop_catalog::GENESIS.to_string()
+    } else {
+        events[at - 1]["hash"].as_str().unwrap().to_string()
+    };
+    let db = install.path("data/catalog.db");
+    for (i, e) in events.iter().enumerate().skip(at) {
+        let mut detail = e["detail"].clone();
+        if i == at {
+            detail["status"] = "passed".into();
+            detail["error"] = serde_json::Value::Null;
+        }
+        let seq = e["seq"].as_i64().unwrap();
+        let hash = backstop_catalog::event_hash(
+            &prev,
+            seq,
+            e["time"].as_str().unwrap().parse().unwrap(),
+            e["actor"].as_str().unwrap(),
+            e["kind"].as_str().unwrap(),
+            e["subject"].as_str().unwrap(),
+            &detail,
+        );
+        sqlite(
+            &db,
+            &format!(
+                "UPDATE audit_events SET detail = '{}', prev_hash = '{prev}', hash = '{hash}' WHERE seq = {seq}",
+                detail.to_string().replace('\'', "''")
+            ),
+        );
+        prev = hash;
+    }
+    let out = install.run(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CONTRADICTED by the repositories' anchors")
+            && stdout.contains("the catalog was rewritten"),
+        "{stdout}"
+    );
+}

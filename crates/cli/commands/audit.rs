@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use backstop_catalog::ChainStatus;
-use backstop_engine::{catalog, Config};
+use backstop_engine::{anchors, catalog, Config};
 use serde_json::json;
 
 use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
@@ -12,12 +12,28 @@ pub async fn verify(config: &Config, json: bool) -> Result<u8> {
     let status = store.verify_audit().await?;
     match &status {
         ChainStatus::Intact { events, head } => {
+            let (anchors, problems) = anchors::check(config, &store).await?;
             if json {
-                print_json(&json!({"ok": true, "events": events, "head": head}));
+                print_json(&json!({
+                    "ok": problems.is_empty(),
+                    "events": events,
+                    "head": head,
+                    "anchors": anchors,
+                    "anchor_problems": problems,
+                }));
+            } else if problems.is_empty() {
+                println!("audit chain intact: {events} events, head {head}; {anchors} anchor(s) in the repositories agree");
             } else {
-                println!("audit chain intact: {events} events, head {head}");
+                println!("audit chain consistent in itself ({events} events) but CONTRADICTED by the repositories' anchors:");
+                for p in &problems {
+                    println!("  {p}");
+                }
             }
-            Ok(EXIT_OK)
+            Ok(if problems.is_empty() {
+                EXIT_OK
+            } else {
+                EXIT_FAILED
+            })
         }
         ChainStatus::Broken { seq, kind, reason } => {
             if json {
@@ -30,6 +46,21 @@ pub async fn verify(config: &Config, json: bool) -> Result<u8> {
             Ok(EXIT_FAILED)
         }
     }
+}
+
+pub async fn anchor(config: &Config, json: bool) -> Result<u8> {
+    let store = catalog::open(config).await?;
+    let written = anchors::write(config, &store).await?;
+    if json {
+        print_json(&json!({"anchors": written}));
+    } else if written.is_empty() {
+        println!("nothing to anchor (no events, or no repository written yet)");
+    } else {
+        for w in &written {
+            println!("anchored {w}");
+        }
+    }
+    Ok(EXIT_OK)
 }
 
 pub async fn list(config: &Config, after: i64, limit: u32, json: bool) -> Result<u8> {

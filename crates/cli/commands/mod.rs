@@ -79,6 +79,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             command: AuditCommand::Verify,
         } => audit::verify(&config, json).await,
         Command::Audit {
+            command: AuditCommand::Anchor,
+        } => audit::anchor(&config, json).await,
+        Command::Audit {
             command: AuditCommand::List { after, limit },
         } => audit::list(&config, *after, *limit, json).await,
         Command::Backup { policy } => backup::run(&config, policy, json).await,

@@ -312,6 +312,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         policies.clone(),
         notifier.clone(),
     ));
+    let anchoring = tokio::spawn(anchor_periodically(config.clone(), catalog.clone()));
     let limits = config.daemon.limits();
     let runner = JobRunner {
         notifier,
@@ -329,6 +330,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     signals.abort();
     http.abort();
     breaches.abort();
+    anchoring.abort();
     tracing::info!(
         jobs_started = events
             .iter()
@@ -406,6 +408,23 @@ async fn watch_objectives(
             Err(e) => tracing::warn!(error = %e, "checking objectives"),
         }
         tokio::time::sleep(OBJECTIVE_CHECK_EVERY).await;
+    }
+}
+
+/// How often the audit chain's head is written to the repositories.
+const ANCHOR_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Writes the audit chain's head to every repository, at start and then hourly.
+async fn anchor_periodically(config: Arc<Config>, catalog: Catalog) {
+    loop {
+        match crate::anchors::write(&config, &catalog).await {
+            Ok(written) if !written.is_empty() => {
+                tracing::info!(anchors = ?written, "audit chain anchored")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "anchoring the audit chain"),
+        }
+        tokio::time::sleep(ANCHOR_EVERY).await;
     }
 }
 

@@ -4,6 +4,7 @@
 //! validated, with every error located by file, line and column. The [`jobs`] are what the
 //! command line (and, later, the daemon) runs: backup, restore, check, prune, diff.
 
+pub mod anchors;
 pub mod api;
 pub mod catalog;
 pub mod config;
