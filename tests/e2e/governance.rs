@@ -44,7 +44,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         .unwrap()
         .port();
     let install = Install::new(&format!(
-        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n"
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_token = true\n"
     ));
     std::fs::create_dir_all(install.path("src/app")).unwrap();
     std::fs::write(install.path("src/app/index.html"), "<title>x</title>").unwrap();
@@ -91,6 +91,12 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
 
     // Authentication: none needed for /healthz, a known token for everything else.
     assert_eq!(http(port, "GET", "/healthz", None).0, 200);
+    assert_eq!(
+        http(port, "GET", "/metrics", None).0,
+        401,
+        "metrics_token = true"
+    );
+    assert_eq!(http(port, "GET", "/metrics", Some(&auditor)).0, 200);
     assert_eq!(http(port, "GET", "/openapi.json", None).0, 401);
     assert_eq!(
         http(port, "GET", "/api/v1/requests", Some("bst_nope")).0,
@@ -215,6 +221,36 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     assert_eq!(done["status"], "rejected");
     assert!(refused(&operator, &["request", "run", rejected_id]).contains("rejected"));
 
+    // A request with a window runs by itself once approved and the window is open.
+    let windowed = create(
+        &owner,
+        install.path("windowed").to_str().unwrap(),
+        &["--not-before", "2026-01-01T00:00:00Z"],
+    );
+    let windowed: serde_json::Value = serde_json::from_slice(&windowed.stdout).unwrap();
+    let windowed_id = windowed["request_id"].as_str().unwrap().to_string();
+    ok_json(&approver, &["--json", "request", "approve", &windowed_id]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = ok_json(&auditor, &["--json", "request", "list"]);
+        let this = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["request_id"] == windowed_id.as_str())
+            .unwrap()
+            .clone();
+        if this["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the windowed request did not run: {this}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_same_tree(&install.path("src"), &install.path("windowed/src"));
+
     // The live evidence view, for an auditor, in a browser.
     let (code, page) = http(port, "GET", "/ui", Some(&auditor));
     assert_eq!(code, 200);
@@ -272,7 +308,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     let requests = evidence["policies"][0]["restore_requests"]
         .as_array()
         .unwrap();
-    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.len(), 4);
     assert_eq!(requests[0]["request_id"], id.as_str());
     assert_eq!(requests[0]["requester"], "dba@example.com");
     assert_eq!(requests[0]["decided_by"], "boss@example.com");

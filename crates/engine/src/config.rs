@@ -130,6 +130,9 @@ struct RepositoryFile {
 pub struct ApiFile {
     pub listen: Option<String>,
     pub tokens_file: Option<PathBuf>,
+    /// Require a token for /metrics too (by default it is open, like /healthz).
+    #[serde(default)]
+    pub metrics_token: bool,
 }
 
 /// Where the repository's key comes from. The key itself is never held in configuration.

@@ -290,19 +290,26 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
         .and_then(|api| api.listen.clone())
         .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
     let notifier = Notifier::start();
+    let api = crate::api::ApiState {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        policies: policies.clone(),
+        notifier: notifier.clone(),
+    };
+    let windows = tokio::spawn(crate::api::run_windows(api.clone()));
     let http = serve(
         &listen,
         HttpState {
             catalog: catalog.clone(),
             policies: policies.clone(),
             running: running.clone(),
+            metrics_tokens: config
+                .api
+                .as_ref()
+                .is_some_and(|a| a.metrics_token)
+                .then(|| crate::api::access::tokens_path(&config)),
         },
-        crate::api::ApiState {
-            config: config.clone(),
-            catalog: catalog.clone(),
-            policies: policies.clone(),
-            notifier: notifier.clone(),
-        },
+        api,
     )
     .await?;
 
@@ -331,6 +338,7 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     http.abort();
     breaches.abort();
     anchoring.abort();
+    windows.abort();
     tracing::info!(
         jobs_started = events
             .iter()
@@ -474,6 +482,8 @@ struct HttpState {
     catalog: Catalog,
     policies: Policies,
     running: Arc<AtomicUsize>,
+    /// With `[api] metrics_token = true`, /metrics needs a token from this file.
+    metrics_tokens: Option<std::path::PathBuf>,
 }
 
 /// Starts the HTTP server: `/healthz` (the daemon is up), `/metrics` (Prometheus), and the
@@ -509,10 +519,26 @@ async fn serve(
 
 async fn metrics(
     axum::extract::State(state): axum::extract::State<HttpState>,
+    headers: axum::http::HeaderMap,
 ) -> Result<
     ([(axum::http::header::HeaderName, &'static str); 1], String),
     (axum::http::StatusCode, String),
 > {
+    if let Some(path) = &state.metrics_tokens {
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        let file = crate::api::access::load(path)
+            .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        if crate::api::access::authenticate(&file, token).is_none() {
+            return Err((
+                axum::http::StatusCode::UNAUTHORIZED,
+                "a bearer token is required for /metrics ([api] metrics_token)".into(),
+            ));
+        }
+    }
     let policies = snapshot_of(&state.policies);
     let mut inputs = Vec::new();
     for policy in &policies {

@@ -441,20 +441,33 @@ async fn run_request(
     if let Some(not_before) = r.not_before.filter(|t| *t > now) {
         return Err(conflict(format!("request {id} may run from {not_before}")));
     }
+    let r = run_approved(&state, &policy, &id, &caller.principal)
+        .await
+        .map_err(conflict)?;
+    Ok(Json(request_json(&r)))
+}
+
+/// Runs an approved request: `running`, the restore, then `succeeded` or `failed`, and the
+/// requester told. Only one caller can move it out of `approved`.
+pub async fn run_approved(
+    state: &ApiState,
+    policy: &Policy,
+    id: &str,
+    by: &str,
+) -> Result<RestoreRequest, backstop_catalog::CatalogError> {
     let r = state
         .catalog
         .transition_request(
-            &id,
+            id,
             &["approved"],
             "running",
             "request.started",
-            &caller.principal,
+            by,
             None,
-            now,
+            jiff::Timestamp::now(),
         )
-        .await
-        .map_err(conflict)?;
-    let outcome = requests::execute(&state.config, &policy, &r).await;
+        .await?;
+    let outcome = requests::execute(&state.config, policy, &r).await;
     let (to, text) = match &outcome {
         Ok(text) => ("succeeded", text.clone()),
         Err(e) => ("failed", format!("{e:#}")),
@@ -462,18 +475,52 @@ async fn run_request(
     let r = state
         .catalog
         .transition_request(
-            &id,
+            id,
             &["running"],
             to,
             "request.executed",
-            &caller.principal,
+            by,
             Some(&text),
             jiff::Timestamp::now(),
         )
-        .await
-        .map_err(internal)?;
-    notify_requester(&state, &policy, &r);
-    Ok(Json(request_json(&r)))
+        .await?;
+    notify_requester(state, policy, &r);
+    Ok(r)
+}
+
+/// Approved requests with a window (`not_before`) run by themselves once it opens; those
+/// without one wait for `request run`.
+pub async fn run_windows(state: ApiState) {
+    loop {
+        let now = jiff::Timestamp::now();
+        match state.catalog.requests(u32::MAX).await {
+            Ok(all) => {
+                for r in all
+                    .into_iter()
+                    .filter(|r| r.status == "approved" && r.not_before.is_some_and(|t| t <= now))
+                {
+                    let Ok(policy) = policy(&state, &r.policy) else {
+                        continue;
+                    };
+                    match run_approved(&state, &policy, &r.id, "daemon").await {
+                        Ok(done) => tracing::info!(
+                            request = done.id,
+                            status = done.status,
+                            "restore request ran in its window"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(request = r.id, error = %e, "running a restore request")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "looking for restore requests to run"),
+        }
+        if let Err(e) = requests::expire_stale(&state.catalog, now).await {
+            tracing::warn!(error = %e, "expiring restore requests");
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    }
 }
 
 async fn openapi(_caller: Caller) -> Json<Value> {
