@@ -265,12 +265,30 @@ impl Catalog {
     }
 
     async fn migrate(&self) -> Result<()> {
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS catalog_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(self.db())?;
+        const CREATE: &str = "CREATE TABLE IF NOT EXISTS catalog_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
+        match self.dialect {
+            // Atomic under SQLite's database lock.
+            Dialect::Sqlite => {
+                sqlx::query(CREATE)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(self.db())?;
+            }
+            // Two sessions creating the table at once collide in PostgreSQL's catalog even
+            // with IF NOT EXISTS: take the migration lock first.
+            Dialect::Postgres => {
+                let mut tx = self.pool.begin().await.map_err(self.db())?;
+                sqlx::query("SELECT pg_advisory_xact_lock(7340001)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db())?;
+                sqlx::query(CREATE)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db())?;
+                tx.commit().await.map_err(self.db())?;
+            }
+        }
         let applied: Vec<i64> = sqlx::query("SELECT version FROM catalog_migrations")
             .fetch_all(&self.pool)
             .await
@@ -290,16 +308,42 @@ impl Catalog {
             }
         }
         for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+            self.apply(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies one migration under an exclusive lock, unless another process (a daemon and a
+    /// command starting together) applied it first.
+    async fn apply(&self, m: &Migration) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(self.db())?;
+        let (begin, lock) = match self.dialect {
+            // IMMEDIATE takes the write lock now: a second migrator waits, then sees the row.
+            Dialect::Sqlite => ("BEGIN IMMEDIATE", None),
+            Dialect::Postgres => ("BEGIN", Some("SELECT pg_advisory_xact_lock(7340001)")),
+        };
+        sqlx::query(begin)
+            .execute(&mut *conn)
+            .await
+            .map_err(self.db())?;
+        let result = async {
+            if let Some(lock) = lock {
+                sqlx::query(lock).execute(&mut *conn).await?;
+            }
+            let done = sqlx::query("SELECT version FROM catalog_migrations WHERE version = $1")
+                .bind(m.version)
+                .fetch_optional(&mut *conn)
+                .await?
+                .is_some();
+            if done {
+                return Ok(());
+            }
             let sql = match self.dialect {
                 Dialect::Sqlite => m.sqlite,
                 Dialect::Postgres => m.postgres,
             };
-            let mut tx = self.pool.begin().await.map_err(self.db())?;
             for statement in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
-                sqlx::query(statement)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(self.db())?;
+                sqlx::query(statement).execute(&mut *conn).await?;
             }
             sqlx::query(
                 "INSERT INTO catalog_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
@@ -307,12 +351,24 @@ impl Catalog {
             .bind(m.version)
             .bind(m.name)
             .bind(stamp(jiff::Timestamp::now()))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db())?;
-            tx.commit().await.map_err(self.db())?;
+            .execute(&mut *conn)
+            .await?;
+            Ok::<(), sqlx::Error>(())
         }
-        Ok(())
+        .await;
+        match result {
+            Ok(()) => {
+                sqlx::query("COMMIT")
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.db())?;
+                Ok(())
+            }
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(self.db()(e))
+            }
+        }
     }
 
     /// Records the start of a run and returns its id.

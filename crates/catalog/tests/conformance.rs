@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use backstop_catalog::{
-    Catalog, ChainStatus, DrillRecord, RunEnd, RunKind, RunStatus, Signoff, SnapshotRecord,
+    Catalog, ChainStatus, DrillRecord, RestoreRequest, RunEnd, RunKind, RunStatus, Signoff,
+    SnapshotRecord,
 };
 use backstop_testkit::db::PgDb;
 
@@ -448,6 +449,208 @@ async fn every_change_is_in_the_audit_chain_and_tampering_is_named(kind: &str) {
     }
 }
 
+fn request(id: &str, created: &str, expires: &str) -> RestoreRequest {
+    RestoreRequest {
+        id: id.into(),
+        policy: "orders".into(),
+        snapshot_id: Some("abcd1234".into()),
+        point_in_time: None,
+        target: "/restore/orders".into(),
+        reason: "recover".into(),
+        allow_overlap: false,
+        requester: "dba@example.com".into(),
+        status: "pending".into(),
+        created_at: created.parse().unwrap(),
+        expires_at: expires.parse().unwrap(),
+        not_before: Some("2026-11-25T12:00:00Z".parse().unwrap()),
+        decided_by: None,
+        decided_at: None,
+        decision_comment: None,
+        finished_at: None,
+        outcome: None,
+    }
+}
+
+async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let now: jiff::Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+    let r = request("req-1", "2026-11-25T09:00:00Z", "2026-11-26T09:00:00Z");
+    catalog.create_request(&r).await.unwrap();
+    assert_eq!(
+        catalog.request("req-1").await.unwrap(),
+        r,
+        "reads back as written"
+    );
+
+    let own = catalog
+        .transition_request(
+            "req-1",
+            &["pending"],
+            "approved",
+            "request.approved",
+            "DBA@example.com",
+            None,
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(own.to_string().contains("cannot also approve"), "{own}");
+    let early = catalog
+        .transition_request(
+            "req-1",
+            &["approved"],
+            "running",
+            "request.started",
+            "ops",
+            None,
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        early.to_string().contains("is pending, not approved"),
+        "{early}"
+    );
+
+    let approved = catalog
+        .transition_request(
+            "req-1",
+            &["pending"],
+            "approved",
+            "request.approved",
+            "boss@example.com",
+            Some("ok"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(approved.status, "approved");
+    assert_eq!(approved.decided_by.as_deref(), Some("boss@example.com"));
+    assert_eq!(approved.decided_at, Some(now));
+    assert_eq!(approved.decision_comment.as_deref(), Some("ok"));
+    assert_eq!(approved.finished_at, None);
+    let again = catalog
+        .transition_request(
+            "req-1",
+            &["pending"],
+            "rejected",
+            "request.rejected",
+            "other@example.com",
+            None,
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(again.to_string().contains("is approved"), "{again}");
+
+    catalog
+        .transition_request(
+            "req-1",
+            &["approved"],
+            "running",
+            "request.started",
+            "ops",
+            None,
+            now,
+        )
+        .await
+        .unwrap();
+    let done = catalog
+        .transition_request(
+            "req-1",
+            &["running"],
+            "succeeded",
+            "request.executed",
+            "ops",
+            Some("restored 3 files"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.outcome.as_deref(), Some("restored 3 files"));
+    assert_eq!(done.finished_at, Some(now));
+    assert_eq!(
+        done.decided_by.as_deref(),
+        Some("boss@example.com"),
+        "the decision is kept"
+    );
+
+    let stale = request("req-2", "2026-11-24T09:00:00Z", "2026-11-25T09:00:00Z");
+    catalog.create_request(&stale).await.unwrap();
+    let expired = catalog
+        .transition_request(
+            "req-2",
+            &["pending"],
+            "expired",
+            "request.expired",
+            "backstop",
+            Some("not approved in time"),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(expired.status, "expired");
+    assert_eq!(expired.decided_by, None);
+    let listed: Vec<String> = catalog
+        .requests(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(listed, ["req-1", "req-2"]);
+    let kinds: Vec<String> = catalog
+        .audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "request.created",
+            "request.approved",
+            "request.started",
+            "request.executed",
+            "request.created",
+            "request.expired"
+        ]
+    );
+    assert!(matches!(
+        catalog.verify_audit().await.unwrap(),
+        ChainStatus::Intact { .. }
+    ));
+}
+
+async fn two_processes_opening_a_new_catalog_migrate_it_once(kind: &str) {
+    let (first, backing) = open(kind).await;
+    first.close().await;
+    // A fresh store for the race: the backing's own is already migrated.
+    let (a, b) = match &backing {
+        Backing::Sqlite(_) => {
+            let dir = tempfile::tempdir().unwrap();
+            let (a, b) = tokio::join!(
+                Catalog::open(None, dir.path()),
+                Catalog::open(None, dir.path())
+            );
+            (a.map(|_| ()), b.map(|_| ()))
+        }
+        Backing::Postgres(_) => {
+            let db = PgDb::create("backstop_test_catalog_race");
+            let url = db.url();
+            let (a, b) = tokio::join!(
+                Catalog::open(Some(&url), std::path::Path::new("/x")),
+                Catalog::open(Some(&url), std::path::Path::new("/x"))
+            );
+            (a.map(|_| ()), b.map(|_| ()))
+        }
+    };
+    a.unwrap();
+    b.unwrap();
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod sqlite {
@@ -465,5 +668,7 @@ suite!(
     leases_let_one_holder_run_a_job,
     migrations_run_once_and_a_newer_schema_is_refused,
     drills_and_signoffs_are_recorded,
-    every_change_is_in_the_audit_chain_and_tampering_is_named
+    every_change_is_in_the_audit_chain_and_tampering_is_named,
+    restore_requests_move_only_forward_and_never_by_their_requester,
+    two_processes_opening_a_new_catalog_migrate_it_once
 );
