@@ -407,9 +407,9 @@ fn a_drill_from_an_s3_repository_end_to_end() {
     assert_rto_adds_up(&report);
 }
 
-#[test]
-fn a_corrupt_chunk_fails_the_drill_and_drops_the_half_loaded_database() {
-    let db = PgDb::create("backstop_e2e_drill_corrupt");
+/// A seeded database and a policy that drills it on the local server.
+fn postgres_drill(prefix: &str) -> (PgDb, Install) {
+    let db = PgDb::create(prefix);
     db.seed(&fixture("databases/postgres.sql"));
     let mut install = Install::local();
     install.env.push(("ORDERS_PG_URL".into(), db.url()));
@@ -420,6 +420,12 @@ fn a_corrupt_chunk_fails_the_drill_and_drops_the_half_loaded_database() {
         "orders",
         "[source]\nkind = \"postgres\"\nurl_env = \"ORDERS_PG_URL\"\n[drill]\ntarget = { kind = \"postgres\", url_env = \"SCRATCH_PG_URL\" }\n",
     );
+    (db, install)
+}
+
+#[test]
+fn a_corrupt_chunk_fails_the_drill_and_drops_the_half_loaded_database() {
+    let (_db, install) = postgres_drill("backstop_e2e_drill_corrupt");
     install.backup("orders");
     let mut packs: Vec<std::path::PathBuf> = install
         .repo_objects()
@@ -453,17 +459,7 @@ fn a_corrupt_chunk_fails_the_drill_and_drops_the_half_loaded_database() {
 
 #[test]
 fn a_table_missing_from_the_dump_fails_fidelity_by_table() {
-    let db = PgDb::create("backstop_e2e_drill_missing");
-    db.seed(&fixture("databases/postgres.sql"));
-    let mut install = Install::local();
-    install.env.push(("ORDERS_PG_URL".into(), db.url()));
-    install
-        .env
-        .push(("SCRATCH_PG_URL".into(), format!("{PG_SERVER}/postgres")));
-    install.policy(
-        "orders",
-        "[source]\nkind = \"postgres\"\nurl_env = \"ORDERS_PG_URL\"\n[drill]\ntarget = { kind = \"postgres\", url_env = \"SCRATCH_PG_URL\" }\n",
-    );
+    let (_db, install) = postgres_drill("backstop_e2e_drill_missing");
     // A dump tool that silently leaves one table's rows out: the facts (counted by
     // Backstop in the dump's own snapshot) still say 2000 rows.
     let real = backstop_testkit::require_tool("pg_dump");

@@ -146,7 +146,6 @@ pub fn count_color(png_path: &Path, rgb: [u8; 3]) -> usize {
 
 #[test]
 fn the_evidence_page_renders_its_charts_in_headless_chromium() {
-    let chromium = backstop_testkit::require_tool("chromium");
     let install = installation();
     let from = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(2);
     for _ in 0..3 {
@@ -166,29 +165,9 @@ fn the_evidence_page_renders_its_charts_in_headless_chromium() {
         out.to_str().unwrap(),
     ]);
     let shot = install.path("evidence.png");
-    let profile = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1100,1400",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("file://{}", out.join("evidence.html").display()))
-        .output()
-        .unwrap();
-    assert!(
-        shot.is_file(),
-        "no screenshot: {}",
-        String::from_utf8_lossy(&status.stderr)
+    super::util::screenshot(
+        &format!("file://{}", out.join("evidence.html").display()),
+        &shot,
     );
     // The RPO line (#1d4ed8) and the passed drill's RTO bar (#16a34a) are on screen.
     let line = count_color(&shot, [0x1d, 0x4e, 0xd8]);

@@ -260,28 +260,11 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
             && page.contains("<svg class=\"rpo-chart\"")
     );
     assert_eq!(http(port, "GET", "/ui", None).0, 401);
-    let chromium = backstop_testkit::require_tool("chromium");
     let shot = install.path("ui.png");
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1100,1200",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("http://127.0.0.1:{port}/ui?token={auditor}"))
-        .output()
-        .unwrap();
-    assert!(shot.is_file(), "{}", String::from_utf8_lossy(&out.stderr));
+    super::util::screenshot(
+        &format!("http://127.0.0.1:{port}/ui?token={auditor}"),
+        &shot,
+    );
     // The chart's breach shading (the days before the first snapshot) is on screen.
     let shaded = super::evidence::count_color(&shot, [0xfe, 0xca, 0xca]);
     assert!(

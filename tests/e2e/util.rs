@@ -255,3 +255,34 @@ impl Install {
         .unwrap();
     }
 }
+
+/// A screenshot of `url` taken by headless Chromium into `shot` (the test fails when
+/// Chromium is missing: scripts/test installs it).
+pub fn screenshot(url: &str, shot: &Path) {
+    let chromium = backstop_testkit::require_tool("chromium");
+    let profile = tempfile::tempdir().unwrap();
+    // Without the networking flags Chromium tries to reach Google's hosts at start.
+    let out = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1100,1400",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        shot.is_file(),
+        "no screenshot of {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -91,6 +91,14 @@ fn policy(state: &ApiState, name: &str) -> Result<Policy, ApiError> {
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no policy `{name}`")))
 }
 
+async fn find_request(state: &ApiState, id: &str) -> Result<RestoreRequest, ApiError> {
+    state
+        .catalog
+        .request(id)
+        .await
+        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))
+}
+
 fn permit(caller: &Caller, action: Action, policy: Option<&Policy>) -> Result<(), ApiError> {
     allowed(caller, action, policy).map_err(|why| error(StatusCode::FORBIDDEN, why))
 }
@@ -326,11 +334,7 @@ async fn get_request(
     requests::expire_stale(&state.catalog, jiff::Timestamp::now())
         .await
         .map_err(internal)?;
-    let r = state
-        .catalog
-        .request(&id)
-        .await
-        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let r = find_request(&state, &id).await?;
     Ok(Json(request_json(&r)))
 }
 
@@ -344,11 +348,7 @@ async fn decide(
     requests::expire_stale(&state.catalog, jiff::Timestamp::now())
         .await
         .map_err(internal)?;
-    let r = state
-        .catalog
-        .request(&id)
-        .await
-        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let r = find_request(&state, &id).await?;
     let policy = policy(&state, &r.policy)?;
     permit(&caller, Action::Decide, Some(&policy))?;
     if r.requester.eq_ignore_ascii_case(&caller.principal) {
@@ -429,11 +429,7 @@ async fn run_request(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let r = state
-        .catalog
-        .request(&id)
-        .await
-        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let r = find_request(&state, &id).await?;
     let policy = policy(&state, &r.policy)?;
     let requester = r.requester.eq_ignore_ascii_case(&caller.principal);
     permit(&caller, Action::Run { requester }, Some(&policy))?;

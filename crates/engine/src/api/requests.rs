@@ -85,15 +85,7 @@ pub async fn execute(
             ))
         }
     };
-    let snapshot = repo.load_snapshot(&id).await?;
-    if snapshot.policy != policy.name {
-        return Err(EngineError::Refused(format!(
-            "snapshot {} belongs to policy `{}`, not `{}`",
-            id.short(),
-            snapshot.policy,
-            policy.name
-        )));
-    }
+    let snapshot = crate::jobs::restore::load_for_policy(&repo, &id, &policy.name).await?;
     let sources: Vec<String> = snapshot.roots.iter().map(|r| r.source.clone()).collect();
     let overlap = overlaps_source(&r.target, &sources);
     if overlap && !r.allow_overlap {

@@ -79,15 +79,7 @@ async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen,
     let (id, snapshot) = match pick {
         Pick::Id(prefix) => {
             let id = repo.find_snapshot(prefix).await?;
-            let snapshot = repo.load_snapshot(&id).await?;
-            if snapshot.policy != policy.name {
-                return Err(EngineError::Refused(format!(
-                    "snapshot {} belongs to policy `{}`, not `{}`",
-                    id.short(),
-                    snapshot.policy,
-                    policy.name
-                )));
-            }
+            let snapshot = crate::jobs::restore::load_for_policy(&repo, &id, &policy.name).await?;
             (id, snapshot)
         }
         Pick::Newest | Pick::Random => {

@@ -42,6 +42,24 @@ pub async fn to_directory(
     Ok((id, report))
 }
 
+/// Loads snapshot `id` and refuses it unless it is a snapshot of `policy` (a drill or a
+/// request for one policy never restores another's data).
+pub async fn load_for_policy(
+    repo: &Repository,
+    id: &Id,
+    policy: &str,
+) -> Result<backstop_repo::Snapshot, EngineError> {
+    let snapshot = repo.load_snapshot(id).await?;
+    if snapshot.policy != policy {
+        return Err(EngineError::Refused(format!(
+            "snapshot {} belongs to policy `{}`, not `{policy}`",
+            id.short(),
+            snapshot.policy
+        )));
+    }
+    Ok(snapshot)
+}
+
 /// Where a break-glass restore went.
 #[derive(Debug)]
 pub enum Restored {
