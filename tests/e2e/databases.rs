@@ -71,18 +71,7 @@ fn postgres_backup_and_break_glass_restore_into_a_new_database() {
 #[test]
 fn a_corrupt_snapshot_restored_into_a_new_database_leaves_no_database() {
     let (_db, install, id) = backed_up_postgres("backstop_e2e_pg_corrupt");
-    let mut packs: Vec<std::path::PathBuf> = install
-        .repo_objects()
-        .into_iter()
-        .filter(|o| o.starts_with("data/"))
-        .map(|o| install.path(&format!("repo/{o}")))
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let largest = packs.last().unwrap();
-    let mut bytes = std::fs::read(largest).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(largest, bytes).unwrap();
+    install.corrupt_largest_pack();
 
     let name = backstop_testkit::db::unique_name("backstop_e2e_pg_half");
     let _guard = PgDb::adopt(&name);

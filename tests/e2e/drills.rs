@@ -427,18 +427,7 @@ fn postgres_drill(prefix: &str) -> (PgDb, Install) {
 fn a_corrupt_chunk_fails_the_drill_and_drops_the_half_loaded_database() {
     let (_db, install) = postgres_drill("backstop_e2e_drill_corrupt");
     install.backup("orders");
-    let mut packs: Vec<std::path::PathBuf> = install
-        .repo_objects()
-        .into_iter()
-        .filter(|o| o.starts_with("data/"))
-        .map(|o| install.path(&format!("repo/{o}")))
-        .collect();
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let largest = packs.last().unwrap();
-    let mut bytes = std::fs::read(largest).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 1;
-    std::fs::write(largest, bytes).unwrap();
+    let largest = install.corrupt_largest_pack();
 
     let report = failed_drill(&install, "orders");
     let integrity = check(&report, "integrity");

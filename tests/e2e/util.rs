@@ -95,6 +95,23 @@ impl Install {
         self.json(&["backup", policy])
     }
 
+    /// Flips one bit in the middle of the largest pack; returns its path.
+    pub fn corrupt_largest_pack(&self) -> PathBuf {
+        let mut packs: Vec<PathBuf> = self
+            .repo_objects()
+            .into_iter()
+            .filter(|o| o.starts_with("data/"))
+            .map(|o| self.path(&format!("repo/{o}")))
+            .collect();
+        packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+        let largest = packs.pop().expect("a pack");
+        let mut bytes = std::fs::read(&largest).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 1;
+        std::fs::write(&largest, bytes).unwrap();
+        largest
+    }
+
     /// Every object key in the local repository.
     pub fn repo_objects(&self) -> Vec<String> {
         let root = self.path("repo");

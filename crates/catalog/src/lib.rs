@@ -22,7 +22,8 @@ pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
 pub use requests::RestoreRequest;
 
-/// One migration: its version and its SQL (statements separated by `;` at line ends).
+/// One migration: its version and its SQL (statements separated by `;` at line ends), per
+/// dialect; `migrations/common/` holds those that both dialects share word for word.
 struct Migration {
     version: i64,
     name: &'static str,
@@ -40,20 +41,20 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         name: "drills_signoffs",
-        sqlite: include_str!("../migrations/sqlite/0002_drills_signoffs.sql"),
-        postgres: include_str!("../migrations/postgres/0002_drills_signoffs.sql"),
+        sqlite: include_str!("../migrations/common/0002_drills_signoffs.sql"),
+        postgres: include_str!("../migrations/common/0002_drills_signoffs.sql"),
     },
     Migration {
         version: 3,
         name: "audit",
-        sqlite: include_str!("../migrations/sqlite/0003_audit.sql"),
-        postgres: include_str!("../migrations/postgres/0003_audit.sql"),
+        sqlite: include_str!("../migrations/common/0003_audit.sql"),
+        postgres: include_str!("../migrations/common/0003_audit.sql"),
     },
     Migration {
         version: 4,
         name: "restore_requests",
-        sqlite: include_str!("../migrations/sqlite/0004_restore_requests.sql"),
-        postgres: include_str!("../migrations/postgres/0004_restore_requests.sql"),
+        sqlite: include_str!("../migrations/common/0004_restore_requests.sql"),
+        postgres: include_str!("../migrations/common/0004_restore_requests.sql"),
     },
 ];
 
