@@ -607,3 +607,69 @@ fn failed_checks_a_tight_rto_and_an_unreachable_scratch_server_are_failed_drills
         !stdout.contains("hunter2") && !String::from_utf8_lossy(&out.stderr).contains("hunter2")
     );
 }
+
+#[test]
+fn a_drill_stopped_by_sigterm_is_recorded_cancelled_and_leaves_no_scratch_target() {
+    let install = Install::local();
+    backstop_testkit::db::sqlite_seed(
+        &install.path("orders.sqlite"),
+        &fixture("databases/sqlite.sql"),
+    );
+    let scratch = install.path("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    script(
+        &install,
+        "checks/slow.sh",
+        "echo started > \"$BACKSTOP_SCRATCH_DIR/../../started\"\nsleep 3123\necho never",
+    );
+    install.policy(
+        "orders",
+        "[source]\nkind = \"sqlite\"\npath = \"./orders.sqlite\"\n[drill]\ntarget = { kind = \"sqlite\", path = \"./scratch\" }\n[[drill.checks]]\ncommand = [\"./checks/slow.sh\"]\n",
+    );
+    install.backup("orders");
+    let drill = install
+        .command(&["drill", "orders"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !install.path("started").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the check never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        !empty_dir(&scratch),
+        "the scratch target exists while the check runs"
+    );
+    let status = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(drill.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = drill.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cancelled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(empty_dir(&scratch), "the scratch target was removed");
+    let leftover = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 3123"])
+        .output()
+        .unwrap();
+    assert!(
+        leftover.stdout.is_empty(),
+        "the check and its children were killed"
+    );
+    assert_eq!(
+        install.json(&["drills"]),
+        serde_json::json!([]),
+        "no drill record"
+    );
+}

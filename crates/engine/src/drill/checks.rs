@@ -509,6 +509,9 @@ async fn run_command(
         .kill_on_drop(true)
         .spawn()?;
     let pid = child.id();
+    // Cancelled (a drill stopped by shutdown or its timeout), the whole group goes too:
+    // a script's own children must not outlive the scratch target they were testing.
+    let group = GroupGuard(pid);
     let collect = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::from(reader);
         let mut kept = Output::default();
@@ -524,13 +527,13 @@ async fn run_command(
     let (status, timed_out) = match tokio::time::timeout(limit, child.wait()).await {
         Ok(status) => (Some(status?), false),
         Err(_) => {
-            if let Some(pid) = pid.and_then(|p| rustix::process::Pid::from_raw(p as i32)) {
-                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-            }
+            group.kill();
             let _ = child.wait().await;
             (None, true)
         }
     };
+    // Children left behind by a script that exited are killed with the group.
+    drop(group);
     // The pipe closes when the last process of the group exits; after a kill that is now.
     let output = match tokio::time::timeout(Duration::from_secs(5), collect).await {
         Ok(Ok(text)) => text,
@@ -541,6 +544,26 @@ async fn run_command(
         timed_out,
         output,
     })
+}
+
+/// Kills a command's process group when dropped.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn kill(&self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
 
 /// The first and last part of a stream, with what was dropped between them counted.
