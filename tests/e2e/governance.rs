@@ -9,6 +9,17 @@ use super::util::{assert_same_tree, Install};
 
 /// A raw HTTP/1.1 request; returns the status code and the body.
 fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    http_with(port, method, path, token, "")
+}
+
+/// The same, with a JSON body.
+fn http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let auth = token
@@ -16,7 +27,8 @@ fn http(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, Strin
         .unwrap_or_default();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = String::new();
@@ -58,6 +70,8 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         .as_str()
         .unwrap()
         .to_string();
+    let drill = install.json(&["drill", "site"]);
+    let drill_id = drill["drill_id"].as_str().unwrap().to_string();
 
     let owner = token(&install, "dba@example.com", "recovery-owner");
     let owner_as_approver = token(&install, "dba@example.com", "approver");
@@ -105,6 +119,26 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     let (code, doc) = http(port, "GET", "/openapi.json", Some(&auditor));
     assert_eq!(code, 200);
     assert!(doc.contains("\"/api/v1/requests/{id}/approve\""), "{doc}");
+    // Sign-off through the API: the policy's recovery owner only, identified by the token.
+    let signoff = format!("/api/v1/drills/{drill_id}/signoff");
+    let comment = r#"{"comment": "reviewed through the API"}"#;
+    assert_eq!(
+        http_with(port, "POST", &signoff, Some(&approver), comment).0,
+        403
+    );
+    assert_eq!(
+        http_with(port, "POST", &signoff, Some(&auditor), comment).0,
+        403
+    );
+    let (code, signed) = http_with(port, "POST", &signoff, Some(&owner), comment);
+    assert_eq!(code, 200, "{signed}");
+    assert!(
+        signed.contains("\"principal\":\"dba@example.com\""),
+        "{signed}"
+    );
+    let (code, drills) = http(port, "GET", "/api/v1/drills?policy=site", Some(&auditor));
+    assert_eq!(code, 200);
+    assert!(drills.contains(&drill_id), "{drills}");
     let (code, who) = http(port, "GET", "/api/v1/whoami", Some(&operator));
     assert_eq!(
         (code, who.contains("\"role\":\"operator\"")),
@@ -152,6 +186,8 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         args.extend_from_slice(extra);
         api(t, &args)
     };
+    let relative = create(&owner, "restored-here", &[]);
+    assert!(String::from_utf8_lossy(&relative.stderr).contains("give an absolute path"));
     // Only the policy's recovery owner may ask.
     for t in [&auditor, &approver, &operator] {
         let out = create(t, target.to_str().unwrap(), &[]);
@@ -314,6 +350,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         "request.executed",
         "request.rejected",
         "policy.loaded",
+        "drill.signed_off",
     ] {
         assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
     }

@@ -269,6 +269,12 @@ async fn create_request(
     if body.reason.trim().is_empty() {
         return Err(bad("a request needs a reason".into()));
     }
+    if !body.target.contains("://") && !std::path::Path::new(&body.target).is_absolute() {
+        return Err(bad(format!(
+            "target `{}`: give an absolute path (the daemon's working directory is not yours)",
+            body.target
+        )));
+    }
     if body.target.contains("://") {
         let url = backstop_sources::DbUrl::parse(&body.target)
             .map_err(|e| bad(format!("target: {e}")))?;
