@@ -120,6 +120,74 @@ pub async fn execute(
 mod tests {
     use super::*;
 
+    fn request(id: &str, expires: &str) -> RestoreRequest {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        RestoreRequest {
+            id: id.into(),
+            policy: "orders".into(),
+            snapshot_id: Some("abcd".into()),
+            point_in_time: None,
+            target: "/restore".into(),
+            reason: "r".into(),
+            allow_overlap: false,
+            requester: "dba@example.com".into(),
+            status: "pending".into(),
+            created_at: t("2026-11-24T00:00:00Z"),
+            expires_at: t(expires),
+            not_before: None,
+            decided_by: None,
+            decided_at: None,
+            decision_comment: None,
+            finished_at: None,
+            outcome: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn unapproved_requests_expire_and_others_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(None, dir.path()).await.unwrap();
+        catalog
+            .create_request(&request("stale", "2026-11-25T00:00:00Z"))
+            .await
+            .unwrap();
+        catalog
+            .create_request(&request("fresh", "2026-11-26T00:00:00Z"))
+            .await
+            .unwrap();
+        catalog
+            .create_request(&request("decided", "2026-11-25T00:00:00Z"))
+            .await
+            .unwrap();
+        let at: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+        catalog
+            .transition_request(
+                "decided",
+                &["pending"],
+                "approved",
+                "request.approved",
+                "boss",
+                None,
+                at,
+            )
+            .await
+            .unwrap();
+        expire_stale(&catalog, "2026-11-25T00:00:00Z".parse().unwrap())
+            .await
+            .unwrap();
+        let status = |id: &'static str| {
+            let catalog = catalog.clone();
+            async move { catalog.request(id).await.unwrap().status }
+        };
+        assert_eq!(status("stale").await, "expired", "pending at its expiry");
+        assert_eq!(status("fresh").await, "pending");
+        assert_eq!(
+            status("decided").await,
+            "approved",
+            "an approved request does not expire"
+        );
+    }
+
     #[test]
     fn overlap_is_the_same_database_or_a_nested_path() {
         let pg = vec!["postgres://u@db:5432/orders".to_string()];
