@@ -62,13 +62,17 @@ fn sigkill_mid_backup_leaves_no_snapshot_and_prune_collects_the_leftovers() {
 
     let backup = install.backup("crash");
     assert!(backup["snapshot_id"].is_string());
-    // The stale lock of the killed process (same host, dead pid) does not block prune.
     // Some leftovers may have been rewritten byte for byte by the new backup (packs are
-    // named by content), and so are referenced again; the rest go.
+    // named by content), and so are referenced again; prune removes exactly the others.
+    let unreferenced = install.json(&["check"])["repositories"][0]["report"]["unreferenced_packs"]
+        .as_u64()
+        .unwrap();
+    // The stale lock of the killed process (same host, dead pid) does not block prune.
     let pruned = install.json(&["prune"]);
     assert_eq!(pruned[0]["report"]["stale_locks_removed"], 1, "{pruned}");
-    assert!(
-        pruned[0]["report"]["packs_removed"].as_u64().unwrap() >= 1,
+    assert_eq!(
+        pruned[0]["report"]["packs_removed"].as_u64().unwrap(),
+        unreferenced,
         "{pruned}"
     );
     let check = install.json(&["check", "--read-data"]);
