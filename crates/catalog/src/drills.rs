@@ -222,18 +222,4 @@ impl Catalog {
         .map_err(self.db())?;
         Ok(inserted.rows_affected() == 1)
     }
-
-    /// When the newest passed drill of `policy` finished.
-    pub async fn last_passed_drill(&self, policy: &str) -> Result<Option<jiff::Timestamp>> {
-        let row = sqlx::query(
-            "SELECT max(finished_at) FROM drills WHERE policy = $1 AND status = 'passed'",
-        )
-        .bind(policy)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(self.db())?;
-        row.get::<Option<String>, _>(0)
-            .map(|t| self.time(t))
-            .transpose()
-    }
 }

@@ -31,8 +31,9 @@ pub fn read_secret(key: &KeySource) -> Result<Option<Vec<u8>>, EngineError> {
     }
 }
 
-/// Writes a new random key file readable only by its owner; refuses to overwrite one.
-fn create_key_file(path: &Path) -> Result<Vec<u8>, EngineError> {
+/// Writes a new random key file (32 random bytes as hex, readable only by its owner) and
+/// returns its hex text; refuses to overwrite one.
+pub(crate) fn create_key_file(path: &Path) -> Result<Vec<u8>, EngineError> {
     use std::os::unix::fs::OpenOptionsExt;
     let key = hex::encode(rand::random::<[u8; 32]>());
     let err = |e| EngineError::KeyFile {

@@ -67,23 +67,26 @@ pub struct DrillStats {
 impl DrillStats {
     pub async fn load(catalog: &Catalog, policy: &str) -> Result<Self, EngineError> {
         let drills = catalog.drills(Some(policy), u32::MAX).await?;
-        let disproved = |snapshot: &str| {
-            let mine: Vec<&DrillRecord> = drills
-                .iter()
-                .filter(|d| d.snapshot_id == snapshot)
-                .collect();
-            !mine.is_empty() && mine.iter().all(|d| d.status != "passed")
-        };
+        // Per snapshot: whether any of its drills passed (absent: never drilled).
+        let mut any_passed: std::collections::HashMap<&str, bool> =
+            std::collections::HashMap::new();
+        for d in &drills {
+            *any_passed.entry(d.snapshot_id.as_str()).or_default() |= d.status == "passed";
+        }
         let restorable_points = catalog
             .snapshots(Some(policy))
             .await?
             .into_iter()
-            .filter(|s| !disproved(&s.id))
+            .filter(|s| any_passed.get(s.id.as_str()) != Some(&false))
             .map(|s| s.data_point)
             .collect();
         Ok(Self {
             last: drills.first().cloned(),
-            last_passed: catalog.last_passed_drill(policy).await?,
+            last_passed: drills
+                .iter()
+                .filter(|d| d.status == "passed")
+                .map(|d| d.finished_at)
+                .max(),
             pending: catalog.pending_signoffs(policy).await?,
             restorable_points,
         })

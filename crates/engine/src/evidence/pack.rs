@@ -4,7 +4,6 @@
 //! signer, the installation's public key (`backstop evidence public-key`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
@@ -41,37 +40,22 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError + '_ {
 /// by its owner only).
 pub fn signing_key(data_dir: &Path) -> Result<SigningKey, EngineError> {
     let path = data_dir.join(KEY_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => {
-            let bytes: [u8; 32] = hex::decode(text.trim())
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    EngineError::Refused(format!(
-                        "{}: not a 32-byte hex ed25519 key",
-                        path.display()
-                    ))
-                })?;
-            Ok(SigningKey::from_bytes(&bytes))
-        }
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::os::unix::fs::OpenOptionsExt;
-            std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
-            let key = SigningKey::from_bytes(&rand::random::<[u8; 32]>());
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .map_err(io_error(&path))?;
-            file.write_all(format!("{}\n", hex::encode(key.to_bytes())).as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(io_error(&path))?;
+            let hex = crate::repos::create_key_file(&path)?;
             tracing::warn!(path = %path.display(), "created the installation's evidence signing key");
-            Ok(key)
+            String::from_utf8(hex).unwrap_or_default()
         }
-        Err(e) => Err(io_error(&path)(e)),
-    }
+        Err(e) => return Err(io_error(&path)(e)),
+    };
+    let bytes: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| {
+            EngineError::Refused(format!("{}: not a 32-byte hex ed25519 key", path.display()))
+        })?;
+    Ok(SigningKey::from_bytes(&bytes))
 }
 
 /// Writes the pack into `dir` (created; it must be empty or absent) and returns the files.
