@@ -355,6 +355,15 @@ exists = false
         "[drill]\ntarget = { kind = \"directory\", path = \"./scratch\" }\n",
     );
 
+    // Before the first backup (no repository yet) a drill fails saying there is nothing to
+    // drill, not which object is missing.
+    let early = install.run(&["drill", "tree"]);
+    let stderr = String::from_utf8_lossy(&early.stderr);
+    assert!(!early.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("policy `tree` has no snapshot") && stderr.contains("run a backup first"),
+        "{stderr}"
+    );
     for policy in ["orders", "conf", "tree"] {
         install.backup(policy);
         let report = install.json(&["drill", policy]);

@@ -75,7 +75,22 @@ struct Chosen {
 
 async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen, EngineError> {
     let settings = config.repository(&policy.repository)?;
-    let repo = repos::open(settings, &config.base_dir).await?;
+    let no_snapshot = |why: &str| {
+        EngineError::Refused(format!(
+            "policy `{}` has no snapshot in repository `{}` to drill{why}; run a backup first",
+            policy.name, policy.repository
+        ))
+    };
+    // Before the first backup there is no repository either; that is the same "nothing to
+    // drill yet", and says so rather than naming a missing object.
+    let repo = match repos::open(settings, &config.base_dir).await {
+        Err(EngineError::Repo(backstop_repo::RepoError::NotARepository { .. }))
+            if !matches!(pick, Pick::Id(_)) =>
+        {
+            return Err(no_snapshot(" (the repository has not been created yet)"));
+        }
+        opened => opened?,
+    };
     let (id, snapshot) = match pick {
         Pick::Id(prefix) => {
             let id = repo.find_snapshot(prefix).await?;
@@ -90,10 +105,7 @@ async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen,
                 .filter(|(_, s)| s.policy == policy.name)
                 .collect();
             if mine.is_empty() {
-                return Err(EngineError::Refused(format!(
-                    "policy `{}` has no snapshot in repository `{}` to drill; run a backup first",
-                    policy.name, policy.repository
-                )));
+                return Err(no_snapshot(""));
             }
             mine.sort_by_key(|(id, s)| (s.time, *id));
             let index = match pick {
