@@ -56,6 +56,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0004_restore_requests.sql"),
         postgres: include_str!("../migrations/common/0004_restore_requests.sql"),
     },
+    Migration {
+        version: 5,
+        name: "lease_fires",
+        sqlite: include_str!("../migrations/common/0005_lease_fires.sql"),
+        postgres: include_str!("../migrations/common/0005_lease_fires.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -661,11 +667,14 @@ impl Catalog {
         Ok(forgotten)
     }
 
-    /// Takes or renews the lease `name` for `holder` until `now + ttl`. Returns false when
-    /// another holder's lease has not expired: then that holder runs the job, not this one.
-    pub async fn acquire_lease(
+    /// Claims the job `name` for its scheduled `fire` on behalf of `holder`, for `ttl`.
+    /// Refused while another holder's lease is live (two runs of a job never overlap), and
+    /// for a fire already claimed by anyone (several daemons sharing a catalog run each
+    /// fire once, even when one wakes after another has finished and released it).
+    pub async fn claim_fire(
         &self,
         name: &str,
+        fire: jiff::Timestamp,
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool> {
@@ -673,7 +682,6 @@ impl Catalog {
         let until =
             now + jiff::SignedDuration::try_from(ttl).map_err(|e| self.invalid(e.to_string()))?;
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        // Insert if absent; otherwise take it over only when expired or already ours.
         sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(stamp(now))
@@ -681,10 +689,12 @@ impl Catalog {
             .await
             .map_err(self.db())?;
         let taken = sqlx::query(
-            "UPDATE leases SET holder = $1, expires_at = $2 WHERE name = $3 AND (holder = $1 OR holder = '' OR expires_at <= $4)",
+            "UPDATE leases SET holder = $1, expires_at = $2, last_fire = $3 \
+             WHERE name = $4 AND (holder = $1 OR holder = '' OR expires_at <= $5) AND last_fire < $3",
         )
         .bind(holder)
         .bind(stamp(until))
+        .bind(stamp(fire))
         .bind(name)
         .bind(stamp(now))
         .execute(&mut *tx)

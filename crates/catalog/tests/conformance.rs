@@ -156,29 +156,26 @@ async fn snapshots_round_trip_and_are_idempotent(kind: &str) {
     assert_eq!(catalog.snapshots(Some("orders")).await.unwrap(), vec![b]);
 }
 
-async fn leases_let_one_holder_run_a_job(kind: &str) {
+async fn leases_let_one_holder_run_each_fire_once(kind: &str) {
     let (catalog, _backing) = open(kind).await;
     let minute = Duration::from_secs(60);
-    assert!(catalog
-        .acquire_lease("backup:orders", "daemon-a", minute)
-        .await
-        .unwrap());
-    assert!(!catalog
-        .acquire_lease("backup:orders", "daemon-b", minute)
-        .await
-        .unwrap());
+    let fire: jiff::Timestamp = "2026-11-25T16:30:00Z".parse().unwrap();
+    let next = fire + jiff::SignedDuration::from_secs(60);
+    let claim = |job: &'static str, fire: jiff::Timestamp, holder: &'static str, ttl| {
+        let catalog = &catalog;
+        async move { catalog.claim_fire(job, fire, holder, ttl).await.unwrap() }
+    };
+    assert!(claim("backup:orders", fire, "daemon-a", minute).await);
     assert!(
-        catalog
-            .acquire_lease("backup:orders", "daemon-a", minute)
-            .await
-            .unwrap(),
-        "renewal"
+        !claim("backup:orders", fire, "daemon-b", minute).await,
+        "held by another"
     );
     assert!(
-        catalog
-            .acquire_lease("backup:files", "daemon-b", minute)
-            .await
-            .unwrap(),
+        !claim("backup:orders", next, "daemon-b", minute).await,
+        "no overlap with a live lease, even for a later fire"
+    );
+    assert!(
+        claim("backup:files", fire, "daemon-b", minute).await,
         "another job"
     );
     catalog
@@ -186,27 +183,27 @@ async fn leases_let_one_holder_run_a_job(kind: &str) {
         .await
         .unwrap();
     assert!(
-        !catalog
-            .acquire_lease("backup:orders", "daemon-b", minute)
-            .await
-            .unwrap(),
+        !claim("backup:orders", next, "daemon-b", minute).await,
         "only the holder releases"
     );
     catalog
         .release_lease("backup:orders", "daemon-a")
         .await
         .unwrap();
-    assert!(catalog
-        .acquire_lease("backup:orders", "daemon-b", Duration::ZERO)
-        .await
-        .unwrap());
-    tokio::time::sleep(Duration::from_millis(5)).await;
     assert!(
-        catalog
-            .acquire_lease("backup:orders", "daemon-a", minute)
-            .await
-            .unwrap(),
-        "an expired lease is taken over"
+        !claim("backup:orders", fire, "daemon-b", minute).await,
+        "a fire already run is not run again after the lease is released"
+    );
+    assert!(
+        !claim("backup:orders", fire, "daemon-a", minute).await,
+        "not even by the daemon that ran it"
+    );
+    assert!(claim("backup:orders", next, "daemon-b", Duration::ZERO).await);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let later = next + jiff::SignedDuration::from_secs(60);
+    assert!(
+        claim("backup:orders", later, "daemon-a", minute).await,
+        "an expired lease is taken over for the next fire"
     );
 }
 
@@ -665,7 +662,7 @@ macro_rules! suite {
 suite!(
     runs_are_recorded_with_their_outcome,
     snapshots_round_trip_and_are_idempotent,
-    leases_let_one_holder_run_a_job,
+    leases_let_one_holder_run_each_fire_once,
     migrations_run_once_and_a_newer_schema_is_refused,
     drills_and_signoffs_are_recorded,
     every_change_is_in_the_audit_chain_and_tampering_is_named,

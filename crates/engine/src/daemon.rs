@@ -113,7 +113,7 @@ impl Runner for JobRunner {
     async fn run(
         &self,
         job: ScheduledJob,
-        _fire: jiff::Timestamp,
+        fire: jiff::Timestamp,
         cancel: CancellationToken,
     ) -> JobResult {
         let policy = self
@@ -126,13 +126,13 @@ impl Runner for JobRunner {
         let lease = job.name();
         let taken = self
             .catalog
-            .acquire_lease(&lease, &self.holder, self.lease)
+            .claim_fire(&lease, fire, &self.holder, self.lease)
             .await
             .map_err(|e| e.to_string())?;
         if !taken {
             tracing::info!(
                 job = lease,
-                "another daemon holds this job's lease; not running it here"
+                "another daemon holds this job's lease or has run this fire; not running it here"
             );
             return Ok(());
         }
