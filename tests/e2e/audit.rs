@@ -149,4 +149,33 @@ fn a_catalog_rewritten_wholesale_is_caught_by_the_repository_anchors() {
             && stdout.contains("the catalog was rewritten"),
         "{stdout}"
     );
+
+    // Evidence exported from that catalog says so too, rather than "intact".
+    let out = install.path("pack");
+    let exported = install.json(&[
+        "evidence",
+        "export",
+        "--from",
+        "2000-01-01",
+        "--to",
+        "2100-01-01",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(exported["audit"], "contradicted", "{exported}");
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evidence.json")).unwrap()).unwrap();
+    assert_eq!(evidence["audit"]["status"], "contradicted");
+    assert_eq!(evidence["audit"]["anchors"], 1);
+    let problems = evidence["audit"]["anchor_problems"].as_array().unwrap();
+    assert!(
+        problems.len() == 1
+            && problems[0]
+                .as_str()
+                .unwrap()
+                .contains("the catalog was rewritten"),
+        "{problems:?}"
+    );
+    let html = std::fs::read_to_string(out.join("evidence.html")).unwrap();
+    assert!(html.contains("CONTRADICTED"), "the page shows it");
 }

@@ -35,7 +35,7 @@ pub async fn export(
     };
     let store = catalog::open(config).await?;
     let key = pack::signing_key(&config.data_dir)?;
-    let gathered = evidence::collect(&store, &selected, from, to).await?;
+    let gathered = evidence::collect(config, &store, &selected, from, to).await?;
     let files = pack::write(out, &gathered, &key)?;
     store
         .append_event(

@@ -185,9 +185,15 @@ pub fn render(e: &Evidence) -> String {
     );
     let audit = match e.audit.status.as_str() {
         "intact" => format!(
-            "<span class=\"intact\">intact</span>: {} events, head <code>{}</code>",
+            "<span class=\"intact\">intact</span>: {} events, head <code>{}</code>; {} anchor(s) in the repositories agree",
             e.audit.events.unwrap_or(0),
-            escape(e.audit.head.as_deref().unwrap_or(""))
+            escape(e.audit.head.as_deref().unwrap_or("")),
+            e.audit.anchors
+        ),
+        "contradicted" => format!(
+            "<span class=\"broken\">CONTRADICTED</span> by the repositories' anchors ({} events in the catalog): {}",
+            e.audit.events.unwrap_or(0),
+            escape(&e.audit.anchor_problems.join("; "))
         ),
         _ => format!(
             "<span class=\"broken\">BROKEN</span> at event #{}: {}",

@@ -13,6 +13,7 @@ use std::time::Duration;
 use backstop_catalog::{Catalog, ChainStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::drill::objectives::{exposure_series, worst_exposure, Breach, Gap};
 use crate::drill::report::DrillReport;
 use crate::error::EngineError;
@@ -130,16 +131,24 @@ pub struct SignoffEvidence {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvidence {
-    /// `intact` or `broken`.
+    /// `intact`, `contradicted` (consistent in itself, but not with the repositories'
+    /// anchors: the catalog was rewritten) or `broken`.
     pub status: String,
     pub events: Option<u64>,
     pub head: Option<String>,
     pub broken_at: Option<i64>,
     pub reason: Option<String>,
+    /// Anchors found in the repositories (they agree with the chain when intact).
+    #[serde(default)]
+    pub anchors: usize,
+    /// Each anchor the catalog contradicts, named by repository and event.
+    #[serde(default)]
+    pub anchor_problems: Vec<String>,
 }
 
 /// Gathers the evidence for `policies` over `[from, to]` from the catalog.
 pub async fn collect(
+    config: &Config,
     catalog: &Catalog,
     policies: &[&Policy],
     from: jiff::Timestamp,
@@ -259,20 +268,34 @@ pub async fn collect(
             restore_requests,
         });
     }
+    // The chain is judged as `audit verify` judges it: in itself, then against the anchors
+    // off site, so a catalog rewritten wholesale does not export as "intact".
     let audit = match catalog.verify_audit().await? {
-        ChainStatus::Intact { events, head } => AuditEvidence {
-            status: "intact".into(),
-            events: Some(events),
-            head: Some(head),
-            broken_at: None,
-            reason: None,
-        },
+        ChainStatus::Intact { events, head } => {
+            let (anchors, anchor_problems) = crate::anchors::check(config, catalog).await?;
+            AuditEvidence {
+                status: if anchor_problems.is_empty() {
+                    "intact"
+                } else {
+                    "contradicted"
+                }
+                .into(),
+                events: Some(events),
+                head: Some(head),
+                broken_at: None,
+                reason: None,
+                anchors,
+                anchor_problems,
+            }
+        }
         ChainStatus::Broken { seq, reason, .. } => AuditEvidence {
             status: "broken".into(),
             events: None,
             head: None,
             broken_at: Some(seq),
             reason: Some(reason),
+            anchors: 0,
+            anchor_problems: Vec::new(),
         },
     };
     Ok(Evidence {
