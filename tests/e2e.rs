@@ -8,7 +8,7 @@ mod e2e {
     mod break_glass;
     mod corruption;
     mod crash;
-    mod daemon;
+    pub mod daemon;
     mod databases;
     mod drills;
     mod encryption;

@@ -239,10 +239,10 @@ fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
 }
 
 /// Each request a receiver got: its first line and its body.
-type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
+pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 /// A local HTTP receiver: records each request's first line and body, answers 200.
-fn receiver() -> (u16, Requests) {
+pub fn receiver() -> (u16, Requests) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

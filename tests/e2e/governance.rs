@@ -55,8 +55,9 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         .local_addr()
         .unwrap()
         .port();
+    let (hook, heard) = super::daemon::receiver();
     let install = Install::new(&format!(
-        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_token = true\n"
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_token = true\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n"
     ));
     std::fs::create_dir_all(install.path("src/app")).unwrap();
     std::fs::write(install.path("src/app/index.html"), "<title>x</title>").unwrap();
@@ -119,6 +120,22 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     let (code, doc) = http(port, "GET", "/openapi.json", Some(&auditor));
     assert_eq!(code, 200);
     assert!(doc.contains("\"/api/v1/requests/{id}/approve\""), "{doc}");
+    // Every documented operation exists and asks for a token, except /healthz.
+    let doc: serde_json::Value = serde_json::from_str(&doc).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 12, "{doc}");
+    for (path, item) in paths {
+        for method in item.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "x");
+            let (code, _) = http(port, &method.to_uppercase(), &concrete, None);
+            let expected = if path == "/healthz" { 200 } else { 401 };
+            assert_eq!(code, expected, "{method} {path} without a token");
+        }
+    }
+    assert!(
+        doc["paths"]["/metrics"]["get"]["security"].is_array(),
+        "metrics_token = true is documented"
+    );
     // Sign-off through the API: the policy's recovery owner only, identified by the token.
     let signoff = format!("/api/v1/drills/{drill_id}/signoff");
     let comment = r#"{"comment": "reviewed through the API"}"#;
@@ -287,6 +304,64 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     }
     assert_same_tree(&install.path("src"), &install.path("windowed/src"));
 
+    // Allowed explicitly and approved so, a restore over the source runs: the install's
+    // root holds `src`, which gets the snapshot's content back in place.
+    std::fs::write(install.path("src/app/data.csv"), "id\n1\n2\n3\n").unwrap();
+    let root = install.path("");
+    let out = create(&owner, root.to_str().unwrap(), &["--allow-overlap"]);
+    let in_place: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let in_place_id = in_place["request_id"].as_str().unwrap();
+    ok_json(&approver, &["--json", "request", "approve", in_place_id]);
+    let ran = ok_json(&operator, &["--json", "request", "run", in_place_id]);
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert_eq!(
+        std::fs::read_to_string(install.path("src/app/data.csv")).unwrap(),
+        "id\n1\n2\n",
+        "restored in place"
+    );
+
+    // A point in time means the newest snapshot at or before it.
+    let between = jiff::Timestamp::now();
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(install.path("src/app/data.csv"), "id\n1\n2\n3\n4\n").unwrap();
+    install.backup("site");
+    let pit = install.path("pit");
+    let out = api(
+        &owner,
+        &[
+            "--json",
+            "request",
+            "create",
+            "--policy",
+            "site",
+            "--at",
+            &between.to_string(),
+            "--to",
+            pit.to_str().unwrap(),
+            "--reason",
+            "before the bad import",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pit_request: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pit_id = pit_request["request_id"].as_str().unwrap();
+    ok_json(&approver, &["--json", "request", "approve", pit_id]);
+    let ran = ok_json(&owner, &["--json", "request", "run", pit_id]);
+    assert_eq!(ran["status"], "succeeded", "{ran}");
+    assert!(
+        ran["outcome"].as_str().unwrap().contains(&snapshot[..8]),
+        "{ran}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pit.join("src/app/data.csv")).unwrap(),
+        "id\n1\n2\n",
+        "the snapshot before the point in time, not the newer one"
+    );
+
     // The live evidence view, for an auditor, in a browser.
     let (code, page) = http(port, "GET", "/ui", Some(&auditor));
     assert_eq!(code, 200);
@@ -310,6 +385,30 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
 
     daemon.stop();
 
+    // The requester heard of each decision and each outcome, addressed to them.
+    let told: Vec<serde_json::Value> = heard
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(line, _)| line.starts_with("POST /hook"))
+        .filter_map(|(_, body)| serde_json::from_str(body).ok())
+        .filter(|e: &serde_json::Value| e["event"].as_str().unwrap().starts_with("request."))
+        .collect();
+    for (event, request) in [
+        ("request.approved", id.as_str()),
+        ("request.succeeded", id.as_str()),
+        ("request.failed", overlap_id),
+        ("request.rejected", rejected_id),
+        ("request.succeeded", windowed_id.as_str()),
+    ] {
+        assert!(
+            told.iter().any(|e| e["event"] == event
+                && e["recipient"] == "dba@example.com"
+                && e["detail"].as_str().unwrap().contains(request)),
+            "no {event} for {request} in {told:#?}"
+        );
+    }
+
     // The evidence pack names who asked and who approved.
     let pack = install.path("pack");
     install.ok(&[
@@ -327,7 +426,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     let requests = evidence["policies"][0]["restore_requests"]
         .as_array()
         .unwrap();
-    assert_eq!(requests.len(), 4);
+    assert_eq!(requests.len(), 6);
     assert_eq!(requests[0]["request_id"], id.as_str());
     assert_eq!(requests[0]["requester"], "dba@example.com");
     assert_eq!(requests[0]["decided_by"], "boss@example.com");

@@ -40,6 +40,10 @@ pub struct Event {
     pub time: jiff::Timestamp,
     pub host: String,
     pub detail: String,
+    /// The person the event is addressed to, when there is one (a restore request's
+    /// requester), so that a receiver can route it to them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
 }
 
 impl Event {
@@ -52,12 +56,26 @@ impl Event {
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
             detail,
+            recipient: None,
+        }
+    }
+
+    /// The same event, addressed to `recipient`.
+    pub fn to(self, recipient: &str) -> Self {
+        Self {
+            recipient: Some(recipient.into()),
+            ..self
         }
     }
 
     fn slack_text(&self) -> String {
+        let to = self
+            .recipient
+            .as_ref()
+            .map(|r| format!(" (for {r})"))
+            .unwrap_or_default();
         format!(
-            "backstop: {} for policy `{}` on {}: {}",
+            "backstop: {} for policy `{}` on {}{to}: {}",
             self.event, self.policy, self.host, self.detail
         )
     }

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::error::EngineError;
 use crate::notify::{merged, Event as NotifyEvent, Notifier};
 use crate::policy::Policy;
 use access::{allowed, Action, Caller};
@@ -150,7 +151,7 @@ async fn ui(
         .cloned()
         .collect();
     let refs: Vec<&Policy> = policies.iter().collect();
-    let evidence = crate::evidence::collect(&state.catalog, &refs, from, to)
+    let evidence = crate::evidence::collect(&state.config, &state.catalog, &refs, from, to)
         .await
         .map_err(internal)?;
     Ok(axum::response::Html(crate::evidence::html::render(
@@ -324,7 +325,7 @@ async fn create_request(
 
 async fn list_requests(State(state): State<ApiState>, caller: Caller) -> ApiResult {
     permit(&caller, Action::Read, None)?;
-    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+    expire(&state, jiff::Timestamp::now())
         .await
         .map_err(internal)?;
     let all = state.catalog.requests(200).await.map_err(internal)?;
@@ -337,7 +338,7 @@ async fn get_request(
     Path(id): Path<String>,
 ) -> ApiResult {
     permit(&caller, Action::Read, None)?;
-    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+    expire(&state, jiff::Timestamp::now())
         .await
         .map_err(internal)?;
     let r = find_request(&state, &id).await?;
@@ -351,7 +352,7 @@ async fn decide(
     comment: Option<String>,
     approve: bool,
 ) -> ApiResult {
-    requests::expire_stale(&state.catalog, jiff::Timestamp::now())
+    expire(&state, jiff::Timestamp::now())
         .await
         .map_err(internal)?;
     let r = find_request(&state, &id).await?;
@@ -384,9 +385,7 @@ async fn decide(
         )
         .await
         .map_err(conflict)?;
-    if !approve {
-        notify_requester(&state, &policy, &r);
-    }
+    notify_requester(&state, &policy, &r);
     Ok(Json(request_json(&r)))
 }
 
@@ -408,6 +407,24 @@ async fn reject(
     decide(state, caller, id, body.and_then(|b| b.0.comment), false).await
 }
 
+/// Expires stale requests and tells each requester.
+async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineError> {
+    for r in requests::expire_stale(&state.catalog, now).await? {
+        let policy = state
+            .policies
+            .read()
+            .expect("policies lock")
+            .get(&r.policy)
+            .cloned();
+        if let Some(policy) = policy {
+            notify_requester(state, &policy, &r);
+        }
+    }
+    Ok(())
+}
+
+/// Tells the requester (through the policy's notification channels, addressed to them)
+/// that their request was approved, rejected, expired, or ran and how.
 fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
     let settings = merged(&state.config.notify, policy.notify.as_ref());
     state.notifier.alert(
@@ -425,7 +442,8 @@ fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
                     .map(|o| format!(": {o}"))
                     .unwrap_or_default()
             ),
-        ),
+        )
+        .to(&r.requester),
     );
 }
 
@@ -518,34 +536,129 @@ pub async fn run_windows(state: ApiState) {
             }
             Err(e) => tracing::warn!(error = %e, "looking for restore requests to run"),
         }
-        if let Err(e) = requests::expire_stale(&state.catalog, now).await {
+        if let Err(e) = expire(&state, now).await {
             tracing::warn!(error = %e, "expiring restore requests");
         }
         tokio::time::sleep(std::time::Duration::from_secs(10)).await;
     }
 }
 
-async fn openapi(_caller: Caller) -> Json<Value> {
-    let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": {"200": {"description": "OK"}, "401": {"description": "no or unknown token"}, "403": {"description": "the role may not do this"}, "409": {"description": "the request is not in a state that allows this, or four-eyes refused it"}}});
-    Json(json!({
+async fn openapi(State(state): State<ApiState>, _caller: Caller) -> Json<Value> {
+    let metrics_token = state
+        .config
+        .api
+        .as_ref()
+        .is_some_and(|api| api.metrics_token);
+    Json(openapi_document(metrics_token))
+}
+
+/// The OpenAPI 3.1 description of every route: its parameters, bodies and answers.
+fn openapi_document(metrics_token: bool) -> Value {
+    let answers = json!({
+        "200": {"description": "OK", "content": {"application/json": {}}},
+        "400": {"description": "a malformed body or parameter (the message names it)"},
+        "401": {"description": "no token, or an unknown one"},
+        "403": {"description": "the caller's role or policy scope does not allow this"},
+        "404": {"description": "no such policy, drill or request"},
+        "409": {"description": "the request is not in a state that allows this, or four-eyes refused it"}
+    });
+    let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": answers.clone()});
+    let id = |what: &str| json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": what}]);
+    let with = |mut op: Value, key: &str, value: Value| {
+        op[key] = value;
+        op
+    };
+    let query = |names: &[(&str, &str, &str)]| -> Value {
+        names
+            .iter()
+            .map(|(name, kind, what)| json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}, "description": what}))
+            .collect()
+    };
+    let body = |schema: Value, required: bool| json!({"required": required, "content": {"application/json": {"schema": schema}}});
+    let comment = json!({"type": "object", "properties": {"comment": {"type": "string"}}, "additionalProperties": false});
+    let new_request = json!({
+        "type": "object",
+        "required": ["policy", "target", "reason"],
+        "properties": {
+            "policy": {"type": "string"},
+            "snapshot": {"type": "string", "description": "a snapshot id or unique prefix; or give point_in_time"},
+            "point_in_time": {"type": "string", "format": "date-time", "description": "the newest snapshot at or before this time"},
+            "target": {"type": "string", "description": "an absolute directory or file, or a postgres:// or mysql:// URL"},
+            "reason": {"type": "string"},
+            "allow_overlap": {"type": "boolean", "default": false, "description": "the target may overlap the policy's source; the approval covers it"},
+            "not_before": {"type": "string", "format": "date-time", "description": "run by itself once approved and this time has come"}
+        },
+        "additionalProperties": false
+    });
+    let metrics = if metrics_token {
+        json!({"summary": "Prometheus metrics (a token of any role: [api] metrics_token = true)", "security": [{"bearer": []}],
+               "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}, "401": {"description": "no token, or an unknown one"}}})
+    } else {
+        json!({"summary": "Prometheus metrics (no token)",
+               "responses": {"200": {"description": "text exposition", "content": {"text/plain": {}}}}})
+    };
+    json!({
         "openapi": "3.1.0",
         "info": {"title": "Backstop API", "version": "1"},
         "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "paths": {
-            "/healthz": {"get": {"summary": "the daemon is up (no token)", "responses": {"200": {"description": "ok"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics (no token)", "responses": {"200": {"description": "text exposition"}}}},
-            "/ui": {"get": op("the evidence view, live, as HTML (query: from, to; a browser may pass token=)")},
+            "/healthz": {"get": {"summary": "the daemon is up (no token)", "responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}}},
+            "/metrics": {"get": metrics},
+            "/openapi.json": {"get": op("this document")},
+            "/ui": {"get": with(op("the evidence view, live, as HTML (a browser may pass the token as ?token=)"), "parameters",
+                query(&[("from", "string", "start of the period (a date or a UTC timestamp; 30 days ago by default)"),
+                        ("to", "string", "end of the period (now by default)"),
+                        ("token", "string", "the bearer token, for a browser")]))},
             "/api/v1/whoami": {"get": op("the caller's principal and role")},
-            "/api/v1/drills": {"get": op("recorded drills, newest first (query: policy, limit)")},
-            "/api/v1/drills/{id}/signoff": {"post": op("sign a passed drill off (recovery owner of its policy); body {comment}")},
+            "/api/v1/drills": {"get": with(op("recorded drills, newest first"), "parameters",
+                query(&[("policy", "string", "only this policy's drills"), ("limit", "integer", "at most this many")]))},
+            "/api/v1/drills/{id}/signoff": {"post": with(with(op("sign a passed drill off (the recovery owner of its policy)"), "parameters", id("the drill id")), "requestBody", body(comment.clone(), true))},
             "/api/v1/requests": {
                 "get": op("restore requests, newest first"),
-                "post": op("ask for a restore (recovery owner of the policy); body {policy, snapshot | point_in_time, target, reason, allow_overlap?, not_before?}")
+                "post": with(op("ask for a restore (the recovery owner of the policy)"), "requestBody", body(new_request, true))
             },
-            "/api/v1/requests/{id}": {"get": op("one restore request")},
-            "/api/v1/requests/{id}/approve": {"post": op("approve (an approver of the policy, not the requester); body {comment?}")},
-            "/api/v1/requests/{id}/reject": {"post": op("reject (an approver of the policy, not the requester); body {comment?}")},
-            "/api/v1/requests/{id}/run": {"post": op("run an approved request now (operator, or the requester); returns when the restore finished")}
+            "/api/v1/requests/{id}": {"get": with(op("one restore request"), "parameters", id("the request id"))},
+            "/api/v1/requests/{id}/approve": {"post": with(with(op("approve (an approver of the policy who is not the requester)"), "parameters", id("the request id")), "requestBody", body(comment.clone(), false))},
+            "/api/v1/requests/{id}/reject": {"post": with(with(op("reject (an approver of the policy who is not the requester)"), "parameters", id("the request id")), "requestBody", body(comment, false))},
+            "/api/v1/requests/{id}/run": {"post": with(op("run an approved request now (an operator, or the requester); answers when the restore finished"), "parameters", id("the request id"))}
         }
-    }))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::openapi_document;
+
+    #[test]
+    fn every_path_parameter_is_declared_and_only_health_goes_without_a_token() {
+        for metrics_token in [false, true] {
+            let doc = openapi_document(metrics_token);
+            let paths = doc["paths"].as_object().unwrap();
+            assert!(paths.contains_key("/openapi.json"));
+            for (path, item) in paths {
+                let templated: Vec<&str> = path
+                    .split('/')
+                    .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+                    .collect();
+                for (method, op) in item.as_object().unwrap() {
+                    let declared: Vec<&str> = op["parameters"]
+                        .as_array()
+                        .map(|ps| {
+                            ps.iter()
+                                .filter(|p| p["in"] == "path")
+                                .map(|p| p["name"].as_str().unwrap())
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    assert_eq!(declared, templated, "{method} {path}");
+                    assert!(op["responses"]["200"].is_object(), "{method} {path}");
+                    let open = path == "/healthz" || (path == "/metrics" && !metrics_token);
+                    assert_eq!(op["security"].is_null(), open, "{method} {path}");
+                    if method == "post" && !path.ends_with("/run") {
+                        assert!(op["requestBody"].is_object(), "{method} {path}");
+                    }
+                }
+            }
+        }
+    }
 }

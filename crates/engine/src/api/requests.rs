@@ -17,11 +17,15 @@ use crate::repos;
 /// How long an unapproved request stays open.
 pub const REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-/// Marks pending requests past their expiry as expired.
-pub async fn expire_stale(catalog: &Catalog, now: jiff::Timestamp) -> Result<(), EngineError> {
+/// Marks pending requests past their expiry as expired; returns them, expired.
+pub async fn expire_stale(
+    catalog: &Catalog,
+    now: jiff::Timestamp,
+) -> Result<Vec<RestoreRequest>, EngineError> {
+    let mut expired = Vec::new();
     for r in catalog.requests(u32::MAX).await? {
         if r.status == "pending" && r.expires_at <= now {
-            catalog
+            let r = catalog
                 .transition_request(
                     &r.id,
                     &["pending"],
@@ -32,9 +36,10 @@ pub async fn expire_stale(catalog: &Catalog, now: jiff::Timestamp) -> Result<(),
                     now,
                 )
                 .await?;
+            expired.push(r);
         }
     }
-    Ok(())
+    Ok(expired)
 }
 
 /// Whether `target` is, or overlaps, what the snapshot was backed up from.
@@ -172,9 +177,13 @@ mod tests {
             )
             .await
             .unwrap();
-        expire_stale(&catalog, "2026-11-25T00:00:00Z".parse().unwrap())
+        let expired = expire_stale(&catalog, "2026-11-25T00:00:00Z".parse().unwrap())
             .await
             .unwrap();
+        assert_eq!(
+            expired.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["stale"]
+        );
         let status = |id: &'static str| {
             let catalog = catalog.clone();
             async move { catalog.request(id).await.unwrap().status }
