@@ -290,6 +290,24 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
             "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[objectives]\nrpo = \"1h\"\n\n[notify]\nping_fail = \"http://127.0.0.1:{port}/fail\"\n"
         ),
     );
+    // A policy with its own Slack-compatible webhook, and a healthy one that pings around
+    // each backup.
+    install.files_policy(
+        "broken-slack",
+        &["./also-missing"],
+        &format!(
+            "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{port}/slack\"\nformat = \"slack\"\n"
+        ),
+    );
+    std::fs::create_dir_all(install.path("fine")).unwrap();
+    std::fs::write(install.path("fine/a.txt"), "a").unwrap();
+    install.files_policy(
+        "fine",
+        &["./fine"],
+        &format!(
+            "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[notify]\nping_start = \"http://127.0.0.1:{port}/start\"\nping_success = \"http://127.0.0.1:{port}/ok\"\n"
+        ),
+    );
     let mut daemon = super::Daemon(
         install
             .command(&["daemon"])
@@ -305,9 +323,15 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
             .any(|(line, _)| line.starts_with(what))
     };
     wait_until(
-        "the failure webhook and the fail ping",
+        "the failure webhooks, the fail ping, and the start and success pings",
         Duration::from_secs(30),
-        || got("POST /hook") && got("GET /fail"),
+        || {
+            got("POST /hook")
+                && got("GET /fail")
+                && got("POST /slack")
+                && got("GET /start")
+                && got("GET /ok")
+        },
     );
     signal(&daemon.0, "TERM");
     assert!(daemon.0.wait().unwrap().success());
@@ -335,6 +359,22 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
         breach, 1,
         "an objective breach is reported once: {requests:?}"
     );
+    let slack: serde_json::Value = requests
+        .iter()
+        .find(|(line, _)| line.starts_with("POST /slack"))
+        .map(|(_, body)| serde_json::from_str(body).unwrap())
+        .unwrap();
+    let text = slack["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("backstop: backup.failed for policy `broken-slack`")
+            && text.contains("also-missing"),
+        "{slack}"
+    );
+    assert_eq!(slack.as_object().unwrap().len(), 1, "only text: {slack}");
+    // The healthy policy only pinged: no webhook post names it.
+    assert!(!requests
+        .iter()
+        .any(|(line, body)| line.starts_with("POST") && body.contains("\"fine\"")));
 }
 
 #[test]

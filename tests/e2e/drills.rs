@@ -383,6 +383,25 @@ exists = false
     assert_eq!(listed.as_array().unwrap().len(), 3);
     let human = install.ok(&["drills"]);
     assert!(human.contains("pending"), "{human}");
+
+    // --random drills one of the policy's snapshots, and only the policy's.
+    std::fs::write(install.path("tree/a/two.txt"), "two").unwrap();
+    install.backup("tree");
+    let mine: Vec<String> = install
+        .json(&["snapshots", "tree"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(mine.len(), 2);
+    let report = install.json(&["drill", "tree", "--random"]);
+    assert_eq!(report["status"], "passed", "{report:#}");
+    let drilled = report["snapshot_id"].as_str().unwrap();
+    assert!(
+        mine.iter().any(|id| id == drilled),
+        "{drilled} not in {mine:?}"
+    );
 }
 
 #[test]
@@ -534,11 +553,11 @@ fn failed_checks_a_tight_rto_and_an_unreachable_scratch_server_are_failed_drills
     };
     add(
         "false-sql",
-        "\n[[drill.checks]]\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"= 0\"\n",
+        "\n[[drill.checks]]\nsql = \"SELECT count(*) FROM orders\"\nexpect = \"= 0\"\n\n[[drill.checks]]\nsql = \"SELECT count(*) FROM no_such_table\"\nexpect = \">= 1\"\n",
     );
     add(
         "command-fails",
-        "\n[[drill.checks]]\nname = \"workflow\"\ncommand = [\"./checks/fails.sh\"]\n",
+        "\n[[drill.checks]]\nname = \"workflow\"\ncommand = [\"./checks/fails.sh\"]\n\n[[drill.checks]]\nname = \"hangs\"\ncommand = [\"sh\", \"-c\", \"echo started; sleep 600\"]\ntimeout = \"1s\"\n",
     );
     for name in ["false-sql", "command-fails", "slow"] {
         install.backup(name);
@@ -548,6 +567,13 @@ fn failed_checks_a_tight_rto_and_an_unreachable_scratch_server_are_failed_drills
     let sql = check(&report, "sql: SELECT count(*) FROM orders");
     assert_eq!(sql["status"], "failed");
     assert_eq!(sql["detail"], "got 2000, expected = 0");
+    // A query that fails is a failed check that shows the error.
+    let broken = check(&report, "sql: SELECT count(*) FROM no_such_table");
+    assert_eq!(broken["status"], "failed");
+    assert!(
+        broken["detail"].as_str().unwrap().contains("no such table"),
+        "{broken}"
+    );
     assert!(empty_dir(&scratch));
 
     let report = failed_drill(&install, "command-fails");
@@ -561,6 +587,17 @@ fn failed_checks_a_tight_rto_and_an_unreachable_scratch_server_are_failed_drills
         .as_str()
         .unwrap()
         .contains("check `workflow` failed"));
+    // A command past its own timeout is killed and fails, its output kept.
+    let hangs = check(&report, "hangs");
+    assert_eq!(hangs["status"], "failed");
+    assert!(
+        hangs["detail"]
+            .as_str()
+            .unwrap()
+            .contains("timed out after 1s"),
+        "{hangs}"
+    );
+    assert!(hangs["output"].as_str().unwrap().contains("started"));
     assert!(empty_dir(&scratch));
 
     let report = failed_drill(&install, "slow");

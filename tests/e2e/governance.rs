@@ -385,6 +385,16 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
 
     daemon.stop();
 
+    // The daemon anchored the audit chain in the repository when it started (a repository
+    // existed then), and the catalog agrees with that anchor.
+    let anchors = std::fs::read_dir(install.path("repo/anchors"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(anchors >= 1, "no anchor written by the daemon");
+    let verified = install.json(&["audit", "verify"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["anchors"].as_u64().unwrap() as usize, anchors);
+
     // The requester heard of each decision and each outcome, addressed to them.
     let told: Vec<serde_json::Value> = heard
         .lock()

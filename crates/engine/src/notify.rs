@@ -228,6 +228,102 @@ mod tests {
         assert_eq!(merged(&global, None), global);
     }
 
+    /// A receiver that answers 503 to its first `refusals` requests and 200 after; it
+    /// records each request's first line and body.
+    async fn flaky_receiver(
+        refusals: usize,
+    ) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = seen.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Read until the headers end and the declared body has come.
+                loop {
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    request.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&request).to_string();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length || n == 0 {
+                            break;
+                        }
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).to_string();
+                let refused = {
+                    let mut seen = record.lock().unwrap();
+                    seen.push(text);
+                    seen.len() <= refusals
+                };
+                let answer: &[u8] = if refused {
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                let _ = stream.write_all(answer).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_delivery_is_retried_with_backoff_until_it_is_taken() {
+        let (url, seen) = flaky_receiver(2).await;
+        let client = reqwest::Client::new();
+        let started = tokio::time::Instant::now();
+        let body = serde_json::json!({"text": "backstop: backup.failed"});
+        deliver(
+            &client,
+            Delivery::Post {
+                url: format!("{url}/hook"),
+                body,
+            },
+        )
+        .await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 3, "two refusals, then delivered: {seen:?}");
+        assert!(seen
+            .iter()
+            .all(|r| r.starts_with("POST /hook") && r.contains("backup.failed")));
+        // 500 ms, then 1 s, of (paused) backoff between the attempts.
+        assert!(
+            started.elapsed() >= FIRST_BACKOFF * 3,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_receiver_that_never_takes_it_gets_a_bounded_number_of_attempts() {
+        let (url, seen) = flaky_receiver(usize::MAX).await;
+        deliver(
+            &reqwest::Client::new(),
+            Delivery::Ping(format!("{url}/fail")),
+        )
+        .await;
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), ATTEMPTS as usize, "{seen:?}");
+        assert!(seen.iter().all(|r| r.starts_with("GET /fail")));
+    }
+
     #[test]
     fn slack_bodies_are_one_line_of_text() {
         let e = Event::new("backup.failed", "orders", "pg_dump was killed".into());
