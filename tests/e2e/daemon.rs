@@ -396,11 +396,14 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
         &["./src"],
         &format!("{schedule}\n[drill]\nsignoff_within = \"1s\"\n"),
     );
+    // The bad policy's RPO objective is one no snapshot can meet, so each of its drills
+    // also reports the restored snapshot's age as a breach.
     install.files_policy(
         "bad",
         &["./src"],
         &format!(
-            "{schedule}\n[drill]\n[[drill.checks]]\nname = \"workflow\"\ncommand = [\"false\"]\n"
+            "{}\nrpo = \"1ms\"\n\n[drill]\n[[drill.checks]]\nname = \"workflow\"\ncommand = [\"false\"]\n",
+            schedule.trim_end()
         ),
     );
     let mut daemon = super::Daemon(
@@ -477,6 +480,18 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
             .all(|e| e["detail"].as_str().unwrap().contains("no snapshot")),
         "the good policy's drills fail only before its first backup: {failed:?}"
     );
+    let breaches = events("rpo.breached");
+    let by_drill: Vec<&serde_json::Value> = breaches
+        .iter()
+        .filter(|e| {
+            e["detail"]
+                .as_str()
+                .unwrap()
+                .contains("the restored snapshot is")
+        })
+        .collect();
+    assert!(!by_drill.is_empty(), "{breaches:?}");
+    assert!(by_drill.iter().all(|e| e["policy"] == "bad"), "{breaches:?}");
     let overdue = events("signoff.overdue");
     assert!(overdue.iter().all(|e| e["policy"] == "good"), "{overdue:?}");
     let mut drills: Vec<&str> = overdue
