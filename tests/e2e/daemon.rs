@@ -491,7 +491,10 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
         })
         .collect();
     assert!(!by_drill.is_empty(), "{breaches:?}");
-    assert!(by_drill.iter().all(|e| e["policy"] == "bad"), "{breaches:?}");
+    assert!(
+        by_drill.iter().all(|e| e["policy"] == "bad"),
+        "{breaches:?}"
+    );
     let overdue = events("signoff.overdue");
     assert!(overdue.iter().all(|e| e["policy"] == "good"), "{overdue:?}");
     let mut drills: Vec<&str> = overdue

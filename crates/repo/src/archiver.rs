@@ -97,33 +97,54 @@ impl Shared {
         let min = self.chunker.min_size as u64;
         let mut head = Vec::new();
         (&mut reader).take(min).read_to_end(&mut head)?;
-        let chunks: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>> + '_> =
-            if (head.len() as u64) < min {
-                Box::new((!head.is_empty()).then_some(Ok(head)).into_iter())
+        if (head.len() as u64) < min {
+            let size = head.len() as u64;
+            if head.is_empty() {
+                return Ok((Vec::new(), Id::sha256(&[]), 0));
+            }
+            let id = self.codec.chunk_id(&head);
+            // Unencrypted, a lone chunk's id is the SHA-256 of the whole content: hashing
+            // it a second time would only cost time.
+            let digest = if self.codec.is_encrypted() {
+                Id::sha256(&head)
             } else {
-                Box::new(
-                    self.chunker
-                        .chunks(std::io::Cursor::new(head).chain(reader)),
-                )
+                id
             };
+            self.queue(id, head, to_encoders)?;
+            return Ok((vec![id], digest, size));
+        }
         let mut ids = Vec::new();
         let mut digest = Sha256::new();
         let mut size = 0u64;
-        for chunk in chunks {
+        for chunk in self
+            .chunker
+            .chunks(std::io::Cursor::new(head).chain(reader))
+        {
             let data = chunk?;
             size += data.len() as u64;
-            self.progress
-                .bytes_read
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
             digest.update(&data);
             let id = self.codec.chunk_id(&data);
             ids.push(id);
-            let new = self.known.lock().expect("dedup set lock").insert(id);
-            if new && to_encoders.send(Chunk { id, data }).is_err() {
-                return Err(std::io::Error::other(PIPELINE_STOPPED));
-            }
+            self.queue(id, data, to_encoders)?;
         }
         Ok((ids, Id(digest.finalize().into()), size))
+    }
+
+    /// Counts a chunk as read and hands it to the encoders unless it is already known.
+    fn queue(
+        &self,
+        id: Id,
+        data: Vec<u8>,
+        to_encoders: &std::sync::mpsc::SyncSender<Chunk>,
+    ) -> std::io::Result<()> {
+        self.progress
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let new = self.known.lock().expect("dedup set lock").insert(id);
+        if new && to_encoders.send(Chunk { id, data }).is_err() {
+            return Err(std::io::Error::other(PIPELINE_STOPPED));
+        }
+        Ok(())
     }
 }
 

@@ -352,6 +352,28 @@ impl Repository {
             .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
     }
 
+    /// Where the index says a chunk is stored.
+    pub fn locate(&self, id: &Id) -> Option<index::Location> {
+        self.index.get(id).copied()
+    }
+
+    /// `length` bytes of a pack from `offset`, in one ranged read (timed as fetching): a
+    /// run of chunks that lie close together in one pack costs one request.
+    pub async fn read_pack_range(&self, pack: &Id, offset: u64, length: u64) -> Result<Bytes> {
+        let _fetching = self.clock.enter(Phase::Fetch);
+        Ok(self
+            .storage
+            .get_range(&layout::pack_key(pack), offset, length)
+            .await?)
+    }
+
+    /// Decodes a chunk's stored bytes, read out of its pack at `loc`, and checks them
+    /// against its id (timed as decoding). Blocking: call it off the async threads.
+    pub fn decode_located(&self, id: &Id, loc: &index::Location, stored: &[u8]) -> Result<Vec<u8>> {
+        let _decoding = self.clock.enter(Phase::Decode);
+        decode_chunk(&self.codec, &layout::pack_key(&loc.pack), id, stored)
+    }
+
     /// Reads a snapshot's content tree.
     pub async fn read_tree(&self, snapshot: &Snapshot) -> Result<Vec<Entry>> {
         let mut jsonl = Vec::new();
