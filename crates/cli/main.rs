@@ -9,7 +9,22 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// glibc raises its mmap threshold to the size of each large block freed (up to 32 MiB), after
+/// which pack-sized buffers come from, and stay in, each thread's arena: a backup, restore or
+/// read-data check then peaked at about twice its working set. Pinning the threshold at
+/// 4 MiB (a chunk's maximum) keeps chunk buffers in the arenas, where they are reused, and
+/// gives pack buffers back as they are freed.
+#[allow(unsafe_code)]
+fn pin_mmap_threshold() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; it runs first in main, before any thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    pin_mmap_threshold();
     let cli = args::Cli::parse();
     let filter = match cli.verbose {
         // The daemon's log is its record of what it does.

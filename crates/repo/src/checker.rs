@@ -86,6 +86,8 @@ impl CheckReport {
 
 /// Up to this many affected files are named per finding.
 const AFFECTED_LIMIT: usize = 10;
+/// Whole packs read and verified at once: one per core busy verifying, one being read.
+const PACKS_IN_FLIGHT: usize = 3;
 
 /// Which snapshot files use each chunk.
 #[derive(Default)]
@@ -310,7 +312,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
                 })
             }
         })
-        .buffer_unordered(4)
+        .buffer_unordered(PACKS_IN_FLIGHT)
         .collect()
         .await;
     for (pack_id, problems, verified) in results {
