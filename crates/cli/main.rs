@@ -1,5 +1,5 @@
 //! The `backstop` binary: parse, run, map to an exit code. No logic of its own; errors are
-//! printed with their whole chain (`{:#}`) to stderr.
+//! printed with their whole chain to stderr.
 
 mod args;
 mod commands;
@@ -53,8 +53,35 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(code) => output::code(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             output::code(output::EXIT_FAILED)
         }
+    }
+}
+
+/// The error and its causes, joined by ": ", leaving out a cause that the message before it
+/// already ends with (library errors often say their cause and also chain it).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !out.ends_with(&cause) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_cause_the_message_already_names_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let e = anyhow::Error::new(io).context("key file ./repo.key: No such file");
+        assert_eq!(super::chain(&e), "key file ./repo.key: No such file");
+        let e = anyhow::anyhow!("disk full").context("writing pack");
+        assert_eq!(super::chain(&e), "writing pack: disk full");
     }
 }
