@@ -176,14 +176,10 @@ pub enum TokenCommand {
 
 #[derive(Debug, Args)]
 pub struct RequestArgs {
-    /// The daemon's address
-    #[arg(
-        long,
-        env = "BACKSTOP_API_URL",
-        default_value = "http://127.0.0.1:8470",
-        global = true
-    )]
-    pub api_url: String,
+    /// The daemon's address [default: from `[api] listen` in the configuration, else
+    /// http://127.0.0.1:8470]
+    #[arg(long, env = "BACKSTOP_API_URL", global = true)]
+    pub api_url: Option<String>,
     /// An API token (`backstop token create`)
     #[arg(long, env = "BACKSTOP_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,

@@ -163,12 +163,21 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         "{who}"
     );
 
+    // The request commands find the daemon from `[api] listen` in backstop.toml.
     let api = |t: &str, args: &[&str]| {
         let mut cmd = install.command(args);
-        cmd.env("BACKSTOP_API_URL", format!("http://127.0.0.1:{port}"))
-            .env("BACKSTOP_TOKEN", t);
+        cmd.env_remove("BACKSTOP_API_URL").env("BACKSTOP_TOKEN", t);
         cmd.output().unwrap()
     };
+    let elsewhere = install
+        .command(&["request", "list", "--api-url", "http://127.0.0.1:1"])
+        .env("BACKSTOP_TOKEN", &auditor)
+        .output()
+        .unwrap();
+    assert!(
+        !elsewhere.status.success(),
+        "--api-url overrides the configuration"
+    );
     let ok_json = |t: &str, args: &[&str]| -> serde_json::Value {
         let out = api(t, args);
         assert!(
@@ -464,4 +473,34 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         assert!(kinds.contains(&kind), "{kind} missing: {kinds:?}");
     }
     assert_eq!(install.json(&["audit", "verify"])["ok"], true);
+
+    // A policy load records the digest of the file as it was loaded.
+    let loaded = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "policy.loaded")
+        .unwrap();
+    let file = std::fs::read(install.path("policies/site.toml")).unwrap();
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(file))
+    };
+    assert_eq!(loaded["detail"]["sha256"], digest.as_str(), "{loaded}");
+
+    // No token appears anywhere after its creation: not in the audit log, the daemon's log or
+    // the evidence.
+    let audit_text = events.to_string();
+    let daemon_log = std::fs::read_to_string(&log).unwrap();
+    let evidence_text = std::fs::read_to_string(pack.join("evidence.json")).unwrap();
+    for t in [&owner, &owner_as_approver, &approver, &operator, &auditor] {
+        let secret = &t[4..];
+        for (what, text) in [
+            ("audit log", &audit_text),
+            ("daemon log", &daemon_log),
+            ("evidence", &evidence_text),
+        ] {
+            assert!(!text.contains(secret), "a token is in the {what}");
+        }
+    }
 }

@@ -35,9 +35,14 @@ pub async fn run(cli: Cli) -> Result<u8> {
             return restore::run(None, args, json).await;
         }
     }
-    // Requests talk to the daemon: no configuration here.
+    // Requests talk to the daemon; the configuration only says where it listens, when no
+    // URL is given.
     if let Command::Request(args) = &cli.command {
-        return request::run(args, json).await;
+        let url = match &args.api_url {
+            Some(url) => url.clone(),
+            None => request::url_of(&load_config(cli.config.clone())?),
+        };
+        return request::run(args, &url, json).await;
     }
     // Verifying an evidence pack needs nothing but the pack (and the public key).
     if let Command::Evidence {
@@ -62,7 +67,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Token {
             command: TokenCommand::Create { principal, role },
         } => request::create_token(&config, principal, role, json).await,
-        Command::Request(args) => request::run(args, json).await,
+        Command::Request(args) => request::run(args, &request::url_of(&config), json).await,
         Command::Evidence { command } => match command {
             EvidenceCommand::Export {
                 from,

@@ -38,13 +38,29 @@ pub async fn create_token(config: &Config, principal: &str, role: &str, json: bo
     Ok(EXIT_OK)
 }
 
-pub async fn run(args: &RequestArgs, json: bool) -> Result<u8> {
+/// The daemon's API address from the configuration's `[api] listen` (an address bound to
+/// every interface is reached on the loopback one).
+pub fn url_of(config: &Config) -> String {
+    let listen = config
+        .api
+        .as_ref()
+        .and_then(|api| api.listen.clone())
+        .unwrap_or_else(|| backstop_engine::daemon::DEFAULT_LISTEN.to_string());
+    let listen = match listen.rsplit_once(':') {
+        Some(("0.0.0.0", port)) => format!("127.0.0.1:{port}"),
+        Some(("[::]", port)) => format!("[::1]:{port}"),
+        _ => listen,
+    };
+    format!("http://{listen}")
+}
+
+pub async fn run(args: &RequestArgs, url: &str, json: bool) -> Result<u8> {
     let Some(token) = args.token.as_deref() else {
         bail!(
             "no API token: set BACKSTOP_TOKEN or pass --token (made with `backstop token create`)"
         );
     };
-    let base = args.api_url.trim_end_matches('/');
+    let base = url.trim_end_matches('/');
     let client = reqwest::Client::new();
     let (method, path, body) = match &args.command {
         RequestCommand::Create {
