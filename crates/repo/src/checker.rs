@@ -86,8 +86,9 @@ impl CheckReport {
 
 /// Up to this many affected files are named per finding.
 const AFFECTED_LIMIT: usize = 10;
-/// Whole packs read and verified at once: one per core busy verifying, one being read.
-const PACKS_IN_FLIGHT: usize = 3;
+/// Whole packs read and verified at once: verifying is CPU-bound and a local read is quick,
+/// so one per core; each costs a pack's size in memory.
+const PACKS_IN_FLIGHT: usize = 2;
 
 /// Which snapshot files use each chunk.
 #[derive(Default)]
