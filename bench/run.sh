@@ -9,6 +9,9 @@
 #   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
 #   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
 #   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
+#   BENCH_RUNS      rounds of the restore and check phases (default 3); each round runs
+#                   the tools in a rotated order, and the table gives the median wall time
+#                   and the largest peak RSS
 #
 # Every tool runs the same phases in the same order on the same data:
 # initial backup, incremental backup after ~1% of the files changed, restore of
@@ -29,6 +32,8 @@ die() {
 # ---------------------------------------------------------------------------
 
 SIZE_MIB=${BENCH_SIZE_MIB:-1024}
+RUNS=${BENCH_RUNS:-3}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
 [[ $SIZE_MIB =~ ^[0-9]+$ && $SIZE_MIB -ge 8 ]] || die "BENCH_SIZE_MIB must be an integer >= 8 (got '$SIZE_MIB')"
 
 # A relative BACKSTOP is accepted from the current directory or from the
@@ -354,10 +359,20 @@ done
 # deleted just before the next tool's restore makes the file system slower for that tool
 # (ext4 scans recently deleted inodes when it creates files). Each tool starts with the
 # previous tool's writes flushed (sync), so that their write-back is not on its clock.
-echo "restore" >&2
-for tool in "${TOOLS[@]}"; do
+# Each round runs the tools in another order, so that none is always first or last.
+rotated() {
+    local round=$1 n=${#TOOLS[@]} i
+    for ((i = 0; i < n; i++)); do
+        echo "${TOOLS[(i + round) % n]}"
+    done
+}
+
+echo "restore ($RUNS rounds)" >&2
+for ((round = 0; round < RUNS; round++)); do
+  mapfile -t order < <(rotated "$round")
+  for tool in "${order[@]}"; do
     sync
-    target=$RESTORE/${tool//[ ()]/}
+    target=$RESTORE/$round-${tool//[ ()]/}
     if [[ $tool == restic ]]; then
         measure "restore" "$tool" restic restore latest --repo "$RESTIC_REPO" --target "$target"
         # restic recreates the absolute source path below the target.
@@ -369,16 +384,20 @@ for tool in "${TOOLS[@]}"; do
         # Backstop restores a source path under its base name.
         verify_restore "$tool" "$target/$(basename "$DATA")"
     fi
+  done
 done
 rm -rf "${RESTORE:?}"/*
 
-echo "check --read-data" >&2
-for tool in "${TOOLS[@]}"; do
+echo "check --read-data ($RUNS rounds)" >&2
+for ((round = 0; round < RUNS; round++)); do
+  mapfile -t order < <(rotated "$round")
+  for tool in "${order[@]}"; do
     if [[ $tool == restic ]]; then
         measure "check --read-data" "$tool" restic check --read-data --repo "$RESTIC_REPO"
     else
         measure "check --read-data" "$tool" "$BACKSTOP" --config "${BACKSTOP_DIR[$tool]}/backstop.toml" check --read-data
     fi
+  done
 done
 
 # ---------------------------------------------------------------------------
@@ -396,6 +415,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files files" \
         "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
     echo "- MiB/s is data set size / wall time; backstop is unencrypted, restic always encrypts"
+    echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
     echo
     python3 - "$TSV" <<'PY'
 import csv
@@ -406,18 +426,24 @@ rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
 ops = ["initial backup", "incremental backup", "restore", "check --read-data"]
 tools = ["backstop", "backstop (encrypted)", "restic"]
 
-timed = {}
+import statistics
+
+runs = {}
 repo = {}
 for op, tool, wall, rss, size in rows:
     if op == "repo size":
         repo[tool] = int(size)
     else:
-        wall = float(wall)
-        # /usr/bin/time rounds to 10 ms; keep fast runs from dividing by zero.
-        mibs = int(size) / MIB / max(wall, 0.01)
-        timed[op, tool] = (wall, mibs, int(rss) / 1024)
+        runs.setdefault((op, tool), []).append((float(wall), int(rss), int(size)))
         if op == "incremental backup":
             data_mib = int(size) / MIB  # what the repositories hold
+timed = {}
+for key, measured in runs.items():
+    wall = statistics.median(w for w, _, _ in measured)
+    rss = max(r for _, r, _ in measured)
+    size = measured[-1][2]
+    # /usr/bin/time rounds to 10 ms; keep fast runs from dividing by zero.
+    timed[key] = (wall, size / MIB / max(wall, 0.01), rss / 1024)
 
 print("| operation | tool | wall s | MiB/s | peak RSS MiB |")
 print("|---|---|---:|---:|---:|")
