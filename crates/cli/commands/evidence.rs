@@ -37,7 +37,7 @@ pub async fn export(
     let key = pack::signing_key(&config.data_dir)?;
     let gathered = evidence::collect(config, &store, &selected, from, to).await?;
     let files = pack::write(out, &gathered, &key)?;
-    store
+    let audited = store
         .append_event(
             "evidence.exported",
             &out.display().to_string(),
@@ -47,7 +47,14 @@ pub async fn export(
                 "policies": selected.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
             }),
         )
-        .await?;
+        .await;
+    // An export that could not be audited is not left behind looking like one.
+    if let Err(e) = audited {
+        for f in &files {
+            let _ = std::fs::remove_file(f);
+        }
+        return Err(e).context("recording the export in the audit log; the pack was removed");
+    }
     if json {
         print_json(&json!({
             "out": out.display().to_string(),
@@ -64,8 +71,12 @@ pub async fn export(
             hex_key(&key),
             out.display()
         );
-        if gathered.audit.status != "intact" {
-            println!("warning: the audit chain is BROKEN; the pack says so");
+        match gathered.audit.status.as_str() {
+            "intact" => {}
+            "contradicted" => println!(
+                "warning: the audit chain is CONTRADICTED by the repositories' anchors; the pack says so"
+            ),
+            _ => println!("warning: the audit chain is BROKEN; the pack says so"),
         }
     }
     Ok(EXIT_OK)

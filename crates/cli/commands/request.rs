@@ -12,15 +12,22 @@ use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
 pub async fn create_token(config: &Config, principal: &str, role: &str, json: bool) -> Result<u8> {
     let role = Role::parse(role).map_err(anyhow::Error::msg)?;
     let path = access::tokens_path(config);
-    let (token, entry) = access::create(&path, principal, role)?;
+    // The catalog first: a token is made only where its creation can be audited, and one
+    // whose event could not be appended is taken back out.
     let store = catalog::open(config).await?;
-    store
+    let (token, entry) = access::create(&path, principal, role)?;
+    let audited = store
         .append_event(
             "token.created",
             &entry.id,
             json!({"principal": entry.principal, "role": role.as_str()}),
         )
-        .await?;
+        .await;
+    if let Err(e) = audited {
+        access::remove(&path, &entry.id)
+            .context("removing the token whose creation could not be audited")?;
+        return Err(e).context("recording the token's creation; no token was made");
+    }
     if json {
         print_json(
             &json!({"id": entry.id, "principal": entry.principal, "role": role.as_str(), "token": token}),

@@ -183,14 +183,28 @@ pub fn create(
         created_at: jiff::Timestamp::now(),
     };
     file.tokens.push(entry.clone());
-    let text = toml::to_string(&file).map_err(|e| EngineError::Refused(e.to_string()))?;
+    save(path, &file)?;
+    Ok((token, entry))
+}
+
+/// Takes the token `id` out of the file again (a creation that could not be audited is
+/// undone).
+pub fn remove(path: &Path, id: &str) -> Result<(), EngineError> {
+    let mut file = load(path)?;
+    file.tokens.retain(|t| t.id != id);
+    save(path, &file)
+}
+
+/// Writes the tokens file whole to a temporary file (mode 0600) and renames it: a reader
+/// never sees half a file.
+fn save(path: &Path, file: &TokensFile) -> Result<(), EngineError> {
+    let text = toml::to_string(file).map_err(|e| EngineError::Refused(e.to_string()))?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| EngineError::Read {
             path: dir.display().to_string(),
             source: e,
         })?;
     }
-    // Written whole to a temporary file and renamed: a reader never sees half a file.
     let temp = path.with_extension("toml.tmp");
     std::fs::write(&temp, text)
         .and_then(|()| {
@@ -201,8 +215,7 @@ pub fn create(
         .map_err(|e| EngineError::Read {
             path: path.display().to_string(),
             source: e,
-        })?;
-    Ok((token, entry))
+        })
 }
 
 /// The caller a bearer token stands for.
@@ -295,6 +308,17 @@ mod tests {
         );
         assert_eq!(authenticate(&file, "bst_guess"), None);
         use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+
+        // A removed token no longer authenticates; the others still do.
+        let (other, _) = create(&path, "boss@example.com", Role::Approver).unwrap();
+        remove(&path, &entry.id).unwrap();
+        let file = load(&path).unwrap();
+        assert_eq!(authenticate(&file, &token), None);
+        assert_eq!(authenticate(&file, &other).unwrap().role, Role::Approver);
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
