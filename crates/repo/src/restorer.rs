@@ -136,13 +136,18 @@ impl SnapshotReader {
             .collect()
             .await;
         results.extend(streamed);
+        // A file that failed was removed: it gets no metadata, and one failure line.
+        let mut not_restored = std::collections::HashSet::new();
         for (path, result) in results {
             match result {
                 Ok(bytes) => {
                     report.files += 1;
                     report.bytes += bytes;
                 }
-                Err(e) => failures.push(format!("{path}: {e}")),
+                Err(e) => {
+                    failures.push(format!("{path}: {e}"));
+                    not_restored.insert(path);
+                }
             }
         }
 
@@ -156,13 +161,21 @@ impl SnapshotReader {
                     .and_then(|r| r);
             match made {
                 Ok(()) => report.symlinks += 1,
-                Err(e) => failures.push(format!("{}: {e}", entry.path)),
+                Err(e) => {
+                    failures.push(format!("{}: {e}", entry.path));
+                    not_restored.insert(entry.path.clone());
+                }
             }
         }
 
         // Metadata last, deepest first: creating files changes their directory's mtime.
         let mut ownership_denied = false;
-        for entry in self.entries.iter().rev() {
+        for entry in self
+            .entries
+            .iter()
+            .rev()
+            .filter(|e| !not_restored.contains(&e.path))
+        {
             match apply_metadata(entry, &dir.join(&entry.path)) {
                 Ok(chown_denied) => ownership_denied |= chown_denied,
                 Err(e) => failures.push(format!("{}: setting metadata: {e}", entry.path)),
