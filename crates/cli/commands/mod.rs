@@ -35,14 +35,12 @@ pub async fn run(cli: Cli) -> Result<u8> {
             return restore::run(None, args, json).await;
         }
     }
-    // Requests talk to the daemon; the configuration only says where it listens, when no
-    // URL is given.
+    // Requests talk to the daemon: given its URL, they need no configuration (without one,
+    // the configuration says where the daemon listens).
     if let Command::Request(args) = &cli.command {
-        let url = match &args.api_url {
-            Some(url) => url.clone(),
-            None => request::url_of(&load_config(cli.config.clone())?),
-        };
-        return request::run(args, &url, json).await;
+        if let Some(url) = &args.api_url {
+            return request::run(args, url, json).await;
+        }
     }
     // Verifying an evidence pack needs nothing but the pack (and the public key).
     if let Command::Evidence {

@@ -339,11 +339,10 @@ impl Repository {
             .index
             .get(id)
             .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
+        let stored = self
+            .read_pack_range(&loc.pack, loc.offset, loc.length)
+            .await?;
         let key = layout::pack_key(&loc.pack);
-        let stored = {
-            let _fetching = self.clock.enter(Phase::Fetch);
-            self.storage.get_range(&key, loc.offset, loc.length).await?
-        };
         let codec = self.codec.clone();
         let id = *id;
         let _decoding = self.clock.enter(Phase::Decode);

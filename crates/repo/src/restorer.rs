@@ -205,25 +205,38 @@ struct Run {
     pack: Id,
     start: u64,
     end: u64,
-    /// Each chunk, its location, and the files (indices into the caller's list) made of it.
-    chunks: Vec<(Id, Location, Vec<usize>)>,
+    /// Each chunk, its location, and the files made of it.
+    chunks: Vec<(Id, Location, Vec<Target>)>,
 }
 
-/// Groups single-chunk files into runs: chunks of one pack, in pack order, read through
-/// gaps of at most `RUN_GAP` bytes and at most `RUN_LIMIT` bytes a run (a larger chunk is a
-/// run of its own). The same chunk (duplicate files) is read once for all its files.
-fn plan_runs(repo: &Repository, files: &[&Entry]) -> Vec<Run> {
-    let mut by_chunk: std::collections::HashMap<Id, Vec<usize>> = Default::default();
-    for (i, f) in files.iter().enumerate() {
-        by_chunk.entry(f.chunks[0]).or_default().push(i);
+impl Run {
+    fn paths(&self) -> impl Iterator<Item = &String> {
+        self.chunks
+            .iter()
+            .flat_map(|(_, _, targets)| targets.iter().map(|t| &t.0))
     }
-    let mut chunks: Vec<(Id, Location, Vec<usize>)> = by_chunk
+}
+
+/// Groups single-chunk files (restored under `dir`) into runs: chunks of one pack, in pack
+/// order, read through gaps of at most `RUN_GAP` bytes and at most `RUN_LIMIT` bytes a run
+/// (a larger chunk is a run of its own). The same chunk (duplicate files) is read once for
+/// all its files.
+fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
+    let mut by_chunk: std::collections::HashMap<Id, Vec<Target>> = Default::default();
+    for f in files {
+        by_chunk.entry(f.chunks[0]).or_default().push((
+            f.path.clone(),
+            dir.join(&f.path),
+            f.digest,
+        ));
+    }
+    let mut chunks: Vec<(Id, Location, Vec<Target>)> = by_chunk
         .into_iter()
-        .filter_map(|(id, users)| Some((id, repo.locate(&id)?, users)))
+        .filter_map(|(id, targets)| Some((id, repo.locate(&id)?, targets)))
         .collect();
     chunks.sort_by_key(|(id, loc, _)| (loc.pack, loc.offset, *id));
     let mut runs: Vec<Run> = Vec::new();
-    for (id, loc, users) in chunks {
+    for (id, loc, targets) in chunks {
         let end = loc.offset + loc.length;
         match runs.last_mut() {
             Some(run)
@@ -232,17 +245,24 @@ fn plan_runs(repo: &Repository, files: &[&Entry]) -> Vec<Run> {
                     && end.max(run.end) - run.start <= RUN_LIMIT =>
             {
                 run.end = run.end.max(end);
-                run.chunks.push((id, loc, users));
+                run.chunks.push((id, loc, targets));
             }
             _ => runs.push(Run {
                 pack: loc.pack,
                 start: loc.offset,
                 end,
-                chunks: vec![(id, loc, users)],
+                chunks: vec![(id, loc, targets)],
             }),
         }
     }
     runs
+}
+
+/// Every file of `run` failed with `message`.
+fn run_failed(run: &Run, message: &str) -> Vec<(String, Result<u64>)> {
+    run.paths()
+        .map(|p| (p.clone(), Err(RepoError::Invalid(message.to_string()))))
+        .collect()
 }
 
 impl SnapshotReader {
@@ -254,59 +274,26 @@ impl SnapshotReader {
         files: &[&Entry],
         dir: &Path,
     ) -> Vec<(String, Result<u64>)> {
-        let runs = plan_runs(&self.repo, files);
-        let jobs: Vec<(Run, Vec<Target>)> = runs
-            .into_iter()
-            .map(|run| {
-                let targets = run
-                    .chunks
-                    .iter()
-                    .flat_map(|(_, _, users)| users.iter())
-                    .map(|&i| {
-                        (
-                            files[i].path.clone(),
-                            dir.join(&files[i].path),
-                            files[i].digest,
-                        )
-                    })
-                    .collect();
-                (run, targets)
-            })
-            .collect();
+        let runs = plan_runs(&self.repo, files, dir);
         let encrypted = self.repo.codec().is_encrypted();
-        futures::stream::iter(jobs)
-            .map(|(run, targets)| {
+        futures::stream::iter(runs)
+            .map(|run| {
                 let repo = self.repo.clone();
                 async move {
-                    let fetched = repo
+                    let bytes = match repo
                         .read_pack_range(&run.pack, run.start, run.end - run.start)
-                        .await;
-                    let bytes = match fetched {
+                        .await
+                    {
                         Ok(bytes) => bytes,
-                        Err(e) => {
-                            let e = e.to_string();
-                            return targets
-                                .into_iter()
-                                .map(|(path, _, _)| (path, Err(RepoError::Invalid(e.clone()))))
-                                .collect::<Vec<_>>();
-                        }
+                        Err(e) => return run_failed(&run, &e.to_string()),
                     };
-                    let paths: Vec<String> = targets.iter().map(|t| t.0.clone()).collect();
+                    let run = Arc::new(run);
+                    let writing = run.clone();
                     tokio::task::spawn_blocking(move || {
-                        write_run(&repo, &run, &bytes, &targets, encrypted)
+                        write_run(&repo, &writing, &bytes, encrypted)
                     })
                     .await
-                    .unwrap_or_else(|e| {
-                        paths
-                            .into_iter()
-                            .map(|p| {
-                                (
-                                    p,
-                                    Err(RepoError::Invalid(format!("restore worker failed: {e}"))),
-                                )
-                            })
-                            .collect()
-                    })
+                    .unwrap_or_else(|e| run_failed(&run, &format!("restore worker failed: {e}")))
                 }
             })
             .buffer_unordered(PARALLEL_RUNS)
@@ -316,22 +303,18 @@ impl SnapshotReader {
     }
 }
 
-/// Decodes each chunk of a fetched run and writes the files made of it. `targets` lists the
-/// run's files in the order of `run.chunks` and their users.
+/// Decodes each chunk of a fetched run and writes the files made of it.
 fn write_run(
     repo: &Repository,
     run: &Run,
     bytes: &[u8],
-    targets: &[Target],
     encrypted: bool,
 ) -> Vec<(String, Result<u64>)> {
-    let mut out = Vec::with_capacity(targets.len());
-    let mut next = targets.iter();
-    for (id, loc, users) in &run.chunks {
+    let mut out = Vec::new();
+    for (id, loc, targets) in &run.chunks {
         let at = (loc.offset - run.start) as usize;
         let plain = repo.decode_located(id, loc, &bytes[at..at + loc.length as usize]);
-        for _ in users {
-            let (path, target, digest) = next.next().expect("a target per user");
+        for (path, target, digest) in targets {
             let result = plain
                 .as_ref()
                 .map_err(|e| RepoError::Invalid(e.to_string()))

@@ -410,13 +410,7 @@ async fn reject(
 /// Expires stale requests and tells each requester.
 async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineError> {
     for r in requests::expire_stale(&state.catalog, now).await? {
-        let policy = state
-            .policies
-            .read()
-            .expect("policies lock")
-            .get(&r.policy)
-            .cloned();
-        if let Some(policy) = policy {
+        if let Ok(policy) = policy(state, &r.policy) {
             notify_requester(state, &policy, &r);
         }
     }
