@@ -13,6 +13,7 @@ mod e2e {
     mod drills;
     mod encryption;
     pub mod evidence;
+    mod format_compat;
     mod governance;
     mod policy_errors;
 

@@ -101,13 +101,12 @@ fn a_deleted_index_object_is_found_by_check_and_restore() {
 fn a_newer_repository_format_is_refused_clearly() {
     let (install, _) = backed_up();
     let config = install.path("repo/config");
-    let text = std::fs::read_to_string(&config)
-        .unwrap()
-        .replace("\"version\": 1", "\"version\": 2");
-    std::fs::write(&config, text).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"version\": 2"), "{text}");
+    std::fs::write(&config, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
     let err = install.fails(&["snapshots"]);
     assert!(
-        err.contains("format version 2") && err.contains("upgrade backstop"),
+        err.contains("format version 3") && err.contains("upgrade backstop"),
         "{err}"
     );
 }

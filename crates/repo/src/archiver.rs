@@ -102,14 +102,9 @@ impl Shared {
             if head.is_empty() {
                 return Ok((Vec::new(), Id::sha256(&[]), 0));
             }
-            let id = self.codec.chunk_id(&head);
-            // Unencrypted, a lone chunk's id is the SHA-256 of the whole content: hashing
-            // it a second time would only cost time.
-            let digest = if self.codec.is_encrypted() {
-                Id::sha256(&head)
-            } else {
-                id
-            };
+            // A lone chunk's SHA-256 is the file's digest; the codec computes it on the way
+            // to the id where the format allows.
+            let (id, digest) = self.codec.chunk_id_and_sha256(&head);
             self.queue(id, head, to_encoders)?;
             return Ok((vec![id], digest, size));
         }
@@ -519,10 +514,15 @@ fn encode_loop(
     from_files: &Mutex<std::sync::mpsc::Receiver<Chunk>>,
     to_uploader: &mpsc::Sender<SealedPack>,
 ) {
+    // One buffer per encoder, reused for every chunk.
+    let mut encoded = Vec::new();
     loop {
         let next = from_files.lock().expect("encoder queue lock").recv();
         let Ok(chunk) = next else { return };
-        let encoded = shared.codec.encode(&chunk.data, &chunk.id.0);
+        encoded.clear();
+        shared
+            .codec
+            .encode_into(&chunk.data, &chunk.id.0, &mut encoded);
         let full = {
             let mut packer = shared.packer.lock().expect("packer lock");
             packer.add(chunk.id, &encoded, chunk.data.len() as u64);

@@ -8,7 +8,7 @@ use crate::error::{RepoError, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::config::{
     self, Compression, Encryption, RepoConfig, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL, FORMAT_NAME,
-    FORMAT_VERSION,
+    FORMAT_VERSION, OBJECT_VERSION, OLDEST_FORMAT_VERSION,
 };
 use crate::format::crypto::{Codec, KdfParams, Keys, KEY_CHECK_PLAINTEXT};
 use crate::format::id::Id;
@@ -102,7 +102,7 @@ impl Repository {
         let bytes = serde_json::to_vec_pretty(&config).expect("config serialises");
         storage.put(layout::CONFIG, bytes.into()).await?;
         Ok(Self {
-            codec: Codec::new(keys, config.compression.level),
+            codec: Codec::new(keys, config.compression.level).for_format(config.version),
             storage,
             config,
             index: MasterIndex::default(),
@@ -135,6 +135,12 @@ impl Repository {
         };
         let version =
             config::peek_version(&raw).map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
+        if version < OLDEST_FORMAT_VERSION {
+            return Err(RepoError::corrupt(
+                layout::CONFIG,
+                format!("format version {version} does not exist"),
+            ));
+        }
         if version > FORMAT_VERSION {
             return Err(RepoError::UnsupportedVersion {
                 location,
@@ -165,7 +171,7 @@ impl Repository {
             }
         };
         Ok(Self {
-            codec: Codec::new(keys, config.compression.level),
+            codec: Codec::new(keys, config.compression.level).for_format(config.version),
             storage,
             config,
             index: MasterIndex::default(),
@@ -366,11 +372,18 @@ impl Repository {
             .await?)
     }
 
-    /// Decodes a chunk's stored bytes, read out of its pack at `loc`, and checks them
-    /// against its id (timed as decoding). Blocking: call it off the async threads.
-    pub fn decode_located(&self, id: &Id, loc: &index::Location, stored: &[u8]) -> Result<Vec<u8>> {
+    /// Decodes a chunk's stored bytes, read out of its pack at `loc`, into `plain` and checks
+    /// them against its id (timed as decoding), giving the plaintext's SHA-256 too when the
+    /// check computed it. Blocking: call it off the async threads.
+    pub fn decode_located(
+        &self,
+        id: &Id,
+        loc: &index::Location,
+        stored: &[u8],
+        plain: &mut Vec<u8>,
+    ) -> Result<Option<Id>> {
         let _decoding = self.clock.enter(Phase::Decode);
-        decode_chunk(&self.codec, &layout::pack_key(&loc.pack), id, stored)
+        decode_chunk_into(&self.codec, &layout::pack_key(&loc.pack), id, stored, plain)
     }
 
     /// Reads a snapshot's content tree.
@@ -391,10 +404,10 @@ impl Repository {
 
 /// Objects carry their own version; one newer than this reader is refused, never misread.
 fn check_object_version(key: &str, version: u32) -> Result<()> {
-    if version > FORMAT_VERSION {
+    if version > OBJECT_VERSION {
         return Err(RepoError::corrupt(
             key,
-            format!("object version {version} is newer than this backstop reads ({FORMAT_VERSION}); upgrade backstop"),
+            format!("object version {version} is newer than this backstop reads ({OBJECT_VERSION}); upgrade backstop"),
         ));
     }
     Ok(())
@@ -402,16 +415,40 @@ fn check_object_version(key: &str, version: u32) -> Result<()> {
 
 /// Decodes a stored chunk and checks it against its id.
 pub fn decode_chunk(codec: &Codec, pack_key: &str, id: &Id, stored: &[u8]) -> Result<Vec<u8>> {
-    let plain = codec
-        .decode(stored, &id.0)
+    decode_chunk_and_sha256(codec, pack_key, id, stored).map(|(plain, _)| plain)
+}
+
+/// [`decode_chunk`], also giving the plaintext's SHA-256 when checking the id computed it.
+pub fn decode_chunk_and_sha256(
+    codec: &Codec,
+    pack_key: &str,
+    id: &Id,
+    stored: &[u8],
+) -> Result<(Vec<u8>, Option<Id>)> {
+    let mut plain = Vec::new();
+    let sha256 = decode_chunk_into(codec, pack_key, id, stored, &mut plain)?;
+    Ok((plain, sha256))
+}
+
+/// [`decode_chunk_and_sha256`] into a reused buffer.
+pub fn decode_chunk_into(
+    codec: &Codec,
+    pack_key: &str,
+    id: &Id,
+    stored: &[u8],
+    plain: &mut Vec<u8>,
+) -> Result<Option<Id>> {
+    codec
+        .decode_into(stored, &id.0, plain)
         .map_err(|e| RepoError::corrupt(pack_key, format!("chunk {}: {e}", id.short())))?;
-    if codec.chunk_id(&plain) != *id {
+    let (actual, sha256) = codec.id_and_maybe_sha256(plain);
+    if actual != *id {
         return Err(RepoError::corrupt(
             pack_key,
             format!("chunk {} does not match its id", id.short()),
         ));
     }
-    Ok(plain)
+    Ok(sha256)
 }
 
 impl Repository {

@@ -19,14 +19,14 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, EntryKind};
 use crate::repository::Repository;
 
-const PARALLEL_FILES: usize = 8;
-const READ_AHEAD_CHUNKS: usize = 4;
+const PARALLEL_FILES: usize = 4;
+const READ_AHEAD_CHUNKS: usize = 2;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
 /// of at most `RUN_GAP` (chunks of other files) rather than making another request, and
 /// this many runs at once. Memory stays near `PARALLEL_RUNS` × (`RUN_LIMIT` + decoded).
 const RUN_LIMIT: u64 = 4 << 20;
 const RUN_GAP: u64 = 256 << 10;
-const PARALLEL_RUNS: usize = 3;
+const PARALLEL_RUNS: usize = 2;
 
 #[derive(Debug)]
 pub struct SnapshotReader {
@@ -115,41 +115,44 @@ impl SnapshotReader {
         }
 
         // Files of one indexed chunk (most files, by count) are restored a pack run at a
-        // time; the others stream chunk by chunk.
+        // time; the others stream chunk by chunk, at the same time: a few large files alone
+        // would leave a core idle between their chunks.
         let (single, streamed): (Vec<&Entry>, Vec<&Entry>) = self
             .entries
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .partition(|e| e.chunks.len() == 1 && self.repo.locate(&e.chunks[0]).is_some());
-        let mut results = self.restore_by_pack_runs(&single, dir).await;
         // Indices, not references, go through the stream: a closure taking a reference
         // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
         // and restores must be spawnable.
         let files = &streamed;
-        let streamed: Vec<(String, Result<u64>)> = futures::stream::iter(0..files.len())
+        let streaming = futures::stream::iter(0..files.len())
             .map(|i| async move {
                 let entry = files[i];
                 let result = restore_file(&self.repo, entry, &dir.join(&entry.path)).await;
                 (entry.path.clone(), result)
             })
             .buffer_unordered(PARALLEL_FILES)
-            .collect()
-            .await;
+            .collect::<Vec<_>>();
+        let (mut results, streamed) =
+            futures::join!(streaming, self.restore_by_pack_runs(&single, dir));
         results.extend(streamed);
-        // A file that failed was removed: it gets no metadata, and one failure line.
-        let mut not_restored = std::collections::HashSet::new();
+        let mut ownership_denied = false;
         for (path, result) in results {
             match result {
-                Ok(bytes) => {
+                Ok(written) => {
                     report.files += 1;
-                    report.bytes += bytes;
+                    report.bytes += written.bytes;
+                    match written.metadata {
+                        Ok(chown_denied) => ownership_denied |= chown_denied,
+                        Err(e) => failures.push(format!("{path}: setting metadata: {e}")),
+                    }
                 }
-                Err(e) => {
-                    failures.push(format!("{path}: {e}"));
-                    not_restored.insert(path);
-                }
+                // The file was removed: one failure line, and no metadata to set.
+                Err(e) => failures.push(format!("{path}: {e}")),
             }
         }
+        let mut not_restored = std::collections::HashSet::new();
 
         for entry in self.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
             let path = dir.join(&entry.path);
@@ -168,13 +171,13 @@ impl SnapshotReader {
             }
         }
 
-        // Metadata last, deepest first: creating files changes their directory's mtime.
-        let mut ownership_denied = false;
+        // Files got theirs as they were written. Directories and symlinks last, deepest
+        // first: creating an entry changes its directory's mtime.
         for entry in self
             .entries
             .iter()
             .rev()
-            .filter(|e| !not_restored.contains(&e.path))
+            .filter(|e| e.kind != EntryKind::File && !not_restored.contains(&e.path))
         {
             match apply_metadata(entry, &dir.join(&entry.path)) {
                 Ok(chown_denied) => ownership_denied |= chown_denied,
@@ -197,8 +200,16 @@ impl SnapshotReader {
     }
 }
 
-/// Where one file of a run goes: its tree path, its path on disk, its recorded digest.
-type Target = (String, PathBuf, Option<Id>);
+/// One file of a run: its entry, and its path on disk.
+type Target = (Entry, PathBuf);
+
+/// A file whose content was written and verified.
+#[derive(Debug)]
+struct Written {
+    bytes: u64,
+    /// Setting its metadata: `Ok(true)` when ownership was refused (not running as root).
+    metadata: std::io::Result<bool>,
+}
 
 /// A range of one pack read at once, and the chunks in it.
 struct Run {
@@ -213,7 +224,7 @@ impl Run {
     fn paths(&self) -> impl Iterator<Item = &String> {
         self.chunks
             .iter()
-            .flat_map(|(_, _, targets)| targets.iter().map(|t| &t.0))
+            .flat_map(|(_, _, targets)| targets.iter().map(|t| &t.0.path))
     }
 }
 
@@ -224,11 +235,10 @@ impl Run {
 fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
     let mut by_chunk: std::collections::HashMap<Id, Vec<Target>> = Default::default();
     for f in files {
-        by_chunk.entry(f.chunks[0]).or_default().push((
-            f.path.clone(),
-            dir.join(&f.path),
-            f.digest,
-        ));
+        by_chunk
+            .entry(f.chunks[0])
+            .or_default()
+            .push(((*f).clone(), dir.join(&f.path)));
     }
     let mut chunks: Vec<(Id, Location, Vec<Target>)> = by_chunk
         .into_iter()
@@ -259,7 +269,7 @@ fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
 }
 
 /// Every file of `run` failed with `message`.
-fn run_failed(run: &Run, message: &str) -> Vec<(String, Result<u64>)> {
+fn run_failed(run: &Run, message: &str) -> Vec<(String, Result<Written>)> {
     run.paths()
         .map(|p| (p.clone(), Err(RepoError::Invalid(message.to_string()))))
         .collect()
@@ -273,9 +283,8 @@ impl SnapshotReader {
         &self,
         files: &[&Entry],
         dir: &Path,
-    ) -> Vec<(String, Result<u64>)> {
+    ) -> Vec<(String, Result<Written>)> {
         let runs = plan_runs(&self.repo, files, dir);
-        let encrypted = self.repo.codec().is_encrypted();
         futures::stream::iter(runs)
             .map(|run| {
                 let repo = self.repo.clone();
@@ -289,11 +298,11 @@ impl SnapshotReader {
                     };
                     let run = Arc::new(run);
                     let writing = run.clone();
-                    tokio::task::spawn_blocking(move || {
-                        write_run(&repo, &writing, &bytes, encrypted)
-                    })
-                    .await
-                    .unwrap_or_else(|e| run_failed(&run, &format!("restore worker failed: {e}")))
+                    tokio::task::spawn_blocking(move || write_run(&repo, &writing, &bytes))
+                        .await
+                        .unwrap_or_else(|e| {
+                            run_failed(&run, &format!("restore worker failed: {e}"))
+                        })
                 }
             })
             .buffer_unordered(PARALLEL_RUNS)
@@ -304,53 +313,51 @@ impl SnapshotReader {
 }
 
 /// Decodes each chunk of a fetched run and writes the files made of it.
-fn write_run(
-    repo: &Repository,
-    run: &Run,
-    bytes: &[u8],
-    encrypted: bool,
-) -> Vec<(String, Result<u64>)> {
+fn write_run(repo: &Repository, run: &Run, bytes: &[u8]) -> Vec<(String, Result<Written>)> {
     let mut out = Vec::new();
+    let mut plain = Vec::new();
     for (id, loc, targets) in &run.chunks {
         let at = (loc.offset - run.start) as usize;
-        let plain = repo.decode_located(id, loc, &bytes[at..at + loc.length as usize]);
-        for (path, target, digest) in targets {
-            let result = plain
+        let sha256 = repo.decode_located(id, loc, &bytes[at..at + loc.length as usize], &mut plain);
+        for (entry, target) in targets {
+            let result = sha256
                 .as_ref()
                 .map_err(|e| RepoError::Invalid(e.to_string()))
-                .and_then(|plain| {
-                    // Unencrypted, the chunk id just verified is the SHA-256 of the content.
-                    let verified = !encrypted && *digest == Some(*id);
+                .and_then(|sha256| {
+                    let plain = &plain;
+                    // Checking the chunk id usually computed the content's SHA-256 already.
+                    let verified = entry.digest.is_some() && *sha256 == entry.digest;
                     if !verified {
                         let actual: [u8; 32] = Sha256::digest(plain).into();
-                        verify_digest_of(*digest, &actual)?;
+                        verify_digest(entry, &actual)?;
                     }
-                    std::fs::write(target, plain)
+                    let mut file = std::fs::File::create(target)
                         .map_err(|e| RepoError::io(target.display(), e))?;
-                    Ok(plain.len() as u64)
+                    std::io::Write::write_all(&mut file, plain)
+                        .map_err(|e| RepoError::io(target.display(), e))?;
+                    Ok(Written {
+                        bytes: plain.len() as u64,
+                        metadata: apply_file_metadata(entry, &file),
+                    })
                 });
             if result.is_err() {
                 // Never leave a partial file that looks restored.
                 let _ = std::fs::remove_file(target);
             }
-            out.push((path.clone(), result));
+            out.push((entry.path.clone(), result));
         }
     }
     out
 }
 
-fn verify_digest_of(expected: Option<Id>, actual: &[u8; 32]) -> Result<()> {
-    match expected {
+fn verify_digest(entry: &Entry, actual: &[u8; 32]) -> Result<()> {
+    match entry.digest {
         Some(expected) if expected.0 != *actual => Err(RepoError::Invalid(format!(
             "content does not match the recorded SHA-256 {}",
             expected.short()
         ))),
         _ => Ok(()),
     }
-}
-
-fn verify_digest(entry: &Entry, actual: &[u8; 32]) -> Result<()> {
-    verify_digest_of(entry.digest, actual)
 }
 
 async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
@@ -377,20 +384,49 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
     Ok(written)
 }
 
-async fn restore_file(repo: &Arc<Repository>, entry: &Entry, path: &PathBuf) -> Result<u64> {
+async fn restore_file(repo: &Arc<Repository>, entry: &Entry, path: &PathBuf) -> Result<Written> {
     let mut file = tokio::fs::File::create(path)
         .await
         .map_err(|e| RepoError::io(path.display(), e))?;
-    let written = copy_chunks(repo, entry, &mut file).await;
-    if written.is_err() {
-        // Never leave a partial file that looks restored.
-        drop(file);
-        let _ = tokio::fs::remove_file(path).await;
+    match copy_chunks(repo, entry, &mut file).await {
+        Ok(bytes) => {
+            let (file, entry) = (file.into_std().await, entry.clone());
+            let metadata = tokio::task::spawn_blocking(move || apply_file_metadata(&entry, &file))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            Ok(Written { bytes, metadata })
+        }
+        Err(e) => {
+            // Never leave a partial file that looks restored.
+            drop(file);
+            let _ = tokio::fs::remove_file(path).await;
+            Err(e)
+        }
     }
-    written
 }
 
-/// Sets mode, ownership and mtime. Returns true when ownership was refused (not root).
+/// Sets ownership, mode and mtime of a file just written, through its handle: no path
+/// lookups, and on the worker that wrote it. Returns true when ownership was refused (not
+/// root). Ownership goes first, since changing it clears set-user-ID bits.
+fn apply_file_metadata(entry: &Entry, file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::unix::fs::PermissionsExt;
+    let chown_denied = match std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid)) {
+        Ok(()) => false,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => true,
+        Err(e) => return Err(e),
+    };
+    file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
+    let mtime = filetime_from_ns(entry.mtime_ns);
+    file.set_times(
+        std::fs::FileTimes::new()
+            .set_accessed(mtime)
+            .set_modified(mtime),
+    )?;
+    Ok(chown_denied)
+}
+
+/// Sets mode, ownership and mtime of a directory or symlink. Returns true when ownership
+/// was refused (not root).
 fn apply_metadata(entry: &Entry, path: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
     let mut chown_denied = false;

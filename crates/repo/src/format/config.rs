@@ -8,7 +8,12 @@ use super::crypto::KdfParams;
 use super::id::Id;
 
 pub const FORMAT_NAME: &str = "backstop-repository";
-pub const FORMAT_VERSION: u32 = 1;
+/// The version new repositories are created with, and the newest this build reads. Version
+/// 1 (keyed chunk ids over the plaintext) is still read and written as it is.
+pub const FORMAT_VERSION: u32 = 2;
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Pack headers, index objects and snapshots are at version 1 in every format version.
+pub const OBJECT_VERSION: u32 = 1;
 pub const DEFAULT_PACK_SIZE: u64 = 16 * 1024 * 1024;
 /// Level 2: on the mixed benchmark data set (docs/benchmarks.md) it stores within 1% of
 /// level 3's size, for about 17% less CPU over a whole backup.

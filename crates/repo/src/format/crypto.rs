@@ -11,7 +11,7 @@
 //! kind (`index`, `snapshot`, `pack-header`, `lock`, `config`) otherwise, so a blob cannot be
 //! swapped for another without the swap being detected.
 
-use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -90,93 +90,181 @@ impl Keys {
     }
 }
 
+/// How an encrypted repository names its chunks, fixed by its format version
+/// (docs/repository-format.md §6.2). Unencrypted chunk ids are SHA-256 in every version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedIds {
+    /// Version 1: HMAC-SHA-256 over the plaintext, which costs a second pass over the data
+    /// wherever its SHA-256 is needed too (a file's digest).
+    OverPlaintext,
+    /// Version 2 on: HMAC-SHA-256 over the plaintext's SHA-256, so one pass gives both.
+    OverSha256,
+}
+
+impl KeyedIds {
+    pub fn for_format(version: u32) -> Self {
+        if version < 2 {
+            Self::OverPlaintext
+        } else {
+            Self::OverSha256
+        }
+    }
+}
+
 /// Encodes and decodes objects for one repository.
 #[derive(Debug, Clone)]
 pub struct Codec {
     keys: Option<Keys>,
+    keyed_ids: KeyedIds,
     zstd_level: i32,
 }
 
 impl Codec {
+    /// A codec of the current format version.
     pub fn new(keys: Option<Keys>, zstd_level: i32) -> Self {
-        Self { keys, zstd_level }
+        Self {
+            keys,
+            keyed_ids: KeyedIds::OverSha256,
+            zstd_level,
+        }
+    }
+
+    /// The same codec, naming chunks as a repository of format `version` does.
+    pub fn for_format(self, version: u32) -> Self {
+        Self {
+            keyed_ids: KeyedIds::for_format(version),
+            ..self
+        }
     }
 
     pub fn is_encrypted(&self) -> bool {
         self.keys.is_some()
     }
 
-    /// SHA-256 of the plaintext, or HMAC-SHA-256 under the id key when encrypted, so that
+    /// SHA-256 of the plaintext, or when encrypted an HMAC-SHA-256 under the id key, so that
     /// ids reveal nothing about content to someone without the key.
     pub fn chunk_id(&self, plaintext: &[u8]) -> Id {
-        match &self.keys {
-            None => Id::sha256(plaintext),
-            Some(keys) => Id(hmac_sha256(&keys.id_key, plaintext)),
+        self.id_and_maybe_sha256(plaintext).0
+    }
+
+    /// The chunk id and the plaintext's SHA-256 (a lone chunk's file digest), hashing the
+    /// plaintext once where the format allows it.
+    pub fn chunk_id_and_sha256(&self, plaintext: &[u8]) -> (Id, Id) {
+        let (id, sha256) = self.id_and_maybe_sha256(plaintext);
+        (id, sha256.unwrap_or_else(|| Id::sha256(plaintext)))
+    }
+
+    /// The chunk id, and the plaintext's SHA-256 when it was a step of computing the id.
+    pub fn id_and_maybe_sha256(&self, plaintext: &[u8]) -> (Id, Option<Id>) {
+        match (&self.keys, self.keyed_ids) {
+            (None, _) => {
+                let sha256 = Id::sha256(plaintext);
+                (sha256, Some(sha256))
+            }
+            (Some(keys), KeyedIds::OverSha256) => {
+                let sha256 = Id::sha256(plaintext);
+                (Id(hmac_sha256(&keys.id_key, &sha256.0)), Some(sha256))
+            }
+            (Some(keys), KeyedIds::OverPlaintext) => {
+                (Id(hmac_sha256(&keys.id_key, plaintext)), None)
+            }
         }
     }
 
     pub fn encode(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
-        let compressed = if looks_incompressible(plaintext, self.zstd_level) {
-            None
-        } else {
-            with_compressor(self.zstd_level, |c| c.compress(plaintext).ok())
-        };
-        let body = match compressed {
-            Some(c) if c.len() < plaintext.len() => prefixed(ZSTD, &c),
-            _ => prefixed(RAW, plaintext),
-        };
-        match &self.keys {
-            None => body,
-            Some(keys) => {
-                let nonce: [u8; NONCE_LEN] = rand::random();
-                let sealed = keys
-                    .aead
-                    .encrypt(XNonce::from_slice(&nonce), Payload { msg: &body, aad })
-                    .expect("encryption of an in-memory buffer cannot fail");
-                let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-                out.extend_from_slice(&nonce);
-                out.extend_from_slice(&sealed);
-                out
-            }
+        let mut out = Vec::new();
+        self.encode_into(plaintext, aad, &mut out);
+        out
+    }
+
+    /// [`Codec::encode`], appending to `out`: compressed and encrypted in that one buffer,
+    /// so a reused `out` costs no allocation and no copy between the steps.
+    pub fn encode_into(&self, plaintext: &[u8], aad: &[u8], out: &mut Vec<u8>) {
+        let start = out.len();
+        if self.keys.is_some() {
+            out.extend_from_slice(&rand::random::<[u8; NONCE_LEN]>());
+        }
+        let body = out.len();
+        out.push(ZSTD);
+        let compressed = !looks_incompressible(plaintext, self.zstd_level)
+            && with_compressor(self.zstd_level, |c| {
+                out.reserve(zstd::zstd_safe::compress_bound(plaintext.len()));
+                let mut after_tag = std::io::Cursor::new(&mut *out);
+                after_tag.set_position((body + 1) as u64);
+                c.compress_to_buffer(plaintext, &mut after_tag).ok()
+            })
+            .is_some_and(|n| n < plaintext.len());
+        if !compressed {
+            out.truncate(body);
+            out.push(RAW);
+            out.extend_from_slice(plaintext);
+        }
+        if let Some(keys) = &self.keys {
+            let (nonce, body) = out[start..].split_at_mut(NONCE_LEN);
+            let tag = keys
+                .aead
+                .encrypt_in_place_detached(XNonce::from_slice(nonce), aad, body)
+                .expect("encryption of an in-memory buffer cannot fail");
+            out.extend_from_slice(&tag);
         }
     }
 
     /// The inverse of [`Codec::encode`]; the error says what failed, not where (callers add
     /// the object key).
     pub fn decode(&self, stored: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-        // One buffer per object where possible: decrypted in place, and a raw body shifted
-        // down by its tag byte rather than copied (restores read gigabytes through here).
-        let mut opened;
-        let body: &[u8] = match &self.keys {
-            None => stored,
-            Some(keys) => {
-                if stored.len() < NONCE_LEN + TAG_LEN + 1 {
-                    return Err("too short to be an encrypted object".into());
-                }
-                let (nonce, sealed) = stored.split_at(NONCE_LEN);
-                let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
-                opened = ciphertext.to_vec();
-                keys.aead
-                    .decrypt_in_place_detached(
-                        XNonce::from_slice(nonce),
-                        aad,
-                        &mut opened,
-                        chacha20poly1305::Tag::from_slice(tag),
-                    )
-                    .map_err(|_| "authentication failed (corrupt, or not written with this key)")?;
-                if opened.first() == Some(&RAW) {
-                    opened.remove(0);
-                    return Ok(opened);
-                }
-                &opened
-            }
+        let mut out = Vec::new();
+        self.decode_into(stored, aad, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Codec::decode`] into `out`, replacing its content: a reused `out` (restores decode
+    /// gigabytes through here) costs no allocation, and fresh buffers cost page faults.
+    pub fn decode_into(&self, stored: &[u8], aad: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        out.clear();
+        let Some(keys) = &self.keys else {
+            return decode_body(stored, out);
         };
-        match body.split_first() {
-            Some((&RAW, rest)) => Ok(rest.to_vec()),
-            Some((&ZSTD, rest)) => decompress(rest),
-            Some((other, _)) => Err(format!("unknown compression byte {other:#04x}")),
-            None => Err("empty object".into()),
+        if stored.len() < NONCE_LEN + TAG_LEN + 1 {
+            return Err("too short to be an encrypted object".into());
         }
+        let (nonce, sealed) = stored.split_at(NONCE_LEN);
+        let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        // Decrypted in `out` itself; a raw body is then shifted down by its tag byte, and
+        // only a compressed one needs a second buffer.
+        out.extend_from_slice(ciphertext);
+        keys.aead
+            .decrypt_in_place_detached(
+                XNonce::from_slice(nonce),
+                aad,
+                out,
+                chacha20poly1305::Tag::from_slice(tag),
+            )
+            .map_err(|_| "authentication failed (corrupt, or not written with this key)")?;
+        match out.first() {
+            Some(&RAW) => {
+                out.remove(0);
+                Ok(())
+            }
+            _ => {
+                let mut plain = Vec::new();
+                decode_body(out, &mut plain)?;
+                *out = plain;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The body of an object (§6.1: a tag byte, then raw or zstd data) into `out`.
+fn decode_body(body: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    match body.split_first() {
+        Some((&RAW, rest)) => {
+            out.extend_from_slice(rest);
+            Ok(())
+        }
+        Some((&ZSTD, rest)) => decompress_into(rest, out),
+        Some((other, _)) => Err(format!("unknown compression byte {other:#04x}")),
+        None => Err("empty object".into()),
     }
 }
 
@@ -222,9 +310,9 @@ fn looks_incompressible(data: &[u8], level: i32) -> bool {
         })
 }
 
-/// Decompresses a zstd frame into a buffer of its recorded size when the frame says it (the
-/// writer always records it), else grows one as the stream goes.
-fn decompress(frame: &[u8]) -> Result<Vec<u8>, String> {
+/// Decompresses a zstd frame into `out` (empty), sized once from the frame's recorded size
+/// when it has one (the writer always records it), else grown as the stream goes.
+fn decompress_into(frame: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
     match zstd::zstd_safe::get_frame_content_size(frame) {
         Ok(Some(size)) if size <= MAX_OBJECT => DECOMPRESSOR.with(|cell| {
             let mut slot = cell.borrow_mut();
@@ -232,23 +320,21 @@ fn decompress(frame: &[u8]) -> Result<Vec<u8>, String> {
                 *slot = Some(zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?);
             }
             let decompressor = slot.as_mut().expect("made above");
-            decompressor
-                .decompress(frame, size as usize)
-                .map_err(|e| format!("zstd: {e}"))
+            out.reserve_exact(size as usize);
+            let n = decompressor
+                .decompress_to_buffer(frame, out)
+                .map_err(|e| format!("zstd: {e}"))?;
+            if n as u64 != size {
+                return Err(format!("zstd: frame says {size} bytes, holds {n}"));
+            }
+            Ok(())
         }),
-        _ => zstd::stream::decode_all(frame).map_err(|e| format!("zstd: {e}")),
+        _ => zstd::stream::copy_decode(frame, out).map_err(|e| format!("zstd: {e}")),
     }
 }
 
 /// No chunk or object is anywhere near this; a frame claiming more is decoded as a stream.
 const MAX_OBJECT: u64 = 1 << 30;
-
-fn prefixed(tag: u8, data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 1);
-    out.push(tag);
-    out.extend_from_slice(data);
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -291,7 +377,9 @@ mod tests {
                 zstd::bulk::compress(&text, level).unwrap(),
                 "level {level}"
             );
-            assert_eq!(decompress(&frame).unwrap(), text);
+            let mut out = Vec::new();
+            decompress_into(&frame, &mut out).unwrap();
+            assert_eq!(out, text);
         }
     }
 
@@ -300,6 +388,32 @@ mod tests {
             memory_kib: 64,
             iterations: 1,
             ..KdfParams::new_random()
+        }
+    }
+
+    #[test]
+    fn reused_buffers_encode_and_decode_like_fresh_ones() {
+        let keyed = Codec::new(Some(Keys::derive(b"secret", &test_kdf()).unwrap()), 3);
+        let text = b"some text that compresses, some text that compresses".repeat(50);
+        let noise: Vec<u8> = (0..5000).map(|_| rand::random()).collect();
+        for codec in [Codec::new(None, 3), keyed] {
+            // Appending after what a buffer holds, and decoding over a larger old content.
+            let mut stored = b"prefix".to_vec();
+            codec.encode_into(&text, b"a", &mut stored);
+            let first = stored.len();
+            codec.encode_into(&noise, b"b", &mut stored);
+            assert_eq!(&stored[..6], b"prefix");
+            let mut out = vec![7u8; 100_000];
+            codec
+                .decode_into(&stored[6..first], b"a", &mut out)
+                .unwrap();
+            assert_eq!(out, text);
+            codec.decode_into(&stored[first..], b"b", &mut out).unwrap();
+            assert_eq!(out, noise);
+            assert_eq!(codec.decode(&codec.encode(b"", b"c"), b"c").unwrap(), b"");
+            if codec.is_encrypted() {
+                assert!(codec.decode_into(&stored[first..], b"a", &mut out).is_err());
+            }
         }
     }
 
@@ -338,5 +452,28 @@ mod tests {
         assert_eq!(plain.chunk_id(b"x"), Id::sha256(b"x"));
         assert_ne!(keyed.chunk_id(b"x"), Id::sha256(b"x"));
         assert_eq!(keyed.chunk_id(b"x"), keyed.chunk_id(b"x"));
+    }
+
+    #[test]
+    fn keyed_ids_follow_the_format_version_and_give_the_sha256_alongside() {
+        let keys = Keys::derive(b"secret", &test_kdf()).unwrap();
+        let sha = Id::sha256(b"chunk");
+        let v1 = Codec::new(Some(keys.clone()), 3).for_format(1);
+        let v2 = Codec::new(Some(keys.clone()), 3).for_format(2);
+        assert_eq!(
+            v1.chunk_id(b"chunk"),
+            Id(hmac_sha256(&keys.id_key, b"chunk"))
+        );
+        assert_eq!(v2.chunk_id(b"chunk"), Id(hmac_sha256(&keys.id_key, &sha.0)));
+        assert_ne!(v1.chunk_id(b"chunk"), v2.chunk_id(b"chunk"));
+        // Version 1 computes the SHA-256 separately; version 2 gets it from the id's first step.
+        assert_eq!(v1.id_and_maybe_sha256(b"chunk").1, None);
+        assert_eq!(v2.id_and_maybe_sha256(b"chunk").1, Some(sha));
+        for codec in [&v1, &v2, &Codec::new(None, 3)] {
+            assert_eq!(
+                codec.chunk_id_and_sha256(b"chunk"),
+                (codec.chunk_id(b"chunk"), sha)
+            );
+        }
     }
 }
