@@ -1,7 +1,7 @@
 //! The write path: entries in, one committed snapshot out.
 //!
 //! ```text
-//! file tasks (≤ N at once, blocking threads): read → chunk (FastCDC) → id → dedup
+//! file tasks (≤ N at once, blocking threads; small files in batches): read → chunk (FastCDC) → id → dedup
 //!     │ new chunks (bounded channel: memory stays bounded)
 //!     ▼
 //! encoders (one thread per core): zstd → encrypt → append to the open pack
@@ -143,6 +143,23 @@ impl Shared {
     }
 }
 
+/// Given the metadata of a file just read, a warning if it changed while it was read.
+type ChangedCheck = Box<dyn FnOnce(&std::fs::Metadata) -> Option<String> + Send>;
+
+/// A file waiting to be read.
+struct PendingFile {
+    entry: Entry,
+    source: std::path::PathBuf,
+    changed: ChangedCheck,
+}
+
+/// Files smaller than this are read in batches of up to `BATCH_FILES` files or
+/// `BATCH_BYTES` bytes, one blocking task a batch: handing each small file to a thread of its
+/// own cost more than reading it, and left the encoders waiting.
+const BATCH_FILE_MAX: u64 = 256 << 10;
+const BATCH_FILES: usize = 32;
+const BATCH_BYTES: u64 = 2 << 20;
+
 pub struct SnapshotWriter {
     repo: Arc<Repository>,
     shared: Arc<Shared>,
@@ -151,7 +168,9 @@ pub struct SnapshotWriter {
     to_uploader: Option<mpsc::Sender<SealedPack>>,
     uploader: tokio::task::JoinHandle<Result<Vec<IndexPack>>>,
     file_slots: Arc<Semaphore>,
-    file_tasks: JoinSet<Result<FileOutcome>>,
+    file_tasks: JoinSet<Result<Vec<FileOutcome>>>,
+    batch: Vec<PendingFile>,
+    batch_bytes: u64,
     entries: Vec<Entry>,
     warnings: Vec<String>,
     counts: Counts,
@@ -221,6 +240,8 @@ impl SnapshotWriter {
             uploader,
             file_slots: Arc::new(Semaphore::new(threads + 1)),
             file_tasks: JoinSet::new(),
+            batch: Vec::new(),
+            batch_bytes: 0,
             entries: Vec::new(),
             warnings: Vec::new(),
             counts: Counts::default(),
@@ -259,10 +280,11 @@ impl SnapshotWriter {
         self.warnings.push(warning);
     }
 
-    /// Reads a file's content on a blocking thread, waiting only while too many files are in
-    /// flight. After reading, `changed` is given the open file's metadata and returns a
-    /// warning if the file changed while it was read. A file that cannot be opened or read is
-    /// left out of the snapshot with a warning naming it (never silently).
+    /// Reads a file's content on a blocking thread (a small file in a batch with others),
+    /// waiting only while too many are in flight. After reading, `changed` is given the open
+    /// file's metadata and returns a warning if the file changed while it was read. A file
+    /// that cannot be opened or read is left out of the snapshot with a warning naming it
+    /// (never silently).
     pub async fn add_file<F>(
         &mut self,
         entry: Entry,
@@ -273,6 +295,37 @@ impl SnapshotWriter {
     where
         F: FnOnce(&std::fs::Metadata) -> Option<String> + Send + 'static,
     {
+        match status {
+            FileStatus::New => self.counts.files_new += 1,
+            FileStatus::Changed => self.counts.files_changed += 1,
+        }
+        let size = entry.size;
+        let file = PendingFile {
+            entry,
+            source,
+            changed: Box::new(changed),
+        };
+        if size >= BATCH_FILE_MAX {
+            return self.read_files(vec![file]).await;
+        }
+        self.batch.push(file);
+        self.batch_bytes += size;
+        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+            return self.flush_batch().await;
+        }
+        Ok(())
+    }
+
+    async fn flush_batch(&mut self) -> Result<()> {
+        self.batch_bytes = 0;
+        match std::mem::take(&mut self.batch) {
+            batch if batch.is_empty() => Ok(()),
+            batch => self.read_files(batch).await,
+        }
+    }
+
+    /// Reads `files` one after another on one blocking thread.
+    async fn read_files(&mut self, files: Vec<PendingFile>) -> Result<()> {
         if let Err(e) = self.collect_finished() {
             return Err(self.root_cause(e).await);
         }
@@ -282,10 +335,6 @@ impl SnapshotWriter {
             .acquire_owned()
             .await
             .expect("semaphore is never closed");
-        match status {
-            FileStatus::New => self.counts.files_new += 1,
-            FileStatus::Changed => self.counts.files_changed += 1,
-        }
         let shared = self.shared.clone();
         let tx = self
             .to_encoders
@@ -293,30 +342,10 @@ impl SnapshotWriter {
             .expect("files are added before commit");
         self.file_tasks.spawn_blocking(move || {
             let _permit = permit;
-            let read = std::fs::File::open(&source).and_then(|mut file| {
-                let ingested = shared.ingest(&mut file, &tx)?;
-                Ok((ingested, file.metadata()?))
-            });
-            shared.progress.files_done.fetch_add(1, Ordering::Relaxed);
-            match read {
-                Ok(((chunks, digest, size), after)) => Ok(FileOutcome {
-                    warning: changed(&after),
-                    entry: Some(Entry {
-                        size,
-                        chunks,
-                        digest: Some(digest),
-                        ..entry
-                    }),
-                }),
-                // The pipeline stopping is the pipeline's error, which commit reports.
-                Err(e) if e.to_string() == PIPELINE_STOPPED => {
-                    Err(RepoError::Invalid(e.to_string()))
-                }
-                Err(e) => Ok(FileOutcome {
-                    entry: None,
-                    warning: Some(format!("{}: {e}; not in this snapshot", source.display())),
-                }),
-            }
+            files
+                .into_iter()
+                .map(|file| read_file(&shared, &tx, file))
+                .collect()
         });
         Ok(())
     }
@@ -374,15 +403,17 @@ impl SnapshotWriter {
 
     fn take_outcome(
         &mut self,
-        done: std::result::Result<Result<FileOutcome>, tokio::task::JoinError>,
+        done: std::result::Result<Result<Vec<FileOutcome>>, tokio::task::JoinError>,
     ) -> Result<()> {
-        let outcome =
+        let outcomes =
             done.map_err(|e| RepoError::Invalid(format!("file reader failed: {e}")))??;
-        if let Some(w) = outcome.warning {
-            self.warnings.push(w);
-        }
-        if let Some(e) = outcome.entry {
-            self.entries.push(e);
+        for outcome in outcomes {
+            if let Some(w) = outcome.warning {
+                self.warnings.push(w);
+            }
+            if let Some(e) = outcome.entry {
+                self.entries.push(e);
+            }
         }
         Ok(())
     }
@@ -393,6 +424,7 @@ impl SnapshotWriter {
         meta: SnapshotMeta,
         facts: SourceFacts,
     ) -> Result<(Id, Snapshot)> {
+        self.flush_batch().await?;
         while let Some(done) = self.file_tasks.join_next().await {
             if let Err(e) = self.take_outcome(done) {
                 return Err(self.root_cause(e).await);
@@ -506,6 +538,42 @@ impl Drop for SnapshotWriter {
         self.file_tasks.abort_all();
         self.to_encoders.take();
         self.to_uploader.take();
+    }
+}
+
+/// Reads one file into the pipeline. Only the pipeline stopping is an error; a file that
+/// cannot be read is a warning, and left out.
+fn read_file(
+    shared: &Shared,
+    to_encoders: &std::sync::mpsc::SyncSender<Chunk>,
+    file: PendingFile,
+) -> Result<FileOutcome> {
+    let PendingFile {
+        entry,
+        source,
+        changed,
+    } = file;
+    let read = std::fs::File::open(&source).and_then(|mut file| {
+        let ingested = shared.ingest(&mut file, to_encoders)?;
+        Ok((ingested, file.metadata()?))
+    });
+    shared.progress.files_done.fetch_add(1, Ordering::Relaxed);
+    match read {
+        Ok(((chunks, digest, size), after)) => Ok(FileOutcome {
+            warning: changed(&after),
+            entry: Some(Entry {
+                size,
+                chunks,
+                digest: Some(digest),
+                ..entry
+            }),
+        }),
+        // The pipeline stopping is the pipeline's error, which commit reports.
+        Err(e) if e.to_string() == PIPELINE_STOPPED => Err(RepoError::Invalid(e.to_string())),
+        Err(e) => Ok(FileOutcome {
+            entry: None,
+            warning: Some(format!("{}: {e}; not in this snapshot", source.display())),
+        }),
     }
 }
 
