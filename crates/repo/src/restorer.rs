@@ -19,7 +19,7 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, EntryKind};
 use crate::repository::Repository;
 
-const PARALLEL_FILES: usize = 4;
+const PARALLEL_FILES: usize = 2;
 const READ_AHEAD_CHUNKS: usize = 2;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
 /// of at most `RUN_GAP` (chunks of other files) rather than making another request, and
