@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::util::{assert_same_tree, snapshot_ids, Install};
+use super::util::{assert_same_content, assert_same_tree, snapshot_ids, Install};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/repos");
 
@@ -27,39 +27,6 @@ fn copy_dir(from: &Path, to: &Path) {
             copy_dir(&entry.path(), &target);
         } else {
             std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// Names, types, contents and symlink targets (the fixture's mtimes are its own).
-fn assert_same_content(expected: &Path, actual: &Path) {
-    let mut names: Vec<_> = std::fs::read_dir(expected)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    names.sort();
-    let mut restored: Vec<_> = std::fs::read_dir(actual)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    restored.sort();
-    assert_eq!(names, restored, "{}", actual.display());
-    for name in names {
-        let (a, b) = (expected.join(&name), actual.join(&name));
-        let kind = std::fs::symlink_metadata(&a).unwrap().file_type();
-        assert_eq!(kind, std::fs::symlink_metadata(&b).unwrap().file_type());
-        if kind.is_symlink() {
-            assert_eq!(
-                std::fs::read_link(&a).unwrap(),
-                std::fs::read_link(&b).unwrap()
-            );
-        } else if kind.is_dir() {
-            assert_same_content(&a, &b);
-        } else {
-            assert!(
-                std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
-                "{name:?}"
-            );
         }
     }
 }
@@ -89,6 +56,7 @@ fn version_1_repositories_restore_check_and_take_backups_by_version_1_rules() {
         let old = snapshot_ids(&install, "compat");
         assert_eq!(old.len(), 1, "{fixture}");
         install.ok(&["restore", &old[0], "--to", "old"]);
+        // The fixture's mtimes are its own: compare everything else.
         assert_same_content(&install.path("src/compat"), &install.path("old/compat"));
 
         // The same content backed up again names its chunks as version 1 does, so nothing

@@ -139,18 +139,11 @@ pub fn walk_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
 /// Asserts two trees are equal: names, types, content, mode, mtime, symlink targets.
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
     use std::os::unix::fs::MetadataExt;
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    list_all(expected, expected, &mut a);
-    list_all(actual, actual, &mut b);
-    assert_eq!(a, b, "the restored tree lists other paths");
-    for rel in &a {
-        let (pa, pb) = (expected.join(rel), actual.join(rel));
+    for rel in assert_same_content(expected, actual) {
         let (ma, mb) = (
-            std::fs::symlink_metadata(&pa).unwrap(),
-            std::fs::symlink_metadata(&pb).unwrap(),
+            std::fs::symlink_metadata(expected.join(&rel)).unwrap(),
+            std::fs::symlink_metadata(actual.join(&rel)).unwrap(),
         );
-        assert_eq!(ma.file_type(), mb.file_type(), "{rel}: type");
         assert_eq!(ma.mode(), mb.mode(), "{rel}: mode");
         assert_eq!(ma.uid(), mb.uid(), "{rel}: uid");
         assert_eq!(ma.gid(), mb.gid(), "{rel}: gid");
@@ -159,19 +152,39 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
             (mb.mtime(), mb.mtime_nsec()),
             "{rel}: mtime"
         );
-        if ma.file_type().is_symlink() {
+    }
+}
+
+/// Asserts two trees hold the same names, types, contents and symlink targets (metadata
+/// aside); returns the paths compared.
+pub fn assert_same_content(expected: &Path, actual: &Path) -> Vec<String> {
+    let mut a = Vec::new();
+    let mut b = Vec::new();
+    list_all(expected, expected, &mut a);
+    list_all(actual, actual, &mut b);
+    assert_eq!(a, b, "the restored tree lists other paths");
+    for rel in &a {
+        let (pa, pb) = (expected.join(rel), actual.join(rel));
+        let kind = std::fs::symlink_metadata(&pa).unwrap().file_type();
+        assert_eq!(
+            kind,
+            std::fs::symlink_metadata(&pb).unwrap().file_type(),
+            "{rel}: type"
+        );
+        if kind.is_symlink() {
             assert_eq!(
                 std::fs::read_link(&pa).unwrap(),
                 std::fs::read_link(&pb).unwrap(),
                 "{rel}: target"
             );
-        } else if ma.is_file() {
+        } else if kind.is_file() {
             assert!(
                 std::fs::read(&pa).unwrap() == std::fs::read(&pb).unwrap(),
                 "{rel}: content differs"
             );
         }
     }
+    a
 }
 
 fn list_all(root: &Path, dir: &Path, out: &mut Vec<String>) {

@@ -415,22 +415,13 @@ fn check_object_version(key: &str, version: u32) -> Result<()> {
 
 /// Decodes a stored chunk and checks it against its id.
 pub fn decode_chunk(codec: &Codec, pack_key: &str, id: &Id, stored: &[u8]) -> Result<Vec<u8>> {
-    decode_chunk_and_sha256(codec, pack_key, id, stored).map(|(plain, _)| plain)
-}
-
-/// [`decode_chunk`], also giving the plaintext's SHA-256 when checking the id computed it.
-pub fn decode_chunk_and_sha256(
-    codec: &Codec,
-    pack_key: &str,
-    id: &Id,
-    stored: &[u8],
-) -> Result<(Vec<u8>, Option<Id>)> {
     let mut plain = Vec::new();
-    let sha256 = decode_chunk_into(codec, pack_key, id, stored, &mut plain)?;
-    Ok((plain, sha256))
+    decode_chunk_into(codec, pack_key, id, stored, &mut plain)?;
+    Ok(plain)
 }
 
-/// [`decode_chunk_and_sha256`] into a reused buffer.
+/// [`decode_chunk`] into a reused buffer, also giving the plaintext's SHA-256 when checking
+/// the id computed it.
 pub fn decode_chunk_into(
     codec: &Codec,
     pack_key: &str,

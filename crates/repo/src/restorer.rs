@@ -410,11 +410,11 @@ async fn restore_file(repo: &Arc<Repository>, entry: &Entry, path: &PathBuf) -> 
 /// root). Ownership goes first, since changing it clears set-user-ID bits.
 fn apply_file_metadata(entry: &Entry, file: &std::fs::File) -> std::io::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
-    let chown_denied = match std::os::unix::fs::fchown(file, Some(entry.uid), Some(entry.gid)) {
-        Ok(()) => false,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => true,
-        Err(e) => return Err(e),
-    };
+    let chown_denied = ownership_denied(std::os::unix::fs::fchown(
+        file,
+        Some(entry.uid),
+        Some(entry.gid),
+    ))?;
     file.set_permissions(std::fs::Permissions::from_mode(entry.mode & 0o7777))?;
     let mtime = filetime_from_ns(entry.mtime_ns);
     file.set_times(
@@ -429,12 +429,11 @@ fn apply_file_metadata(entry: &Entry, file: &std::fs::File) -> std::io::Result<b
 /// was refused (not root).
 fn apply_metadata(entry: &Entry, path: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::PermissionsExt;
-    let mut chown_denied = false;
-    match std::os::unix::fs::lchown(path, Some(entry.uid), Some(entry.gid)) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => chown_denied = true,
-        Err(e) => return Err(e),
-    }
+    let chown_denied = ownership_denied(std::os::unix::fs::lchown(
+        path,
+        Some(entry.uid),
+        Some(entry.gid),
+    ))?;
     let mtime = filetime_from_ns(entry.mtime_ns);
     if entry.kind == EntryKind::Symlink {
         set_symlink_mtime(path, mtime)?;
@@ -444,6 +443,15 @@ fn apply_metadata(entry: &Entry, path: &Path) -> std::io::Result<bool> {
         filetime::set_file_times(path, ft, ft)?;
     }
     Ok(chown_denied)
+}
+
+/// A chown's result: refused for lack of privilege (not root) is not an error, only noted.
+fn ownership_denied(chown: std::io::Result<()>) -> std::io::Result<bool> {
+    match chown {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(true),
+        Err(e) => Err(e),
+    }
 }
 
 fn filetime_from_ns(ns: i64) -> std::time::SystemTime {
