@@ -5,6 +5,8 @@
 //! and the file; the restore goes on with the other files and reports every failure at the
 //! end, so one bad pack does not hide another.
 
+mod content;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -18,9 +20,14 @@ use crate::format::index::Location;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, EntryKind};
 use crate::repository::Repository;
+use content::ContentWriter;
 
+/// Files of several chunks restored at once, each with this many chunks read ahead.
 const PARALLEL_FILES: usize = 2;
 const READ_AHEAD_CHUNKS: usize = 2;
+/// Files of the same content (and more than one chunk) are written from one read of it, up
+/// to this many at once: each is an open file.
+const COPIES_AT_ONCE: usize = 8;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
 /// of at most `RUN_GAP` (chunks of other files) rather than making another request, and
 /// this many runs at once. Memory stays near `PARALLEL_RUNS` × (`RUN_LIMIT` + decoded).
@@ -122,17 +129,15 @@ impl SnapshotReader {
             .iter()
             .filter(|e| e.kind == EntryKind::File)
             .partition(|e| e.chunks.len() == 1 && self.repo.locate(&e.chunks[0]).is_some());
+        let contents = group_by_content(&streamed, dir);
         // Indices, not references, go through the stream: a closure taking a reference
         // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
         // and restores must be spawnable.
-        let files = &streamed;
-        let streaming = futures::stream::iter(0..files.len())
-            .map(|i| async move {
-                let entry = files[i];
-                let result = restore_file(&self.repo, entry, &dir.join(&entry.path)).await;
-                (entry.path.clone(), result)
-            })
+        let contents = &contents;
+        let streaming = futures::stream::iter(0..contents.len())
+            .map(|i| restore_content(&self.repo, &contents[i]))
             .buffer_unordered(PARALLEL_FILES)
+            .flat_map(futures::stream::iter)
             .collect::<Vec<_>>();
         let (mut results, streamed) =
             futures::join!(streaming, self.restore_by_pack_runs(&single, dir));
@@ -384,25 +389,121 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
     Ok(written)
 }
 
-async fn restore_file(repo: &Arc<Repository>, entry: &Entry, path: &PathBuf) -> Result<Written> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(|e| RepoError::io(path.display(), e))?;
-    match copy_chunks(repo, entry, &mut file).await {
-        Ok(bytes) => {
-            let (file, entry) = (file.into_std().await, entry.clone());
-            let metadata = tokio::task::spawn_blocking(move || apply_file_metadata(&entry, &file))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-            Ok(Written { bytes, metadata })
-        }
-        Err(e) => {
-            // Never leave a partial file that looks restored.
-            drop(file);
-            let _ = tokio::fs::remove_file(path).await;
-            Err(e)
+/// Groups files of more than one chunk (or none) by content, at most `COPIES_AT_ONCE` to a
+/// group: each group is read once and written into all its files.
+fn group_by_content(files: &[&Entry], dir: &Path) -> Vec<Vec<Target>> {
+    // A content: its chunks and its digest.
+    type Content<'a> = (&'a [Id], Option<Id>);
+    let mut groups: std::collections::HashMap<Content, Vec<Vec<Target>>> = Default::default();
+    let mut order = Vec::new();
+    for f in files {
+        let key = (f.chunks.as_slice(), f.digest);
+        let slot = groups.entry(key).or_insert_with(|| {
+            order.push(key);
+            Vec::new()
+        });
+        match slot.last_mut() {
+            Some(group) if group.len() < COPIES_AT_ONCE => {
+                group.push(((*f).clone(), dir.join(&f.path)))
+            }
+            _ => slot.push(vec![((*f).clone(), dir.join(&f.path))]),
         }
     }
+    // In tree order, the way the files were listed.
+    order
+        .into_iter()
+        .flat_map(|key| groups.remove(&key).unwrap_or_default())
+        .collect()
+}
+
+/// Restores one content into each of its files; on failure none of them is left behind.
+async fn restore_content(
+    repo: &Arc<Repository>,
+    targets: &[Target],
+) -> Vec<(String, Result<Written>)> {
+    let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
+    match write_content(repo, targets).await {
+        Ok(written) => targets
+            .iter()
+            .zip(written)
+            .map(|((entry, _), written)| (entry.path.clone(), Ok(written)))
+            .collect(),
+        Err(e) => {
+            // Never leave a partial file that looks restored.
+            let message = e.to_string();
+            let _ = tokio::task::spawn_blocking(move || {
+                for path in paths {
+                    let _ = std::fs::remove_file(path);
+                }
+            })
+            .await;
+            targets
+                .iter()
+                .map(|(entry, _)| (entry.path.clone(), Err(RepoError::Invalid(message.clone()))))
+                .collect()
+        }
+    }
+}
+
+/// Reads the content of `targets` (all the same) chunk by chunk, `READ_AHEAD_CHUNKS` ahead,
+/// and writes each chunk into every file on a blocking thread while the next ones are read.
+async fn write_content(repo: &Arc<Repository>, targets: &[Target]) -> Result<Vec<Written>> {
+    let entry = &targets[0].0;
+    let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
+    let mut writer =
+        Some(blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?);
+    let mut chunks = futures::stream::iter(0..entry.chunks.len())
+        .map(|i| repo.read_chunk(&entry.chunks[i]))
+        .buffered(READ_AHEAD_CHUNKS);
+    let mut writing = None;
+    loop {
+        let next = match writing.take() {
+            None => chunks.next().await,
+            // The next chunk is read while the last one is written.
+            Some(write) => {
+                let (next, done) = futures::join!(chunks.next(), write);
+                writer = Some(done?);
+                next
+            }
+        };
+        let Some(chunk) = next else { break };
+        let plain = chunk?;
+        let Some(mut w) = writer.take() else { break };
+        writing = Some(async move {
+            blocking(move || w.write(&plain).map_err(write_error).map(|()| w)).await
+        });
+    }
+    let Some(writer) = writer else {
+        return Err(RepoError::Invalid("restore writer lost".into()));
+    };
+    let targets = targets.to_vec();
+    blocking(move || {
+        let (files, bytes, sha256) = writer.finish().map_err(write_error)?;
+        verify_digest(&targets[0].0, &sha256)?;
+        Ok(targets
+            .iter()
+            .zip(&files)
+            .map(|((entry, _), file)| Written {
+                bytes,
+                metadata: apply_file_metadata(entry, file),
+            })
+            .collect())
+    })
+    .await
+}
+
+fn write_error(e: content::WriteError) -> RepoError {
+    RepoError::io(e.path.display(), e.source)
+}
+
+fn worker_failed(e: tokio::task::JoinError) -> RepoError {
+    RepoError::Invalid(format!("restore worker failed: {e}"))
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(worker_failed(e)))
 }
 
 /// Sets ownership, mode and mtime of a file just written, through its handle: no path

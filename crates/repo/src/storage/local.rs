@@ -161,10 +161,21 @@ impl Storage for LocalStorage {
             if offset.checked_add(length).is_none_or(|end| end > size) {
                 return Err(range_error("get", &k, offset, length, size));
             }
-            let mut buf = vec![0u8; length as usize];
+            // `read_to_end` fills the spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(length as usize);
             file.seek(SeekFrom::Start(offset))
-                .and_then(|_| file.read_exact(&mut buf))
+                .and_then(|_| file.take(length).read_to_end(&mut buf))
                 .map_err(|e| io_error("get", &k, e))?;
+            if buf.len() as u64 != length {
+                // The file shrank after its size was read.
+                return Err(range_error(
+                    "get",
+                    &k,
+                    offset,
+                    length,
+                    offset + buf.len() as u64,
+                ));
+            }
             Ok(Bytes::from(buf))
         })
         .await
