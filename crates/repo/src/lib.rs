@@ -10,6 +10,7 @@
 
 pub mod archiver;
 pub mod checker;
+mod direct_io;
 pub mod error;
 pub mod format;
 pub mod lock;

@@ -5,8 +5,6 @@
 //! and the file; the restore goes on with the other files and reports every failure at the
 //! end, so one bad pack does not hide another.
 
-mod content;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -14,13 +12,13 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use crate::direct_io::{DirectWriter, WriteError};
 use crate::error::{RepoError, Result};
 use crate::format::id::Id;
 use crate::format::index::Location;
 use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, EntryKind};
 use crate::repository::Repository;
-use content::ContentWriter;
 
 /// Files of several chunks restored at once, each with this many chunks read ahead.
 const PARALLEL_FILES: usize = 2;
@@ -492,7 +490,33 @@ async fn write_content(repo: &Arc<Repository>, targets: &[Target]) -> Result<Vec
     .await
 }
 
-fn write_error(e: content::WriteError) -> RepoError {
+/// One content written into its files, hashed once on the way.
+struct ContentWriter {
+    out: DirectWriter,
+    hasher: Sha256,
+}
+
+impl ContentWriter {
+    fn create(paths: &[PathBuf]) -> std::result::Result<Self, WriteError> {
+        Ok(Self {
+            out: DirectWriter::create(paths)?,
+            hasher: Sha256::new(),
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> std::result::Result<(), WriteError> {
+        self.hasher.update(data);
+        self.out.write(data)
+    }
+
+    /// The files, their length and the content's SHA-256.
+    fn finish(self) -> std::result::Result<(Vec<std::fs::File>, u64, [u8; 32]), WriteError> {
+        let (files, len) = self.out.finish()?;
+        Ok((files, len, self.hasher.finalize().into()))
+    }
+}
+
+fn write_error(e: WriteError) -> RepoError {
     RepoError::io(e.path.display(), e.source)
 }
 

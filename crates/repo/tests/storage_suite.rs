@@ -88,7 +88,9 @@ async fn memory_storage_passes_the_suite() {
 async fn local_storage_passes_the_suite_and_never_lists_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let s = LocalStorage::new(dir.path());
-    suite(&s, 3 * 1024 * 1024).await;
+    // Not a multiple of the page size: a large object is written with direct I/O, its last
+    // block padded and then cut.
+    suite(&s, 3 * 1024 * 1024 + 1234).await;
     // A crash mid-put leaves a temporary file; it is not an object.
     std::fs::create_dir_all(dir.path().join("index")).unwrap();
     std::fs::write(

@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
+use crate::direct_io::DirectWriter;
 
 const TEMP_MARKER: &str = ".tmp-";
+/// Objects of at least this size (packs) are written with direct I/O (see `direct_io`): they
+/// are written once and read back rarely, so they need not pass through the page cache.
+const DIRECT_WRITE_MIN: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
@@ -73,8 +77,15 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         rand::random::<u64>()
     ));
     let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(data)?;
+        let file = if data.len() >= DIRECT_WRITE_MIN {
+            let mut writer = DirectWriter::create(std::slice::from_ref(&temp))?;
+            writer.write(data)?;
+            writer.finish()?.0.pop().expect("one file in, one out")
+        } else {
+            let mut file = std::fs::File::create(&temp)?;
+            file.write_all(data)?;
+            file
+        };
         file.sync_all()?;
         drop(file);
         std::fs::rename(&temp, path)?;

@@ -1,22 +1,20 @@
-//! Writing one restored content, chunk after chunk, into every file that holds it.
+//! Writing a file sequentially with direct I/O (`O_DIRECT`) where the file system allows it.
 //!
-//! Files that are written whole and in order (every file of more than one chunk) are opened
-//! with direct I/O where the file system allows it: their bytes go from an aligned staging
-//! buffer to the disk, not through the page cache. A restore's data is rarely read back
-//! soon, and copying it into the page cache was most of a restore's kernel time (on a
-//! virtual machine, each page-cache page not touched before also costs a hypervisor fault).
-//! A file system that refuses direct I/O (tmpfs, some FUSE and network file systems) gets
-//! ordinary writes of the same bytes.
+//! Used for what is written whole, in order, and rarely read back soon: restored files of
+//! more than one chunk, and pack objects of a local repository. Their bytes go from an
+//! aligned staging buffer to the disk instead of being copied into the page cache; that copy
+//! was most of a restore's kernel time and a fifth of a local backup's (on a virtual machine,
+//! each page-cache page not touched before also costs a hypervisor fault). A file system that
+//! refuses direct I/O (some FUSE and network file systems) gets ordinary writes of the same
+//! bytes.
 //!
-//! Direct I/O needs the buffer, the file offset and the length aligned. The content is
-//! staged and written in aligned blocks; the last block is padded with zeros and the file
-//! then cut to its real length.
+//! Direct I/O needs the buffer, the file offset and the length aligned. The content is staged
+//! and written in aligned blocks; the last block is padded with zeros and the file then cut
+//! to its real length.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-
-use sha2::{Digest, Sha256};
 
 /// Alignment for direct I/O: the page size, which covers every logical block size of the
 /// devices and file systems that allow it.
@@ -24,8 +22,8 @@ const ALIGN: usize = 4096;
 /// Bytes staged before each write (a multiple of `ALIGN`).
 const STAGE: usize = 1 << 20;
 
-/// The same content, written sequentially into one or more files and hashed once.
-pub(super) struct ContentWriter {
+/// The same content, written sequentially into one or more files.
+pub(crate) struct DirectWriter {
     files: Vec<Sink>,
     /// `STAGE + ALIGN` bytes, never reallocated: `stage[start..start + STAGE]` is aligned.
     stage: Vec<u8>,
@@ -33,7 +31,6 @@ pub(super) struct ContentWriter {
     staged: usize,
     /// The file offset of the staged bytes.
     offset: u64,
-    hasher: Sha256,
 }
 
 struct Sink {
@@ -47,12 +44,18 @@ struct Sink {
 /// A failed write, naming the file.
 #[derive(Debug, thiserror::Error)]
 #[error("{}: {source}", path.display())]
-pub(super) struct WriteError {
+pub(crate) struct WriteError {
     pub path: PathBuf,
     pub source: std::io::Error,
 }
 
-impl ContentWriter {
+impl From<WriteError> for std::io::Error {
+    fn from(e: WriteError) -> Self {
+        std::io::Error::new(e.source.kind(), e)
+    }
+}
+
+impl DirectWriter {
     /// Creates (or truncates) every file in `paths`.
     pub fn create(paths: &[PathBuf]) -> Result<Self, WriteError> {
         Self::with_misaligned_stage(paths, 0)
@@ -73,13 +76,11 @@ impl ContentWriter {
             start,
             staged: 0,
             offset: 0,
-            hasher: Sha256::new(),
         })
     }
 
     /// Appends `data` to every file.
     pub fn write(&mut self, mut data: &[u8]) -> Result<(), WriteError> {
-        self.hasher.update(data);
         while !data.is_empty() {
             let n = data.len().min(STAGE - self.staged);
             let at = self.start + self.staged;
@@ -95,8 +96,8 @@ impl ContentWriter {
         Ok(())
     }
 
-    /// Writes what is staged and gives the files, their length and the content's SHA-256.
-    pub fn finish(mut self) -> Result<(Vec<File>, u64, [u8; 32]), WriteError> {
+    /// Writes what is staged and gives the files and their length.
+    pub fn finish(mut self) -> Result<(Vec<File>, u64), WriteError> {
         let len = self.offset + self.staged as u64;
         if self.staged > 0 {
             let padded = self.staged.div_ceil(ALIGN) * ALIGN;
@@ -113,7 +114,7 @@ impl ContentWriter {
             }
             files.push(sink.file);
         }
-        Ok((files, len, self.hasher.finalize().into()))
+        Ok((files, len))
     }
 
     /// Writes the `content` staged bytes at `offset` into every file, direct files up to
@@ -218,7 +219,7 @@ mod tests {
         tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap()
     }
 
-    fn write_all(writer: &mut ContentWriter, data: &[u8], piece: usize) {
+    fn write_all(writer: &mut DirectWriter, data: &[u8], piece: usize) {
         for part in data.chunks(piece.max(1)) {
             writer.write(part).unwrap();
         }
@@ -240,16 +241,15 @@ mod tests {
         ] {
             let data = content(len);
             let paths = [dir.path().join("a"), dir.path().join("b")];
-            let mut writer = ContentWriter::create(&paths).unwrap();
+            let mut writer = DirectWriter::create(&paths).unwrap();
             // Pieces that never line up with the stage or the alignment.
             write_all(&mut writer, &data, 300_001);
             assert!(
                 writer.files.iter().all(|f| f.direct),
                 "direct I/O is used on this disk"
             );
-            let (files, written, sha256) = writer.finish().unwrap();
+            let (files, written) = writer.finish().unwrap();
             assert_eq!(written, len as u64);
-            assert_eq!(sha256, <[u8; 32]>::from(Sha256::digest(&data)));
             assert_eq!(files.len(), 2);
             for path in &paths {
                 assert_eq!(
@@ -266,13 +266,13 @@ mod tests {
         let dir = dir();
         let data = content(2 * STAGE + 777);
         let paths = [dir.path().join("refused")];
-        let mut writer = ContentWriter::with_misaligned_stage(&paths, 1).unwrap();
+        let mut writer = DirectWriter::with_misaligned_stage(&paths, 1).unwrap();
         write_all(&mut writer, &data, 65536);
         assert!(
             !writer.files[0].direct,
             "the misaligned write fell back to ordinary writes"
         );
-        let (_, written, _) = writer.finish().unwrap();
+        let (_, written) = writer.finish().unwrap();
         assert_eq!(written, data.len() as u64);
         assert_eq!(std::fs::read(&paths[0]).unwrap(), data);
     }
@@ -281,7 +281,7 @@ mod tests {
     fn a_file_that_cannot_be_created_is_named() {
         let dir = dir();
         let path = dir.path().join("missing-dir").join("file");
-        let err = ContentWriter::create(std::slice::from_ref(&path))
+        let err = DirectWriter::create(std::slice::from_ref(&path))
             .err()
             .unwrap();
         assert_eq!(err.path, path);
