@@ -20,18 +20,50 @@ use crate::format::snapshot::Snapshot;
 use crate::format::tree::{Entry, EntryKind};
 use crate::repository::Repository;
 
-/// Files of several chunks restored at once, each with this many chunks read ahead.
-const PARALLEL_FILES: usize = 2;
-const READ_AHEAD_CHUNKS: usize = 2;
 /// Files of the same content (and more than one chunk) are written from one read of it, up
 /// to this many at once: each is an open file.
 const COPIES_AT_ONCE: usize = 8;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
-/// of at most `RUN_GAP` (chunks of other files) rather than making another request, and
-/// this many runs at once. Memory stays near `PARALLEL_RUNS` × (`RUN_LIMIT` + decoded).
+/// of at most `RUN_GAP` (chunks of other files) rather than making another request.
 const RUN_LIMIT: u64 = 4 << 20;
 const RUN_GAP: u64 = 256 << 10;
-const PARALLEL_RUNS: usize = 2;
+
+/// How much a restore keeps in flight. Memory stays near `runs` × (`RUN_LIMIT` + decoded)
+/// plus `files` × (`read_ahead` + 1) chunks.
+#[derive(Debug, Clone, Copy)]
+struct Concurrency {
+    /// Runs of single-chunk files at once.
+    runs: usize,
+    /// Contents of several chunks restored at once...
+    files: usize,
+    /// ...each with this many chunks read ahead (a streamed dump too).
+    read_ahead: usize,
+}
+
+impl Concurrency {
+    /// A local disk: two cores' worth of work, and little memory.
+    const LOCAL: Self = Self {
+        runs: 2,
+        files: 2,
+        read_ahead: 2,
+    };
+    /// Object storage, where each request waits a round trip. With a 30 ms wait before every
+    /// ranged read from S3 (docs/benchmarks.md), the benchmark's restore took 5.9 s with
+    /// `LOCAL` and 4.6 s with this, for about 30 MiB more memory.
+    const REMOTE: Self = Self {
+        runs: 6,
+        files: 3,
+        read_ahead: 4,
+    };
+
+    fn for_repository(repo: &Repository) -> Self {
+        if repo.storage().is_remote() {
+            Self::REMOTE
+        } else {
+            Self::LOCAL
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct SnapshotReader {
@@ -132,13 +164,16 @@ impl SnapshotReader {
         // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
         // and restores must be spawnable.
         let contents = &contents;
+        let concurrency = Concurrency::for_repository(&self.repo);
         let streaming = futures::stream::iter(0..contents.len())
-            .map(|i| restore_content(&self.repo, &contents[i]))
-            .buffer_unordered(PARALLEL_FILES)
+            .map(|i| restore_content(&self.repo, &contents[i], concurrency.read_ahead))
+            .buffer_unordered(concurrency.files)
             .flat_map(futures::stream::iter)
             .collect::<Vec<_>>();
-        let (mut results, streamed) =
-            futures::join!(streaming, self.restore_by_pack_runs(&single, dir));
+        let (mut results, streamed) = futures::join!(
+            streaming,
+            self.restore_by_pack_runs(&single, dir, concurrency.runs)
+        );
         results.extend(streamed);
         let mut ownership_denied = false;
         for (path, result) in results {
@@ -286,6 +321,7 @@ impl SnapshotReader {
         &self,
         files: &[&Entry],
         dir: &Path,
+        parallel_runs: usize,
     ) -> Vec<(String, Result<Written>)> {
         let runs = plan_runs(&self.repo, files, dir);
         futures::stream::iter(runs)
@@ -308,7 +344,7 @@ impl SnapshotReader {
                         })
                 }
             })
-            .buffer_unordered(PARALLEL_RUNS)
+            .buffer_unordered(parallel_runs)
             .flat_map(futures::stream::iter)
             .collect()
             .await
@@ -372,7 +408,7 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
     let mut written = 0u64;
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
         .map(|i| repo.read_chunk(&entry.chunks[i]))
-        .buffered(READ_AHEAD_CHUNKS);
+        .buffered(Concurrency::for_repository(repo).read_ahead);
     while let Some(data) = chunks.try_next().await? {
         hasher.update(&data);
         out.write_all(&data)
@@ -418,9 +454,10 @@ fn group_by_content(files: &[&Entry], dir: &Path) -> Vec<Vec<Target>> {
 async fn restore_content(
     repo: &Arc<Repository>,
     targets: &[Target],
+    read_ahead: usize,
 ) -> Vec<(String, Result<Written>)> {
     let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
-    match write_content(repo, targets).await {
+    match write_content(repo, targets, read_ahead).await {
         Ok(written) => targets
             .iter()
             .zip(written)
@@ -443,16 +480,20 @@ async fn restore_content(
     }
 }
 
-/// Reads the content of `targets` (all the same) chunk by chunk, `READ_AHEAD_CHUNKS` ahead,
+/// Reads the content of `targets` (all the same) chunk by chunk, `read_ahead` ahead,
 /// and writes each chunk into every file on a blocking thread while the next ones are read.
-async fn write_content(repo: &Arc<Repository>, targets: &[Target]) -> Result<Vec<Written>> {
+async fn write_content(
+    repo: &Arc<Repository>,
+    targets: &[Target],
+    read_ahead: usize,
+) -> Result<Vec<Written>> {
     let entry = &targets[0].0;
     let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
     let mut writer =
         Some(blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?);
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
         .map(|i| repo.read_chunk(&entry.chunks[i]))
-        .buffered(READ_AHEAD_CHUNKS);
+        .buffered(read_ahead);
     let mut writing = None;
     loop {
         let next = match writing.take() {

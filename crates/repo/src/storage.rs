@@ -86,6 +86,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
     /// Where this storage lives, for messages (no secrets).
     fn location(&self) -> String;
+    /// Whether every request pays a network round trip (object storage): readers then keep
+    /// more requests in flight to hide it. A hint only; it changes no result.
+    fn is_remote(&self) -> bool {
+        false
+    }
 }
 
 /// Checks a key for characters that would make it unsafe on some store.

@@ -1,7 +1,9 @@
 //! One conformance suite for the `Storage` contract, run on every implementation: memory,
 //! a local directory, and S3 over HTTP (s3s-fs on 127.0.0.1:0, multipart included).
 
-use backstop_repo::storage::{LocalStorage, MemoryStorage, S3Options, S3Storage, Storage};
+use backstop_repo::storage::{
+    LocalStorage, MemoryStorage, RetryPolicy, RetryStorage, S3Options, S3Storage, Storage,
+};
 use backstop_testkit::{noise, S3Server};
 use bytes::Bytes;
 
@@ -123,4 +125,9 @@ async fn s3_storage_passes_the_suite_with_multipart() {
         .root()
         .join("backstop-suite/some/prefix/data/cd/big")
         .is_file());
+    // Readers keep more requests in flight on object storage, through the retry wrapper too.
+    assert!(s.is_remote());
+    assert!(RetryStorage::new(s, RetryPolicy::default()).is_remote());
+    assert!(!LocalStorage::new(server.root()).is_remote());
+    assert!(!MemoryStorage::new().is_remote());
 }

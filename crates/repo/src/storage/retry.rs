@@ -101,6 +101,10 @@ impl<S: Storage> Storage for RetryStorage<S> {
     fn location(&self) -> String {
         self.inner.location()
     }
+
+    fn is_remote(&self) -> bool {
+        self.inner.is_remote()
+    }
 }
 
 #[cfg(test)]

@@ -312,6 +312,10 @@ impl Storage for S3Storage {
         }
     }
 
+    fn is_remote(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         if self.options.prefix.is_empty() {
             format!("s3://{}", self.options.bucket)
