@@ -1,11 +1,12 @@
 //! Restoring many small files reads their packs a run at a time: the tree comes back byte
-//! for byte (duplicates, empty files and a multi-chunk file included), with far fewer
-//! storage reads than files, on an unencrypted and an encrypted repository; a corrupt
-//! chunk fails exactly the files made of it, naming its pack.
+//! for byte (duplicates, empty files and a multi-chunk file with copies included), with far
+//! fewer storage reads than files, on an unencrypted and an encrypted repository; copies of
+//! a multi-chunk file are written from one read of it, up to 8 at once; a corrupt chunk
+//! fails exactly the files made of it, naming its pack.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
@@ -20,6 +21,8 @@ use bytes::Bytes;
 struct Counting {
     inner: MemoryStorage,
     pack_reads: AtomicUsize,
+    /// Every ranged read of a pack: key and offset.
+    ranges: Mutex<Vec<(String, u64)>>,
 }
 
 #[async_trait]
@@ -33,6 +36,7 @@ impl Storage for Counting {
     async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
         if key.starts_with("data/") {
             self.pack_reads.fetch_add(1, Ordering::SeqCst);
+            self.ranges.lock().unwrap().push((key.to_string(), offset));
         }
         self.inner.get_range(key, offset, length).await
     }
@@ -69,7 +73,7 @@ fn entry(path: &str, kind: EntryKind) -> Entry {
 }
 
 /// 300 small files (a third of them duplicates of another), two empty files and one file of
-/// several chunks, under `src/`.
+/// several chunks with `BIG_COPIES` copies, under `src/`.
 fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     for i in 0..300u64 {
@@ -83,6 +87,10 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     files.push(("src/empty-a".into(), Vec::new()));
     files.push(("src/empty-b".into(), Vec::new()));
     files.push(("src/big.bin".into(), backstop_testkit::noise(3 << 20, 99)));
+    for i in 0..BIG_COPIES {
+        let big = files.last().unwrap().1.clone();
+        files.push((format!("src/big-copy-{i}.bin"), big));
+    }
     for (path, content) in &files {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -90,6 +98,9 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     }
     files
 }
+
+/// Copies of the multi-chunk file: with the original, two groups of at most 8 files.
+const BIG_COPIES: usize = 10;
 
 async fn back_up(
     repo: Arc<Repository>,
@@ -155,9 +166,28 @@ async fn round_trip(secret: Option<Vec<u8>>) {
         assert!(restored == *content, "{path} differs");
     }
     // 300 small files in about 6 MiB of 1 MiB packs: a few runs per pack, plus one read per
-    // chunk of the large file; nowhere near a read per file.
-    let big_chunks = reader.file("src/big.bin").unwrap().chunks.len();
-    assert!(reads <= 20 + big_chunks, "{reads} pack reads for 303 files");
+    // chunk of the large file for each group of its copies; nowhere near a read per file.
+    let big = reader.file("src/big.bin").unwrap();
+    let big_chunks = big.chunks.len();
+    assert!(big_chunks > 1, "the large file has several chunks");
+    assert!(
+        reads <= 20 + 2 * big_chunks,
+        "{reads} pack reads for {} files",
+        files.len()
+    );
+    let first = open().await.locate(&big.chunks[0]).unwrap();
+    let first_key = backstop_repo::format::layout::pack_key(&first.pack);
+    let reads_of_first_chunk = storage
+        .ranges
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(key, offset)| *key == first_key && *offset == first.offset)
+        .count();
+    assert_eq!(
+        reads_of_first_chunk, 2,
+        "11 files of the same content: two groups (8 and 3), one read each"
+    );
 
     // One chunk corrupted in storage: the files made of it fail, naming the pack; the others
     // are restored.
