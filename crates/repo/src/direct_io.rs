@@ -25,7 +25,8 @@ const STAGE: usize = 1 << 20;
 /// The same content, written sequentially into one or more files.
 pub(crate) struct DirectWriter {
     files: Vec<Sink>,
-    /// `STAGE + ALIGN` bytes, never reallocated: `stage[start..start + STAGE]` is aligned.
+    /// Never reallocated: `stage[start..start + STAGE]` is aligned (unless a test misaligns
+    /// it).
     stage: Vec<u8>,
     start: usize,
     staged: usize,
@@ -141,23 +142,18 @@ impl Sink {
             }
             options.open(path)
         };
+        let failed = |source| WriteError {
+            path: path.to_path_buf(),
+            source,
+        };
         let direct = direct_flag() != 0;
         let (file, direct) = match open(direct) {
             Ok(file) => (file, direct),
             // The file system does not do direct I/O.
-            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => (
-                open(false).map_err(|source| WriteError {
-                    path: path.to_path_buf(),
-                    source,
-                })?,
-                false,
-            ),
-            Err(source) => {
-                return Err(WriteError {
-                    path: path.to_path_buf(),
-                    source,
-                })
+            Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                (open(false).map_err(failed)?, false)
             }
+            Err(source) => return Err(failed(source)),
         };
         Ok(Self {
             file,

@@ -489,32 +489,20 @@ async fn write_content(
 ) -> Result<Vec<Written>> {
     let entry = &targets[0].0;
     let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
-    let mut writer =
-        Some(blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?);
+    let mut writer = blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?;
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
         .map(|i| repo.read_chunk(&entry.chunks[i]))
         .buffered(read_ahead);
-    let mut writing = None;
-    loop {
-        let next = match writing.take() {
-            None => chunks.next().await,
-            // The next chunk is read while the last one is written.
-            Some(write) => {
-                let (next, done) = futures::join!(chunks.next(), write);
-                writer = Some(done?);
-                next
-            }
-        };
-        let Some(chunk) = next else { break };
+    let mut next = chunks.next().await;
+    while let Some(chunk) = next {
         let plain = chunk?;
-        let Some(mut w) = writer.take() else { break };
-        writing = Some(async move {
-            blocking(move || w.write(&plain).map_err(write_error).map(|()| w)).await
-        });
+        let mut w = writer;
+        let write = blocking(move || w.write(&plain).map_err(write_error).map(|()| w));
+        // The next chunk is read while this one is written.
+        let done;
+        (next, done) = futures::join!(chunks.next(), write);
+        writer = done?;
     }
-    let Some(writer) = writer else {
-        return Err(RepoError::Invalid("restore writer lost".into()));
-    };
     let targets = targets.to_vec();
     blocking(move || {
         let (files, bytes, sha256) = writer.finish().map_err(write_error)?;
