@@ -1,5 +1,5 @@
-//! Repositories of format version 1 (`fixtures/repos`, written by the version-1 writer) are
-//! still read, checked and backed up into, under version 1's rules; new ones are version 2.
+//! Repositories of older format versions (`fixtures/repos`, each written by that version's
+//! writer) are still read, checked and backed up into, under their own version's rules.
 
 use std::path::Path;
 
@@ -7,11 +7,15 @@ use super::util::{assert_same_content, assert_same_tree, snapshot_ids, Install};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/repos");
 
-/// The tree the fixtures were made from (fixtures/repos/README.md): a small file, an empty
-/// one, a symlink, and a 3.6 MB file of several chunks.
-fn fixture_tree(root: &Path) {
+/// The tree the fixtures were made from (fixtures/repos/README.md): a small file naming the
+/// version, an empty one, a symlink, and a 3.6 MB file of several chunks.
+fn fixture_tree(root: &Path, version: u32) {
     std::fs::create_dir_all(root.join("sub")).unwrap();
-    std::fs::write(root.join("hello.txt"), "hello from format version 1\n").unwrap();
+    std::fs::write(
+        root.join("hello.txt"),
+        format!("hello from format version {version}\n"),
+    )
+    .unwrap();
     std::fs::write(root.join("empty"), "").unwrap();
     std::os::unix::fs::symlink("hello.txt", root.join("link")).unwrap();
     let lines: String = (0..400_000).map(|i| format!("{i:08}\n")).collect();
@@ -32,8 +36,12 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 #[test]
-fn version_1_repositories_restore_check_and_take_backups_by_version_1_rules() {
-    for (fixture, encrypted) in [("v1-encrypted", true), ("v1-plain", false)] {
+fn older_repositories_restore_check_and_take_backups_by_their_own_version_rules() {
+    for (fixture, version, encrypted) in [
+        ("v1-encrypted", 1, true),
+        ("v1-plain", 1, false),
+        ("v2-encrypted", 2, true),
+    ] {
         let key_line = if encrypted {
             "\nkey_file = \"./repo.key\""
         } else {
@@ -43,14 +51,15 @@ fn version_1_repositories_restore_check_and_take_backups_by_version_1_rules() {
         copy_dir(&Path::new(FIXTURES).join(fixture), &install.path("repo"));
         if encrypted {
             std::fs::copy(
-                Path::new(FIXTURES).join("v1-encrypted.key"),
+                Path::new(FIXTURES).join(format!("{fixture}.key")),
                 install.path("repo.key"),
             )
             .unwrap();
         }
         let config = || std::fs::read_to_string(install.path("repo/config")).unwrap();
-        assert!(config().contains("\"version\": 1"), "{fixture}");
-        fixture_tree(&install.path("src/compat"));
+        let stated_version = format!("\"version\": {version},");
+        assert!(config().contains(&stated_version), "{fixture}");
+        fixture_tree(&install.path("src/compat"), version);
 
         install.ok(&["check", "--read-data"]);
         let old = snapshot_ids(&install, "compat");
@@ -59,13 +68,13 @@ fn version_1_repositories_restore_check_and_take_backups_by_version_1_rules() {
         // The fixture's mtimes are its own: compare everything else.
         assert_same_content(&install.path("src/compat"), &install.path("old/compat"));
 
-        // The same content backed up again names its chunks as version 1 does, so nothing
-        // but the new tree (other mtimes) is added, and the repository stays version 1.
+        // The same content backed up again names its chunks as the fixture's version does, so
+        // nothing but the new tree (other mtimes) is added, and the version stays.
         install.files_policy("compat", &["./src/compat"], "");
         let backup = install.backup("compat");
         let added = backup["bytes_added"].as_u64().unwrap();
         assert!(added < 4096, "{fixture}: added {added} bytes: {backup}");
-        assert!(config().contains("\"version\": 1"), "{fixture}");
+        assert!(config().contains(&stated_version), "{fixture}");
         install.ok(&["check", "--read-data"]);
         let new = backup["snapshot_id"].as_str().unwrap();
         install.ok(&["restore", new, "--to", "new"]);
