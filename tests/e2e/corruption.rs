@@ -101,12 +101,18 @@ fn a_deleted_index_object_is_found_by_check_and_restore() {
 fn a_newer_repository_format_is_refused_clearly() {
     let (install, _) = backed_up();
     let config = install.path("repo/config");
-    let text = std::fs::read_to_string(&config).unwrap();
-    assert!(text.contains("\"version\": 2"), "{text}");
-    std::fs::write(&config, text.replace("\"version\": 2", "\"version\": 3")).unwrap();
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let current = stored["version"].as_u64().unwrap();
+    stored["version"] = (current + 1).into();
+    std::fs::write(&config, stored.to_string()).unwrap();
     let err = install.fails(&["snapshots"]);
+    let expected = format!(
+        "has format version {}; this backstop reads up to version {current}",
+        current + 1
+    );
     assert!(
-        err.contains("format version 3") && err.contains("upgrade backstop"),
+        err.contains(&expected) && err.contains("upgrade backstop"),
         "{err}"
     );
 }

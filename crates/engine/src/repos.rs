@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use backstop_repo::format::crypto::KdfParams;
 use backstop_repo::open::{RepoUrl, S3Settings};
 use backstop_repo::{InitOptions, RepoError, Repository};
 
@@ -35,7 +36,7 @@ pub fn read_secret(key: &KeySource) -> Result<Option<Vec<u8>>, EngineError> {
 /// returns its hex text; refuses to overwrite one.
 pub(crate) fn create_key_file(path: &Path) -> Result<Vec<u8>, EngineError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let key = hex::encode(rand::random::<[u8; 32]>());
+    let key = backstop_repo::format::crypto::generate_key();
     let err = |e| EngineError::KeyFile {
         path: path.display().to_string(),
         source: e,
@@ -104,18 +105,22 @@ pub async fn open(
 }
 
 /// Opens the repository, creating it first if it does not exist yet (the first backup does
-/// this). With `key_file` set and no such file, a new random key is written there.
+/// this). With `key_file` set and no such file, a new random key is written there, and the
+/// new repository derives its keys from it without stretching (a passphrase, from a file or
+/// a variable, is stretched with Argon2id).
 pub async fn open_or_init(
     settings: &RepositorySettings,
     base_dir: &Path,
 ) -> Result<(Arc<Repository>, bool), EngineError> {
     let storage = storage_for(settings, base_dir).await?;
+    let mut generated_key = false;
     let secret = match &settings.key {
         KeySource::File(path) if !path.exists() => {
             match Repository::open(storage.clone(), None).await {
                 Err(RepoError::NotARepository { .. }) => {
                     let key = create_key_file(path)?;
                     tracing::warn!(message = "created a new repository key; keep a copy of it off this host", path = %path.display());
+                    generated_key = true;
                     Some(key)
                 }
                 _ => read_secret(&settings.key)?,
@@ -128,6 +133,7 @@ pub async fn open_or_init(
         Err(RepoError::NotARepository { .. }) => {
             let mut options = InitOptions {
                 secret,
+                kdf: generated_key.then(KdfParams::for_generated_key),
                 ..InitOptions::default()
             };
             if let Some(level) = settings.compression_level {

@@ -27,6 +27,7 @@ pub struct InitOptions {
     pub chunker: ChunkerParams,
     pub pack_size: u64,
     pub zstd_level: i32,
+    /// How keys are derived from `secret`; `None` is Argon2id ([`KdfParams::new_random`]).
     pub kdf: Option<KdfParams>,
 }
 
@@ -73,7 +74,7 @@ impl Repository {
             None => (None, None),
             Some(secret) => {
                 let kdf = options.kdf.clone().unwrap_or_else(KdfParams::new_random);
-                let keys = Keys::derive(secret, &kdf).map_err(RepoError::Invalid)?;
+                let keys = Keys::derive_new(secret, &kdf).map_err(RepoError::Invalid)?;
                 let check =
                     Codec::new(Some(keys.clone()), 0).encode(KEY_CHECK_PLAINTEXT, b"config");
                 (

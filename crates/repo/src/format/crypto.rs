@@ -25,27 +25,70 @@ const NONCE_LEN: usize = 24;
 const TAG_LEN: usize = 16;
 pub const KEY_CHECK_PLAINTEXT: &[u8] = b"backstop repository key check v1";
 
-/// Argon2id parameters, stored in the repository config so that any reader derives the same key.
+/// How the master key is derived from the user's secret, stored in the repository config so
+/// that any reader derives the same key (docs/repository-format.md §5).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KdfParams {
-    pub algorithm: String,
-    pub salt: String,
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
+#[serde(tag = "algorithm", deny_unknown_fields)]
+pub enum KdfParams {
+    /// For a secret a person chose: stretched, so that guessing it costs memory and time.
+    #[serde(rename = "argon2id")]
+    Argon2id {
+        salt: String,
+        memory_kib: u32,
+        iterations: u32,
+        parallelism: u32,
+    },
+    /// For a key Backstop generated (256 random bits): guessing it is already out of reach,
+    /// so stretching would only cost every command 64 MiB and a fraction of a second.
+    /// Format version 3 on.
+    #[serde(rename = "hmac-sha256")]
+    HmacSha256 { salt: String },
 }
 
 impl KdfParams {
+    /// Argon2id with RFC 9106's second recommended setting (64 MiB, 3 passes, 1 lane).
     pub fn new_random() -> Self {
-        Self {
-            algorithm: "argon2id".into(),
-            salt: hex::encode(rand::random::<[u8; 16]>()),
+        Self::Argon2id {
+            salt: random_salt(),
             memory_kib: 64 * 1024,
             iterations: 3,
             parallelism: 1,
         }
     }
+
+    /// The derivation for a key from [`generate_key`]; [`Keys::derive_new`] refuses it for any
+    /// other secret.
+    pub fn for_generated_key() -> Self {
+        Self::HmacSha256 {
+            salt: random_salt(),
+        }
+    }
+
+    /// The format version a repository needs to be read with this derivation.
+    pub fn format_version(&self) -> u32 {
+        match self {
+            Self::Argon2id { .. } => 1,
+            Self::HmacSha256 { .. } => 3,
+        }
+    }
+}
+
+fn random_salt() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// A new random key as Backstop writes it to a key file: 64 lowercase hex digits (256 bits).
+pub fn generate_key() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+/// Whether `secret` has the shape of a [`generate_key`] key. Only the shape can be checked;
+/// the caller vouches that it was generated.
+pub fn is_generated_key(secret: &[u8]) -> bool {
+    secret.len() == 64
+        && secret
+            .iter()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// The two secrets derived from the user's key: one encrypts, one names chunks.
@@ -70,24 +113,51 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
 impl Keys {
     /// Derives the keys from the user's secret (the content of the key file or variable).
     pub fn derive(secret: &[u8], kdf: &KdfParams) -> Result<Self, String> {
-        if kdf.algorithm != "argon2id" {
-            return Err(format!("unknown key derivation `{}`", kdf.algorithm));
-        }
-        let salt = hex::decode(&kdf.salt).map_err(|_| "kdf salt is not hex".to_string())?;
-        let params = argon2::Params::new(kdf.memory_kib, kdf.iterations, kdf.parallelism, Some(32))
-            .map_err(|e| format!("kdf parameters: {e}"))?;
-        let argon =
-            argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut master = [0u8; 32];
-        argon
-            .hash_password_into(secret, &salt, &mut master)
-            .map_err(|e| format!("kdf: {e}"))?;
+        let master = match kdf {
+            KdfParams::Argon2id {
+                salt,
+                memory_kib,
+                iterations,
+                parallelism,
+            } => {
+                let params = argon2::Params::new(*memory_kib, *iterations, *parallelism, Some(32))
+                    .map_err(|e| format!("kdf parameters: {e}"))?;
+                let argon = argon2::Argon2::new(
+                    argon2::Algorithm::Argon2id,
+                    argon2::Version::V0x13,
+                    params,
+                );
+                let mut master = [0u8; 32];
+                argon
+                    .hash_password_into(secret, &decode_salt(salt)?, &mut master)
+                    .map_err(|e| format!("kdf: {e}"))?;
+                master
+            }
+            KdfParams::HmacSha256 { salt } => hmac_sha256(&decode_salt(salt)?, secret),
+        };
         let data_key = hmac_sha256(&master, b"backstop-v1 data key");
         Ok(Self {
             aead: XChaCha20Poly1305::new((&data_key).into()),
             id_key: hmac_sha256(&master, b"backstop-v1 chunk id key"),
         })
     }
+
+    /// [`Keys::derive`] for a new repository, which also refuses to skip stretching a secret
+    /// that is not a generated key: a passphrase must go through Argon2id.
+    pub fn derive_new(secret: &[u8], kdf: &KdfParams) -> Result<Self, String> {
+        if matches!(kdf, KdfParams::HmacSha256 { .. }) && !is_generated_key(secret) {
+            return Err(
+                "the hmac-sha256 key derivation is only for a key Backstop generated \
+                 (64 hex digits); any other secret needs argon2id"
+                    .into(),
+            );
+        }
+        Self::derive(secret, kdf)
+    }
+}
+
+fn decode_salt(salt: &str) -> Result<Vec<u8>, String> {
+    hex::decode(salt).map_err(|_| "kdf salt is not hex".to_string())
 }
 
 /// How an encrypted repository names its chunks, fixed by its format version
@@ -384,10 +454,85 @@ mod tests {
     }
 
     fn test_kdf() -> KdfParams {
-        KdfParams {
+        KdfParams::Argon2id {
+            salt: random_salt(),
             memory_kib: 64,
             iterations: 1,
-            ..KdfParams::new_random()
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn a_generated_key_is_derived_by_one_hmac_as_documented() {
+        let kdf = KdfParams::for_generated_key();
+        let KdfParams::HmacSha256 { salt } = &kdf else {
+            panic!("{kdf:?}")
+        };
+        let key = generate_key();
+        assert!(is_generated_key(key.as_bytes()), "{key}");
+        let keys = Keys::derive_new(key.as_bytes(), &kdf).unwrap();
+        // docs/repository-format.md §5: master = HMAC-SHA-256(key = salt, message = secret).
+        let master = hmac_sha256(&hex::decode(salt).unwrap(), key.as_bytes());
+        assert_eq!(
+            keys.id_key,
+            hmac_sha256(&master, b"backstop-v1 chunk id key")
+        );
+        let again = Keys::derive(key.as_bytes(), &kdf).unwrap();
+        let stored = Codec::new(Some(keys), 3).encode(b"payload", b"x");
+        assert_eq!(
+            Codec::new(Some(again), 3).decode(&stored, b"x").unwrap(),
+            b"payload"
+        );
+        assert_eq!(kdf.format_version(), 3);
+        assert_eq!(KdfParams::new_random().format_version(), 1);
+    }
+
+    #[test]
+    fn only_a_generated_key_skips_stretching() {
+        let hmac = KdfParams::for_generated_key();
+        let generated = generate_key();
+        for passphrase in [
+            &b"correct horse battery staple"[..],
+            // Hex, but upper case or one digit short: not what Backstop writes.
+            &generated.to_uppercase().into_bytes(),
+            &generated.as_bytes()[1..],
+        ] {
+            let err = Keys::derive_new(passphrase, &hmac).unwrap_err();
+            assert!(err.contains("needs argon2id"), "{err}");
+            assert!(Keys::derive_new(passphrase, &test_kdf()).is_ok());
+        }
+        assert!(Keys::derive_new(generated.as_bytes(), &test_kdf()).is_ok());
+    }
+
+    #[test]
+    fn kdf_params_are_stored_with_their_algorithm_and_nothing_unknown() {
+        let hmac = serde_json::to_value(KdfParams::for_generated_key()).unwrap();
+        assert_eq!(hmac["algorithm"], "hmac-sha256");
+        assert_eq!(hmac.as_object().unwrap().len(), 2, "{hmac}");
+        let stored = r#"{"algorithm": "argon2id", "salt": "a97a909c667625bd8dcea0ad0a0059a8",
+            "memory_kib": 65536, "iterations": 3, "parallelism": 1}"#;
+        let argon: KdfParams = serde_json::from_str(stored).unwrap();
+        assert_eq!(
+            argon,
+            KdfParams::Argon2id {
+                salt: "a97a909c667625bd8dcea0ad0a0059a8".into(),
+                memory_kib: 65536,
+                iterations: 3,
+                parallelism: 1
+            }
+        );
+        for (bad, says) in [
+            (r#"{"algorithm": "scrypt", "salt": "00"}"#, "scrypt"),
+            (r#"{"algorithm": "argon2id", "salt": "00"}"#, "memory_kib"),
+            (
+                r#"{"algorithm": "hmac-sha256", "salt": "00", "iterations": 3}"#,
+                "iterations",
+            ),
+        ] {
+            let err = serde_json::from_str::<KdfParams>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 
