@@ -161,6 +161,17 @@ impl Repository {
                         format!("unknown encryption `{}`", enc.algorithm),
                     ));
                 }
+                if enc.kdf.format_version() > config.version {
+                    return Err(RepoError::corrupt(
+                        layout::CONFIG,
+                        format!(
+                            "its key derivation exists from format version {} on, but the \
+                             config says version {}",
+                            enc.kdf.format_version(),
+                            config.version
+                        ),
+                    ));
+                }
                 let keys = Keys::derive(secret, &enc.kdf)
                     .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
                 let check = hex::decode(&enc.key_check)
@@ -454,5 +465,47 @@ impl Repository {
             index,
             clock: Arc::clone(&self.clock),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::crypto::generate_key;
+    use crate::storage::memory::MemoryStorage;
+
+    #[tokio::test]
+    async fn a_derivation_newer_than_the_stated_format_version_is_refused() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+        let key = generate_key();
+        Repository::init(
+            storage.clone(),
+            InitOptions {
+                secret: Some(key.clone().into_bytes()),
+                kdf: Some(KdfParams::for_generated_key()),
+                ..InitOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        Repository::open(storage.clone(), Some(key.as_bytes()))
+            .await
+            .unwrap();
+        let config = storage.get(layout::CONFIG).await.unwrap();
+        let mut config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+        assert_eq!(config["encryption"]["kdf"]["algorithm"], "hmac-sha256");
+        config["version"] = 2.into();
+        storage
+            .put(layout::CONFIG, config.to_string().into_bytes().into())
+            .await
+            .unwrap();
+        let err = Repository::open(storage, Some(key.as_bytes()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("config") && err.contains("from format version 3 on"),
+            "{err}"
+        );
     }
 }
