@@ -456,7 +456,6 @@ async fn restore_content(
     targets: &[Target],
     read_ahead: usize,
 ) -> Vec<(String, Result<Written>)> {
-    let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
     match write_content(repo, targets, read_ahead).await {
         Ok(written) => targets
             .iter()
@@ -466,6 +465,7 @@ async fn restore_content(
         Err(e) => {
             // Never leave a partial file that looks restored.
             let message = e.to_string();
+            let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
             let _ = tokio::task::spawn_blocking(move || {
                 for path in paths {
                     let _ = std::fs::remove_file(path);
