@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod output;
+mod signals;
 
 use std::process::ExitCode;
 

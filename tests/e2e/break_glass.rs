@@ -30,7 +30,7 @@ fn s3_repository_round_trips_and_restores_from_a_fresh_directory_with_only_url_a
     // A fresh machine: an empty directory, the key, the URL, the credentials.
     let fresh = tempfile::tempdir().unwrap();
     std::fs::copy(install.path("repo.key"), fresh.path().join("key")).unwrap();
-    let mut cmd = std::process::Command::new(super::util::BIN);
+    let mut cmd = std::process::Command::new(super::util::bin());
     cmd.current_dir(fresh.path())
         .env_remove("BACKSTOP_CONFIG")
         .args([

@@ -8,7 +8,7 @@ use backstop_testkit::db::PgDb;
 
 use super::util::Install;
 
-fn signal(child: &Child, name: &str) {
+pub fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
         .arg(child.id().to_string())
@@ -17,7 +17,7 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+pub fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -26,7 +26,7 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 }
 
 /// A plain HTTP/1.1 GET; returns the body.
-fn http_get(port: u16, path: &str) -> String {
+pub fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
@@ -51,7 +51,7 @@ fn snapshots_of(install: &Install, policy: &str) -> usize {
         .len()
 }
 
-fn catalog(install: &Install, sql: &str) -> String {
+pub fn catalog(install: &Install, sql: &str) -> String {
     let out = Command::new("sqlite3")
         .args(["-cmd", ".timeout 10000"])
         .arg(install.path("data/catalog.db"))
@@ -375,6 +375,43 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
     assert!(!requests
         .iter()
         .any(|(line, body)| line.starts_with("POST") && body.contains("\"fine\"")));
+
+    // Issue 14: a restart alerted the same breach again. The catalog remembers it.
+    let failures = |seen: &Requests| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, body)| line.starts_with("POST /hook") && body.contains("backup.failed"))
+            .count()
+    };
+    let before = failures(&seen);
+    let mut again = super::Daemon(
+        install
+            .command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until(
+        "a backup failure after the restart",
+        Duration::from_secs(30),
+        || failures(&seen) > before,
+    );
+    // The objectives are checked as the daemon starts, then every 15 s.
+    std::thread::sleep(Duration::from_secs(2));
+    signal(&again.0, "TERM");
+    assert!(again.0.wait().unwrap().success());
+    let breaches = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(line, body)| line.starts_with("POST /hook") && body.contains("rpo.breached"))
+        .count();
+    assert_eq!(
+        breaches, 1,
+        "the breach is not alerted again after a restart"
+    );
 }
 
 #[test]

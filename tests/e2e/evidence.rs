@@ -89,7 +89,7 @@ fn an_evidence_pack_verifies_offline_and_a_changed_byte_is_named() {
     // Offline: only the pack and the key, in a directory with no configuration.
     let offline = tempfile::tempdir().unwrap();
     let verify = |dir: &Path| {
-        std::process::Command::new(super::util::BIN)
+        std::process::Command::new(super::util::bin())
             .current_dir(offline.path())
             .env_remove("BACKSTOP_CONFIG")
             .args(["evidence", "verify"])

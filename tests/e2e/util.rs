@@ -9,7 +9,11 @@ pub struct Install {
     pub env: Vec<(String, String)>,
 }
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_backstop");
+/// The binary under test: this build's, or another given in `BACKSTOP_E2E_BINARY` (an
+/// earlier commit's, to watch a regression test fail on the code it was written against).
+pub fn bin() -> std::ffi::OsString {
+    std::env::var_os("BACKSTOP_E2E_BINARY").unwrap_or_else(|| env!("CARGO_BIN_EXE_backstop").into())
+}
 
 impl Install {
     /// `repo_section` is the body of `[repositories.main]`.
@@ -46,7 +50,7 @@ impl Install {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.current_dir(self.dir.path())
             .args(args)
             .env_remove("BACKSTOP_CONFIG")

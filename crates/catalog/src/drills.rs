@@ -114,8 +114,11 @@ impl Catalog {
         .map_err(self.db())?;
         match rows.as_slice() {
             [one] => self.drill_from(one),
-            [] => Err(self.invalid(format!("no drill `{id}`"))),
-            _ => Err(self.invalid(format!("drill id `{id}` is ambiguous; give more of it"))),
+            [] => Err(crate::CatalogError::NotFound {
+                location: self.location.clone(),
+                what: format!("drill `{id}`"),
+            }),
+            _ => Err(self.conflict(format!("drill id `{id}` is ambiguous; give more of it"))),
         }
     }
 
@@ -221,5 +224,16 @@ impl Catalog {
         .await
         .map_err(self.db())?;
         Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Forgets the notice `name`, so that the next [`Catalog::first_notice`] of it is first
+    /// again (a breach that recovered alerts anew when it recurs).
+    pub async fn clear_notice(&self, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM notices WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
     }
 }

@@ -17,10 +17,12 @@ use sqlx::{AnyPool, Row};
 
 mod audit;
 mod drills;
+mod leases;
 mod requests;
 pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
-pub use requests::RestoreRequest;
+pub use leases::{Holder, HEARTBEAT_EVERY, LEASE_TTL};
+pub use requests::{RequestStatus, RestoreRequest};
 
 /// One migration: its version and its SQL (statements separated by `;` at line ends), per
 /// dialect; `migrations/common/` holds those that both dialects share word for word.
@@ -62,6 +64,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0005_lease_fires.sql"),
         postgres: include_str!("../migrations/common/0005_lease_fires.sql"),
     },
+    Migration {
+        version: 6,
+        name: "run_holders",
+        sqlite: include_str!("../migrations/common/0006_run_holders.sql"),
+        postgres: include_str!("../migrations/common/0006_run_holders.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +82,52 @@ pub enum CatalogError {
     },
     #[error("catalog {location}: {message}")]
     Invalid { location: String, message: String },
+    /// What was asked for is not in the catalog.
+    #[error("catalog {location}: no {what}")]
+    NotFound { location: String, what: String },
+    /// The change contradicts the recorded state (a request already decided, four-eyes).
+    #[error("catalog {location}: {message}")]
+    Conflict { location: String, message: String },
+}
+
+/// What a caller can do about a catalog error: the API maps these to 404, 409 and 503.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    /// The database cannot be reached now; the same call may succeed later.
+    Unavailable,
+    Other,
+}
+
+impl CatalogError {
+    /// What happened, without the catalog's location (a file path or a server's address,
+    /// which callers outside the host have no business seeing).
+    pub fn detail(&self) -> String {
+        match self {
+            CatalogError::Db { source, .. } => source.to_string(),
+            CatalogError::Invalid { message, .. } | CatalogError::Conflict { message, .. } => {
+                message.clone()
+            }
+            CatalogError::NotFound { what, .. } => format!("no {what}"),
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            CatalogError::NotFound { .. } => ErrorKind::NotFound,
+            CatalogError::Conflict { .. } => ErrorKind::Conflict,
+            CatalogError::Db { source, .. } => match source {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => ErrorKind::Unavailable,
+                _ => ErrorKind::Other,
+            },
+            CatalogError::Invalid { .. } => ErrorKind::Other,
+        }
+    }
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -112,6 +166,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+    /// Left `running` by a process that died: set by [`Catalog::reconcile_abandoned`].
+    Abandoned,
 }
 
 impl RunStatus {
@@ -121,6 +177,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Abandoned => "abandoned",
         }
     }
 
@@ -130,6 +187,7 @@ impl RunStatus {
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "cancelled" => RunStatus::Cancelled,
+            "abandoned" => RunStatus::Abandoned,
             _ => return None,
         })
     }
@@ -196,6 +254,9 @@ pub struct Catalog {
     location: String,
     /// Who the audit events appended through this handle name as their actor.
     actor: String,
+    /// Which process holds the runs and leases taken through this handle, kept alive by a
+    /// heartbeat while any are held.
+    liveness: leases::Liveness,
 }
 
 impl Catalog {
@@ -241,6 +302,7 @@ impl Catalog {
             dialect,
             location,
             actor: default_actor(),
+            liveness: leases::Liveness::new(Holder::this_process().clone(), LEASE_TTL),
         };
         catalog.migrate().await?;
         Ok(catalog)
@@ -386,9 +448,11 @@ impl Catalog {
             now.strftime("%Y%m%dT%H%M%S"),
             rand::random::<u32>()
         );
+        self.keep_alive();
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(
-            "INSERT INTO runs (id, kind, policy, status, started_at, host) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO runs (id, kind, policy, status, started_at, host, holder, heartbeat_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $5)",
         )
         .bind(&id)
         .bind(kind.as_str())
@@ -396,6 +460,7 @@ impl Catalog {
         .bind(RunStatus::Running.as_str())
         .bind(stamp(now))
         .bind(hostname())
+        .bind(self.liveness.holder.to_string())
         .execute(&mut *tx)
         .await
         .map_err(self.db())?;
@@ -426,9 +491,9 @@ impl Catalog {
         .await
         .map_err(self.db())?;
         if updated.rows_affected() != 1 {
-            return Err(CatalogError::Invalid {
+            return Err(CatalogError::NotFound {
                 location: self.location.clone(),
-                message: format!("no run {id} to finish"),
+                what: format!("run {id} to finish"),
             });
         }
         self.append_in(
@@ -542,6 +607,13 @@ impl Catalog {
             error: r.get(8),
             host: r.get(9),
         })
+    }
+
+    fn conflict(&self, message: String) -> CatalogError {
+        CatalogError::Conflict {
+            location: self.location.clone(),
+            message,
+        }
     }
 
     fn invalid(&self, message: String) -> CatalogError {
@@ -665,59 +737,6 @@ impl Catalog {
             forgotten += removed;
         }
         Ok(forgotten)
-    }
-
-    /// Claims the job `name` for its scheduled `fire` on behalf of `holder`, for `ttl`.
-    /// Refused while another holder's lease is live (two runs of a job never overlap), and
-    /// for a fire already claimed by anyone (several daemons sharing a catalog run each
-    /// fire once, even when one wakes after another has finished and released it).
-    pub async fn claim_fire(
-        &self,
-        name: &str,
-        fire: jiff::Timestamp,
-        holder: &str,
-        ttl: std::time::Duration,
-    ) -> Result<bool> {
-        let now = jiff::Timestamp::now();
-        let until =
-            now + jiff::SignedDuration::try_from(ttl).map_err(|e| self.invalid(e.to_string()))?;
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
-        sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .bind(stamp(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db())?;
-        let taken = sqlx::query(
-            "UPDATE leases SET holder = $1, expires_at = $2, last_fire = $3 \
-             WHERE name = $4 AND (holder = $1 OR holder = '' OR expires_at <= $5) AND last_fire < $3",
-        )
-        .bind(holder)
-        .bind(stamp(until))
-        .bind(stamp(fire))
-        .bind(name)
-        .bind(stamp(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db())?
-        .rows_affected()
-            == 1;
-        tx.commit().await.map_err(self.db())?;
-        Ok(taken)
-    }
-
-    /// Gives a lease back (only when `holder` holds it).
-    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE leases SET holder = '', expires_at = $1 WHERE name = $2 AND holder = $3",
-        )
-        .bind(stamp(jiff::Timestamp::now()))
-        .bind(name)
-        .bind(holder)
-        .execute(&self.pool)
-        .await
-        .map_err(self.db())?;
-        Ok(())
     }
 
     pub async fn close(self) {

@@ -6,7 +6,94 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::{stamp, Catalog, Result};
+use crate::{stamp, Catalog, CatalogError, Result};
+
+/// Where a restore request stands. The life cycle is written once, in
+/// [`RequestStatus::allowed_from`]: pending, then approved, rejected or expired; approved,
+/// then running; running, then succeeded or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestStatus {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RequestStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "pending",
+            RequestStatus::Approved => "approved",
+            RequestStatus::Rejected => "rejected",
+            RequestStatus::Expired => "expired",
+            RequestStatus::Running => "running",
+            RequestStatus::Succeeded => "succeeded",
+            RequestStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => RequestStatus::Pending,
+            "approved" => RequestStatus::Approved,
+            "rejected" => RequestStatus::Rejected,
+            "expired" => RequestStatus::Expired,
+            "running" => RequestStatus::Running,
+            "succeeded" => RequestStatus::Succeeded,
+            "failed" => RequestStatus::Failed,
+            _ => return None,
+        })
+    }
+
+    /// The statuses a request may move to this one from (a new request is created
+    /// `pending`, and moves to nothing else from nowhere).
+    pub fn allowed_from(self) -> &'static [RequestStatus] {
+        use RequestStatus::*;
+        match self {
+            Pending => &[],
+            Approved | Rejected | Expired => &[Pending],
+            Running => &[Approved],
+            Succeeded | Failed => &[Running],
+        }
+    }
+
+    /// The audit event that records a move to this status.
+    pub fn event(self) -> &'static str {
+        match self {
+            RequestStatus::Pending => "request.created",
+            RequestStatus::Approved => "request.approved",
+            RequestStatus::Rejected => "request.rejected",
+            RequestStatus::Expired => "request.expired",
+            RequestStatus::Running => "request.started",
+            RequestStatus::Succeeded | RequestStatus::Failed => "request.executed",
+        }
+    }
+
+    /// A decision by an approver (never the requester).
+    pub fn is_decision(self) -> bool {
+        matches!(self, RequestStatus::Approved | RequestStatus::Rejected)
+    }
+
+    /// The request is over: nothing moves it again.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RequestStatus::Rejected
+                | RequestStatus::Expired
+                | RequestStatus::Succeeded
+                | RequestStatus::Failed
+        )
+    }
+}
+
+impl std::fmt::Display for RequestStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreRequest {
@@ -21,8 +108,7 @@ pub struct RestoreRequest {
     /// The request asks to restore over (or into) the source itself.
     pub allow_overlap: bool,
     pub requester: String,
-    /// pending, approved, rejected, expired, running, succeeded or failed.
-    pub status: String,
+    pub status: RequestStatus,
     pub created_at: jiff::Timestamp,
     pub expires_at: jiff::Timestamp,
     pub not_before: Option<jiff::Timestamp>,
@@ -50,7 +136,7 @@ impl Catalog {
         .bind(&r.reason)
         .bind(i64::from(r.allow_overlap))
         .bind(&r.requester)
-        .bind(&r.status)
+        .bind(r.status.as_str())
         .bind(stamp(r.created_at))
         .bind(stamp(r.expires_at))
         .bind(r.not_before.map(stamp))
@@ -83,7 +169,10 @@ impl Catalog {
         .fetch_optional(&self.pool)
         .await
         .map_err(self.db())?
-        .ok_or_else(|| self.invalid(format!("no restore request `{id}`")))?;
+        .ok_or_else(|| CatalogError::NotFound {
+            location: self.location.clone(),
+            what: format!("restore request `{id}`"),
+        })?;
         self.request_from(&row)
     }
 
@@ -99,80 +188,120 @@ impl Catalog {
         rows.iter().map(|r| self.request_from(r)).collect()
     }
 
-    /// Moves a request from `from` to `to` (only from that status, so that two deciders
-    /// cannot both win), recording who, when, why, and the audit event `event`.
-    #[allow(clippy::too_many_arguments)]
+    /// Moves a request to `to`, only from a status [`RequestStatus::allowed_from`] allows
+    /// (so that two deciders cannot both win), recording who, when, why, and the audit
+    /// event. A move to `running` records this handle's holder, so that a request whose
+    /// daemon died can be found and failed by [`Catalog::reconcile_abandoned`].
     pub async fn transition_request(
         &self,
         id: &str,
-        from: &[&str],
-        to: &str,
-        event: &str,
+        to: RequestStatus,
         by: &str,
         comment: Option<&str>,
         now: jiff::Timestamp,
     ) -> Result<RestoreRequest> {
         let current = self.request(id).await?;
-        if !from.contains(&current.status.as_str()) {
-            return Err(self.invalid(format!(
+        let from = to.allowed_from();
+        if !from.contains(&current.status) {
+            let allowed: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+            return Err(self.conflict(format!(
                 "restore request {id} is {}, not {}",
                 current.status,
-                from.join(" or ")
+                allowed.join(" or ")
             )));
         }
-        let deciding = matches!(to, "approved" | "rejected");
-        if deciding && current.requester.eq_ignore_ascii_case(by) {
-            return Err(self.invalid(format!(
+        if to.is_decision() && current.requester.eq_ignore_ascii_case(by) {
+            return Err(self.conflict(format!(
                 "{by} asked for restore request {id} and cannot also {} it: another approver must",
-                if to == "approved" {
+                if to == RequestStatus::Approved {
                     "approve"
                 } else {
                     "reject"
                 }
             )));
         }
-        let finishing = matches!(to, "succeeded" | "failed" | "expired");
+        let holder = if to == RequestStatus::Running {
+            self.keep_alive();
+            self.liveness.holder.to_string()
+        } else {
+            String::new()
+        };
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        let placeholders: Vec<String> = (0..from.len()).map(|i| format!("${}", i + 6)).collect();
-        let sql = format!(
+        let updated = sqlx::query(
             "UPDATE restore_requests SET status = $1, \
              decided_by = CASE WHEN $2 = 1 THEN $3 ELSE decided_by END, \
              decided_at = CASE WHEN $2 = 1 THEN $4 ELSE decided_at END, \
              decision_comment = CASE WHEN $2 = 1 THEN $5 ELSE decision_comment END, \
-             finished_at = CASE WHEN ${f} = 1 THEN $4 ELSE finished_at END, \
-             outcome = CASE WHEN ${f} = 1 THEN $5 ELSE outcome END \
-             WHERE id = ${i} AND status IN ({})",
-            placeholders.join(", "),
-            f = from.len() + 6,
-            i = from.len() + 7,
-        );
-        let mut query = sqlx::query(&sql)
-            .bind(to)
-            .bind(i64::from(deciding))
-            .bind(by)
-            .bind(stamp(now))
-            .bind(comment.map(String::from));
-        for status in from {
-            query = query.bind(*status);
-        }
-        let updated = query
-            .bind(i64::from(finishing))
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db())?;
+             finished_at = CASE WHEN $6 = 1 THEN $4 ELSE finished_at END, \
+             outcome = CASE WHEN $6 = 1 THEN $5 ELSE outcome END, \
+             holder = $7, heartbeat_at = CASE WHEN $7 = '' THEN heartbeat_at ELSE $4 END \
+             WHERE id = $8 AND status = $9",
+        )
+        .bind(to.as_str())
+        .bind(i64::from(to.is_decision()))
+        .bind(by)
+        .bind(stamp(now))
+        .bind(comment.map(String::from))
+        .bind(i64::from(to.is_final()))
+        .bind(holder)
+        .bind(id)
+        .bind(current.status.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db())?;
         if updated.rows_affected() != 1 {
-            return Err(self.invalid(format!("restore request {id} changed meanwhile; try again")));
+            return Err(self.conflict(format!("restore request {id} changed meanwhile; try again")));
         }
         self.append_in(
             &mut tx,
-            event,
+            to.event(),
             id,
-            serde_json::json!({"by": by, "status": to, "comment": comment, "policy": current.policy}),
+            serde_json::json!({"by": by, "status": to.as_str(), "comment": comment, "policy": current.policy}),
         )
         .await?;
         tx.commit().await.map_err(self.db())?;
         self.request(id).await
+    }
+
+    /// Restore requests left `running` by holders for which `gone(holder, last heartbeat)`
+    /// is true, moved to `failed` as interrupted (with their audit events). Returns them.
+    pub(crate) async fn fail_interrupted_requests(
+        &self,
+        gone: impl Fn(&str, &str) -> bool,
+        now: jiff::Timestamp,
+    ) -> Result<Vec<RestoreRequest>> {
+        let rows = sqlx::query(
+            "SELECT id, holder, coalesce(heartbeat_at, created_at) FROM restore_requests WHERE status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        let mut failed = Vec::new();
+        for row in rows {
+            let (id, holder, last_sign): (String, String, String) =
+                (row.get(0), row.get(1), row.get(2));
+            if !gone(&holder, &last_sign) {
+                continue;
+            }
+            let outcome = format!(
+                "interrupted: the daemon running it ({}) stopped before it finished",
+                if holder.is_empty() {
+                    "unknown"
+                } else {
+                    &holder
+                }
+            );
+            match self
+                .transition_request(&id, RequestStatus::Failed, "backstop", Some(&outcome), now)
+                .await
+            {
+                Ok(r) => failed.push(r),
+                // Finished meanwhile by its own holder: nothing to do.
+                Err(CatalogError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(failed)
     }
 
     fn request_from(&self, r: &AnyRow) -> Result<RestoreRequest> {
@@ -190,7 +319,11 @@ impl Catalog {
             reason: r.get(5),
             allow_overlap: r.get::<i64, _>(6) != 0,
             requester: r.get(7),
-            status: r.get(8),
+            status: {
+                let text: String = r.get(8);
+                RequestStatus::parse(&text)
+                    .ok_or_else(|| self.invalid(format!("unknown request status `{text}`")))?
+            },
             created_at: self.time(r.get(9))?,
             expires_at: self.time(r.get(10))?,
             not_before: time(11)?,

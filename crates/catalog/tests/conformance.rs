@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use backstop_catalog::{
-    Catalog, ChainStatus, DrillRecord, RestoreRequest, RunEnd, RunKind, RunStatus, Signoff,
-    SnapshotRecord,
+    Catalog, ChainStatus, DrillRecord, ErrorKind, Holder, RequestStatus, RestoreRequest, RunEnd,
+    RunKind, RunStatus, Signoff, SnapshotRecord,
 };
 use backstop_testkit::db::PgDb;
 
@@ -156,55 +156,201 @@ async fn snapshots_round_trip_and_are_idempotent(kind: &str) {
     assert_eq!(catalog.snapshots(Some("orders")).await.unwrap(), vec![b]);
 }
 
+/// Another process's identity on `host` (this host's name for a local one).
+fn holder(host: &str, pid: u32, nonce: &str) -> Holder {
+    Holder {
+        host: host.into(),
+        pid,
+        nonce: nonce.into(),
+    }
+}
+
+/// A holder on another host: only its heartbeat says whether it lives.
+fn remote(name: &str) -> Holder {
+    holder(&format!("{name}.elsewhere"), 1, name)
+}
+
 async fn leases_let_one_holder_run_each_fire_once(kind: &str) {
     let (catalog, _backing) = open(kind).await;
-    let minute = Duration::from_secs(60);
+    let a = catalog.clone().with_holder(remote("daemon-a"));
+    let b = catalog.clone().with_holder(remote("daemon-b"));
     let fire: jiff::Timestamp = "2026-11-25T16:30:00Z".parse().unwrap();
     let next = fire + jiff::SignedDuration::from_secs(60);
-    let claim = |job: &'static str, fire: jiff::Timestamp, holder: &'static str, ttl| {
-        let catalog = &catalog;
-        async move { catalog.claim_fire(job, fire, holder, ttl).await.unwrap() }
-    };
-    assert!(claim("backup:orders", fire, "daemon-a", minute).await);
+    assert!(a.claim_fire("backup:orders", fire).await.unwrap());
     assert!(
-        !claim("backup:orders", fire, "daemon-b", minute).await,
+        !b.claim_fire("backup:orders", fire).await.unwrap(),
         "held by another"
     );
     assert!(
-        !claim("backup:orders", next, "daemon-b", minute).await,
+        !b.claim_fire("backup:orders", next).await.unwrap(),
         "no overlap with a live lease, even for a later fire"
     );
     assert!(
-        claim("backup:files", fire, "daemon-b", minute).await,
+        b.claim_fire("backup:files", fire).await.unwrap(),
         "another job"
     );
-    catalog
-        .release_lease("backup:orders", "daemon-b")
-        .await
-        .unwrap();
+    b.release_lease("backup:orders").await.unwrap();
     assert!(
-        !claim("backup:orders", next, "daemon-b", minute).await,
+        !b.claim_fire("backup:orders", next).await.unwrap(),
         "only the holder releases"
     );
-    catalog
-        .release_lease("backup:orders", "daemon-a")
-        .await
-        .unwrap();
+    a.release_lease("backup:orders").await.unwrap();
     assert!(
-        !claim("backup:orders", fire, "daemon-b", minute).await,
+        !b.claim_fire("backup:orders", fire).await.unwrap(),
         "a fire already run is not run again after the lease is released"
     );
     assert!(
-        !claim("backup:orders", fire, "daemon-a", minute).await,
+        !a.claim_fire("backup:orders", fire).await.unwrap(),
         "not even by the daemon that ran it"
     );
-    assert!(claim("backup:orders", next, "daemon-b", Duration::ZERO).await);
+    let short = b.clone().with_lease_ttl(Duration::ZERO);
+    assert!(short.claim_fire("backup:orders", next).await.unwrap());
     tokio::time::sleep(Duration::from_millis(5)).await;
     let later = next + jiff::SignedDuration::from_secs(60);
     assert!(
-        claim("backup:orders", later, "daemon-a", minute).await,
+        a.claim_fire("backup:orders", later).await.unwrap(),
         "an expired lease is taken over for the next fire"
     );
+}
+
+/// Issue 14: a daemon killed mid-job left its run `running` for ever and its lease blocked
+/// the job for hours. Leases now live seconds past their last heartbeat, and a run whose
+/// holder is gone becomes `abandoned`.
+async fn runs_of_a_gone_holder_are_abandoned_and_their_leases_freed(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let now = jiff::Timestamp::now();
+    let ttl = backstop_catalog::LEASE_TTL;
+    let this_host = backstop_catalog::Holder::this_process().host.clone();
+
+    // A daemon on another host that stopped renewing: gone once its heartbeat is stale.
+    let silent = catalog.clone().with_holder(remote("silent"));
+    let silent_run = silent.start_run(RunKind::Backup, "orders").await.unwrap();
+    assert!(silent.claim_fire("backup:orders", now).await.unwrap());
+    // A live daemon on another host, renewing its heartbeat.
+    let live = catalog.clone().with_holder(remote("live"));
+    let live_run = live.start_run(RunKind::Drill, "orders").await.unwrap();
+    // A process on this host whose pid no longer exists: gone at once.
+    let dead_local = catalog
+        .clone()
+        .with_holder(holder(&this_host, u32::MAX - 7, "dead"));
+    let dead_run = dead_local.start_run(RunKind::Prune, "files").await.unwrap();
+    assert!(dead_local.claim_fire("prune:files", now).await.unwrap());
+    // This process's own run is never abandoned while it lives.
+    let own_run = catalog.start_run(RunKind::Check, "files").await.unwrap();
+
+    assert!(
+        catalog
+            .reconcile_abandoned(now)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| &r.id)
+            .eq([&dead_run]),
+        "only the dead local process is known gone before any heartbeat ages"
+    );
+    let other = catalog.clone().with_holder(remote("other"));
+    assert!(
+        other
+            .claim_fire("prune:files", now + jiff::SignedDuration::from_secs(1))
+            .await
+            .unwrap(),
+        "the dead process's lease is free at once"
+    );
+
+    let later =
+        now + jiff::SignedDuration::try_from(ttl).unwrap() + jiff::SignedDuration::from_secs(1);
+    live.heartbeat(later).await.unwrap();
+    let abandoned = catalog.reconcile_abandoned(later).await.unwrap();
+    assert_eq!(
+        abandoned.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [silent_run.as_str()],
+        "the silent holder's run is abandoned; the live one and this process's are not"
+    );
+    assert_eq!(abandoned[0].status, RunStatus::Abandoned);
+    assert!(
+        abandoned[0].error.as_deref().unwrap().contains("silent"),
+        "{:?}",
+        abandoned[0]
+    );
+    assert!(abandoned[0].finished_at.is_some());
+    assert!(
+        other.claim_fire("backup:orders", later).await.unwrap(),
+        "the silent holder's lease is free"
+    );
+    assert!(
+        catalog.reconcile_abandoned(later).await.unwrap().is_empty(),
+        "each run is abandoned once"
+    );
+    let runs = catalog.runs(None, 10).await.unwrap();
+    let status = |id: &str| runs.iter().find(|r| r.id == id).unwrap().status;
+    assert_eq!(status(&live_run), RunStatus::Running);
+    assert_eq!(status(&own_run), RunStatus::Running);
+    assert_eq!(status(&dead_run), RunStatus::Abandoned);
+    let events = catalog.audit_events(0, u32::MAX).await.unwrap();
+    let abandoned_events: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "run.abandoned")
+        .map(|e| e.subject.clone())
+        .collect();
+    assert_eq!(abandoned_events, [dead_run.clone(), silent_run.clone()]);
+    assert!(matches!(
+        catalog.verify_audit().await.unwrap(),
+        ChainStatus::Intact { .. }
+    ));
+    let stats = catalog.backup_stats("orders").await.unwrap();
+    assert_eq!(
+        stats.last_finished.unwrap().status,
+        RunStatus::Abandoned,
+        "status sees it"
+    );
+    assert_eq!(stats.runs_by_status.get("abandoned"), Some(&1));
+}
+
+/// Issue 14: a restore request running when its daemon died stayed `running` for ever (and
+/// `request run` answered 409). Now it ends `failed`, as interrupted, with its audit event.
+async fn requests_left_running_by_a_gone_holder_fail_as_interrupted(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let now = jiff::Timestamp::now();
+    let this_host = Holder::this_process().host.clone();
+    let dead = catalog
+        .clone()
+        .with_holder(holder(&this_host, u32::MAX - 9, "dead"));
+    for (id, by) in [("req-dead", &dead), ("req-own", &catalog)] {
+        let r = request(id, "2026-11-25T09:00:00Z", "2999-01-01T00:00:00Z");
+        catalog.create_request(&r).await.unwrap();
+        catalog
+            .transition_request(id, RequestStatus::Approved, "boss@example.com", None, now)
+            .await
+            .unwrap();
+        by.transition_request(id, RequestStatus::Running, "ops", None, now)
+            .await
+            .unwrap();
+    }
+    let failed = catalog.reconcile_requests(now).await.unwrap();
+    assert_eq!(
+        failed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["req-dead"]
+    );
+    assert_eq!(failed[0].status, RequestStatus::Failed);
+    let outcome = failed[0].outcome.as_deref().unwrap();
+    assert!(outcome.starts_with("interrupted"), "{outcome}");
+    assert_eq!(
+        catalog.request("req-own").await.unwrap().status,
+        RequestStatus::Running,
+        "this live process's request goes on"
+    );
+    let own = catalog.fail_own_requests(now).await.unwrap();
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0].id, "req-own");
+    assert!(catalog.reconcile_requests(now).await.unwrap().is_empty());
+    let executed = catalog
+        .audit_events(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.kind == "request.executed")
+        .count();
+    assert_eq!(executed, 2);
 }
 
 async fn migrations_run_once_and_a_newer_schema_is_refused(kind: &str) {
@@ -456,7 +602,7 @@ fn request(id: &str, created: &str, expires: &str) -> RestoreRequest {
         reason: "recover".into(),
         allow_overlap: false,
         requester: "dba@example.com".into(),
-        status: "pending".into(),
+        status: RequestStatus::Pending,
         created_at: created.parse().unwrap(),
         expires_at: expires.parse().unwrap(),
         not_before: Some("2026-11-25T12:00:00Z".parse().unwrap()),
@@ -482,9 +628,7 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
     let own = catalog
         .transition_request(
             "req-1",
-            &["pending"],
-            "approved",
-            "request.approved",
+            RequestStatus::Approved,
             "DBA@example.com",
             None,
             now,
@@ -492,16 +636,9 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
         .await
         .unwrap_err();
     assert!(own.to_string().contains("cannot also approve"), "{own}");
+    assert_eq!(own.kind(), ErrorKind::Conflict);
     let early = catalog
-        .transition_request(
-            "req-1",
-            &["approved"],
-            "running",
-            "request.started",
-            "ops",
-            None,
-            now,
-        )
+        .transition_request("req-1", RequestStatus::Running, "ops", None, now)
         .await
         .unwrap_err();
     assert!(
@@ -512,16 +649,14 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
     let approved = catalog
         .transition_request(
             "req-1",
-            &["pending"],
-            "approved",
-            "request.approved",
+            RequestStatus::Approved,
             "boss@example.com",
             Some("ok"),
             now,
         )
         .await
         .unwrap();
-    assert_eq!(approved.status, "approved");
+    assert_eq!(approved.status, RequestStatus::Approved);
     assert_eq!(approved.decided_by.as_deref(), Some("boss@example.com"));
     assert_eq!(approved.decided_at, Some(now));
     assert_eq!(approved.decision_comment.as_deref(), Some("ok"));
@@ -529,9 +664,7 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
     let again = catalog
         .transition_request(
             "req-1",
-            &["pending"],
-            "rejected",
-            "request.rejected",
+            RequestStatus::Rejected,
             "other@example.com",
             None,
             now,
@@ -541,30 +674,20 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
     assert!(again.to_string().contains("is approved"), "{again}");
 
     catalog
-        .transition_request(
-            "req-1",
-            &["approved"],
-            "running",
-            "request.started",
-            "ops",
-            None,
-            now,
-        )
+        .transition_request("req-1", RequestStatus::Running, "ops", None, now)
         .await
         .unwrap();
     let done = catalog
         .transition_request(
             "req-1",
-            &["running"],
-            "succeeded",
-            "request.executed",
+            RequestStatus::Succeeded,
             "ops",
             Some("restored 3 files"),
             now,
         )
         .await
         .unwrap();
-    assert_eq!(done.status, "succeeded");
+    assert_eq!(done.status, RequestStatus::Succeeded);
     assert_eq!(done.outcome.as_deref(), Some("restored 3 files"));
     assert_eq!(done.finished_at, Some(now));
     assert_eq!(
@@ -578,16 +701,14 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
     let expired = catalog
         .transition_request(
             "req-2",
-            &["pending"],
-            "expired",
-            "request.expired",
+            RequestStatus::Expired,
             "backstop",
             Some("not approved in time"),
             now,
         )
         .await
         .unwrap();
-    assert_eq!(expired.status, "expired");
+    assert_eq!(expired.status, RequestStatus::Expired);
     assert_eq!(expired.decided_by, None);
     let listed: Vec<String> = catalog
         .requests(10)
@@ -597,6 +718,8 @@ async fn restore_requests_move_only_forward_and_never_by_their_requester(kind: &
         .map(|r| r.id)
         .collect();
     assert_eq!(listed, ["req-1", "req-2"]);
+    let missing = catalog.request("req-none").await.unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
     let kinds: Vec<String> = catalog
         .audit_events(0, 100)
         .await
@@ -663,6 +786,8 @@ suite!(
     runs_are_recorded_with_their_outcome,
     snapshots_round_trip_and_are_idempotent,
     leases_let_one_holder_run_each_fire_once,
+    runs_of_a_gone_holder_are_abandoned_and_their_leases_freed,
+    requests_left_running_by_a_gone_holder_fail_as_interrupted,
     migrations_run_once_and_a_newer_schema_is_refused,
     drills_and_signoffs_are_recorded,
     every_change_is_in_the_audit_chain_and_tampering_is_named,

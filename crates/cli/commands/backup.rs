@@ -23,12 +23,7 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
     let ticker_bar = bar.clone();
     let catalog = backstop_engine::catalog::open(config).await?;
     // Ctrl-C or SIGTERM cancels cleanly: no snapshot, a run recorded as cancelled.
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        backstop_engine::daemon::terminated().await;
-        on_signal.cancel();
-    });
+    let cancel = crate::signals::cancel_on_termination();
     let outcome = backup::run_recorded(
         config,
         &catalog,

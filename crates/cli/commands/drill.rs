@@ -19,12 +19,7 @@ pub async fn run(config: &Config, args: &DrillArgs, json: bool) -> Result<u8> {
         .get(name)
         .ok_or_else(|| EngineError::UnknownPolicy(name.to_string()))?;
     let store = catalog::open(config).await?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let on_signal = cancel.clone();
-    tokio::spawn(async move {
-        backstop_engine::daemon::terminated().await;
-        on_signal.cancel();
-    });
+    let cancel = crate::signals::cancel_on_termination();
     let options = DrillOptions {
         pick: match (&args.snapshot, args.random) {
             (Some(id), _) => Some(Pick::Id(id.clone())),

@@ -56,7 +56,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
         } => policy::check(&config, dir.as_deref(), json),
         Command::Status => status::run(&config, json).await,
         Command::Daemon => {
-            backstop_engine::daemon::run(config).await?;
+            let listener = backstop_engine::daemon::bind(&config).await?;
+            let (shutdown, reloads) = crate::signals::daemon_controls()
+                .map_err(|e| anyhow::anyhow!("installing the SIGHUP handler: {e}"))?;
+            backstop_engine::daemon::run(config, listener, shutdown, reloads).await?;
             Ok(crate::output::EXIT_OK)
         }
         Command::Catalog {

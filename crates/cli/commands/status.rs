@@ -8,6 +8,9 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
     let policies = load_dir(&config.policies_dir, config)?;
     let store = catalog::open(config).await?;
     let now = jiff::Timestamp::now();
+    // A run whose process died shows as abandoned, not as running for ever, even when no
+    // daemon is there to reconcile it.
+    store.reconcile_abandoned(now).await?;
     let report = status::collect(policies.values(), &store, &config.daemon, now).await?;
     if json {
         print_json(&serde_json::to_value(&report)?);

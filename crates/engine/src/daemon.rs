@@ -1,18 +1,25 @@
 //! `backstop daemon`: loads and validates the policies, schedules each policy's backups,
-//! drills, prunes and checks from their cron expressions, and runs them through the catalog (a lease per job, so that
-//! daemons sharing a PostgreSQL catalog never run one twice). SIGTERM and SIGINT shut it
-//! down gracefully (running jobs are cancelled: no visible partial snapshot, no scratch
-//! target left); SIGHUP reloads the policies when all of them are valid, and otherwise keeps
-//! the running set and logs why.
+//! drills, prunes and checks from their cron expressions, and runs them through the catalog
+//! (a lease per job, renewed by a heartbeat, so that daemons sharing a PostgreSQL catalog
+//! never run one twice and a daemon that dies blocks nothing for long).
+//!
+//! [`run`] is the daemon's whole life: it takes the listener to serve on, a shutdown token
+//! and a stream of reload requests, so that signals are handled at the binary's edge. On
+//! shutdown, running jobs are cancelled (no visible partial snapshot, no scratch target
+//! left), the HTTP server stops taking requests and finishes those in flight, and every
+//! background loop (anchoring, request windows, objectives, reconciliation) stops at its
+//! next wait, all within the shutdown deadline. A reload replaces the policies only when
+//! every one of them is valid, and otherwise keeps the running set and logs why.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use backstop_catalog::{Catalog, RunKind};
-use tokio::signal::unix::{signal, SignalKind};
+use backstop_catalog::Catalog;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::error::EngineError;
@@ -20,21 +27,7 @@ use crate::jobs::{backup, maintenance};
 use crate::notify::{merged, Event as NotifyEvent, Notifier};
 use crate::policy::{load_dir, Policy};
 use crate::schedule::CronSchedule;
-use crate::scheduler::{self, Clock, JobResult, Runner, ScheduledJob};
-
-/// Resolves when the process is asked to stop (SIGTERM or SIGINT).
-pub async fn terminated() {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
+use crate::scheduler::{self, Clock, JobKind, JobResult, Runner, ScheduledJob};
 
 type Policies = Arc<RwLock<BTreeMap<String, Policy>>>;
 
@@ -57,23 +50,25 @@ async fn scheduled_jobs(
     let zone = config.daemon.zone().map_err(EngineError::Refused)?;
     let mut jobs = Vec::new();
     for policy in policies.values() {
-        let kinds = [
-            (RunKind::Backup, &policy.schedule.backup),
-            (RunKind::Drill, &policy.schedule.drill),
-            (RunKind::Prune, &policy.schedule.prune),
-            (RunKind::Check, &policy.schedule.check),
-        ];
-        for (kind, expr) in kinds {
+        for kind in JobKind::ALL {
+            let expr = match kind {
+                JobKind::Backup => &policy.schedule.backup,
+                JobKind::Drill => &policy.schedule.drill,
+                JobKind::Prune => &policy.schedule.prune,
+                JobKind::Check => &policy.schedule.check,
+            };
             let Some(expr) = expr else { continue };
             let schedule = CronSchedule::parse(expr)
                 .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?
                 .in_zone(zone.clone());
             jobs.push(ScheduledJob {
                 policy: policy.name.clone(),
-                kind: kind.as_str().into(),
+                kind,
                 repository: policy.repository.clone(),
                 schedule,
-                last_run: catalog.last_run_started(&policy.name, kind).await?,
+                last_run: catalog
+                    .last_run_started(&policy.name, kind.run_kind())
+                    .await?,
             });
         }
     }
@@ -84,8 +79,6 @@ struct JobRunner {
     config: Arc<Config>,
     catalog: Catalog,
     policies: Policies,
-    holder: String,
-    lease: std::time::Duration,
     running: Arc<AtomicUsize>,
     notifier: Notifier,
     /// Cancelled on shutdown: a job cancelled otherwise was stopped by its timeout.
@@ -126,7 +119,7 @@ impl Runner for JobRunner {
         let lease = job.name();
         let taken = self
             .catalog
-            .claim_fire(&lease, fire, &self.holder, self.lease)
+            .claim_fire(&lease, fire)
             .await
             .map_err(|e| e.to_string())?;
         if !taken {
@@ -139,17 +132,19 @@ impl Runner for JobRunner {
         let _running = RunningJob::new(&self.running);
         let notify = merged(&self.config.notify, policy.notify.as_ref());
         self.notifier.started(&notify);
-        let result = match job.kind.as_str() {
-            "prune" => {
+        let result = match job.kind {
+            JobKind::Prune => {
                 let all = snapshot_of(&self.policies);
                 maintenance::prune_recorded(&self.config, &self.catalog, &policy, &all, &cancel)
                     .await
                     .map(|summary| tracing::info!(job = lease, summary, "prune done"))
             }
-            "check" => maintenance::check_recorded(&self.config, &self.catalog, &policy, &cancel)
-                .await
-                .map(|summary| tracing::info!(job = lease, summary, "check done")),
-            "drill" => {
+            JobKind::Check => {
+                maintenance::check_recorded(&self.config, &self.catalog, &policy, &cancel)
+                    .await
+                    .map(|summary| tracing::info!(job = lease, summary, "check done"))
+            }
+            JobKind::Drill => {
                 let options = crate::drill::DrillOptions::default();
                 match crate::drill::run_recorded(
                     &self.config,
@@ -196,16 +191,18 @@ impl Runner for JobRunner {
                     Err(e) => Err(e),
                 }
             }
-            _ => backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
-                .await
-                .map(|outcome| {
-                    tracing::info!(
-                        job = lease,
-                        snapshot = %outcome.snapshot_id.short(),
-                        bytes_added = outcome.snapshot.summary.bytes_added,
-                        "snapshot saved"
-                    );
-                }),
+            JobKind::Backup => {
+                backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
+                    .await
+                    .map(|outcome| {
+                        tracing::info!(
+                            job = lease,
+                            snapshot = %outcome.snapshot_id.short(),
+                            bytes_added = outcome.snapshot.summary.bytes_added,
+                            "snapshot saved"
+                        );
+                    })
+            }
         };
         match &result {
             Ok(()) => self.notifier.succeeded(&notify),
@@ -232,113 +229,169 @@ impl Runner for JobRunner {
             ),
         }
         let result = result.map_err(|e| e.to_string());
-        if let Err(e) = self.catalog.release_lease(&lease, &self.holder).await {
+        if let Err(e) = self.catalog.release_lease(&lease).await {
             tracing::warn!(job = lease, error = %e, "releasing the lease");
         }
         result
     }
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
-pub async fn run(config: Config) -> Result<(), EngineError> {
+/// Binds the address the daemon serves on: `[api] listen`, else [`DEFAULT_LISTEN`].
+pub async fn bind(config: &Config) -> Result<tokio::net::TcpListener, EngineError> {
+    let listen = config
+        .api
+        .as_ref()
+        .and_then(|api| api.listen.clone())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+    let addr: SocketAddr = listen
+        .parse()
+        .map_err(|e| EngineError::Refused(format!("[api] listen = \"{listen}\": {e}")))?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| EngineError::Refused(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled; each message on `reloads`
+/// reloads the policies. Returns once every job and background task has stopped, or the
+/// shutdown deadline has passed.
+pub async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: CancellationToken,
+    mut reloads: mpsc::UnboundedReceiver<()>,
+) -> Result<(), EngineError> {
     let config = Arc::new(config);
     let catalog = crate::catalog::open(&config)
         .await?
         .with_actor(format!("daemon@{}", hostname()));
     let loaded = load_dir(&config.policies_dir, &config)?;
+    let notifier = Notifier::start();
+    let policies: Policies = Arc::new(RwLock::new(loaded));
+    // Before the first schedule: a run a dead daemon left `running` is closed, and its
+    // lease freed, so that the next fire runs on time.
+    reconcile(&config, &catalog, &policies, &notifier).await;
+    let loaded = policies.read().expect("policies lock").clone();
     let jobs = scheduled_jobs(&config, &loaded, &catalog).await?;
     crate::catalog::record_policies_loaded(&catalog, loaded.values()).await?;
     tracing::info!(
         policies = loaded.len(),
         scheduled = jobs.len(),
         catalog = catalog.location(),
+        holder = %catalog.holder(),
         "daemon started"
     );
-    let policies: Policies = Arc::new(RwLock::new(loaded));
     let (reload_tx, reload_rx) = tokio::sync::watch::channel(jobs);
-    let shutdown = CancellationToken::new();
+    let limits = config.daemon.limits();
+    let background = TaskTracker::new();
 
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| EngineError::Refused(format!("installing the SIGHUP handler: {e}")))?;
-    let signals = {
+    {
         let (config, catalog, policies, shutdown) = (
             config.clone(),
             catalog.clone(),
             policies.clone(),
             shutdown.clone(),
         );
-        tokio::spawn(async move {
+        background.spawn(async move {
             loop {
                 tokio::select! {
-                    _ = terminated() => {
-                        tracing::info!("shutting down: cancelling running jobs");
-                        shutdown.cancel();
-                        return;
-                    }
-                    _ = hangup.recv() => {
-                        reload(&config, &catalog, &policies, &reload_tx).await;
-                    }
+                    _ = shutdown.cancelled() => return,
+                    request = reloads.recv() => match request {
+                        Some(()) => reload(&config, &catalog, &policies, &reload_tx).await,
+                        None => return,
+                    },
                 }
             }
-        })
-    };
+        });
+    }
 
     let running = Arc::new(AtomicUsize::new(0));
-    let listen = config
-        .api
-        .as_ref()
-        .and_then(|api| api.listen.clone())
-        .unwrap_or_else(|| DEFAULT_LISTEN.to_string());
-    let notifier = Notifier::start();
     let api = crate::api::ApiState {
         config: config.clone(),
         catalog: catalog.clone(),
         policies: policies.clone(),
         notifier: notifier.clone(),
     };
-    let windows = tokio::spawn(crate::api::run_windows(api.clone()));
-    let http = serve(
-        &listen,
-        HttpState {
+    background.spawn(every(
+        REQUEST_WINDOWS_EVERY,
+        shutdown.clone(),
+        crate::api::run_windows_once,
+        api.clone(),
+    ));
+    let http = HttpState {
+        catalog: catalog.clone(),
+        policies: policies.clone(),
+        running: running.clone(),
+        metrics_tokens: config
+            .api
+            .as_ref()
+            .is_some_and(|a| a.metrics_token)
+            .then(|| crate::api::access::tokens_path(&config)),
+    };
+    background.spawn(serve(listener, http, api, shutdown.clone()));
+    background.spawn(every(
+        OBJECTIVE_CHECK_EVERY,
+        shutdown.clone(),
+        |w: Watch| async move { check_objectives(&w).await },
+        Watch {
+            config: config.clone(),
             catalog: catalog.clone(),
             policies: policies.clone(),
-            running: running.clone(),
-            metrics_tokens: config
-                .api
-                .as_ref()
-                .is_some_and(|a| a.metrics_token)
-                .then(|| crate::api::access::tokens_path(&config)),
+            notifier: notifier.clone(),
         },
-        api,
-    )
-    .await?;
-
-    let breaches = tokio::spawn(watch_objectives(
-        config.clone(),
-        catalog.clone(),
-        policies.clone(),
-        notifier.clone(),
     ));
-    let anchoring = tokio::spawn(anchor_periodically(config.clone(), catalog.clone()));
-    let limits = config.daemon.limits();
+    background.spawn(every(
+        ANCHOR_EVERY,
+        shutdown.clone(),
+        |(config, catalog): (Arc<Config>, Catalog)| async move { anchor(&config, &catalog).await },
+        (config.clone(), catalog.clone()),
+    ));
+    background.spawn(every(
+        RECONCILE_EVERY,
+        shutdown.clone(),
+        |w: Watch| async move { reconcile(&w.config, &w.catalog, &w.policies, &w.notifier).await },
+        Watch {
+            config: config.clone(),
+            catalog: catalog.clone(),
+            policies: policies.clone(),
+            notifier: notifier.clone(),
+        },
+    ));
+    background.close();
+
+    let (policies_left, notifier_left) = (policies.clone(), notifier.clone());
     let runner = JobRunner {
         notifier,
         running,
         config: config.clone(),
         catalog: catalog.clone(),
         policies,
-        holder: format!("{}:{}", hostname(), std::process::id()),
-        lease: limits.timeout + limits.shutdown_deadline,
         shutdown: shutdown.clone(),
         timeout: limits.timeout,
     };
-    let events =
-        scheduler::run_with_reload(reload_rx, runner, limits, Clock::system(), shutdown).await;
-    signals.abort();
-    http.abort();
-    breaches.abort();
-    anchoring.abort();
-    windows.abort();
+    let deadline = limits.shutdown_deadline;
+    let events = scheduler::run_with_reload(
+        reload_rx,
+        scheduler::CronTimer::new(),
+        runner,
+        limits,
+        Clock::system(),
+        shutdown,
+    )
+    .await;
+    // The scheduler has drained its jobs; the HTTP server finishes the requests in flight
+    // and the loops stop at their next wait, within the same deadline.
+    if tokio::time::timeout(deadline, background.wait())
+        .await
+        .is_err()
+    {
+        tracing::error!("background tasks did not stop within the shutdown deadline");
+    }
+    // A restore request still running now will not finish: it ends `failed` (interrupted),
+    // and its requester is told, instead of waiting for the next start to find it.
+    match catalog.fail_own_requests(jiff::Timestamp::now()).await {
+        Ok(failed) => tell_requesters(&config, &catalog, &policies_left, &notifier_left, &failed),
+        Err(e) => tracing::error!(error = %e, "recording interrupted restore requests"),
+    }
     tracing::info!(
         jobs_started = events
             .iter()
@@ -350,89 +403,199 @@ pub async fn run(config: Config) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Runs `step(state)` now and then every `period` until `shutdown`; a step in progress is
+/// never cut short, the loop only stops while it waits.
+async fn every<S, F, Fut>(
+    period: std::time::Duration,
+    shutdown: CancellationToken,
+    step: F,
+    state: S,
+) where
+    S: Clone,
+    F: Fn(S) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        step(state.clone()).await;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(period) => {}
+        }
+    }
+}
+
+/// How often restore requests are looked at for an opened window or an expiry.
+const REQUEST_WINDOWS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How often runs left by dead holders are looked for (at most this long after a holder
+/// dies, plus the lease time to live, before its runs are abandoned).
+const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Marks runs left `running` by a holder that is gone as abandoned, and alerts on each;
+/// fails the restore requests such holders left running, and tells each requester.
+async fn reconcile(
+    config: &Arc<Config>,
+    catalog: &Catalog,
+    policies: &Policies,
+    notifier: &Notifier,
+) {
+    let now = jiff::Timestamp::now();
+    match catalog.reconcile_requests(now).await {
+        Ok(failed) => tell_requesters(config, catalog, policies, notifier, &failed),
+        Err(e) => tracing::warn!(error = %e, "reconciling interrupted restore requests"),
+    }
+    let abandoned = match catalog.reconcile_abandoned(now).await {
+        Ok(abandoned) => abandoned,
+        Err(e) => {
+            tracing::warn!(error = %e, "reconciling abandoned runs");
+            return;
+        }
+    };
+    for run in abandoned {
+        let detail = run.error.clone().unwrap_or_default();
+        tracing::error!(
+            run = run.id,
+            kind = run.kind,
+            policy = run.policy,
+            detail,
+            "run abandoned"
+        );
+        let policy = policies
+            .read()
+            .expect("policies lock")
+            .get(&run.policy)
+            .cloned();
+        notifier.alert(
+            &merged(
+                &config.notify,
+                policy.as_ref().and_then(|p| p.notify.as_ref()),
+            ),
+            NotifyEvent::new(
+                &format!("{}.abandoned", run.kind),
+                &run.policy,
+                format!("run {}: {detail}", run.id),
+            ),
+        );
+    }
+}
+
+/// Tells the requester of each request that it failed as interrupted.
+fn tell_requesters(
+    config: &Arc<Config>,
+    catalog: &Catalog,
+    policies: &Policies,
+    notifier: &Notifier,
+    failed: &[backstop_catalog::RestoreRequest],
+) {
+    let state = crate::api::ApiState {
+        config: config.clone(),
+        catalog: catalog.clone(),
+        policies: policies.clone(),
+        notifier: notifier.clone(),
+    };
+    for r in failed {
+        tracing::error!(
+            request = r.id,
+            outcome = r.outcome.as_deref().unwrap_or_default(),
+            "restore request interrupted"
+        );
+        let policy = policies
+            .read()
+            .expect("policies lock")
+            .get(&r.policy)
+            .cloned();
+        if let Some(policy) = policy {
+            crate::api::notify_requester(&state, &policy, r);
+        }
+    }
+}
+
 /// How often objectives are checked for a breach between jobs.
 const OBJECTIVE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 
-/// Notifies once when a policy's RPO exposure goes over its objective (and again only after
-/// it has recovered and breached anew), and once per drill whose sign-off is overdue.
-async fn watch_objectives(
+/// What the objectives watch needs.
+#[derive(Clone)]
+struct Watch {
     config: Arc<Config>,
     catalog: Catalog,
     policies: Policies,
     notifier: Notifier,
-) {
-    let mut breached = std::collections::HashSet::<String>::new();
-    loop {
-        let current = snapshot_of(&policies);
-        match crate::status::collect(&current, &catalog, &config.daemon, jiff::Timestamp::now())
-            .await
-        {
-            Ok(report) => {
-                for status in report {
-                    if status.rpo_breached && breached.insert(status.policy.clone()) {
-                        let policy = current.iter().find(|p| p.name == status.policy);
-                        let detail =
-                            match (status.rpo_exposure_seconds, status.rpo_objective_seconds) {
-                                (Some(e), Some(o)) => {
-                                    format!("RPO exposure {e}s is over the objective {o}s")
-                                }
-                                (None, Some(o)) => {
-                                    format!("no snapshot at all; the objective is {o}s")
-                                }
-                                _ => "RPO objective breached".into(),
-                            };
-                        tracing::warn!(policy = status.policy, detail, "RPO objective breached");
-                        notifier.alert(
-                            &merged(&config.notify, policy.and_then(|p| p.notify.as_ref())),
-                            NotifyEvent::new("rpo.breached", &status.policy, detail),
-                        );
-                    } else if !status.rpo_breached {
-                        breached.remove(&status.policy);
-                    }
-                    for drill in &status.overdue_signoffs {
-                        // Once per drill, across restarts and daemons: the catalog remembers.
-                        let notice = format!("signoff.overdue:{drill}");
-                        match catalog.first_notice(&notice, jiff::Timestamp::now()).await {
-                            Ok(true) => {
-                                let policy = current.iter().find(|p| p.name == status.policy);
-                                let owner = policy
-                                    .and_then(|p| p.owners.recovery.clone())
-                                    .unwrap_or_else(|| "the recovery owner".into());
-                                let detail = format!(
-                                    "drill {drill} passed but {owner} has not signed it off within the policy's signoff_within"
-                                );
-                                tracing::warn!(policy = status.policy, drill, "sign-off overdue");
-                                notifier.alert(
-                                    &merged(&config.notify, policy.and_then(|p| p.notify.as_ref())),
-                                    NotifyEvent::new("signoff.overdue", &status.policy, detail),
-                                );
-                            }
-                            Ok(false) => {}
-                            Err(e) => tracing::warn!(error = %e, "recording a notice"),
-                        }
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "checking objectives"),
+}
+
+/// Notifies once when a policy's RPO exposure goes over its objective, and again only after
+/// it has recovered and breached anew; once per drill whose sign-off is overdue. Both are
+/// remembered in the catalog, so that a restart (or a second daemon) does not alert again.
+async fn check_objectives(w: &Watch) {
+    let (config, catalog, notifier) = (&w.config, &w.catalog, &w.notifier);
+    let current = snapshot_of(&w.policies);
+    let now = jiff::Timestamp::now();
+    let report = match crate::status::collect(&current, catalog, &config.daemon, now).await {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::warn!(error = %e, "checking objectives");
+            return;
         }
-        tokio::time::sleep(OBJECTIVE_CHECK_EVERY).await;
+    };
+    for status in report {
+        let policy = current.iter().find(|p| p.name == status.policy);
+        let settings = merged(&config.notify, policy.and_then(|p| p.notify.as_ref()));
+        let breach_notice = format!("rpo.breached:{}", status.policy);
+        if status.rpo_breached {
+            match catalog.first_notice(&breach_notice, now).await {
+                Ok(true) => {
+                    let detail = match (status.rpo_exposure_seconds, status.rpo_objective_seconds) {
+                        (Some(e), Some(o)) => {
+                            format!("RPO exposure {e}s is over the objective {o}s")
+                        }
+                        (None, Some(o)) => format!("no snapshot at all; the objective is {o}s"),
+                        _ => "RPO objective breached".into(),
+                    };
+                    tracing::warn!(policy = status.policy, detail, "RPO objective breached");
+                    notifier.alert(
+                        &settings,
+                        NotifyEvent::new("rpo.breached", &status.policy, detail),
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "recording a notice"),
+            }
+        } else if let Err(e) = catalog.clear_notice(&breach_notice).await {
+            tracing::warn!(error = %e, "clearing a notice");
+        }
+        for drill in &status.overdue_signoffs {
+            let notice = format!("signoff.overdue:{drill}");
+            match catalog.first_notice(&notice, now).await {
+                Ok(true) => {
+                    let owner = policy
+                        .and_then(|p| p.owners.recovery.clone())
+                        .unwrap_or_else(|| "the recovery owner".into());
+                    let detail = format!(
+                        "drill {drill} passed but {owner} has not signed it off within the policy's signoff_within"
+                    );
+                    tracing::warn!(policy = status.policy, drill, "sign-off overdue");
+                    notifier.alert(
+                        &settings,
+                        NotifyEvent::new("signoff.overdue", &status.policy, detail),
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "recording a notice"),
+            }
+        }
     }
 }
 
 /// How often the audit chain's head is written to the repositories.
 const ANCHOR_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Writes the audit chain's head to every repository, at start and then hourly.
-async fn anchor_periodically(config: Arc<Config>, catalog: Catalog) {
-    loop {
-        match crate::anchors::write(&config, &catalog).await {
-            Ok(written) if !written.is_empty() => {
-                tracing::info!(anchors = ?written, "audit chain anchored")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "anchoring the audit chain"),
+/// Writes the audit chain's head to every repository (at start, then hourly).
+async fn anchor(config: &Config, catalog: &Catalog) {
+    match crate::anchors::write(config, catalog).await {
+        Ok(written) if !written.is_empty() => {
+            tracing::info!(anchors = ?written, "audit chain anchored")
         }
-        tokio::time::sleep(ANCHOR_EVERY).await;
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "anchoring the audit chain"),
     }
 }
 
@@ -486,20 +649,15 @@ struct HttpState {
     metrics_tokens: Option<std::path::PathBuf>,
 }
 
-/// Starts the HTTP server: `/healthz` (the daemon is up), `/metrics` (Prometheus), and the
-/// authenticated API.
+/// Serves `/healthz` (the daemon is up), `/metrics` (Prometheus) and the authenticated API
+/// on `listener` until `shutdown`, then finishes the requests in flight.
 async fn serve(
-    listen: &str,
+    listener: tokio::net::TcpListener,
     state: HttpState,
     api: crate::api::ApiState,
-) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    shutdown: CancellationToken,
+) {
     use axum::routing::get;
-    let addr: SocketAddr = listen
-        .parse()
-        .map_err(|e| EngineError::Refused(format!("[api] listen = \"{listen}\": {e}")))?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| EngineError::Refused(format!("cannot listen on {addr}: {e}")))?;
     let bound = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -510,11 +668,12 @@ async fn serve(
         .route("/metrics", get(metrics))
         .with_state(state)
         .merge(crate::api::router(api));
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "the HTTP server stopped");
-        }
-    }))
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+    {
+        tracing::error!(error = %e, "the HTTP server stopped");
+    }
 }
 
 async fn metrics(

@@ -71,7 +71,7 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
             add(
                 "backstop_backup_last_run_success",
                 "gauge",
-                "1 when the newest finished backup succeeded, 0 when it failed or was cancelled.",
+                "1 when the newest finished backup succeeded, 0 when it failed, was cancelled or was abandoned.",
                 format!("backstop_backup_last_run_success{{{l}}} {ok}"),
             );
             if let Some(end) = run.finished_at {

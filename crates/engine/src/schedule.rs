@@ -2,10 +2,10 @@
 //! made from them: when a schedule fires next, whether a run was missed while the daemon
 //! was down, and how much jitter a run gets. Pure functions of their inputs: `now` is always a parameter.
 //!
-//! Expressions are parsed by croner (the parser tokio-cron-scheduler is built on). The
-//! daemon runs its own loop on tokio's clock instead of tokio-cron-scheduler's, because
-//! that one reads the wall clock (so schedules cannot be tested with paused time) and has
-//! no notion of a run missed while the process was down.
+//! Expressions are parsed by croner (the parser tokio-cron-scheduler is built on).
+//! tokio-cron-scheduler is the daemon's timer, but it reads the wall clock and knows
+//! nothing of runs missed while the process was down: fire times, catch-ups and jitter are
+//! decided here, on times passed in, so that they are tested under paused time.
 
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
@@ -59,6 +59,12 @@ impl CronSchedule {
 
     pub fn expr(&self) -> &str {
         &self.expr
+    }
+
+    /// The IANA name of the zone the fields are read in (`None` for UTC or a zone without
+    /// one).
+    pub fn zone_name(&self) -> Option<&str> {
+        self.tz.iana_name()
     }
 
     /// The first fire time strictly after `t`.

@@ -1,17 +1,21 @@
-//! The daemon's scheduler: fires each job when its cron schedule says, with jitter; catches
-//! up once on a fire missed while the daemon was down; never runs two jobs of one policy at
-//! once; bounds how many jobs run at once, globally and per repository; stops a job that
-//! outlives its timeout; and on shutdown cancels running jobs and waits for them within a
-//! deadline.
+//! The daemon's scheduler. A [`Timer`] fires each job's cron schedule into a queue; the
+//! scheduler decides what to do with each fire: it catches up once on a fire missed while
+//! the daemon was down, delays each start by a jitter capped at a tenth of the schedule's
+//! interval, never runs two jobs of one policy at once, bounds how many jobs run at once
+//! (globally and per repository), stops a job that outlives its timeout, and on shutdown
+//! cancels running jobs and waits for them within a deadline.
 //!
-//! Time comes from tokio's clock through [`Clock`], so the whole loop runs under paused
-//! time in tests. What a job does is behind [`Runner`].
+//! Two timers: [`CronTimer`], tokio-cron-scheduler's, in the daemon; and [`ClockTimer`],
+//! which reads tokio's clock through [`Clock`], so that every decision above runs under
+//! paused time in tests. Either way the fire time handed on is the schedule's own (the
+//! same on every daemon sharing a catalog, which dedupes fires by it). What a job does is
+//! behind [`Runner`].
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -54,12 +58,51 @@ impl Clock {
     }
 }
 
+/// What a scheduled job does: a closed set, matched in one place (the daemon's runner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Backup,
+    Drill,
+    Prune,
+    Check,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Backup,
+        JobKind::Drill,
+        JobKind::Prune,
+        JobKind::Check,
+    ];
+
+    /// The name used in lease names, run records, notifications and logs.
+    pub fn as_str(self) -> &'static str {
+        self.run_kind().as_str()
+    }
+
+    /// The kind of run record a job of this kind writes.
+    pub fn run_kind(self) -> backstop_catalog::RunKind {
+        use backstop_catalog::RunKind;
+        match self {
+            JobKind::Backup => RunKind::Backup,
+            JobKind::Drill => RunKind::Drill,
+            JobKind::Prune => RunKind::Prune,
+            JobKind::Check => RunKind::Check,
+        }
+    }
+}
+
+impl std::fmt::Display for JobKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One scheduled job: a policy's backup, drill, prune or check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledJob {
     pub policy: String,
-    /// `backup`, `drill`, `prune` or `check`.
-    pub kind: String,
+    pub kind: JobKind,
     pub repository: String,
     pub schedule: CronSchedule,
     /// When this job last started (from the catalog), for the catch-up decision.
@@ -172,8 +215,162 @@ impl<R> Shared<R> {
     }
 }
 
-/// Runs `jobs` until `shutdown` is triggered; then cancels running jobs and waits for them
-/// up to the shutdown deadline. Returns what happened.
+/// One fire of one job, as a timer hands it to the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fire {
+    /// The job's name ([`ScheduledJob::name`]).
+    pub job: String,
+    /// The schedule's fire time (not the moment the timer woke).
+    pub fire: jiff::Timestamp,
+}
+
+/// What wakes the scheduler: fires every job of the set it was last given into `queue`.
+pub trait Timer: Send + 'static {
+    /// Fires `jobs` from now on, replacing the set given before.
+    fn schedule(
+        &mut self,
+        jobs: &[ScheduledJob],
+        queue: mpsc::UnboundedSender<Fire>,
+    ) -> impl std::future::Future<Output = ()> + Send;
+
+    /// Stops firing.
+    fn stop(&mut self) -> impl std::future::Future<Output = ()> + Send;
+}
+
+/// A timer on tokio's clock (through [`Clock`]): under paused time, schedules fire exactly
+/// as time is advanced.
+pub struct ClockTimer {
+    clock: Clock,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ClockTimer {
+    pub fn new(clock: Clock) -> Self {
+        Self { clock, task: None }
+    }
+}
+
+impl Timer for ClockTimer {
+    async fn schedule(&mut self, jobs: &[ScheduledJob], queue: mpsc::UnboundedSender<Fire>) {
+        self.stop().await;
+        let clock = self.clock;
+        let jobs: Vec<(String, CronSchedule)> = jobs
+            .iter()
+            .map(|j| (j.name(), j.schedule.clone()))
+            .collect();
+        self.task = Some(tokio::spawn(async move {
+            let now = clock.now();
+            let mut next: Vec<jiff::Timestamp> = jobs
+                .iter()
+                .map(|(_, s)| s.next_after(now).unwrap_or(jiff::Timestamp::MAX))
+                .collect();
+            loop {
+                let Some((i, fire)) = next
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .min_by_key(|(i, f)| (*f, *i))
+                else {
+                    return std::future::pending().await;
+                };
+                tokio::time::sleep_until(clock.instant_at(fire)).await;
+                if clock.now() < fire {
+                    continue; // woke early from a capped sleep
+                }
+                let job = jobs[i].0.clone();
+                next[i] = jobs[i]
+                    .1
+                    .next_after(fire.max(clock.now()))
+                    .unwrap_or(jiff::Timestamp::MAX);
+                if queue.send(Fire { job, fire }).is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    async fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The daemon's timer: tokio-cron-scheduler, one cron job per scheduled job, in the
+/// schedule's zone. When one ticks, the fire time handed on is the schedule's last fire at
+/// or before that moment (so that every daemon names a fire alike, whatever its timer's
+/// latency).
+pub struct CronTimer {
+    scheduler: Option<tokio_cron_scheduler::JobScheduler>,
+}
+
+impl CronTimer {
+    pub fn new() -> Self {
+        Self { scheduler: None }
+    }
+}
+
+impl Default for CronTimer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Timer for CronTimer {
+    async fn schedule(&mut self, jobs: &[ScheduledJob], queue: mpsc::UnboundedSender<Fire>) {
+        self.stop().await;
+        let scheduler = match tokio_cron_scheduler::JobScheduler::new().await {
+            Ok(scheduler) => scheduler,
+            Err(e) => {
+                tracing::error!(error = %e, "starting the cron timer; nothing will be scheduled");
+                return;
+            }
+        };
+        for job in jobs {
+            let name = job.name();
+            let schedule = job.schedule.clone();
+            let queue = queue.clone();
+            let zone: chrono_tz::Tz = schedule
+                .zone_name()
+                .and_then(|z| z.parse().ok())
+                .unwrap_or(chrono_tz::UTC);
+            let tick = move |_id, _scheduler| {
+                let fire = schedule.last_at_or_before(jiff::Timestamp::now());
+                if let Some(fire) = fire {
+                    let _ = queue.send(Fire {
+                        job: name.clone(),
+                        fire,
+                    });
+                }
+                Box::pin(async {})
+                    as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+            };
+            let added =
+                match tokio_cron_scheduler::Job::new_async_tz(job.schedule.expr(), zone, tick) {
+                    Ok(cron_job) => scheduler.add(cron_job).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+            if let Err(e) = added {
+                tracing::error!(job = job.name(), error = %e, "scheduling a job on the cron timer");
+            }
+        }
+        if let Err(e) = scheduler.start().await {
+            tracing::error!(error = %e, "starting the cron timer");
+        }
+        self.scheduler = Some(scheduler);
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut scheduler) = self.scheduler.take() {
+            if let Err(e) = scheduler.shutdown().await {
+                tracing::warn!(error = %e, "stopping the cron timer");
+            }
+        }
+    }
+}
+
+/// Runs `jobs` on a [`ClockTimer`] until `shutdown` is triggered; then cancels running
+/// jobs and waits for them up to the shutdown deadline. Returns what happened.
 pub async fn run<R: Runner>(
     jobs: Vec<ScheduledJob>,
     runner: R,
@@ -182,13 +379,22 @@ pub async fn run<R: Runner>(
     shutdown: CancellationToken,
 ) -> Vec<Event> {
     let (_keep, reload) = tokio::sync::watch::channel(jobs);
-    run_with_reload(reload, runner, limits, clock, shutdown).await
+    run_with_reload(
+        reload,
+        ClockTimer::new(clock),
+        runner,
+        limits,
+        clock,
+        shutdown,
+    )
+    .await
 }
 
-/// As [`run`], taking the jobs from `reload`: a new set replaces the old one for every
-/// fire from then on (running jobs go on; the first set alone gets catch-ups).
-pub async fn run_with_reload<R: Runner>(
+/// As [`run`], on `timer`, taking the jobs from `reload`: a new set replaces the old one
+/// for every fire from then on (running jobs go on; the first set alone gets catch-ups).
+pub async fn run_with_reload<R: Runner, T: Timer>(
     mut reload: tokio::sync::watch::Receiver<Vec<ScheduledJob>>,
+    mut timer: T,
     runner: R,
     limits: Limits,
     clock: Clock,
@@ -206,85 +412,56 @@ pub async fn run_with_reload<R: Runner>(
     });
     let jobs_cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    // The newest fire dispatched per job: a fire is never run twice, nor an older one after
+    // a newer.
+    let mut dispatched: HashMap<String, jiff::Timestamp> = HashMap::new();
 
-    // The next fire of each job; a missed fire first, once.
+    // A fire missed while the daemon was down runs now, once.
     let start = clock.now();
-    let mut next: Vec<(jiff::Timestamp, bool)> = jobs
-        .iter()
-        .map(|job| match missed(&job.schedule, job.last_run, start) {
-            Some(fire) => (fire, true),
-            None => (
-                job.schedule
-                    .next_after(start)
-                    .unwrap_or(jiff::Timestamp::MAX),
-                false,
-            ),
-        })
-        .collect();
+    for job in &jobs {
+        if let Some(fire) = missed(&job.schedule, job.last_run, start) {
+            dispatched.insert(job.name(), fire);
+            dispatch(
+                &shared,
+                &mut tasks,
+                job.clone(),
+                fire,
+                true,
+                jobs_cancel.child_token(),
+            );
+        }
+    }
+    let (queue, mut fires) = mpsc::unbounded_channel();
+    timer.schedule(&jobs, queue.clone()).await;
 
     let mut reloads_open = true;
     loop {
-        // The earliest next fire; with no jobs, nothing fires until a reload or shutdown.
-        let earliest = next
-            .iter()
-            .copied()
-            .enumerate()
-            .min_by_key(|(i, (fire, _))| (*fire, *i));
-        let (index, fire, catch_up) = match earliest {
-            Some((i, (fire, catch_up))) => (i, fire, catch_up),
-            None => (usize::MAX, jiff::Timestamp::MAX, false),
-        };
-        let job = jobs.get(index).cloned();
-        let name = job.as_ref().map(ScheduledJob::name).unwrap_or_default();
-        // A catch-up runs at once; a scheduled fire waits for its time plus jitter.
-        let due = if catch_up {
-            start
-        } else {
-            // Saturating: with no jobs, `fire` is the end of time.
-            fire.checked_add(
-                jiff::SignedDuration::try_from(jitter(&name, fire, shared.limits.jitter))
-                    .unwrap_or_default(),
-            )
-            .unwrap_or(jiff::Timestamp::MAX)
-        };
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(clock.instant_at(due)) => {}
+            fire = fires.recv() => {
+                let Some(Fire { job: name, fire }) = fire else { break };
+                let Some(job) = jobs.iter().find(|j| j.name() == name).cloned() else {
+                    continue; // a fire of a job that a reload removed
+                };
+                if dispatched.get(&name).is_some_and(|last| *last >= fire) {
+                    continue;
+                }
+                dispatched.insert(name, fire);
+                while tasks.try_join_next().is_some() {}
+                dispatch(&shared, &mut tasks, job, fire, false, jobs_cancel.child_token());
+            }
             changed = reload.changed(), if reloads_open => {
                 match changed {
                     Ok(()) => {
                         jobs = reload.borrow_and_update().clone();
-                        let now = clock.now();
-                        next = jobs
-                            .iter()
-                            .map(|job| (job.schedule.next_after(now).unwrap_or(jiff::Timestamp::MAX), false))
-                            .collect();
+                        timer.schedule(&jobs, queue.clone()).await;
                     }
                     Err(_) => reloads_open = false,
                 }
-                continue;
             }
         }
-        let Some(job) = job else { continue };
-        if clock.now() < due {
-            continue; // woke early from a capped sleep
-        }
-        next[index] = (
-            job.schedule
-                .next_after(fire.max(clock.now()))
-                .unwrap_or(jiff::Timestamp::MAX),
-            false,
-        );
-        while tasks.try_join_next().is_some() {}
-        dispatch(
-            &shared,
-            &mut tasks,
-            job.clone(),
-            fire,
-            catch_up,
-            jobs_cancel.child_token(),
-        );
     }
+    timer.stop().await;
 
     jobs_cancel.cancel();
     let deadline = tokio::time::sleep(shared.limits.shutdown_deadline);
@@ -301,6 +478,18 @@ pub async fn run_with_reload<R: Runner>(
     }
     let events = events.lock().expect("events lock").clone();
     events
+}
+
+/// The jitter a scheduled fire waits before it starts: up to the configured jitter, but
+/// never more than a tenth of the time to the schedule's next fire (a schedule every few
+/// seconds with the default 30 s jitter would otherwise run only now and then).
+fn jitter_for(job: &ScheduledJob, fire: jiff::Timestamp, configured: Duration) -> Duration {
+    let interval = job
+        .schedule
+        .next_after(fire)
+        .and_then(|next| Duration::try_from(next.duration_since(fire)).ok())
+        .unwrap_or(configured);
+    jitter(&job.name(), fire, configured.min(interval / 10))
 }
 
 fn dispatch<R: Runner>(
@@ -322,9 +511,15 @@ fn dispatch<R: Runner>(
         return;
     }
     let shared = shared.clone();
+    let delay = if catch_up {
+        Duration::ZERO
+    } else {
+        jitter_for(&job, fire, shared.limits.jitter)
+    };
     tasks.spawn(async move {
         let gate = shared.repository_gate(&job.repository);
         let permits = async {
+            tokio::time::sleep(delay).await;
             let global = shared.global.acquire().await;
             let repository = gate.acquire().await;
             (global, repository)

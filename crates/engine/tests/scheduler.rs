@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backstop_engine::schedule::CronSchedule;
-use backstop_engine::scheduler::{self, Clock, Event, JobResult, Limits, Runner, ScheduledJob};
+use backstop_engine::scheduler::{
+    self, Clock, Event, JobKind, JobResult, Limits, Runner, ScheduledJob,
+};
 use tokio_util::sync::CancellationToken;
 
 const START: &str = "2026-11-25T00:00:00Z";
@@ -71,7 +73,7 @@ impl Runner for FakeRunner {
 fn job(policy: &str, repository: &str, cron: &str, last_run: Option<&str>) -> ScheduledJob {
     ScheduledJob {
         policy: policy.into(),
-        kind: "backup".into(),
+        kind: JobKind::Backup,
         repository: repository.into(),
         schedule: CronSchedule::parse(cron).unwrap(),
         last_run: last_run.map(|t| t.parse().unwrap()),
@@ -305,4 +307,51 @@ async fn jitter_moves_the_start_not_the_fire_time() {
             "2026-11-25T00:03:00Z"
         ]
     );
+}
+
+/// Issue 14: with the default 30 s jitter, a schedule every 4 seconds fired only now and
+/// then. Jitter is capped at a tenth of the interval between two fires.
+#[tokio::test(start_paused = true)]
+async fn jitter_is_capped_by_the_interval_between_fires() {
+    let limits = Limits {
+        jitter: Duration::from_secs(30),
+        ..no_jitter()
+    };
+    let jobs = vec![job("orders", "local", "*/4 * * * * *", None)];
+    let events = run_for(jobs, FakeRunner::taking(1), limits, Duration::from_secs(41)).await;
+    let fires: Vec<String> = started(&events).into_iter().map(|s| s.1).collect();
+    assert_eq!(fires.len(), 10, "{fires:?}");
+    assert!(!events.iter().any(|e| matches!(e, Event::Skipped { .. })));
+}
+
+/// The daemon's timer (tokio-cron-scheduler, on the wall clock) hands on the schedule's
+/// own fire times, in order.
+#[tokio::test]
+async fn the_cron_timer_fires_schedule_times_into_the_queue() {
+    use scheduler::Timer;
+    let mut timer = scheduler::CronTimer::new();
+    let (queue, mut fires) = tokio::sync::mpsc::unbounded_channel();
+    let jobs = vec![job("orders", "local", "* * * * * *", None)];
+    let before = jiff::Timestamp::now();
+    timer.schedule(&jobs, queue).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let fire = tokio::time::timeout(Duration::from_secs(10), fires.recv())
+            .await
+            .expect("the cron timer fired within 10 s")
+            .unwrap();
+        seen.push(fire);
+    }
+    timer.stop().await;
+    assert!(seen.iter().all(|f| f.job == "backup:orders"), "{seen:?}");
+    assert!(seen[0].fire < seen[1].fire, "{seen:?}");
+    for f in &seen {
+        assert_eq!(f.fire.subsec_nanosecond(), 0, "a schedule time: {f:?}");
+        assert!(
+            f.fire
+                >= before
+                    .checked_sub(jiff::SignedDuration::from_secs(1))
+                    .unwrap()
+        );
+    }
 }

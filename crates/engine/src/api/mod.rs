@@ -12,7 +12,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{request::Parts, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use backstop_catalog::{Catalog, RestoreRequest};
+use backstop_catalog::{Catalog, ErrorKind, RequestStatus, RestoreRequest};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -41,9 +41,44 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
     error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// A catalog refusal (a wrong state, four-eyes) is the caller's conflict, not a crash.
-fn conflict(e: impl std::fmt::Display) -> ApiError {
-    error(StatusCode::CONFLICT, e.to_string())
+/// A refusal (a wrong state, four-eyes) is the caller's conflict, not a crash; a catalog
+/// error is answered by what happened.
+fn conflict(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Catalog(e) => catalog_error(e),
+        e => error(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+/// A catalog error as the API answers it: 404, 409 or 503 by what happened, never with the
+/// catalog's location (a file path) in the body. The whole error goes to the daemon's log.
+fn catalog_error(e: backstop_catalog::CatalogError) -> ApiError {
+    match e.kind() {
+        ErrorKind::NotFound => error(StatusCode::NOT_FOUND, e.detail()),
+        ErrorKind::Conflict => error(StatusCode::CONFLICT, e.detail()),
+        ErrorKind::Unavailable => {
+            tracing::error!(error = %e, "the catalog is unavailable");
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the catalog is unavailable; try again later",
+            )
+        }
+        ErrorKind::Other => {
+            tracing::error!(error = %e, "catalog error");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the catalog failed; the daemon's log has the details",
+            )
+        }
+    }
+}
+
+/// An engine error met while serving: catalog errors by their kind, others as internal.
+fn engine_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Catalog(e) => catalog_error(e),
+        e => internal(e),
+    }
 }
 
 impl FromRequestParts<ApiState> for Caller {
@@ -93,11 +128,7 @@ fn policy(state: &ApiState, name: &str) -> Result<Policy, ApiError> {
 }
 
 async fn find_request(state: &ApiState, id: &str) -> Result<RestoreRequest, ApiError> {
-    state
-        .catalog
-        .request(id)
-        .await
-        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))
+    state.catalog.request(id).await.map_err(catalog_error)
 }
 
 fn permit(caller: &Caller, action: Action, policy: Option<&Policy>) -> Result<(), ApiError> {
@@ -198,11 +229,7 @@ async fn sign_off(
     Path(id): Path<String>,
     Json(body): Json<Comment>,
 ) -> ApiResult {
-    let record = state
-        .catalog
-        .drill(&id)
-        .await
-        .map_err(|e| error(StatusCode::NOT_FOUND, e.to_string()))?;
+    let record = state.catalog.drill(&id).await.map_err(catalog_error)?;
     let policy = policy(&state, &record.policy)?;
     permit(&caller, Action::SignOff, Some(&policy))?;
     let policies = state.policies.read().expect("policies lock").clone();
@@ -231,7 +258,7 @@ fn request_json(r: &RestoreRequest) -> Value {
         "reason": r.reason,
         "allow_overlap": r.allow_overlap,
         "requester": r.requester,
-        "status": r.status,
+        "status": r.status.as_str(),
         "created_at": r.created_at.to_string(),
         "expires_at": r.expires_at.to_string(),
         "not_before": r.not_before.map(|t| t.to_string()),
@@ -305,7 +332,7 @@ async fn create_request(
         reason: body.reason.clone(),
         allow_overlap: body.allow_overlap,
         requester: caller.principal.clone(),
-        status: "pending".into(),
+        status: RequestStatus::Pending,
         created_at: now,
         expires_at: now + jiff::SignedDuration::try_from(requests::REQUEST_TTL).unwrap_or_default(),
         not_before: time(&body.not_before, "not_before")?,
@@ -319,7 +346,7 @@ async fn create_request(
         .catalog
         .create_request(&request)
         .await
-        .map_err(internal)?;
+        .map_err(catalog_error)?;
     Ok(Json(request_json(&request)))
 }
 
@@ -327,8 +354,8 @@ async fn list_requests(State(state): State<ApiState>, caller: Caller) -> ApiResu
     permit(&caller, Action::Read, None)?;
     expire(&state, jiff::Timestamp::now())
         .await
-        .map_err(internal)?;
-    let all = state.catalog.requests(200).await.map_err(internal)?;
+        .map_err(engine_error)?;
+    let all = state.catalog.requests(200).await.map_err(catalog_error)?;
     Ok(Json(Value::Array(all.iter().map(request_json).collect())))
 }
 
@@ -340,7 +367,7 @@ async fn get_request(
     permit(&caller, Action::Read, None)?;
     expire(&state, jiff::Timestamp::now())
         .await
-        .map_err(internal)?;
+        .map_err(engine_error)?;
     let r = find_request(&state, &id).await?;
     Ok(Json(request_json(&r)))
 }
@@ -354,7 +381,7 @@ async fn decide(
 ) -> ApiResult {
     expire(&state, jiff::Timestamp::now())
         .await
-        .map_err(internal)?;
+        .map_err(engine_error)?;
     let r = find_request(&state, &id).await?;
     let policy = policy(&state, &r.policy)?;
     permit(&caller, Action::Decide, Some(&policy))?;
@@ -367,24 +394,22 @@ async fn decide(
             ),
         ));
     }
-    let (to, event) = if approve {
-        ("approved", "request.approved")
+    let to = if approve {
+        RequestStatus::Approved
     } else {
-        ("rejected", "request.rejected")
+        RequestStatus::Rejected
     };
     let r = state
         .catalog
         .transition_request(
             &id,
-            &["pending"],
             to,
-            event,
             &caller.principal,
             comment.as_deref(),
             jiff::Timestamp::now(),
         )
         .await
-        .map_err(conflict)?;
+        .map_err(catalog_error)?;
     notify_requester(&state, &policy, &r);
     Ok(Json(request_json(&r)))
 }
@@ -419,7 +444,7 @@ async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineErro
 
 /// Tells the requester (through the policy's notification channels, addressed to them)
 /// that their request was approved, rejected, expired, or ran and how.
-fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
+pub(crate) fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
     let settings = merged(&state.config.notify, policy.notify.as_ref());
     state.notifier.alert(
         &settings,
@@ -453,11 +478,14 @@ async fn run_request(
     permit(&caller, Action::Run { requester }, Some(&policy))?;
     let now = jiff::Timestamp::now();
     if let Some(not_before) = r.not_before.filter(|t| *t > now) {
-        return Err(conflict(format!("request {id} may run from {not_before}")));
+        return Err(error(
+            StatusCode::CONFLICT,
+            format!("request {id} may run from {not_before}"),
+        ));
     }
     let r = run_approved(&state, &policy, &id, &caller.principal)
         .await
-        .map_err(conflict)?;
+        .map_err(catalog_error)?;
     Ok(Json(request_json(&r)))
 }
 
@@ -471,32 +499,16 @@ pub async fn run_approved(
 ) -> Result<RestoreRequest, backstop_catalog::CatalogError> {
     let r = state
         .catalog
-        .transition_request(
-            id,
-            &["approved"],
-            "running",
-            "request.started",
-            by,
-            None,
-            jiff::Timestamp::now(),
-        )
+        .transition_request(id, RequestStatus::Running, by, None, jiff::Timestamp::now())
         .await?;
     let outcome = requests::execute(&state.config, policy, &r).await;
     let (to, text) = match &outcome {
-        Ok(text) => ("succeeded", text.clone()),
-        Err(e) => ("failed", format!("{e:#}")),
+        Ok(text) => (RequestStatus::Succeeded, text.clone()),
+        Err(e) => (RequestStatus::Failed, format!("{e:#}")),
     };
     let r = state
         .catalog
-        .transition_request(
-            id,
-            &["running"],
-            to,
-            "request.executed",
-            by,
-            Some(&text),
-            jiff::Timestamp::now(),
-        )
+        .transition_request(id, to, by, Some(&text), jiff::Timestamp::now())
         .await?;
     notify_requester(state, policy, &r);
     Ok(r)
@@ -504,36 +516,32 @@ pub async fn run_approved(
 
 /// Approved requests with a window (`not_before`) run by themselves once it opens; those
 /// without one wait for `request run`.
-pub async fn run_windows(state: ApiState) {
-    loop {
-        let now = jiff::Timestamp::now();
-        match state.catalog.requests(u32::MAX).await {
-            Ok(all) => {
-                for r in all
-                    .into_iter()
-                    .filter(|r| r.status == "approved" && r.not_before.is_some_and(|t| t <= now))
-                {
-                    let Ok(policy) = policy(&state, &r.policy) else {
-                        continue;
-                    };
-                    match run_approved(&state, &policy, &r.id, "daemon").await {
-                        Ok(done) => tracing::info!(
-                            request = done.id,
-                            status = done.status,
-                            "restore request ran in its window"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(request = r.id, error = %e, "running a restore request")
-                        }
+pub async fn run_windows_once(state: ApiState) {
+    let now = jiff::Timestamp::now();
+    match state.catalog.requests(u32::MAX).await {
+        Ok(all) => {
+            for r in all.into_iter().filter(|r| {
+                r.status == RequestStatus::Approved && r.not_before.is_some_and(|t| t <= now)
+            }) {
+                let Ok(policy) = policy(&state, &r.policy) else {
+                    continue;
+                };
+                match run_approved(&state, &policy, &r.id, "daemon").await {
+                    Ok(done) => tracing::info!(
+                        request = done.id,
+                        status = done.status.as_str(),
+                        "restore request ran in its window"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(request = r.id, error = %e, "running a restore request")
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "looking for restore requests to run"),
         }
-        if let Err(e) = expire(&state, now).await {
-            tracing::warn!(error = %e, "expiring restore requests");
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+        Err(e) => tracing::warn!(error = %e, "looking for restore requests to run"),
+    }
+    if let Err(e) = expire(&state, now).await {
+        tracing::warn!(error = %e, "expiring restore requests");
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use backstop_catalog::{Catalog, RestoreRequest};
+use backstop_catalog::{Catalog, RequestStatus, RestoreRequest};
 use backstop_sources::DbUrl;
 
 use crate::config::Config;
@@ -24,13 +24,11 @@ pub async fn expire_stale(
 ) -> Result<Vec<RestoreRequest>, EngineError> {
     let mut expired = Vec::new();
     for r in catalog.requests(u32::MAX).await? {
-        if r.status == "pending" && r.expires_at <= now {
+        if r.status == RequestStatus::Pending && r.expires_at <= now {
             let r = catalog
                 .transition_request(
                     &r.id,
-                    &["pending"],
-                    "expired",
-                    "request.expired",
+                    RequestStatus::Expired,
                     "backstop",
                     Some("not approved in time"),
                     now,
@@ -136,7 +134,7 @@ mod tests {
             reason: "r".into(),
             allow_overlap: false,
             requester: "dba@example.com".into(),
-            status: "pending".into(),
+            status: RequestStatus::Pending,
             created_at: t("2026-11-24T00:00:00Z"),
             expires_at: t(expires),
             not_before: None,
@@ -166,15 +164,7 @@ mod tests {
             .unwrap();
         let at: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
         catalog
-            .transition_request(
-                "decided",
-                &["pending"],
-                "approved",
-                "request.approved",
-                "boss",
-                None,
-                at,
-            )
+            .transition_request("decided", RequestStatus::Approved, "boss", None, at)
             .await
             .unwrap();
         let expired = expire_stale(&catalog, "2026-11-25T00:00:00Z".parse().unwrap())
@@ -188,11 +178,15 @@ mod tests {
             let catalog = catalog.clone();
             async move { catalog.request(id).await.unwrap().status }
         };
-        assert_eq!(status("stale").await, "expired", "pending at its expiry");
-        assert_eq!(status("fresh").await, "pending");
+        assert_eq!(
+            status("stale").await,
+            RequestStatus::Expired,
+            "pending at its expiry"
+        );
+        assert_eq!(status("fresh").await, RequestStatus::Pending);
         assert_eq!(
             status("decided").await,
-            "approved",
+            RequestStatus::Approved,
             "an approved request does not expire"
         );
     }

@@ -237,7 +237,7 @@ pub async fn collect(
                 point_in_time: r.point_in_time,
                 target: r.target.clone(),
                 allow_overlap: r.allow_overlap,
-                status: r.status.clone(),
+                status: r.status.as_str().to_string(),
                 decided_by: r.decided_by.clone(),
                 decided_at: r.decided_at,
                 finished_at: r.finished_at,
