@@ -7,7 +7,6 @@ use crate::output::{bytes, print_json, warn_unreadable, EXIT_FAILED, EXIT_OK};
 /// Lists every readable snapshot. An unreadable snapshot object is named on stderr after
 /// the list (its policy is unknown, so whatever the policy filter), and makes the exit code
 /// 1; `--json` prints the readable ones all the same, the array being the contract.
-
 pub async fn run(
     config: &Config,
     policy: Option<&str>,
