@@ -10,6 +10,7 @@ mod e2e {
     mod crash;
     pub mod daemon;
     mod databases;
+    mod degrade;
     mod drills;
     mod encryption;
     pub mod evidence;

@@ -124,6 +124,11 @@ pub enum Command {
         #[arg(long)]
         repository: Option<String>,
     },
+    /// Repair a repository from what it holds itself
+    Repair {
+        #[command(subcommand)]
+        command: RepairCommand,
+    },
     /// Show what changed between two snapshots
     Diff {
         snapshot_a: String,
@@ -282,6 +287,18 @@ pub enum PolicyCommand {
     Check {
         /// Policies directory [default: `policies` from the configuration]
         dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RepairCommand {
+    /// Index every pack that no readable index object lists, from the pack's own header
+    /// (after an index object was lost or damaged; `check` names such packs), into one new
+    /// index object
+    Index {
+        /// Only this configured repository
+        #[arg(long)]
+        repository: Option<String>,
     },
 }
 

@@ -1,8 +1,9 @@
 //! How results reach people and scripts: human text, or JSON with `--json`.
 //!
 //! Exit codes (documented in README.md):
-//! 0 success; 1 failure (error, failed check); 2 usage error; 3 backup committed, but some
-//! files could not be read (listed as warnings).
+//! 0 success; 1 failure (error, failed check, or a listing, catalog rebuild or prune that
+//! went on past an unreadable snapshot object and named it); 2 usage error; 3 backup
+//! committed, but some files could not be read (listed as warnings).
 
 use std::process::ExitCode;
 
@@ -35,4 +36,9 @@ pub fn bytes(n: u64) -> String {
     } else {
         format!("{value:.1} {}", UNITS[unit])
     }
+}
+
+/// Names, on stderr, a snapshot object a command could not read and went on without.
+pub fn warn_unreadable(repository: &str, unreadable: &backstop_repo::UnreadableSnapshot) {
+    eprintln!("warning: repository `{repository}`: {unreadable}");
 }

@@ -2,7 +2,7 @@ use anyhow::Result;
 use backstop_engine::{catalog, Config};
 use serde_json::json;
 
-use crate::output::{print_json, EXIT_OK};
+use crate::output::{print_json, warn_unreadable, EXIT_FAILED, EXIT_OK};
 
 pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
     let store = catalog::open(config).await?;
@@ -15,6 +15,7 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
                 "snapshots": r.snapshots,
                 "added": r.added,
                 "forgotten": r.forgotten,
+                "unreadable": r.unreadable,
             })).collect::<Vec<_>>(),
         }));
     } else {
@@ -26,5 +27,13 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
         }
         println!("catalog {} rebuilt", store.location());
     }
-    Ok(EXIT_OK)
+    // Every readable snapshot is recorded; an unreadable one is named, and fails the run.
+    let mut code = EXIT_OK;
+    for r in &report {
+        for u in &r.unreadable {
+            warn_unreadable(&r.repository, u);
+            code = EXIT_FAILED;
+        }
+    }
+    Ok(code)
 }

@@ -9,6 +9,7 @@ mod drill;
 mod evidence;
 mod policy;
 mod prune;
+mod repair;
 mod request;
 mod restore;
 mod snapshots;
@@ -24,7 +25,7 @@ use backstop_repo::{RepoError, Repository};
 
 use crate::args::{
     AuditCommand, CatalogCommand, Cli, Command, DrillCommand, EvidenceCommand, PolicyCommand,
-    TokenCommand,
+    RepairCommand, TokenCommand,
 };
 
 pub async fn run(cli: Cli) -> Result<u8> {
@@ -121,6 +122,9 @@ pub async fn run(cli: Cli) -> Result<u8> {
             dry_run,
             repository,
         } => prune::run(&config, *dry_run, repository.as_deref(), json).await,
+        Command::Repair {
+            command: RepairCommand::Index { repository },
+        } => repair::index(&config, repository.as_deref(), json).await,
         Command::Diff {
             snapshot_a,
             snapshot_b,

@@ -6,7 +6,7 @@ use backstop_engine::Config;
 use backstop_repo::prune;
 use serde_json::json;
 
-use crate::output::{bytes, print_json, EXIT_OK};
+use crate::output::{bytes, print_json, warn_unreadable, EXIT_FAILED, EXIT_OK};
 
 pub async fn run(
     config: &Config,
@@ -16,6 +16,7 @@ pub async fn run(
 ) -> Result<u8> {
     let policies = load_dir(&config.policies_dir, config)?;
     let mut results = Vec::new();
+    let mut code = EXIT_OK;
     for (name, repo) in super::open_existing(config, repository).await? {
         let retention: HashMap<String, prune::Retention> = policies
             .values()
@@ -40,6 +41,22 @@ pub async fn run(
             for id in &plan.forget {
                 println!("  {verb} snapshot {}", id.short());
             }
+            if !plan.temporary_files.is_empty() {
+                println!(
+                    "  {verb} {} temporary files of interrupted writes",
+                    plan.temporary_files.len()
+                );
+            }
+        }
+        // Retention was applied to the readable snapshots; nothing else was collected.
+        for u in &plan.unreadable {
+            warn_unreadable(&name, u);
+        }
+        if !plan.garbage_collection {
+            eprintln!(
+                "warning: repository `{name}`: no pack or index object was removed while a snapshot is unreadable (it may need them); remove or restore the object, then prune again"
+            );
+            code = EXIT_FAILED;
         }
         results.push(
             json!({ "repository": name, "dry_run": dry_run, "plan": plan, "report": report }),
@@ -48,5 +65,5 @@ pub async fn run(
     if json {
         print_json(&serde_json::Value::Array(results));
     }
-    Ok(EXIT_OK)
+    Ok(code)
 }

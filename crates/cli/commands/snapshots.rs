@@ -2,8 +2,11 @@ use anyhow::Result;
 use backstop_engine::Config;
 use serde_json::json;
 
-use crate::output::{bytes, print_json, EXIT_OK};
+use crate::output::{bytes, print_json, warn_unreadable, EXIT_FAILED, EXIT_OK};
 
+/// Lists every readable snapshot. An unreadable snapshot object is named on stderr after
+/// the list (its policy is unknown, so whatever the policy filter), and makes the exit code
+/// 1; `--json` prints the readable ones all the same, the array being the contract.
 pub async fn run(
     config: &Config,
     policy: Option<&str>,
@@ -11,8 +14,16 @@ pub async fn run(
     json: bool,
 ) -> Result<u8> {
     let mut rows = Vec::new();
+    let mut unreadable = Vec::new();
     for (repo_name, repo) in super::open_existing(config, repository).await? {
-        for (id, s) in repo.snapshots().await? {
+        let listing = repo.list_snapshots().await?;
+        unreadable.extend(
+            listing
+                .unreadable
+                .into_iter()
+                .map(|u| (repo_name.clone(), u)),
+        );
+        for (id, s) in listing.snapshots {
             if policy.is_some_and(|p| p != s.policy) {
                 continue;
             }
@@ -41,7 +52,7 @@ pub async fn run(
                 })
                 .collect(),
         ));
-        return Ok(EXIT_OK);
+        return Ok(finish(&unreadable));
     }
     println!(
         "{:<10} {:<22} {:<20} {:<10} {:>8} {:>11}",
@@ -60,5 +71,16 @@ pub async fn run(
         );
     }
     println!("{} snapshots", rows.len());
-    Ok(EXIT_OK)
+    Ok(finish(&unreadable))
+}
+
+fn finish(unreadable: &[(String, backstop_repo::UnreadableSnapshot)]) -> u8 {
+    for (repo, u) in unreadable {
+        warn_unreadable(repo, u);
+    }
+    if unreadable.is_empty() {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }

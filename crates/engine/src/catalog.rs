@@ -2,7 +2,7 @@
 //! and rebuilding it from the repositories (which hold the truth).
 
 use backstop_catalog::{Catalog, SnapshotRecord};
-use backstop_repo::{Id, Snapshot};
+use backstop_repo::{Id, Snapshot, UnreadableSnapshot};
 
 use crate::config::Config;
 use crate::error::EngineError;
@@ -65,10 +65,15 @@ pub struct Rebuilt {
     pub snapshots: usize,
     pub added: usize,
     pub forgotten: u64,
+    /// Snapshot objects that could not be read: not recorded, and not forgotten either (the
+    /// repository still holds them).
+    pub unreadable: Vec<UnreadableSnapshot>,
 }
 
 /// Records every snapshot of every configured repository in the catalog, and forgets
-/// snapshots the repositories no longer hold. A repository never written is skipped.
+/// snapshots the repositories no longer hold. A repository never written is skipped. An
+/// unreadable snapshot object is reported in [`Rebuilt::unreadable`], and the others are
+/// recorded all the same.
 pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>, EngineError> {
     let mut report = Vec::new();
     for settings in config.repositories.values() {
@@ -78,7 +83,8 @@ pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>,
             Err(EngineError::Repo(backstop_repo::RepoError::NotARepository { .. })) => continue,
             Err(e) => return Err(e),
         };
-        let snapshots = repo.snapshots().await?;
+        let listing = repo.list_snapshots().await?;
+        let snapshots = listing.snapshots;
         let mut added = 0;
         for (id, snapshot) in &snapshots {
             if catalog
@@ -88,7 +94,12 @@ pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>,
                 added += 1;
             }
         }
-        let keep: Vec<String> = snapshots.iter().map(|(id, _)| id.to_hex()).collect();
+        let keep: Vec<String> = snapshots
+            .iter()
+            .map(|(id, _)| *id)
+            .chain(listing.unreadable.iter().map(|u| u.id))
+            .map(|id| id.to_hex())
+            .collect();
         let forgotten = catalog
             .forget_snapshots_except(&settings.name, &keep)
             .await?;
@@ -97,6 +108,7 @@ pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>,
             snapshots: snapshots.len(),
             added,
             forgotten,
+            unreadable: listing.unreadable,
         });
     }
     Ok(report)

@@ -147,3 +147,21 @@ pub async fn open_or_init(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Warns of each snapshot object a job could not read and went on without (`during` says
+/// what it was doing, e.g. "choosing the parent snapshot").
+pub fn warn_unreadable(
+    repository: &str,
+    unreadable: &[backstop_repo::UnreadableSnapshot],
+    during: &str,
+) {
+    for u in unreadable {
+        tracing::warn!(
+            message = "skipped an unreadable snapshot object",
+            repository,
+            object = %u.object,
+            error = %u.error,
+            during,
+        );
+    }
+}

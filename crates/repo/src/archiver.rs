@@ -193,9 +193,17 @@ pub enum FileStatus {
 }
 
 impl SnapshotWriter {
-    /// Starts a snapshot: takes a shared lock (so prune waits) and starts the pipeline.
+    /// Starts a snapshot: takes a shared lock (so prune waits), waiting for a prune that
+    /// holds the exclusive one for up to [`crate::lock::WAIT_AT_MOST`], and starts the
+    /// pipeline.
     pub async fn start(repo: Arc<Repository>) -> Result<Self> {
-        let lock = LockGuard::acquire(repo.clone(), LockKind::Shared, "backup").await?;
+        let lock = LockGuard::acquire_waiting(
+            repo.clone(),
+            LockKind::Shared,
+            "backup",
+            crate::lock::WAIT_AT_MOST,
+        )
+        .await?;
         // Deduplicate only against what exists now, under the lock: a prune that finished
         // before the lock was taken may have removed packs the opening index still listed.
         let (index, problems) = repo.load_index().await?;

@@ -6,7 +6,9 @@
 //! random subset): every pack's content matches its id, and every chunk in it decodes and
 //! matches its id. Each finding names the object and, where it can, the snapshots and files
 //! affected. Packs that no index lists (left by an interrupted backup) are reported as
-//! unreferenced, which is not an error: prune removes them.
+//! unreferenced, which is not an error: prune removes them. So are temporary files left by
+//! writers killed mid-`put` (local storage), with their age: prune removes those older than
+//! [`crate::prune::TEMPORARY_FILE_MIN_AGE`].
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -32,7 +34,7 @@ pub enum ReadData {
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Error,
-    /// Not damage: something to clean up (an unreferenced pack).
+    /// Not damage: something to clean up (an unreferenced pack, a temporary file).
     Info,
 }
 
@@ -55,6 +57,7 @@ pub struct CheckReport {
     pub packs_read: usize,
     pub chunks_verified: usize,
     pub unreferenced_packs: usize,
+    pub temporary_files: usize,
     pub findings: Vec<Finding>,
 }
 
@@ -208,7 +211,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             Some(p) => report.error(
                 layout::pack_key(&p),
                 format!(
-                    "holds {} chunk(s) that snapshots need, but no index lists this pack (an index object is missing)",
+                    "holds {} chunk(s) that snapshots need, but no index lists this pack (an index object is missing); `backstop repair index` indexes it from its header",
                     chunks.len()
                 ),
                 affected,
@@ -231,6 +234,31 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
                 affected: vec![],
             });
         }
+    }
+
+    // Temporary files of interrupted writes: not objects, not damage.
+    let now = std::time::SystemTime::now();
+    for leftover in storage.leftovers("").await? {
+        let age = now.duration_since(leftover.modified).unwrap_or_default();
+        let message = if age >= crate::prune::TEMPORARY_FILE_MIN_AGE {
+            format!(
+                "temporary file of an interrupted write, {} min old; prune removes it",
+                age.as_secs() / 60
+            )
+        } else {
+            format!(
+                "temporary file, {} s old: a write in progress, or an interrupted one that prune removes once it is {} min old",
+                age.as_secs(),
+                crate::prune::TEMPORARY_FILE_MIN_AGE.as_secs() / 60
+            )
+        };
+        report.temporary_files += 1;
+        report.findings.push(Finding {
+            severity: Severity::Info,
+            object: leftover.key,
+            message,
+            affected: vec![],
+        });
     }
 
     // Packs the index names: present, and of the size it says.

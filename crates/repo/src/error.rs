@@ -35,7 +35,8 @@ pub enum RepoError {
     #[error("object {key} is corrupt: {reason}")]
     Corrupt { key: String, reason: String },
 
-    #[error("chunk {chunk} is not in any index")]
+    /// An index object is missing or unreadable; the pack headers can say where the chunk is.
+    #[error("chunk {chunk} is not in any index; run `backstop repair index` to index the packs no index lists")]
     ChunkNotIndexed { chunk: String },
 
     #[error("no snapshot matches `{prefix}`")]
@@ -44,8 +45,16 @@ pub enum RepoError {
     #[error("snapshot id prefix `{prefix}` is ambiguous: it matches {candidates}")]
     AmbiguousSnapshot { prefix: String, candidates: String },
 
-    #[error("repository at {location} is locked by {holder}")]
-    Locked { location: String, holder: String },
+    #[error("repository at {location} is locked by {holder}{}", waited_for(*.waited_secs))]
+    Locked {
+        location: String,
+        holder: String,
+        /// How long the lock was waited for before giving up (0: it was not).
+        waited_secs: u64,
+    },
+
+    #[error("pack {key} is missing, though an index lists it; prune deletes nothing while a pack is missing (`backstop check` names the snapshots it breaks)")]
+    MissingPack { key: String },
 
     #[error("reading {path}: {source}")]
     Io {
@@ -59,6 +68,14 @@ pub enum RepoError {
 
     #[error("backup cancelled before commit; nothing was made visible")]
     Cancelled,
+}
+
+fn waited_for(secs: u64) -> String {
+    if secs == 0 {
+        String::new()
+    } else {
+        format!(" (gave up after waiting {secs} s)")
+    }
 }
 
 pub type Result<T, E = RepoError> = std::result::Result<T, E>;

@@ -7,6 +7,11 @@
 //! rather than both proceeding. A lock is stale, and ignored, when it was not refreshed for
 //! [`STALE_AFTER`], or when it names this host and a process that no longer runs (a backup
 //! killed with SIGKILL leaves such a lock).
+//!
+//! Backup, prune and `repair index` take their lock with [`LockGuard::acquire_waiting`]: a
+//! conflict is retried with backoff for up to [`WAIT_AT_MOST`], with a warning naming the
+//! holder while it waits, so that a prune started during a backup (or the reverse) runs
+//! after it instead of failing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +25,15 @@ use crate::repository::Repository;
 
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);
+/// How long a backup, prune or index repair waits for a conflicting lock before it fails.
+/// Long enough for a prune (or a typical backup) to finish, short enough that a scheduled job
+/// stuck behind a lock is reported the same hour. A constant, not a setting: nothing so far
+/// needs another value.
+pub const WAIT_AT_MOST: Duration = Duration::from_secs(10 * 60);
+/// The first retry comes after this; each next one after twice as long, up to
+/// [`RETRY_AT_MOST`], each with jitter so that two waiters do not retry in step.
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const RETRY_AT_MOST: Duration = Duration::from_secs(10);
 const AAD: &[u8] = b"lock";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +129,7 @@ impl LockGuard {
             return Err(RepoError::Locked {
                 location: repo.location(),
                 holder: other.describe(),
+                waited_secs: 0,
             });
         }
         let refresher = {
@@ -135,6 +150,52 @@ impl LockGuard {
             refresher,
             released: false,
         })
+    }
+
+    /// [`LockGuard::acquire`], retried while another live lock conflicts, for up to
+    /// `at_most`. Each new holder waited for is logged once, as a warning.
+    pub async fn acquire_waiting(
+        repo: Arc<Repository>,
+        kind: LockKind,
+        purpose: &str,
+        at_most: Duration,
+    ) -> Result<Self> {
+        use rand::Rng;
+        let started = std::time::Instant::now();
+        let mut delay = FIRST_RETRY;
+        let mut last_holder = None;
+        loop {
+            match Self::acquire(repo.clone(), kind, purpose).await {
+                Err(RepoError::Locked {
+                    location, holder, ..
+                }) => {
+                    let waited = started.elapsed();
+                    if waited >= at_most {
+                        return Err(RepoError::Locked {
+                            location,
+                            holder,
+                            waited_secs: waited.as_secs(),
+                        });
+                    }
+                    if last_holder.as_ref() != Some(&holder) {
+                        tracing::warn!(
+                            message = "waiting for the repository lock",
+                            purpose,
+                            %location,
+                            %holder,
+                            at_most_secs = at_most.as_secs(),
+                        );
+                        last_holder = Some(holder);
+                    }
+                    let nanos = delay.as_nanos() as u64;
+                    let nap = Duration::from_nanos(rand::thread_rng().gen_range(nanos / 2..=nanos))
+                        .min(at_most.saturating_sub(waited));
+                    tokio::time::sleep(nap).await;
+                    delay = (delay * 2).min(RETRY_AT_MOST);
+                }
+                other => return other,
+            }
+        }
     }
 
     pub async fn release(mut self) -> Result<()> {
@@ -218,4 +279,72 @@ pub async fn remove_stale_locks(repo: &Repository) -> Result<Vec<String>> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::InitOptions;
+    use crate::storage::MemoryStorage;
+
+    async fn repo() -> Arc<Repository> {
+        Arc::new(
+            Repository::init(Arc::new(MemoryStorage::new()), InitOptions::default())
+                .await
+                .unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_conflicting_lock_is_waited_for_until_it_is_released() {
+        let repo = repo().await;
+        let prune = LockGuard::acquire(repo.clone(), LockKind::Exclusive, "prune")
+            .await
+            .unwrap();
+        let waiter = tokio::spawn({
+            let repo = repo.clone();
+            async move {
+                LockGuard::acquire_waiting(
+                    repo,
+                    LockKind::Shared,
+                    "backup",
+                    Duration::from_secs(30),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(!waiter.is_finished(), "the backup waits for the prune");
+        prune.release().await.unwrap();
+        let backup = waiter.await.unwrap().unwrap();
+        backup.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lock_held_longer_than_the_wait_fails_naming_the_holder() {
+        let repo = repo().await;
+        let _backup = LockGuard::acquire(repo.clone(), LockKind::Shared, "backup")
+            .await
+            .unwrap();
+        let err = LockGuard::acquire_waiting(
+            repo.clone(),
+            LockKind::Exclusive,
+            "prune",
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("a shared lock for backup") && err.contains("gave up after waiting 1 s"),
+            "{err}"
+        );
+        // A shared lock does not wait for another shared one.
+        LockGuard::acquire_waiting(repo, LockKind::Shared, "backup", Duration::ZERO)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
 }

@@ -7,9 +7,18 @@
 //! half way: (1) remove forgotten snapshots, (2) write the new index, (3) remove the old
 //! index objects, (4) remove unreferenced packs. Packs with some live chunks are kept whole
 //! (no repacking in format v1); the plan reports the bytes they waste.
+//!
+//! Degraded repositories: while a snapshot object is unreadable, retention still applies to
+//! the readable snapshots (forgetting a snapshot deletes only its snapshot object), but no
+//! pack and no index object is deleted or rewritten, since the unreadable snapshot may need
+//! any of them; the plan says so (`garbage_collection: false`, `unreadable`). A pack that an
+//! index lists but the storage lacks refuses the whole prune ([`RepoError::MissingPack`]):
+//! a new index would forget it, and with it the only record of what it held. Temporary files
+//! of writers killed mid-`put` are removed once older than [`TEMPORARY_FILE_MIN_AGE`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -18,8 +27,15 @@ use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::layout;
 use crate::format::pack::BlobEntry;
-use crate::lock::{LockGuard, LockKind};
-use crate::repository::Repository;
+use crate::lock::{LockGuard, LockKind, WAIT_AT_MOST};
+use crate::repository::{Repository, UnreadableSnapshot};
+
+/// A temporary file (`<key>.tmp-…`, local storage) this old is left by a writer that was
+/// killed, never one still writing: a `put` writes its temporary file and renames it within
+/// one call, which takes seconds even for a large pack on a slow disk. Younger ones are left
+/// alone, since prune cannot know whether a writer without a lock (an audit anchor) or on
+/// another host is still at it.
+pub const TEMPORARY_FILE_MIN_AGE: Duration = Duration::from_secs(60 * 60);
 
 /// How many snapshots to keep: the newest in each of the last N days, ISO weeks, months
 /// (UTC), plus the last N in any case. A policy with no rule keeps everything; the newest
@@ -131,6 +147,13 @@ pub struct PrunePlan {
     /// Bytes in kept packs that no kept snapshot needs (reclaimed by a future repack).
     pub unused_bytes_in_kept_packs: u64,
     pub old_index_objects: Vec<String>,
+    /// Whether unreferenced packs are collected: false while a snapshot is unreadable (see
+    /// the module docs), and then no pack or index object is deleted.
+    pub garbage_collection: bool,
+    /// Snapshot objects that could not be read, each with its cause.
+    pub unreadable: Vec<UnreadableSnapshot>,
+    /// Temporary files left by interrupted writes, older than [`TEMPORARY_FILE_MIN_AGE`].
+    pub temporary_files: Vec<String>,
     /// Index entries for the packs that stay.
     #[serde(skip)]
     new_index: Vec<IndexPack>,
@@ -148,7 +171,26 @@ pub async fn plan(
         return Err(RepoError::corrupt(key, format!("{problem}; run `backstop check` (prune deletes nothing while an index object is unreadable)")));
     }
     let repo = Arc::new(repo.with_index(index));
-    let snapshots = repo.snapshots().await?;
+    let listing = repo.list_snapshots().await?;
+    let snapshots = listing.snapshots;
+    // A pack the index lists but the storage lacks: a new index would forget it.
+    let stored = repo.storage().list(layout::DATA_PREFIX).await?;
+    let stored_ids: HashSet<Id> = stored
+        .iter()
+        .filter_map(|o| layout::id_of(&o.key))
+        .collect();
+    let mut missing: Vec<&Id> = repo
+        .index()
+        .packs()
+        .keys()
+        .filter(|p| !stored_ids.contains(p))
+        .collect();
+    missing.sort();
+    if let Some(pack) = missing.first() {
+        return Err(RepoError::MissingPack {
+            key: layout::pack_key(pack),
+        });
+    }
     let mut by_policy: HashMap<&str, Vec<(Id, jiff::Timestamp)>> = HashMap::new();
     for (id, s) in &snapshots {
         by_policy
@@ -175,6 +217,12 @@ pub async fn plan(
     }
     out.keep.sort();
     out.forget.sort();
+    out.temporary_files = old_temporary_files(&repo).await?;
+    out.unreadable = listing.unreadable;
+    out.garbage_collection = out.unreadable.is_empty();
+    if !out.garbage_collection {
+        return Ok(out);
+    }
 
     let mut live: HashSet<Id> = HashSet::new();
     for (id, s) in &snapshots {
@@ -194,7 +242,7 @@ pub async fn plan(
     // Every needed chunk must be indexed before anything is deleted.
     if let Some(missing) = live.iter().find(|c| !repo.index().contains(c)) {
         return Err(RepoError::Invalid(format!(
-            "chunk {missing} needed by a kept snapshot is in no index; run `backstop check` (prune deletes nothing)"
+            "chunk {missing} needed by a kept snapshot is in no index; run `backstop check`, then `backstop repair index` (prune deletes nothing)"
         )));
     }
 
@@ -207,7 +255,6 @@ pub async fn plan(
             raw_length: loc.raw_length,
         });
     }
-    let stored = repo.storage().list(layout::DATA_PREFIX).await?;
     for object in stored {
         let Some(pack) = layout::id_of(&object.key) else {
             continue;
@@ -243,12 +290,29 @@ pub async fn plan(
     Ok(out)
 }
 
+/// Temporary files old enough to be a killed writer's (see [`TEMPORARY_FILE_MIN_AGE`]).
+async fn old_temporary_files(repo: &Repository) -> Result<Vec<String>> {
+    let now = std::time::SystemTime::now();
+    Ok(repo
+        .storage()
+        .leftovers("")
+        .await?
+        .into_iter()
+        .filter(|l| {
+            now.duration_since(l.modified)
+                .is_ok_and(|age| age >= TEMPORARY_FILE_MIN_AGE)
+        })
+        .map(|l| l.key)
+        .collect())
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PruneReport {
     pub snapshots_removed: usize,
     pub packs_removed: usize,
     pub bytes_removed: u64,
     pub stale_locks_removed: usize,
+    pub temporary_files_removed: usize,
 }
 
 /// Plans and executes under an exclusive lock (see the module docs for the order).
@@ -261,7 +325,8 @@ pub async fn prune(
         return Ok((plan(&repo, retention).await?, None));
     }
     let stale = crate::lock::remove_stale_locks(&repo).await?;
-    let lock = LockGuard::acquire(repo.clone(), LockKind::Exclusive, "prune").await?;
+    let lock = LockGuard::acquire_waiting(repo.clone(), LockKind::Exclusive, "prune", WAIT_AT_MOST)
+        .await?;
     let result = async {
         let plan = plan(&repo, retention).await?;
         let report = execute(&repo, &plan).await?;
@@ -281,7 +346,7 @@ async fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<PruneReport
         storage.delete(&layout::snapshot_key(id)).await?;
     }
     let nothing_to_collect = plan.delete_packs.is_empty() && plan.unused_bytes_in_kept_packs == 0;
-    if !nothing_to_collect || plan.old_index_objects.len() > 1 {
+    if plan.garbage_collection && (!nothing_to_collect || plan.old_index_objects.len() > 1) {
         let (new_id, _) = repo
             .write_index(&IndexFile {
                 version: 1,
@@ -296,11 +361,15 @@ async fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<PruneReport
     for pack in &plan.delete_packs {
         storage.delete(&layout::pack_key(pack)).await?;
     }
+    for key in &plan.temporary_files {
+        storage.delete(key).await?;
+    }
     Ok(PruneReport {
         snapshots_removed: plan.forget.len(),
         packs_removed: plan.delete_packs.len(),
         bytes_removed: plan.delete_bytes,
         stale_locks_removed: 0,
+        temporary_files_removed: plan.temporary_files.len(),
     })
 }
 

@@ -43,6 +43,43 @@ impl Default for InitOptions {
     }
 }
 
+/// A snapshot object that could not be read: its id, its key and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct UnreadableSnapshot {
+    pub id: Id,
+    pub object: String,
+    pub error: String,
+}
+
+impl std::fmt::Display for UnreadableSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Repository and storage errors name the object already; say it once.
+        if self.error.contains(&self.object) {
+            write!(
+                f,
+                "snapshot {} is unreadable: {}",
+                self.id.short(),
+                self.error
+            )
+        } else {
+            write!(
+                f,
+                "snapshot {} is unreadable: {}: {}",
+                self.id.short(),
+                self.object,
+                self.error
+            )
+        }
+    }
+}
+
+/// The snapshots of a repository: the readable ones, oldest first, and the unreadable ones.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    pub snapshots: Vec<(Id, Snapshot)>,
+    pub unreadable: Vec<UnreadableSnapshot>,
+}
+
 /// An opened repository: its storage, config, codec and the union of its index objects.
 #[derive(Debug)]
 pub struct Repository {
@@ -310,17 +347,27 @@ impl Repository {
             .collect())
     }
 
-    /// Every snapshot, oldest first. A snapshot that cannot be read fails the listing,
-    /// naming its object.
-    pub async fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+    /// Every snapshot, oldest first, and beside them every snapshot object that could not be
+    /// read (truncated, corrupt, unreadable on the storage), each named with its cause. One
+    /// bad object never hides the others: callers use the readable ones and report the rest.
+    /// Only a failure to list `snapshots/` itself is an error.
+    pub async fn list_snapshots(&self) -> Result<SnapshotList> {
         let ids = self.snapshot_ids().await?;
         let loaded = futures::future::join_all(ids.iter().map(|id| self.load_snapshot(id))).await;
-        let mut out = ids
-            .into_iter()
-            .zip(loaded)
-            .map(|(id, s)| s.map(|s| (id, s)))
-            .collect::<Result<Vec<_>>>()?;
-        out.sort_by_key(|(id, s)| (s.time, *id));
+        let mut out = SnapshotList::default();
+        for (id, result) in ids.into_iter().zip(loaded) {
+            match result {
+                Ok(snapshot) => out.snapshots.push((id, snapshot)),
+                // Removed since it was listed (a prune forgot it): not a snapshot any more.
+                Err(RepoError::Storage(e)) if e.is_not_found() => {}
+                Err(e) => out.unreadable.push(UnreadableSnapshot {
+                    id,
+                    object: layout::snapshot_key(&id),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        out.snapshots.sort_by_key(|(id, s)| (s.time, *id));
         Ok(out)
     }
 

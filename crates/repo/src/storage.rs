@@ -11,6 +11,9 @@
 //! - `list(prefix)` is complete: every object whose key starts with `prefix`, with its size,
 //!   and nothing that is not a finished object (no temporary files, no pending uploads).
 //! - `delete` of a missing key succeeds.
+//! - `leftovers(prefix)` lists what an interrupted `put` left behind where it can leave
+//!   anything (local storage: its temporary files), with when each was last written; `delete`
+//!   removes one by the key given. Stores whose `put` leaves nothing behind list none.
 //! - Every error names the key and says whether it is worth retrying
 //!   ([`StorageError::is_transient`]). Retrying is the job of [`retry::RetryStorage`], a
 //!   wrapper, never of an implementation.
@@ -32,6 +35,16 @@ pub use s3::{S3Options, S3Storage};
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+}
+
+/// Something an interrupted write left behind: not an object, never listed by `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// What to pass to `delete` to remove it (for local storage, its relative path).
+    pub key: String,
+    pub size: u64,
+    /// When it was last written.
+    pub modified: std::time::SystemTime,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -84,6 +97,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
     /// Removes the object; a missing key is not an error.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// What interrupted `put`s left behind under `prefix`, sorted by key (see the module
+    /// contract). None by default: most stores' `put` leaves nothing behind.
+    async fn leftovers(&self, prefix: &str) -> Result<Vec<Leftover>, StorageError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
     /// Where this storage lives, for messages (no secrets).
     fn location(&self) -> String;
     /// Whether every request pays a network round trip (object storage): readers then keep

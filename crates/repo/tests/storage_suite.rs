@@ -76,6 +76,9 @@ async fn suite(s: &dyn Storage, large: usize) {
     s.delete("data/ab/one").await.unwrap();
     assert!(s.get("data/ab/one").await.unwrap_err().is_not_found());
 
+    // Finished puts leave nothing behind.
+    assert!(s.leftovers("").await.unwrap().is_empty());
+
     // Keys that could escape the store are refused.
     assert!(s.put("../escape", Bytes::new()).await.is_err());
     assert!(s.put("/abs", Bytes::new()).await.is_err());
@@ -106,6 +109,15 @@ async fn local_storage_passes_the_suite_and_never_lists_temporary_files() {
         .unwrap()
         .iter()
         .all(|o| !o.key.contains("tmp")));
+    // It is a leftover, named so that `delete` removes it, through the retry wrapper too.
+    let retrying = RetryStorage::new(s, RetryPolicy::default());
+    let leftovers = retrying.leftovers("index/").await.unwrap();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    assert_eq!(leftovers[0].key, "index/abc.tmp-0123456789abcdef");
+    assert_eq!(leftovers[0].size, 7);
+    assert!(retrying.leftovers("data/").await.unwrap().is_empty());
+    retrying.delete(&leftovers[0].key).await.unwrap();
+    assert!(retrying.leftovers("").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,19 +69,26 @@ pub async fn execute(
     let repo = repos::open(settings, &config.base_dir).await?;
     let id = match (&r.snapshot_id, r.point_in_time) {
         (Some(prefix), _) => repo.find_snapshot(prefix).await?,
-        (None, Some(at)) => repo
-            .snapshots()
-            .await?
-            .into_iter()
-            .filter(|(_, s)| s.policy == policy.name && s.data_point <= at)
-            .max_by_key(|(id, s)| (s.data_point, *id))
-            .map(|(id, _)| id)
-            .ok_or_else(|| {
-                EngineError::Refused(format!(
-                    "policy `{}` has no snapshot at or before {at}",
-                    policy.name
-                ))
-            })?,
+        (None, Some(at)) => {
+            let listing = repo.list_snapshots().await?;
+            repos::warn_unreadable(
+                &policy.repository,
+                &listing.unreadable,
+                "choosing the snapshot at a point in time",
+            );
+            listing
+                .snapshots
+                .into_iter()
+                .filter(|(_, s)| s.policy == policy.name && s.data_point <= at)
+                .max_by_key(|(id, s)| (s.data_point, *id))
+                .map(|(id, _)| id)
+                .ok_or_else(|| {
+                    EngineError::Refused(format!(
+                        "policy `{}` has no snapshot at or before {at}",
+                        policy.name
+                    ))
+                })?
+        }
         (None, None) => {
             return Err(EngineError::Refused(
                 "the request names no snapshot and no point in time".into(),

@@ -98,9 +98,14 @@ async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen,
             (id, snapshot)
         }
         Pick::Newest | Pick::Random => {
-            let mut mine: Vec<_> = repo
-                .snapshots()
-                .await?
+            let listing = repo.list_snapshots().await?;
+            repos::warn_unreadable(
+                &policy.repository,
+                &listing.unreadable,
+                "choosing the snapshot to drill",
+            );
+            let mut mine: Vec<_> = listing
+                .snapshots
                 .into_iter()
                 .filter(|(_, s)| s.policy == policy.name)
                 .collect();

@@ -31,18 +31,40 @@ pub async fn run(
     let settings = config.repository(&policy.repository)?;
     let (repo, created) = repos::open_or_init(settings, &config.base_dir).await?;
     // The newest snapshot of this policy is the parent: its unchanged files are not read.
-    let parent = repo
-        .snapshots()
-        .await?
+    // An unreadable snapshot object is skipped (it may be this policy's newest): the parent
+    // only saves reading unchanged files, so a backup never needs any particular one.
+    let listing = repo.list_snapshots().await?;
+    repos::warn_unreadable(
+        &policy.repository,
+        &listing.unreadable,
+        "choosing the parent snapshot",
+    );
+    let mut parent = listing
+        .snapshots
         .into_iter()
         .rev()
         .find(|(_, s)| s.policy == policy.name && s.source_kind == policy.source.kind());
     // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
     let walks_files = matches!(policy.source, SourceSpec::Files(_) | SourceSpec::Config(_));
     let parent_tree = match &parent {
-        Some((_, s)) if walks_files => Some(repo.read_tree(s).await?),
+        Some((id, s)) if walks_files => match repo.read_tree(s).await {
+            Ok(tree) => Some(tree),
+            // Without the parent's tree every file is read again: slower, never wrong.
+            Err(e) => {
+                tracing::warn!(
+                    message = "the parent snapshot's tree is unreadable; every file is read",
+                    snapshot = %id.short(),
+                    error = %e,
+                );
+                None
+            }
+        },
         _ => None,
     };
+    if walks_files && parent_tree.is_none() {
+        // Not used for change detection, so not recorded as the parent either.
+        parent = None;
+    }
     let time = jiff::Timestamp::now();
     let mut writer = SnapshotWriter::start(repo.clone()).await?;
     on_start(writer.progress());

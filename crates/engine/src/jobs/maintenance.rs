@@ -3,7 +3,8 @@
 //! Prune is repository-wide: it applies the retention of every policy stored in the
 //! repository, then collects unreferenced data (under the repository's exclusive lock, in an
 //! order that keeps every kept snapshot restorable if it is interrupted). The catalog then
-//! forgets the snapshots the repository no longer holds.
+//! forgets the snapshots the repository no longer holds. While a snapshot object is
+//! unreadable, prune applies retention but collects nothing, and the run fails naming it.
 
 use std::collections::HashMap;
 
@@ -37,20 +38,30 @@ pub async fn prune_recorded(
             .map(|p| (p.name.clone(), p.retention.clone()))
             .collect();
         let (plan, _) = prune::prune(repo, &retention, false).await?;
-        let keep: Vec<String> = plan.keep.iter().map(|id| id.to_hex()).collect();
+        let keep: Vec<String> = plan
+            .keep
+            .iter()
+            .chain(plan.unreadable.iter().map(|u| &u.id))
+            .map(|id| id.to_hex())
+            .collect();
         catalog
             .forget_snapshots_except(&policy.repository, &keep)
             .await?;
-        Ok::<_, EngineError>((
-            format!(
-                "repository `{}`: kept {} snapshots, forgot {}, deleted {} packs",
-                policy.repository,
-                plan.keep.len(),
-                plan.forget.len(),
-                plan.delete_packs.len()
-            ),
-            plan.delete_bytes,
-        ))
+        let summary = format!(
+            "repository `{}`: kept {} snapshots, forgot {}, deleted {} packs",
+            policy.repository,
+            plan.keep.len(),
+            plan.forget.len(),
+            plan.delete_packs.len()
+        );
+        if !plan.unreadable.is_empty() {
+            let unreadable: Vec<String> = plan.unreadable.iter().map(|u| u.to_string()).collect();
+            return Err(EngineError::Refused(format!(
+                "{summary}; collected no garbage while a snapshot is unreadable: {}",
+                unreadable.join("; ")
+            )));
+        }
+        Ok::<_, EngineError>((summary, plan.delete_bytes))
     };
     finish(catalog, &run_id, work, cancel).await
 }

@@ -96,12 +96,29 @@ pub fn parse_header(codec: &Codec, pack: &[u8]) -> Result<PackHeader, String> {
     if pack.len() < 4 {
         return Err("too short to be a pack".into());
     }
-    let (rest, len) = pack.split_at(pack.len() - 4);
-    let len = u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize;
-    if len > rest.len() {
+    let (rest, trailer) = pack.split_at(pack.len() - 4);
+    let len = header_length(trailer.try_into().expect("4 bytes"), pack.len() as u64)? as usize;
+    let body = rest.len() - len;
+    decode_header(codec, &rest[body..], body as u64)
+}
+
+/// The header's length from a pack's last 4 bytes, checked against the pack's size: the
+/// header lies in the `length` bytes before those 4.
+pub fn header_length(trailer: [u8; 4], pack_size: u64) -> Result<u64, String> {
+    let len = u64::from(u32::from_le_bytes(trailer));
+    if pack_size < 4 {
+        return Err("too short to be a pack".into());
+    }
+    if len > pack_size - 4 {
         return Err(format!("header length {len} exceeds the pack"));
     }
-    let json = codec.decode(&rest[rest.len() - len..], HEADER_AAD)?;
+    Ok(len)
+}
+
+/// Decodes a pack's header (its stored bytes), checking that every blob lies within the
+/// first `body` bytes of the pack, before the header.
+pub fn decode_header(codec: &Codec, stored: &[u8], body: u64) -> Result<PackHeader, String> {
+    let json = codec.decode(stored, HEADER_AAD)?;
     let header: PackHeader =
         serde_json::from_slice(&json).map_err(|e| format!("pack header: {e}"))?;
     if header.version > 1 {
@@ -110,8 +127,11 @@ pub fn parse_header(codec: &Codec, pack: &[u8]) -> Result<PackHeader, String> {
             header.version
         ));
     }
-    let body = (rest.len() - len) as u64;
-    if header.blobs.iter().any(|b| b.offset + b.length > body) {
+    if header
+        .blobs
+        .iter()
+        .any(|b| b.offset.checked_add(b.length).is_none_or(|end| end > body))
+    {
         return Err("pack header points past the blobs".into());
     }
     Ok(header)

@@ -1,6 +1,7 @@
 //! A local directory. `put` writes `<key>.tmp-<random>`, fsyncs it, renames it over the final
 //! name and fsyncs the directory, so a crash leaves either the old state or the whole object.
-//! Temporary files are never listed; a crash can leave one behind, which `list` ignores.
+//! Temporary files are never listed; a crash can leave one behind, which `list` ignores and
+//! `leftovers` names (prune removes it once it is old enough not to be a write in progress).
 
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
+use super::{range_error, validate_key, Leftover, ObjectInfo, Storage, StorageError};
 use crate::direct_io::DirectWriter;
 
 const TEMP_MARKER: &str = ".tmp-";
@@ -98,11 +99,19 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     result
 }
 
+/// What a directory walk collects: finished objects, or the temporary files `put` left.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Objects,
+    Leftovers,
+}
+
 fn list_dir(
     root: &Path,
     dir: &Path,
     prefix: &str,
-    out: &mut Vec<ObjectInfo>,
+    want: Want,
+    out: &mut Vec<(ObjectInfo, std::fs::Metadata)>,
 ) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -126,16 +135,47 @@ fn list_dir(
             // Descend only where keys below can still match the prefix.
             let dir_key = format!("{key}/");
             if dir_key.starts_with(prefix) || prefix.starts_with(&dir_key) {
-                list_dir(root, &path, prefix, out)?;
+                list_dir(root, &path, prefix, want, out)?;
             }
-        } else if file_type.is_file() && key.starts_with(prefix) && !key.contains(TEMP_MARKER) {
-            out.push(ObjectInfo {
-                key,
-                size: entry.metadata()?.len(),
-            });
+        } else if file_type.is_file()
+            && key.starts_with(prefix)
+            && key.contains(TEMP_MARKER) == (want == Want::Leftovers)
+        {
+            let metadata = match entry.metadata() {
+                Ok(m) => m,
+                // A temporary file renamed or removed by its writer meanwhile.
+                Err(e) if e.kind() == ErrorKind::NotFound && want == Want::Leftovers => continue,
+                Err(e) => return Err(e),
+            };
+            out.push((
+                ObjectInfo {
+                    key,
+                    size: metadata.len(),
+                },
+                metadata,
+            ));
         }
     }
     Ok(())
+}
+
+impl LocalStorage {
+    async fn walk(
+        &self,
+        prefix: &str,
+        want: Want,
+    ) -> Result<Vec<(ObjectInfo, std::fs::Metadata)>, StorageError> {
+        let root = self.root.clone();
+        let p = prefix.to_string();
+        let mut found = Self::blocking("list", prefix, move || {
+            let mut out = Vec::new();
+            list_dir(&root, &root, &p, want, &mut out).map_err(|e| io_error("list", &p, e))?;
+            Ok(out)
+        })
+        .await?;
+        found.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+        Ok(found)
+    }
 }
 
 #[async_trait]
@@ -193,16 +233,23 @@ impl Storage for LocalStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        let root = self.root.clone();
-        let p = prefix.to_string();
-        let mut objects = Self::blocking("list", prefix, move || {
-            let mut out = Vec::new();
-            list_dir(&root, &root, &p, &mut out).map_err(|e| io_error("list", &p, e))?;
-            Ok(out)
-        })
-        .await?;
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(objects)
+        let found = self.walk(prefix, Want::Objects).await?;
+        Ok(found.into_iter().map(|(info, _)| info).collect())
+    }
+
+    async fn leftovers(&self, prefix: &str) -> Result<Vec<Leftover>, StorageError> {
+        let found = self.walk(prefix, Want::Leftovers).await?;
+        Ok(found
+            .into_iter()
+            .map(|(info, metadata)| Leftover {
+                key: info.key,
+                size: info.size,
+                // Without a time, it might be a write in progress: count it as new.
+                modified: metadata
+                    .modified()
+                    .unwrap_or_else(|_| std::time::SystemTime::now()),
+            })
+            .collect())
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use rand::Rng;
 
-use super::{ObjectInfo, Storage, StorageError};
+use super::{Leftover, ObjectInfo, Storage, StorageError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -96,6 +96,10 @@ impl<S: Storage> Storage for RetryStorage<S> {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         self.with_retry(|| self.inner.delete(key)).await
+    }
+
+    async fn leftovers(&self, prefix: &str) -> Result<Vec<Leftover>, StorageError> {
+        self.with_retry(|| self.inner.leftovers(prefix)).await
     }
 
     fn location(&self) -> String {
