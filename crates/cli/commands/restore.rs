@@ -25,6 +25,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                 },
                 compression_level: None,
                 pack_size: None,
+                retry_budget: None,
             };
             let cwd = std::env::current_dir()?;
             repos::open(&settings, &cwd)

@@ -109,6 +109,17 @@ mod humantime_serde_compat {
         humantime::parse_duration(&text)
             .map_err(|e| serde::de::Error::custom(format!("`{text}`: {e} (e.g. \"30s\", \"6h\")")))
     }
+
+    /// The same, for a key that may be left out.
+    pub mod option {
+        use serde::Deserializer;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<std::time::Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +134,9 @@ struct RepositoryFile {
     key_env: Option<String>,
     compression_level: Option<Spanned<i32>>,
     pack_size_mib: Option<Spanned<u64>>,
+    /// How long one storage operation is retried before the job fails ("90s", "5m").
+    #[serde(default, with = "humantime_serde_compat::option")]
+    retry_budget: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -153,6 +167,9 @@ pub struct RepositorySettings {
     pub key: KeySource,
     pub compression_level: Option<i32>,
     pub pack_size: Option<u64>,
+    /// `retry_budget`: how long one storage operation is retried; the store's default
+    /// ([`backstop_repo::storage::RetryPolicy::DEFAULT_BUDGET`]) when unset.
+    pub retry_budget: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -195,6 +212,7 @@ impl Config {
                 key: KeySource::None,
                 compression_level: None,
                 pack_size: None,
+                retry_budget: None,
             },
         );
         Self {
@@ -293,6 +311,7 @@ impl Config {
                     key,
                     compression_level: repo.compression_level.map(Spanned::into_inner),
                     pack_size: repo.pack_size_mib.map(|s| s.into_inner() * 1024 * 1024),
+                    retry_budget: repo.retry_budget,
                 },
             );
         }
@@ -394,6 +413,25 @@ tokens_file = "./access.toml"
         assert_eq!(c.data_dir, Path::new("/etc/backstop/./backstop-data"));
         assert!(c.repositories["offsite"].path_style);
         assert_eq!(c.repositories["local"].key, KeySource::None);
+        assert_eq!(c.repositories["offsite"].retry_budget, None);
+    }
+
+    #[test]
+    fn issue_14_a_repository_takes_a_retry_budget() {
+        let text =
+            "[repositories.offsite]\nurl = \"s3://backups/backstop\"\nretry_budget = \"2m\"\n";
+        let c = Config::parse(Path::new("b.toml"), text).unwrap();
+        assert_eq!(
+            c.repositories["offsite"].retry_budget,
+            Some(std::time::Duration::from_secs(120))
+        );
+        let text =
+            "[repositories.offsite]\nurl = \"s3://backups/backstop\"\nretry_budget = \"soon\"\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("b.toml:3:16: "), "{err}");
+        assert!(err.contains("`soon`"), "{err}");
     }
 
     #[test]

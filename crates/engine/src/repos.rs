@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use backstop_repo::format::crypto::KdfParams;
 use backstop_repo::open::{RepoUrl, S3Settings};
+use backstop_repo::storage::RetryPolicy;
 use backstop_repo::{InitOptions, RepoError, Repository};
 
 use crate::config::{KeySource, RepositorySettings};
@@ -61,11 +62,18 @@ pub async fn storage_for(
 ) -> Result<Arc<dyn backstop_repo::storage::Storage>, EngineError> {
     let url = RepoUrl::parse(&settings.url, base_dir)?;
     Ok(url
-        .connect(&S3Settings {
-            endpoint: settings.endpoint.clone(),
-            region: settings.region.clone(),
-            path_style: settings.path_style,
-        })
+        .connect(
+            &S3Settings {
+                endpoint: settings.endpoint.clone(),
+                region: settings.region.clone(),
+                path_style: settings.path_style,
+            },
+            settings
+                .retry_budget
+                .map(RetryPolicy::with_budget)
+                .unwrap_or_default(),
+            Some(&settings.name),
+        )
         .await)
 }
 

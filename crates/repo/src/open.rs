@@ -44,21 +44,32 @@ impl RepoUrl {
         Ok(RepoUrl::Local(base.join(path)))
     }
 
-    pub async fn connect(&self, s3: &S3Settings) -> Arc<dyn Storage> {
+    /// Opens the store, wrapped in [`RetryStorage`] with `retry`; `name` (the repository's
+    /// name in the configuration, if it has one) is how errors name it, with its location.
+    pub async fn connect(
+        &self,
+        s3: &S3Settings,
+        retry: RetryPolicy,
+        name: Option<&str>,
+    ) -> Arc<dyn Storage> {
+        fn wrap<S: Storage + 'static>(
+            store: S,
+            retry: RetryPolicy,
+            name: Option<&str>,
+        ) -> Arc<dyn Storage> {
+            match name {
+                Some(name) => Arc::new(RetryStorage::named(store, retry, name)),
+                None => Arc::new(RetryStorage::new(store, retry)),
+            }
+        }
         match self {
-            RepoUrl::Local(path) => Arc::new(RetryStorage::new(
-                LocalStorage::new(path),
-                RetryPolicy::default(),
-            )),
+            RepoUrl::Local(path) => wrap(LocalStorage::new(path), retry, name),
             RepoUrl::S3 { bucket, prefix } => {
                 let mut options = S3Options::new(bucket, prefix);
                 options.endpoint = s3.endpoint.clone();
                 options.region = s3.region.clone();
                 options.path_style = s3.path_style;
-                Arc::new(RetryStorage::new(
-                    S3Storage::connect(options).await,
-                    RetryPolicy::default(),
-                ))
+                wrap(S3Storage::connect(options).await, retry, name)
             }
         }
     }

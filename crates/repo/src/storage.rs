@@ -16,7 +16,8 @@
 //!   removes one by the key given. Stores whose `put` leaves nothing behind list none.
 //! - Every error names the key and says whether it is worth retrying
 //!   ([`StorageError::is_transient`]). Retrying is the job of [`retry::RetryStorage`], a
-//!   wrapper, never of an implementation.
+//!   wrapper, never of an implementation; an implementation bounds each attempt, so that a
+//!   request the store never answers ends as a transient error rather than hanging.
 
 pub mod local;
 pub mod memory;
@@ -58,6 +59,17 @@ pub enum StorageError {
         key: String,
         message: String,
     },
+    /// Transient errors went on for the whole retry budget ([`retry::RetryStorage`]): the
+    /// store is unreachable. `store` names it ("repository offsite (s3://bucket/prefix)"),
+    /// `cause` is the last transient error's message.
+    #[error("{store}: unreachable after {} of retries: {cause} ({op} {key})", seconds(.budget))]
+    Unreachable {
+        store: String,
+        op: &'static str,
+        key: String,
+        budget: std::time::Duration,
+        cause: String,
+    },
     /// Anything else (access denied, bad request, a full disk): retrying will not help.
     #[error("{op} {key}: {message}")]
     Permanent {
@@ -80,8 +92,18 @@ impl StorageError {
         match self {
             StorageError::NotFound { key }
             | StorageError::Transient { key, .. }
+            | StorageError::Unreachable { key, .. }
             | StorageError::Permanent { key, .. } => key,
         }
+    }
+}
+
+/// A budget as configured: "90s", "1500ms".
+fn seconds(d: &std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! [`S3Server`] is a real S3 HTTP server (s3s-fs) on 127.0.0.1:0, on its own thread and
 //! runtime so that it serves both in-process clients and child processes.
+//! [`faults::FaultProxy`] stands in front of it and breaks a share of the requests, or goes down.
 //! [`require_tool`] fails loudly when a tool a test needs is missing: tests never skip.
 
 pub mod db;
+pub mod faults;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,17 @@
 //! Retries with exponential backoff and full jitter, as a wrapper around any [`Storage`].
+//!
 //! Only transient errors are retried; a permanent error or `NotFound` is returned at once.
+//! How long to keep trying is a budget of time, not a count of attempts: an operation is
+//! retried until `budget` has passed since its first attempt began, so that a store that is
+//! down for a while (a restart, a failover) is ridden out however many attempts that takes.
+//! The last wait is cut short to end at the budget, and one last attempt is made there. Past
+//! the budget the operation fails with [`StorageError::Unreachable`], naming the store, the
+//! budget and the last cause.
+//!
+//! An attempt that never ends would hold the budget for ever: bounding one attempt is the
+//! store's job, where the size of the transfer is known (S3 gives each request an attempt
+//! timeout, see [`super::s3`]). An attempt that has begun is never cut off by the budget, so
+//! an operation can last up to the budget plus one attempt.
 
 use std::time::Duration;
 
@@ -11,23 +23,36 @@ use super::{Leftover, ObjectInfo, Storage, StorageError};
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
+    /// How long an operation keeps being retried, from the start of its first attempt.
+    pub budget: Duration,
     pub base_delay: Duration,
+    /// The ceiling of one wait; it also bounds how long after the store comes back the next
+    /// attempt is made.
     pub max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 6,
+            budget: Self::DEFAULT_BUDGET,
             base_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(20),
+            max_delay: Duration::from_secs(10),
         }
     }
 }
 
 impl RetryPolicy {
+    /// Enough to ride out a store that is down for about a minute.
+    pub const DEFAULT_BUDGET: Duration = Duration::from_secs(90);
+
+    /// The default policy with another budget.
+    pub fn with_budget(budget: Duration) -> Self {
+        Self {
+            budget,
+            ..Self::default()
+        }
+    }
+
     /// Full jitter: a uniform delay in `[0, min(max, base * 2^attempt))`, so that many clients
     /// throttled together do not come back together.
     fn delay(&self, attempt: u32) -> Duration {
@@ -44,15 +69,38 @@ impl RetryPolicy {
 pub struct RetryStorage<S> {
     inner: S,
     policy: RetryPolicy,
+    /// How the store is named in an `Unreachable` error.
+    name: String,
 }
 
 impl<S: Storage> RetryStorage<S> {
+    /// Names the store by its location in errors ("repository s3://bucket/prefix").
     pub fn new(inner: S, policy: RetryPolicy) -> Self {
-        Self { inner, policy }
+        let name = format!("repository {}", inner.location());
+        Self {
+            inner,
+            policy,
+            name,
+        }
+    }
+
+    /// Names the store as the configuration does, with its location: "repository offsite
+    /// (s3://bucket/prefix)".
+    pub fn named(inner: S, policy: RetryPolicy, name: &str) -> Self {
+        let name = format!("repository {name} ({})", inner.location());
+        Self {
+            inner,
+            policy,
+            name,
+        }
     }
 
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
     }
 
     async fn with_retry<T, F, Fut>(&self, mut op: F) -> Result<T, StorageError>
@@ -60,17 +108,36 @@ impl<S: Storage> RetryStorage<S> {
         F: FnMut() -> Fut + Send,
         Fut: std::future::Future<Output = Result<T, StorageError>> + Send,
     {
+        let start = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
-            match op().await {
-                Err(e) if e.is_transient() && attempt + 1 < self.policy.max_attempts => {
-                    let delay = self.policy.delay(attempt);
-                    tracing::warn!(message = "storage operation failed, retrying", error = %e, attempt = attempt + 1, ?delay);
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
+            let error = match op().await {
+                Err(e) if e.is_transient() => e,
                 other => return other,
+            };
+            let left = self.policy.budget.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Err(self.unreachable(error));
             }
+            let delay = self.policy.delay(attempt).min(left);
+            // Each attempt is logged as information; the failure, when the budget runs out,
+            // is the error.
+            tracing::info!(message = "storage operation failed, retrying", error = %error, attempt = attempt + 1, ?delay, ?left);
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
+    fn unreachable(&self, error: StorageError) -> StorageError {
+        match error {
+            StorageError::Transient { op, key, message } => StorageError::Unreachable {
+                store: self.name.clone(),
+                op,
+                key,
+                budget: self.policy.budget,
+                cause: message,
+            },
+            other => other,
         }
     }
 }
@@ -170,8 +237,9 @@ mod tests {
         }
     }
 
+    /// Retries for one second, with waits of at most 100 ms.
     fn flaky(failures: u32, transient: bool) -> RetryStorage<Flaky> {
-        RetryStorage::new(
+        RetryStorage::named(
             Flaky {
                 inner: MemoryStorage::new(),
                 failures: AtomicU32::new(failures),
@@ -179,10 +247,11 @@ mod tests {
                 calls: AtomicU32::new(0),
             },
             RetryPolicy {
-                max_attempts: 4,
+                budget: Duration::from_secs(1),
                 base_delay: Duration::from_millis(1),
-                max_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(100),
             },
+            "offsite",
         )
     }
 
@@ -194,12 +263,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn transient_errors_give_up_after_max_attempts() {
-        let s = flaky(10, true);
+    async fn issue_14_an_outage_is_ridden_out_however_many_attempts_it_takes_within_the_budget() {
+        // Far more failures than any fixed count of attempts would allow, within the budget
+        // (waits of at most 100 ms, 1 s budget).
+        let s = flaky(8, true);
+        s.put("a/b", Bytes::from_static(b"x")).await.unwrap();
+        assert_eq!(s.inner().calls.load(Ordering::SeqCst), 9);
+    }
+
+    #[tokio::test]
+    async fn issue_14_past_the_budget_the_error_names_the_store_the_budget_and_the_cause() {
+        let s = flaky(u32::MAX, true);
+        let start = tokio::time::Instant::now();
         let err = s.get("a/b").await.unwrap_err();
-        assert!(err.is_transient());
+        // The whole budget is used before giving up.
+        assert!(start.elapsed() >= Duration::from_secs(1));
+        assert!(!err.is_transient(), "not worth another round of retries");
         assert_eq!(err.key(), "a/b");
-        assert_eq!(s.inner().calls.load(Ordering::SeqCst), 4);
+        assert_eq!(
+            err.to_string(),
+            "repository offsite (flaky:): unreachable after 1s of retries: 503 SlowDown (get a/b)"
+        );
+        assert!(s.inner().calls.load(Ordering::SeqCst) > 10);
     }
 
     #[tokio::test]

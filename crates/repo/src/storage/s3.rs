@@ -2,15 +2,25 @@
 //!
 //! Credentials come from the standard AWS chain (environment, profile, instance role). The
 //! SDK's own retries are turned off: [`super::RetryStorage`] is the one place that retries,
-//! so that every store behaves the same and attempts are not multiplied.
+//! so that every store behaves the same, attempts are not multiplied and the retry budget
+//! is the wrapper's alone.
+//!
+//! What this store does bound is one attempt, so that a server that accepts a request and
+//! never answers costs one attempt, not the job: every request has an attempt timeout
+//! ([`S3Options::attempt_timeout`]; an upload is given one more second per MiB it sends, a
+//! floor of 1 MiB/s), connecting has a timeout of its own, and the SDK's stalled-stream
+//! protection fails a body that stops flowing (for 5 s) in either direction. Each of these
+//! ends as a transient error, which the wrapper retries.
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
+use std::time::Duration;
 
 use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
 
@@ -25,6 +35,10 @@ pub struct S3Options {
     /// Objects of at least this size are sent as a multipart upload.
     pub multipart_threshold: usize,
     pub part_size: usize,
+    /// The longest one request may go unanswered before it is abandoned (and retried by the
+    /// wrapper); uploads get one more second per MiB sent.
+    pub attempt_timeout: Duration,
+    pub connect_timeout: Duration,
 }
 
 impl S3Options {
@@ -37,6 +51,8 @@ impl S3Options {
             path_style: false,
             multipart_threshold: 64 * 1024 * 1024,
             part_size: 16 * 1024 * 1024,
+            attempt_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -56,7 +72,13 @@ impl S3Storage {
         let shared = loader.load().await;
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(options.path_style)
-            .retry_config(aws_config::retry::RetryConfig::disabled());
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .timeout_config(timeouts(&options, 0))
+            .stalled_stream_protection(
+                aws_sdk_s3::config::StalledStreamProtectionConfig::enabled()
+                    .grace_period(Duration::from_secs(5))
+                    .build(),
+            );
         if shared.region().is_none() {
             // S3-compatible stores often ignore the region, but the SDK needs one to sign.
             builder = builder.region(aws_config::Region::new("us-east-1"));
@@ -68,6 +90,11 @@ impl S3Storage {
             client: Client::from_conf(builder.build()),
             options,
         }
+    }
+
+    /// A per-request override for an upload of `bytes`: more time to send it.
+    fn upload_timeouts(&self, bytes: usize) -> aws_sdk_s3::config::Builder {
+        aws_sdk_s3::config::Builder::new().timeout_config(timeouts(&self.options, bytes))
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -101,6 +128,8 @@ impl S3Storage {
                     .upload_id(&upload_id)
                     .part_number(number)
                     .body(ByteStream::from(data.slice_ref(chunk)))
+                    .customize()
+                    .config_override(self.upload_timeouts(chunk.len()))
                     .send()
                     .await
                     .map_err(|e| classify("put", key, e))?;
@@ -142,6 +171,45 @@ impl S3Storage {
     }
 }
 
+/// Connecting within `connect_timeout`, and an answer within `attempt_timeout` plus a second
+/// per MiB of `upload` bytes.
+fn timeouts(options: &S3Options, upload: usize) -> TimeoutConfig {
+    let allowance = Duration::from_secs(upload.div_ceil(1024 * 1024) as u64);
+    TimeoutConfig::builder()
+        .connect_timeout(options.connect_timeout)
+        .operation_attempt_timeout(options.attempt_timeout + allowance)
+        .build()
+}
+
+/// The innermost cause of a failed request, short enough for a one-line error: "connection
+/// refused", "connection reset", or the last message in the chain.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = err;
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionRefused
+                    | ConnectionReset
+                    | ConnectionAborted
+                    | NotConnected
+                    | BrokenPipe
+                    | TimedOut
+                    | UnexpectedEof
+                    | HostUnreachable
+                    | NetworkUnreachable
+            ) {
+                return io.kind().to_string();
+            }
+        }
+        last = e;
+        current = e.source();
+    }
+    last.to_string()
+}
+
 fn classify<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StorageError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -149,9 +217,21 @@ where
     let message = DisplayErrorContext(&err).to_string();
     let key = key.to_string();
     match &err {
-        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StorageError::Transient { op, key, message }
-        }
+        SdkError::TimeoutError(_) => StorageError::Transient {
+            op,
+            key,
+            message: "no answer within the attempt timeout".into(),
+        },
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => StorageError::Transient {
+            op,
+            key,
+            message: format!("timed out: {}", root_cause(&err)),
+        },
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StorageError::Transient {
+            op,
+            key,
+            message: root_cause(&err),
+        },
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             let status = Some(service.raw().status().as_u16());
@@ -163,6 +243,10 @@ where
                     "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
                 )
             {
+                let message = match service.err().message() {
+                    Some(text) => format!("{} {code}: {text}", status.unwrap_or_default()),
+                    None => format!("{} {code}", status.unwrap_or_default()),
+                };
                 StorageError::Transient { op, key, message }
             } else {
                 StorageError::Permanent { op, key, message }
@@ -180,11 +264,14 @@ impl Storage for S3Storage {
         if data.len() >= self.options.multipart_threshold {
             return self.put_multipart(key, &full, data).await;
         }
+        let timeouts = self.upload_timeouts(data.len());
         self.client
             .put_object()
             .bucket(&self.options.bucket)
             .key(full)
             .body(ByteStream::from(data))
+            .customize()
+            .config_override(timeouts)
             .send()
             .await
             .map_err(|e| classify("put", key, e))?;
