@@ -234,18 +234,19 @@ where
         },
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
-            let status = Some(service.raw().status().as_u16());
-            if status == Some(404) || code == "NoSuchKey" || code == "NotFound" {
+            let status = service.raw().status().as_u16();
+            if status == 404 || code == "NoSuchKey" || code == "NotFound" {
                 StorageError::NotFound { key }
-            } else if status.is_some_and(|s| s >= 500 || s == 429)
+            } else if status >= 500
+                || status == 429
                 || matches!(
                     code,
                     "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
                 )
             {
                 let message = match service.err().message() {
-                    Some(text) => format!("{} {code}: {text}", status.unwrap_or_default()),
-                    None => format!("{} {code}", status.unwrap_or_default()),
+                    Some(text) => format!("{status} {code}: {text}"),
+                    None => format!("{status} {code}"),
                 };
                 StorageError::Transient { op, key, message }
             } else {
