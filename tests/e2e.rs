@@ -16,6 +16,7 @@ mod e2e {
     mod format_compat;
     mod governance;
     mod policy_errors;
+    mod restore_safety;
 
     /// A running daemon, killed if a test fails before stopping it.
     pub struct Daemon(pub std::process::Child);
