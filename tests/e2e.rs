@@ -17,6 +17,7 @@ mod e2e {
     mod format_compat;
     mod governance;
     mod policy_errors;
+    mod restore_safety;
     mod storage_faults;
 
     /// A running daemon, killed if a test fails before stopping it.

@@ -318,9 +318,18 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR|URL|FILE")]
     pub to: String,
     /// Write into a non-empty directory, replace an existing SQLite file, or replace the
-    /// dump's objects in a database that already holds some
+    /// dump's objects in a database that already holds some. Never allows restoring over
+    /// a source (see --replace-source); symlinks already in the target are replaced, not
+    /// followed
     #[arg(long)]
     pub force: bool,
+    /// Restore over a source on purpose: allow a target that is, is inside, or holds the
+    /// snapshot's recorded source or a configured policy's source (the same database in any
+    /// spelling, the same path, a path inside it or a parent of it). Without it such a
+    /// target is refused, with or without --force; with it the output names the source
+    /// replaced, and the replacement is recorded in the audit log when there is a catalog
+    #[arg(long)]
+    pub replace_source: bool,
     /// Parallel pg_restore jobs (directory-format PostgreSQL dumps)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,

@@ -30,10 +30,28 @@ use crate::args::{
 
 pub async fn run(cli: Cli) -> Result<u8> {
     let json = cli.json;
-    // Break-glass restore with --repo needs no configuration at all.
+    // Break-glass restore with --repo needs no configuration at all; one that is there
+    // (named, or backstop.toml here) still protects its policies' sources from the restore.
     if let Command::Restore(args) = &cli.command {
         if args.repo.is_some() {
-            return restore::run(None, args, json).await;
+            let path = cli.config.clone().or_else(|| {
+                let default = PathBuf::from(DEFAULT_CONFIG);
+                default.is_file().then_some(default)
+            });
+            let config = match path {
+                Some(path) => match Config::load(&path, true) {
+                    Ok(config) => Some(config),
+                    Err(e) => {
+                        eprintln!(
+                            "warning: {} could not be read ({e}); the target is compared with the snapshot's recorded source only",
+                            path.display()
+                        );
+                        None
+                    }
+                },
+                None => None,
+            };
+            return restore::run(config.as_ref(), args, json).await;
         }
     }
     // Requests talk to the daemon: given its URL, they need no configuration (without one,

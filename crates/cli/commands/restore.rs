@@ -3,7 +3,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use backstop_engine::config::{KeySource, RepositorySettings};
 use backstop_engine::jobs::restore::{self, Restored};
-use backstop_engine::{repos, Config};
+use backstop_engine::{catalog, repos, Config};
 use serde_json::json;
 
 use crate::args::RestoreArgs;
@@ -40,22 +40,66 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
         (None, None) => unreachable!("a restore without --repo always has a configuration"),
     };
     let tools = config.map(|c| c.tools.clone()).unwrap_or_default();
-    let (id, restored) = restore::to_target(
-        Arc::clone(&repo),
-        &args.snapshot,
-        &args.to,
-        args.force,
-        &tools,
-        args.jobs,
-    )
-    .await
-    .with_context(|| {
+    let context = || {
         format!(
             "restore of {} into {}",
             args.snapshot,
             shown_target(&args.to)
         )
-    })?;
+    };
+    let configured = config.map(configured_sources).unwrap_or_default();
+    let prepared = restore::prepare(
+        Arc::clone(&repo),
+        &args.snapshot,
+        &args.to,
+        &configured,
+        args.replace_source,
+    )
+    .await
+    .with_context(context)?;
+    let replaced = prepared.replaces.clone();
+    if let Some(clash) = &replaced {
+        // Recorded before anything is written: a replacement that cannot be audited (when
+        // there is a catalog to audit it in) does not happen.
+        if let Some(config) = config.filter(|c| catalog_present(c)) {
+            let store = catalog::open(config).await.with_context(context)?;
+            store
+                .append_event(
+                    "restore.source_replaced",
+                    &clash.target,
+                    json!({
+                        "snapshot_id": prepared.id.to_hex(),
+                        "source": clash.source.to_string(),
+                        "whose": clash.whose,
+                        "overlap": clash.overlap.to_string(),
+                        "force": args.force,
+                    }),
+                )
+                .await
+                .context(
+                    "recording the replacement of a source in the audit log; nothing was restored",
+                )?;
+        }
+        eprintln!(
+            "replacing a source, as --replace-source asks: {clash}; the restore will {}",
+            clash.consequence()
+        );
+    }
+    let (id, restored) = restore::run(prepared, args.force, &tools, args.jobs)
+        .await
+        .with_context(context)?;
+    let replaced_json = replaced.as_ref().map(|c| {
+        json!({
+            "target": c.target,
+            "source": c.source.to_string(),
+            "whose": c.whose,
+            "overlap": c.overlap.to_string(),
+        })
+    });
+    let replaced_note = match &replaced {
+        Some(clash) => format!("; replaced {}, the source of {}", clash.source, clash.whose),
+        None => String::new(),
+    };
     match restored {
         Restored::Directory(report) => {
             if json {
@@ -67,10 +111,11 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                     "symlinks": report.symlinks,
                     "bytes": report.bytes,
                     "ownership_restored": !report.ownership_skipped,
+                    "replaced_source": replaced_json,
                 }));
             } else {
                 println!(
-                    "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} (every chunk and file verified)",
+                    "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} (every chunk and file verified){replaced_note}",
                     id.short(),
                     args.to,
                     report.files,
@@ -91,6 +136,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                     "snapshot_id": id.to_hex(),
                     "target": target,
                     "database_created": created,
+                    "replaced_source": replaced_json,
                 }));
             } else {
                 let how = if created {
@@ -99,7 +145,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                     "loaded"
                 };
                 println!(
-                    "restored snapshot {} into {target} ({how}; every chunk verified)",
+                    "restored snapshot {} into {target} ({how}; every chunk verified){replaced_note}",
                     id.short()
                 );
             }
@@ -109,10 +155,11 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                 print_json(&json!({
                     "snapshot_id": id.to_hex(),
                     "target": path.display().to_string(),
+                    "replaced_source": replaced_json,
                 }));
             } else {
                 println!(
-                    "restored snapshot {} into {} (every chunk and the file verified)",
+                    "restored snapshot {} into {} (every chunk and the file verified){replaced_note}",
                     id.short(),
                     path.display()
                 );
@@ -120,6 +167,39 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
         }
     }
     Ok(EXIT_OK)
+}
+
+/// Every configured policy's source, for the target to be compared with. What cannot be
+/// read or resolved is said on stderr: the restore goes on (it may be the emergency), but
+/// not silently less protected.
+fn configured_sources(config: &Config) -> Vec<backstop_sources::Protected> {
+    // The embedded default configuration without a policies directory has no policies.
+    if config.path.is_none() && !config.policies_dir.exists() {
+        return Vec::new();
+    }
+    match restore::configured_sources(config) {
+        Ok((protected, unresolved)) => {
+            for policy in unresolved {
+                eprintln!(
+                    "warning: {policy}; a restore over that policy's source cannot be detected"
+                );
+            }
+            protected
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the policies in {} could not be read ({e}); the target is compared with the snapshot's recorded source only",
+                config.policies_dir.display()
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// Whether there is a catalog to record in: one configured, or the default one already
+/// made in the data directory (a break-glass restore does not create one).
+fn catalog_present(config: &Config) -> bool {
+    config.catalog.is_some() || config.data_dir.join("catalog.db").exists()
 }
 
 /// The target as it may be printed: a URL without its password.

@@ -81,6 +81,12 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Refused(String),
+    /// Restore safety: the target is, is inside or holds a source; nothing was written.
+    #[error("refusing to restore: {clash}; the restore would {}. {remedy}", .clash.consequence())]
+    ReplacesSource {
+        clash: backstop_sources::SourceClash,
+        remedy: &'static str,
+    },
     #[error(transparent)]
     Repo(#[from] backstop_repo::RepoError),
     #[error(transparent)]

@@ -57,7 +57,8 @@ impl From<WriteError> for std::io::Error {
 }
 
 impl DirectWriter {
-    /// Creates (or truncates) every file in `paths`.
+    /// Creates (or truncates) every file in `paths`. A symlink at a path is never followed:
+    /// opening it fails (`O_NOFOLLOW`), so a caller that may meet one removes it first.
     pub fn create(paths: &[PathBuf]) -> Result<Self, WriteError> {
         Self::with_misaligned_stage(paths, 0)
     }
@@ -136,10 +137,9 @@ impl Sink {
         let open = |direct: bool| {
             let mut options = std::fs::OpenOptions::new();
             options.write(true).create(true).truncate(true);
-            if direct {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.custom_flags(direct_flag());
-            }
+            let flags = if direct { direct_flag() } else { 0 };
+            use std::os::unix::fs::OpenOptionsExt;
+            options.custom_flags(flags | libc::O_NOFOLLOW);
             options.open(path)
         };
         let failed = |source| WriteError {
@@ -169,8 +169,10 @@ impl Sink {
             // Some file systems accept the flag at open and refuse the write: reopen for
             // ordinary writes and write the same bytes again.
             Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                use std::os::unix::fs::OpenOptionsExt;
                 self.file = std::fs::OpenOptions::new()
                     .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
                     .open(&self.path)
                     .map_err(|source| self.error(source))?;
                 self.direct = false;

@@ -136,20 +136,37 @@ impl SnapshotReader {
         copy_chunks(&self.repo, entry, out).await
     }
 
-    /// Restores the whole tree under `dir`, which must be empty or absent.
+    /// Restores the whole tree under `dir`, which the caller has found empty or absent, or
+    /// was told to write into (`--force`). What is already there is replaced, never written
+    /// through: a symlink (or a file) where the snapshot has a directory, file or symlink is
+    /// removed first, and files are opened with `O_NOFOLLOW`. `dir` itself is the target
+    /// the operator named, and may be a symlink.
     pub async fn restore_to(&self, dir: &Path) -> Result<RestoreReport> {
         let mut report = RestoreReport::default();
         let mut failures = Vec::new();
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| RepoError::io(dir.display(), e))?;
-        for entry in self.entries.iter().filter(|e| e.kind == EntryKind::Dir) {
-            let path = dir.join(&entry.path);
-            if let Err(e) = tokio::fs::create_dir_all(&path).await {
-                failures.push(format!("{}: {e}", entry.path));
-            }
-            report.dirs += 1;
-        }
+        // Parents before children, so that each directory's parent is already a real one.
+        let mut dirs: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .collect();
+        dirs.sort_by_key(|e| e.path.matches('/').count());
+        let dirs: Vec<(String, PathBuf)> = dirs
+            .into_iter()
+            .map(|e| (e.path.clone(), dir.join(&e.path)))
+            .collect();
+        report.dirs = dirs.len() as u64;
+        let made = tokio::task::spawn_blocking(move || {
+            dirs.into_iter()
+                .filter_map(|(name, path)| make_dir(&path).err().map(|e| format!("{name}: {e}")))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(worker_failed)?;
+        failures.extend(made);
 
         // Files of one indexed chunk (most files, by count) are restored a pack run at a
         // time; the others stream chunk by chunk, at the same time: a few large files alone
@@ -195,11 +212,13 @@ impl SnapshotReader {
         for entry in self.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
             let path = dir.join(&entry.path);
             let target = entry.target.clone().unwrap_or_default();
-            let made =
-                tokio::task::spawn_blocking(move || std::os::unix::fs::symlink(target, &path))
-                    .await
-                    .map_err(std::io::Error::other)
-                    .and_then(|r| r);
+            let made = tokio::task::spawn_blocking(move || {
+                remove_non_dir(&path)?;
+                std::os::unix::fs::symlink(target, &path)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
             match made {
                 Ok(()) => report.symlinks += 1,
                 Err(e) => {
@@ -370,8 +389,8 @@ fn write_run(repo: &Repository, run: &Run, bytes: &[u8]) -> Vec<(String, Result<
                         let actual: [u8; 32] = Sha256::digest(plain).into();
                         verify_digest(entry, &actual)?;
                     }
-                    let mut file = std::fs::File::create(target)
-                        .map_err(|e| RepoError::io(target.display(), e))?;
+                    let mut file =
+                        create_file(target).map_err(|e| RepoError::io(target.display(), e))?;
                     std::io::Write::write_all(&mut file, plain)
                         .map_err(|e| RepoError::io(target.display(), e))?;
                     Ok(Written {
@@ -527,6 +546,12 @@ struct ContentWriter {
 
 impl ContentWriter {
     fn create(paths: &[PathBuf]) -> std::result::Result<Self, WriteError> {
+        for path in paths {
+            remove_non_dir(path).map_err(|source| WriteError {
+                path: path.clone(),
+                source,
+            })?;
+        }
         Ok(Self {
             out: DirectWriter::create(paths)?,
             hasher: Sha256::new(),
@@ -543,6 +568,46 @@ impl ContentWriter {
         let (files, len) = self.out.finish()?;
         Ok((files, len, self.hasher.finalize().into()))
     }
+}
+
+/// Makes `path` a directory of its own. One already there is kept; a symlink or a file in
+/// its place is removed first, so that nothing restored below it lands elsewhere.
+fn make_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => {
+            std::fs::remove_file(path)?;
+            std::fs::create_dir(path)
+        }
+        // A parent the tree does not list (none should be missing) is made as well.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Removes what is at `path` unless it is a directory (or nothing): a symlink is removed,
+/// not followed, and a file (perhaps a hard link to another) is replaced by a new one
+/// rather than written over.
+fn remove_non_dir(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => std::fs::remove_file(path),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates a restored file at `path`, replacing whatever non-directory is there and never
+/// following a symlink (one made in between fails the open).
+fn create_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    remove_non_dir(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
 }
 
 fn write_error(e: WriteError) -> RepoError {

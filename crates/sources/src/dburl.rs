@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::identity::{normalise_host, Host};
 use crate::SourceError;
 
 /// Which database engine a URL speaks to.
@@ -97,10 +98,12 @@ impl DbUrl {
         self.engine
     }
 
-    /// The host as written; a Unix socket directory given as `?host=/run/...` counts too.
+    /// The host as written (percent-decoded, so a socket directory spelled
+    /// `%2Fvar%2Frun%2Fpostgresql` is `/var/run/postgresql`); a Unix socket directory given
+    /// as `?host=/run/...` counts too.
     pub fn host(&self) -> String {
         match self.url.host_str() {
-            Some(h) if !h.is_empty() => h.trim_matches(['[', ']']).to_string(),
+            Some(h) if !h.is_empty() => percent_decode(h.trim_matches(['[', ']'])),
             _ => self
                 .query("host")
                 .unwrap_or_else(|| "localhost".to_string()),
@@ -109,6 +112,24 @@ impl DbUrl {
 
     pub fn port(&self) -> u16 {
         self.url.port().unwrap_or(self.engine.default_port())
+    }
+
+    /// The server this URL reaches, for comparison: a `host` or `socket` query parameter
+    /// (which the drivers prefer to the URL's host) or the URL's host, normalised
+    /// ([`crate::identity`]).
+    pub(crate) fn server_host(&self) -> Host {
+        let given = ["host", "socket"]
+            .into_iter()
+            .find_map(|key| self.query(key).filter(|v| !v.is_empty()));
+        normalise_host(&given.unwrap_or_else(|| self.host()))
+    }
+
+    /// The port this URL reaches: a `port` query parameter, the URL's port, or the engine's
+    /// default.
+    pub(crate) fn server_port(&self) -> u16 {
+        self.query("port")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| self.port())
     }
 
     pub fn user(&self) -> Option<String> {
@@ -120,10 +141,14 @@ impl DbUrl {
         self.url.password().map(decode)
     }
 
-    /// The database named in the path, if any.
+    /// The database named in the path (percent-decoded, without the slashes around it), or
+    /// in a `dbname` query parameter, which libpq prefers; `None` when there is none.
     pub fn database(&self) -> Option<String> {
-        let db = self.url.path().trim_start_matches('/');
-        (!db.is_empty()).then(|| decode(db))
+        if let Some(db) = self.query("dbname").filter(|d| !d.is_empty()) {
+            return Some(db);
+        }
+        let db = self.url.path().trim_matches('/');
+        (!db.is_empty()).then(|| percent_decode(db))
     }
 
     fn query(&self, key: &str) -> Option<String> {
@@ -161,17 +186,19 @@ impl DbUrl {
         url.to_string()
     }
 
-    /// True when both name the same server: the same port and the same host, where every
-    /// spelling of this machine (localhost, 127.0.0.1, ::1, a socket directory) is one host.
+    /// True when both name the same server: the same engine family, port and host, where
+    /// every spelling of this machine is one host ([`crate::identity`]).
     pub fn same_server(&self, other: &DbUrl) -> bool {
         self.engine == other.engine
-            && self.port() == other.port()
-            && canonical_host(&self.host()) == canonical_host(&other.host())
+            && self.server_port() == other.server_port()
+            && self.server_host() == other.server_host()
     }
 
     /// True when both name the same database on the same server.
     pub fn same_database(&self, other: &DbUrl) -> bool {
-        self.same_server(other) && self.database() == other.database()
+        crate::identity::Identity::of_url(self)
+            .overlap(&crate::identity::Identity::of_url(other))
+            .is_some()
     }
 }
 
@@ -182,17 +209,29 @@ fn decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_string())
 }
 
-fn encode_path(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+/// `%XX` escapes decoded (and nothing else: a `+` in a path or host is a plus sign).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn canonical_host(host: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    match host.as_str() {
-        "localhost" | "127.0.0.1" | "::1" | "" => "this machine".to_string(),
-        h if h.starts_with('/') => "this machine".to_string(),
-        _ => host,
-    }
+fn encode_path(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// How long connecting to a database server may take.

@@ -11,6 +11,7 @@
 pub mod dburl;
 pub mod dump_rows;
 pub mod files;
+pub mod identity;
 pub mod mysql;
 pub mod postgres;
 pub mod probe;
@@ -27,6 +28,7 @@ use backstop_repo::{Entry, EntryKind, SourceFacts};
 use serde::Deserialize;
 
 pub use dburl::{DbUrl, UrlSource};
+pub use identity::{clash, Identity, Overlap, Protected, SourceClash};
 pub use tool::Tools;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

@@ -146,6 +146,9 @@ pub async fn back_up(
         "information_schema, read just before the dump".into(),
     );
     extra.insert("database".into(), database);
+    // The server as the URL reaches it, `?host=`/`?port=` included (the URL in `roots` is
+    // recorded without its query): what restore safety compares a target with.
+    extra.insert("server".into(), crate::identity::server_fact(&url));
     Ok(BackedUp {
         roots: vec![Root {
             name: DUMP_FILE.into(),

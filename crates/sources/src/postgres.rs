@@ -185,6 +185,9 @@ pub async fn back_up(
         .into(),
     );
     extra.insert("database".into(), database);
+    // The server as the URL reaches it, `?host=`/`?port=` included (the URL in `roots` is
+    // recorded without its query): what restore safety compares a target with.
+    extra.insert("server".into(), crate::identity::server_fact(&url));
     let dump_root = match spec.format {
         DumpFormat::Custom => DUMP_FILE,
         DumpFormat::Directory => DUMP_DIR,

@@ -2,7 +2,8 @@
 //! URL (created when missing) or, for SQLite, a file path.
 //!
 //! A target that already holds data is refused unless `force` is given; with `force`,
-//! the objects in the dump replace those already there. A restore that fails removes
+//! the objects in the dump replace those already there. Whether the target is a source
+//! (which `force` never allows) is decided before this, by [`crate::identity::clash`]. A restore that fails removes
 //! the database it created, so nothing half-loaded is left looking restored.
 
 use std::path::Path;
@@ -48,6 +49,9 @@ pub async fn to_database(
             "{target}: the URL names no database to restore into"
         ))
     })?;
+    // The database as named ([`DbUrl::database`]: decoded, no trailing slash), so that
+    // `…/db/` loads `db` rather than a database named `db/`.
+    let target = &target.with_database(&database);
     let exists = match engine {
         Engine::Postgres => postgres::database_exists(target, &database).await?,
         Engine::Mysql => mysql::database_exists(target, &database).await?,
@@ -93,7 +97,9 @@ pub async fn sqlite_to_file(
     target: &Path,
     force: bool,
 ) -> Result<(), SourceError> {
-    if let Ok(meta) = std::fs::metadata(target) {
+    // The file is replaced by a rename, never written through: a symlink here is replaced
+    // too, and counts as something that is there.
+    if let Ok(meta) = std::fs::symlink_metadata(target) {
         if meta.is_dir() {
             return Err(SourceError::Invalid(format!(
                 "{} is a directory; name the database file to write",

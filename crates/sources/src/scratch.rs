@@ -15,6 +15,7 @@ use std::time::Duration;
 use backstop_repo::{Snapshot, SnapshotReader, SourceFacts};
 
 use crate::dburl::{DbUrl, Engine};
+use crate::identity::{clash_with, Identity, Protected};
 use crate::tool::Tools;
 use crate::{mysql, postgres, sqlite, SourceError};
 
@@ -233,37 +234,38 @@ async fn remove(target: &Target, name: &str) -> Result<(), SourceError> {
     }
 }
 
-/// Refuses a scratch target that is, or overlaps, the snapshot's source.
+/// Refuses a scratch target that is, or overlaps, the snapshot's source: a scratch server
+/// URL naming the source database (in any spelling, [`crate::identity`]), or a scratch
+/// directory that is, is inside or holds a source path.
 pub fn check_overlap(snapshot: &Snapshot, spec: &ScratchSpec) -> Result<(), SourceError> {
-    for root in &snapshot.roots {
-        match spec {
-            ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
-                let Ok(source) = DbUrl::parse(&root.source) else {
-                    continue;
-                };
-                if server.same_database(&source) {
-                    return Err(SourceError::Refused(format!(
-                        "refusing scratch target {server}: it is the source of this snapshot (same host, port and database `{}`). \
-                         A scratch URL names a server and its maintenance database (for example /postgres); \
-                         Backstop creates {PREFIX}<id> there",
-                        source.database().unwrap_or_default()
-                    )));
-                }
+    let protected = Protected::of_snapshot(
+        snapshot,
+        &format!("this snapshot (policy `{}`)", snapshot.policy),
+    );
+    match spec {
+        ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
+            match clash_with(&server.to_string(), &Identity::of_url(server), &protected) {
+                Some(clash) => Err(SourceError::Refused(format!(
+                    "refusing scratch target: {clash}. A scratch URL names a server and its \
+                     maintenance database (for example /postgres); Backstop creates {PREFIX}<id> there"
+                ))),
+                None => Ok(()),
             }
-            ScratchSpec::Sqlite { dir: Some(dir) } | ScratchSpec::Directory { dir: Some(dir) } => {
-                let source = Path::new(&root.source);
-                if source.is_absolute() && (dir.starts_with(source) || source.starts_with(dir)) {
-                    return Err(SourceError::Refused(format!(
-                        "refusing scratch directory {}: it overlaps the source {} of this snapshot",
-                        dir.display(),
-                        source.display()
-                    )));
-                }
-            }
-            _ => {}
         }
+        ScratchSpec::Sqlite { dir: Some(dir) } | ScratchSpec::Directory { dir: Some(dir) } => {
+            match clash_with(
+                &dir.display().to_string(),
+                &Identity::of_path(dir),
+                &protected,
+            ) {
+                Some(clash) => Err(SourceError::Refused(format!(
+                    "refusing scratch directory: {clash}"
+                ))),
+                None => Ok(()),
+            }
+        }
+        ScratchSpec::Sqlite { dir: None } | ScratchSpec::Directory { dir: None } => Ok(()),
     }
-    Ok(())
 }
 
 /// Removes leftover scratch targets (by name prefix) older than `older_than`, and returns
@@ -465,6 +467,74 @@ impl Scratch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot_of(kind: &str, sources: &[&str]) -> Snapshot {
+        let t: jiff::Timestamp = "2026-11-25T15:30:07Z".parse().unwrap();
+        Snapshot {
+            version: 1,
+            policy: "orders".into(),
+            source_kind: kind.into(),
+            time: t,
+            data_point: t,
+            hostname: "db1".into(),
+            roots: sources
+                .iter()
+                .map(|s| backstop_repo::format::snapshot::Root {
+                    name: "dump".into(),
+                    source: s.to_string(),
+                })
+                .collect(),
+            parent: None,
+            tree: backstop_repo::format::snapshot::TreeRef {
+                chunks: Vec::new(),
+                digest: backstop_repo::Id([0; 32]),
+                entries: 0,
+            },
+            facts: SourceFacts::default(),
+            summary: Default::default(),
+        }
+    }
+
+    /// Issue 15: the drill's check missed `…/orders/` and a percent-encoded socket host.
+    #[test]
+    fn issue_15_scratch_server_naming_the_source_in_any_spelling_is_refused() {
+        let snapshot = snapshot_of("postgres", &["postgres://app@localhost/orders"]);
+        for scratch in [
+            "postgres://app@localhost/orders",
+            "postgres://app@localhost/orders/",
+            "postgres://app@%2Fvar%2Frun%2Fpostgresql/orders",
+            "postgresql://app@LOCALHOST:5432/orders?sslmode=disable",
+            "postgres:///orders?host=/var/run/postgresql",
+        ] {
+            let spec = ScratchSpec::Postgres(DbUrl::parse(scratch).unwrap());
+            let err = check_overlap(&snapshot, &spec).unwrap_err().to_string();
+            assert!(err.contains("database `orders`"), "{scratch}: {err}");
+        }
+        let spec =
+            ScratchSpec::Postgres(DbUrl::parse("postgres://app@localhost/postgres").unwrap());
+        check_overlap(&snapshot, &spec).unwrap();
+        let snapshot = snapshot_of("mysql", &["mysql://root@127.0.0.1/shop"]);
+        let spec = ScratchSpec::Mysql(DbUrl::parse("mariadb://root@localhost/shop/").unwrap());
+        assert!(check_overlap(&snapshot, &spec).is_err());
+    }
+
+    #[test]
+    fn scratch_directory_that_is_inside_or_holds_the_source_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("srv/app");
+        std::fs::create_dir_all(&source).unwrap();
+        let snapshot = snapshot_of("files", &[source.to_str().unwrap()]);
+        for scratch in [source.clone(), source.join("tmp"), dir.path().join("srv")] {
+            let spec = ScratchSpec::Directory {
+                dir: Some(scratch.clone()),
+            };
+            assert!(check_overlap(&snapshot, &spec).is_err(), "{scratch:?}");
+        }
+        let spec = ScratchSpec::Directory {
+            dir: Some(dir.path().join("scratch")),
+        };
+        check_overlap(&snapshot, &spec).unwrap();
+    }
 
     #[test]
     fn names_carry_their_time_and_fit_an_identifier() {

@@ -310,6 +310,23 @@ async fn create_request(
             return Err(bad("target: a URL in a request must not carry a password (it would be recorded); the daemon's environment provides it".into()));
         }
     }
+    // Restore safety at the door: a target that is a source is refused now, not after an
+    // approver has looked at it, unless the request asks for exactly that.
+    let configured = {
+        let policies = state.policies.read().expect("policies lock");
+        let all: Vec<&Policy> = policies.values().collect();
+        requests::configured_protected(&all, &state.config)
+    };
+    if let Some(clash) =
+        requests::source_clash(&body.target, &configured).map_err(|e| bad(e.to_string()))?
+    {
+        if !body.allow_overlap {
+            return Err(conflict(EngineError::ReplacesSource {
+                clash,
+                remedy: requests::REQUEST_REMEDY,
+            }));
+        }
+    }
     let time = |t: &Option<String>, what: &str| {
         t.as_deref()
             .map(|t| {
@@ -562,7 +579,7 @@ fn openapi_document(metrics_token: bool) -> Value {
         "401": {"description": "no token, or an unknown one"},
         "403": {"description": "the caller's role or policy scope does not allow this"},
         "404": {"description": "no such policy, drill or request"},
-        "409": {"description": "the request is not in a state that allows this, or four-eyes refused it"}
+        "409": {"description": "the request is not in a state that allows this, or four-eyes refused it, or (creating a request) its target is, is inside or holds a policy's source and allow_overlap is not set"}
     });
     let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": answers.clone()});
     let id = |what: &str| json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": what}]);

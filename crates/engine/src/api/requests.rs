@@ -3,14 +3,12 @@
 //! restore safety: a target that is, or overlaps, the source is refused unless the request
 //! asked for exactly that and was approved so.
 
-use std::path::Path;
-
 use backstop_catalog::{Catalog, RequestStatus, RestoreRequest};
-use backstop_sources::DbUrl;
+use backstop_sources::{Protected, SourceClash};
 
 use crate::config::Config;
 use crate::error::EngineError;
-use crate::jobs::restore::{to_target, Restored};
+use crate::jobs::restore::{protected_sources, to_target, RestoreOptions, Restored};
 use crate::policy::Policy;
 use crate::repos;
 
@@ -40,23 +38,35 @@ pub async fn expire_stale(
     Ok(expired)
 }
 
-/// Whether `target` is, or overlaps, what the snapshot was backed up from.
-pub fn overlaps_source(target: &str, sources: &[String]) -> bool {
-    if target.contains("://") {
-        let Ok(target) = DbUrl::parse(target) else {
-            return false;
-        };
-        return sources
-            .iter()
-            .filter_map(|s| DbUrl::parse(s).ok())
-            .any(|s| s.same_database(&target));
+/// The source `target` would replace among `protected`, or `None`. A request is checked
+/// with the same comparison as a break-glass restore and a drill ([`backstop_sources::clash`]).
+pub fn source_clash(
+    target: &str,
+    protected: &[Protected],
+) -> Result<Option<SourceClash>, EngineError> {
+    backstop_sources::clash(target, protected)
+        .map_err(|message| EngineError::Refused(format!("target: {message}")))
+}
+
+/// What a request must carry to restore over a source.
+pub const REQUEST_REMEDY: &str =
+    "A request must ask for that explicitly (allow_overlap) and be approved so";
+
+/// Every configured policy's source that resolves (for a request's check; one that does
+/// not resolve cannot be compared and is logged).
+pub fn configured_protected(policies: &[&Policy], config: &Config) -> Vec<Protected> {
+    let mut protected = Vec::new();
+    for policy in policies {
+        match Protected::of_policy(&policy.name, &policy.source, &config.base_dir) {
+            Ok(sources) => protected.extend(sources),
+            Err(e) => tracing::warn!(
+                policy = %policy.name,
+                error = %e,
+                "a policy's source could not be resolved; restore requests are not compared with it"
+            ),
+        }
     }
-    let target = std::path::absolute(target).unwrap_or_else(|_| Path::new(target).to_path_buf());
-    sources
-        .iter()
-        .map(Path::new)
-        .filter(|s| s.is_absolute())
-        .any(|s| target.starts_with(s) || s.starts_with(&target))
+    protected
 }
 
 /// Runs request `r` (already moved to `running`) and returns its outcome.
@@ -96,17 +106,30 @@ pub async fn execute(
         }
     };
     let snapshot = crate::jobs::restore::load_for_policy(&repo, &id, &policy.name).await?;
-    let sources: Vec<String> = snapshot.roots.iter().map(|r| r.source.clone()).collect();
-    let overlap = overlaps_source(&r.target, &sources);
-    if overlap && !r.allow_overlap {
-        return Err(EngineError::Refused(format!(
-            "refusing to restore into {}: it is, or overlaps, the source of snapshot {}; a request must ask for that explicitly (allow_overlap) and be approved so",
-            r.target,
-            id.short()
-        )));
+    let protected = protected_sources(&id, &snapshot, &configured_protected(&[policy], config));
+    if let Some(clash) = source_clash(&r.target, &protected)? {
+        if !r.allow_overlap {
+            return Err(EngineError::ReplacesSource {
+                clash,
+                remedy: REQUEST_REMEDY,
+            });
+        }
     }
-    let (id, restored) =
-        to_target(repo, &id.to_hex(), &r.target, overlap, &config.tools, 2).await?;
+    // Over the source only as asked and approved; the target then holds data by definition.
+    let options = RestoreOptions {
+        force: r.allow_overlap,
+        replace_source: r.allow_overlap,
+        jobs: 2,
+    };
+    let (id, restored) = to_target(
+        repo,
+        &id.to_hex(),
+        &r.target,
+        options,
+        &protected,
+        &config.tools,
+    )
+    .await?;
     Ok(match restored {
         Restored::Directory(report) => format!(
             "restored snapshot {} into {}: {} files, {} bytes, every chunk and file verified",
@@ -199,15 +222,25 @@ mod tests {
     }
 
     #[test]
-    fn overlap_is_the_same_database_or_a_nested_path() {
-        let pg = vec!["postgres://u@db:5432/orders".to_string()];
-        assert!(overlaps_source("postgres://other@db:5432/orders", &pg));
-        assert!(!overlaps_source("postgres://u@db:5432/orders_copy", &pg));
-        assert!(!overlaps_source("postgres://u@scratch:5432/orders", &pg));
-        let files = vec!["/srv/app".to_string()];
-        assert!(overlaps_source("/srv/app", &files));
-        assert!(overlaps_source("/srv/app/static", &files));
-        assert!(overlaps_source("/srv", &files));
-        assert!(!overlaps_source("/restore/app", &files));
+    fn a_target_is_compared_in_every_spelling_and_for_nested_paths() {
+        let protected = |source: &str| {
+            vec![Protected {
+                identity: backstop_sources::Identity::parse(source).unwrap(),
+                whose: "policy `orders`".into(),
+            }]
+        };
+        let pg = protected("postgres://u@db:5432/orders");
+        let clash = |t: &str, p: &[Protected]| source_clash(t, p).unwrap();
+        assert!(clash("postgres://other@DB/orders/", &pg).is_some());
+        assert!(clash("postgresql://other@db:5432/orders?sslmode=require", &pg).is_some());
+        assert!(clash("postgres://u@db:5432/orders_copy", &pg).is_none());
+        assert!(clash("postgres://u@scratch:5432/orders", &pg).is_none());
+        let files = protected("/srv/app");
+        assert!(clash("/srv/app", &files).is_some());
+        assert!(clash("/srv/app/static", &files).is_some());
+        assert!(clash("/srv", &files).is_some());
+        assert!(clash("/restore/app", &files).is_none());
+        let shown = clash("postgres://u:pw@db/orders", &pg).unwrap().to_string();
+        assert!(!shown.contains("pw@"), "{shown}");
     }
 }

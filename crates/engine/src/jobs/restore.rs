@@ -1,12 +1,17 @@
 //! Break-glass restore: from the repository alone (no catalog, no daemon) into a directory,
 //! a database URL (postgres://, mysql://) or, for SQLite snapshots, a database file.
+//!
+//! Restore safety comes first: a target that is, is inside, or holds a source (the one the
+//! snapshot records, or a configured policy's) is refused unless the caller asks to replace
+//! the source (`--replace-source`, or an approved request with `allow_overlap`); `force`
+//! only allows writing into a target that holds other data.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use backstop_repo::restorer::RestoreReport;
 use backstop_repo::{Id, Repository, SnapshotReader};
-use backstop_sources::{restore as db_restore, DbUrl, SourceError, Tools};
+use backstop_sources::{restore as db_restore, DbUrl, Protected, SourceClash, SourceError, Tools};
 
 use crate::error::EngineError;
 
@@ -72,22 +77,128 @@ pub enum Restored {
     SqliteFile(std::path::PathBuf),
 }
 
-/// Restores `snapshot` into `target`: a database URL for postgres and mysql snapshots, a
-/// file path for sqlite snapshots (a directory that exists gets the raw files instead), and
-/// a directory otherwise.
-pub async fn to_target(
+/// What a break-glass restore is allowed to do.
+#[derive(Debug, Clone, Copy)]
+pub struct RestoreOptions {
+    /// Write into a non-empty directory, replace a SQLite file, or replace the dump's
+    /// objects in a database that holds some. Never allows replacing a source.
+    pub force: bool,
+    /// Allow a target that is, is inside, or holds a source (a snapshot's recorded source
+    /// or a configured policy's): restoring over the source on purpose.
+    pub replace_source: bool,
+    /// Parallel `pg_restore` jobs.
+    pub jobs: u32,
+}
+
+/// A restore whose snapshot is found and whose target is checked against the sources:
+/// what [`prepare`] hands to [`run`], so that the caller can record a replacement of a
+/// source before anything is written.
+#[derive(Debug)]
+pub struct Prepared {
+    pub id: Id,
+    reader: SnapshotReader,
+    repo: Arc<Repository>,
+    target: String,
+    /// The source this restore replaces (only with `replace_source`).
+    pub replaces: Option<SourceClash>,
+}
+
+/// The sources a restore into `target` must not replace: those `snapshot` records, and
+/// `configured` ones (every configured policy's, when there is a configuration).
+pub fn protected_sources(
+    id: &Id,
+    snapshot: &backstop_repo::Snapshot,
+    configured: &[Protected],
+) -> Vec<Protected> {
+    let whose = format!(
+        "snapshot {} of policy `{}` (backed up on {})",
+        id.short(),
+        snapshot.policy,
+        snapshot.hostname
+    );
+    let mut protected = Protected::of_snapshot(snapshot, &whose);
+    protected.extend(configured.iter().cloned());
+    protected
+}
+
+/// Every configured policy's source, resolved now, to protect from a restore; a policy
+/// whose source cannot be resolved (its URL's environment variable unset, its URL file
+/// unreadable) is named in the second list instead.
+pub fn configured_sources(
+    config: &crate::Config,
+) -> Result<(Vec<Protected>, Vec<String>), EngineError> {
+    let policies = crate::policy::load_dir(&config.policies_dir, config)?;
+    let mut protected = Vec::new();
+    let mut unresolved = Vec::new();
+    for policy in policies.values() {
+        match Protected::of_policy(&policy.name, &policy.source, &config.base_dir) {
+            Ok(sources) => protected.extend(sources),
+            Err(e) => unresolved.push(format!("policy `{}`: {e}", policy.name)),
+        }
+    }
+    Ok((protected, unresolved))
+}
+
+/// Finds `snapshot` and checks `target` against its sources and the `configured` ones:
+/// a target that is, is inside or holds one is refused unless `replace_source` is given
+/// (`force` never allows it).
+pub async fn prepare(
     repo: Arc<Repository>,
     snapshot: &str,
     target: &str,
+    configured: &[Protected],
+    replace_source: bool,
+) -> Result<Prepared, EngineError> {
+    let id = repo.find_snapshot(snapshot).await?;
+    let reader = SnapshotReader::open(Arc::clone(&repo), id).await?;
+    let protected = protected_sources(&id, reader.snapshot(), configured);
+    let clash = backstop_sources::clash(target, &protected)
+        .map_err(|message| SourceError::Invalid(format!("--to: {message}")))?;
+    if let Some(clash) = clash {
+        if !replace_source {
+            return Err(EngineError::ReplacesSource {
+                clash,
+                remedy: "--force never allows this; pass --replace-source to restore over the source on purpose",
+            });
+        }
+        return Ok(Prepared {
+            id,
+            reader,
+            repo,
+            target: target.to_string(),
+            replaces: Some(clash),
+        });
+    }
+    Ok(Prepared {
+        id,
+        reader,
+        repo,
+        target: target.to_string(),
+        replaces: None,
+    })
+}
+
+/// Restores a prepared snapshot into its target: a database URL for postgres and mysql
+/// snapshots, a file path for sqlite snapshots (a directory that exists gets the raw files
+/// instead), and a directory otherwise. Replacing the source it was prepared to replace
+/// implies `force` (the target holds data by definition).
+pub async fn run(
+    prepared: Prepared,
     force: bool,
     tools: &Tools,
     jobs: u32,
 ) -> Result<(Id, Restored), EngineError> {
+    let Prepared {
+        id,
+        reader,
+        repo,
+        target,
+        replaces,
+    } = prepared;
+    let force = force || replaces.is_some();
     if target.contains("://") {
-        let url = DbUrl::parse(target)
+        let url = DbUrl::parse(&target)
             .map_err(|message| SourceError::Invalid(format!("--to: {message}")))?;
-        let id = repo.find_snapshot(snapshot).await?;
-        let reader = SnapshotReader::open(repo, id).await?;
         let done = db_restore::to_database(&reader, &url, tools, force, jobs).await?;
         return Ok((
             id,
@@ -97,13 +208,25 @@ pub async fn to_target(
             },
         ));
     }
-    let path = Path::new(target);
-    let id = repo.find_snapshot(snapshot).await?;
-    let reader = SnapshotReader::open(Arc::clone(&repo), id).await?;
+    let path = Path::new(&target);
     if reader.snapshot().source_kind == "sqlite" && !path.is_dir() {
         db_restore::sqlite_to_file(&reader, path, force).await?;
         return Ok((id, Restored::SqliteFile(path.to_path_buf())));
     }
+    drop(reader);
     let (id, report) = to_directory(repo, &id.to_hex(), path, force).await?;
     Ok((id, Restored::Directory(report)))
+}
+
+/// [`prepare`] and [`run`] in one.
+pub async fn to_target(
+    repo: Arc<Repository>,
+    snapshot: &str,
+    target: &str,
+    options: RestoreOptions,
+    configured: &[Protected],
+    tools: &Tools,
+) -> Result<(Id, Restored), EngineError> {
+    let prepared = prepare(repo, snapshot, target, configured, options.replace_source).await?;
+    run(prepared, options.force, tools, options.jobs).await
 }
