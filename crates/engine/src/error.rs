@@ -84,7 +84,7 @@ pub enum EngineError {
     /// Restore safety: the target is, is inside or holds a source; nothing was written.
     #[error("refusing to restore: {clash}; the restore would {}. {remedy}", .clash.consequence())]
     ReplacesSource {
-        clash: backstop_sources::SourceClash,
+        clash: Box<backstop_sources::SourceClash>,
         remedy: &'static str,
     },
     #[error(transparent)]

@@ -322,7 +322,7 @@ async fn create_request(
     {
         if !body.allow_overlap {
             return Err(conflict(EngineError::ReplacesSource {
-                clash,
+                clash: Box::new(clash),
                 remedy: requests::REQUEST_REMEDY,
             }));
         }

@@ -110,7 +110,7 @@ pub async fn execute(
     if let Some(clash) = source_clash(&r.target, &protected)? {
         if !r.allow_overlap {
             return Err(EngineError::ReplacesSource {
-                clash,
+                clash: Box::new(clash),
                 remedy: REQUEST_REMEDY,
             });
         }

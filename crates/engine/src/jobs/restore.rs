@@ -157,7 +157,7 @@ pub async fn prepare(
     if let Some(clash) = clash {
         if !replace_source {
             return Err(EngineError::ReplacesSource {
-                clash,
+                clash: Box::new(clash),
                 remedy: "--force never allows this; pass --replace-source to restore over the source on purpose",
             });
         }
