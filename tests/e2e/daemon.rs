@@ -460,7 +460,8 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
             .filter(|body| body["event"] == event)
             .collect()
     };
-    wait_until("drills of both policies", Duration::from_secs(40), || {
+    // Generous: the whole suite runs beside it on two cores.
+    wait_until("drills of both policies", Duration::from_secs(120), || {
         let drills = install.json(&["drills"]);
         let of = |p: &str| drills.as_array().unwrap().iter().any(|d| d["policy"] == p);
         of("good") && of("bad")

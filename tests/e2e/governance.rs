@@ -439,7 +439,7 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     let requests = evidence["policies"][0]["restore_requests"]
         .as_array()
         .unwrap();
-    assert_eq!(requests.len(), 6);
+    assert_eq!(requests.len(), 5);
     assert_eq!(requests[0]["request_id"], id.as_str());
     assert_eq!(requests[0]["requester"], "dba@example.com");
     assert_eq!(requests[0]["decided_by"], "boss@example.com");
