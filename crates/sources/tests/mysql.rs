@@ -181,7 +181,10 @@ async fn a_scratch_target_that_is_the_source_is_refused() {
     .await
     .unwrap_err();
     assert!(matches!(err, SourceError::Refused(_)), "{err}");
-    assert!(err.to_string().contains("is the source"), "{err}");
+    assert!(
+        err.to_string().contains("the source of this snapshot"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
