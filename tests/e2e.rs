@@ -15,8 +15,9 @@ mod e2e {
     mod encryption;
     pub mod evidence;
     mod format_compat;
-    mod governance;
+    pub mod governance;
     mod policy_errors;
+    mod request_jobs;
     mod restore_safety;
     mod storage_faults;
 

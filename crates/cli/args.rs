@@ -230,8 +230,14 @@ pub enum RequestCommand {
         #[arg(long)]
         comment: Option<String>,
     },
-    /// Run an approved request now (operator, or the requester); waits for the outcome
-    Run { id: String },
+    /// Run an approved request now (operator, or the requester), as a job of the daemon;
+    /// follows it to its end unless --no-wait
+    Run {
+        id: String,
+        /// Return as soon as the daemon has started it (follow it with `request list`)
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

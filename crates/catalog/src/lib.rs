@@ -70,6 +70,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0006_run_holders.sql"),
         postgres: include_str!("../migrations/common/0006_run_holders.sql"),
     },
+    Migration {
+        version: 7,
+        name: "request_runs",
+        sqlite: include_str!("../migrations/common/0007_request_runs.sql"),
+        postgres: include_str!("../migrations/common/0007_request_runs.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -531,12 +537,34 @@ impl Catalog {
         policy: &str,
         kind: RunKind,
     ) -> Result<Option<jiff::Timestamp>> {
-        let row = sqlx::query("SELECT max(started_at) FROM runs WHERE policy = $1 AND kind = $2")
-            .bind(policy)
-            .bind(kind.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(self.db())?;
+        self.run_started(policy, kind, "max").await
+    }
+
+    /// When the oldest run of `kind` for `policy` started (where a policy's RPO period
+    /// begins).
+    pub async fn first_run_started(
+        &self,
+        policy: &str,
+        kind: RunKind,
+    ) -> Result<Option<jiff::Timestamp>> {
+        self.run_started(policy, kind, "min").await
+    }
+
+    /// `aggregate` (`min` or `max`) of the start times of `policy`'s runs of `kind`.
+    async fn run_started(
+        &self,
+        policy: &str,
+        kind: RunKind,
+        aggregate: &'static str,
+    ) -> Result<Option<jiff::Timestamp>> {
+        let row = sqlx::query(&format!(
+            "SELECT {aggregate}(started_at) FROM runs WHERE policy = $1 AND kind = $2"
+        ))
+        .bind(policy)
+        .bind(kind.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(self.db())?;
         row.get::<Option<String>, _>(0)
             .map(|t| self.time(t))
             .transpose()

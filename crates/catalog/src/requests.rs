@@ -117,16 +117,22 @@ pub struct RestoreRequest {
     pub decision_comment: Option<String>,
     pub finished_at: Option<jiff::Timestamp>,
     pub outcome: Option<String>,
+    /// The run carrying the request once it runs.
+    pub run_id: Option<String>,
+    /// Its restore is creating the target (a database or directory that was not there):
+    /// an interrupted request has that target removed.
+    pub creates_target: bool,
 }
 
 const COLUMNS: &str = "id, policy, snapshot_id, point_in_time, target, reason, allow_overlap, requester, status, \
-     created_at, expires_at, not_before, decided_by, decided_at, decision_comment, finished_at, outcome";
+     created_at, expires_at, not_before, decided_by, decided_at, decision_comment, finished_at, outcome, \
+     run_id, creates_target";
 
 impl Catalog {
     pub async fn create_request(&self, r: &RestoreRequest) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(&format!(
-            "INSERT INTO restore_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, NULL, NULL)"
+            "INSERT INTO restore_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, NULL, NULL, NULL, 0)"
         ))
         .bind(&r.id)
         .bind(&r.policy)
@@ -332,6 +338,40 @@ impl Catalog {
             decision_comment: r.get(14),
             finished_at: time(15)?,
             outcome: r.get(16),
+            run_id: r.get(17),
+            creates_target: r.get::<i64, _>(18) != 0,
         })
+    }
+
+    /// Records the run carrying request `id` (while it is `running`).
+    pub async fn set_request_run(&self, id: &str, run_id: &str) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE restore_requests SET run_id = $1 WHERE id = $2 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        self.running_request_updated(id, updated.rows_affected())
+    }
+
+    /// Records, before the restore creates it, that request `id` is creating its target.
+    pub async fn mark_request_creates_target(&self, id: &str) -> Result<()> {
+        let updated = sqlx::query(
+            "UPDATE restore_requests SET creates_target = 1 WHERE id = $1 AND status = 'running'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        self.running_request_updated(id, updated.rows_affected())
+    }
+
+    fn running_request_updated(&self, id: &str, rows: u64) -> Result<()> {
+        if rows != 1 {
+            return Err(self.conflict(format!("restore request {id} is not running")));
+        }
+        Ok(())
     }
 }

@@ -611,6 +611,8 @@ fn request(id: &str, created: &str, expires: &str) -> RestoreRequest {
         decision_comment: None,
         finished_at: None,
         outcome: None,
+        run_id: None,
+        creates_target: false,
     }
 }
 

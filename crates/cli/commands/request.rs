@@ -61,6 +61,65 @@ pub fn url_of(config: &Config) -> String {
     format!("http://{listen}")
 }
 
+/// The JSON body of a successful answer, or the daemon's error as one line.
+async fn answer(response: reqwest::Response) -> Result<Value> {
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        bail!(
+            "{}: {}",
+            status,
+            value["error"]
+                .as_str()
+                .unwrap_or("the daemon refused the request")
+        );
+    }
+    Ok(value)
+}
+
+/// How often a followed request is looked at.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Follows a started request until it ends, with a progress line on a terminal; returns
+/// it as it ended.
+async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: &str,
+    mut request: Value,
+) -> Result<Value> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let started = std::time::Instant::now();
+    while request["status"] == "running" {
+        if terminal {
+            eprint!(
+                "\rrequest {id}: running (run {}), {}s ",
+                request["run_id"].as_str().unwrap_or("?"),
+                started.elapsed().as_secs()
+            );
+            let _ = std::io::stderr().flush();
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+        let response = client
+            .get(format!("{base}/api/v1/requests/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| {
+                format!(
+                    "lost the daemon's API at {base} while following request {id}; it goes on (or is failed as interrupted if the daemon stopped): see `backstop request list`"
+                )
+            })?;
+        request = answer(response).await?;
+    }
+    if terminal {
+        eprintln!();
+    }
+    Ok(request)
+}
+
 pub async fn run(args: &RequestArgs, url: &str, json: bool) -> Result<u8> {
     let Some(token) = args.token.as_deref() else {
         bail!(
@@ -102,7 +161,7 @@ pub async fn run(args: &RequestArgs, url: &str, json: bool) -> Result<u8> {
             format!("/api/v1/requests/{id}/reject"),
             Some(json!({"comment": comment})),
         ),
-        RequestCommand::Run { id } => (
+        RequestCommand::Run { id, .. } => (
             reqwest::Method::POST,
             format!("/api/v1/requests/{id}/run"),
             None,
@@ -118,16 +177,9 @@ pub async fn run(args: &RequestArgs, url: &str, json: bool) -> Result<u8> {
         .send()
         .await
         .with_context(|| format!("cannot reach the daemon's API at {base}"))?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "{}: {}",
-            status,
-            value["error"]
-                .as_str()
-                .unwrap_or("the daemon refused the request")
-        );
+    let mut value = answer(response).await?;
+    if let RequestCommand::Run { id, no_wait: false } = &args.command {
+        value = follow(&client, base, token, id, value).await?;
     }
     let failed_run =
         matches!(&args.command, RequestCommand::Run { .. }) && value["status"] == "failed";

@@ -85,7 +85,9 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
             clash.consequence()
         );
     }
-    let (id, restored) = restore::run(prepared, args.force, &tools, args.jobs)
+    // Interrupted, a restore removes the database or directory it created.
+    let cancel = crate::signals::cancel_on_termination();
+    let (id, restored) = restore::run(prepared, args.force, &tools, args.jobs, &cancel)
         .await
         .with_context(context)?;
     let replaced_json = replaced.as_ref().map(|c| {

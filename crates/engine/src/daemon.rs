@@ -160,7 +160,7 @@ impl Runner for JobRunner {
                             job = lease,
                             drill = report.drill_id,
                             status = report.status.as_str(),
-                            rto_seconds = report.rto_seconds,
+                            rto_seconds = ?report.rto_seconds,
                             rpo_seconds = report.rpo_seconds,
                             "drill done"
                         );
@@ -305,11 +305,16 @@ pub async fn run(
     }
 
     let running = Arc::new(AtomicUsize::new(0));
+    // Scheduled jobs and restore requests take their places from the same gates.
+    let gates = Arc::new(scheduler::Gates::new(&limits));
+    let request_jobs =
+        crate::api::requests::RequestJobs::new(gates.clone(), limits.timeout, shutdown.clone());
     let api = crate::api::ApiState {
         config: config.clone(),
         catalog: catalog.clone(),
         policies: policies.clone(),
         notifier: notifier.clone(),
+        jobs: request_jobs.clone(),
     };
     background.spawn(every(
         REQUEST_WINDOWS_EVERY,
@@ -374,23 +379,29 @@ pub async fn run(
         scheduler::CronTimer::new(),
         runner,
         limits,
+        gates,
         Clock::system(),
         shutdown,
     )
     .await;
-    // The scheduler has drained its jobs; the HTTP server finishes the requests in flight
-    // and the loops stop at their next wait, within the same deadline.
-    if tokio::time::timeout(deadline, background.wait())
-        .await
-        .is_err()
-    {
+    // The scheduler has drained its jobs; restore requests, cancelled too, remove what
+    // they created; the HTTP server finishes the calls in flight and the loops stop at
+    // their next wait, all within the same deadline.
+    let stopped = async {
+        request_jobs.wait().await;
+        background.wait().await;
+    };
+    if tokio::time::timeout(deadline, stopped).await.is_err() {
         tracing::error!("background tasks did not stop within the shutdown deadline");
     }
     // A restore request still running now will not finish: it ends `failed` (interrupted),
     // and its requester is told, instead of waiting for the next start to find it.
     match catalog.fail_own_requests(jiff::Timestamp::now()).await {
-        Ok(failed) => tell_requesters(&config, &catalog, &policies_left, &notifier_left, &failed),
+        Ok(failed) => tell_requesters(&config, &policies_left, &notifier_left, &failed).await,
         Err(e) => tracing::error!(error = %e, "recording interrupted restore requests"),
+    }
+    if !notifier_left.flush(NOTIFY_FLUSH_WITHIN).await {
+        tracing::error!("some notifications were not delivered before the daemon stopped");
     }
     tracing::info!(
         jobs_started = events
@@ -424,6 +435,9 @@ async fn every<S, F, Fut>(
     }
 }
 
+/// How long a stopping daemon waits for its last notifications to be delivered.
+const NOTIFY_FLUSH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How often restore requests are looked at for an opened window or an expiry.
 const REQUEST_WINDOWS_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -441,7 +455,7 @@ async fn reconcile(
 ) {
     let now = jiff::Timestamp::now();
     match catalog.reconcile_requests(now).await {
-        Ok(failed) => tell_requesters(config, catalog, policies, notifier, &failed),
+        Ok(failed) => tell_requesters(config, policies, notifier, &failed).await,
         Err(e) => tracing::warn!(error = %e, "reconciling interrupted restore requests"),
     }
     let abandoned = match catalog.reconcile_abandoned(now).await {
@@ -479,33 +493,27 @@ async fn reconcile(
     }
 }
 
-/// Tells the requester of each request that it failed as interrupted.
-fn tell_requesters(
+/// Removes what each interrupted request was creating, and tells its requester.
+async fn tell_requesters(
     config: &Arc<Config>,
-    catalog: &Catalog,
     policies: &Policies,
     notifier: &Notifier,
     failed: &[backstop_catalog::RestoreRequest],
 ) {
-    let state = crate::api::ApiState {
-        config: config.clone(),
-        catalog: catalog.clone(),
-        policies: policies.clone(),
-        notifier: notifier.clone(),
-    };
     for r in failed {
         tracing::error!(
             request = r.id,
             outcome = r.outcome.as_deref().unwrap_or_default(),
             "restore request interrupted"
         );
+        crate::api::requests::remove_interrupted_target(r).await;
         let policy = policies
             .read()
             .expect("policies lock")
             .get(&r.policy)
             .cloned();
         if let Some(policy) = policy {
-            crate::api::notify_requester(&state, &policy, r);
+            crate::api::notify_requester(config, notifier, &policy, r);
         }
     }
 }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,34 +94,42 @@ enum Delivery {
 /// Hands deliveries to a background sender. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Notifier {
-    queue: mpsc::Sender<Delivery>,
+    client: reqwest::Client,
+    /// Deliveries under way, so that a stopping daemon sends what it has to say.
+    deliveries: TaskTracker,
 }
 
 const ATTEMPTS: u32 = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 
 impl Notifier {
-    /// Starts the background sender.
+    /// A notifier whose deliveries run in the background.
     pub fn start() -> Self {
-        let (queue, mut rx) = mpsc::channel::<Delivery>(256);
-        tokio::spawn(async move {
-            let client = reqwest::Client::builder()
+        Self {
+            client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
-                .unwrap_or_default();
-            while let Some(delivery) = rx.recv().await {
-                let client = client.clone();
-                // Each delivery retries on its own, so one dead receiver delays no other.
-                tokio::spawn(async move { deliver(&client, delivery).await });
-            }
-        });
-        Self { queue }
+                .unwrap_or_default(),
+            deliveries: TaskTracker::new(),
+        }
     }
 
     fn enqueue(&self, delivery: Delivery) {
-        if let Err(e) = self.queue.try_send(delivery) {
-            tracing::error!(error = %e, "notification dropped: the queue is full or closed");
-        }
+        // Each delivery retries on its own, so one dead receiver delays no other.
+        let client = self.client.clone();
+        self.deliveries
+            .spawn(async move { deliver(&client, delivery).await });
+    }
+
+    /// Waits up to `within` for the deliveries under way (a stopping daemon's last words,
+    /// such as an interrupted request's notice to its requester); returns whether all went.
+    pub async fn flush(&self, within: Duration) -> bool {
+        self.deliveries.close();
+        let done = tokio::time::timeout(within, self.deliveries.wait())
+            .await
+            .is_ok();
+        self.deliveries.reopen();
+        done
     }
 
     /// A job started: the start ping.

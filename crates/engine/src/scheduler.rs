@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -180,11 +180,54 @@ pub enum Event {
 
 pub type Events = Arc<Mutex<Vec<Event>>>;
 
+/// The concurrency permits every job takes before it starts, shared by the scheduled jobs
+/// and restore requests: one of [`Limits::global`], then one of its repository's
+/// [`Limits::per_repository`] (always in that order, so two jobs never wait on each other).
+#[derive(Debug)]
+pub struct Gates {
+    global: Arc<Semaphore>,
+    per_repository: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+    per_repository_limit: usize,
+}
+
+/// A job's place under the [`Gates`], held while it runs.
+#[derive(Debug)]
+pub struct Permits {
+    _global: OwnedSemaphorePermit,
+    _repository: OwnedSemaphorePermit,
+}
+
+impl Gates {
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(limits.global.max(1))),
+            per_repository: Mutex::default(),
+            per_repository_limit: limits.per_repository.max(1),
+        }
+    }
+
+    /// Waits for a place for a job on `repository`.
+    pub async fn enter(&self, repository: &str) -> Permits {
+        let gate = self
+            .per_repository
+            .lock()
+            .expect("repository gates lock")
+            .entry(repository.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_repository_limit)))
+            .clone();
+        let global = self.global.clone().acquire_owned().await;
+        let repository = gate.acquire_owned().await;
+        Permits {
+            _global: global.expect("the gates are never closed"),
+            _repository: repository.expect("the gates are never closed"),
+        }
+    }
+}
+
 struct Shared<R> {
     runner: R,
     limits: Limits,
-    global: Semaphore,
-    per_repository: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+    gates: Arc<Gates>,
     running_policies: Mutex<HashSet<String>>,
     events: Events,
 }
@@ -203,15 +246,6 @@ impl<R> Shared<R> {
             }
         }
         self.events.lock().expect("events lock").push(event);
-    }
-
-    fn repository_gate(&self, repository: &str) -> Arc<Semaphore> {
-        self.per_repository
-            .lock()
-            .expect("repository gates lock")
-            .entry(repository.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.limits.per_repository.max(1))))
-            .clone()
     }
 }
 
@@ -379,11 +413,13 @@ pub async fn run<R: Runner>(
     shutdown: CancellationToken,
 ) -> Vec<Event> {
     let (_keep, reload) = tokio::sync::watch::channel(jobs);
+    let gates = Arc::new(Gates::new(&limits));
     run_with_reload(
         reload,
         ClockTimer::new(clock),
         runner,
         limits,
+        gates,
         clock,
         shutdown,
     )
@@ -392,11 +428,13 @@ pub async fn run<R: Runner>(
 
 /// As [`run`], on `timer`, taking the jobs from `reload`: a new set replaces the old one
 /// for every fire from then on (running jobs go on; the first set alone gets catch-ups).
+/// Jobs take their permits from `gates`, which others (restore requests) may share.
 pub async fn run_with_reload<R: Runner, T: Timer>(
     mut reload: tokio::sync::watch::Receiver<Vec<ScheduledJob>>,
     mut timer: T,
     runner: R,
     limits: Limits,
+    gates: Arc<Gates>,
     clock: Clock,
     shutdown: CancellationToken,
 ) -> Vec<Event> {
@@ -404,9 +442,8 @@ pub async fn run_with_reload<R: Runner, T: Timer>(
     let events: Events = Arc::default();
     let shared = Arc::new(Shared {
         runner,
-        global: Semaphore::new(limits.global.max(1)),
+        gates,
         limits,
-        per_repository: Mutex::default(),
         running_policies: Mutex::default(),
         events: events.clone(),
     });
@@ -517,12 +554,9 @@ fn dispatch<R: Runner>(
         jitter_for(&job, fire, shared.limits.jitter)
     };
     tasks.spawn(async move {
-        let gate = shared.repository_gate(&job.repository);
         let permits = async {
             tokio::time::sleep(delay).await;
-            let global = shared.global.acquire().await;
-            let repository = gate.acquire().await;
-            (global, repository)
+            shared.gates.enter(&job.repository).await
         };
         let permits = tokio::select! {
             p = permits => Some(p),

@@ -13,6 +13,7 @@ pub mod dump_rows;
 pub mod files;
 pub mod identity;
 pub mod mysql;
+pub mod pg_archive;
 pub mod postgres;
 pub mod probe;
 pub mod restore;
@@ -159,6 +160,9 @@ pub enum SourceError {
     },
     #[error(transparent)]
     Repo(#[from] backstop_repo::RepoError),
+    /// Stopped on request (shutdown or a timeout); what it had created is removed.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 }
 
 impl SourceError {

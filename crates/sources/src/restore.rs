@@ -4,11 +4,13 @@
 //! A target that already holds data is refused unless `force` is given; with `force`,
 //! the objects in the dump replace those already there. Whether the target is a source
 //! (which `force` never allows) is decided before this, by [`crate::identity::clash`]. A restore that fails removes
-//! the database it created, so nothing half-loaded is left looking restored.
+//! the database it created, so nothing half-loaded is left looking restored; so does one
+//! that is cancelled.
 
 use std::path::Path;
 
 use backstop_repo::SnapshotReader;
+use tokio_util::sync::CancellationToken;
 
 use crate::dburl::{DbUrl, Engine};
 use crate::tool::Tools;
@@ -26,6 +28,7 @@ pub async fn to_database(
     tools: &Tools,
     force: bool,
     jobs: u32,
+    cancel: &CancellationToken,
 ) -> Result<DatabaseRestored, SourceError> {
     let kind = reader.snapshot().source_kind.as_str();
     let engine = match kind {
@@ -44,18 +47,11 @@ pub async fn to_database(
             reader.id().short()
         )));
     }
-    let database = target.database().ok_or_else(|| {
-        SourceError::Invalid(format!(
-            "{target}: the URL names no database to restore into"
-        ))
-    })?;
+    let database = named_database(target)?;
     // The database as named ([`DbUrl::database`]: decoded, no trailing slash), so that
     // `…/db/` loads `db` rather than a database named `db/`.
     let target = &target.with_database(&database);
-    let exists = match engine {
-        Engine::Postgres => postgres::database_exists(target, &database).await?,
-        Engine::Mysql => mysql::database_exists(target, &database).await?,
-    };
+    let exists = database_exists(target).await?;
     if exists {
         let empty = match engine {
             Engine::Postgres => postgres::database_is_empty(target).await?,
@@ -72,23 +68,57 @@ pub async fn to_database(
             Engine::Mysql => mysql::create_database(target, &database).await?,
         }
     }
-    let loaded = match engine {
-        Engine::Postgres => postgres::load(reader, target, tools, jobs, exists && force).await,
-        Engine::Mysql => mysql::load(reader, target, tools).await,
+    let load = async {
+        match engine {
+            Engine::Postgres => postgres::load(reader, target, tools, jobs, exists && force).await,
+            Engine::Mysql => mysql::load(reader, target, tools).await,
+        }
+    };
+    // Cancelling drops the load, which stops its tools (they are killed on drop).
+    let loaded = tokio::select! {
+        loaded = load => loaded,
+        _ = cancel.cancelled() => Err(SourceError::Cancelled(if exists {
+            format!("the restore into database `{database}` was stopped part-way")
+        } else {
+            format!("the database `{database}` it created was dropped")
+        })),
     };
     if let Err(e) = loaded {
         if !exists {
-            let dropped = match engine {
-                Engine::Postgres => postgres::drop_database(target, &database).await,
-                Engine::Mysql => mysql::drop_database(target, &database).await,
-            };
-            if let Err(cleanup) = dropped {
+            if let Err(cleanup) = drop_database(target).await {
                 tracing::error!(error = %cleanup, "removing the partly restored database");
             }
         }
         return Err(e);
     }
     Ok(DatabaseRestored { created: !exists })
+}
+
+/// Whether the database `target` names exists on its server.
+pub async fn database_exists(target: &DbUrl) -> Result<bool, SourceError> {
+    let database = named_database(target)?;
+    match target.engine() {
+        Engine::Postgres => postgres::database_exists(target, &database).await,
+        Engine::Mysql => mysql::database_exists(target, &database).await,
+    }
+}
+
+/// Drops the database `target` names (a restore's own, which failed or was interrupted);
+/// one that is not there is fine.
+pub async fn drop_database(target: &DbUrl) -> Result<(), SourceError> {
+    let database = named_database(target)?;
+    match target.engine() {
+        Engine::Postgres => postgres::drop_database(target, &database).await,
+        Engine::Mysql => mysql::drop_database(target, &database).await,
+    }
+}
+
+fn named_database(target: &DbUrl) -> Result<String, SourceError> {
+    target.database().ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "{target}: the URL names no database to restore into"
+        ))
+    })
 }
 
 /// Writes a SQLite snapshot's database to `target` (a file path).

@@ -28,6 +28,8 @@ pub struct ApiState {
     pub catalog: Catalog,
     pub policies: Arc<RwLock<BTreeMap<String, Policy>>>,
     pub notifier: Notifier,
+    /// Runs restore requests as jobs.
+    pub jobs: requests::RequestJobs,
 }
 
 type ApiError = (StatusCode, Json<Value>);
@@ -79,6 +81,50 @@ fn engine_error(e: EngineError) -> ApiError {
         EngineError::Catalog(e) => catalog_error(e),
         e => internal(e),
     }
+}
+
+/// A JSON body whose rejection (malformed, the wrong content type, too large) is answered
+/// like every other API error: `{"error": …}` with the rejection's status (400, 413, 415
+/// or 422).
+struct ApiJson<T>(T);
+
+impl<T, S> axum::extract::FromRequest<S> for ApiJson<T>
+where
+    Json<T>: axum::extract::FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(rejection) => Err(error(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+impl<T, S> axum::extract::OptionalFromRequest<S> for ApiJson<T>
+where
+    Json<T>:
+        axum::extract::OptionalFromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <Json<T> as axum::extract::OptionalFromRequest<S>>::from_request(req, state).await {
+            Ok(value) => Ok(value.map(|Json(value)| ApiJson(value))),
+            Err(rejection) => Err(error(rejection.status(), rejection.body_text())),
+        }
+    }
+}
+
+/// The audit log's actor for what a caller does: the principal its token names.
+fn as_caller(state: &ApiState, caller: &Caller) -> Catalog {
+    state.catalog.clone().with_actor(caller.principal.clone())
 }
 
 impl FromRequestParts<ApiState> for Caller {
@@ -147,6 +193,18 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/requests/{id}/approve", post(approve))
         .route("/api/v1/requests/{id}/reject", post(reject))
         .route("/api/v1/requests/{id}/run", post(run_request))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "no such route; /openapi.json lists them",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method; /openapi.json lists them",
+            )
+        })
         .with_state(state)
 }
 
@@ -227,14 +285,14 @@ async fn sign_off(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    Json(body): Json<Comment>,
+    ApiJson(body): ApiJson<Comment>,
 ) -> ApiResult {
     let record = state.catalog.drill(&id).await.map_err(catalog_error)?;
     let policy = policy(&state, &record.policy)?;
     permit(&caller, Action::SignOff, Some(&policy))?;
     let policies = state.policies.read().expect("policies lock").clone();
     let signed = crate::drill::signoff::sign_off(
-        &state.catalog,
+        &as_caller(&state, &caller),
         &policies,
         &record.id,
         &caller.principal,
@@ -267,6 +325,7 @@ fn request_json(r: &RestoreRequest) -> Value {
         "decision_comment": r.decision_comment,
         "finished_at": r.finished_at.map(|t| t.to_string()),
         "outcome": r.outcome,
+        "run_id": r.run_id,
     })
 }
 
@@ -286,7 +345,7 @@ struct NewRequest {
 async fn create_request(
     State(state): State<ApiState>,
     caller: Caller,
-    Json(body): Json<NewRequest>,
+    ApiJson(body): ApiJson<NewRequest>,
 ) -> ApiResult {
     let policy = policy(&state, &body.policy)?;
     permit(&caller, Action::RequestRestore, Some(&policy))?;
@@ -310,6 +369,22 @@ async fn create_request(
             return Err(bad("target: a URL in a request must not carry a password (it would be recorded); the daemon's environment provides it".into()));
         }
     }
+    requests::target_fits(&body.target, policy.source.kind())
+        .map_err(|m| error(StatusCode::UNPROCESSABLE_ENTITY, m))?;
+    // The snapshot asked for exists and is this policy's; the request keeps its full id.
+    let snapshot_id = match &body.snapshot {
+        Some(prefix) => Some(
+            requests::snapshot_of_policy(&state.config, &policy, prefix)
+                .await
+                .map_err(|e| match e {
+                    EngineError::Repo(backstop_repo::RepoError::Storage(
+                        backstop_repo::storage::StorageError::Unreachable { .. },
+                    )) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                    e => error(StatusCode::UNPROCESSABLE_ENTITY, format!("snapshot: {e}")),
+                })?,
+        ),
+        None => None,
+    };
     // Restore safety at the door: a target that is a source is refused now, not after an
     // approver has looked at it, unless the request asks for exactly that.
     let configured = {
@@ -343,7 +418,7 @@ async fn create_request(
             hex::encode(rand::random::<[u8; 3]>())
         ),
         policy: policy.name.clone(),
-        snapshot_id: body.snapshot.clone(),
+        snapshot_id,
         point_in_time: time(&body.point_in_time, "point_in_time")?,
         target: body.target.clone(),
         reason: body.reason.clone(),
@@ -358,9 +433,10 @@ async fn create_request(
         decision_comment: None,
         finished_at: None,
         outcome: None,
+        run_id: None,
+        creates_target: false,
     };
-    state
-        .catalog
+    as_caller(&state, &caller)
         .create_request(&request)
         .await
         .map_err(catalog_error)?;
@@ -416,8 +492,7 @@ async fn decide(
     } else {
         RequestStatus::Rejected
     };
-    let r = state
-        .catalog
+    let r = as_caller(&state, &caller)
         .transition_request(
             &id,
             to,
@@ -427,7 +502,7 @@ async fn decide(
         )
         .await
         .map_err(catalog_error)?;
-    notify_requester(&state, &policy, &r);
+    notify_requester(&state.config, &state.notifier, &policy, &r);
     Ok(Json(request_json(&r)))
 }
 
@@ -435,7 +510,7 @@ async fn approve(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<Comment>>,
+    body: Option<ApiJson<Comment>>,
 ) -> ApiResult {
     decide(state, caller, id, body.and_then(|b| b.0.comment), true).await
 }
@@ -444,7 +519,7 @@ async fn reject(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Option<Json<Comment>>,
+    body: Option<ApiJson<Comment>>,
 ) -> ApiResult {
     decide(state, caller, id, body.and_then(|b| b.0.comment), false).await
 }
@@ -453,7 +528,7 @@ async fn reject(
 async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineError> {
     for r in requests::expire_stale(&state.catalog, now).await? {
         if let Ok(policy) = policy(state, &r.policy) {
-            notify_requester(state, &policy, &r);
+            notify_requester(&state.config, &state.notifier, &policy, &r);
         }
     }
     Ok(())
@@ -461,9 +536,14 @@ async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineErro
 
 /// Tells the requester (through the policy's notification channels, addressed to them)
 /// that their request was approved, rejected, expired, or ran and how.
-pub(crate) fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreRequest) {
-    let settings = merged(&state.config.notify, policy.notify.as_ref());
-    state.notifier.alert(
+pub(crate) fn notify_requester(
+    config: &Config,
+    notifier: &Notifier,
+    policy: &Policy,
+    r: &RestoreRequest,
+) {
+    let settings = merged(&config.notify, policy.notify.as_ref());
+    notifier.alert(
         &settings,
         NotifyEvent::new(
             &format!("request.{}", r.status),
@@ -483,12 +563,13 @@ pub(crate) fn notify_requester(state: &ApiState, policy: &Policy, r: &RestoreReq
     );
 }
 
-/// Runs an approved request now; the response comes when the restore has finished.
+/// Starts an approved request as a job and answers 202 with it (`running`, and the id of
+/// the run that carries it); `GET /api/v1/requests/{id}` follows it to its end.
 async fn run_request(
     State(state): State<ApiState>,
     caller: Caller,
     Path(id): Path<String>,
-) -> ApiResult {
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let r = find_request(&state, &id).await?;
     let policy = policy(&state, &r.policy)?;
     let requester = r.requester.eq_ignore_ascii_case(&caller.principal);
@@ -500,35 +581,12 @@ async fn run_request(
             format!("request {id} may run from {not_before}"),
         ));
     }
-    let r = run_approved(&state, &policy, &id, &caller.principal)
+    let r = state
+        .jobs
+        .start(&state, &policy, &id, &caller.principal)
         .await
         .map_err(catalog_error)?;
-    Ok(Json(request_json(&r)))
-}
-
-/// Runs an approved request: `running`, the restore, then `succeeded` or `failed`, and the
-/// requester told. Only one caller can move it out of `approved`.
-pub async fn run_approved(
-    state: &ApiState,
-    policy: &Policy,
-    id: &str,
-    by: &str,
-) -> Result<RestoreRequest, backstop_catalog::CatalogError> {
-    let r = state
-        .catalog
-        .transition_request(id, RequestStatus::Running, by, None, jiff::Timestamp::now())
-        .await?;
-    let outcome = requests::execute(&state.config, policy, &r).await;
-    let (to, text) = match &outcome {
-        Ok(text) => (RequestStatus::Succeeded, text.clone()),
-        Err(e) => (RequestStatus::Failed, format!("{e:#}")),
-    };
-    let r = state
-        .catalog
-        .transition_request(id, to, by, Some(&text), jiff::Timestamp::now())
-        .await?;
-    notify_requester(state, policy, &r);
-    Ok(r)
+    Ok((StatusCode::ACCEPTED, Json(request_json(&r))))
 }
 
 /// Approved requests with a window (`not_before`) run by themselves once it opens; those
@@ -543,14 +601,14 @@ pub async fn run_windows_once(state: ApiState) {
                 let Ok(policy) = policy(&state, &r.policy) else {
                     continue;
                 };
-                match run_approved(&state, &policy, &r.id, "daemon").await {
-                    Ok(done) => tracing::info!(
-                        request = done.id,
-                        status = done.status.as_str(),
-                        "restore request ran in its window"
+                match state.jobs.start(&state, &policy, &r.id, "daemon").await {
+                    Ok(started) => tracing::info!(
+                        request = started.id,
+                        run = started.run_id.as_deref().unwrap_or_default(),
+                        "restore request started in its window"
                     ),
                     Err(e) => {
-                        tracing::warn!(request = r.id, error = %e, "running a restore request")
+                        tracing::warn!(request = r.id, error = %e, "starting a restore request")
                     }
                 }
             }
@@ -639,7 +697,12 @@ fn openapi_document(metrics_token: bool) -> Value {
             "/api/v1/requests/{id}": {"get": with(op("one restore request"), "parameters", id("the request id"))},
             "/api/v1/requests/{id}/approve": {"post": with(with(op("approve (an approver of the policy who is not the requester)"), "parameters", id("the request id")), "requestBody", body(comment.clone(), false))},
             "/api/v1/requests/{id}/reject": {"post": with(with(op("reject (an approver of the policy who is not the requester)"), "parameters", id("the request id")), "requestBody", body(comment, false))},
-            "/api/v1/requests/{id}/run": {"post": with(op("run an approved request now (an operator, or the requester); answers when the restore finished"), "parameters", id("the request id"))}
+            "/api/v1/requests/{id}/run": {"post": with(with(op("start an approved request now as a job (an operator, or the requester); answers 202 with the request, running, and its run_id; GET /api/v1/requests/{id} follows it to succeeded or failed"), "parameters", id("the request id")), "responses", {
+                let mut started = answers.clone();
+                started.as_object_mut().expect("answers").remove("200");
+                started["202"] = json!({"description": "started: the request, running, with the id of the run that carries it", "content": {"application/json": {}}});
+                started
+            })}
         }
     })
 }
@@ -670,7 +733,8 @@ mod tests {
                         })
                         .unwrap_or_default();
                     assert_eq!(declared, templated, "{method} {path}");
-                    assert!(op["responses"]["200"].is_object(), "{method} {path}");
+                    let success = if path.ends_with("/run") { "202" } else { "200" };
+                    assert!(op["responses"][success].is_object(), "{method} {path}");
                     let open = path == "/healthz" || (path == "/metrics" && !metrics_token);
                     assert_eq!(op["security"].is_null(), open, "{method} {path}");
                     if method == "post" && !path.ends_with("/run") {

@@ -2,15 +2,31 @@
 //! its point in time) restored into its target with the break-glass restore, under the same
 //! restore safety: a target that is, or overlaps, the source is refused unless the request
 //! asked for exactly that and was approved so.
+//!
+//! A request runs as a job like the scheduled ones ([`RequestJobs`]): a run record, a
+//! concurrency permit from the same gates, the job timeout, cancellation on shutdown, and
+//! its requester told how it ended. Its lease is the request itself: only one caller moves
+//! it out of `approved`, and while it runs its holder's heartbeat keeps it, so that a
+//! request whose daemon died is failed (interrupted) by the next reconciliation, and the
+//! target it was creating removed ([`remove_interrupted_target`]).
 
-use backstop_catalog::{Catalog, RequestStatus, RestoreRequest};
-use backstop_sources::{Protected, SourceClash};
+use std::sync::Arc;
+use std::time::Duration;
 
+use backstop_catalog::{
+    Catalog, CatalogError, RequestStatus, RestoreRequest, RunEnd, RunKind, RunStatus,
+};
+use backstop_sources::{DbUrl, Protected, SourceClash, SourceError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{notify_requester, ApiState};
 use crate::config::Config;
 use crate::error::EngineError;
-use crate::jobs::restore::{protected_sources, to_target, RestoreOptions, Restored};
+use crate::jobs::restore::{self, protected_sources, RestoreOptions, Restored};
 use crate::policy::Policy;
 use crate::repos;
+use crate::scheduler::Gates;
 
 /// How long an unapproved request stays open.
 pub const REQUEST_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
@@ -48,6 +64,43 @@ pub fn source_clash(
         .map_err(|message| EngineError::Refused(format!("target: {message}")))
 }
 
+/// Whether `target` can receive a snapshot of a `kind` source: a database URL of its
+/// engine for postgres and mysql, a path otherwise.
+pub fn target_fits(target: &str, kind: &str) -> Result<(), String> {
+    let scheme = target.split_once("://").map(|(scheme, _)| scheme);
+    let fits = match kind {
+        "postgres" => matches!(scheme, Some("postgres" | "postgresql")),
+        "mysql" => matches!(scheme, Some("mysql" | "mariadb")),
+        _ => scheme.is_none(),
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(format!(
+        "target `{target}`: a snapshot of a {kind} source restores into {}",
+        match kind {
+            "postgres" => "a postgres:// URL",
+            "mysql" => "a mysql:// URL",
+            "sqlite" => "a file path (or a directory for the raw files)",
+            _ => "a directory path",
+        }
+    ))
+}
+
+/// The full id of the snapshot `prefix` names in `policy`'s repository, refused unless it is
+/// a snapshot of that policy.
+pub async fn snapshot_of_policy(
+    config: &Config,
+    policy: &Policy,
+    prefix: &str,
+) -> Result<String, EngineError> {
+    let settings = config.repository(&policy.repository)?;
+    let repo = repos::open(settings, &config.base_dir).await?;
+    let id = repo.find_snapshot(prefix).await?;
+    crate::jobs::restore::load_for_policy(&repo, &id, &policy.name).await?;
+    Ok(id.to_hex())
+}
+
 /// What a request must carry to restore over a source.
 pub const REQUEST_REMEDY: &str =
     "A request must ask for that explicitly (allow_overlap) and be approved so";
@@ -69,11 +122,15 @@ pub fn configured_protected(policies: &[&Policy], config: &Config) -> Vec<Protec
     protected
 }
 
-/// Runs request `r` (already moved to `running`) and returns its outcome.
+/// Runs request `r` (already moved to `running`) and returns its outcome. Before the restore
+/// creates its target, the request records so in `catalog`, so that the target of a
+/// request interrupted by a crash can be removed by whoever reconciles it.
 pub async fn execute(
     config: &Config,
+    catalog: &Catalog,
     policy: &Policy,
     r: &RestoreRequest,
+    cancel: &CancellationToken,
 ) -> Result<String, EngineError> {
     let settings = config.repository(&policy.repository)?;
     let repo = repos::open(settings, &config.base_dir).await?;
@@ -121,15 +178,19 @@ pub async fn execute(
         replace_source: r.allow_overlap,
         jobs: 2,
     };
-    let (id, restored) = to_target(
+    let prepared = restore::prepare(
         repo,
         &id.to_hex(),
         &r.target,
-        options,
         &protected,
-        &config.tools,
+        options.replace_source,
     )
     .await?;
+    if !target_exists(&r.target).await? {
+        catalog.mark_request_creates_target(&r.id).await?;
+    }
+    let (id, restored) =
+        restore::run(prepared, options.force, &config.tools, options.jobs, cancel).await?;
     Ok(match restored {
         Restored::Directory(report) => format!(
             "restored snapshot {} into {}: {} files, {} bytes, every chunk and file verified",
@@ -147,6 +208,224 @@ pub async fn execute(
             format!("restored snapshot {} into {}", id.short(), path.display())
         }
     })
+}
+
+/// Whether a request's target is already there: a database on its server, or anything at
+/// a path.
+async fn target_exists(target: &str) -> Result<bool, EngineError> {
+    if target.contains("://") {
+        let url = DbUrl::parse(target)
+            .map_err(|message| SourceError::Invalid(format!("target: {message}")))?;
+        return Ok(backstop_sources::restore::database_exists(&url).await?);
+    }
+    Ok(std::fs::symlink_metadata(target).is_ok())
+}
+
+/// Removes the target an interrupted request was creating (its database dropped, its
+/// directory or file removed); one that never came to be is fine. A request that restored
+/// into something already there leaves it alone.
+pub async fn remove_interrupted_target(r: &RestoreRequest) {
+    if !r.creates_target {
+        return;
+    }
+    if r.target.contains("://") {
+        let dropped = match DbUrl::parse(&r.target) {
+            Ok(url) => backstop_sources::restore::drop_database(&url)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match dropped {
+            Ok(()) => tracing::info!(
+                request = r.id,
+                "dropped the database an interrupted request was creating"
+            ),
+            Err(e) => {
+                tracing::error!(request = r.id, error = %e, "dropping the database an interrupted request was creating")
+            }
+        }
+        return;
+    }
+    let path = std::path::Path::new(&r.target);
+    if path.is_dir() {
+        restore::remove_created_directory(path);
+    } else if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::error!(request = r.id, error = %e, "removing the file an interrupted request was creating");
+        }
+    }
+}
+
+/// The daemon's runner of restore requests: each runs as a job (see the module's notes).
+#[derive(Clone)]
+pub struct RequestJobs {
+    gates: Arc<Gates>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    timeout: Duration,
+}
+
+impl RequestJobs {
+    /// Requests take their permits from `gates`, are stopped after `timeout`, and are
+    /// cancelled when `shutdown` is.
+    pub fn new(gates: Arc<Gates>, timeout: Duration, shutdown: CancellationToken) -> Self {
+        Self {
+            gates,
+            tracker: TaskTracker::new(),
+            shutdown,
+            timeout,
+        }
+    }
+
+    /// Moves approved request `id` to `running` (as `by`), records the run that carries it
+    /// and starts it; returns the request, running. Refused (a conflict) unless it is
+    /// approved, so that it runs once however many callers ask.
+    pub async fn start(
+        &self,
+        state: &ApiState,
+        policy: &Policy,
+        id: &str,
+        by: &str,
+    ) -> Result<RestoreRequest, CatalogError> {
+        // Started by `by`, as the audit log says; ended by the daemon.
+        let catalog = &state.catalog.clone().with_actor(by);
+        catalog
+            .transition_request(id, RequestStatus::Running, by, None, jiff::Timestamp::now())
+            .await?;
+        let run_id = match catalog.start_run(RunKind::Restore, &policy.name).await {
+            Ok(run_id) => run_id,
+            Err(e) => {
+                let outcome = format!("its run could not be recorded: {e}");
+                if let Ok(r) = catalog
+                    .transition_request(
+                        id,
+                        RequestStatus::Failed,
+                        by,
+                        Some(&outcome),
+                        jiff::Timestamp::now(),
+                    )
+                    .await
+                {
+                    notify_requester(&state.config, &state.notifier, policy, &r);
+                }
+                return Err(e);
+            }
+        };
+        catalog.set_request_run(id, &run_id).await?;
+        let r = catalog.request(id).await?;
+        let job = RequestJob {
+            state: state.clone(),
+            policy: policy.clone(),
+            request: r.clone(),
+            run_id,
+            by: by.to_string(),
+            cancel: self.shutdown.child_token(),
+            shutdown: self.shutdown.clone(),
+            gates: self.gates.clone(),
+            timeout: self.timeout,
+        };
+        self.tracker.spawn(job.run());
+        Ok(r)
+    }
+
+    /// Waits for every request started to end (after shutdown, they are being cancelled).
+    pub async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// One running request.
+struct RequestJob {
+    state: ApiState,
+    policy: Policy,
+    request: RestoreRequest,
+    run_id: String,
+    by: String,
+    cancel: CancellationToken,
+    shutdown: CancellationToken,
+    gates: Arc<Gates>,
+    timeout: Duration,
+}
+
+impl RequestJob {
+    async fn run(self) {
+        let (state, r) = (&self.state, &self.request);
+        let permits = tokio::select! {
+            permits = self.gates.enter(&self.policy.repository) => Some(permits),
+            _ = self.cancel.cancelled() => None,
+        };
+        let outcome = match permits {
+            None => Err(EngineError::Source(SourceError::Cancelled(
+                "nothing was restored".into(),
+            ))),
+            Some(_permits) => {
+                let work = execute(&state.config, &state.catalog, &self.policy, r, &self.cancel);
+                tokio::pin!(work);
+                tokio::select! {
+                    outcome = &mut work => outcome,
+                    _ = tokio::time::sleep(self.timeout) => {
+                        // Cancelled, the restore removes what it created before it returns.
+                        self.cancel.cancel();
+                        work.await
+                    }
+                }
+            }
+        };
+        let stopped = self.cancel.is_cancelled();
+        let (request_status, run_status, text) = match &outcome {
+            Ok(text) => (RequestStatus::Succeeded, RunStatus::Succeeded, text.clone()),
+            Err(e) if stopped && self.shutdown.is_cancelled() => (
+                RequestStatus::Failed,
+                RunStatus::Cancelled,
+                format!("interrupted: the daemon shut down before it finished; {e:#}"),
+            ),
+            Err(e) if stopped => (
+                RequestStatus::Failed,
+                RunStatus::Cancelled,
+                format!(
+                    "stopped after the job timeout ({}); {e:#}",
+                    humantime::format_duration(self.timeout)
+                ),
+            ),
+            Err(e) => (RequestStatus::Failed, RunStatus::Failed, format!("{e:#}")),
+        };
+        let end = RunEnd {
+            error: (run_status != RunStatus::Succeeded).then(|| text.clone()),
+            ..RunEnd::default()
+        };
+        if let Err(e) = state
+            .catalog
+            .finish_run(&self.run_id, run_status, &end)
+            .await
+        {
+            tracing::error!(request = r.id, run = self.run_id, error = %e, "recording the request's run");
+        }
+        match state
+            .catalog
+            .transition_request(
+                &r.id,
+                request_status,
+                &self.by,
+                Some(&text),
+                jiff::Timestamp::now(),
+            )
+            .await
+        {
+            Ok(done) => {
+                tracing::info!(
+                    request = done.id,
+                    status = done.status.as_str(),
+                    outcome = text,
+                    "restore request ended"
+                );
+                notify_requester(&state.config, &state.notifier, &self.policy, &done);
+            }
+            Err(e) => {
+                tracing::error!(request = r.id, error = %e, "recording how the restore request ended")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +452,8 @@ mod tests {
             decision_comment: None,
             finished_at: None,
             outcome: None,
+            run_id: None,
+            creates_target: false,
         }
     }
 

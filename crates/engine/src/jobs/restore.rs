@@ -13,6 +13,8 @@ use backstop_repo::restorer::RestoreReport;
 use backstop_repo::{Id, Repository, SnapshotReader};
 use backstop_sources::{restore as db_restore, DbUrl, Protected, SourceClash, SourceError, Tools};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::error::EngineError;
 
 /// Restores `snapshot` (an id or unique prefix) into `target`, which must be absent or an
@@ -182,11 +184,15 @@ pub async fn prepare(
 /// snapshots, a file path for sqlite snapshots (a directory that exists gets the raw files
 /// instead), and a directory otherwise. Replacing the source it was prepared to replace
 /// implies `force` (the target holds data by definition).
+///
+/// A restore that fails or is cancelled removes the database or directory it created, so
+/// that nothing half-restored is left looking restored.
 pub async fn run(
     prepared: Prepared,
     force: bool,
     tools: &Tools,
     jobs: u32,
+    cancel: &CancellationToken,
 ) -> Result<(Id, Restored), EngineError> {
     let Prepared {
         id,
@@ -199,7 +205,7 @@ pub async fn run(
     if target.contains("://") {
         let url = DbUrl::parse(&target)
             .map_err(|message| SourceError::Invalid(format!("--to: {message}")))?;
-        let done = db_restore::to_database(&reader, &url, tools, force, jobs).await?;
+        let done = db_restore::to_database(&reader, &url, tools, force, jobs, cancel).await?;
         return Ok((
             id,
             Restored::Database {
@@ -214,8 +220,39 @@ pub async fn run(
         return Ok((id, Restored::SqliteFile(path.to_path_buf())));
     }
     drop(reader);
-    let (id, report) = to_directory(repo, &id.to_hex(), path, force).await?;
-    Ok((id, Restored::Directory(report)))
+    let created = std::fs::symlink_metadata(path).is_err();
+    let hex = id.to_hex();
+    let restored = tokio::select! {
+        restored = to_directory(repo, &hex, path, force) => restored,
+        _ = cancel.cancelled() => Err(SourceError::Cancelled(if created {
+            format!("the directory {} it created was removed", path.display())
+        } else {
+            format!("the restore into {} was stopped part-way", path.display())
+        })
+        .into()),
+    };
+    match restored {
+        Ok((id, report)) => Ok((id, Restored::Directory(report))),
+        Err(e) => {
+            if created {
+                remove_created_directory(path);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Removes a directory a restore created and did not finish.
+pub fn remove_created_directory(path: &Path) {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => tracing::info!(path = %path.display(), "removed the partly restored directory"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(
+            path = %path.display(),
+            error = %e,
+            "removing the partly restored directory"
+        ),
+    }
 }
 
 /// [`prepare`] and [`run`] in one.
@@ -226,7 +263,8 @@ pub async fn to_target(
     options: RestoreOptions,
     configured: &[Protected],
     tools: &Tools,
+    cancel: &CancellationToken,
 ) -> Result<(Id, Restored), EngineError> {
     let prepared = prepare(repo, snapshot, target, configured, options.replace_source).await?;
-    run(prepared, options.force, tools, options.jobs).await
+    run(prepared, options.force, tools, options.jobs, cancel).await
 }
