@@ -260,3 +260,114 @@ fn every_backup_is_a_recorded_run_and_the_catalog_rebuilds_from_the_repository()
         format!("{id}|orders|postgres")
     );
 }
+
+/// A dump tool wrapper in `install/bin/NAME` running `body` (with the real tool on PATH).
+fn wrapper(install: &Install, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(install.path("bin")).unwrap();
+    let path = install.path(&format!("bin/{name}"));
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Issue 15: a `pg_dump` that wrote half its archive and exited 0 was committed as a good
+/// snapshot. The archive's table of contents says which data must follow; a stream that
+/// ends before it has all of it fails the backup, and nothing is committed.
+#[test]
+fn a_pg_dump_that_exits_0_with_half_its_archive_fails_the_backup() {
+    let db = PgDb::create("backstop_e2e_pg_half");
+    db.seed(&fixture("postgres.sql"));
+    let mut install =
+        Install::new("url = \"file://./repo\"\n\n[tools]\npg_dump = \"./bin/pg_dump\"");
+    install.env.push(("ORDERS_PG_URL".into(), db.url()));
+    install.policy(
+        "orders",
+        "[source]\nkind = \"postgres\"\nurl_env = \"ORDERS_PG_URL\"\n",
+    );
+    // The whole archive is bigger than this; the version check passes through.
+    wrapper(&install, "pg_dump", "pg_dump \"$@\" | head -c 40000");
+    let out = install.run(&["backup", "orders"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exited 0 but its archive") && stderr.contains("TABLE DATA"),
+        "{stderr}"
+    );
+    assert_eq!(install.json(&["snapshots"]), serde_json::json!([]));
+
+    // The real tool's archive passes the same check.
+    wrapper(&install, "pg_dump", "exec pg_dump \"$@\"");
+    install.backup("orders");
+}
+
+/// Issue 15: a dump tool that silently dropped every row of one table gave a passing
+/// MariaDB drill, because the row counts came from the dump stream itself. Counts taken on
+/// the server around the dump catch it: a warning at backup, recorded in the snapshot's
+/// facts, and a failed fidelity check. A stream without mariadb-dump's completion trailer
+/// fails the backup.
+#[test]
+fn a_mariadb_dump_that_drops_a_tables_rows_fails_the_drill() {
+    let db = MyDb::create("backstop_e2e_my_short");
+    db.seed(&fixture("mysql.sql"));
+    let mut install =
+        Install::new("url = \"file://./repo\"\n\n[tools]\nmariadb_dump = \"./bin/mariadb-dump\"");
+    install.env.push(("ORDERS_MYSQL_URL".into(), db.url()));
+    install.env.push((
+        "SCRATCH_MYSQL_URL".into(),
+        format!("{}/", backstop_testkit::db::MY_SERVER),
+    ));
+    install.policy(
+        "orders",
+        "[source]\nkind = \"mysql\"\nurl_env = \"ORDERS_MYSQL_URL\"\n\n[drill]\ntarget = { kind = \"mysql\", url_env = \"SCRATCH_MYSQL_URL\" }\n",
+    );
+    // Every INSERT into `orders` dropped (each statement runs to a line ending in `);`).
+    wrapper(
+        &install,
+        "mariadb-dump",
+        "mariadb-dump \"$@\" | sed '/^INSERT INTO `orders`/,/);$/d'",
+    );
+    let backup = install.backup("orders");
+    let warnings = backup["warnings"].to_string();
+    assert!(
+        warnings.contains("fewer rows than the server had")
+            && warnings.contains("orders: 0 row(s)"),
+        "{backup:#}"
+    );
+    let out = install.run(&["--json", "drill", "orders"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fidelity = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "fidelity")
+        .unwrap()
+        .clone();
+    assert_eq!(fidelity["status"], "failed", "{report:#}");
+    let detail = fidelity["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("table orders") && detail.contains("counted on the server"),
+        "{detail}"
+    );
+
+    // A stream cut before mariadb-dump's last line, exiting 0: refused, nothing committed.
+    let before = install.json(&["snapshots"]).as_array().unwrap().len();
+    wrapper(
+        &install,
+        "mariadb-dump",
+        "mariadb-dump \"$@\" | grep -v '^-- Dump completed'",
+    );
+    let out = install.run(&["backup", "orders"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("completion trailer"), "{stderr}");
+    assert_eq!(
+        install.json(&["snapshots"]).as_array().unwrap().len(),
+        before
+    );
+}

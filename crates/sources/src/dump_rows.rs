@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex};
 const INSERT: &[u8] = b"INSERT INTO `";
 const CREATE: &[u8] = b"CREATE TABLE `";
 const DELIMITER: &[u8] = b"DELIMITER ";
+/// The line mariadb-dump writes last (with `--skip-dump-date`, without a date after it).
+pub const TRAILER_TEXT: &str = "-- Dump completed";
+const TRAILER: &[u8] = TRAILER_TEXT.as_bytes();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NameFor {
@@ -50,6 +53,7 @@ pub struct RowCounter {
     state: State,
     current: String,
     in_routine: bool,
+    completed: bool,
 }
 
 impl Default for RowCounter {
@@ -59,6 +63,7 @@ impl Default for RowCounter {
             state: State::LineStart(Vec::new()),
             current: String::new(),
             in_routine: false,
+            completed: false,
         }
     }
 }
@@ -68,6 +73,11 @@ impl RowCounter {
         for &b in bytes {
             self.step(b);
         }
+    }
+
+    /// The completion trailer has been seen (mariadb-dump writes it last).
+    pub fn completed(&self) -> bool {
+        self.completed
     }
 
     /// Every table created in the dump, with the number of rows inserted into it.
@@ -85,7 +95,7 @@ impl RowCounter {
                     let prefixes: &[&[u8]] = if self.in_routine {
                         &[DELIMITER]
                     } else {
-                        &[INSERT, CREATE, DELIMITER]
+                        &[INSERT, CREATE, DELIMITER, TRAILER]
                     };
                     if seen == INSERT && !self.in_routine {
                         Some(State::Name {
@@ -101,6 +111,9 @@ impl RowCounter {
                         })
                     } else if seen == DELIMITER {
                         Some(State::Delimiter(Vec::new()))
+                    } else if seen == TRAILER && !self.in_routine {
+                        self.completed = true;
+                        Some(State::SkipLine)
                     } else if prefixes.iter().any(|p| p.starts_with(seen)) {
                         None
                     } else {
@@ -272,6 +285,23 @@ DELIMITER ;
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         assert_eq!(counter.tables(), &expected);
+    }
+
+    /// Issue 15: a dump that stopped part-way but exited 0 must not pass for a whole one.
+    #[test]
+    fn only_a_dump_that_reached_its_trailer_is_complete() {
+        let mut cut = RowCounter::default();
+        cut.feed(DUMP.as_bytes());
+        assert!(!cut.completed(), "no trailer yet");
+        let mut whole = RowCounter::default();
+        whole.feed(DUMP.as_bytes());
+        whole.feed(b"\n-- Dump completed\n");
+        assert!(whole.completed());
+        // The trailer's text inside a routine body or a value does not count.
+        let mut fooled = RowCounter::default();
+        fooled.feed(b"DELIMITER ;;\n-- Dump completed\n;;\nDELIMITER ;\n");
+        fooled.feed(b"INSERT INTO `t` VALUES ('\n-- Dump completed\n');\n");
+        assert!(!fooled.completed());
     }
 
     #[test]

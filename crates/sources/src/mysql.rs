@@ -125,6 +125,9 @@ pub async fn back_up(
         "--default-character-set=utf8mb4",
     ])
     .arg(&database);
+    // Counted on the server, independently of the dump, just before and just after it: the
+    // dump's own counts cannot disagree with the dump, these can.
+    let before = row_counts(&url).await?;
     let data_point = jiff::Timestamp::now();
     let mut running = Running::spawn(Tool::MariadbDump, dump)?;
     let counter = Arc::new(Mutex::new(RowCounter::default()));
@@ -134,13 +137,44 @@ pub async fn back_up(
     let finished = running.finish().await;
     streamed?;
     finished?;
-    let tables = counter.lock().expect("row counter lock").tables().clone();
+    let (tables, completed) = {
+        let counter = counter.lock().expect("row counter lock");
+        (counter.tables().clone(), counter.completed())
+    };
+    // A dump that stopped early but exited 0 lacks the trailer mariadb-dump writes last.
+    if !completed {
+        return Err(SourceError::ToolFailed {
+            tool: Tool::MariadbDump.name(),
+            detail: format!(
+                "exited 0 but its stream of `{database}` ended without the completion trailer (`{}`): the dump is incomplete and was not committed",
+                crate::dump_rows::TRAILER_TEXT
+            ),
+        });
+    }
+    let after = row_counts(&url).await?;
+    let server_min = server_minimums(&before, &after);
 
     let mut extra = BTreeMap::new();
     extra.insert(
         "row_counts".into(),
         "exact, counted in the dump stream (rows inserted per table)".into(),
     );
+    extra.insert(
+        "server_row_counts".into(),
+        "counted on the server just before and just after the dump; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
+    );
+    extra.insert(
+        SERVER_ROWS_MIN.into(),
+        serde_json::to_string(&server_min).unwrap_or_default(),
+    );
+    let short = short_tables(&tables, &server_min);
+    if !short.is_empty() {
+        let detail = short.join("; ");
+        writer.warn(format!(
+            "the dump of `{database}` holds fewer rows than the server had: {detail}"
+        ));
+        extra.insert("short_tables".into(), detail);
+    }
     extra.insert(
         "schema_fingerprint".into(),
         "information_schema, read just before the dump".into(),
@@ -233,6 +267,48 @@ pub async fn facts(url: &DbUrl) -> Result<SourceFacts, SourceError> {
     let mut conn = connect(url).await?;
     let (server_version, size) = server_info(&mut conn, url).await?;
     let schema = schema_fingerprint(&mut conn, url).await?;
+    drop(conn);
+    Ok(SourceFacts {
+        server_version: Some(server_version),
+        database_size: Some(size),
+        tables: row_counts(url).await?,
+        schema_fingerprint: Some(schema),
+        ..SourceFacts::default()
+    })
+}
+
+/// The facts key holding, per table, the fewest rows the server had around the dump.
+pub const SERVER_ROWS_MIN: &str = "server_rows_min";
+
+/// Per table, the smaller of two counts (a table in only one of them: that one).
+fn server_minimums(
+    before: &BTreeMap<String, u64>,
+    after: &BTreeMap<String, u64>,
+) -> BTreeMap<String, u64> {
+    let mut min = before.clone();
+    for (table, rows) in after {
+        min.entry(table.clone())
+            .and_modify(|r| *r = (*r).min(*rows))
+            .or_insert(*rows);
+    }
+    min
+}
+
+/// Tables whose dump holds fewer rows than the server had at the least, described.
+fn short_tables(dumped: &BTreeMap<String, u64>, server_min: &BTreeMap<String, u64>) -> Vec<String> {
+    server_min
+        .iter()
+        .filter_map(|(table, &min)| {
+            let got = dumped.get(table).copied().unwrap_or(0);
+            (got < min)
+                .then(|| format!("{table}: {got} row(s) in the dump, at least {min} on the server"))
+        })
+        .collect()
+}
+
+/// Row counts of every base table, in one consistent snapshot.
+async fn row_counts(url: &DbUrl) -> Result<BTreeMap<String, u64>, SourceError> {
+    let mut conn = connect(url).await?;
     sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .execute(&mut conn)
         .await
@@ -255,13 +331,7 @@ pub async fn facts(url: &DbUrl) -> Result<SourceFacts, SourceError> {
         tables.insert(name, count.max(0) as u64);
     }
     let _ = sqlx::query("COMMIT").execute(&mut conn).await;
-    Ok(SourceFacts {
-        server_version: Some(server_version),
-        database_size: Some(size),
-        tables,
-        schema_fingerprint: Some(schema),
-        ..SourceFacts::default()
-    })
+    Ok(tables)
 }
 
 fn admin_url(server: &DbUrl) -> DbUrl {

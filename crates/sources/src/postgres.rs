@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use backstop_repo::format::snapshot::Root;
 use backstop_repo::{Entry, EntryKind, SnapshotReader, SnapshotWriter, SourceFacts};
@@ -22,6 +23,7 @@ use sqlx::PgConnection;
 use tokio::process::Command;
 
 use crate::dburl::{query_error, DbUrl, UrlSource};
+use crate::pg_archive::{ArchiveChecker, CheckingReader};
 use crate::tool::{Running, Tool, Tools};
 use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
 
@@ -145,12 +147,24 @@ pub async fn back_up(
         let mut running = Running::spawn(Tool::PgDump, dump)?;
         match &spool {
             None => {
-                let reader = running.blocking_stdout()?;
+                let checker = Arc::new(Mutex::new(ArchiveChecker::default()));
+                let reader = CheckingReader::new(running.blocking_stdout()?, checker.clone());
                 let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
                 // The tool's exit status decides: a dump killed mid-stream is never stored.
                 let finished = running.finish().await;
                 streamed?;
                 finished?;
+                // Nor is one that exited 0 with part of its archive: every table's data
+                // must be there, each block terminated.
+                let complete = checker.lock().expect("archive checker lock").finish();
+                if let Err(why) = complete {
+                    return Err(SourceError::ToolFailed {
+                        tool: Tool::PgDump.name(),
+                        detail: format!(
+                            "exited 0 but its archive of `{database}` is incomplete: {why}; it was not committed"
+                        ),
+                    });
+                }
             }
             Some(dir) => {
                 running.finish().await?;

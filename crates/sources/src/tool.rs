@@ -276,7 +276,7 @@ impl Running {
         drop(stdin);
         match streamed {
             Ok(_) => self.finish().await.map(|_| ()),
-            Err(backstop_repo::RepoError::Io { source, .. })
+            Err(backstop_repo::RepoError::Write { source, .. })
                 if source.kind() == std::io::ErrorKind::BrokenPipe =>
             {
                 let tool = self.tool.name();

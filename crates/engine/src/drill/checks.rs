@@ -106,6 +106,31 @@ pub fn compare_facts(expected: &SourceFacts, actual: &SourceFacts) -> (String, V
             });
         }
     }
+    // Counts taken on the server around the dump (MariaDB): the restored table must hold at
+    // least as many rows, whatever the dump stream itself claimed.
+    if let Some(text) = expected.extra.get(backstop_sources::mysql::SERVER_ROWS_MIN) {
+        match serde_json::from_str::<std::collections::BTreeMap<String, u64>>(text) {
+            Ok(minimums) => {
+                for (table, least) in minimums {
+                    let got = actual.tables.get(&table).copied().unwrap_or(0);
+                    if got < least {
+                        differences.push(Difference {
+                            object: format!("table {table}"),
+                            expected: format!(
+                                "at least {least} rows (counted on the server at backup)"
+                            ),
+                            actual: format!("{got} rows"),
+                        });
+                    }
+                }
+            }
+            Err(e) => differences.push(Difference {
+                object: "server row counts".into(),
+                expected: "the counts recorded at backup".into(),
+                actual: format!("unreadable: {e}"),
+            }),
+        }
+    }
     if let (Some(e), Some(a)) = (&expected.schema_fingerprint, &actual.schema_fingerprint) {
         if e != a {
             differences.push(Difference {
@@ -602,10 +627,85 @@ impl Output {
     }
 }
 
+/// `text` with every secret hidden, in each form a program is likely to print it: as is,
+/// percent-encoded (as in a URL) and base64-encoded (standard or URL-safe, padded or not).
 fn redact(text: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(text.to_string(), |t, secret| {
-        t.replace(secret.as_str(), "***")
-    })
+    let mut forms: Vec<String> = secrets.iter().flat_map(|s| secret_forms(s)).collect();
+    // The longest first, so that a form containing another is hidden whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
+        .iter()
+        .fold(text.to_string(), |t, form| t.replace(form.as_str(), "***"))
+}
+
+fn secret_forms(secret: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS, NON_ALPHANUMERIC};
+    // What a URL's userinfo escapes (the WHATWG set): how a URL library writes a password.
+    const USERINFO: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'/')
+        .add(b':')
+        .add(b';')
+        .add(b'=')
+        .add(b'@')
+        .add(b'[')
+        .add(b'\\')
+        .add(b']')
+        .add(b'^')
+        .add(b'|')
+        .add(b'%');
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let everything = utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string();
+    let mut forms = vec![
+        secret.to_string(),
+        // A form-encoded body writes a space as `+`.
+        everything.replace("%20", "+"),
+        everything,
+        utf8_percent_encode(secret, USERINFO).to_string(),
+    ];
+    for engine in [&STANDARD, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret));
+    }
+    // Lower-case hex digits in percent escapes are as valid as upper-case ones.
+    let lower: Vec<String> = forms
+        .iter()
+        .filter(|f| f.contains('%'))
+        .map(|f| lower_escapes(f))
+        .collect();
+    forms.extend(lower);
+    forms.retain(|f| f.len() >= 3 || f == secret);
+    forms
+}
+
+/// `%2F` → `%2f`, leaving everything else alone.
+fn lower_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut after_percent = 0;
+    for c in text.chars() {
+        if c == '%' {
+            after_percent = 2;
+            out.push(c);
+        } else if after_percent > 0 {
+            after_percent -= 1;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -615,6 +715,32 @@ mod tests {
 
     fn tables(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+    }
+
+    /// Issue 15: a dump tool that dropped every row of a table gave a passing drill, as the
+    /// counts came from the dump stream itself. The server's own counts catch it.
+    #[test]
+    fn a_table_with_fewer_rows_than_the_server_had_fails_fidelity() {
+        let dumped = tables(&[("orders", 0), ("customers", 5)]);
+        let mut expected = SourceFacts {
+            tables: dumped.clone(),
+            ..SourceFacts::default()
+        };
+        expected.extra.insert(
+            backstop_sources::mysql::SERVER_ROWS_MIN.into(),
+            r#"{"orders": 3, "customers": 5}"#.into(),
+        );
+        let restored = SourceFacts {
+            tables: dumped,
+            ..SourceFacts::default()
+        };
+        let (_, differences) = compare_facts(&expected, &restored);
+        assert_eq!(differences.len(), 1, "{differences:?}");
+        assert_eq!(differences[0].object, "table orders");
+        assert!(
+            differences[0].expected.contains("at least 3"),
+            "{differences:?}"
+        );
     }
 
     #[test]
@@ -694,5 +820,28 @@ mod tests {
             ),
             "connecting to postgres://u:***@h/db"
         );
+    }
+
+    /// Issue 15: a check script that printed the password percent-encoded had it stored.
+    #[test]
+    fn secrets_are_redacted_percent_encoded_and_base64_encoded_too() {
+        use base64::Engine;
+        let secret = "p@ss/w:rd hunter2";
+        let encoded = "p%40ss%2Fw%3Ard%20hunter2";
+        let printed = format!(
+            "url postgres://u:{encoded}@h/db; lower {}; form {}; b64 {}; b64url {}",
+            encoded.to_lowercase(),
+            encoded.replace("%20", "+"),
+            base64::engine::general_purpose::STANDARD.encode(secret),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret),
+        );
+        let shown = redact(&printed, &[secret.into()]);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("40ss"), "{shown}");
+        assert!(
+            !shown.contains(&base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret)),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("***").count(), 5, "{shown}");
     }
 }

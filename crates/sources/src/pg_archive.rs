@@ -1,0 +1,615 @@
+//! Completeness of a PostgreSQL custom-format archive, checked as it streams past.
+//!
+//! `pg_dump --format=custom` to a pipe writes a header, its table of contents (every
+//! object, and which ones have data), then one data block per entry with data: a block
+//! type, the entry's dump id, and chunks (a length, then that many bytes) ended by a
+//! zero length; large objects are a block of (oid, chunks…, 0) ended by an oid of 0. There
+//! is no trailer, so a stream cut at a block boundary by a tool that still exits 0 would
+//! pass for whole. [`ArchiveChecker`] reads the table of contents and follows the blocks,
+//! and says at the end whether every entry that has data got its block, terminated.
+//!
+//! Only the framing is read: data is skipped, never buffered, and the table of contents
+//! (the schema's size) is the only thing held.
+
+use std::collections::BTreeSet;
+
+const MAGIC: &[u8] = b"PGDMP";
+/// `archCustom` in pg_dump's format byte.
+const FORMAT_CUSTOM: u8 = 1;
+const BLK_DATA: u8 = 1;
+const BLK_BLOBS: u8 = 3;
+
+/// An archive version (major, minor, revision), as pg_dump writes it.
+type Version = (u8, u8, u8);
+const V1_14: Version = (1, 14, 0);
+const V1_15: Version = (1, 15, 0);
+const V1_16: Version = (1, 16, 0);
+
+/// What a checker holds once the table of contents is read.
+#[derive(Debug, Clone)]
+struct Toc {
+    int_size: usize,
+    /// Dump ids of the entries that have data, and their names for messages.
+    with_data: std::collections::BTreeMap<i64, String>,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Header and table of contents: bytes are kept until both parse.
+    Head(Vec<u8>),
+    /// Between blocks: a block type byte, or the end of the archive.
+    BlockStart,
+    /// Reading an integer of `int_size + 1` bytes for `then`.
+    Int {
+        bytes: Vec<u8>,
+        then: IntFor,
+    },
+    /// Skipping a chunk's payload, then expecting the next chunk length.
+    Skip {
+        left: u64,
+        blobs: bool,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum IntFor {
+    /// A block's dump id; `blobs` for a large-object block.
+    DumpId { blobs: bool },
+    /// A chunk length (0 ends the data, or the current large object).
+    ChunkLength { blobs: bool },
+    /// A large object's oid (0 ends the block).
+    BlobOid,
+}
+
+/// Follows a custom-format archive fed in pieces of any size.
+#[derive(Debug)]
+pub struct ArchiveChecker {
+    phase: Phase,
+    toc: Option<Toc>,
+    /// Blocks whose terminator was read.
+    done: BTreeSet<i64>,
+    /// The block being read.
+    current: Option<i64>,
+}
+
+impl Default for ArchiveChecker {
+    fn default() -> Self {
+        Self {
+            phase: Phase::Head(Vec::new()),
+            toc: None,
+            done: BTreeSet::new(),
+            current: None,
+        }
+    }
+}
+
+impl ArchiveChecker {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let used = self.step(bytes);
+            bytes = &bytes[used..];
+        }
+    }
+
+    /// At the end of the stream: `Ok` with the number of data blocks when every entry
+    /// with data got its block and the stream ended between blocks; otherwise what is
+    /// missing or cut.
+    pub fn finish(&self) -> Result<usize, String> {
+        match &self.phase {
+            Phase::Failed(why) => return Err(why.clone()),
+            Phase::Head(buf) => {
+                return Err(format!(
+                    "the archive ended in its header or table of contents (after {} bytes)",
+                    buf.len()
+                ))
+            }
+            Phase::BlockStart => {}
+            Phase::Int { .. } | Phase::Skip { .. } => {
+                return Err(format!(
+                    "the archive ended inside the data of {}",
+                    self.describe(self.current)
+                ))
+            }
+        }
+        let toc = self.toc.as_ref().expect("past the header");
+        let missing: Vec<&String> = toc
+            .with_data
+            .iter()
+            .filter(|(id, _)| !self.done.contains(id))
+            .map(|(_, name)| name)
+            .collect();
+        if !missing.is_empty() {
+            let shown: Vec<&str> = missing.iter().take(5).map(|s| s.as_str()).collect();
+            return Err(format!(
+                "the archive ended before the data of {} of its {} entries with data ({}{})",
+                missing.len(),
+                toc.with_data.len(),
+                shown.join(", "),
+                if missing.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            ));
+        }
+        Ok(self.done.len())
+    }
+
+    fn describe(&self, id: Option<i64>) -> String {
+        match (id, &self.toc) {
+            (Some(id), Some(toc)) => toc
+                .with_data
+                .get(&id)
+                .cloned()
+                .unwrap_or_else(|| format!("entry {id}")),
+            _ => "an entry".into(),
+        }
+    }
+
+    fn fail(&mut self, why: String) -> usize {
+        self.phase = Phase::Failed(why);
+        0
+    }
+
+    /// Consumes some of `bytes` (at least one, or all of them once failed); returns how many.
+    fn step(&mut self, bytes: &[u8]) -> usize {
+        match &mut self.phase {
+            Phase::Failed(_) => bytes.len(),
+            Phase::Head(buf) => {
+                buf.extend_from_slice(bytes);
+                match parse_head(buf) {
+                    Ok(Some((toc, used))) => {
+                        let rest = buf.split_off(used);
+                        self.toc = Some(toc);
+                        self.phase = Phase::BlockStart;
+                        // What followed the table of contents is the first block's.
+                        self.feed(&rest);
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        self.fail(why);
+                    }
+                }
+                bytes.len()
+            }
+            Phase::BlockStart => {
+                let blobs = match bytes[0] {
+                    BLK_DATA => false,
+                    BLK_BLOBS => true,
+                    other => {
+                        self.fail(format!(
+                            "unknown block type {other} after the data of {}",
+                            self.describe(self.current)
+                        ));
+                        return 1;
+                    }
+                };
+                self.phase = Phase::Int {
+                    bytes: Vec::new(),
+                    then: IntFor::DumpId { blobs },
+                };
+                1
+            }
+            Phase::Skip { left, blobs } => {
+                let take = (*left).min(bytes.len() as u64);
+                *left -= take;
+                if *left == 0 {
+                    let blobs = *blobs;
+                    self.phase = Phase::Int {
+                        bytes: Vec::new(),
+                        then: IntFor::ChunkLength { blobs },
+                    };
+                }
+                take as usize
+            }
+            Phase::Int { bytes: int, then } => {
+                let int_size = self.toc.as_ref().expect("past the header").int_size;
+                let need = int_size + 1 - int.len();
+                let take = need.min(bytes.len());
+                int.extend_from_slice(&bytes[..take]);
+                if int.len() == int_size + 1 {
+                    let value = decode_int(int);
+                    let then = *then;
+                    self.int_read(value, then);
+                }
+                take
+            }
+        }
+    }
+
+    fn int_read(&mut self, value: i64, then: IntFor) {
+        let int = |then| Phase::Int {
+            bytes: Vec::new(),
+            then,
+        };
+        self.phase = match then {
+            IntFor::DumpId { blobs } => {
+                let toc = self.toc.as_ref().expect("past the header");
+                if !toc.with_data.contains_key(&value) {
+                    self.fail(format!(
+                        "a data block for entry {value}, which the table of contents does not list with data"
+                    ));
+                    return;
+                }
+                if self.done.contains(&value) {
+                    self.fail(format!(
+                        "a second data block for {}",
+                        self.describe(Some(value))
+                    ));
+                    return;
+                }
+                self.current = Some(value);
+                if blobs {
+                    int(IntFor::BlobOid)
+                } else {
+                    int(IntFor::ChunkLength { blobs })
+                }
+            }
+            IntFor::ChunkLength { blobs } => match value {
+                0 if blobs => int(IntFor::BlobOid),
+                0 => {
+                    self.done.extend(self.current.take());
+                    Phase::BlockStart
+                }
+                n if n < 0 => {
+                    self.fail(format!(
+                        "a negative chunk length in the data of {}",
+                        self.describe(self.current)
+                    ));
+                    return;
+                }
+                n => Phase::Skip {
+                    left: n as u64,
+                    blobs,
+                },
+            },
+            IntFor::BlobOid => match value {
+                0 => {
+                    self.done.extend(self.current.take());
+                    Phase::BlockStart
+                }
+                _ => int(IntFor::ChunkLength { blobs: true }),
+            },
+        };
+    }
+}
+
+fn decode_int(bytes: &[u8]) -> i64 {
+    let (sign, digits) = bytes.split_first().expect("an integer has a sign byte");
+    let mut value: i64 = 0;
+    for (i, b) in digits.iter().enumerate().take(8) {
+        value |= i64::from(*b) << (8 * i);
+    }
+    if *sign != 0 {
+        -value
+    } else {
+        value
+    }
+}
+
+/// A cursor over the buffered head; `None` from a read means more bytes are needed.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    at: usize,
+    int_size: usize,
+}
+
+impl Cursor<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.at)?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn bytes(&mut self, n: usize) -> Option<&[u8]> {
+        let end = self.at.checked_add(n)?;
+        let slice = self.buf.get(self.at..end)?;
+        self.at = end;
+        Some(slice)
+    }
+
+    fn int(&mut self) -> Option<i64> {
+        let n = self.int_size + 1;
+        self.bytes(n).map(decode_int)
+    }
+
+    /// A string: its length, then its bytes; a length of -1 is NULL (`Some(None)`).
+    fn str(&mut self) -> Option<Result<Option<String>, String>> {
+        let len = self.int()?;
+        if len < 0 {
+            return Some(Ok(None));
+        }
+        // Within what an archive can hold: a length beyond it is damage, not a wait.
+        if len > (1 << 30) {
+            return Some(Err(format!(
+                "a string of {len} bytes in the table of contents"
+            )));
+        }
+        self.bytes(len as usize)
+            .map(|b| Ok(Some(String::from_utf8_lossy(b).into_owned())))
+    }
+}
+
+/// Parses the header and table of contents in `buf`: `Ok(None)` when more bytes are
+/// needed, else the table and how many bytes it took.
+fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
+    macro_rules! need {
+        ($e:expr) => {
+            match $e {
+                Some(v) => v,
+                None => return Ok(None),
+            }
+        };
+    }
+    macro_rules! string {
+        ($c:expr) => {
+            need!($c.str())?
+        };
+    }
+    if buf.len() < MAGIC.len() {
+        return if MAGIC.starts_with(buf) {
+            Ok(None)
+        } else {
+            Err("not a custom-format archive (no PGDMP header)".into())
+        };
+    }
+    if &buf[..MAGIC.len()] != MAGIC {
+        return Err("not a custom-format archive (no PGDMP header)".into());
+    }
+    let mut c = Cursor {
+        buf,
+        at: MAGIC.len(),
+        int_size: 4,
+    };
+    let version: Version = (need!(c.byte()), need!(c.byte()), need!(c.byte()));
+    if version < V1_14 {
+        return Err(format!(
+            "archive version {}.{}.{} is older than this check reads (1.14, PostgreSQL 12 and later)",
+            version.0, version.1, version.2
+        ));
+    }
+    let int_size = need!(c.byte()) as usize;
+    if !(1..=8).contains(&int_size) {
+        return Err(format!("an integer size of {int_size} bytes"));
+    }
+    c.int_size = int_size;
+    let off_size = need!(c.byte()) as usize;
+    if !(1..=8).contains(&off_size) {
+        return Err(format!("an offset size of {off_size} bytes"));
+    }
+    let format = need!(c.byte());
+    if format != FORMAT_CUSTOM {
+        return Err(format!("archive format {format}, not the custom format"));
+    }
+    if version >= V1_15 {
+        need!(c.byte()); // compression algorithm
+    } else {
+        need!(c.int()); // compression level
+    }
+    for _ in 0..7 {
+        need!(c.int()); // the creation time's fields
+    }
+    for _ in 0..3 {
+        string!(c); // database name, server version, pg_dump version
+    }
+    let count = need!(c.int());
+    if count < 0 {
+        return Err(format!("a table of contents of {count} entries"));
+    }
+    let mut with_data = std::collections::BTreeMap::new();
+    for _ in 0..count {
+        let dump_id = need!(c.int());
+        let has_data = need!(c.int()) != 0;
+        string!(c); // table oid
+        string!(c); // oid
+        let tag = string!(c).unwrap_or_default();
+        let desc = string!(c).unwrap_or_default();
+        need!(c.int()); // section
+        for _ in 0..6 {
+            string!(c); // definition, drop, copy, namespace, tablespace, table access method
+        }
+        if version >= V1_16 {
+            need!(c.int()); // relkind
+        }
+        string!(c); // owner
+        string!(c); // "false" (WITH OIDS)
+        while string!(c).is_some() {} // dependencies, ended by NULL
+        need!(c.byte()); // offset flag
+        need!(c.bytes(off_size));
+        if has_data {
+            with_data.insert(dump_id, format!("{desc} {tag}"));
+        }
+    }
+    Ok(Some((
+        Toc {
+            int_size,
+            with_data,
+        },
+        c.at,
+    )))
+}
+
+/// Passes an archive through unchanged while checking it.
+pub struct CheckingReader<R> {
+    inner: R,
+    checker: std::sync::Arc<std::sync::Mutex<ArchiveChecker>>,
+}
+
+impl<R> CheckingReader<R> {
+    pub fn new(inner: R, checker: std::sync::Arc<std::sync::Mutex<ArchiveChecker>>) -> Self {
+        Self { inner, checker }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for CheckingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.checker
+            .lock()
+            .expect("archive checker lock")
+            .feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer of archives in pg_dump's framing, for the tests.
+    struct Archive {
+        bytes: Vec<u8>,
+    }
+
+    impl Archive {
+        fn int(&mut self, v: i64) {
+            self.bytes.push(u8::from(v < 0));
+            self.bytes
+                .extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+        }
+
+        fn str(&mut self, s: Option<&str>) {
+            match s {
+                None => self.int(-1),
+                Some(s) => {
+                    self.int(s.len() as i64);
+                    self.bytes.extend_from_slice(s.as_bytes());
+                }
+            }
+        }
+
+        /// A header and a table of contents: (dump id, has data, desc, tag).
+        fn new(entries: &[(i64, bool, &str, &str)]) -> Self {
+            let mut a = Archive {
+                bytes: b"PGDMP".to_vec(),
+            };
+            a.bytes.extend_from_slice(&[1, 14, 0, 4, 8, FORMAT_CUSTOM]);
+            a.int(0);
+            for v in [1, 2, 3, 4, 5, 2026, 0] {
+                a.int(v);
+            }
+            for s in ["orders", "15.20", "15.20"] {
+                a.str(Some(s));
+            }
+            a.int(entries.len() as i64);
+            for (id, data, desc, tag) in entries {
+                a.int(*id);
+                a.int(i64::from(*data));
+                a.str(Some("0"));
+                a.str(Some("0"));
+                a.str(Some(tag));
+                a.str(Some(desc));
+                a.int(2);
+                for s in [
+                    Some("CREATE …"),
+                    Some(""),
+                    None,
+                    Some("public"),
+                    Some(""),
+                    Some("heap"),
+                ] {
+                    a.str(s);
+                }
+                a.str(Some("postgres"));
+                a.str(Some("false"));
+                a.str(Some("1"));
+                a.str(None);
+                a.bytes.push(if *data { 1 } else { 3 });
+                a.bytes.extend_from_slice(&[0; 8]);
+            }
+            a
+        }
+
+        fn data(&mut self, id: i64, chunks: &[&[u8]]) {
+            self.bytes.push(BLK_DATA);
+            self.int(id);
+            for chunk in chunks {
+                self.int(chunk.len() as i64);
+                self.bytes.extend_from_slice(chunk);
+            }
+            self.int(0);
+        }
+
+        fn blobs(&mut self, id: i64, objects: &[(i64, &[u8])]) {
+            self.bytes.push(BLK_BLOBS);
+            self.int(id);
+            for (oid, data) in objects {
+                self.int(*oid);
+                // As pg_dump: an empty object has no chunk, only its terminator.
+                if !data.is_empty() {
+                    self.int(data.len() as i64);
+                    self.bytes.extend_from_slice(data);
+                }
+                self.int(0);
+            }
+            self.int(0);
+        }
+    }
+
+    fn checked(bytes: &[u8], piece: usize) -> Result<usize, String> {
+        let mut checker = ArchiveChecker::default();
+        for part in bytes.chunks(piece.max(1)) {
+            checker.feed(part);
+        }
+        checker.finish()
+    }
+
+    fn whole() -> Archive {
+        let mut a = Archive::new(&[
+            (1, false, "TABLE", "orders"),
+            (2, true, "TABLE DATA", "orders"),
+            (3, true, "TABLE DATA", "empty"),
+            (4, true, "BLOBS", "BLOBS"),
+        ]);
+        a.data(2, &[b"1\tfirst\n", b"2\tsecond\n"]);
+        a.data(3, &[]);
+        a.blobs(4, &[(16400, b"\x00\x01"), (16401, b"")]);
+        a
+    }
+
+    #[test]
+    fn a_whole_archive_is_complete_however_it_is_split() {
+        let a = whole();
+        for piece in [1, 2, 3, 7, 64, 100_000] {
+            assert_eq!(checked(&a.bytes, piece), Ok(3), "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn an_archive_cut_anywhere_is_not() {
+        let a = whole();
+        for cut in 0..a.bytes.len() {
+            let result = checked(&a.bytes[..cut], 5);
+            assert!(
+                result.is_err(),
+                "cut at {cut} of {}: {result:?}",
+                a.bytes.len()
+            );
+        }
+    }
+
+    /// Issue 15: a pg_dump that wrote half its stream and exited 0 was committed.
+    #[test]
+    fn a_missing_data_block_is_named() {
+        let mut a = Archive::new(&[
+            (2, true, "TABLE DATA", "orders"),
+            (3, true, "TABLE DATA", "customers"),
+        ]);
+        a.data(2, &[b"1\n"]);
+        let why = checked(&a.bytes, 10).unwrap_err();
+        assert!(why.contains("TABLE DATA customers"), "{why}");
+        assert!(why.contains("1 of its 2"), "{why}");
+    }
+
+    #[test]
+    fn damage_is_an_error_not_a_panic() {
+        assert!(checked(b"not an archive", 3).unwrap_err().contains("PGDMP"));
+        let mut a = whole();
+        a.bytes.push(9);
+        assert!(checked(&a.bytes, 4).unwrap_err().contains("block type 9"));
+        let mut b = Archive::new(&[(2, true, "TABLE DATA", "orders")]);
+        b.data(7, &[]);
+        assert!(checked(&b.bytes, 4).unwrap_err().contains("entry 7"));
+    }
+}
