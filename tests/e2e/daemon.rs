@@ -287,7 +287,7 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
         "broken-source",
         &["./does-not-exist"],
         &format!(
-            "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[objectives]\nrpo = \"1h\"\n\n[notify]\nping_fail = \"http://127.0.0.1:{port}/fail\"\n"
+            "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[objectives]\nrpo = \"3s\"\n\n[notify]\nping_fail = \"http://127.0.0.1:{port}/fail\"\n"
         ),
     );
     // A policy with its own Slack-compatible webhook, and a healthy one that pings around
@@ -322,15 +322,24 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
             .iter()
             .any(|(line, _)| line.starts_with(what))
     };
+    // The policy's RPO period starts at its first backup; with every backup failing, its
+    // exposure passes the 3 s objective, and the next objectives check (every 15 s) alerts.
+    let breached = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .any(|(line, body)| line.starts_with("POST /hook") && body.contains("rpo.breached"))
+    };
     wait_until(
-        "the failure webhooks, the fail ping, and the start and success pings",
-        Duration::from_secs(30),
+        "the failure webhooks, the fail ping, the start and success pings, and the breach",
+        Duration::from_secs(45),
         || {
             got("POST /hook")
                 && got("GET /fail")
                 && got("POST /slack")
                 && got("GET /start")
                 && got("GET /ok")
+                && breached()
         },
     );
     signal(&daemon.0, "TERM");

@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::process::Command;
 
 use backstop_testkit::db::{my_databases, pg_databases, MyDb, PgDb, MY_SERVER, PG_SERVER};
 use backstop_testkit::S3Server;
@@ -718,4 +719,58 @@ fn a_drill_stopped_by_sigterm_is_recorded_cancelled_and_leaves_no_scratch_target
         serde_json::json!([]),
         "no drill record"
     );
+}
+
+/// Issue 15: a drill whose restore ran out of room was reported as a failed `integrity`
+/// check ("reading …: No space left on device") with an RTO of 0.0 s, "met". A restore
+/// that cannot write fails the `restore` step with "writing PATH: …", the integrity check
+/// is not run, and there is no RTO to meet. (The room runs out by a file size limit, which
+/// any user can set: the restore's writes fail as they would on a full disk.)
+#[test]
+fn a_restore_that_cannot_write_fails_the_restore_step_and_has_no_rto() {
+    let install = Install::local();
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(
+        install.path("src/big.bin"),
+        backstop_testkit::noise(4 * 1024 * 1024, 77),
+    )
+    .unwrap();
+    std::fs::write(install.path("src/small.txt"), "fits").unwrap();
+    install.files_policy("tight", &["./src"], "[objectives]\nrto = \"1h\"\n");
+    install.backup("tight");
+
+    // Writes past 1 MiB fail (EFBIG) instead of killing the process (SIGXFSZ ignored).
+    let mut drill = Command::new("sh");
+    drill
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2048; exec \"$0\" \"$@\"")
+        .arg(super::util::bin())
+        .args(["--json", "drill", "tight"])
+        .current_dir(install.path(""))
+        .env_remove("BACKSTOP_CONFIG");
+    let out = drill.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let restore = check(&report, "restore");
+    assert_eq!(restore["status"], "failed", "{report:#}");
+    let detail = restore["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("writing ") && detail.contains("big.bin"),
+        "{detail}"
+    );
+    assert!(!detail.contains("reading "), "{detail}");
+    assert_eq!(
+        check(&report, "integrity")["status"],
+        "skipped",
+        "{report:#}"
+    );
+    assert!(report["rto_seconds"].is_null(), "{report:#}");
+    assert_eq!(report["rto_breached"], false);
+    let listed = install.json(&["drills"]);
+    assert!(listed[0]["rto_seconds"].is_null(), "{listed:#}");
 }

@@ -129,15 +129,25 @@ fn print_report(r: &DrillReport) {
         ),
         None => String::new(),
     };
-    println!(
-        "RTO {} = fetch {} + decode {} + load {} + checks {}{}",
-        seconds(r.rto_seconds),
-        seconds(b.fetch_seconds),
-        seconds(b.decode_seconds),
-        seconds(b.load_seconds),
-        seconds(b.checks_seconds),
-        objective(r.rto_objective_seconds, r.rto_breached)
-    );
+    match r.rto_seconds {
+        Some(rto) => println!(
+            "RTO {} = fetch {} + decode {} + load {} + checks {}{}",
+            seconds(rto),
+            seconds(b.fetch_seconds),
+            seconds(b.decode_seconds),
+            seconds(b.load_seconds),
+            seconds(b.checks_seconds),
+            objective(r.rto_objective_seconds, r.rto_breached)
+        ),
+        None => println!(
+            "RTO none: the restore did not complete, so nothing was recovered{}",
+            if r.rto_objective_seconds.is_some() {
+                "; the objective is not met"
+            } else {
+                ""
+            }
+        ),
+    }
     println!(
         "RPO {}, the drill's start minus the snapshot's data point{}",
         seconds(r.rpo_seconds),

@@ -103,12 +103,11 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
                 ),
             );
         }
-        if let Some(point) = s.newest_data_point {
-            let exposure = now.duration_since(point).as_secs_f64().max(0.0);
+        if let Some(exposure) = p.drills.rpo.at(now).seconds() {
             add(
                 "backstop_rpo_exposure_seconds",
                 "gauge",
-                "Now minus the data point of the newest snapshot.",
+                "Now minus the data point of the newest good snapshot (as status and the evidence measure it).",
                 format!("backstop_rpo_exposure_seconds{{{l}}} {exposure}"),
             );
         }
@@ -272,7 +271,10 @@ mod tests {
                         drill("passed", "2026-11-10T03:00:00Z"),
                         drill("passed", "2026-11-24T12:00:00Z"),
                     ],
-                    restorable_points: Vec::new(),
+                    rpo: crate::drill::objectives::RpoHistory {
+                        points: vec![t("2026-11-25T09:59:00Z")],
+                        first_backup: None,
+                    },
                 },
             }],
             1,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use backstop_catalog::{BackupStats, Catalog, DrillRecord};
 use serde::Serialize;
 
+use crate::drill::objectives::RpoHistory;
 use crate::error::EngineError;
 use crate::policy::Policy;
 use crate::schedule::CronSchedule;
@@ -22,11 +23,11 @@ pub struct PolicyStatus {
     pub last_backup_error: Option<String>,
     pub last_success: Option<jiff::Timestamp>,
     pub next_backup: Option<jiff::Timestamp>,
-    /// Now minus the newest snapshot's data point; none without a snapshot.
+    /// Now minus the newest good snapshot's data point, as [`RpoHistory`] defines it (a
+    /// lower bound when no snapshot is good yet); none before the policy's first backup.
     pub rpo_exposure_seconds: Option<u64>,
     pub rpo_objective_seconds: Option<u64>,
-    /// The exposure exceeds the objective (or there is no snapshot at all while an
-    /// objective is set).
+    /// The exposure exceeds the objective.
     pub rpo_breached: bool,
     /// `passed` or `failed`; none when never drilled.
     pub last_drill_status: Option<String>,
@@ -42,9 +43,8 @@ pub struct PolicyStatus {
     pub pending_signoffs: Vec<String>,
     /// Those of them past the policy's `signoff_within`.
     pub overdue_signoffs: Vec<String>,
-    /// The worst RPO exposure over the last [`HISTORY`] (or since the first snapshot), from the data points of restorable
-    /// snapshots (those not disproved by a failed drill), and how many times it breached the
-    /// objective.
+    /// The worst RPO exposure over the last [`HISTORY`] (from the policy's first backup at
+    /// the earliest), and how many times it breached the objective.
     pub rpo_worst_exposure_seconds: Option<u64>,
     pub rpo_breaches: usize,
 }
@@ -58,10 +58,8 @@ pub struct DrillStats {
     pub last: Option<DrillRecord>,
     pub last_passed: Option<jiff::Timestamp>,
     pub pending: Vec<DrillRecord>,
-    /// Data points of snapshots that count as restorable: completed and integrity-checked
-    /// at backup, and not disproved by a drill (a snapshot whose drills all failed is not a
-    /// good point).
-    pub restorable_points: Vec<jiff::Timestamp>,
+    /// The good points and the policy's first backup, from which RPO exposure is measured.
+    pub rpo: RpoHistory,
 }
 
 impl DrillStats {
@@ -88,7 +86,12 @@ impl DrillStats {
                 .map(|d| d.finished_at)
                 .max(),
             pending: catalog.pending_signoffs(policy).await?,
-            restorable_points,
+            rpo: RpoHistory {
+                points: restorable_points,
+                first_backup: catalog
+                    .first_run_started(policy, backstop_catalog::RunKind::Backup)
+                    .await?,
+            },
         })
     }
 }
@@ -100,15 +103,9 @@ pub fn of_policy(
     zone: &jiff::tz::TimeZone,
     now: jiff::Timestamp,
 ) -> PolicyStatus {
-    let exposure = stats
-        .newest_data_point
-        .map(|point| now.duration_since(point).as_secs().max(0) as u64);
+    let exposure_now = drills.rpo.at(now);
     let objective = policy.objectives.rpo.map(|d: Duration| d.as_secs());
-    let rpo_breached = match (exposure, objective) {
-        (Some(exposure), Some(objective)) => exposure > objective,
-        (None, Some(_)) => true,
-        _ => false,
-    };
+    let rpo_breached = exposure_now.breaches(policy.objectives.rpo);
     let last = stats.last_finished.as_ref();
     let next = |expr: Option<&str>| {
         expr.and_then(|expr| CronSchedule::parse(expr).ok())
@@ -121,23 +118,11 @@ pub fn of_policy(
         .and_then(|d| d.rto_ms)
         .map(|ms| ms as f64 / 1000.0);
     let within = policy.drill.as_ref().and_then(|d| d.signoff_within());
-    let history = (!drills.restorable_points.is_empty()).then(|| {
-        // Before the first snapshot the policy did not exist yet: that is not exposure.
-        let earliest = drills
-            .restorable_points
-            .iter()
-            .min()
-            .copied()
-            .unwrap_or(now);
-        let from =
-            (now - jiff::SignedDuration::try_from(HISTORY).unwrap_or_default()).max(earliest);
-        crate::drill::objectives::worst_exposure(
-            &drills.restorable_points,
-            from,
-            now,
-            policy.objectives.rpo,
-        )
-    });
+    let history = drills.rpo.over(
+        now - jiff::SignedDuration::try_from(HISTORY).unwrap_or_default(),
+        now,
+        policy.objectives.rpo,
+    );
     PolicyStatus {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
@@ -146,7 +131,7 @@ pub fn of_policy(
         last_backup_error: last.and_then(|r| r.error.clone()),
         last_success: stats.last_success,
         next_backup: next(policy.schedule.backup.as_deref()),
-        rpo_exposure_seconds: exposure,
+        rpo_exposure_seconds: exposure_now.seconds(),
         rpo_objective_seconds: objective,
         rpo_breached,
         last_drill_status: last_drill.map(|d| d.status.clone()),
@@ -210,42 +195,59 @@ mod tests {
         let now = t("2026-11-25T10:30:00Z");
         let utc = jiff::tz::TimeZone::UTC;
         let none = DrillStats::default();
-        let fresh = BackupStats {
-            newest_data_point: Some(t("2026-11-25T08:00:00Z")),
-            ..BackupStats::default()
+        let good = |points: &[&str], first: &str| DrillStats {
+            rpo: RpoHistory {
+                points: points.iter().map(|p| t(p)).collect(),
+                first_backup: Some(t(first)),
+            },
+            ..DrillStats::default()
         };
-        let s = of_policy(&p, &fresh, &none, &utc, now);
+        let stats = BackupStats::default();
+        let fresh = good(&["2026-11-25T08:00:00Z"], "2026-11-25T08:00:00Z");
+        let s = of_policy(&p, &stats, &fresh, &utc, now);
         assert_eq!(s.rpo_exposure_seconds, Some(2 * 3600 + 1800));
         assert_eq!(s.rpo_objective_seconds, Some(4 * 3600));
         assert!(!s.rpo_breached);
         assert_eq!(s.next_backup, Some(t("2026-11-25T12:00:00Z")));
         assert_eq!(s.last_backup_status, None);
 
-        let stale = BackupStats {
-            newest_data_point: Some(t("2026-11-25T06:00:00Z")),
-            ..BackupStats::default()
-        };
+        let stale = good(&["2026-11-25T06:00:00Z"], "2026-11-25T06:00:00Z");
         assert!(
-            of_policy(&p, &stale, &none, &utc, now).rpo_breached,
+            of_policy(&p, &stats, &stale, &utc, now).rpo_breached,
             "4h30m > 4h"
         );
-        assert!(
-            of_policy(&p, &BackupStats::default(), &none, &utc, now).rpo_breached,
-            "no snapshot at all"
-        );
-        let history = DrillStats {
-            restorable_points: vec![t("2026-11-25T00:00:00Z"), t("2026-11-25T08:00:00Z")],
-            ..DrillStats::default()
+        // A newer snapshot that the catalog knows but a drill disproved is not a good
+        // point: the exposure is measured from the good one, as the evidence measures it.
+        let disproved = BackupStats {
+            newest_data_point: Some(t("2026-11-25T10:00:00Z")),
+            ..BackupStats::default()
         };
-        let s = of_policy(&p, &fresh, &history, &utc, now);
+        let s = of_policy(&p, &disproved, &stale, &utc, now);
+        assert_eq!(s.rpo_exposure_seconds, Some(4 * 3600 + 1800));
+        assert!(s.rpo_breached);
+        // Before the first backup the period has not started: no exposure, no breach.
+        let s = of_policy(&p, &stats, &none, &utc, now);
+        assert_eq!(s.rpo_exposure_seconds, None);
+        assert!(!s.rpo_breached);
+        // Backups ran but none is good: at least the time since the first one.
+        let failing = good(&[], "2026-11-25T05:00:00Z");
+        let s = of_policy(&p, &stats, &failing, &utc, now);
+        assert_eq!(s.rpo_exposure_seconds, Some(5 * 3600 + 1800));
+        assert!(s.rpo_breached);
+
+        let history = good(
+            &["2026-11-25T00:00:00Z", "2026-11-25T08:00:00Z"],
+            "2026-11-24T23:00:00Z",
+        );
+        let s = of_policy(&p, &stats, &history, &utc, now);
         assert_eq!(
             s.rpo_worst_exposure_seconds,
             Some(8 * 3600),
-            "00:00 to 08:00"
+            "00:00 to 08:00 (the hour before the first good point is shorter)"
         );
         assert_eq!(s.rpo_breaches, 1);
         let no_objective = policy("");
-        let s = of_policy(&no_objective, &BackupStats::default(), &none, &utc, now);
+        let s = of_policy(&no_objective, &stats, &failing, &utc, now);
         assert!(!s.rpo_breached);
         assert_eq!(s.next_backup, None);
     }

@@ -289,7 +289,8 @@ impl SnapshotWriter {
     }
 
     /// Reads a file's content on a blocking thread (a small file in a batch with others),
-    /// waiting only while too many are in flight. After reading, `changed` is given the open
+    /// waiting only while too many are in flight, up to `entry.size` (the size the walk saw:
+    /// a file that keeps growing is not chased). After reading, `changed` is given the open
     /// file's metadata and returns a warning if the file changed while it was read. A file
     /// that cannot be opened or read is left out of the snapshot with a warning naming it
     /// (never silently).
@@ -561,14 +562,24 @@ fn read_file(
         source,
         changed,
     } = file;
+    // Read up to the size the walk saw: a file that keeps growing (a busy log) cannot keep
+    // the backup reading for ever; what was added after the walk is in the next snapshot.
+    let seen = entry.size;
     let read = std::fs::File::open(&source).and_then(|mut file| {
-        let ingested = shared.ingest(&mut file, to_encoders)?;
+        let ingested = shared.ingest(&mut (&mut file).take(seen), to_encoders)?;
         Ok((ingested, file.metadata()?))
     });
     shared.progress.files_done.fetch_add(1, Ordering::Relaxed);
     match read {
         Ok(((chunks, digest, size), after)) => Ok(FileOutcome {
-            warning: changed(&after),
+            warning: if after.len() > seen {
+                Some(format!(
+                    "{}: grew while it was read; read up to the {seen} bytes it had when the walk reached it",
+                    source.display()
+                ))
+            } else {
+                changed(&after)
+            },
             entry: Some(Entry {
                 size,
                 chunks,

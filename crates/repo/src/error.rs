@@ -63,6 +63,19 @@ pub enum RepoError {
         source: std::io::Error,
     },
 
+    /// A restore could not write (a full disk, a read-only target): not the data's fault.
+    #[error("writing {path}: {source}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A restore that wrote some files and failed on others; `corrupt` when a failure was
+    /// the data's (a corrupt or missing object), not the target's.
+    #[error("{summary}")]
+    RestoreIncomplete { summary: String, corrupt: bool },
+
     #[error("{0}")]
     Invalid(String),
 
@@ -92,6 +105,42 @@ impl RepoError {
         RepoError::Io {
             path: path.to_string(),
             source,
+        }
+    }
+
+    pub(crate) fn write(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+        RepoError::Write {
+            path: path.to_string(),
+            source,
+        }
+    }
+
+    /// A copy of this error for each of several files that failed by it (an error is not
+    /// `Clone`), keeping what it says and whether the data is at fault.
+    pub(crate) fn for_each_file(&self) -> RepoError {
+        match self {
+            RepoError::Write { path, source } => RepoError::Write {
+                path: path.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            e => RepoError::RestoreIncomplete {
+                summary: e.to_string(),
+                corrupt: e.is_integrity_failure(),
+            },
+        }
+    }
+
+    /// The data is at fault: a corrupt, missing or unindexed object (a restore target that
+    /// cannot be written is not).
+    pub fn is_integrity_failure(&self) -> bool {
+        match self {
+            RepoError::Storage(s) => s.is_not_found(),
+            RepoError::Corrupt { .. }
+            | RepoError::ChunkNotIndexed { .. }
+            | RepoError::MissingPack { .. }
+            | RepoError::Invalid(_) => true,
+            RepoError::RestoreIncomplete { corrupt, .. } => *corrupt,
+            _ => false,
         }
     }
 }

@@ -146,7 +146,7 @@ impl SnapshotReader {
         let mut failures = Vec::new();
         tokio::fs::create_dir_all(dir)
             .await
-            .map_err(|e| RepoError::io(dir.display(), e))?;
+            .map_err(|e| RepoError::write(dir.display(), e))?;
         // Parents before children, so that each directory's parent is already a real one.
         let mut dirs: Vec<&Entry> = self
             .entries
@@ -193,6 +193,7 @@ impl SnapshotReader {
         );
         results.extend(streamed);
         let mut ownership_denied = false;
+        let mut corrupt = false;
         for (path, result) in results {
             match result {
                 Ok(written) => {
@@ -204,7 +205,10 @@ impl SnapshotReader {
                     }
                 }
                 // The file was removed: one failure line, and no metadata to set.
-                Err(e) => failures.push(format!("{path}: {e}")),
+                Err(e) => {
+                    corrupt |= e.is_integrity_failure();
+                    failures.push(format!("{path}: {e}"));
+                }
             }
         }
         let mut not_restored = std::collections::HashSet::new();
@@ -246,13 +250,14 @@ impl SnapshotReader {
         if failures.is_empty() {
             Ok(report)
         } else {
-            Err(RepoError::Invalid(
-                RestoreFailed {
+            Err(RepoError::RestoreIncomplete {
+                summary: RestoreFailed {
                     snapshot: self.id.short(),
                     failures,
                 }
                 .to_string(),
-            ))
+                corrupt,
+            })
         }
     }
 }
@@ -325,10 +330,10 @@ fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
     runs
 }
 
-/// Every file of `run` failed with `message`.
-fn run_failed(run: &Run, message: &str) -> Vec<(String, Result<Written>)> {
+/// Every file of `run` failed with `error`.
+fn run_failed(run: &Run, error: &RepoError) -> Vec<(String, Result<Written>)> {
     run.paths()
-        .map(|p| (p.clone(), Err(RepoError::Invalid(message.to_string()))))
+        .map(|p| (p.clone(), Err(error.for_each_file())))
         .collect()
 }
 
@@ -352,14 +357,17 @@ impl SnapshotReader {
                         .await
                     {
                         Ok(bytes) => bytes,
-                        Err(e) => return run_failed(&run, &e.to_string()),
+                        Err(e) => return run_failed(&run, &e),
                     };
                     let run = Arc::new(run);
                     let writing = run.clone();
                     tokio::task::spawn_blocking(move || write_run(&repo, &writing, &bytes))
                         .await
                         .unwrap_or_else(|e| {
-                            run_failed(&run, &format!("restore worker failed: {e}"))
+                            run_failed(
+                                &run,
+                                &RepoError::Invalid(format!("restore worker failed: {e}")),
+                            )
                         })
                 }
             })
@@ -390,9 +398,9 @@ fn write_run(repo: &Repository, run: &Run, bytes: &[u8]) -> Vec<(String, Result<
                         verify_digest(entry, &actual)?;
                     }
                     let mut file =
-                        create_file(target).map_err(|e| RepoError::io(target.display(), e))?;
+                        create_file(target).map_err(|e| RepoError::write(target.display(), e))?;
                     std::io::Write::write_all(&mut file, plain)
-                        .map_err(|e| RepoError::io(target.display(), e))?;
+                        .map_err(|e| RepoError::write(target.display(), e))?;
                     Ok(Written {
                         bytes: plain.len() as u64,
                         metadata: apply_file_metadata(entry, &file),
@@ -432,12 +440,12 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
         hasher.update(&data);
         out.write_all(&data)
             .await
-            .map_err(|e| RepoError::io(&entry.path, e))?;
+            .map_err(|e| RepoError::write(&entry.path, e))?;
         written += data.len() as u64;
     }
     out.flush()
         .await
-        .map_err(|e| RepoError::io(&entry.path, e))?;
+        .map_err(|e| RepoError::write(&entry.path, e))?;
     verify_digest(entry, &hasher.finalize().into())?;
     Ok(written)
 }
@@ -483,7 +491,6 @@ async fn restore_content(
             .collect(),
         Err(e) => {
             // Never leave a partial file that looks restored.
-            let message = e.to_string();
             let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
             let _ = tokio::task::spawn_blocking(move || {
                 for path in paths {
@@ -493,7 +500,7 @@ async fn restore_content(
             .await;
             targets
                 .iter()
-                .map(|(entry, _)| (entry.path.clone(), Err(RepoError::Invalid(message.clone()))))
+                .map(|(entry, _)| (entry.path.clone(), Err(e.for_each_file())))
                 .collect()
         }
     }
@@ -611,7 +618,7 @@ fn create_file(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 fn write_error(e: WriteError) -> RepoError {
-    RepoError::io(e.path.display(), e.source)
+    RepoError::write(e.path.display(), e.source)
 }
 
 fn worker_failed(e: tokio::task::JoinError) -> RepoError {

@@ -112,14 +112,12 @@ async fn back_up(
     for d in 0..7 {
         writer.add_entry(entry(&format!("src/d{d}"), EntryKind::Dir));
     }
-    for (path, _) in files {
+    for (path, content) in files {
+        // The size the walk saw: what add_file reads up to.
+        let mut file = entry(path, EntryKind::File);
+        file.size = content.len() as u64;
         writer
-            .add_file(
-                entry(path, EntryKind::File),
-                FileStatus::New,
-                root.join(path),
-                |_| None,
-            )
+            .add_file(file, FileStatus::New, root.join(path), |_| None)
             .await
             .unwrap();
     }

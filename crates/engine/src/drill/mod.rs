@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use backstop_catalog::{Catalog, DrillRecord, RunEnd, RunKind, RunStatus};
-use backstop_repo::{Id, RepoError, Repository, SnapshotReader};
+use backstop_repo::{Id, Repository, SnapshotReader};
 use backstop_sources::scratch::{self, ScratchOptions, ScratchSpec};
 use backstop_sources::SourceError;
 use tokio_util::sync::CancellationToken;
@@ -160,7 +160,7 @@ pub async fn run(
         started_at,
         finished_at: started_at,
         data_point: chosen.snapshot.data_point,
-        rto_seconds: 0.0,
+        rto_seconds: None,
         rto_breakdown: RtoSeconds::default(),
         rto_objective_seconds: policy.objectives.rto.map(|d| d.as_secs_f64()),
         rto_breached: false,
@@ -278,20 +278,23 @@ pub async fn run(
     }
 
     let breakdown = RtoBreakdown::from_measured(opened, restore_wall, phases, checks_time);
-    report.rto_seconds = breakdown.total().as_secs_f64();
     report.rto_breakdown = RtoSeconds {
         fetch_seconds: breakdown.fetch.as_secs_f64(),
         decode_seconds: breakdown.decode.as_secs_f64(),
         load_seconds: breakdown.load.as_secs_f64(),
         checks_seconds: breakdown.checks.as_secs_f64(),
     };
-    if judge(breakdown.total(), policy.objectives.rto) == Verdict::Breached {
-        report.rto_breached = true;
-        failures.push(format!(
-            "RTO objective breached: recovery took {}, the objective is {}",
-            short_duration(breakdown.total()),
-            short_duration(policy.objectives.rto.unwrap_or_default())
-        ));
+    // Only a completed restore has a recovery time to hold against the objective.
+    if scratch_left.is_some() {
+        report.rto_seconds = Some(breakdown.total().as_secs_f64());
+        if judge(breakdown.total(), policy.objectives.rto) == Verdict::Breached {
+            report.rto_breached = true;
+            failures.push(format!(
+                "RTO objective breached: recovery took {}, the objective is {}",
+                short_duration(breakdown.total()),
+                short_duration(policy.objectives.rto.unwrap_or_default())
+            ));
+        }
     }
     report.rpo_breached = judge(
         Duration::from_secs_f64(report.rpo_seconds),
@@ -315,14 +318,11 @@ pub async fn run(
     Ok(report)
 }
 
-/// A corrupt or missing object, or a file whose content does not match its digest.
+/// A corrupt or missing object, or a file whose content does not match its digest (not a
+/// target that could not be written).
 fn is_integrity_failure(e: &SourceError) -> bool {
     match e {
-        SourceError::Repo(RepoError::Storage(s)) => s.is_not_found(),
-        SourceError::Repo(r) => matches!(
-            r,
-            RepoError::Corrupt { .. } | RepoError::ChunkNotIndexed { .. } | RepoError::Invalid(_)
-        ),
+        SourceError::Repo(r) => r.is_integrity_failure(),
         _ => false,
     }
 }
@@ -405,7 +405,7 @@ pub fn drill_record(report: &DrillReport) -> DrillRecord {
         status: report.status.as_str().into(),
         started_at: report.started_at,
         finished_at: report.finished_at,
-        rto_ms: Some(ms(report.rto_seconds)),
+        rto_ms: report.rto_seconds.map(ms),
         rto_objective_ms: report.rto_objective_seconds.map(ms),
         rpo_ms: Some(ms(report.rpo_seconds)),
         rpo_objective_ms: report.rpo_objective_seconds.map(ms),

@@ -83,6 +83,99 @@ pub fn duration_between(earlier: Timestamp, later: Timestamp) -> Duration {
     Duration::try_from(later.duration_since(earlier)).unwrap_or(Duration::ZERO)
 }
 
+/// A policy's RPO exposure, defined once for `status`, `/metrics`, the evidence and `/ui`
+/// (docs/drills.md, "RPO exposure"):
+///
+/// - the good points are the data points of the snapshots the catalog holds that no drill
+///   has disproved (a snapshot whose drills all failed is not one);
+/// - the policy's period starts at its first backup (the first backup run, or the oldest
+///   good point if that is older): before it there is no exposure, and no breach;
+/// - at a time `t` in the period, the exposure is `t` minus the newest good point at or
+///   before `t`; with none yet, it is at least `t` minus the period's start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RpoHistory {
+    pub points: Vec<Timestamp>,
+    pub first_backup: Option<Timestamp>,
+}
+
+/// The exposure at one time, as [`RpoHistory`] defines it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// The policy's period had not started (no backup yet).
+    NotStarted,
+    /// Measured from a good point.
+    Since {
+        point: Timestamp,
+        exposure: Duration,
+    },
+    /// No good point yet: at least this, counted from the period's start.
+    AtLeast(Duration),
+}
+
+impl Exposure {
+    /// The exposure in seconds (a lower bound without a good point); none before the
+    /// period.
+    pub fn seconds(&self) -> Option<u64> {
+        match self {
+            Exposure::NotStarted => None,
+            Exposure::Since { exposure, .. } | Exposure::AtLeast(exposure) => {
+                Some(exposure.as_secs())
+            }
+        }
+    }
+
+    pub fn breaches(&self, objective: Option<Duration>) -> bool {
+        match (self, objective) {
+            (Exposure::NotStarted, _) | (_, None) => false,
+            (Exposure::Since { exposure, .. } | Exposure::AtLeast(exposure), Some(limit)) => {
+                exposure > &limit
+            }
+        }
+    }
+}
+
+impl RpoHistory {
+    /// Where the policy's period starts: its first backup, or its oldest good point.
+    pub fn start(&self) -> Option<Timestamp> {
+        let oldest = self.points.iter().min().copied();
+        match (self.first_backup, oldest) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn at(&self, t: Timestamp) -> Exposure {
+        let Some(start) = self.start().filter(|s| *s <= t) else {
+            return Exposure::NotStarted;
+        };
+        match self.points.iter().copied().filter(|p| *p <= t).max() {
+            Some(point) => Exposure::Since {
+                point,
+                exposure: duration_between(point, t),
+            },
+            None => Exposure::AtLeast(duration_between(start, t)),
+        }
+    }
+
+    /// The worst exposure and the breaches over `[from, to]`, the period clipped to start
+    /// at the policy's first backup; none when the policy had not started by `to`.
+    pub fn over(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        objective: Option<Duration>,
+    ) -> Option<ExposureReport> {
+        let start = self.start().filter(|s| *s <= to)?;
+        Some(worst_exposure(
+            &self.points,
+            start,
+            from.max(start),
+            to,
+            objective,
+        ))
+    }
+}
+
 /// The longest exposure in a period: from `since` (the good point it is measured from; none
 /// when no good point existed yet) until `until`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +205,11 @@ pub struct ExposureReport {
 
 /// The worst RPO exposure over `[from, to]` given the data points of good (restorable)
 /// snapshots, and every breach of `objective` in it. Points after `to` do not count; the
-/// newest point at or before `from` opens the period.
+/// newest point at or before `from` opens the period; before any point, the exposure is
+/// counted from `origin` (the policy's first backup, at or before `from`).
 pub fn worst_exposure(
     points: &[Timestamp],
+    origin: Timestamp,
     from: Timestamp,
     to: Timestamp,
     objective: Option<Duration>,
@@ -129,29 +224,26 @@ pub fn worst_exposure(
     let mut worst: Option<Gap> = None;
     let mut breaches = Vec::new();
     for end in ends {
-        let start = previous.unwrap_or(from);
+        let start = previous.unwrap_or(origin.min(from));
         let exposure = duration_between(start, end);
         let gap = Gap {
             since: previous,
             until: end,
             exposure,
         };
-        // An unknown start (no good point yet) is worse than any known one.
+        // The longer gap is worse; of two as long, the one with no good point yet.
         let worse = match &worst {
             None => true,
             Some(w) => {
-                (gap.since.is_none() && w.since.is_some())
-                    || (gap.since.is_some() == w.since.is_some() && gap.exposure > w.exposure)
+                gap.exposure > w.exposure
+                    || (gap.exposure == w.exposure && gap.since.is_none() && w.since.is_some())
             }
         };
         if worse {
             worst = Some(gap.clone());
         }
         if let Some(limit) = objective {
-            let over_from = match previous {
-                Some(p) => p + jiff::SignedDuration::try_from(limit).unwrap_or_default(),
-                None => from,
-            };
+            let over_from = start + jiff::SignedDuration::try_from(limit).unwrap_or_default();
             let over_from = over_from.max(from);
             if end > over_from {
                 breaches.push(Breach {
@@ -328,22 +420,23 @@ mod tests {
                 breaches: &[("25T00:00", "25T02:00")],
             },
             Case {
-                name: "no good point at all: unbounded, breached for the whole period",
+                name:
+                    "no good point since the first backup: breached once the objective has passed",
                 points: &[],
                 from: "25T00:00",
                 to: "25T05:00",
                 objective: Some(4),
                 worst: (None, "25T05:00", 5),
-                breaches: &[("25T00:00", "25T05:00")],
+                breaches: &[("25T04:00", "25T05:00")],
             },
             Case {
-                name: "the first point inside the period; before it, exposure is unknown",
+                name: "the first point an hour into the policy's life: that hour is no breach",
                 points: &["25T01:00"],
                 from: "25T00:00",
                 to: "25T09:00",
                 objective: Some(4),
-                worst: (None, "25T01:00", 1),
-                breaches: &[("25T00:00", "25T01:00"), ("25T05:00", "25T09:00")],
+                worst: (Some("25T01:00"), "25T09:00", 8),
+                breaches: &[("25T05:00", "25T09:00")],
             },
             Case {
                 name: "exactly at the objective is not a breach; points after the end are ignored",
@@ -375,7 +468,14 @@ mod tests {
         ];
         for case in cases {
             let points: Vec<Timestamp> = case.points.iter().map(|p| t(p)).collect();
-            let report = worst_exposure(&points, t(case.from), t(case.to), case.objective.map(h));
+            // Each case's policy began with its period.
+            let report = worst_exposure(
+                &points,
+                t(case.from),
+                t(case.from),
+                t(case.to),
+                case.objective.map(h),
+            );
             let (since, until, hours) = case.worst;
             assert_eq!(report.worst.since, since.map(t), "{}", case.name);
             assert_eq!(report.worst.until, t(until), "{}", case.name);

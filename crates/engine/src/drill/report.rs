@@ -100,8 +100,9 @@ pub struct DrillReport {
     pub started_at: jiff::Timestamp,
     pub finished_at: jiff::Timestamp,
     pub data_point: jiff::Timestamp,
-    /// From the start of the restore until the last check finished.
-    pub rto_seconds: f64,
+    /// From the start of the restore until the last check finished; none when the restore
+    /// did not complete (a recovery that did not happen has no recovery time).
+    pub rto_seconds: Option<f64>,
     pub rto_breakdown: RtoSeconds,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rto_objective_seconds: Option<f64>,

@@ -123,7 +123,7 @@ fn rto_chart(p: &PolicyEvidence) -> String {
     let peak = p
         .drills
         .iter()
-        .map(|d| d.rto_seconds)
+        .filter_map(|d| d.rto_seconds)
         .fold(objective.unwrap_or(0.0) * 1.2, f64::max)
         .max(0.001);
     let bar = ((w - 70.0) / p.drills.len() as f64).min(40.0);
@@ -132,7 +132,9 @@ fn rto_chart(p: &PolicyEvidence) -> String {
         escape(&p.policy)
     );
     for (i, d) in p.drills.iter().enumerate() {
-        let height = (d.rto_seconds / peak) * (h - 30.0);
+        // A drill that did not restore has no bar, only its place.
+        let Some(rto) = d.rto_seconds else { continue };
+        let height = (rto / peak) * (h - 30.0);
         let color = if d.status == "passed" {
             "#16a34a"
         } else {
@@ -146,7 +148,7 @@ fn rto_chart(p: &PolicyEvidence) -> String {
             (bar - 4.0).max(2.0),
             height.max(1.0),
             escape(&d.drill_id),
-            escape(&span(d.rto_seconds))
+            escape(&span(rto))
         );
     }
     if let Some(o) = objective {
@@ -213,10 +215,11 @@ pub fn render(e: &Evidence) -> String {
         let worst = match &p.rpo.worst {
             Some(g) if g.since.is_some() => span(g.exposure.as_secs_f64()),
             Some(g) => format!(
-                "unbounded until {} (no restorable point before)",
+                "at least {} until {} (no restorable point since the first backup)",
+                span(g.exposure.as_secs_f64()),
                 when(g.until)
             ),
-            None => "unbounded (no restorable point)".into(),
+            None => "none (the policy's first backup came after the period)".into(),
         };
         let verdict = |breached: bool| {
             if breached {
@@ -235,9 +238,16 @@ pub fn render(e: &Evidence) -> String {
             .rto_seconds
             .map(|o| span(o as f64))
             .unwrap_or_else(|| "none".into());
-        let worst_rto = p.drills.iter().map(|d| d.rto_seconds).fold(0.0, f64::max);
-        let _ =
-            write!(
+        let measured: Vec<f64> = p.drills.iter().filter_map(|d| d.rto_seconds).collect();
+        let worst_rto = measured.iter().copied().fold(0.0, f64::max);
+        // Met only by a drill that restored: a period whose drills never completed a
+        // restore has no recovery time to hold against the objective.
+        let rto_verdict = if measured.is_empty() {
+            "<span class=\"breached\">not shown</span>"
+        } else {
+            verdict(p.drills.iter().any(|d| d.rto_breached))
+        };
+        let _ = write!(
             out,
             "<table><tr><th>objective</th><th>target</th><th>achieved</th><th>verdict</th></tr>\
              <tr><td>RPO</td><td>{}</td><td>worst exposure {}; {} breach(es)</td><td>{}</td></tr>\
@@ -247,8 +257,14 @@ pub fn render(e: &Evidence) -> String {
             p.rpo.breaches.len(),
             verdict(!p.rpo.breaches.is_empty()),
             escape(&rto_objective),
-            if p.drills.is_empty() { "no drill".into() } else { span(worst_rto) },
-            verdict(p.drills.iter().any(|d| d.rto_breached)),
+            if p.drills.is_empty() {
+                "no drill".into()
+            } else if measured.is_empty() {
+                "no drill restored".into()
+            } else {
+                span(worst_rto)
+            },
+            rto_verdict,
         );
         let runs: Vec<String> = p
             .backups
@@ -357,7 +373,7 @@ pub fn render(e: &Evidence) -> String {
                 escape(&d.status),
                 escape(&d.status),
                 d.error.as_ref().map(|e| format!("<br>{}", escape(e))).unwrap_or_default(),
-                escape(&span(d.rto_seconds)),
+                escape(&d.rto_seconds.map(span).unwrap_or_else(|| "none (not restored)".into())),
                 escape(&span(b.fetch_seconds)),
                 escape(&span(b.decode_seconds)),
                 escape(&span(b.load_seconds)),

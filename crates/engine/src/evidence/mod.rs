@@ -14,7 +14,7 @@ use backstop_catalog::{Catalog, ChainStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::drill::objectives::{exposure_series, worst_exposure, Breach, Gap};
+use crate::drill::objectives::{exposure_series, Breach, Gap};
 use crate::drill::report::DrillReport;
 use crate::error::EngineError;
 use crate::policy::Policy;
@@ -93,7 +93,7 @@ pub struct Backups {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RpoEvidence {
-    /// The worst exposure in the period; none when there was no good point at all.
+    /// The worst exposure in the period; none when the policy's first backup came after it.
     pub worst: Option<Gap>,
     pub breaches: Vec<Breach>,
     /// The exposure over time, for the chart: `[time, seconds]` pairs.
@@ -106,7 +106,8 @@ pub struct DrillEvidence {
     pub started_at: jiff::Timestamp,
     pub snapshot_id: String,
     pub status: String,
-    pub rto_seconds: f64,
+    /// None when the drill's restore did not complete.
+    pub rto_seconds: Option<f64>,
     pub rto_breakdown: crate::drill::report::RtoSeconds,
     pub rto_breached: bool,
     pub rpo_seconds: f64,
@@ -181,8 +182,9 @@ pub async fn collect(
             .iter()
             .filter(|s| s.data_point >= from && s.data_point <= to)
             .count() as u64;
-        let report = worst_exposure(&stats.restorable_points, from, to, policy.objectives.rpo);
-        let series = exposure_series(&stats.restorable_points, from, to)
+        // One definition of exposure (RpoHistory): the period starts at the first backup.
+        let report = stats.rpo.over(from, to, policy.objectives.rpo);
+        let series = exposure_series(&stats.rpo.points, from, to)
             .into_iter()
             .map(|(t, d)| (t, d.as_secs()))
             .collect();
@@ -260,8 +262,8 @@ pub async fn collect(
             },
             backups,
             rpo: RpoEvidence {
-                worst: (!stats.restorable_points.is_empty()).then_some(report.worst),
-                breaches: report.breaches,
+                worst: report.as_ref().map(|r| r.worst.clone()),
+                breaches: report.map(|r| r.breaches).unwrap_or_default(),
                 series,
             },
             drills,
