@@ -207,14 +207,32 @@ fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() 
         )
         .unwrap();
     }
+    // A policy's jobs never overlap, so each kind of job has a policy of its own (all on
+    // one repository, where they do run side by side).
     install.files_policy(
         "often",
         &["./src"],
-        "[schedule]\nbackup = \"* * * * * *\"\ndrill = \"*/2 * * * * *\"\nprune = \"*/3 * * * * *\"\ncheck = \"*/5 * * * * *\"\n\n[retention]\nlast = 3\n",
+        "[schedule]\nbackup = \"* * * * * *\"\n\n[retention]\nlast = 3\n",
+    );
+    install.files_policy(
+        "drilled",
+        &["./src"],
+        "[schedule]\ndrill = \"*/2 * * * * *\"\n",
+    );
+    install.files_policy(
+        "pruned",
+        &["./src"],
+        "[schedule]\nprune = \"*/3 * * * * *\"\n\n[retention]\nlast = 3\n",
+    );
+    install.files_policy(
+        "checked",
+        &["./src"],
+        "[schedule]\ncheck = \"*/2 * * * * *\"\n",
     );
     let count = |sql: &str| catalog(&install, sql).parse::<u32>().unwrap_or(0);
     // One snapshot to begin with, for the drills.
     install.backup("often");
+    install.backup("drilled");
     // A deterministic spread of kill points, from early in a job to well into it.
     let delays_ms = [
         700u64, 1300, 450, 2100, 900, 1650, 300, 2500, 1100, 600, 1900, 800, 1400, 350, 2300, 1000,
@@ -238,16 +256,17 @@ fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() 
                 .spawn()
                 .unwrap(),
         );
-        // Into a backup (drills, prunes and checks run beside it), some milliseconds after
-        // it started.
-        let kind = "backup";
+        // Just after a backup, a drill, a prune or a check started, by turns (the others run
+        // beside it; a check or prune of this small repository may already have ended, and
+        // the kill lands between jobs), some milliseconds on.
+        let kind = ["backup", "drill", "prune", "check"][round % 4];
         wait_until(
-            &format!("a running {kind}"),
+            &format!("a {kind} started"),
             Duration::from_secs(30),
             || {
                 count(&format!(
-                "SELECT count(*) FROM runs WHERE status = 'running' AND kind = '{kind}' AND started_at > '{spawned}'"
-            )) > 0
+                    "SELECT count(*) FROM runs WHERE kind = '{kind}' AND started_at > '{spawned}'"
+                )) > 0
             },
         );
         std::thread::sleep(Duration::from_millis(delay % 150));
@@ -298,8 +317,14 @@ fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() 
         count("SELECT count(*) FROM audit_events WHERE kind = 'run.abandoned'"),
         abandoned
     );
-    assert!(status[0]["last_success"].is_string(), "{status}");
-    assert_ne!(status[0]["last_backup_status"], "running", "{status}");
+    let often = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["policy"] == "often")
+        .unwrap();
+    assert!(often["last_success"].is_string(), "{status}");
+    assert_ne!(often["last_backup_status"], "running", "{status}");
     let check = install.json(&["check", "--read-data"]);
     assert_eq!(check["ok"], true, "{check}");
     assert!(!snapshot_ids(&install, "often").is_empty());
