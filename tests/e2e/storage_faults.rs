@@ -93,3 +93,41 @@ fn issue_14_an_outage_longer_than_the_retry_budget_fails_in_one_line_naming_the_
         "no snapshot is visible"
     );
 }
+
+/// Issue 15: an S3 authentication failure printed about 1.8 KB of SDK internals and did not
+/// name the repository. It is one line naming `s3://bucket/prefix` and the cause.
+#[test]
+fn an_s3_authentication_failure_is_one_line_naming_the_repository() {
+    let server = S3Server::start(&[BUCKET]);
+    let mut install = Install::new(&format!(
+        "url = \"s3://{BUCKET}/prod/backstop\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true",
+        server.endpoint()
+    ));
+    install.env = server
+        .env()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = if k == "AWS_SECRET_ACCESS_KEY" {
+                "not-the-secret".to_string()
+            } else {
+                v
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "a").unwrap();
+    install.files_policy("site", &["./src"], "");
+    let out = install.run(&["backup", "site"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].len() < 400, "{} bytes: {stderr}", lines[0].len());
+    assert!(
+        lines[0].contains(&format!("s3://{BUCKET}/prod/backstop"))
+            && lines[0].contains("authentication"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-the-secret"), "{stderr}");
+}

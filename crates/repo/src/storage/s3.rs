@@ -15,7 +15,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
@@ -114,7 +114,7 @@ impl S3Storage {
             .key(full)
             .send()
             .await
-            .map_err(|e| classify("put", key, e))?;
+            .map_err(|e| self.classify("put", key, e))?;
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let result: Result<(), StorageError> = async {
             let mut parts = Vec::new();
@@ -132,7 +132,7 @@ impl S3Storage {
                     .config_override(self.upload_timeouts(chunk.len()))
                     .send()
                     .await
-                    .map_err(|e| classify("put", key, e))?;
+                    .map_err(|e| self.classify("put", key, e))?;
                 parts.push(
                     CompletedPart::builder()
                         .part_number(number)
@@ -152,7 +152,7 @@ impl S3Storage {
                 )
                 .send()
                 .await
-                .map_err(|e| classify("put", key, e))?;
+                .map_err(|e| self.classify("put", key, e))?;
             Ok(())
         }
         .await;
@@ -210,50 +210,90 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     last.to_string()
 }
 
-fn classify<E>(op: &'static str, key: &str, err: SdkError<E, HttpResponse>) -> StorageError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = DisplayErrorContext(&err).to_string();
-    let key = key.to_string();
-    match &err {
-        SdkError::TimeoutError(_) => StorageError::Transient {
-            op,
-            key,
-            message: "no answer within the attempt timeout".into(),
-        },
-        SdkError::DispatchFailure(failure) if failure.is_timeout() => StorageError::Transient {
-            op,
-            key,
-            message: format!("timed out: {}", root_cause(&err)),
-        },
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StorageError::Transient {
-            op,
-            key,
-            message: root_cause(&err),
-        },
-        SdkError::ServiceError(service) => {
-            let code = service.err().code().unwrap_or_default();
-            let status = service.raw().status().as_u16();
-            if status == 404 || code == "NoSuchKey" || code == "NotFound" {
-                StorageError::NotFound { key }
-            } else if status >= 500
-                || status == 429
-                || matches!(
-                    code,
-                    "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
-                )
-            {
-                let message = match service.err().message() {
+impl S3Storage {
+    /// An SDK error as a storage error: not found, transient (worth another try) or
+    /// permanent. A permanent one is one line naming the repository and the cause
+    /// (authentication, a missing bucket), never the SDK's whole error chain.
+    fn classify<E>(
+        &self,
+        op: &'static str,
+        key: &str,
+        err: SdkError<E, HttpResponse>,
+    ) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let key = key.to_string();
+        match &err {
+            SdkError::TimeoutError(_) => StorageError::Transient {
+                op,
+                key,
+                message: "no answer within the attempt timeout".into(),
+            },
+            SdkError::DispatchFailure(failure) if failure.is_timeout() => StorageError::Transient {
+                op,
+                key,
+                message: format!("timed out: {}", root_cause(&err)),
+            },
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => StorageError::Transient {
+                op,
+                key,
+                message: root_cause(&err),
+            },
+            SdkError::ServiceError(service) => {
+                let code = service.err().code().unwrap_or_default();
+                let status = service.raw().status().as_u16();
+                let answer = match service.err().message() {
                     Some(text) => format!("{status} {code}: {text}"),
                     None => format!("{status} {code}"),
                 };
-                StorageError::Transient { op, key, message }
-            } else {
-                StorageError::Permanent { op, key, message }
+                if status == 404 && code != "NoSuchBucket"
+                    || code == "NoSuchKey"
+                    || code == "NotFound"
+                {
+                    StorageError::NotFound { key }
+                } else if status >= 500
+                    || status == 429
+                    || matches!(
+                        code,
+                        "SlowDown" | "Throttling" | "RequestTimeout" | "InternalError"
+                    )
+                {
+                    StorageError::Transient {
+                        op,
+                        key,
+                        message: answer,
+                    }
+                } else {
+                    let cause = if status == 401
+                        || status == 403
+                        || matches!(
+                            code,
+                            "InvalidAccessKeyId"
+                                | "SignatureDoesNotMatch"
+                                | "AccessDenied"
+                                | "InvalidToken"
+                                | "ExpiredToken"
+                        ) {
+                        "authentication or permission refused (check the access key, secret and region, and the bucket policy)"
+                    } else if code == "NoSuchBucket" {
+                        "the bucket does not exist"
+                    } else {
+                        "refused"
+                    };
+                    StorageError::Permanent {
+                        op,
+                        key,
+                        message: format!("{}: {cause}: {answer}", self.location()),
+                    }
+                }
             }
+            _ => StorageError::Permanent {
+                op,
+                key,
+                message: format!("{}: {}", self.location(), root_cause(&err)),
+            },
         }
-        _ => StorageError::Permanent { op, key, message },
     }
 }
 
@@ -275,7 +315,7 @@ impl Storage for S3Storage {
             .config_override(timeouts)
             .send()
             .await
-            .map_err(|e| classify("put", key, e))?;
+            .map_err(|e| self.classify("put", key, e))?;
         Ok(())
     }
 
@@ -288,7 +328,7 @@ impl Storage for S3Storage {
             .key(self.full_key(key))
             .send()
             .await
-            .map_err(|e| classify("get", key, e))?;
+            .map_err(|e| self.classify("get", key, e))?;
         let body = out
             .body
             .collect()
@@ -314,7 +354,7 @@ impl Storage for S3Storage {
             .range(format!("bytes={}-{}", offset, offset + length - 1))
             .send()
             .await
-            .map_err(|e| match classify("get", key, e) {
+            .map_err(|e| match self.classify("get", key, e) {
                 // 416: the range starts past the end of the object.
                 StorageError::Permanent { message, .. } if message.contains("InvalidRange") => {
                     range_error("get", key, offset, length, 0)
@@ -362,7 +402,7 @@ impl Storage for S3Storage {
                 .set_continuation_token(token.take())
                 .send()
                 .await
-                .map_err(|e| classify("list", prefix, e))?;
+                .map_err(|e| self.classify("list", prefix, e))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
                     if key.len() >= strip {
@@ -393,7 +433,7 @@ impl Storage for S3Storage {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) => match classify("delete", key, e) {
+            Err(e) => match self.classify("delete", key, e) {
                 StorageError::NotFound { .. } => Ok(()),
                 other => Err(other),
             },
