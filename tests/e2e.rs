@@ -14,6 +14,7 @@ mod e2e {
     mod drills;
     mod encryption;
     pub mod evidence;
+    mod first_hour;
     mod format_compat;
     pub mod governance;
     mod policy_errors;

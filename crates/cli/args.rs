@@ -131,12 +131,23 @@ pub enum Command {
     },
     /// Show what changed between two snapshots
     Diff {
+        /// The older snapshot: its id or a unique prefix (at least 4 hex digits)
+        #[arg(value_name = "OLDER")]
         snapshot_a: String,
+        /// The newer snapshot: its id or a unique prefix (at least 4 hex digits)
+        #[arg(value_name = "NEWER")]
         snapshot_b: String,
-        /// Only this configured repository
-        #[arg(long)]
+        /// Only this configured repository (its name in backstop.toml)
+        #[arg(long, value_name = "NAME")]
         repository: Option<String>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout: `backstop man > backstop.1`
+    Man,
 }
 
 #[derive(Debug, Args)]
@@ -339,11 +350,12 @@ pub struct RestoreArgs {
     /// Parallel pg_restore jobs (directory-format PostgreSQL dumps)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,
-    /// Only this configured repository
-    #[arg(long, conflicts_with = "repo")]
+    /// Look for the snapshot only in this configured repository (its name in backstop.toml)
+    #[arg(long, value_name = "NAME", conflicts_with = "repo")]
     pub repository: Option<String>,
-    /// Repository URL (file://PATH or s3://BUCKET/PREFIX), bypassing the configuration
-    #[arg(long)]
+    /// Break-glass: the repository by its URL (file://PATH or s3://BUCKET/PREFIX), with no
+    /// configuration or catalog at all (not a name: see --repository)
+    #[arg(long, value_name = "URL")]
     pub repo: Option<String>,
     /// With --repo: the S3 endpoint of an S3-compatible store
     #[arg(long, requires = "repo")]

@@ -34,11 +34,18 @@ fn main() -> ExitCode {
         1 => "info",
         _ => "debug",
     };
+    // Colour is for people at a terminal: never in a file, a pipe or journald, nor under
+    // NO_COLOR (https://no-color.org).
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BACKSTOP_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter)),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match cli.log_format {
         args::LogFormat::Text => logs.init(),
@@ -55,9 +62,28 @@ fn main() -> ExitCode {
         Ok(code) => output::code(code),
         Err(e) => {
             eprintln!("error: {}", chain(&e));
-            output::code(output::EXIT_FAILED)
+            output::code(if is_usage_error(&e) {
+                output::EXIT_USAGE
+            } else {
+                output::EXIT_FAILED
+            })
         }
     }
+}
+
+/// A mistake in what was typed (exit 2, as clap's own usage errors), not a failure.
+fn is_usage_error(e: &anyhow::Error) -> bool {
+    use backstop_engine::EngineError;
+    use backstop_repo::RepoError;
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<RepoError>(),
+            Some(RepoError::BadSnapshotPrefix { .. })
+        ) || matches!(
+            cause.downcast_ref::<EngineError>(),
+            Some(EngineError::Repo(RepoError::BadSnapshotPrefix { .. }))
+        )
+    })
 }
 
 /// The error and its causes, joined by ": ", leaving out a cause that the message before it

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_INCOMPLETE: u8 = 3;
 
 pub fn print_json(value: &serde_json::Value) {
@@ -20,6 +21,12 @@ pub fn print_json(value: &serde_json::Value) {
 
 pub fn code(code: u8) -> ExitCode {
     ExitCode::from(code)
+}
+
+/// A count with its noun, singular or plural: `1 snapshot`, `2 snapshots`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Bytes for people: 1.5 MiB.

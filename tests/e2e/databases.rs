@@ -254,7 +254,7 @@ fn every_backup_is_a_recorded_run_and_the_catalog_rebuilds_from_the_repository()
     // The catalog lost: rebuilt from the repository alone.
     std::fs::remove_file(install.path("data/catalog.db")).unwrap();
     let out = install.ok(&["catalog", "rebuild"]);
-    assert!(out.contains("1 snapshots, 1 added"), "{out}");
+    assert!(out.contains("1 snapshot, 1 added"), "{out}");
     assert_eq!(
         catalog_query(&install, "SELECT id, policy, source_kind FROM snapshots"),
         format!("{id}|orders|postgres")

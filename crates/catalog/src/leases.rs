@@ -72,6 +72,9 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// The prefix of the lease a running daemon holds (see [`Catalog::announce_daemon`]).
+const DAEMON_LEASE: &str = "daemon:";
+
 /// Whether a process with `pid` exists on this host. Where `/proc` is missing, every pid is
 /// taken to exist, and only heartbeats decide.
 fn process_exists(pid: u32) -> bool {
@@ -219,6 +222,54 @@ impl Catalog {
             == 1;
         tx.commit().await.map_err(self.db())?;
         Ok(taken)
+    }
+
+    /// Says, until [`Catalog::withdraw_daemon`] or the holder's death, that a daemon runs
+    /// on this catalog as this handle's holder: a lease of its own, renewed by the heartbeat,
+    /// so that `status` can tell whether anyone is running the schedules.
+    pub async fn announce_daemon(&self) -> Result<()> {
+        self.keep_alive();
+        let now = jiff::Timestamp::now();
+        let name = format!("{DAEMON_LEASE}{}", self.liveness.holder);
+        sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = $3",
+        )
+        .bind(&name)
+        .bind(self.liveness.holder.to_string())
+        .bind(stamp(now + self.ttl()?))
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Takes back what [`Catalog::announce_daemon`] said (a daemon that stops).
+    pub async fn withdraw_daemon(&self) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1")
+            .bind(format!("{DAEMON_LEASE}{}", self.liveness.holder))
+            .execute(&self.pool)
+            .await
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// The daemons running on this catalog now (their holders), by their live leases; one
+    /// on this host whose process is gone does not count.
+    pub async fn running_daemons(&self, now: jiff::Timestamp) -> Result<Vec<Holder>> {
+        let rows = sqlx::query(
+            "SELECT holder FROM leases WHERE name LIKE $1 AND holder <> '' AND expires_at > $2",
+        )
+        .bind(format!("{DAEMON_LEASE}%"))
+        .bind(stamp(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| Holder::parse(&row.get::<String, _>(0)))
+            .filter(|holder| !holder.known_dead())
+            .collect())
     }
 
     /// Gives a lease back (only when this handle's holder holds it).

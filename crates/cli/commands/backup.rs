@@ -88,13 +88,13 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
             );
         } else {
             println!(
-                "files: {} ({} new, {} changed, {} unmodified), {} in {} directories",
+                "files: {} ({} new, {} changed, {} unmodified), {} in {}",
                 s.facts.file_count,
                 summary.files_new,
                 summary.files_changed,
                 summary.files_unmodified,
                 bytes(s.facts.bytes),
-                s.facts.dir_count
+                crate::output::count(s.facts.dir_count, "directory", "directories")
             );
         }
         println!(

@@ -21,8 +21,11 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
     } else {
         for r in &report {
             println!(
-                "repository `{}`: {} snapshots, {} added to the catalog, {} forgotten",
-                r.repository, r.snapshots, r.added, r.forgotten
+                "repository `{}`: {}, {} added to the catalog, {} forgotten",
+                r.repository,
+                crate::output::count(r.snapshots as u64, "snapshot", "snapshots"),
+                r.added,
+                r.forgotten
             );
         }
         println!("catalog {} rebuilt", store.location());

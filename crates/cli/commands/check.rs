@@ -1,10 +1,10 @@
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use backstop_engine::{repos, Config, EngineError};
 use backstop_repo::checker::{self, ReadData, Severity};
 use backstop_repo::RepoError;
 use serde_json::json;
 
-use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
+use crate::output::{count, print_json, EXIT_FAILED, EXIT_OK};
 
 fn parse_subset(text: &str) -> Result<f64> {
     let number = text.trim().trim_end_matches('%');
@@ -36,16 +36,33 @@ pub async fn run(
             Err(EngineError::Repo(RepoError::NotARepository { .. })) if repository.is_none() => {
                 continue
             }
-            Err(e) => return Err(e).with_context(|| format!("repository `{}`", settings.name)),
+            // Named, and the others checked all the same.
+            Err(e) => {
+                super::repository_failed(settings, &e.into());
+                all_ok = false;
+                reports.push(json!({ "repository": settings.name, "ok": false, "error": "could not be opened" }));
+                continue;
+            }
         };
-        let report = checker::check(repo, mode)
-            .await
-            .with_context(|| format!("checking repository `{}`", settings.name))?;
+        let report = match checker::check(repo, mode).await {
+            Ok(report) => report,
+            Err(e) => {
+                super::repository_failed(settings, &e.into());
+                all_ok = false;
+                reports.push(json!({ "repository": settings.name, "ok": false, "error": "could not be checked" }));
+                continue;
+            }
+        };
         all_ok &= report.is_ok();
         if !json {
             println!(
-                "repository `{}`: {} snapshots, {} index objects, {} packs; {} packs read, {} chunks verified",
-                settings.name, report.snapshots, report.index_objects, report.packs, report.packs_read, report.chunks_verified
+                "repository `{}`: {}, {}, {}; {} read, {} verified",
+                settings.name,
+                count(report.snapshots as u64, "snapshot", "snapshots"),
+                count(report.index_objects as u64, "index object", "index objects"),
+                count(report.packs as u64, "pack", "packs"),
+                count(report.packs_read as u64, "pack", "packs"),
+                count(report.chunks_verified as u64, "chunk", "chunks")
             );
             for f in &report.findings {
                 let label = match f.severity {

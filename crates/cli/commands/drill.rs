@@ -81,7 +81,7 @@ fn print_report(r: &DrillReport) {
     if !r.target.is_empty() {
         let fate = if r.kept { "kept" } else { "removed" };
         match &r.scratch {
-            Some(name) => println!("scratch target: {name} on {} ({fate})", r.target),
+            Some(name) => println!("scratch target: {name} ({}; {fate})", r.target),
             None => println!("scratch target: {}", r.target),
         }
     }

@@ -68,6 +68,22 @@ pub async fn run(cli: Cli) -> Result<u8> {
     {
         return evidence::verify(dir, public_key.as_deref(), json);
     }
+    // Completions and the manual page are made from the arguments alone.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <crate::args::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "backstop", &mut std::io::stdout());
+            return Ok(crate::output::EXIT_OK);
+        }
+        Command::Man => {
+            let command = <crate::args::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command)
+                .render(&mut std::io::stdout())
+                .context("writing the manual page")?;
+            return Ok(crate::output::EXIT_OK);
+        }
+        _ => {}
+    }
     let config = load_config(cli.config)?;
     match &cli.command {
         Command::Policy {
@@ -143,6 +159,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Repair {
             command: RepairCommand::Index { repository },
         } => repair::index(&config, repository.as_deref(), json).await,
+        // Made from the arguments alone, before any configuration was read.
+        Command::Completions { .. } | Command::Man => Ok(crate::output::EXIT_OK),
         Command::Diff {
             snapshot_a,
             snapshot_b,
@@ -165,25 +183,43 @@ fn selected<'a>(config: &'a Config, name: Option<&str>) -> Result<Vec<&'a Reposi
     }
 }
 
+/// Names, on stderr in one line, a repository a command could not use and went on
+/// without; the command exits 1 once it has shown everything else.
+pub(crate) fn repository_failed(settings: &RepositorySettings, e: &anyhow::Error) {
+    eprintln!(
+        "error: repository `{}` ({}): {}",
+        settings.name,
+        settings.url,
+        crate::chain(e)
+    );
+}
+
+/// The repositories a command could open, and how many it could not (each named on
+/// stderr as it failed: one unreachable repository never hides the others).
+pub(crate) struct Opened {
+    pub repos: Vec<(RepositorySettings, Arc<Repository>)>,
+    pub failed: usize,
+}
+
 /// Opens each selected repository that exists; one that was never written is skipped
-/// (there is nothing in it), any other failure is an error naming the repository.
-async fn open_existing(
-    config: &Config,
-    name: Option<&str>,
-) -> Result<Vec<(String, Arc<Repository>)>> {
-    let mut out = Vec::new();
+/// (there is nothing in it), and one that cannot be opened is named and counted.
+async fn open_existing(config: &Config, name: Option<&str>) -> Result<Opened> {
+    let mut opened = Opened {
+        repos: Vec::new(),
+        failed: 0,
+    };
     for settings in selected(config, name)? {
         match repos::open(settings, &config.base_dir).await {
-            Ok(repo) => out.push((settings.name.clone(), repo)),
+            Ok(repo) => opened.repos.push((settings.clone(), repo)),
             Err(backstop_engine::EngineError::Repo(RepoError::NotARepository { .. }))
                 if name.is_none() => {}
             Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("repository `{}` ({})", settings.name, settings.url))
+                repository_failed(settings, &e.into());
+                opened.failed += 1;
             }
         }
     }
-    Ok(out)
+    Ok(opened)
 }
 
 /// Finds the repository holding a snapshot id prefix.
@@ -193,16 +229,24 @@ async fn find_snapshot_repo(
     snapshot: &str,
 ) -> Result<(Arc<Repository>, backstop_repo::Id)> {
     let mut last_err = None;
-    for (repo_name, repo) in open_existing(config, name).await? {
+    let opened = open_existing(config, name).await?;
+    for (settings, repo) in opened.repos {
         match repo.find_snapshot(snapshot).await {
             Ok(id) => return Ok((repo, id)),
             Err(RepoError::SnapshotNotFound { .. }) => {}
+            Err(e @ RepoError::BadSnapshotPrefix { .. }) => return Err(e.into()),
             Err(e) => {
-                last_err = Some(anyhow::Error::from(e).context(format!("repository `{repo_name}`")))
+                last_err =
+                    Some(anyhow::Error::from(e).context(format!("repository `{}`", settings.name)))
             }
         }
     }
     Err(last_err.unwrap_or_else(|| {
-        anyhow::anyhow!("no snapshot matches `{snapshot}` in any configured repository")
+        let unopened = match opened.failed {
+            0 => String::new(),
+            1 => " (1 repository could not be searched)".into(),
+            n => format!(" ({n} repositories could not be searched)"),
+        };
+        anyhow::anyhow!("no snapshot matches `{snapshot}` in any configured repository{unopened}")
     }))
 }

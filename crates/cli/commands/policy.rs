@@ -13,13 +13,33 @@ pub fn check(config: &Config, dir: Option<&Path>, json: bool) -> Result<u8> {
         .unwrap_or_else(|| config.policies_dir.clone());
     match load_dir(&dir, config) {
         Ok(policies) => {
+            // A preflight of what the first backup needs, without side effects.
+            let warnings: Vec<(String, String)> = policies
+                .values()
+                .flat_map(|p| {
+                    backstop_engine::policy::preflight(p, config)
+                        .into_iter()
+                        .map(|w| (p.name.clone(), w))
+                })
+                .collect();
             if json {
-                print_json(&json!({ "ok": true, "policies": policies.keys().collect::<Vec<_>>() }));
+                print_json(&json!({
+                    "ok": true,
+                    "policies": policies.keys().collect::<Vec<_>>(),
+                    "warnings": warnings.iter().map(|(policy, message)| json!({"policy": policy, "message": message})).collect::<Vec<_>>(),
+                }));
             } else {
                 for (name, p) in &policies {
                     println!("ok  {name}  ({}, {})", p.source.kind(), p.file.display());
                 }
-                println!("{} policies valid in {}", policies.len(), dir.display());
+                for (policy, message) in &warnings {
+                    eprintln!("warning: policy `{policy}`: {message}");
+                }
+                println!(
+                    "{} valid in {}",
+                    crate::output::count(policies.len() as u64, "policy", "policies"),
+                    dir.display()
+                );
             }
             Ok(EXIT_OK)
         }

@@ -17,7 +17,12 @@ pub async fn run(
     let policies = load_dir(&config.policies_dir, config)?;
     let mut results = Vec::new();
     let mut code = EXIT_OK;
-    for (name, repo) in super::open_existing(config, repository).await? {
+    let opened = super::open_existing(config, repository).await?;
+    if opened.failed > 0 {
+        code = EXIT_FAILED;
+    }
+    for (settings, repo) in opened.repos {
+        let name = settings.name.clone();
         let retention: HashMap<String, prune::Retention> = policies
             .values()
             .filter(|p| p.repository == name)

@@ -117,12 +117,12 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                 }));
             } else {
                 println!(
-                    "restored snapshot {} into {}: {} files, {} directories, {} symlinks, {} (every chunk and file verified){replaced_note}",
+                    "restored snapshot {} into {}: {}, {}, {}, {} (every chunk and file verified){replaced_note}",
                     id.short(),
                     args.to,
-                    report.files,
-                    report.dirs,
-                    report.symlinks,
+                    crate::output::count(report.files, "file", "files"),
+                    crate::output::count(report.dirs, "directory", "directories"),
+                    crate::output::count(report.symlinks, "symlink", "symlinks"),
                     bytes(report.bytes)
                 );
                 if report.ownership_skipped {

@@ -15,8 +15,18 @@ pub async fn run(
 ) -> Result<u8> {
     let mut rows = Vec::new();
     let mut unreadable = Vec::new();
-    for (repo_name, repo) in super::open_existing(config, repository).await? {
-        let listing = repo.list_snapshots().await?;
+    let opened = super::open_existing(config, repository).await?;
+    let mut failed = opened.failed;
+    for (settings, repo) in opened.repos {
+        let repo_name = settings.name.clone();
+        let listing = match repo.list_snapshots().await {
+            Ok(listing) => listing,
+            Err(e) => {
+                super::repository_failed(&settings, &e.into());
+                failed += 1;
+                continue;
+            }
+        };
         unreadable.extend(
             listing
                 .unreadable
@@ -52,7 +62,7 @@ pub async fn run(
                 })
                 .collect(),
         ));
-        return Ok(finish(&unreadable));
+        return Ok(finish(&unreadable, failed));
     }
     println!(
         "{:<10} {:<22} {:<20} {:<10} {:>8} {:>11}",
@@ -70,15 +80,20 @@ pub async fn run(
             bytes(s.facts.bytes)
         );
     }
-    println!("{} snapshots", rows.len());
-    Ok(finish(&unreadable))
+    println!(
+        "{}",
+        crate::output::count(rows.len() as u64, "snapshot", "snapshots")
+    );
+    Ok(finish(&unreadable, failed))
 }
 
-fn finish(unreadable: &[(String, backstop_repo::UnreadableSnapshot)]) -> u8 {
+/// Names the unreadable objects; exit 1 when there were any, or repositories that could
+/// not be listed (named as they failed).
+fn finish(unreadable: &[(String, backstop_repo::UnreadableSnapshot)], failed: usize) -> u8 {
     for (repo, u) in unreadable {
         warn_unreadable(repo, u);
     }
-    if unreadable.is_empty() {
+    if unreadable.is_empty() && failed == 0 {
         EXIT_OK
     } else {
         EXIT_FAILED

@@ -16,31 +16,73 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
         print_json(&serde_json::to_value(&report)?);
         return Ok(EXIT_OK);
     }
-    println!(
-        "{:<20} {:<8} {:<28} {:<20} {:>12} {:>10}",
-        "POLICY", "SOURCE", "LAST BACKUP (UTC)", "NEXT (UTC)", "RPO EXPOSURE", "OBJECTIVE"
-    );
+    let daemons = store.running_daemons(now).await?;
+    match daemons.as_slice() {
+        [] => println!(
+            "daemon: none is running on this catalog; NEXT is when one would run the schedules"
+        ),
+        running => {
+            let names: Vec<String> = running
+                .iter()
+                .map(|h| format!("{} (pid {})", h.host, h.pid))
+                .collect();
+            println!("daemon: running on {}", names.join(", "));
+        }
+    }
     let when = |t: Option<jiff::Timestamp>| {
         t.map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
             .unwrap_or_else(|| "-".into())
     };
-    let span = |s: Option<u64>| {
-        s.map(|s| humantime::format_duration(std::time::Duration::from_secs(s)).to_string())
-            .unwrap_or_else(|| "-".into())
+    let span = |s: Option<u64>| s.map(short_span).unwrap_or_else(|| "-".into());
+    // Columns as wide as their widest value.
+    let header = [
+        "POLICY",
+        "SOURCE",
+        "LAST BACKUP (UTC)",
+        "NEXT (UTC)",
+        "RPO EXPOSURE",
+        "OBJECTIVE",
+    ];
+    let rows: Vec<[String; 6]> = report
+        .iter()
+        .map(|s| {
+            let last = match &s.last_backup_status {
+                Some(status) => format!("{status} {}", when(s.last_backup_finished)),
+                None => "never".to_string(),
+            };
+            // Before its first backup a policy has no exposure: that is not a breach.
+            let exposure = match (s.rpo_exposure_seconds, &s.last_backup_status) {
+                (None, None) => "never backed up".to_string(),
+                (exposure, _) => span(exposure),
+            };
+            [
+                s.policy.clone(),
+                s.source_kind.clone(),
+                last,
+                when(s.next_backup),
+                exposure,
+                span(s.rpo_objective_seconds),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; 6]| {
+        let [w0, w1, w2, w3, w4, w5] = widths;
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}  {:>w5$}",
+            cells[0], cells[1], cells[2], cells[3], cells[4], cells[5]
+        )
     };
-    for s in &report {
-        let last = match &s.last_backup_status {
-            Some(status) => format!("{status} {}", when(s.last_backup_finished)),
-            None => "never".to_string(),
-        };
+    println!("{}", line(header).trim_end());
+    for (s, row) in report.iter().zip(&rows) {
         println!(
-            "{:<20} {:<8} {:<28} {:<20} {:>12} {:>10}{}",
-            s.policy,
-            s.source_kind,
-            last,
-            when(s.next_backup),
-            span(s.rpo_exposure_seconds),
-            span(s.rpo_objective_seconds),
+            "{}{}",
+            line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]),
             if s.rpo_breached { "  RPO BREACHED" } else { "" }
         );
         if let (Some("failed"), Some(error)) =
@@ -67,12 +109,13 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
         }
         if let Some(worst) = s.rpo_worst_exposure_seconds {
             println!(
-                "  worst RPO exposure over {}: {}{}",
-                humantime::format_duration(backstop_engine::status::HISTORY),
+                "  worst RPO exposure over the last {}: {}{}",
+                short_span(backstop_engine::status::HISTORY.as_secs()),
                 span(Some(worst)),
                 match s.rpo_breaches {
                     0 => String::new(),
-                    n => format!(" ({n} breach(es) of the objective)"),
+                    1 => " (1 breach of the objective)".into(),
+                    n => format!(" ({n} breaches of the objective)"),
                 }
             );
         }
@@ -92,4 +135,42 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
         }
     }
     Ok(EXIT_OK)
+}
+
+/// A duration for people: the two largest units, spelled out ("30 days", "2 h 5 min").
+fn short_span(seconds: u64) -> String {
+    const UNITS: [(u64, &str, &str); 4] = [
+        (86_400, "day", "days"),
+        (3_600, "h", "h"),
+        (60, "min", "min"),
+        (1, "s", "s"),
+    ];
+    if seconds == 0 {
+        return "0 s".into();
+    }
+    let mut parts = Vec::new();
+    let mut rest = seconds;
+    for (size, one, many) in UNITS {
+        if rest >= size && parts.len() < 2 {
+            let n = rest / size;
+            rest %= size;
+            parts.push(format!("{n} {}", if n == 1 { one } else { many }));
+        } else if !parts.is_empty() {
+            break;
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spans_read_as_people_write_them() {
+        assert_eq!(super::short_span(30 * 86_400), "30 days");
+        assert_eq!(super::short_span(86_400 + 3_600), "1 day 1 h");
+        assert_eq!(super::short_span(7_500), "2 h 5 min");
+        assert_eq!(super::short_span(61), "1 min 1 s");
+        assert_eq!(super::short_span(3_601), "1 h");
+        assert_eq!(super::short_span(0), "0 s");
+    }
 }

@@ -195,6 +195,15 @@ pub struct Config {
 
 pub const DEFAULT_CONFIG: &str = "backstop.toml";
 
+/// `base` joined with `path`, without the `.` components that make printed paths read
+/// `…/install/./policies/docs.toml`.
+pub fn joined(base: &Path, path: impl AsRef<Path>) -> PathBuf {
+    base.join(path)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
+}
+
 impl Config {
     /// The embedded default: catalog and repository under `./backstop-data`, policies in
     /// `./policies`, relative to `base_dir`.
@@ -326,8 +335,11 @@ impl Config {
         }
         Ok(Self {
             path: Some(path.to_path_buf()),
-            data_dir: base_dir.join(raw.data_dir.unwrap_or_else(|| "backstop-data".into())),
-            policies_dir: base_dir.join(raw.policies.unwrap_or_else(|| "policies".into())),
+            data_dir: joined(
+                &base_dir,
+                raw.data_dir.unwrap_or_else(|| "backstop-data".into()),
+            ),
+            policies_dir: joined(&base_dir, raw.policies.unwrap_or_else(|| "policies".into())),
             tools: resolve_tools(raw.tools, &base_dir),
             base_dir,
             catalog: raw.catalog,

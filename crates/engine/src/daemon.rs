@@ -160,8 +160,12 @@ impl Runner for JobRunner {
                             job = lease,
                             drill = report.drill_id,
                             status = report.status.as_str(),
-                            rto_seconds = ?report.rto_seconds,
-                            rpo_seconds = report.rpo_seconds,
+                            // Rounded for people: logs are read, not computed with.
+                            rto = report
+                                .rto_seconds
+                                .map(|s| format!("{s:.1}s"))
+                                .unwrap_or_else(|| "none (not restored)".into()),
+                            rpo = format!("{:.0}s", report.rpo_seconds),
                             "drill done"
                         );
                         if report.rpo_breached {
@@ -270,6 +274,8 @@ pub async fn run(
     // Before the first schedule: a run a dead daemon left `running` is closed, and its
     // lease freed, so that the next fire runs on time.
     reconcile(&config, &catalog, &policies, &notifier).await;
+    // `status` tells from this whether anyone runs the schedules.
+    catalog.announce_daemon().await?;
     let loaded = policies.read().expect("policies lock").clone();
     let jobs = scheduled_jobs(&config, &loaded, &catalog).await?;
     crate::catalog::record_policies_loaded(&catalog, loaded.values()).await?;
@@ -399,6 +405,9 @@ pub async fn run(
     match catalog.fail_own_requests(jiff::Timestamp::now()).await {
         Ok(failed) => tell_requesters(&config, &policies_left, &notifier_left, &failed).await,
         Err(e) => tracing::error!(error = %e, "recording interrupted restore requests"),
+    }
+    if let Err(e) = catalog.withdraw_daemon().await {
+        tracing::warn!(error = %e, "saying that the daemon stops");
     }
     if !notifier_left.flush(NOTIFY_FLUSH_WITHIN).await {
         tracing::error!("some notifications were not delivered before the daemon stopped");

@@ -20,6 +20,7 @@ pub mod repos;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;
+pub mod toml_problems;
 
 pub use config::Config;
 pub use error::EngineError;

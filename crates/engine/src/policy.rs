@@ -16,7 +16,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::config::Config;
-use crate::error::{toml_problem, EngineError, Location, Problem};
+use crate::error::{EngineError, Location, Problem};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -230,10 +230,13 @@ pub struct Policy {
 impl Policy {
     pub fn parse(file: &Path, text: &str, config: &Config) -> Result<Self, Vec<Problem>> {
         let file_name = file.display().to_string();
-        let raw: PolicyFile =
-            toml::from_str(text).map_err(|e| vec![toml_problem(&file_name, text, &e)])?;
+        // Every entry serde refuses is reported, then the rest is validated all the same.
+        let (raw, mut problems) =
+            crate::toml_problems::deserialize_all::<PolicyFile>(&file_name, text);
+        let Some(raw) = raw else {
+            return Err(problems);
+        };
         let at = |offset: usize| Location::from_offset(&file_name, text, offset);
-        let mut problems = Vec::new();
         let mut problem = |offset: usize, message: String| {
             problems.push(Problem {
                 location: at(offset),
@@ -405,12 +408,74 @@ impl Policy {
     }
 }
 
+/// What may go wrong at this policy's first backup though the policy is valid: a source
+/// path that does not exist, a database URL whose variable is not set or whose file cannot
+/// be read, a dump tool that is not installed, a scratch server's URL that cannot be read.
+/// Read only: nothing is connected to or written.
+pub fn preflight(policy: &Policy, config: &Config) -> Vec<String> {
+    use backstop_sources::tool::Tool;
+    let mut warnings = Vec::new();
+    let base = &config.base_dir;
+    match &policy.source {
+        SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+            for path in &spec.paths {
+                if std::fs::symlink_metadata(base.join(path)).is_err() {
+                    warnings.push(format!(
+                        "source path {} does not exist",
+                        crate::config::joined(base, path).display()
+                    ));
+                }
+            }
+        }
+        SourceSpec::Sqlite(spec) => {
+            if !base.join(&spec.path).exists() {
+                warnings.push(format!(
+                    "database file {} does not exist",
+                    crate::config::joined(base, &spec.path).display()
+                ));
+            }
+        }
+        SourceSpec::Postgres(pg) => {
+            if let Err(e) = pg.url_source().resolve(base) {
+                warnings.push(format!("[source]: {e}"));
+            }
+            if let Err(e) = config.tools.find(Tool::PgDump) {
+                warnings.push(e.to_string());
+            }
+        }
+        SourceSpec::Mysql(my) => {
+            if let Err(e) = my.url_source().resolve(base) {
+                warnings.push(format!("[source]: {e}"));
+            }
+            if let Err(e) = config.tools.find(Tool::MariadbDump) {
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    if let Some(target) = policy.drill.as_ref().and_then(|d| d.target.as_ref()) {
+        if let Err(e) = target.resolve(base) {
+            warnings.push(format!("[drill] target: {e}"));
+        }
+    }
+    warnings
+}
+
 /// Every `*.toml` file in `dir`, validated. Two policies with one name are an error naming
 /// both files.
 pub fn load_dir(dir: &Path, config: &Config) -> Result<BTreeMap<String, Policy>, EngineError> {
-    let read_err = |e| EngineError::Read {
-        path: dir.display().to_string(),
-        source: e,
+    let read_err = |e: std::io::Error| {
+        if config.path.is_none() && e.kind() == std::io::ErrorKind::NotFound {
+            // Said plainly: the usual cause is running outside the installation.
+            return EngineError::Refused(format!(
+                "no configuration found: there is no {} here (nor --config or BACKSTOP_CONFIG), so the embedded default is used, and its policies directory {} does not exist; run where backstop.toml is, or pass --config",
+                crate::config::DEFAULT_CONFIG,
+                dir.display()
+            ));
+        }
+        EngineError::Read {
+            path: dir.display().to_string(),
+            source: e,
+        }
     };
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(read_err)?

@@ -16,6 +16,9 @@ use crate::schedule::CronSchedule;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyStatus {
     pub policy: String,
+    /// A daemon is running the schedules on this catalog (its heartbeat is live): without
+    /// one, `next_backup` and `next_drill` are when it would run them.
+    pub daemon_running: bool,
     pub source_kind: String,
     /// `succeeded`, `failed` or `cancelled`; none when it never ran.
     pub last_backup_status: Option<String>,
@@ -125,6 +128,7 @@ pub fn of_policy(
     );
     PolicyStatus {
         policy: policy.name.clone(),
+        daemon_running: false,
         source_kind: policy.source.kind().to_string(),
         last_backup_status: last.map(|r| r.status.as_str().to_string()),
         last_backup_finished: last.and_then(|r| r.finished_at),
@@ -164,11 +168,14 @@ pub async fn collect<'a>(
     now: jiff::Timestamp,
 ) -> Result<Vec<PolicyStatus>, EngineError> {
     let zone = daemon.zone().map_err(EngineError::Refused)?;
+    let running = !catalog.running_daemons(now).await?.is_empty();
     let mut out = Vec::new();
     for policy in policies {
         let stats = catalog.backup_stats(&policy.name).await?;
         let drills = DrillStats::load(catalog, &policy.name).await?;
-        out.push(of_policy(policy, &stats, &drills, &zone, now));
+        let mut status = of_policy(policy, &stats, &drills, &zone, now);
+        status.daemon_running = running;
+        out.push(status);
     }
     Ok(out)
 }

@@ -42,6 +42,10 @@ pub enum RepoError {
     #[error("no snapshot matches `{prefix}`")]
     SnapshotNotFound { prefix: String },
 
+    /// What was typed cannot be a snapshot id: a usage error.
+    #[error("`{prefix}` is not a snapshot id: {why}")]
+    BadSnapshotPrefix { prefix: String, why: &'static str },
+
     #[error("snapshot id prefix `{prefix}` is ambiguous: it matches {candidates}")]
     AmbiguousSnapshot { prefix: String, candidates: String },
 

@@ -374,9 +374,16 @@ impl Repository {
     /// Finds a snapshot by its id or a unique prefix of it (at least 4 hex digits).
     pub async fn find_snapshot(&self, prefix: &str) -> Result<Id> {
         let prefix_lower = prefix.to_ascii_lowercase();
-        if prefix_lower.len() < 4 || !prefix_lower.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(RepoError::SnapshotNotFound {
+        if !prefix_lower.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(RepoError::BadSnapshotPrefix {
                 prefix: prefix.into(),
+                why: "an id or its prefix is hexadecimal digits (0-9, a-f)",
+            });
+        }
+        if prefix_lower.len() < 4 {
+            return Err(RepoError::BadSnapshotPrefix {
+                prefix: prefix.into(),
+                why: "give at least 4 hexadecimal digits of the id",
             });
         }
         let matches: Vec<Id> = self

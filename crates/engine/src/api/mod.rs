@@ -216,11 +216,30 @@ struct Period {
 
 /// The evidence view, live: the same page as evidence.html, over the last 30 days unless
 /// `from` and `to` say otherwise. Read-only, for any token (auditors above all).
+/// What a browser without a token gets at `/ui`: a page to give one (it comes back as
+/// `?token=`). Scripts, which do not ask for HTML, get the JSON 401 as everywhere else.
+const SIGN_IN_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Backstop: sign in</title>\
+<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}input{width:100%;padding:.4rem;margin:.5rem 0}button{padding:.4rem 1rem}</style></head>\
+<body><h1>Backstop</h1><p>The restore-test evidence needs an API token (made on the daemon's host with <code>backstop token create</code>).</p>\
+<form method=\"get\" action=\"/ui\"><label for=\"token\">API token</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Sign in</button></form></body></html>";
+
 async fn ui(
     State(state): State<ApiState>,
-    caller: Caller,
+    headers: axum::http::HeaderMap,
+    caller: Result<Caller, ApiError>,
     Query(period): Query<Period>,
-) -> Result<axum::response::Html<String>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let caller = match caller {
+        Ok(caller) => caller,
+        Err((StatusCode::UNAUTHORIZED, _)) if wants_html(&headers) => {
+            return Ok(
+                (StatusCode::UNAUTHORIZED, axum::response::Html(SIGN_IN_PAGE)).into_response(),
+            )
+        }
+        Err(e) => return Err(e),
+    };
     permit(&caller, Action::Read, None)?;
     let now = jiff::Timestamp::now();
     let bad = |e: crate::error::EngineError| error(StatusCode::BAD_REQUEST, e.to_string());
@@ -243,9 +262,15 @@ async fn ui(
     let evidence = crate::evidence::collect(&state.config, &state.catalog, &refs, from, to)
         .await
         .map_err(internal)?;
-    Ok(axum::response::Html(crate::evidence::html::render(
-        &evidence,
-    )))
+    Ok(axum::response::Html(crate::evidence::html::render(&evidence)).into_response())
+}
+
+/// The caller is a browser (it asks for HTML).
+fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
 }
 
 async fn whoami(caller: Caller) -> ApiResult {

@@ -143,8 +143,9 @@ fn list_dir(
         {
             let metadata = match entry.metadata() {
                 Ok(m) => m,
-                // A temporary file renamed or removed by its writer meanwhile.
-                Err(e) if e.kind() == ErrorKind::NotFound && want == Want::Leftovers => continue,
+                // Renamed or removed meanwhile (a writer's temporary file, an object a
+                // prune deleted): not there to list.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
             out.push((

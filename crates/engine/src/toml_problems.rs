@@ -1,0 +1,147 @@
+//! Every problem in a TOML file, not only the first: serde stops at the first field it
+//! cannot take, so a file with two typos used to show the second only once the first was
+//! fixed. [`deserialize_all`] blanks out the entry that failed (with spaces, so that every
+//! offset, and every later line and column, stays as in the file) and tries again, up to a
+//! bound, reporting each failure at its place.
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{toml_problem, Problem};
+
+/// How many failing entries one file is searched for.
+const MOST_PROBLEMS: usize = 32;
+
+/// `text` deserialized as `T`, with every problem found on the way: `Some` when what was
+/// left after blanking the failing entries deserialized (so that the caller can validate
+/// further and report those problems too), `None` when an error could not be pinned to an
+/// entry (a syntax error, a missing required field).
+pub fn deserialize_all<T: DeserializeOwned>(file: &str, text: &str) -> (Option<T>, Vec<Problem>) {
+    let mut current = text.to_string();
+    let mut problems = Vec::new();
+    while problems.len() < MOST_PROBLEMS {
+        match toml::from_str::<T>(&current) {
+            Ok(value) => return (Some(value), problems),
+            Err(e) => {
+                // Offsets in `current` are those of `text`.
+                problems.push(toml_problem(file, text, &e));
+                // A missing field is no entry to blank: blanking another would only find it
+                // missing again.
+                if e.message().starts_with("missing field") {
+                    return (None, problems);
+                }
+                let Some(range) = e.span().and_then(|s| entry_at(&current, s.start)) else {
+                    return (None, problems);
+                };
+                blank(&mut current, range);
+            }
+        }
+    }
+    (None, problems)
+}
+
+/// The byte range of the `key = value` entry of a standard table (or array of tables)
+/// holding `offset`; an inline table or array is one entry, as blanking part of it could
+/// leave it malformed.
+fn entry_at(text: &str, offset: usize) -> Option<std::ops::Range<usize>> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    find_in(doc.as_table(), offset)
+}
+
+fn find_in(table: &toml_edit::Table, offset: usize) -> Option<std::ops::Range<usize>> {
+    for (name, item) in table.iter() {
+        match item {
+            toml_edit::Item::Table(inner) => {
+                if let Some(found) = find_in(inner, offset) {
+                    return Some(found);
+                }
+            }
+            toml_edit::Item::ArrayOfTables(tables) => {
+                for inner in tables.iter() {
+                    if let Some(found) = find_in(inner, offset) {
+                        return Some(found);
+                    }
+                }
+            }
+            toml_edit::Item::Value(_) => {
+                let (Some(key), Some(value)) =
+                    (table.key(name).and_then(|k| k.span()), item.span())
+                else {
+                    continue;
+                };
+                let range = key.start..value.end;
+                if range.contains(&offset) {
+                    return Some(range);
+                }
+            }
+            toml_edit::Item::None => {}
+        }
+    }
+    None
+}
+
+/// Spaces over `range`, line breaks kept.
+fn blank(text: &mut String, range: std::ops::Range<usize>) {
+    let blanked: String = text[range.clone()]
+        .chars()
+        .map(|c| if c == '\n' || c == '\r' { c } else { ' ' })
+        .collect();
+    // Multi-byte characters become one space each: pad to keep the byte length.
+    let pad = range.len() - blanked.len();
+    text.replace_range(range, &format!("{blanked}{}", " ".repeat(pad)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct File {
+        name: String,
+        count: Option<u32>,
+        #[serde(default)]
+        section: Section,
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Section {
+        size: Option<u64>,
+    }
+
+    #[test]
+    fn every_failing_entry_is_reported_at_its_place() {
+        let text =
+            "name = \"x\"\nnmae = \"typo\"\ncount = \"many\"\n\n[section]\nsize = 1\nsiez = 2\n";
+        let (parsed, problems) = deserialize_all::<File>("p.toml", text);
+        let places: Vec<(usize, &str)> = problems
+            .iter()
+            .map(|p| (p.location.line, p.message.as_str()))
+            .collect();
+        assert_eq!(problems.len(), 3, "{places:?}");
+        assert_eq!(places[0].0, 2);
+        assert!(places[0].1.contains("nmae"), "{places:?}");
+        assert_eq!(places[1].0, 3);
+        assert_eq!(places[2].0, 7);
+        assert!(places[2].1.contains("siez"), "{places:?}");
+        let parsed = parsed.expect("the rest deserializes");
+        assert_eq!(parsed.section.size, Some(1));
+    }
+
+    #[test]
+    fn a_clean_file_has_no_problems_and_a_broken_one_stops() {
+        let (parsed, problems) = deserialize_all::<File>("p.toml", "name = \"ünï\"\n");
+        assert!(parsed.is_some() && problems.is_empty());
+        let (parsed, problems) = deserialize_all::<File>("p.toml", "name = \n");
+        assert!(parsed.is_none());
+        assert_eq!(problems.len(), 1);
+        let (parsed, problems) = deserialize_all::<File>("p.toml", "count = 1\n");
+        assert!(
+            parsed.is_none(),
+            "a missing required field cannot be blanked away"
+        );
+        assert_eq!(problems.len(), 1);
+    }
+}
