@@ -182,6 +182,7 @@ pub enum DrillCommand {
 pub enum TokenCommand {
     /// Make a token for a principal with a role; prints it once, alone on the last line
     Create {
+        /// Who the token speaks for (an e-mail address or a name), as the audit log records it
         #[arg(long)]
         principal: String,
         /// operator, recovery-owner, approver or auditor
@@ -207,6 +208,7 @@ pub struct RequestArgs {
 pub enum RequestCommand {
     /// Ask for a restore (as the policy's recovery owner)
     Create {
+        /// The policy whose snapshot to restore
         #[arg(long)]
         policy: String,
         /// A snapshot id (or unique prefix)
@@ -218,6 +220,7 @@ pub enum RequestCommand {
         /// Where to restore: a directory, a database URL (no password), or a SQLite file
         #[arg(long)]
         to: String,
+        /// Why the restore is needed (the approver reads it; the audit log keeps it)
         #[arg(long)]
         reason: String,
         /// Allow a target that is, or overlaps, the source (the approver sees this)
@@ -231,19 +234,24 @@ pub enum RequestCommand {
     List,
     /// Approve a request (as an approver of its policy, not its requester)
     Approve {
+        /// The request's id (`request list` shows them)
         id: String,
+        /// A note kept with the decision
         #[arg(long)]
         comment: Option<String>,
     },
     /// Reject a request
     Reject {
+        /// The request's id (`request list` shows them)
         id: String,
+        /// Why, kept with the decision and sent to the requester
         #[arg(long)]
         comment: Option<String>,
     },
     /// Run an approved request now (operator, or the requester), as a job of the daemon;
     /// follows it to its end unless --no-wait
     Run {
+        /// The request's id (`request list` shows them)
         id: String,
         /// Return as soon as the daemon has started it (follow it with `request list`)
         #[arg(long)]
@@ -270,6 +278,7 @@ pub enum EvidenceCommand {
     },
     /// Check an evidence pack's signature and every file's digest, offline
     Verify {
+        /// The directory `evidence export` wrote
         dir: PathBuf,
         /// The installation's public key (hex, as `evidence public-key` prints it); without
         /// it the pack is checked against the key it carries
@@ -372,4 +381,38 @@ pub struct RestoreArgs {
     /// With --repo: environment variable holding the repository key
     #[arg(long, requires = "repo")]
     pub key_env: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument of every subcommand says what it is in `--help`.
+    #[test]
+    fn every_argument_is_described() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                if sub.get_name() == "help" {
+                    continue;
+                }
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{sub_path} (the subcommand)"));
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "backstop", &mut missing);
+        assert!(missing.is_empty(), "no help for: {missing:#?}");
+    }
 }

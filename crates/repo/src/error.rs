@@ -26,7 +26,7 @@ pub enum RepoError {
         supported: u32,
     },
 
-    #[error("repository at {location} is encrypted: a key is required (set key_file or key_env)")]
+    #[error("repository at {location} is encrypted: a key is required (key_file or key_env in its configuration; --key-file or --key-env with restore --repo)")]
     KeyRequired { location: String },
 
     #[error("wrong key for the repository at {location}: the key check did not decrypt")]
