@@ -101,7 +101,9 @@ impl DaemonSettings {
 }
 
 /// Durations written as humantime strings.
-mod humantime_serde_compat {
+/// A duration written for people (\"30s\", \"6h\", \"7d\"), parsed once when the file is read:
+/// a value that does not parse is an error at its key, never a default later.
+pub(crate) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {

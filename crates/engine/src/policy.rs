@@ -63,23 +63,52 @@ pub struct DrillPlan {
     #[serde(default)]
     pub keep: bool,
     /// `newest` (the default) or `random` (any snapshot retention keeps).
-    pub snapshot: Option<String>,
+    pub snapshot: Option<SnapshotPick>,
     /// How soon the recovery owner should sign a passed drill off ("7d"); later, a notice.
-    pub signoff_within: Option<String>,
+    #[serde(default, with = "crate::config::humantime_serde_compat::option")]
+    pub signoff_within: Option<Duration>,
 }
 
 impl DrillPlan {
     pub fn signoff_within(&self) -> Option<Duration> {
         self.signoff_within
-            .as_deref()
-            .and_then(|d| humantime::parse_duration(d).ok())
+    }
+}
+
+/// Which snapshot a scheduled drill restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnapshotPick {
+    Newest,
+    /// Any snapshot retention keeps.
+    Random,
+}
+
+/// What a drill restores into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScratchKind {
+    Postgres,
+    Mysql,
+    Sqlite,
+    Directory,
+}
+
+impl ScratchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScratchKind::Postgres => "postgres",
+            ScratchKind::Mysql => "mysql",
+            ScratchKind::Sqlite => "sqlite",
+            ScratchKind::Directory => "directory",
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScratchTarget {
-    pub kind: String,
+    pub kind: ScratchKind,
     pub url_env: Option<String>,
     pub url_file: Option<PathBuf>,
     pub path: Option<PathBuf>,
@@ -97,14 +126,11 @@ impl ScratchTarget {
             .resolve(base)
         };
         let dir = self.path.as_ref().map(|p| base.join(p));
-        match self.kind.as_str() {
-            "postgres" => Ok(ScratchSpec::Postgres(url()?)),
-            "mysql" => Ok(ScratchSpec::Mysql(url()?)),
-            "sqlite" => Ok(ScratchSpec::Sqlite { dir }),
-            "directory" => Ok(ScratchSpec::Directory { dir }),
-            other => Err(SourceError::Invalid(format!(
-                "unknown scratch target kind `{other}` (postgres, mysql, sqlite or directory)"
-            ))),
+        match self.kind {
+            ScratchKind::Postgres => Ok(ScratchSpec::Postgres(url()?)),
+            ScratchKind::Mysql => Ok(ScratchSpec::Mysql(url()?)),
+            ScratchKind::Sqlite => Ok(ScratchSpec::Sqlite { dir }),
+            ScratchKind::Directory => Ok(ScratchSpec::Directory { dir }),
         }
     }
 }
@@ -122,7 +148,9 @@ pub struct CheckSpec {
     pub max_size: Option<u64>,
     pub digest: Option<String>,
     pub parses_as: Option<String>,
-    pub timeout: Option<String>,
+    /// A command check's time limit ("30s").
+    #[serde(default, with = "crate::config::humantime_serde_compat::option")]
+    pub timeout: Option<Duration>,
 }
 
 impl CheckSpec {
@@ -174,12 +202,8 @@ impl CheckSpec {
                 ));
             }
         }
-        if let Some(timeout) = &self.timeout {
-            if self.command.is_none() {
-                problems.push("timeout belongs to a command check".into());
-            } else if let Err(e) = humantime::parse_duration(timeout) {
-                problems.push(format!("timeout `{timeout}`: {e}"));
-            }
+        if self.timeout.is_some() && self.command.is_none() {
+            problems.push("timeout belongs to a command check".into());
         }
         if self.command.as_ref().is_some_and(|c| c.is_empty()) {
             problems.push("command must name a program".into());
@@ -296,21 +320,59 @@ impl Policy {
             rpo: duration(raw.objectives.rpo, "rpo"),
             rto: duration(raw.objectives.rto, "rto"),
         };
+        // Each problem in [source] at its own key (or the table's header when the key is
+        // missing).
+        let at_key = |keys: &[&str]| {
+            crate::toml_problems::offset_of(text, keys)
+                .or_else(|| crate::toml_problems::offset_of(text, &keys[..1]))
+                .unwrap_or(0)
+        };
+        let url_at = |url: &UrlSource| {
+            at_key(&[
+                "source",
+                if url.url_file.is_some() {
+                    "url_file"
+                } else {
+                    "url_env"
+                },
+            ])
+        };
         match &raw.source {
             SourceSpec::Files(spec) | SourceSpec::Config(spec) if spec.paths.is_empty() => {
-                problem(0, "[source] paths must name at least one path".into());
+                problem(
+                    at_key(&["source", "paths"]),
+                    "[source] paths must name at least one path".into(),
+                );
+            }
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+                // Each path is kept (and restored) under its last component: two that share
+                // one would collide, and every backup would fail.
+                let mut seen: BTreeMap<String, &PathBuf> = BTreeMap::new();
+                for path in &spec.paths {
+                    let name = backstop_sources::files::root_name(&config.base_dir.join(path));
+                    if let Some(first) = seen.insert(name.clone(), path) {
+                        problem(
+                            at_key(&["source", "paths"]),
+                            format!(
+                                "[source] paths `{}` and `{}` both end in `{name}`: each path is kept under its last component, so they would collide; back up a common parent, or split them into two policies",
+                                first.display(),
+                                path.display()
+                            ),
+                        );
+                    }
+                }
             }
             SourceSpec::Postgres(pg) => {
                 let url = pg.url_source();
                 if url.url_env.is_none() == url.url_file.is_none() {
                     problem(
-                        0,
+                        url_at(&url),
                         "[source] needs exactly one of url_env or url_file".into(),
                     );
                 }
                 if pg.jobs.is_some_and(|j| j > 1) && pg.format != DumpFormat::Directory {
                     problem(
-                        0,
+                        at_key(&["source", "jobs"]),
                         "[source] jobs needs format = \"directory\" (pg_dump dumps in parallel only into a directory)".into(),
                     );
                 }
@@ -319,15 +381,15 @@ impl Policy {
                 let url = my.url_source();
                 if url.url_env.is_none() == url.url_file.is_none() {
                     problem(
-                        0,
+                        url_at(&url),
                         "[source] needs exactly one of url_env or url_file".into(),
                     );
                 }
             }
-            _ => {}
+            SourceSpec::Sqlite(_) => {}
         }
         if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
-            let wants_url = matches!(target.kind.as_str(), "postgres" | "mysql");
+            let wants_url = matches!(target.kind, ScratchKind::Postgres | ScratchKind::Mysql);
             let fits = matches!(
                 (target.kind.as_str(), raw.source.kind()),
                 ("postgres", "postgres")
@@ -335,12 +397,14 @@ impl Policy {
                     | ("sqlite", "sqlite")
                     | ("directory", "files" | "config")
             );
+            let target_at =
+                crate::toml_problems::offset_of(text, &["drill", "target"]).unwrap_or(0);
             if !fits {
                 problem(
-                    0,
+                    target_at,
                     format!(
                         "[drill] target kind `{}` cannot receive a {} source (use {})",
-                        target.kind,
+                        target.kind.as_str(),
                         raw.source.kind(),
                         match raw.source.kind() {
                             "files" | "config" => "directory",
@@ -350,7 +414,7 @@ impl Policy {
                 );
             } else if wants_url && target.url_env.is_none() == target.url_file.is_none() {
                 problem(
-                    0,
+                    target_at,
                     "[drill] target needs exactly one of url_env or url_file (the scratch server)"
                         .into(),
                 );
@@ -358,22 +422,6 @@ impl Policy {
         }
         if let Some(drill) = &raw.drill {
             let offset = text.find("[drill]").unwrap_or(0);
-            if let Some(within) = &drill.signoff_within {
-                if let Err(e) = humantime::parse_duration(within) {
-                    problem(
-                        offset,
-                        format!("[drill] signoff_within `{within}`: {e} (e.g. \"7d\")"),
-                    );
-                }
-            }
-            if let Some(pick) = &drill.snapshot {
-                if pick != "newest" && pick != "random" {
-                    problem(
-                        offset,
-                        format!("[drill] snapshot `{pick}`: expected \"newest\" or \"random\""),
-                    );
-                }
-            }
             let is_database = matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite");
             // Each [[drill.checks]] is located at its own header.
             let headers: Vec<usize> = text
@@ -592,6 +640,56 @@ approvers = ["it-manager@example.com"]
         );
     }
 
+    /// Issue 15: errors inside [source] pointed at its header or at 1:1; a bad duration was
+    /// re-parsed later into a silent default; two paths of one basename passed the check and
+    /// then failed every backup.
+    #[test]
+    fn problems_inside_source_and_drill_are_at_their_keys() {
+        let located = |text: &str| -> Vec<String> {
+            Policy::parse(Path::new("p.toml"), text, &config())
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let jobs = located(
+            "name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"postgres\"\nurl_env = \"U\"\njobs = 4\n",
+        );
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        assert!(jobs[0].starts_with("p.toml:7:1: [source] jobs"), "{jobs:?}");
+        let url = located("name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"mysql\"\n");
+        assert!(
+            url[0].starts_with("p.toml:4:1: [source] needs exactly one"),
+            "{url:?}"
+        );
+        let paths = located(
+            "name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"files\"\npaths = [\"a/data\", \"b/data\"]\n",
+        );
+        assert_eq!(paths.len(), 1, "{paths:?}");
+        assert!(
+            paths[0]
+                .starts_with("p.toml:6:1: [source] paths `a/data` and `b/data` both end in `data`"),
+            "{paths:?}"
+        );
+        // Durations and kinds are parsed once, where they are written.
+        let drill = located(
+            "name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"files\"\npaths = [\"a\"]\n\n[drill]\nsignoff_within = \"a week\"\nsnapshot = \"oldest\"\ntarget = { kind = \"tape\" }\n",
+        );
+        assert_eq!(drill.len(), 3, "{drill:?}");
+        assert!(
+            drill[0].starts_with("p.toml:9:18:") && drill[0].contains("a week"),
+            "{drill:?}"
+        );
+        assert!(
+            drill[1].starts_with("p.toml:10:12:") && drill[1].contains("oldest"),
+            "{drill:?}"
+        );
+        assert!(
+            drill[2].starts_with("p.toml:11:") && drill[2].contains("tape"),
+            "{drill:?}"
+        );
+    }
+
     #[test]
     fn syntax_errors_and_unknown_keys_are_located() {
         let problems = Policy::parse(
@@ -663,16 +761,18 @@ approvers = ["it-manager@example.com"]
         let problems = Policy::parse(Path::new("p.toml"), &text, &config()).unwrap_err();
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         let has = |needle: &str| text.iter().any(|t| t.contains(needle));
-        assert!(has("signoff_within `a week`"), "{text:?}");
+        assert!(has("signoff_within: `a week`"), "{text:?}");
         assert!(has("number 1: expect `about 1000`"), "{text:?}");
-        assert!(has("number 2: timeout `soon`"), "{text:?}");
+        assert!(has("timeout: `soon`"), "{text:?}");
         assert!(
             has("number 3: file checks need a files or config source"),
             "{text:?}"
         );
         assert!(has("number 3: parses_as `ini`"), "{text:?}");
-        // Located at the check's own header line.
-        let second = text.iter().find(|t| t.contains("timeout `soon`")).unwrap();
-        assert!(second.starts_with("p.toml:30:1:"), "{second}");
+        // Located where it is written.
+        let second = text.iter().find(|t| t.contains("timeout: `soon`")).unwrap();
+        assert!(second.starts_with("p.toml:32:11:"), "{second}");
+        let third = text.iter().find(|t| t.contains("parses_as `ini`")).unwrap();
+        assert!(third.starts_with("p.toml:34:1:"), "{third}");
     }
 }

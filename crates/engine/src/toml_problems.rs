@@ -23,13 +23,21 @@ pub fn deserialize_all<T: DeserializeOwned>(file: &str, text: &str) -> (Option<T
             Ok(value) => return (Some(value), problems),
             Err(e) => {
                 // Offsets in `current` are those of `text`.
-                problems.push(toml_problem(file, text, &e));
+                let mut problem = toml_problem(file, text, &e);
+                let entry = e.span().and_then(|s| entry_at(&current, s.start));
+                // Named by its key when the message does not name it already.
+                if let Some((_, key)) = &entry {
+                    if !problem.message.contains(&format!("`{key}`")) {
+                        problem.message = format!("{key}: {}", problem.message);
+                    }
+                }
+                problems.push(problem);
                 // A missing field is no entry to blank: blanking another would only find it
                 // missing again.
                 if e.message().starts_with("missing field") {
                     return (None, problems);
                 }
-                let Some(range) = e.span().and_then(|s| entry_at(&current, s.start)) else {
+                let Some((range, _)) = entry else {
                     return (None, problems);
                 };
                 blank(&mut current, range);
@@ -39,15 +47,34 @@ pub fn deserialize_all<T: DeserializeOwned>(file: &str, text: &str) -> (Option<T
     (None, problems)
 }
 
+/// Where the entry at `path` (keys from the top: `["source", "paths"]`) starts in `text`:
+/// its key, or a table's header; `None` when it is not there.
+pub fn offset_of(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let (last, parents) = path.split_last()?;
+    let mut table = doc.as_table();
+    for key in parents {
+        table = table.get(key)?.as_table()?;
+    }
+    match table.get(last)? {
+        toml_edit::Item::Table(inner) => inner.span().map(|s| s.start),
+        item => table
+            .key(last)
+            .and_then(|k| k.span())
+            .or_else(|| item.span())
+            .map(|s| s.start),
+    }
+}
+
 /// The byte range of the `key = value` entry of a standard table (or array of tables)
 /// holding `offset`; an inline table or array is one entry, as blanking part of it could
 /// leave it malformed.
-fn entry_at(text: &str, offset: usize) -> Option<std::ops::Range<usize>> {
+fn entry_at(text: &str, offset: usize) -> Option<(std::ops::Range<usize>, String)> {
     let doc = toml_edit::ImDocument::parse(text).ok()?;
     find_in(doc.as_table(), offset)
 }
 
-fn find_in(table: &toml_edit::Table, offset: usize) -> Option<std::ops::Range<usize>> {
+fn find_in(table: &toml_edit::Table, offset: usize) -> Option<(std::ops::Range<usize>, String)> {
     for (name, item) in table.iter() {
         match item {
             toml_edit::Item::Table(inner) => {
@@ -70,7 +97,7 @@ fn find_in(table: &toml_edit::Table, offset: usize) -> Option<std::ops::Range<us
                 };
                 let range = key.start..value.end;
                 if range.contains(&offset) {
-                    return Some(range);
+                    return Some((range, name.to_string()));
                 }
             }
             toml_edit::Item::None => {}

@@ -467,11 +467,7 @@ async fn command_check(
     ctx: &CheckContext<'_>,
 ) -> CheckResult {
     let fail = |detail: String| CheckResult::new(name, "command", CheckStatus::Failed, detail);
-    let limit = spec
-        .timeout
-        .as_deref()
-        .and_then(|t| humantime::parse_duration(t).ok())
-        .unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    let limit = spec.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
     let Some(program) = argv.first() else {
         return fail("the command is empty".into());
     };

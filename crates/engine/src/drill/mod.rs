@@ -132,13 +132,10 @@ pub async fn run(
     options: &DrillOptions,
 ) -> Result<DrillReport, EngineError> {
     let plan = policy.drill.clone().unwrap_or_default();
-    let pick = options
-        .pick
-        .clone()
-        .unwrap_or(match plan.snapshot.as_deref() {
-            Some("random") => Pick::Random,
-            _ => Pick::Newest,
-        });
+    let pick = options.pick.clone().unwrap_or(match plan.snapshot {
+        Some(crate::policy::SnapshotPick::Random) => Pick::Random,
+        Some(crate::policy::SnapshotPick::Newest) | None => Pick::Newest,
+    });
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
     let chosen = choose(config, policy, &pick).await?;
