@@ -67,6 +67,43 @@ pub struct DrillPlan {
     /// How soon the recovery owner should sign a passed drill off ("7d"); later, a notice.
     #[serde(default, with = "crate::config::humantime_serde_compat::option")]
     pub signoff_within: Option<Duration>,
+    /// `checks`, validated into what each is (set when the policy is loaded).
+    #[serde(skip)]
+    pub validated: Vec<NamedCheck>,
+}
+
+/// A drill check as validated: exactly one kind, with what that kind takes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Check {
+    /// A query whose first value is compared with `expect` (a valid expectation).
+    Sql { sql: String, expect: Option<String> },
+    /// A program run with the scratch target in its environment.
+    Command {
+        argv: Vec<String>,
+        timeout: Option<Duration>,
+    },
+    /// A file of the restored tree.
+    File(FileCheck),
+}
+
+/// What a file check asks of one restored file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileCheck {
+    pub path: String,
+    pub exists: bool,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    /// 64 hex digits of SHA-256, lower case.
+    pub digest: Option<String>,
+    /// `json`, `toml` or `yaml`.
+    pub parses_as: Option<String>,
+}
+
+/// A check with the name it is reported under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedCheck {
+    pub name: String,
+    pub check: Check,
 }
 
 impl DrillPlan {
@@ -154,6 +191,36 @@ pub struct CheckSpec {
 }
 
 impl CheckSpec {
+    /// The check this spec describes; call once [`CheckSpec::problems`] found nothing.
+    fn validated(&self) -> Option<NamedCheck> {
+        let check = match (&self.sql, &self.command, &self.file) {
+            (Some(sql), None, None) => Check::Sql {
+                sql: sql.clone(),
+                expect: self.expect.clone(),
+            },
+            (None, Some(argv), None) => Check::Command {
+                argv: argv.clone(),
+                timeout: self.timeout,
+            },
+            (None, None, Some(path)) => Check::File(FileCheck {
+                path: path.clone(),
+                exists: self.exists.unwrap_or(true),
+                min_size: self.min_size,
+                max_size: self.max_size,
+                digest: self
+                    .digest
+                    .as_ref()
+                    .map(|d| d.trim_start_matches("sha256:").to_ascii_lowercase()),
+                parses_as: self.parses_as.clone(),
+            }),
+            _ => return None,
+        };
+        Some(NamedCheck {
+            name: crate::drill::checks::check_name(self),
+            check,
+        })
+    }
+
     /// What is wrong with this check, for a database source or a file tree.
     fn problems(&self, is_database: bool) -> Vec<String> {
         let mut problems = Vec::new();
@@ -441,6 +508,14 @@ impl Policy {
         if !problems.is_empty() {
             return Err(problems);
         }
+        let mut drill = raw.drill;
+        if let Some(plan) = drill.as_mut() {
+            plan.validated = plan
+                .checks
+                .iter()
+                .filter_map(CheckSpec::validated)
+                .collect();
+        }
         Ok(Policy {
             name: raw.name.into_inner(),
             file: file.to_path_buf(),
@@ -449,7 +524,7 @@ impl Policy {
             schedule,
             retention: raw.retention,
             objectives,
-            drill: raw.drill,
+            drill,
             owners: raw.owners,
             notify: raw.notify,
         })
@@ -613,7 +688,18 @@ approvers = ["it-manager@example.com"]
         let p = Policy::parse(Path::new("p.toml"), GOOD, &config()).unwrap();
         assert_eq!(p.objectives.rpo, Some(Duration::from_secs(4 * 3600)));
         assert_eq!(p.retention.daily, Some(7));
-        assert_eq!(p.drill.unwrap().checks.len(), 2);
+        let plan = p.drill.unwrap();
+        assert_eq!(plan.checks.len(), 2);
+        // Each check validated into what it is.
+        assert!(matches!(
+            &plan.validated[0].check,
+            Check::Sql { expect: Some(e), .. } if e == ">= 1000"
+        ));
+        assert!(matches!(
+            &plan.validated[1].check,
+            Check::Command { argv, timeout: None } if argv == &["./fixtures/checks/orders-smoke.sh"]
+        ));
+        assert_eq!(plan.validated[0].name, "sql: SELECT count(*) FROM orders");
     }
 
     #[test]
@@ -657,6 +743,11 @@ approvers = ["it-manager@example.com"]
         );
         assert_eq!(jobs.len(), 1, "{jobs:?}");
         assert!(jobs[0].starts_with("p.toml:7:1: [source] jobs"), "{jobs:?}");
+        let typed = located(
+            "name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"postgres\"\nurl_env = \"U\"\njobs = \"four\"\n",
+        );
+        assert_eq!(typed.len(), 1, "{typed:?}");
+        assert!(typed[0].starts_with("p.toml:7:1: jobs: "), "{typed:?}");
         let url = located("name = \"x\"\nrepository = \"local\"\n\n[source]\nkind = \"mysql\"\n");
         assert!(
             url[0].starts_with("p.toml:4:1: [source] needs exactly one"),

@@ -24,7 +24,17 @@ pub fn deserialize_all<T: DeserializeOwned>(file: &str, text: &str) -> (Option<T
             Err(e) => {
                 // Offsets in `current` are those of `text`.
                 let mut problem = toml_problem(file, text, &e);
-                let entry = e.span().and_then(|s| entry_at(&current, s.start));
+                let mut entry = e.span().and_then(|s| entry_at(&current, s.start));
+                if entry.is_none() {
+                    // Placed at a whole table: the entry to blame is where it is.
+                    entry = e
+                        .span()
+                        .and_then(|s| culprit::<T>(&current, s, e.message()));
+                    if let Some((range, _)) = &entry {
+                        problem.location =
+                            crate::error::Location::from_offset(file, text, range.start);
+                    }
+                }
                 // Named by its key when the message does not name it already.
                 if let Some((_, key)) = &entry {
                     if !problem.message.contains(&format!("`{key}`")) {
@@ -45,6 +55,51 @@ pub fn deserialize_all<T: DeserializeOwned>(file: &str, text: &str) -> (Option<T
         }
     }
     (None, problems)
+}
+
+/// The entry of the table whose span holds `span` (an error serde could only place at a
+/// whole table, as inside an internally tagged enum such as `[source]`) that causes it:
+/// the first whose blanking makes this error go away without a field going missing.
+fn culprit<T: DeserializeOwned>(
+    text: &str,
+    span: std::ops::Range<usize>,
+    message: &str,
+) -> Option<(std::ops::Range<usize>, String)> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let table = table_at(doc.as_table(), span.start)?;
+    for (name, item) in table.iter() {
+        let (Some(key), Some(value)) = (table.key(name).and_then(|k| k.span()), item.span()) else {
+            continue;
+        };
+        let range = key.start..value.end;
+        let mut without = text.to_string();
+        blank(&mut without, range.clone());
+        let gone = match toml::from_str::<T>(&without) {
+            Ok(_) => true,
+            Err(other) => {
+                other.message() != message && !other.message().starts_with("missing field")
+            }
+        };
+        if gone {
+            return Some((range, name.to_string()));
+        }
+    }
+    None
+}
+
+/// The innermost standard table whose span holds `offset`.
+fn table_at(table: &toml_edit::Table, offset: usize) -> Option<&toml_edit::Table> {
+    for (_, item) in table.iter() {
+        if let toml_edit::Item::Table(inner) = item {
+            if let Some(found) = table_at(inner, offset) {
+                return Some(found);
+            }
+            if inner.span().is_some_and(|s| s.contains(&offset)) {
+                return Some(inner);
+            }
+        }
+    }
+    None
 }
 
 /// Where the entry at `path` (keys from the top: `["source", "paths"]`) starts in `text`:
@@ -155,6 +210,30 @@ mod tests {
         assert!(places[2].1.contains("siez"), "{places:?}");
         let parsed = parsed.expect("the rest deserializes");
         assert_eq!(parsed.section.size, Some(1));
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(tag = "kind", rename_all = "lowercase")]
+    #[allow(dead_code)]
+    enum Tagged {
+        Db { url: String, jobs: Option<u32> },
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct WithTagged {
+        source: Tagged,
+    }
+
+    /// Issue 15: a wrong type inside `[source]` (an internally tagged enum) was reported at
+    /// the table's header, not naming the field.
+    #[test]
+    fn a_wrong_type_inside_a_tagged_table_is_at_its_key() {
+        let text = "[source]\nkind = \"db\"\nurl = \"x\"\njobs = \"four\"\n";
+        let (_, problems) = deserialize_all::<WithTagged>("p.toml", text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        let shown = problems[0].to_string();
+        assert!(shown.starts_with("p.toml:4:1: jobs: "), "{shown}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::expect::Expect;
 use super::report::{CheckResult, CheckStatus, Difference};
-use crate::policy::CheckSpec;
+use crate::policy::{Check, CheckSpec, FileCheck, NamedCheck};
 
 /// How long a command check may run unless its `timeout` says otherwise.
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
@@ -315,22 +315,13 @@ pub fn check_name(spec: &CheckSpec) -> String {
     }
 }
 
-pub async fn user_check(spec: &CheckSpec, ctx: &CheckContext<'_>) -> CheckResult {
+pub async fn user_check(check: &NamedCheck, ctx: &CheckContext<'_>) -> CheckResult {
     let started = Instant::now();
-    let name = check_name(spec);
-    let mut result = if let Some(sql) = &spec.sql {
-        sql_check(&name, sql, spec.expect.as_deref(), ctx.scratch).await
-    } else if let Some(file) = &spec.file {
-        file_check(&name, file, spec, ctx.scratch)
-    } else if let Some(command) = &spec.command {
-        command_check(&name, command, spec, ctx).await
-    } else {
-        CheckResult::new(
-            name,
-            "unknown",
-            CheckStatus::Failed,
-            "a check needs sql, file or command",
-        )
+    let name = &check.name;
+    let mut result = match &check.check {
+        Check::Sql { sql, expect } => sql_check(name, sql, expect.as_deref(), ctx.scratch).await,
+        Check::File(file) => file_check(name, file, ctx.scratch),
+        Check::Command { argv, timeout } => command_check(name, argv, *timeout, ctx).await,
     };
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
@@ -371,7 +362,8 @@ async fn sql_check(name: &str, sql: &str, expect: Option<&str>, scratch: &Scratc
     }
 }
 
-fn file_check(name: &str, file: &str, spec: &CheckSpec, scratch: &Scratch) -> CheckResult {
+fn file_check(name: &str, spec: &FileCheck, scratch: &Scratch) -> CheckResult {
+    let file = spec.path.as_str();
     let fail = |detail: String| CheckResult::new(name, "file", CheckStatus::Failed, detail);
     let Some(root) = scratch.path().filter(|p| p.is_dir()) else {
         return fail("file checks need a directory target".into());
@@ -387,7 +379,7 @@ fn file_check(name: &str, file: &str, spec: &CheckSpec, scratch: &Scratch) -> Ch
         ));
     }
     let path = root.join(relative);
-    let want_exists = spec.exists.unwrap_or(true);
+    let want_exists = spec.exists;
     let meta = std::fs::metadata(&path);
     if !want_exists {
         return match meta {
@@ -417,9 +409,10 @@ fn file_check(name: &str, file: &str, spec: &CheckSpec, scratch: &Scratch) -> Ch
         ));
     }
     if let Some(expected) = &spec.digest {
-        let expected = expected.trim_start_matches("sha256:").to_ascii_lowercase();
         match hash_file(&path) {
-            Ok((_, digest)) if hex::encode(digest) == expected => facts.push("digest equal".into()),
+            Ok((_, digest)) if hex::encode(digest) == *expected => {
+                facts.push("digest equal".into())
+            }
             Ok((_, digest)) => problems.push(format!(
                 "SHA-256 {}, expected {expected}",
                 hex::encode(digest)
@@ -463,11 +456,11 @@ pub fn parse_as(format: &str, text: &str) -> Result<(), String> {
 async fn command_check(
     name: &str,
     argv: &[String],
-    spec: &CheckSpec,
+    timeout: Option<Duration>,
     ctx: &CheckContext<'_>,
 ) -> CheckResult {
     let fail = |detail: String| CheckResult::new(name, "command", CheckStatus::Failed, detail);
-    let limit = spec.timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    let limit = timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
     let Some(program) = argv.first() else {
         return fail("the command is empty".into());
     };

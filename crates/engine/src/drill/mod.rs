@@ -257,8 +257,8 @@ pub async fn run(
                 base_dir: &config.base_dir,
                 env,
             };
-            for spec in &plan.checks {
-                report.checks.push(checks::user_check(spec, &ctx).await);
+            for check in &plan.validated {
+                report.checks.push(checks::user_check(check, &ctx).await);
             }
             scratch_left = Some(scratch);
         }
