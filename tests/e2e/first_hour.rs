@@ -70,6 +70,36 @@ fn an_unreachable_repository_does_not_hide_the_others() {
     assert_eq!(by_name("main")["ok"], true, "{report:#}");
     assert_eq!(by_name("offsite")["ok"], false, "{report:#}");
 
+    // Status reads the catalog alone; the evidence checks the healthy repository's anchors
+    // and names the one it could not read.
+    install.ok(&["status"]);
+    let today = jiff::Timestamp::now().strftime("%Y-%m-%d").to_string();
+    let out = install.path("evidence");
+    install.ok(&[
+        "evidence",
+        "export",
+        "--from",
+        &today,
+        "--to",
+        &today,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("evidence.json")).unwrap()).unwrap();
+    assert_eq!(
+        evidence["audit"]["status"], "intact",
+        "{:#}",
+        evidence["audit"]
+    );
+    assert!(
+        evidence["audit"]["anchors_unread"][0]
+            .as_str()
+            .is_some_and(|u| u.contains("offsite")),
+        "{:#}",
+        evidence["audit"]
+    );
+
     // A restore finds the snapshot in the healthy repository.
     let to = install.path("restored");
     install.ok(&["restore", &id[..8], "--to", to.to_str().unwrap()]);

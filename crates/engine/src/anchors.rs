@@ -63,20 +63,35 @@ pub async fn write(config: &Config, catalog: &Catalog) -> Result<Vec<String>, En
 }
 
 /// Every anchor that the catalog contradicts, named by repository and event.
-pub async fn check(
-    config: &Config,
-    catalog: &Catalog,
-) -> Result<(usize, Vec<String>), EngineError> {
+pub async fn check(config: &Config, catalog: &Catalog) -> Result<AnchorCheck, EngineError> {
     let mut problems = Vec::new();
+    let mut unread = Vec::new();
     let mut seen = 0;
     for settings in config.repositories.values() {
+        // A repository that cannot be read contradicts nothing: it is named, and the
+        // others are checked.
         let repo = match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await
         {
             Ok(repo) => repo,
             Err(EngineError::Repo(RepoError::NotARepository { .. })) => continue,
-            Err(e) => return Err(e),
+            Err(e) => {
+                unread.push(format!(
+                    "repository `{}` ({}): {e}",
+                    settings.name, settings.url
+                ));
+                continue;
+            }
         };
-        let objects = repo.storage().list(PREFIX).await.map_err(RepoError::from)?;
+        let objects = match repo.storage().list(PREFIX).await {
+            Ok(objects) => objects,
+            Err(e) => {
+                unread.push(format!(
+                    "repository `{}` ({}): {e}",
+                    settings.name, settings.url
+                ));
+                continue;
+            }
+        };
         for object in objects {
             let Some((seq, hash)) = parse(&object.key) else {
                 problems.push(format!(
@@ -100,7 +115,22 @@ pub async fn check(
             }
         }
     }
-    Ok((seen, problems))
+    Ok(AnchorCheck {
+        seen,
+        problems,
+        unread,
+    })
+}
+
+/// What [`check`] found.
+#[derive(Debug, Default)]
+pub struct AnchorCheck {
+    /// Anchors read.
+    pub seen: usize,
+    /// Each anchor the catalog contradicts.
+    pub problems: Vec<String>,
+    /// Repositories whose anchors could not be read, with why.
+    pub unread: Vec<String>,
 }
 
 #[cfg(test)]

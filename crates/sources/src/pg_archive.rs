@@ -275,12 +275,15 @@ impl ArchiveChecker {
     }
 }
 
+/// pg_dump's integer: a sign byte, then the magnitude's bytes, least significant first. A
+/// magnitude beyond `i64::MAX` (only a damaged archive has one) is taken as `i64::MAX`.
 fn decode_int(bytes: &[u8]) -> i64 {
     let (sign, digits) = bytes.split_first().expect("an integer has a sign byte");
-    let mut value: i64 = 0;
+    let mut magnitude: u64 = 0;
     for (i, b) in digits.iter().enumerate().take(8) {
-        value |= i64::from(*b) << (8 * i);
+        magnitude |= u64::from(*b) << (8 * i);
     }
+    let value = i64::try_from(magnitude).unwrap_or(i64::MAX);
     if *sign != 0 {
         -value
     } else {
@@ -600,6 +603,24 @@ mod tests {
         let why = checked(&a.bytes, 10).unwrap_err();
         assert!(why.contains("TABLE DATA customers"), "{why}");
         assert!(why.contains("1 of its 2"), "{why}");
+    }
+
+    /// Found by fuzzing (fuzz/corpus/pg_archive/regression-int-min): an 8-byte integer of
+    /// magnitude 2^63 with its sign byte set overflowed when negated.
+    #[test]
+    fn an_integer_of_the_largest_magnitude_is_no_panic() {
+        let mut head = b"PGDMP".to_vec();
+        head.extend_from_slice(&[1, 14, 0, 8, 8, FORMAT_CUSTOM]);
+        head.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 0x80]);
+        let mut checker = ArchiveChecker::default();
+        checker.feed(&head);
+        assert!(checker.finish().is_err());
+        assert_eq!(decode_int(&[1, 0, 0, 0, 0, 0, 0, 0, 0x80]), -i64::MAX);
+        assert_eq!(
+            decode_int(&[0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]),
+            i64::MAX
+        );
+        assert_eq!(decode_int(&[1, 5, 0, 0, 0]), -5);
     }
 
     #[test]

@@ -203,7 +203,15 @@ pub fn render(e: &Evidence) -> String {
             escape(e.audit.reason.as_deref().unwrap_or(""))
         ),
     };
-    let _ = write!(out, "<p>Audit chain: {audit}</p>");
+    let unread = if e.audit.anchors_unread.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Anchors not checked in: {}.",
+            escape(&e.audit.anchors_unread.join("; "))
+        )
+    };
+    let _ = write!(out, "<p>Audit chain: {audit}.{unread}</p>");
     for p in &e.policies {
         let _ = write!(
             out,

@@ -145,6 +145,9 @@ pub struct AuditEvidence {
     /// Each anchor the catalog contradicts, named by repository and event.
     #[serde(default)]
     pub anchor_problems: Vec<String>,
+    /// Repositories whose anchors could not be read (unreachable), with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anchors_unread: Vec<String>,
 }
 
 /// Gathers the evidence for `policies` over `[from, to]` from the catalog.
@@ -274,8 +277,10 @@ pub async fn collect(
     // off site, so a catalog rewritten wholesale does not export as "intact".
     let audit = match catalog.verify_audit().await? {
         ChainStatus::Intact { events, head } => {
-            let (anchors, anchor_problems) = crate::anchors::check(config, catalog).await?;
+            let checked = crate::anchors::check(config, catalog).await?;
+            let (anchors, anchor_problems) = (checked.seen, checked.problems);
             AuditEvidence {
+                anchors_unread: checked.unread,
                 status: if anchor_problems.is_empty() {
                     "intact"
                 } else {
@@ -298,6 +303,7 @@ pub async fn collect(
             reason: Some(reason),
             anchors: 0,
             anchor_problems: Vec::new(),
+            anchors_unread: Vec::new(),
         },
     };
     Ok(Evidence {
