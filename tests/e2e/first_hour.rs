@@ -22,6 +22,27 @@ fn with_unreachable_offsite() -> Install {
     install
 }
 
+/// A local installation with `site`, a files policy of one small file.
+fn site() -> Install {
+    let install = Install::local();
+    std::fs::create_dir_all(install.path("site")).unwrap();
+    std::fs::write(install.path("site/a.txt"), "a").unwrap();
+    install.files_policy("site", &["./site"], "");
+    install
+}
+
+/// The daemon of `install`, its output discarded.
+fn daemon(install: &Install) -> super::Daemon {
+    super::Daemon(
+        install
+            .command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn an_unreachable_repository_does_not_hide_the_others() {
     let mut install = with_unreachable_offsite();
@@ -108,10 +129,7 @@ fn an_unreachable_repository_does_not_hide_the_others() {
 
 #[test]
 fn a_snapshot_id_that_cannot_be_one_is_a_usage_error() {
-    let install = Install::local();
-    std::fs::create_dir_all(install.path("site")).unwrap();
-    std::fs::write(install.path("site/a.txt"), "a").unwrap();
-    install.files_policy("site", &["./site"], "");
+    let install = site();
     install.backup("site");
     for (args, why) in [
         (vec!["diff", "05", "e1a0"], "at least 4 hexadecimal digits"),
@@ -129,10 +147,7 @@ fn a_snapshot_id_that_cannot_be_one_is_a_usage_error() {
 
 #[test]
 fn logs_carry_no_colour_codes_off_a_terminal() {
-    let install = Install::local();
-    std::fs::create_dir_all(install.path("site")).unwrap();
-    std::fs::write(install.path("site/a.txt"), "a").unwrap();
-    install.files_policy("site", &["./site"], "");
+    let install = site();
     let out = install.run(&["-vv", "backup", "site"]);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -161,14 +176,7 @@ fn status_says_whether_a_daemon_runs_and_a_new_policy_is_no_breach() {
     assert!(!status.contains("BREACHED"), "{status}");
     assert_eq!(install.json(&["status"])[0]["daemon_running"], false);
 
-    let daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = daemon(&install);
     wait_until("the daemon's heartbeat", Duration::from_secs(30), || {
         install.json(&["status"])[0]["daemon_running"] == true
     });
@@ -230,14 +238,7 @@ fn ui_without_a_token_sends_a_browser_to_sign_in_and_scripts_get_json() {
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\""
     ));
-    let daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = daemon(&install);
     wait_until("the API", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
@@ -268,10 +269,7 @@ fn ui_without_a_token_sends_a_browser_to_sign_in_and_scripts_get_json() {
 
 #[test]
 fn counts_read_as_words() {
-    let install = Install::local();
-    std::fs::create_dir_all(install.path("site")).unwrap();
-    std::fs::write(install.path("site/a.txt"), "a").unwrap();
-    install.files_policy("site", &["./site"], "");
+    let install = site();
     let checked = install.ok(&["policy", "check"]);
     assert!(checked.contains("1 policy valid"), "{checked}");
     assert!(!checked.contains("/./"), "paths are normalised: {checked}");
