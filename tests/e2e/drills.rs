@@ -774,3 +774,66 @@ fn a_restore_that_cannot_write_fails_the_restore_step_and_has_no_rto() {
     let listed = install.json(&["drills"]);
     assert!(listed[0]["rto_seconds"].is_null(), "{listed:#}");
 }
+
+/// Issue 15: `status` computed RPO exposure from any snapshot, the evidence only from those
+/// no drill disproved, so the two disagreed for one policy. Now both measure from the newest
+/// good snapshot: here the first one, as the second's only drill failed.
+#[test]
+fn status_and_evidence_agree_on_rpo_exposure() {
+    let install = Install::local();
+    std::fs::create_dir_all(install.path("site")).unwrap();
+    std::fs::write(install.path("site/a.txt"), "a").unwrap();
+    // Every drill of this policy fails its check.
+    install.files_policy(
+        "site",
+        &["./site"],
+        "[objectives]\nrpo = \"1h\"\n\n[[drill.checks]]\nfile = \"site/missing.txt\"\n",
+    );
+    let first = install.backup("site");
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    std::fs::write(install.path("site/a.txt"), "b").unwrap();
+    let second = install.backup("site")["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let drill = install.run(&["--json", "drill", "site", "--snapshot", &second]);
+    assert_eq!(drill.status.code(), Some(1), "the drill fails its check");
+
+    let status = install.json(&["status"]);
+    let exposure = status[0]["rpo_exposure_seconds"].as_u64().unwrap();
+    let to = jiff::Timestamp::now();
+    let out = install.path("evidence");
+    let today = to.strftime("%Y-%m-%d").to_string();
+    install.ok(&[
+        "evidence",
+        "export",
+        "--from",
+        &today,
+        "--to",
+        &to.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let evidence: Value =
+        serde_json::from_slice(&std::fs::read(out.join("evidence.json")).unwrap()).unwrap();
+    let worst = &evidence["policies"][0]["rpo"]["worst"];
+    let first_point: jiff::Timestamp = install.json(&["snapshots", "site"])[0]["data_point"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        worst["since"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap(),
+        first_point,
+        "the evidence measures from the first snapshot: {worst}"
+    );
+    let evidence_exposure = worst["exposure"]["secs"].as_u64().unwrap();
+    assert!(
+        exposure >= 4 && evidence_exposure.abs_diff(exposure) <= 2,
+        "status {exposure}s, evidence {evidence_exposure}s (first snapshot {first:?})"
+    );
+}
