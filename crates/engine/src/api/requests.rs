@@ -292,26 +292,37 @@ impl RequestJobs {
         catalog
             .transition_request(id, RequestStatus::Running, by, None, jiff::Timestamp::now())
             .await?;
+        // A request that cannot be recorded as a job does not stay `running` with no job.
+        let fail = |e: CatalogError| async move {
+            let outcome = format!("its run could not be recorded: {e}");
+            if let Ok(r) = catalog
+                .transition_request(
+                    id,
+                    RequestStatus::Failed,
+                    by,
+                    Some(&outcome),
+                    jiff::Timestamp::now(),
+                )
+                .await
+            {
+                notify_requester(&state.config, &state.notifier, policy, &r);
+            }
+            e
+        };
         let run_id = match catalog.start_run(RunKind::Restore, &policy.name).await {
             Ok(run_id) => run_id,
-            Err(e) => {
-                let outcome = format!("its run could not be recorded: {e}");
-                if let Ok(r) = catalog
-                    .transition_request(
-                        id,
-                        RequestStatus::Failed,
-                        by,
-                        Some(&outcome),
-                        jiff::Timestamp::now(),
-                    )
-                    .await
-                {
-                    notify_requester(&state.config, &state.notifier, policy, &r);
-                }
-                return Err(e);
-            }
+            Err(e) => return Err(fail(e).await),
         };
-        catalog.set_request_run(id, &run_id).await?;
+        if let Err(e) = catalog.set_request_run(id, &run_id).await {
+            let end = RunEnd {
+                error: Some(format!("the request could not be linked to its run: {e}")),
+                ..RunEnd::default()
+            };
+            if let Err(record) = catalog.finish_run(&run_id, RunStatus::Failed, &end).await {
+                tracing::error!(run = run_id, error = %record, "recording the request's run");
+            }
+            return Err(fail(e).await);
+        }
         let r = catalog.request(id).await?;
         let job = RequestJob {
             state: state.clone(),
