@@ -328,3 +328,26 @@ fn policy_check_reports_every_problem_and_preflights_the_first_backup() {
     );
     assert!(!install.path("data").exists(), "a preflight writes nothing");
 }
+
+/// Break-glass restore of an encrypted repository without its key said "set key_file or
+/// key_env", the configuration's words, though with `--repo` the flags are `--key-file` and
+/// `--key-env`.
+#[test]
+fn a_missing_key_names_the_flags_of_a_break_glass_restore() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/repos/v1-encrypted");
+    let install = Install::local();
+    let to = install.path("restored");
+    let out = install.run(&[
+        "restore",
+        "b977946a",
+        "--repo",
+        &format!("file://{}", fixture.display()),
+        "--to",
+        to.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--key-file or --key-env"), "{stderr}");
+    assert!(!to.exists(), "nothing restored");
+}
