@@ -91,7 +91,6 @@ fn sigkill_mid_backup_leaves_no_snapshot_and_prune_collects_the_leftovers() {
 #[test]
 fn a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_the_next_fire_runs_on_time() {
     use super::daemon::{catalog, http_get, receiver, wait_until};
-    use std::process::Stdio;
 
     backstop_testkit::require_tool("sqlite3");
     let (hook, seen) = receiver();
@@ -121,16 +120,7 @@ fn a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_the_next_fire_runs_on_
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(install.path("bin/hang"), "").unwrap();
 
-    let start = |log: &str| {
-        super::Daemon(
-            install
-                .command(&["daemon"])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(install.path(log)).unwrap())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let start = |log: &str| install.daemon(Some(log));
     let count = |sql: &str| catalog(&install, sql).parse::<u32>().unwrap_or(0);
     let mut first = start("first.log");
     wait_until("a running backup", Duration::from_secs(30), || {
@@ -192,7 +182,6 @@ fn a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_the_next_fire_runs_on_
 #[test]
 fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() {
     use super::daemon::{catalog, wait_until};
-    use std::process::Stdio;
 
     backstop_testkit::require_tool("sqlite3");
     let install = Install::new(
@@ -248,14 +237,7 @@ fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() 
         let spawned = jiff::Timestamp::now()
             .strftime("%Y-%m-%dT%H:%M:%S.%9fZ")
             .to_string();
-        let mut daemon = super::Daemon(
-            install
-                .command(&["daemon"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let mut daemon = install.daemon(None);
         // Just after a backup, a drill, a prune or a check started, by turns (the others run
         // beside it; a check or prune of this small repository may already have ended, and
         // the kill lands between jobs), some milliseconds on.
@@ -280,14 +262,7 @@ fn twenty_sigkills_at_random_points_leave_nothing_running_and_nothing_partial() 
     let restart = jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%S.%9fZ")
         .to_string();
-    let daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = install.daemon(None);
     wait_until(
         "every run left by a killed daemon reconciled, and a new backup saved",
         Duration::from_secs(60),

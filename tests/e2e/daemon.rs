@@ -308,14 +308,7 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
             "[schedule]\nbackup = \"*/2 * * * * *\"\n\n[notify]\nping_start = \"http://127.0.0.1:{port}/start\"\nping_success = \"http://127.0.0.1:{port}/ok\"\n"
         ),
     );
-    let mut daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = install.daemon(None);
     let got = |what: &str| {
         seen.lock()
             .unwrap()
@@ -394,14 +387,7 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
             .count()
     };
     let before = failures(&seen);
-    let mut again = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut again = install.daemon(None);
     wait_until(
         "a backup failure after the restart",
         Duration::from_secs(30),
@@ -452,14 +438,7 @@ fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signo
             schedule.trim_end()
         ),
     );
-    let mut daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = install.daemon(None);
     let events = |event: &str| -> Vec<serde_json::Value> {
         seen.lock()
             .unwrap()
@@ -579,14 +558,7 @@ fn a_job_stopped_by_its_timeout_is_recorded_cancelled_and_notified() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let mut daemon = super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut daemon = install.daemon(None);
     let timed_out = || {
         seen.lock()
             .unwrap()

@@ -4,7 +4,6 @@
 //! shows a policy never backed up without a red flag; no configuration is said plainly;
 //! completions and a man page generate; `/ui` sends a browser to a sign-in page.
 
-use std::process::Stdio;
 use std::time::Duration;
 
 use super::daemon::wait_until;
@@ -29,18 +28,6 @@ fn site() -> Install {
     std::fs::write(install.path("site/a.txt"), "a").unwrap();
     install.files_policy("site", &["./site"], "");
     install
-}
-
-/// The daemon of `install`, its output discarded.
-fn daemon(install: &Install) -> super::Daemon {
-    super::Daemon(
-        install
-            .command(&["daemon"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
 }
 
 #[test]
@@ -176,7 +163,7 @@ fn status_says_whether_a_daemon_runs_and_a_new_policy_is_no_breach() {
     assert!(!status.contains("BREACHED"), "{status}");
     assert_eq!(install.json(&["status"])[0]["daemon_running"], false);
 
-    let daemon = daemon(&install);
+    let daemon = install.daemon(None);
     wait_until("the daemon's heartbeat", Duration::from_secs(30), || {
         install.json(&["status"])[0]["daemon_running"] == true
     });
@@ -238,7 +225,7 @@ fn ui_without_a_token_sends_a_browser_to_sign_in_and_scripts_get_json() {
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\""
     ));
-    let daemon = daemon(&install);
+    let daemon = install.daemon(None);
     wait_until("the API", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });

@@ -4,7 +4,7 @@
 //! the audit log holding it, and no target database behind.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use backstop_testkit::db::{pg_databases, PgDb};
@@ -74,14 +74,7 @@ fn setup(prefix: &str) -> Setup {
 
 impl Setup {
     fn daemon(&self, log: &str) -> super::Daemon {
-        super::Daemon(
-            self.install
-                .command(&["daemon"])
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(self.install.path(log)).unwrap())
-                .spawn()
-                .unwrap(),
-        )
+        self.install.daemon(Some(log))
     }
 
     fn api(&self, token: &str, args: &[&str]) -> Output {

@@ -61,6 +61,22 @@ impl Install {
         cmd
     }
 
+    /// `backstop daemon` in this installation: stdout discarded, stderr into the file `log`
+    /// under the installation (kept for a failing test to show), or discarded.
+    pub fn daemon(&self, log: Option<&str>) -> super::Daemon {
+        let stderr = match log {
+            Some(log) => std::process::Stdio::from(std::fs::File::create(self.path(log)).unwrap()),
+            None => std::process::Stdio::null(),
+        };
+        super::Daemon(
+            self.command(&["daemon"])
+                .stdout(std::process::Stdio::null())
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        )
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
