@@ -3,9 +3,12 @@
 #
 #   bench/run.sh                      # 1 GiB data set in a fresh /tmp directory
 #   BENCH_SIZE_MIB=256 bench/run.sh   # smaller run
+#   BENCH_FILES=300000 bench/run.sh   # many small files instead of the mixed set
 #
 # Environment:
 #   BENCH_SIZE_MIB  approximate data set size in MiB (default 1024)
+#   BENCH_FILES     when set, the data set is this many small files (1-6 KiB, 100 to a
+#                   directory) and the second backup is of the unchanged set
 #   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
 #   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
 #   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
@@ -35,6 +38,11 @@ SIZE_MIB=${BENCH_SIZE_MIB:-1024}
 RUNS=${BENCH_RUNS:-3}
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer (got '$RUNS')"
 [[ $SIZE_MIB =~ ^[0-9]+$ && $SIZE_MIB -ge 8 ]] || die "BENCH_SIZE_MIB must be an integer >= 8 (got '$SIZE_MIB')"
+FILES=${BENCH_FILES:-}
+[[ -z $FILES || $FILES =~ ^[1-9][0-9]*$ ]] || die "BENCH_FILES must be a positive integer (got '$FILES')"
+# The second backup: after ~1% of the mixed set changed, or of the many-files set unchanged.
+SECOND=${FILES:+unchanged backup}
+SECOND=${SECOND:-incremental backup}
 
 # A relative BACKSTOP is accepted from the current directory or from the
 # repository root, so `BACKSTOP=target/debug/backstop bench/run.sh` works from either.
@@ -233,8 +241,26 @@ def modify(root):
         f.write(content.text(max(64 * KIB, os.path.getsize(log) // 100)))
 
 
+def generate_many(root, count):
+    # Small files only, the shape of source trees, mail or document stores: 1-6 KiB,
+    # 60% text and 40% random, 100 to a directory in a two-level tree.
+    rng = random.Random(20240603)
+    content = Content(rng)
+    dirs = max(1, count // 100)
+    for i in range(count):
+        d = i % dirs
+        kind = "text" if rng.random() < 0.6 else "binary"
+        folder = os.path.join(root, "d%03d" % (d // 100), "s%05d" % d)
+        if i < dirs:
+            os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "f%07d.%s" % (i, "txt" if kind == "text" else "bin")), "wb") as f:
+            f.write(content.make(kind, rng.randint(1 * KIB, 6 * KIB)))
+
+
 if sys.argv[1] == "generate":
     generate(sys.argv[2], int(sys.argv[3]))
+elif sys.argv[1] == "many":
+    generate_many(sys.argv[2], int(sys.argv[3]))
 else:
     modify(sys.argv[2])
 PY
@@ -335,8 +361,13 @@ backup() {
 # Run
 # ---------------------------------------------------------------------------
 
-echo "generating ~${SIZE_MIB} MiB data set in $DATA" >&2
-python3 -c "$GEN_PY" generate "$DATA" "$SIZE_MIB"
+if [[ -n $FILES ]]; then
+    echo "generating $FILES small files in $DATA" >&2
+    python3 -c "$GEN_PY" many "$DATA" "$FILES"
+else
+    echo "generating ~${SIZE_MIB} MiB data set in $DATA" >&2
+    python3 -c "$GEN_PY" generate "$DATA" "$SIZE_MIB"
+fi
 initial_bytes=$(data_bytes)
 initial_files=$(find "$DATA" -type f | wc -l)
 
@@ -347,11 +378,13 @@ restic init --repo "$RESTIC_REPO" >"$LOGS/restic-init.log" 2>&1 ||
 echo "initial backup" >&2
 for tool in "${TOOLS[@]}"; do backup "initial backup" "$tool"; done
 
-echo "modifying ~1% of the data set" >&2
-python3 -c "$GEN_PY" modify "$DATA"
+if [[ -z $FILES ]]; then
+    echo "modifying ~1% of the data set" >&2
+    python3 -c "$GEN_PY" modify "$DATA"
+fi
 
-echo "incremental backup" >&2
-for tool in "${TOOLS[@]}"; do backup "incremental backup" "$tool"; done
+echo "$SECOND" >&2
+for tool in "${TOOLS[@]}"; do backup "$SECOND" "$tool"; done
 
 for tool in "${TOOLS[@]}"; do
     if [[ $tool == restic ]]; then
@@ -418,20 +451,26 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
     echo "- backstop: $("$BACKSTOP" --version)"
     echo "- restic: $(restic version)"
     echo "- nproc: $(nproc)${cpu:+ ($cpu)}"
-    echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files files" \
-        "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
+    if [[ -n $FILES ]]; then
+        echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files small files" \
+            "(1-6 KiB, 60% text, 100 to a directory); the second backup is of the unchanged set"
+    else
+        echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files files" \
+            "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
+    fi
     echo "- MiB/s is data set size / wall time; restic always encrypts, with a password it stretches with scrypt"
     echo "- backstop: unencrypted; encrypted with the key its first backup generates (256 random bits, used as it is);" \
         "and encrypted with a passphrase from the environment (stretched with Argon2id, 64 MiB, by every command)"
     echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
     echo
-    python3 - "$TSV" <<'PY'
+    python3 - "$TSV" "$SECOND" <<'PY'
 import csv
 import sys
 
 MIB = 1 << 20
 rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
-ops = ["initial backup", "incremental backup", "restore", "check --read-data"]
+SECOND = sys.argv[2]
+ops = ["initial backup", SECOND, "restore", "check --read-data"]
 tools = ["backstop", "backstop (encrypted)", "backstop (passphrase)", "restic"]
 
 import statistics
@@ -443,7 +482,7 @@ for op, tool, wall, rss, size in rows:
         repo[tool] = int(size)
     else:
         runs.setdefault((op, tool), []).append((float(wall), int(rss), int(size)))
-        if op == "incremental backup":
+        if op == SECOND:
             data_mib = int(size) / MIB  # what the repositories hold
 timed = {}
 for key, measured in runs.items():
@@ -471,6 +510,32 @@ for variant in tools[:-1]:
 print()
 print("Ratio rows: MiB/s above 1× means Backstop is faster, peak RSS below 1× means it uses less memory;")
 print("for repository size the MiB/s column holds the size (ratio), below 1× means a smaller repository.")
+
+# The targets (speed at least, memory and size at most, as ratios to restic), judged for
+# each variant of Backstop.
+if SECOND == "unchanged backup":
+    speed = {"initial backup": 2.0, SECOND: 2.0, "restore": 2.0}
+    memory = {op: 1.0 for op in ops}
+    size = None
+else:
+    speed = {"initial backup": 2.0, SECOND: 3.0, "restore": 2.0, "check --read-data": 2.5}
+    memory = {op: 0.8 for op in ops}
+    size = 1.02
+print()
+print("| target | " + " | ".join(tools[:-1]) + " |")
+print("|---|" + "---|" * (len(tools) - 1))
+def verdict(value, limit, at_least):
+    ok = value >= limit if at_least else value <= limit
+    return f"{value:.2f}× {'met' if ok else '**not met**'}"
+for op, limit in speed.items():
+    cells = [verdict(timed[op, v][1] / timed[op, "restic"][1], limit, True) for v in tools[:-1]]
+    print(f"| {op}: speed ≥ {limit:.1f}× restic | " + " | ".join(cells) + " |")
+for op, limit in memory.items():
+    cells = [verdict(timed[op, v][2] / timed[op, "restic"][2], limit, False) for v in tools[:-1]]
+    print(f"| {op}: peak RSS ≤ {limit:.1f}× restic | " + " | ".join(cells) + " |")
+if size:
+    cells = [verdict(repo[v] / repo["restic"], size, False) for v in tools[:-1]]
+    print(f"| repository size ≤ {size:.2f}× restic | " + " | ".join(cells) + " |")
 PY
 } >"$RESULTS"
 

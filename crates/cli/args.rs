@@ -356,7 +356,8 @@ pub struct RestoreArgs {
     /// replaced, and the replacement is recorded in the audit log when there is a catalog
     #[arg(long)]
     pub replace_source: bool,
-    /// Parallel pg_restore jobs (directory-format PostgreSQL dumps)
+    /// Parallel pg_restore jobs: tables of a directory-format PostgreSQL dump, and the
+    /// indexes, keys and constraints of either format (1 loads a custom-format dump in one pass)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,
     /// Look for the snapshot only in this configured repository (its name in backstop.toml)

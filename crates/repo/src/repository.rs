@@ -454,17 +454,23 @@ impl Repository {
 
     /// Reads a snapshot's content tree.
     pub async fn read_tree(&self, snapshot: &Snapshot) -> Result<Vec<Entry>> {
-        let mut jsonl = Vec::new();
+        // Parsed chunk by chunk: the text of a tree of millions of files is never held
+        // beside its entries.
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut reader = tree::JsonlReader::default();
         for chunk in &snapshot.tree.chunks {
-            jsonl.extend_from_slice(&self.read_chunk(chunk).await?);
+            let text = self.read_chunk(chunk).await?;
+            hasher.update(&text);
+            reader.feed(&text);
         }
-        if Id::sha256(&jsonl) != snapshot.tree.digest {
+        if Id(hasher.finalize().into()) != snapshot.tree.digest {
             return Err(RepoError::Invalid(format!(
                 "tree of snapshot does not match its digest {}",
                 snapshot.tree.digest.short()
             )));
         }
-        tree::from_jsonl(&jsonl).map_err(RepoError::Invalid)
+        reader.finish().map_err(RepoError::Invalid)
     }
 }
 

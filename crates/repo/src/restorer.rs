@@ -70,7 +70,8 @@ pub struct SnapshotReader {
     repo: Arc<Repository>,
     id: Id,
     snapshot: Snapshot,
-    entries: Vec<Entry>,
+    /// Shared with the blocking workers that write files, which find their entries by index.
+    entries: Arc<Vec<Entry>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -102,7 +103,7 @@ impl SnapshotReader {
             repo,
             id,
             snapshot,
-            entries,
+            entries: Arc::new(entries),
         })
     }
 
@@ -170,47 +171,45 @@ impl SnapshotReader {
 
         // Files of one indexed chunk (most files, by count) are restored a pack run at a
         // time; the others stream chunk by chunk, at the same time: a few large files alone
-        // would leave a core idle between their chunks.
-        let (single, streamed): (Vec<&Entry>, Vec<&Entry>) = self
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::File)
-            .partition(|e| e.chunks.len() == 1 && self.repo.locate(&e.chunks[0]).is_some());
-        let contents = group_by_content(&streamed, dir);
+        // would leave a core idle between their chunks. Files are named by their index in
+        // the tree, and their outcome is tallied, so that a restore holds no per-file state
+        // beyond the tree itself.
+        let (single, streamed): (Vec<usize>, Vec<usize>) = (0..self.entries.len())
+            .filter(|&i| self.entries[i].kind == EntryKind::File)
+            .partition(|&i| {
+                let e = &self.entries[i];
+                e.chunks.len() == 1 && self.repo.locate(&e.chunks[0]).is_some()
+            });
+        let contents = group_by_content(&self.entries, &streamed);
+        drop(streamed);
+        let dir: Arc<Path> = Arc::from(dir);
         // Indices, not references, go through the stream: a closure taking a reference
         // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
         // and restores must be spawnable.
         let contents = &contents;
         let concurrency = Concurrency::for_repository(&self.repo);
         let streaming = futures::stream::iter(0..contents.len())
-            .map(|i| restore_content(&self.repo, &contents[i], concurrency.read_ahead))
+            .map(|i| {
+                restore_content(
+                    &self.repo,
+                    &self.entries,
+                    &dir,
+                    &contents[i],
+                    concurrency.read_ahead,
+                )
+            })
             .buffer_unordered(concurrency.files)
-            .flat_map(futures::stream::iter)
-            .collect::<Vec<_>>();
-        let (mut results, streamed) = futures::join!(
+            .fold(Tally::default(), |total, one| async move { total.add(one) });
+        let (streamed, by_runs) = futures::join!(
             streaming,
-            self.restore_by_pack_runs(&single, dir, concurrency.runs)
+            self.restore_by_pack_runs(&single, &dir, concurrency.runs)
         );
-        results.extend(streamed);
-        let mut ownership_denied = false;
-        let mut corrupt = false;
-        for (path, result) in results {
-            match result {
-                Ok(written) => {
-                    report.files += 1;
-                    report.bytes += written.bytes;
-                    match written.metadata {
-                        Ok(chown_denied) => ownership_denied |= chown_denied,
-                        Err(e) => failures.push(format!("{path}: setting metadata: {e}")),
-                    }
-                }
-                // The file was removed: one failure line, and no metadata to set.
-                Err(e) => {
-                    corrupt |= e.is_integrity_failure();
-                    failures.push(format!("{path}: {e}"));
-                }
-            }
-        }
+        let tally = streamed.add(by_runs);
+        report.files = tally.files;
+        report.bytes = tally.bytes;
+        let mut ownership_denied = tally.ownership_denied;
+        let corrupt = tally.corrupt;
+        failures.extend(tally.failures);
         let mut not_restored = std::collections::HashSet::new();
 
         for entry in self.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
@@ -262,8 +261,8 @@ impl SnapshotReader {
     }
 }
 
-/// One file of a run: its entry, and its path on disk.
-type Target = (Entry, PathBuf);
+/// A file to restore: its index in the snapshot's tree.
+type Target = usize;
 
 /// A file whose content was written and verified.
 #[derive(Debug)]
@@ -271,6 +270,59 @@ struct Written {
     bytes: u64,
     /// Setting its metadata: `Ok(true)` when ownership was refused (not running as root).
     metadata: std::io::Result<bool>,
+}
+
+/// What restoring some files came to: counts, and a line for each file that failed.
+#[derive(Debug, Default)]
+struct Tally {
+    files: u64,
+    bytes: u64,
+    ownership_denied: bool,
+    /// A failure was the data's (a corrupt or missing chunk), not the target's.
+    corrupt: bool,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn record(&mut self, path: &str, result: Result<Written>) {
+        match result {
+            Ok(written) => {
+                self.files += 1;
+                self.bytes += written.bytes;
+                match written.metadata {
+                    Ok(chown_denied) => self.ownership_denied |= chown_denied,
+                    Err(e) => self.failures.push(format!("{path}: setting metadata: {e}")),
+                }
+            }
+            // The file was removed: one failure line, and no metadata to set.
+            Err(e) => {
+                self.corrupt |= e.is_integrity_failure();
+                self.failures.push(format!("{path}: {e}"));
+            }
+        }
+    }
+
+    fn add(mut self, other: Tally) -> Tally {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.ownership_denied |= other.ownership_denied;
+        self.corrupt |= other.corrupt;
+        self.failures.extend(other.failures);
+        self
+    }
+
+    /// Every file of `targets` failed with `error`.
+    fn all_failed(
+        entries: &[Entry],
+        targets: impl Iterator<Item = Target>,
+        error: &RepoError,
+    ) -> Tally {
+        let mut tally = Tally::default();
+        for i in targets {
+            tally.record(&entries[i].path, Err(error.for_each_file()));
+        }
+        tally
+    }
 }
 
 /// A range of one pack read at once, and the chunks in it.
@@ -283,24 +335,20 @@ struct Run {
 }
 
 impl Run {
-    fn paths(&self) -> impl Iterator<Item = &String> {
+    fn targets(&self) -> impl Iterator<Item = Target> + '_ {
         self.chunks
             .iter()
-            .flat_map(|(_, _, targets)| targets.iter().map(|t| &t.0.path))
+            .flat_map(|(_, _, targets)| targets.iter().copied())
     }
 }
 
-/// Groups single-chunk files (restored under `dir`) into runs: chunks of one pack, in pack
-/// order, read through gaps of at most `RUN_GAP` bytes and at most `RUN_LIMIT` bytes a run
-/// (a larger chunk is a run of its own). The same chunk (duplicate files) is read once for
-/// all its files.
-fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
+/// Groups single-chunk files into runs: chunks of one pack, in pack order, read through
+/// gaps of at most `RUN_GAP` bytes and at most `RUN_LIMIT` bytes a run (a larger chunk is a
+/// run of its own). The same chunk (duplicate files) is read once for all its files.
+fn plan_runs(repo: &Repository, entries: &[Entry], files: &[Target]) -> Vec<Run> {
     let mut by_chunk: std::collections::HashMap<Id, Vec<Target>> = Default::default();
-    for f in files {
-        by_chunk
-            .entry(f.chunks[0])
-            .or_default()
-            .push(((*f).clone(), dir.join(&f.path)));
+    for &f in files {
+        by_chunk.entry(entries[f].chunks[0]).or_default().push(f);
     }
     let mut chunks: Vec<(Id, Location, Vec<Target>)> = by_chunk
         .into_iter()
@@ -330,62 +378,61 @@ fn plan_runs(repo: &Repository, files: &[&Entry], dir: &Path) -> Vec<Run> {
     runs
 }
 
-/// Every file of `run` failed with `error`.
-fn run_failed(run: &Run, error: &RepoError) -> Vec<(String, Result<Written>)> {
-    run.paths()
-        .map(|p| (p.clone(), Err(error.for_each_file())))
-        .collect()
-}
-
 impl SnapshotReader {
     /// Restores files of one chunk each: one ranged read per run of nearby chunks, then
     /// decoding, verifying and writing every file of the run on one blocking thread, a few
     /// runs at once. Far fewer storage requests and thread hand-offs than a file at a time.
     async fn restore_by_pack_runs(
         &self,
-        files: &[&Entry],
-        dir: &Path,
+        files: &[Target],
+        dir: &Arc<Path>,
         parallel_runs: usize,
-    ) -> Vec<(String, Result<Written>)> {
-        let runs = plan_runs(&self.repo, files, dir);
+    ) -> Tally {
+        let runs = plan_runs(&self.repo, &self.entries, files);
         futures::stream::iter(runs)
             .map(|run| {
                 let repo = self.repo.clone();
+                let entries = self.entries.clone();
+                let dir = dir.clone();
                 async move {
                     let bytes = match repo
                         .read_pack_range(&run.pack, run.start, run.end - run.start)
                         .await
                     {
                         Ok(bytes) => bytes,
-                        Err(e) => return run_failed(&run, &e),
+                        Err(e) => return Tally::all_failed(&entries, run.targets(), &e),
                     };
                     let run = Arc::new(run);
-                    let writing = run.clone();
-                    tokio::task::spawn_blocking(move || write_run(&repo, &writing, &bytes))
-                        .await
-                        .unwrap_or_else(|e| {
-                            run_failed(
-                                &run,
-                                &RepoError::Invalid(format!("restore worker failed: {e}")),
-                            )
-                        })
+                    let writing = (run.clone(), entries.clone());
+                    tokio::task::spawn_blocking(move || {
+                        write_run(&repo, &writing.1, &dir, &writing.0, &bytes)
+                    })
+                    .await
+                    .unwrap_or_else(|e| {
+                        Tally::all_failed(
+                            &entries,
+                            run.targets(),
+                            &RepoError::Invalid(format!("restore worker failed: {e}")),
+                        )
+                    })
                 }
             })
             .buffer_unordered(parallel_runs)
-            .flat_map(futures::stream::iter)
-            .collect()
+            .fold(Tally::default(), |total, one| async move { total.add(one) })
             .await
     }
 }
 
 /// Decodes each chunk of a fetched run and writes the files made of it.
-fn write_run(repo: &Repository, run: &Run, bytes: &[u8]) -> Vec<(String, Result<Written>)> {
-    let mut out = Vec::new();
+fn write_run(repo: &Repository, entries: &[Entry], dir: &Path, run: &Run, bytes: &[u8]) -> Tally {
+    let mut tally = Tally::default();
     let mut plain = Vec::new();
     for (id, loc, targets) in &run.chunks {
         let at = (loc.offset - run.start) as usize;
         let sha256 = repo.decode_located(id, loc, &bytes[at..at + loc.length as usize], &mut plain);
-        for (entry, target) in targets {
+        for &i in targets {
+            let entry = &entries[i];
+            let target = &dir.join(&entry.path);
             let result = sha256
                 .as_ref()
                 .map_err(|e| RepoError::Invalid(e.to_string()))
@@ -410,10 +457,10 @@ fn write_run(repo: &Repository, run: &Run, bytes: &[u8]) -> Vec<(String, Result<
                 // Never leave a partial file that looks restored.
                 let _ = std::fs::remove_file(target);
             }
-            out.push((entry.path.clone(), result));
+            tally.record(&entry.path, result);
         }
     }
-    out
+    tally
 }
 
 fn verify_digest(entry: &Entry, actual: &[u8; 32]) -> Result<()> {
@@ -452,22 +499,20 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
 
 /// Groups files of more than one chunk (or none) by content, at most `COPIES_AT_ONCE` to a
 /// group: each group is read once and written into all its files.
-fn group_by_content(files: &[&Entry], dir: &Path) -> Vec<Vec<Target>> {
+fn group_by_content(entries: &[Entry], files: &[Target]) -> Vec<Vec<Target>> {
     // A content: its chunks and its digest.
     type Content<'a> = (&'a [Id], Option<Id>);
     let mut groups: std::collections::HashMap<Content, Vec<Vec<Target>>> = Default::default();
     let mut order = Vec::new();
-    for f in files {
-        let key = (f.chunks.as_slice(), f.digest);
+    for &f in files {
+        let key = (entries[f].chunks.as_slice(), entries[f].digest);
         let slot = groups.entry(key).or_insert_with(|| {
             order.push(key);
             Vec::new()
         });
         match slot.last_mut() {
-            Some(group) if group.len() < COPIES_AT_ONCE => {
-                group.push(((*f).clone(), dir.join(&f.path)))
-            }
-            _ => slot.push(vec![((*f).clone(), dir.join(&f.path))]),
+            Some(group) if group.len() < COPIES_AT_ONCE => group.push(f),
+            _ => slot.push(vec![f]),
         }
     }
     // In tree order, the way the files were listed.
@@ -480,28 +525,32 @@ fn group_by_content(files: &[&Entry], dir: &Path) -> Vec<Vec<Target>> {
 /// Restores one content into each of its files; on failure none of them is left behind.
 async fn restore_content(
     repo: &Arc<Repository>,
+    entries: &Arc<Vec<Entry>>,
+    dir: &Path,
     targets: &[Target],
     read_ahead: usize,
-) -> Vec<(String, Result<Written>)> {
-    match write_content(repo, targets, read_ahead).await {
-        Ok(written) => targets
-            .iter()
-            .zip(written)
-            .map(|((entry, _), written)| (entry.path.clone(), Ok(written)))
-            .collect(),
+) -> Tally {
+    let paths: Vec<PathBuf> = targets
+        .iter()
+        .map(|&i| dir.join(&entries[i].path))
+        .collect();
+    match write_content(repo, entries, targets, paths.clone(), read_ahead).await {
+        Ok(written) => {
+            let mut tally = Tally::default();
+            for (&i, written) in targets.iter().zip(written) {
+                tally.record(&entries[i].path, Ok(written));
+            }
+            tally
+        }
         Err(e) => {
             // Never leave a partial file that looks restored.
-            let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
             let _ = tokio::task::spawn_blocking(move || {
                 for path in paths {
                     let _ = std::fs::remove_file(path);
                 }
             })
             .await;
-            targets
-                .iter()
-                .map(|(entry, _)| (entry.path.clone(), Err(e.for_each_file())))
-                .collect()
+            Tally::all_failed(entries, targets.iter().copied(), &e)
         }
     }
 }
@@ -510,11 +559,12 @@ async fn restore_content(
 /// and writes each chunk into every file on a blocking thread while the next ones are read.
 async fn write_content(
     repo: &Arc<Repository>,
+    entries: &Arc<Vec<Entry>>,
     targets: &[Target],
+    paths: Vec<PathBuf>,
     read_ahead: usize,
 ) -> Result<Vec<Written>> {
-    let entry = &targets[0].0;
-    let paths: Vec<PathBuf> = targets.iter().map(|(_, path)| path.clone()).collect();
+    let entry = &entries[targets[0]];
     let mut writer = blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?;
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
         .map(|i| repo.read_chunk(&entry.chunks[i]))
@@ -530,15 +580,16 @@ async fn write_content(
         writer = done?;
     }
     let targets = targets.to_vec();
+    let entries = entries.clone();
     blocking(move || {
         let (files, bytes, sha256) = writer.finish().map_err(write_error)?;
-        verify_digest(&targets[0].0, &sha256)?;
+        verify_digest(&entries[targets[0]], &sha256)?;
         Ok(targets
             .iter()
             .zip(&files)
-            .map(|((entry, _), file)| Written {
+            .map(|(&i, file)| Written {
                 bytes,
-                metadata: apply_file_metadata(entry, file),
+                metadata: apply_file_metadata(&entries[i], file),
             })
             .collect())
     })

@@ -433,6 +433,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
     )))
 }
 
+/// How many bytes of `buf` the header and table of contents take: `Ok(None)` while more
+/// bytes are needed. A restore spools just these bytes to a file, for the `pg_restore
+/// --jobs` pass that builds the post-data objects (indexes, keys, triggers), which need the
+/// table of contents and no data.
+pub fn head_length(buf: &[u8]) -> Result<Option<usize>, String> {
+    Ok(parse_head(buf)?.map(|(_, len)| len))
+}
+
 /// Passes an archive through unchanged while checking it.
 pub struct CheckingReader<R> {
     inner: R,
@@ -569,6 +577,20 @@ mod tests {
         a.data(3, &[]);
         a.blobs(4, &[(16400, b"\x00\x01"), (16401, b"")]);
         a
+    }
+
+    #[test]
+    fn the_head_length_is_where_the_first_block_starts() {
+        let archive = whole();
+        let bytes = &archive.bytes;
+        let len = head_length(bytes).unwrap().expect("a whole head");
+        assert_eq!(
+            bytes[len], BLK_DATA,
+            "the first data block follows the head"
+        );
+        assert_eq!(head_length(&bytes[..len]).unwrap(), Some(len));
+        assert_eq!(head_length(&bytes[..len - 1]).unwrap(), None);
+        assert!(head_length(b"PGDMX").is_err());
     }
 
     #[test]

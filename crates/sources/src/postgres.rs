@@ -484,16 +484,28 @@ pub async fn load(
     jobs: u32,
     clean: bool,
 ) -> Result<(), SourceError> {
-    let mut cmd = libpq_command(tools, Tool::PgRestore, target)?;
-    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
-    if clean {
-        cmd.args(["--clean", "--if-exists"]);
-    }
+    let restore_command = || -> Result<Command, SourceError> {
+        let mut cmd = libpq_command(tools, Tool::PgRestore, target)?;
+        cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
+        if clean {
+            cmd.args(["--clean", "--if-exists"]);
+        }
+        Ok(cmd)
+    };
     if let Some(entry) = reader.file(DUMP_FILE) {
+        // `--clean` drops what the dump holds before it creates it, post-data objects
+        // (foreign keys) included: that needs the whole archive in one pass.
+        if jobs > 1 && !clean {
+            if let Some(head) = read_archive_head(reader, entry).await {
+                return load_split(reader, entry, head, restore_command, jobs).await;
+            }
+        }
+        let mut cmd = restore_command()?;
         cmd.stdin(std::process::Stdio::piped());
         let running = Running::spawn(Tool::PgRestore, cmd)?;
         return running.feed(reader, entry).await;
     }
+    let mut cmd = restore_command()?;
     let parts: Vec<&Entry> = reader
         .entries()
         .iter()
@@ -524,4 +536,104 @@ pub async fn load(
         .arg(&dir);
     Running::spawn(Tool::PgRestore, cmd)?.finish().await?;
     Ok(())
+}
+
+/// Loads a custom-format dump in two passes: its schema and data streamed into one
+/// `pg_restore` as they are read from the repository, then the post-data objects
+/// (indexes, keys, constraints, triggers) built by `jobs` parallel workers from a file
+/// holding just the archive's head. A custom-format stream can only be restored by one
+/// job (`--jobs` needs to seek), and index builds are a large part of a load: this keeps
+/// the data streaming with no spool of the dump, and builds the indexes as
+/// `pg_restore --jobs` from a file would (docs/architecture.md, "Database loads").
+async fn load_split(
+    reader: &SnapshotReader,
+    entry: &Entry,
+    head: Vec<u8>,
+    restore_command: impl Fn() -> Result<Command, SourceError>,
+    jobs: u32,
+) -> Result<(), SourceError> {
+    let parent = crate::temp_parent(None);
+    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = tempfile::Builder::new()
+        .prefix("backstop-pgrestore-")
+        .tempdir_in(&parent)
+        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let toc = spool.path().join("head.pgdump");
+    std::fs::write(&toc, &head).map_err(|e| SourceError::io(toc.display(), e))?;
+
+    let mut data = restore_command()?;
+    data.args(["--section=pre-data", "--section=data"])
+        .stdin(std::process::Stdio::piped());
+    Running::spawn(Tool::PgRestore, data)?
+        .feed(reader, entry)
+        .await?;
+
+    let mut post = restore_command()?;
+    post.args([
+        "--section=post-data",
+        "--format=custom",
+        &format!("--jobs={jobs}"),
+    ])
+    .arg(&toc);
+    Running::spawn(Tool::PgRestore, post)?.finish().await?;
+    Ok(())
+}
+
+/// The header and table of contents of a custom-format dump, read from the start of its
+/// stream (the rest is not fetched); `None` when they do not parse, and the dump is then
+/// loaded in one pass.
+async fn read_archive_head(reader: &SnapshotReader, entry: &Entry) -> Option<Vec<u8>> {
+    let mut catcher = HeadCatcher::default();
+    // The catcher refuses the write that completes the head, which stops the stream.
+    let _ = reader.stream_file(entry, &mut catcher).await;
+    let len = catcher.length?;
+    catcher.buf.truncate(len);
+    Some(catcher.buf)
+}
+
+/// Collects a stream's bytes until an archive's head parses, then refuses more.
+#[derive(Default)]
+struct HeadCatcher {
+    buf: Vec<u8>,
+    length: Option<usize>,
+}
+
+/// A table of contents larger than this (a schema of hundreds of thousands of objects) is
+/// loaded in one pass rather than held.
+const HEAD_LIMIT: usize = 256 << 20;
+
+impl tokio::io::AsyncWrite for HeadCatcher {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        if this.length.is_some() {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the head is read")));
+        }
+        this.buf.extend_from_slice(bytes);
+        match crate::pg_archive::head_length(&this.buf) {
+            Ok(Some(len)) => this.length = Some(len),
+            Ok(None) if this.buf.len() <= HEAD_LIMIT => {}
+            Ok(None) | Err(_) => {
+                return std::task::Poll::Ready(Err(std::io::Error::other("no custom-format head")))
+            }
+        }
+        std::task::Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
 }

@@ -71,19 +71,63 @@ pub fn to_jsonl(entries: &[Entry]) -> Vec<u8> {
 }
 
 pub fn from_jsonl(bytes: &[u8]) -> Result<Vec<Entry>, String> {
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter(|(_, line)| !line.is_empty())
-        .map(|(i, line)| {
-            let entry: Entry =
-                serde_json::from_slice(line).map_err(|e| format!("tree line {}: {e}", i + 1))?;
-            if !entry.has_safe_path() {
-                return Err(format!("tree line {}: unsafe path `{}`", i + 1, entry.path));
+    let mut reader = JsonlReader::default();
+    reader.feed(bytes);
+    reader.finish()
+}
+
+/// Parses a tree's JSON Lines fed in pieces (its chunks, as they are read), holding only
+/// the entries and the unfinished last line: never the whole text beside its entries.
+#[derive(Debug, Default)]
+pub struct JsonlReader {
+    entries: Vec<Entry>,
+    partial: Vec<u8>,
+    /// Lines seen, for messages.
+    lines: usize,
+    error: Option<String>,
+}
+
+impl JsonlReader {
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while self.error.is_none() {
+            let Some(end) = bytes.iter().position(|b| *b == b'\n') else {
+                self.partial.extend_from_slice(bytes);
+                return;
+            };
+            if self.partial.is_empty() {
+                self.line(&bytes[..end]);
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(&bytes[..end]);
+                self.line(&line);
             }
-            Ok(entry)
-        })
-        .collect()
+            bytes = &bytes[end + 1..];
+        }
+    }
+
+    pub fn finish(mut self) -> Result<Vec<Entry>, String> {
+        let last = std::mem::take(&mut self.partial);
+        if self.error.is_none() {
+            self.line(&last);
+        }
+        match self.error {
+            Some(error) => Err(error),
+            None => Ok(self.entries),
+        }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        self.lines += 1;
+        if line.is_empty() {
+            return;
+        }
+        let n = self.lines;
+        match serde_json::from_slice::<Entry>(line) {
+            Ok(entry) if entry.has_safe_path() => self.entries.push(entry),
+            Ok(entry) => self.error = Some(format!("tree line {n}: unsafe path `{}`", entry.path)),
+            Err(e) => self.error = Some(format!("tree line {n}: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,6 +155,22 @@ mod tests {
     fn jsonl_round_trip() {
         let entries = vec![entry("a"), entry("a/ü b"), entry("c")];
         assert_eq!(from_jsonl(&to_jsonl(&entries)).unwrap(), entries);
+    }
+
+    #[test]
+    fn jsonl_fed_in_pieces_parses_as_a_whole() {
+        let entries = vec![entry("a"), entry("a/ü b"), entry("c")];
+        let text = to_jsonl(&entries);
+        for piece in [1, 2, 7, 64, text.len()] {
+            let mut reader = JsonlReader::default();
+            for part in text.chunks(piece) {
+                reader.feed(part);
+            }
+            assert_eq!(reader.finish().unwrap(), entries, "pieces of {piece}");
+        }
+        let mut cut = JsonlReader::default();
+        cut.feed(&text[..text.len() - 5]);
+        assert!(cut.finish().unwrap_err().starts_with("tree line 3:"));
     }
 
     #[test]
