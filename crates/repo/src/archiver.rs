@@ -446,15 +446,20 @@ impl SnapshotWriter {
                 pair[0].path
             )));
         }
-        let jsonl = tree::to_jsonl(&self.entries);
-        let tree_digest = Id::sha256(&jsonl);
+        // The tree's text is written as the chunker reads it, never held whole.
         let shared = self.shared.clone();
         let tx = self.to_encoders.take().expect("commit runs once");
+        let mut text = tree::JsonlText::new(std::mem::take(&mut self.entries));
+        let (tree_chunks, text) = tokio::task::spawn_blocking(move || {
+            let chunks = shared.ingest(&mut text, &tx).map(|r| r.0);
+            (chunks, text)
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?;
+        let (entries, tree_digest) = text.finish();
+        self.entries = entries;
         let tree_chunks =
-            tokio::task::spawn_blocking(move || shared.ingest(&jsonl[..], &tx).map(|r| r.0))
-                .await
-                .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?
-                .map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")));
+            tree_chunks.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")));
         let tree_chunks = match tree_chunks {
             Ok(chunks) => chunks,
             Err(e) => return Err(self.root_cause(e).await),

@@ -20,6 +20,7 @@ use crate::error::Result;
 use crate::format::id::Id;
 use crate::format::layout;
 use crate::format::pack;
+use crate::format::snapshot::Snapshot;
 use crate::repository::{decode_chunk, Repository};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,13 +88,34 @@ impl CheckReport {
     }
 }
 
+/// Errors whose affected files are found after the first pass: the finding's index in the
+/// report, and the chunks it breaks.
+#[derive(Default)]
+struct Deferred(Vec<(usize, Vec<Id>)>);
+
+impl Deferred {
+    /// An error breaking `chunks`, whose affected files [`name_affected`] fills in.
+    fn error(
+        &mut self,
+        report: &mut CheckReport,
+        object: impl Into<String>,
+        message: impl Into<String>,
+        chunks: Vec<Id>,
+    ) {
+        report.error(object, message, vec![]);
+        if !chunks.is_empty() {
+            self.0.push((report.findings.len() - 1, chunks));
+        }
+    }
+}
+
 /// Up to this many affected files are named per finding.
 const AFFECTED_LIMIT: usize = 10;
 /// Whole packs read and verified at once: verifying is CPU-bound and a local read is quick,
 /// so one per core; each costs a pack's size in memory.
 const PACKS_IN_FLIGHT: usize = 2;
 
-/// Which snapshot files use each chunk.
+/// Which snapshot files use each chunk (of the damaged ones only).
 #[derive(Default)]
 struct Usage(HashMap<Id, Vec<String>>);
 
@@ -133,9 +155,12 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         .collect();
     report.packs = packs_stored.len();
 
-    // Snapshots and their trees; which files use which chunks.
-    let mut usage = Usage::default();
+    // Snapshots and their trees: the chunks they need. Which files use a chunk is asked
+    // only of the damaged ones, in a second pass over the trees once damage is found, so
+    // that a check holds one set of chunk ids, not a name for every file of every snapshot.
     let mut needed: HashSet<Id> = HashSet::new();
+    let mut deferred = Deferred::default();
+    let mut readable: Vec<(String, Snapshot)> = Vec::new();
     let ids = repo.snapshot_ids().await?;
     report.snapshots = ids.len();
     let reader = repo.with_index(index.clone());
@@ -149,10 +174,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             }
         };
         let short = id.short();
-        for chunk in &snapshot.tree.chunks {
-            usage.add(*chunk, || format!("{short}:<tree>"));
-            needed.insert(*chunk);
-        }
+        needed.extend(snapshot.tree.chunks.iter().copied());
         let entries = match reader.read_tree(&snapshot).await {
             Ok(entries) => entries,
             Err(e) => {
@@ -165,11 +187,9 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             }
         };
         for entry in &entries {
-            for chunk in &entry.chunks {
-                usage.add(*chunk, || format!("{short}:{}", entry.path));
-                needed.insert(*chunk);
-            }
+            needed.extend(entry.chunks.iter().copied());
         }
+        readable.push((short, snapshot));
     }
 
     // Chunks no index knows: find the pack that holds them, if any, to name it.
@@ -206,20 +226,21 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             .push(chunk);
     }
     for (pack_id, chunks) in by_pack {
-        let affected = usage.affected(&chunks);
         match pack_id {
-            Some(p) => report.error(
+            Some(p) => deferred.error(
+                &mut report,
                 layout::pack_key(&p),
                 format!(
                     "holds {} chunk(s) that snapshots need, but no index lists this pack (an index object is missing); `backstop repair index` indexes it from its header",
                     chunks.len()
                 ),
-                affected,
+                chunks,
             ),
-            None => report.error(
+            None => deferred.error(
+                &mut report,
                 format!("chunk {}", chunks[0]),
                 format!("{} chunk(s) that snapshots need are in no index and no pack", chunks.len()),
-                affected,
+                chunks,
             ),
         }
     }
@@ -277,15 +298,17 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             .map(|v| v.iter().map(|(c, _)| *c).collect())
             .unwrap_or_default();
         match packs_stored.get(pack_id) {
-            None => report.error(
+            None => deferred.error(
+                &mut report,
                 layout::pack_key(pack_id),
                 "pack is missing (an index lists it)",
-                usage.affected(&chunks),
+                chunks,
             ),
-            Some(stored) if stored != size => report.error(
+            Some(stored) if stored != size => deferred.error(
+                &mut report,
                 layout::pack_key(pack_id),
                 format!("pack is {stored} bytes, the index says {size}"),
-                usage.affected(&chunks),
+                chunks,
             ),
             Some(_) => {}
         }
@@ -348,10 +371,47 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         report.packs_read += 1;
         report.chunks_verified += verified;
         for (message, chunks) in problems {
-            report.error(layout::pack_key(&pack_id), message, usage.affected(&chunks));
+            deferred.error(&mut report, layout::pack_key(&pack_id), message, chunks);
         }
     }
+    name_affected(&reader, &readable, deferred, &mut report).await;
     Ok(report)
+}
+
+/// The second pass: the files (and trees) of each snapshot that use a damaged chunk,
+/// named in the findings that broke them.
+async fn name_affected(
+    reader: &Repository,
+    snapshots: &[(String, Snapshot)],
+    deferred: Deferred,
+    report: &mut CheckReport,
+) {
+    if deferred.0.is_empty() {
+        return;
+    }
+    let damaged: HashSet<Id> = deferred
+        .0
+        .iter()
+        .flat_map(|(_, chunks)| chunks.iter().copied())
+        .collect();
+    let mut usage = Usage::default();
+    for (short, snapshot) in snapshots {
+        for chunk in snapshot.tree.chunks.iter().filter(|c| damaged.contains(c)) {
+            usage.add(*chunk, || format!("{short}:<tree>"));
+        }
+        // Read whole in the first pass; a tree that fails now names nothing more.
+        let Ok(entries) = reader.read_tree(snapshot).await else {
+            continue;
+        };
+        for entry in &entries {
+            for chunk in entry.chunks.iter().filter(|c| damaged.contains(c)) {
+                usage.add(*chunk, || format!("{short}:{}", entry.path));
+            }
+        }
+    }
+    for (finding, chunks) in deferred.0 {
+        report.findings[finding].affected = usage.affected(&chunks);
+    }
 }
 
 /// A pack read whole: its id, its problems (each with the chunks it breaks) and how many

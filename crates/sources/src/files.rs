@@ -8,7 +8,6 @@
 //! a warning in the snapshot's summary. By default the walk stays on the file system of each
 //! root (`one_file_system`), recording mount points as empty directories.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -218,11 +217,9 @@ pub async fn back_up(
     parent: Option<&[Entry]>,
 ) -> Result<Vec<Root>, SourceError> {
     let roots = resolve_roots(spec, base)?;
-    let previous: HashMap<&str, &Entry> = parent
-        .unwrap_or_default()
-        .iter()
-        .map(|e| (e.path.as_str(), e))
-        .collect();
+    // A tree is sorted by path: a file's entry in it is found by binary search, with no
+    // map of the whole tree beside it.
+    let previous = parent.unwrap_or_default();
     let mut out = Vec::new();
     for (name, abs) in roots {
         let excludes = build_excludes(&abs, &spec.exclude)?;
@@ -235,7 +232,10 @@ pub async fn back_up(
             match found {
                 Found::Warning(w) => writer.warn(w),
                 Found::Entry { entry, source } if entry.kind == EntryKind::File => {
-                    let before = previous.get(entry.path.as_str()).copied();
+                    let before = previous
+                        .binary_search_by(|e| e.path.as_str().cmp(entry.path.as_str()))
+                        .ok()
+                        .map(|i| &previous[i]);
                     add_file(writer, entry, source, before).await?;
                 }
                 Found::Entry { entry, .. } => writer.add_entry(entry),

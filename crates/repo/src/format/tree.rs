@@ -70,6 +70,55 @@ pub fn to_jsonl(entries: &[Entry]) -> Vec<u8> {
     out
 }
 
+/// The JSON Lines of entries (which must be sorted by path) as a reader, written an entry
+/// at a time as it is read and hashed on the way: a backup chunks its tree without holding
+/// the whole text beside the entries.
+#[derive(Debug)]
+pub struct JsonlText {
+    entries: Vec<Entry>,
+    next: usize,
+    line: Vec<u8>,
+    at: usize,
+    hasher: sha2::Sha256,
+}
+
+impl JsonlText {
+    pub fn new(entries: Vec<Entry>) -> Self {
+        Self {
+            entries,
+            next: 0,
+            line: Vec::new(),
+            at: 0,
+            hasher: sha2::Digest::new(),
+        }
+    }
+
+    /// The entries back, and the SHA-256 of the text read.
+    pub fn finish(self) -> (Vec<Entry>, Id) {
+        (self.entries, Id(sha2::Digest::finalize(self.hasher).into()))
+    }
+}
+
+impl std::io::Read for JsonlText {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at == self.line.len() {
+            let Some(entry) = self.entries.get(self.next) else {
+                return Ok(0);
+            };
+            self.next += 1;
+            self.line.clear();
+            self.at = 0;
+            serde_json::to_writer(&mut self.line, entry).expect("entries serialise");
+            self.line.push(b'\n');
+        }
+        let n = buf.len().min(self.line.len() - self.at);
+        buf[..n].copy_from_slice(&self.line[self.at..self.at + n]);
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 pub fn from_jsonl(bytes: &[u8]) -> Result<Vec<Entry>, String> {
     let mut reader = JsonlReader::default();
     reader.feed(bytes);
@@ -171,6 +220,26 @@ mod tests {
         let mut cut = JsonlReader::default();
         cut.feed(&text[..text.len() - 5]);
         assert!(cut.finish().unwrap_err().starts_with("tree line 3:"));
+    }
+
+    #[test]
+    fn jsonl_text_reads_as_to_jsonl_writes() {
+        let entries = vec![entry("a"), entry("a/ü b"), entry("c")];
+        let whole = to_jsonl(&entries);
+        let mut text = JsonlText::new(entries.clone());
+        let mut read = Vec::new();
+        let mut buf = [0u8; 7];
+        loop {
+            let n = std::io::Read::read(&mut text, &mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            read.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(read, whole);
+        let (back, digest) = text.finish();
+        assert_eq!(back, entries);
+        assert_eq!(digest, Id::sha256(&whole));
     }
 
     #[test]
