@@ -180,3 +180,14 @@ pub(crate) fn temp_parent(configured: Option<&PathBuf>) -> PathBuf {
         .cloned()
         .unwrap_or_else(|| std::env::temp_dir().join("backstop-scratch"))
 }
+
+/// A private temporary directory named `prefix…` under the scratch area, removed on drop:
+/// where dumps and their parts are spooled.
+pub(crate) fn spool_dir(prefix: &str) -> Result<tempfile::TempDir, SourceError> {
+    let parent = temp_parent(None);
+    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .map_err(|e| SourceError::io(parent.display(), e))
+}

@@ -128,12 +128,7 @@ pub async fn back_up(
             None
         }
         DumpFormat::Directory => {
-            let parent = crate::temp_parent(None);
-            std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
-            let dir = tempfile::Builder::new()
-                .prefix("backstop-pgdump-")
-                .tempdir_in(&parent)
-                .map_err(|e| SourceError::io(parent.display(), e))?;
+            let dir = crate::spool_dir("backstop-pgdump-")?;
             let out = dir.path().join(DUMP_DIR);
             dump.args(["--format=directory", "--compress=0"])
                 .arg(format!("--jobs={}", spec.jobs.unwrap_or(1).max(1)))
@@ -517,12 +512,7 @@ pub async fn load(
             reader.id().short()
         )));
     }
-    let parent = crate::temp_parent(None);
-    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
-    let spool = tempfile::Builder::new()
-        .prefix("backstop-pgrestore-")
-        .tempdir_in(&parent)
-        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = crate::spool_dir("backstop-pgrestore-")?;
     let dir = spool.path().join(DUMP_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| SourceError::io(dir.display(), e))?;
     for entry in parts {
@@ -552,12 +542,7 @@ async fn load_split(
     restore_command: impl Fn() -> Result<Command, SourceError>,
     jobs: u32,
 ) -> Result<(), SourceError> {
-    let parent = crate::temp_parent(None);
-    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
-    let spool = tempfile::Builder::new()
-        .prefix("backstop-pgrestore-")
-        .tempdir_in(&parent)
-        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = crate::spool_dir("backstop-pgrestore-")?;
     let toc = spool.path().join("head.pgdump");
     std::fs::write(&toc, &head).map_err(|e| SourceError::io(toc.display(), e))?;
 

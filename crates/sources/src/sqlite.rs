@@ -68,12 +68,7 @@ pub async fn back_up(
             source.display()
         )));
     }
-    let parent = crate::temp_parent(None);
-    std::fs::create_dir_all(&parent).map_err(|e| SourceError::io(parent.display(), e))?;
-    let spool = tempfile::Builder::new()
-        .prefix("backstop-sqlite-")
-        .tempdir_in(&parent)
-        .map_err(|e| SourceError::io(parent.display(), e))?;
+    let spool = crate::spool_dir("backstop-sqlite-")?;
     let copy = spool.path().join("copy.sqlite");
 
     let mut conn = open(&source, true).await?;
