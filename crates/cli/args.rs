@@ -88,10 +88,34 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
-    /// Back up a policy's source now
+    /// Back up a policy's source now, then copy the snapshot to the policy's `copies`
     Backup {
         /// Policy name
         policy: String,
+    },
+    /// Disaster recovery from nothing but the configuration, the policies and the
+    /// repositories' keys: rebuild the catalog, restore each policy's newest snapshot into
+    /// its scratch target and run its drill checks, export and verify a signed evidence
+    /// pack, and report the RTO per asset and for the estate, and the RPO each achieved
+    Dr {
+        /// Where the evidence pack goes (a new or empty directory)
+        #[arg(long)]
+        out: PathBuf,
+        /// Only these policies (repeatable) [default: all]
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+    },
+    /// Copy one snapshot to another configured repository: only what it lacks is written,
+    /// every object is read back to confirm it, and the snapshot is committed last
+    Copy {
+        /// Snapshot id (or a unique prefix), in any configured repository
+        snapshot: String,
+        /// The configured repository to copy to
+        #[arg(long, value_name = "REPO")]
+        to: String,
+        /// The configured repository to copy from (default: whichever holds the snapshot)
+        #[arg(long, value_name = "REPO")]
+        from: Option<String>,
     },
     /// List snapshots
     Snapshots {
@@ -167,6 +191,10 @@ pub struct DrillArgs {
     /// Leave the scratch target in place afterwards, for investigation
     #[arg(long)]
     pub keep: bool,
+    /// Restore from this repository: the policy's own, one of its copies, or `rotate`
+    /// (default: `[drill] from`, else the policy's own)
+    #[arg(long, value_name = "REPO")]
+    pub from: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,7 +3,7 @@
 
 use backstop_testkit::S3Server;
 
-use super::util::{assert_same_tree, edge_case_tree, Install};
+use super::util::{assert_same_tree, edge_case_tree, restore_from_nothing, Install};
 
 #[test]
 fn s3_repository_round_trips_and_restores_from_a_fresh_directory_with_only_url_and_key() {
@@ -12,11 +12,7 @@ fn s3_repository_round_trips_and_restores_from_a_fresh_directory_with_only_url_a
         "url = \"s3://backstop-e2e/prod/backstop\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\nkey_file = \"./repo.key\"",
         server.endpoint()
     ));
-    install.env = server
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    install.use_s3(&server);
     edge_case_tree(&install.path("src"), true);
     install.files_policy("offsite", &["./src"], "");
     let backup = install.backup("offsite");
@@ -28,33 +24,11 @@ fn s3_repository_round_trips_and_restores_from_a_fresh_directory_with_only_url_a
     install.ok(&["check", "--read-data"]);
 
     // A fresh machine: an empty directory, the key, the URL, the credentials.
-    let fresh = tempfile::tempdir().unwrap();
-    std::fs::copy(install.path("repo.key"), fresh.path().join("key")).unwrap();
-    let mut cmd = std::process::Command::new(super::util::bin());
-    cmd.current_dir(fresh.path())
-        .env_remove("BACKSTOP_CONFIG")
-        .args([
-            "restore",
-            &id[..12],
-            "--to",
-            "restored",
-            "--repo",
-            "s3://backstop-e2e/prod/backstop",
-            "--endpoint",
-            &server.endpoint(),
-            "--path-style",
-            "--key-file",
-            "key",
-        ]);
-    for (k, v) in server.env() {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let fresh = restore_from_nothing(
+        &server,
+        "s3://backstop-e2e/prod/backstop",
+        &install.path("repo.key"),
+        &id[..12],
     );
-    assert!(!fresh.path().join("backstop.toml").exists() && !fresh.path().join("data").exists());
     assert_same_tree(&install.path("src"), &fresh.path().join("restored/src"));
 }

@@ -19,11 +19,7 @@ fn through(server: &S3Server, proxy: &FaultProxy, extra: &str) -> Install {
         "url = \"s3://{BUCKET}/prod/backstop\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\n{extra}",
         proxy.endpoint()
     ));
-    install.env = server
-        .env()
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+    install.use_s3(server);
     install
 }
 

@@ -28,6 +28,15 @@ impl Install {
         Self { dir, env: vec![] }
     }
 
+    /// Gives the binary the credentials of an S3 test server.
+    pub fn use_s3(&mut self, server: &backstop_testkit::S3Server) {
+        self.env = server
+            .env()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    }
+
     pub fn local() -> Self {
         Self::new("url = \"file://./repo\"")
     }
@@ -140,6 +149,49 @@ impl Install {
         out.sort();
         out
     }
+}
+
+/// Break-glass: restores snapshot `id` from the S3 repository `url` into `restored/` of a
+/// fresh directory, with nothing but the URL, the key file and the server's credentials (no
+/// configuration, no catalog); returns that directory.
+pub fn restore_from_nothing(
+    server: &backstop_testkit::S3Server,
+    url: &str,
+    key: &Path,
+    id: &str,
+) -> tempfile::TempDir {
+    let fresh = tempfile::tempdir().unwrap();
+    std::fs::copy(key, fresh.path().join("key")).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.current_dir(fresh.path())
+        .env_remove("BACKSTOP_CONFIG")
+        .args([
+            "restore",
+            id,
+            "--to",
+            "restored",
+            "--repo",
+            url,
+            "--endpoint",
+            &server.endpoint(),
+            "--path-style",
+            "--key-file",
+            "key",
+        ]);
+    for (k, v) in server.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !fresh.path().join("backstop.toml").exists() && !fresh.path().join("data").exists(),
+        "a break-glass restore writes no configuration and no catalog"
+    );
+    fresh
 }
 
 pub fn walk_files(root: &Path, dir: &Path, out: &mut Vec<String>) {

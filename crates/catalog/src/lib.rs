@@ -17,10 +17,12 @@ use sqlx::{AnyPool, Row};
 
 mod audit;
 mod drills;
+mod history;
 mod leases;
 mod requests;
 pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
+pub use history::{HistoryRow, Imported};
 pub use leases::{Holder, HEARTBEAT_EVERY, LEASE_TTL};
 pub use requests::{RequestStatus, RestoreRequest};
 
@@ -152,6 +154,8 @@ pub enum RunKind {
     Drill,
     Check,
     Prune,
+    /// A snapshot copied to a secondary repository.
+    Copy,
 }
 
 impl RunKind {
@@ -162,6 +166,7 @@ impl RunKind {
             RunKind::Drill => "drill",
             RunKind::Check => "check",
             RunKind::Prune => "prune",
+            RunKind::Copy => "copy",
         }
     }
 }

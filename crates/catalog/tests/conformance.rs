@@ -773,6 +773,100 @@ async fn two_processes_opening_a_new_catalog_migrate_it_once(kind: &str) {
     b.unwrap();
 }
 
+/// Issue 16: the history goes out row by row and comes back into a fresh catalog exactly,
+/// audit chain included, adding no event of its own; importing twice adds nothing; a catalog
+/// with a chain of its own refuses the history's events and says why.
+async fn history_rows_come_back_into_a_fresh_catalog_exactly(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    let run = catalog.start_run(RunKind::Backup, "orders").await.unwrap();
+    catalog
+        .finish_run(
+            &run,
+            RunStatus::Succeeded,
+            &RunEnd {
+                bytes: Some(4096),
+                snapshot_id: Some("ab".repeat(32)),
+                error: None,
+            },
+        )
+        .await
+        .unwrap();
+    let d = drill(
+        "20261120T030000-aaaa0001",
+        "orders",
+        "2026-11-20T03:00:00Z",
+        "passed",
+    );
+    catalog.record_drill(&d).await.unwrap();
+    catalog
+        .sign_off(&Signoff {
+            drill_id: d.id.clone(),
+            principal: "dba@example.com".into(),
+            comment: "reviewed".into(),
+            signed_at: "2026-11-20T09:00:00Z".parse().unwrap(),
+        })
+        .await
+        .unwrap();
+    let r = request("req-1", "2026-11-25T09:00:00Z", "2026-11-26T09:00:00Z");
+    catalog.create_request(&r).await.unwrap();
+    let rows = catalog.history_rows().await.unwrap();
+    let tables: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.table.as_str()).collect();
+    assert_eq!(
+        tables.into_iter().collect::<Vec<_>>(),
+        [
+            "audit_events",
+            "drills",
+            "restore_requests",
+            "runs",
+            "signoffs"
+        ]
+    );
+    let head = catalog.verify_audit().await.unwrap();
+
+    let (fresh, _fresh_backing) = open(kind).await;
+    let imported = fresh.import_history(&rows).await.unwrap();
+    assert_eq!(imported.audit_refused, None);
+    assert_eq!(imported.added["drills"], 1);
+    assert_eq!(imported.added["signoffs"], 1);
+    assert_eq!(imported.added["restore_requests"], 1);
+    assert_eq!(imported.added["runs"], 1);
+    assert_eq!(
+        imported.added["audit_events"],
+        rows.iter().filter(|r| r.table == "audit_events").count() as u64
+    );
+    assert_eq!(
+        fresh.history_rows().await.unwrap(),
+        rows,
+        "every column back"
+    );
+    assert_eq!(
+        fresh.verify_audit().await.unwrap(),
+        head,
+        "the same chain, no event added"
+    );
+    assert_eq!(fresh.drill(&d.id).await.unwrap(), d);
+    assert_eq!(fresh.request("req-1").await.unwrap(), r);
+
+    let again = fresh.import_history(&rows).await.unwrap();
+    assert!(again.added.values().all(|n| *n == 0), "{again:?}");
+    assert_eq!(again.audit_refused, None);
+
+    let (other, _other_backing) = open(kind).await;
+    other
+        .append_event("policy.loaded", "billing", serde_json::json!({}))
+        .await
+        .unwrap();
+    let refused = other.import_history(&rows).await.unwrap();
+    assert!(
+        refused
+            .audit_refused
+            .as_deref()
+            .is_some_and(|why| why.contains("event #1 differs")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.added["drills"], 1, "the other rows are still taken");
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod sqlite {
@@ -794,5 +888,6 @@ suite!(
     drills_and_signoffs_are_recorded,
     every_change_is_in_the_audit_chain_and_tampering_is_named,
     restore_requests_move_only_forward_and_never_by_their_requester,
-    two_processes_opening_a_new_catalog_migrate_it_once
+    two_processes_opening_a_new_catalog_migrate_it_once,
+    history_rows_come_back_into_a_fresh_catalog_exactly
 );

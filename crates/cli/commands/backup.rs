@@ -48,6 +48,16 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
     .with_context(|| format!("backup of policy `{name}` failed; no snapshot was made"));
     bar.finish_and_clear();
     let outcome = outcome?;
+    // The snapshot is committed; now its copies (and any earlier ones still missing).
+    let copies = backstop_engine::jobs::copy::catch_up_recorded(config, &catalog, policy, &cancel)
+        .await
+        .with_context(|| {
+            format!(
+                "snapshot {} is saved in `{}`, but copying it failed; the next backup or `backstop copy` catches up",
+                outcome.snapshot_id.short(),
+                policy.repository
+            )
+        });
     let s = &outcome.snapshot;
     let summary = &s.summary;
     if json {
@@ -73,6 +83,11 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
                 "schema_fingerprint": s.facts.schema_fingerprint,
                 "extra": s.facts.extra,
             },
+            "copies": copies.as_ref().ok().map(|done| done.iter().map(|d| json!({
+                "repository": d.repository,
+                "snapshot_id": d.report.snapshot.to_hex(),
+                "bytes_written": d.report.bytes_written,
+            })).collect::<Vec<_>>()),
         }));
     } else {
         if outcome.repository_created {
@@ -107,7 +122,11 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
             eprintln!("warning: {w}");
         }
         println!("snapshot {} saved", outcome.snapshot_id.short());
+        if let Ok(done) = &copies {
+            super::copy::print_copies(done, false);
+        }
     }
+    copies?;
     Ok(
         if summary
             .warnings

@@ -6,10 +6,16 @@ use crate::output::{print_json, warn_unreadable, EXIT_FAILED, EXIT_OK};
 
 pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
     let store = catalog::open(config).await?;
-    let report = catalog::rebuild(config, &store).await?;
+    let rebuilt = catalog::rebuild(config, &store).await?;
+    let report = &rebuilt.repositories;
     if json {
         print_json(&json!({
             "catalog": store.location(),
+            "history": {
+                "added": rebuilt.history.added,
+                "audit_refused": rebuilt.history.audit_refused,
+                "unreadable": rebuilt.history_problems,
+            },
             "repositories": report.iter().map(|r| json!({
                 "repository": r.repository,
                 "snapshots": r.snapshots,
@@ -19,7 +25,22 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
             })).collect::<Vec<_>>(),
         }));
     } else {
-        for r in &report {
+        let added: Vec<String> = rebuilt
+            .history
+            .added
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(table, n)| format!("{n} {}", table.replace('_', " ")))
+            .collect();
+        println!(
+            "history from the repositories: {}",
+            if added.is_empty() {
+                "nothing the catalog lacked".to_string()
+            } else {
+                added.join(", ")
+            }
+        );
+        for r in report {
             println!(
                 "repository `{}`: {}, {} added to the catalog, {} forgotten",
                 r.repository,
@@ -32,7 +53,15 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
     }
     // Every readable snapshot is recorded; an unreadable one is named, and fails the run.
     let mut code = EXIT_OK;
-    for r in &report {
+    if let Some(why) = &rebuilt.history.audit_refused {
+        eprintln!("warning: the audit events in the repositories were not taken: {why}");
+        code = EXIT_FAILED;
+    }
+    for problem in &rebuilt.history_problems {
+        eprintln!("warning: unreadable history object: {problem}");
+        code = EXIT_FAILED;
+    }
+    for r in report {
         for u in &r.unreadable {
             warn_unreadable(&r.repository, u);
             code = EXIT_FAILED;

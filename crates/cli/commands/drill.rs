@@ -27,6 +27,7 @@ pub async fn run(config: &Config, args: &DrillArgs, json: bool) -> Result<u8> {
             (None, false) => None,
         },
         keep: args.keep,
+        repository: args.from.clone(),
     };
     let report = drill::run_recorded(config, &store, policy, &options, &cancel)
         .await

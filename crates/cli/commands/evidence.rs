@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use backstop_engine::evidence::{self, pack};
 use backstop_engine::policy::load_dir;
-use backstop_engine::{catalog, Config, EngineError};
+use backstop_engine::{catalog, Config};
 use serde_json::json;
 
 use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
@@ -21,18 +21,7 @@ pub async fn export(
     let from = evidence::parse_when(from, false).context("--from")?;
     let to = evidence::parse_when(to, true).context("--to")?;
     let policies = load_dir(&config.policies_dir, config)?;
-    let selected: Vec<_> = if names.is_empty() {
-        policies.values().collect()
-    } else {
-        names
-            .iter()
-            .map(|n| {
-                policies
-                    .get(n)
-                    .ok_or_else(|| EngineError::UnknownPolicy(n.clone()))
-            })
-            .collect::<Result<_, _>>()?
-    };
+    let selected = super::select_policies(&policies, names)?;
     let store = catalog::open(config).await?;
     let key = pack::signing_key(&config.data_dir)?;
     let gathered = evidence::collect(config, &store, &selected, from, to).await?;

@@ -4,7 +4,9 @@ mod audit;
 mod backup;
 mod catalog;
 mod check;
+mod copy;
 mod diff;
+mod dr;
 mod drill;
 mod evidence;
 mod policy;
@@ -85,7 +87,39 @@ pub async fn run(cli: Cli) -> Result<u8> {
         _ => {}
     }
     let config = load_config(cli.config)?;
-    match &cli.command {
+    let result = dispatch(&cli.command, &config, json).await;
+    if result.is_ok() && writes_history(&cli.command) {
+        // What the command recorded goes into the repositories too, so that the record
+        // survives this host; a failure to write it is a warning, never the command's. After
+        // a failed command (often a repository out of reach) it waits for the next one, or
+        // the daemon's hourly anchoring: a history write would only wait on the same store.
+        if let Ok(store) = backstop_engine::catalog::open(&config).await {
+            backstop_engine::history::sync_or_warn(&config, &store).await;
+        }
+    }
+    result
+}
+
+/// Commands that record runs, drills, sign-offs or audit events in the catalog.
+fn writes_history(command: &Command) -> bool {
+    match command {
+        Command::Backup { .. }
+        | Command::Copy { .. }
+        | Command::Signoff { .. }
+        | Command::Restore(_)
+        | Command::Dr { .. }
+        | Command::Evidence {
+            command: EvidenceCommand::Export { .. },
+        } => true,
+        Command::Drill(args) => args.command.is_none(),
+        Command::Prune { dry_run, .. } => !dry_run,
+        _ => false,
+    }
+}
+
+async fn dispatch(command: &Command, config: &Config, json: bool) -> Result<u8> {
+    let config = config.clone();
+    match command {
         Command::Policy {
             command: PolicyCommand::Check { dir },
         } => policy::check(&config, dir.as_deref(), json),
@@ -126,6 +160,10 @@ pub async fn run(cli: Cli) -> Result<u8> {
             command: AuditCommand::List { after, limit },
         } => audit::list(&config, *after, *limit, json).await,
         Command::Backup { policy } => backup::run(&config, policy, json).await,
+        Command::Copy { snapshot, to, from } => {
+            copy::run(&config, snapshot, to, from.as_deref(), json).await
+        }
+        Command::Dr { out, policies } => dr::run(&config, out, policies, json).await,
         Command::Drill(args) => match &args.command {
             Some(DrillCommand::Show { id }) => drill::show(&config, id, json).await,
             None => drill::run(&config, args, json).await,
@@ -167,6 +205,24 @@ pub async fn run(cli: Cli) -> Result<u8> {
             repository,
         } => diff::run(&config, snapshot_a, snapshot_b, repository.as_deref(), json).await,
     }
+}
+
+/// The policies named (`--policy`, repeatable), or every one when none is.
+fn select_policies<'a>(
+    policies: &'a std::collections::BTreeMap<String, backstop_engine::policy::Policy>,
+    names: &[String],
+) -> Result<Vec<&'a backstop_engine::policy::Policy>> {
+    if names.is_empty() {
+        return Ok(policies.values().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            policies
+                .get(n)
+                .ok_or_else(|| backstop_engine::EngineError::UnknownPolicy(n.clone()).into())
+        })
+        .collect()
 }
 
 fn load_config(path: Option<PathBuf>) -> Result<Config> {

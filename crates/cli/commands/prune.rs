@@ -25,7 +25,7 @@ pub async fn run(
         let name = settings.name.clone();
         let retention: HashMap<String, prune::Retention> = policies
             .values()
-            .filter(|p| p.repository == name)
+            .filter(|p| p.keeps_snapshots_in(&name))
             .map(|p| (p.name.clone(), p.retention.clone()))
             .collect();
         let (plan, report) = prune::prune(repo, &retention, dry_run)

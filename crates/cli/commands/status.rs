@@ -119,6 +119,20 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
                 }
             );
         }
+        for copy in &s.copies {
+            println!(
+                "  copy `{}`: newest {}, RPO exposure {}{}",
+                copy.repository,
+                copy.newest_data_point
+                    .map_or_else(|| "none yet".to_string(), |t| when(Some(t))),
+                span(copy.rpo_exposure_seconds),
+                if copy.rpo_breached {
+                    "  RPO BREACHED"
+                } else {
+                    ""
+                }
+            );
+        }
         if let Some(next) = s.next_drill {
             println!("  next drill: {}", when(Some(next)));
         }

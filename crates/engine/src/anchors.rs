@@ -27,6 +27,8 @@ pub fn parse(key: &str) -> Option<(i64, String)> {
 /// Writes the chain's head to every configured repository that exists; returns where.
 /// A broken chain is not anchored: that would bless it.
 pub async fn write(config: &Config, catalog: &Catalog) -> Result<Vec<String>, EngineError> {
+    // The history first: every anchor then names an event the repositories hold.
+    crate::history::sync(config, catalog).await?;
     let (events, head) = match catalog.verify_audit().await? {
         ChainStatus::Intact { events, head } => (events, head),
         ChainStatus::Broken { seq, kind, reason } => {

@@ -70,11 +70,39 @@ pub struct Rebuilt {
     pub unreadable: Vec<UnreadableSnapshot>,
 }
 
+/// What a rebuild did: the history taken back from the repositories, then the snapshots per
+/// repository.
+#[derive(Debug, Clone, Default)]
+pub struct RebuildReport {
+    pub history: backstop_catalog::Imported,
+    /// History objects that could not be read, each named.
+    pub history_problems: Vec<String>,
+    pub repositories: Vec<Rebuilt>,
+}
+
+/// Takes the history the repositories hold back into the catalog (what it lacks; see
+/// [`crate::history`]), then records every snapshot (see [`rebuild_snapshots`]). The
+/// history comes first, so that on a fresh data directory the audit chain is the one the
+/// anchors name, and the snapshots recorded afterwards extend it.
+pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<RebuildReport, EngineError> {
+    let (rows, history_problems) = crate::history::read(config).await?;
+    let history = catalog.import_history(&rows).await?;
+    let repositories = rebuild_snapshots(config, catalog).await?;
+    Ok(RebuildReport {
+        history,
+        history_problems,
+        repositories,
+    })
+}
+
 /// Records every snapshot of every configured repository in the catalog, and forgets
 /// snapshots the repositories no longer hold. A repository never written is skipped. An
 /// unreadable snapshot object is reported in [`Rebuilt::unreadable`], and the others are
 /// recorded all the same.
-pub async fn rebuild(config: &Config, catalog: &Catalog) -> Result<Vec<Rebuilt>, EngineError> {
+pub async fn rebuild_snapshots(
+    config: &Config,
+    catalog: &Catalog,
+) -> Result<Vec<Rebuilt>, EngineError> {
     let mut report = Vec::new();
     for settings in config.repositories.values() {
         let repo = match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await

@@ -56,6 +56,7 @@ async fn scheduled_jobs(
                 JobKind::Drill => &policy.schedule.drill,
                 JobKind::Prune => &policy.schedule.prune,
                 JobKind::Check => &policy.schedule.check,
+                JobKind::Copy => &policy.schedule.copy,
             };
             let Some(expr) = expr else { continue };
             let schedule = CronSchedule::parse(expr)
@@ -99,6 +100,16 @@ impl RunningJob {
 impl Drop for RunningJob {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl JobRunner {
+    /// Copies the policy's snapshots that its secondaries lack (each a recorded run, each
+    /// logged).
+    async fn copies(&self, policy: &Policy, cancel: &CancellationToken) -> Result<(), EngineError> {
+        crate::jobs::copy::catch_up_recorded(&self.config, &self.catalog, policy, cancel)
+            .await
+            .map(|_| ())
     }
 }
 
@@ -196,17 +207,34 @@ impl Runner for JobRunner {
                 }
             }
             JobKind::Backup => {
-                backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
+                match backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
                     .await
-                    .map(|outcome| {
+                {
+                    Ok(outcome) => {
                         tracing::info!(
                             job = lease,
                             snapshot = %outcome.snapshot_id.short(),
                             bytes_added = outcome.snapshot.summary.bytes_added,
                             "snapshot saved"
                         );
-                    })
+                        // The snapshot is safe; its copies follow, and their failure is the
+                        // copy's, alerted as such (the backup succeeded).
+                        match self.copies(&policy, &cancel).await {
+                            Err(EngineError::Cancelled) => Err(EngineError::Cancelled),
+                            Err(e) => {
+                                self.notifier.alert(
+                                    &notify,
+                                    NotifyEvent::new("copy.failed", &policy.name, format!("{e:#}")),
+                                );
+                                Ok(())
+                            }
+                            Ok(()) => Ok(()),
+                        }
+                    }
+                    Err(e) => Err(e),
+                }
             }
+            JobKind::Copy => self.copies(&policy, &cancel).await,
         };
         match &result {
             Ok(()) => self.notifier.succeeded(&notify),
@@ -231,6 +259,11 @@ impl Runner for JobRunner {
                     format!("{e:#}"),
                 ),
             ),
+        }
+        // What the job recorded goes into the repositories too (see crate::history); after
+        // a failure (often a store out of reach) the hourly anchoring writes it.
+        if result.is_ok() {
+            crate::history::sync_or_warn(&self.config, &self.catalog).await;
         }
         let result = result.map_err(|e| e.to_string());
         if let Err(e) = self.catalog.release_lease(&lease).await {
@@ -579,6 +612,36 @@ async fn check_objectives(w: &Watch) {
         } else if let Err(e) = catalog.clear_notice(&breach_notice).await {
             tracing::warn!(error = %e, "clearing a notice");
         }
+        for copy in &status.copies {
+            let notice = format!("copy.rpo_breached:{}:{}", status.policy, copy.repository);
+            if !copy.rpo_breached {
+                if let Err(e) = catalog.clear_notice(&notice).await {
+                    tracing::warn!(error = %e, "clearing a notice");
+                }
+                continue;
+            }
+            match catalog.first_notice(&notice, now).await {
+                Ok(true) => {
+                    let detail = format!(
+                        "copy in repository `{}` lags: RPO exposure {}s is over the objective {}s",
+                        copy.repository,
+                        copy.rpo_exposure_seconds.unwrap_or_default(),
+                        status.rpo_objective_seconds.unwrap_or_default()
+                    );
+                    tracing::warn!(
+                        policy = status.policy,
+                        detail,
+                        "copy RPO objective breached"
+                    );
+                    notifier.alert(
+                        &settings,
+                        NotifyEvent::new("copy.rpo_breached", &status.policy, detail),
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "recording a notice"),
+            }
+        }
         for drill in &status.overdue_signoffs {
             let notice = format!("signoff.overdue:{drill}");
             match catalog.first_notice(&notice, now).await {
@@ -723,7 +786,7 @@ async fn metrics(
             .backup_stats(&policy.name)
             .await
             .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-        let drills = crate::status::DrillStats::load(&state.catalog, &policy.name)
+        let drills = crate::status::DrillStats::load(&state.catalog, policy)
             .await
             .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         inputs.push(crate::metrics::PolicyMetrics {

@@ -111,6 +111,26 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
                 format!("backstop_rpo_exposure_seconds{{{l}}} {exposure}"),
             );
         }
+        for copy in crate::status::copies_of(p.policy, &p.drills, now) {
+            let l = format!("{l},repository=\"{}\"", label(&copy.repository));
+            if let Some(exposure) = copy.rpo_exposure_seconds {
+                add(
+                    "backstop_copy_rpo_exposure_seconds",
+                    "gauge",
+                    "Now minus the data point of the newest snapshot a secondary repository holds.",
+                    format!("backstop_copy_rpo_exposure_seconds{{{l}}} {exposure}"),
+                );
+            }
+            add(
+                "backstop_copy_rpo_breached",
+                "gauge",
+                "1 while a secondary repository lags past the policy's RPO objective.",
+                format!(
+                    "backstop_copy_rpo_breached{{{l}}} {}",
+                    u8::from(copy.rpo_breached)
+                ),
+            );
+        }
         if let Some(rpo) = p.policy.objectives.rpo {
             add(
                 "backstop_rpo_objective_seconds",
@@ -275,6 +295,7 @@ mod tests {
                         points: vec![t("2026-11-25T09:59:00Z")],
                         first_backup: None,
                     },
+                    points_by_repository: Default::default(),
                 },
             }],
             1,

@@ -23,6 +23,9 @@ use crate::error::{EngineError, Location, Problem};
 struct PolicyFile {
     name: Spanned<String>,
     repository: Spanned<String>,
+    /// Secondary repositories every snapshot is copied to.
+    #[serde(default)]
+    copies: Vec<Spanned<String>>,
     source: SourceSpec,
     #[serde(default)]
     schedule: ScheduleFile,
@@ -43,6 +46,7 @@ struct ScheduleFile {
     drill: Option<Spanned<String>>,
     prune: Option<Spanned<String>>,
     check: Option<Spanned<String>>,
+    copy: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -64,6 +68,9 @@ pub struct DrillPlan {
     pub keep: bool,
     /// `newest` (the default) or `random` (any snapshot retention keeps).
     pub snapshot: Option<SnapshotPick>,
+    /// The repository drills restore from: the policy's own (the default), one of its
+    /// `copies`, or `rotate` (the primary and each copy in turn).
+    pub from: Option<String>,
     /// How soon the recovery owner should sign a passed drill off ("7d"); later, a notice.
     #[serde(default, with = "crate::config::humantime_serde_compat::option")]
     pub signoff_within: Option<Duration>,
@@ -294,6 +301,8 @@ pub struct Schedule {
     pub drill: Option<String>,
     pub prune: Option<String>,
     pub check: Option<String>,
+    /// Catching the copies up (copies are also made after each backup).
+    pub copy: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -308,6 +317,8 @@ pub struct Policy {
     pub name: String,
     pub file: PathBuf,
     pub repository: String,
+    /// Secondary repositories every snapshot is copied to (`copies`).
+    pub copies: Vec<String>,
     pub source: SourceSpec,
     pub schedule: Schedule,
     pub retention: Retention,
@@ -319,6 +330,16 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// The repositories holding this policy's snapshots: its own, then its copies.
+    pub fn repositories(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.repository).chain(self.copies.iter())
+    }
+
+    /// Whether this policy's snapshots (and so its retention) live in `repository`.
+    pub fn keeps_snapshots_in(&self, repository: &str) -> bool {
+        self.repositories().any(|r| r == repository)
+    }
+
     pub fn parse(file: &Path, text: &str, config: &Config) -> Result<Self, Vec<Problem>> {
         let file_name = file.display().to_string();
         // Every entry serde refuses is reported, then the rest is validated all the same.
@@ -357,12 +378,61 @@ impl Policy {
                 ),
             );
         }
+        let mut copies: Vec<String> = Vec::new();
+        for copy in &raw.copies {
+            let name = copy.get_ref();
+            if name == raw.repository.get_ref() {
+                problem(
+                    copy.span().start,
+                    format!("copies: `{name}` is this policy's own repository; a copy goes to another one"),
+                );
+            } else if !config.repositories.contains_key(name) {
+                let known: Vec<&str> = config.repositories.keys().map(String::as_str).collect();
+                problem(
+                    copy.span().start,
+                    format!(
+                        "copies: repository `{name}` is not in the configuration (known: {})",
+                        known.join(", ")
+                    ),
+                );
+            } else if copies.contains(name) {
+                problem(
+                    copy.span().start,
+                    format!("copies: `{name}` is named twice"),
+                );
+            } else {
+                copies.push(name.clone());
+            }
+        }
+        if let Some(from) = raw.drill.as_ref().and_then(|d| d.from.as_ref()) {
+            let name = from.as_str();
+            let fits = name == "rotate"
+                || name == raw.repository.get_ref()
+                || copies.iter().any(|c| c == name);
+            if !fits {
+                problem(
+                    crate::toml_problems::offset_of(text, &["drill", "from"]).unwrap_or(0),
+                    format!(
+                        "[drill] from = \"{name}\": name this policy's repository (`{}`), one of its copies ({}), or \"rotate\"",
+                        raw.repository.get_ref(),
+                        if copies.is_empty() { "none".to_string() } else { copies.join(", ") }
+                    ),
+                );
+            }
+        }
+        if let (Some(expr), true) = (&raw.schedule.copy, raw.copies.is_empty()) {
+            problem(
+                expr.span().start,
+                "[schedule] copy catches up the policy's copies, but it names none (copies = [\"…\"])".into(),
+            );
+        }
         let mut schedule = Schedule::default();
         for (slot, value) in [
             (&mut schedule.backup, raw.schedule.backup),
             (&mut schedule.drill, raw.schedule.drill),
             (&mut schedule.prune, raw.schedule.prune),
             (&mut schedule.check, raw.schedule.check),
+            (&mut schedule.copy, raw.schedule.copy),
         ] {
             if let Some(expr) = value {
                 if let Err(e) = crate::schedule::CronSchedule::parse(expr.get_ref()) {
@@ -520,6 +590,7 @@ impl Policy {
             name: raw.name.into_inner(),
             file: file.to_path_buf(),
             repository: raw.repository.into_inner(),
+            copies,
             source: raw.source,
             schedule,
             retention: raw.retention,
@@ -700,6 +771,60 @@ approvers = ["it-manager@example.com"]
             Check::Command { argv, timeout: None } if argv == &["./fixtures/checks/orders-smoke.sh"]
         ));
         assert_eq!(plan.validated[0].name, "sql: SELECT count(*) FROM orders");
+    }
+
+    /// Issue 16: `copies`, `[schedule] copy` and `[drill] from`, each problem at its key.
+    #[test]
+    fn copies_name_other_configured_repositories() {
+        let mut config = config();
+        let mut offsite = config.repositories["local"].clone();
+        offsite.name = "offsite".into();
+        config.repositories.insert("offsite".into(), offsite);
+        let good = GOOD
+            .replace(
+                "repository = \"local\"\n",
+                "repository = \"local\"\ncopies = [\"offsite\"]\n",
+            )
+            .replace("[drill]\n", "[drill]\nfrom = \"rotate\"\n")
+            .replace("[schedule]\n", "[schedule]\ncopy = \"0 0 * * * *\"\n");
+        let p = Policy::parse(Path::new("p.toml"), &good, &config).unwrap();
+        assert_eq!(p.copies, ["offsite"]);
+        assert_eq!(p.schedule.copy.as_deref(), Some("0 0 * * * *"));
+        assert!(p.keeps_snapshots_in("offsite") && p.keeps_snapshots_in("local"));
+        assert!(!p.keeps_snapshots_in("elsewhere"));
+
+        let bad = GOOD
+            .replace(
+                "repository = \"local\"\n",
+                "repository = \"local\"\ncopies = [\"local\", \"nowhere\", \"offsite\", \"offsite\"]\n",
+            )
+            .replace("[drill]\n", "[drill]\nfrom = \"vault\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &bad, &config).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 4, "{text:?}");
+        assert!(
+            text[0].starts_with("p.toml:4:11: copies: `local` is this policy's own"),
+            "{text:?}"
+        );
+        assert!(
+            text[1].starts_with("p.toml:4:20: copies: repository `nowhere`"),
+            "{text:?}"
+        );
+        assert!(
+            text[2].starts_with("p.toml:4:42: copies: `offsite` is named twice"),
+            "{text:?}"
+        );
+        assert!(
+            text[3].starts_with("p.toml:24:1: [drill] from = \"vault\""),
+            "{text:?}"
+        );
+
+        let orphan = GOOD.replace("[schedule]\n", "[schedule]\ncopy = \"0 0 * * * *\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &orphan, &config).unwrap_err();
+        assert!(
+            problems[0].to_string().contains("[schedule] copy"),
+            "{problems:?}"
+        );
     }
 
     #[test]

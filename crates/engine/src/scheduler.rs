@@ -65,14 +65,16 @@ pub enum JobKind {
     Drill,
     Prune,
     Check,
+    Copy,
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 4] = [
+    pub const ALL: [JobKind; 5] = [
         JobKind::Backup,
         JobKind::Drill,
         JobKind::Prune,
         JobKind::Check,
+        JobKind::Copy,
     ];
 
     /// The name used in lease names, run records, notifications and logs.
@@ -88,6 +90,7 @@ impl JobKind {
             JobKind::Drill => RunKind::Drill,
             JobKind::Prune => RunKind::Prune,
             JobKind::Check => RunKind::Check,
+            JobKind::Copy => RunKind::Copy,
         }
     }
 }

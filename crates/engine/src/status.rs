@@ -50,6 +50,21 @@ pub struct PolicyStatus {
     /// the earliest), and how many times it breached the objective.
     pub rpo_worst_exposure_seconds: Option<u64>,
     pub rpo_breaches: usize,
+    /// Per secondary repository in the policy's `copies`: its newest copy and exposure.
+    pub copies: Vec<CopyStatus>,
+}
+
+/// One secondary repository of a policy, measured like the policy's own RPO: now minus the
+/// data point of the newest snapshot the secondary holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CopyStatus {
+    pub repository: String,
+    pub newest_data_point: Option<jiff::Timestamp>,
+    /// None before the policy's first backup; since the first backup (a lower bound) while
+    /// the secondary holds nothing yet.
+    pub rpo_exposure_seconds: Option<u64>,
+    /// The exposure exceeds the policy's RPO objective: this copy lags too far.
+    pub rpo_breached: bool,
 }
 
 /// The period `status` looks back over for the worst RPO exposure.
@@ -63,21 +78,33 @@ pub struct DrillStats {
     pub pending: Vec<DrillRecord>,
     /// The good points and the policy's first backup, from which RPO exposure is measured.
     pub rpo: RpoHistory,
+    /// The data points the catalog records per repository holding the policy's snapshots
+    /// (its own and its copies).
+    pub points_by_repository: std::collections::BTreeMap<String, Vec<jiff::Timestamp>>,
 }
 
 impl DrillStats {
-    pub async fn load(catalog: &Catalog, policy: &str) -> Result<Self, EngineError> {
-        let drills = catalog.drills(Some(policy), u32::MAX).await?;
+    pub async fn load(catalog: &Catalog, policy: &Policy) -> Result<Self, EngineError> {
+        let drills = catalog.drills(Some(&policy.name), u32::MAX).await?;
         // Per snapshot: whether any of its drills passed (absent: never drilled).
         let mut any_passed: std::collections::HashMap<&str, bool> =
             std::collections::HashMap::new();
         for d in &drills {
             *any_passed.entry(d.snapshot_id.as_str()).or_default() |= d.status == "passed";
         }
-        let restorable_points = catalog
-            .snapshots(Some(policy))
-            .await?
+        let snapshots = catalog.snapshots(Some(policy.name.as_str())).await?;
+        let mut points_by_repository: std::collections::BTreeMap<String, Vec<jiff::Timestamp>> =
+            std::collections::BTreeMap::new();
+        for s in &snapshots {
+            points_by_repository
+                .entry(s.repository.clone())
+                .or_default()
+                .push(s.data_point);
+        }
+        // The policy's own RPO is its own repository's; each copy is measured apart.
+        let restorable_points = snapshots
             .into_iter()
+            .filter(|s| s.repository == policy.repository)
             .filter(|s| any_passed.get(s.id.as_str()) != Some(&false))
             .map(|s| s.data_point)
             .collect();
@@ -88,11 +115,12 @@ impl DrillStats {
                 .filter(|d| d.status == "passed")
                 .map(|d| d.finished_at)
                 .max(),
-            pending: catalog.pending_signoffs(policy).await?,
+            pending: catalog.pending_signoffs(&policy.name).await?,
+            points_by_repository,
             rpo: RpoHistory {
                 points: restorable_points,
                 first_backup: catalog
-                    .first_run_started(policy, backstop_catalog::RunKind::Backup)
+                    .first_run_started(&policy.name, backstop_catalog::RunKind::Backup)
                     .await?,
             },
         })
@@ -158,7 +186,37 @@ pub fn of_policy(
             .collect(),
         rpo_worst_exposure_seconds: history.as_ref().map(|h| h.worst.exposure.as_secs()),
         rpo_breaches: history.as_ref().map_or(0, |h| h.breaches.len()),
+        copies: copies_of(policy, drills, now),
     }
+}
+
+/// Each copy's exposure, as the policy's own is measured.
+pub fn copies_of(policy: &Policy, drills: &DrillStats, now: jiff::Timestamp) -> Vec<CopyStatus> {
+    policy
+        .copies
+        .iter()
+        .map(|repository| {
+            let newest = drills
+                .points_by_repository
+                .get(repository)
+                .and_then(|points| points.iter().filter(|t| **t <= now).max().copied());
+            let since = newest.or(drills.rpo.first_backup);
+            let exposure = since.map(|t| {
+                Duration::try_from(now.duration_since(t))
+                    .unwrap_or_default()
+                    .as_secs()
+            });
+            CopyStatus {
+                repository: repository.clone(),
+                newest_data_point: newest,
+                rpo_exposure_seconds: exposure,
+                rpo_breached: matches!(
+                    (exposure, policy.objectives.rpo),
+                    (Some(e), Some(objective)) if e > objective.as_secs()
+                ),
+            }
+        })
+        .collect()
 }
 
 pub async fn collect<'a>(
@@ -172,7 +230,7 @@ pub async fn collect<'a>(
     let mut out = Vec::new();
     for policy in policies {
         let stats = catalog.backup_stats(&policy.name).await?;
-        let drills = DrillStats::load(catalog, &policy.name).await?;
+        let drills = DrillStats::load(catalog, policy).await?;
         let mut status = of_policy(policy, &stats, &drills, &zone, now);
         status.daemon_running = running;
         out.push(status);

@@ -5,11 +5,13 @@
 //! [`SnapshotWriter`] (the archiver: entries in, one committed snapshot out, the snapshot
 //! object written last), [`SnapshotReader`] (the restorer: every chunk verified),
 //! [`checker::check`] (every finding, not only the first) and [`prune`] (retention, then
-//! garbage collection under an exclusive lock). The format is specified in
+//! garbage collection under an exclusive lock) and [`Copier`] (snapshots to another
+//! repository, confirmed object by object). The format is specified in
 //! `docs/repository-format.md`; this crate knows nothing of policies, databases or catalogs.
 
 pub mod archiver;
 pub mod checker;
+pub mod copy;
 mod direct_io;
 pub mod error;
 pub mod format;
@@ -23,6 +25,7 @@ pub mod storage;
 pub mod timing;
 
 pub use archiver::{FileStatus, SnapshotMeta, SnapshotWriter};
+pub use copy::{Copier, CopyReport};
 pub use error::{RepoError, Result};
 pub use format::id::Id;
 pub use format::snapshot::{Snapshot, SourceFacts};

@@ -295,30 +295,69 @@ impl Repository {
         self.storage.location()
     }
 
-    /// Encodes and stores an object named by its content; returns its id.
+    /// Encodes and stores an object named by its content; returns its id. `confirm` reads it
+    /// back afterwards ([`Repository::put_confirmed`]).
     pub(crate) async fn put_named_by_content(
         &self,
         key_of: fn(&Id) -> String,
         plaintext: &[u8],
         aad: &[u8],
+        confirm: bool,
     ) -> Result<(Id, u64)> {
         let stored = self.codec.encode(plaintext, aad);
         let id = Id::sha256(&stored);
         let size = stored.len() as u64;
-        self.storage.put(&key_of(&id), Bytes::from(stored)).await?;
+        let key = key_of(&id);
+        if confirm {
+            self.put_confirmed(&key, Bytes::from(stored)).await?;
+        } else {
+            self.storage.put(&key, Bytes::from(stored)).await?;
+        }
         Ok((id, size))
+    }
+
+    /// Stores `data` under `key`, then reads the object back and compares its SHA-256 with
+    /// what was sent: the transfer is confirmed by the storage's own answer, not assumed.
+    /// A mismatch is an error naming the object.
+    pub async fn put_confirmed(&self, key: &str, data: Bytes) -> Result<()> {
+        let sent = Id::sha256(&data);
+        self.storage.put(key, data).await?;
+        let stored = self.storage.get(key).await?;
+        if Id::sha256(&stored) != sent {
+            return Err(RepoError::corrupt(
+                key,
+                format!(
+                    "read back after writing, its SHA-256 is {} where {} was sent",
+                    Id::sha256(&stored).short(),
+                    sent.short()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     pub async fn write_index(&self, file: &IndexFile) -> Result<(Id, u64)> {
         let json = serde_json::to_vec(file).expect("index serialises");
-        self.put_named_by_content(layout::index_key, &json, index::AAD)
+        self.put_named_by_content(layout::index_key, &json, index::AAD, false)
+            .await
+    }
+
+    /// [`Repository::write_index`], read back to confirm it ([`Repository::put_confirmed`]).
+    pub async fn write_index_confirmed(&self, file: &IndexFile) -> Result<(Id, u64)> {
+        let json = serde_json::to_vec(file).expect("index serialises");
+        self.put_named_by_content(layout::index_key, &json, index::AAD, true)
             .await
     }
 
     pub async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
+        self.write_snapshot_with(snapshot, false).await
+    }
+
+    /// Writes a snapshot object; `confirm` reads it back ([`Repository::put_confirmed`]).
+    pub async fn write_snapshot_with(&self, snapshot: &Snapshot, confirm: bool) -> Result<Id> {
         let json = serde_json::to_vec(snapshot).expect("snapshot serialises");
         let (id, _) = self
-            .put_named_by_content(layout::snapshot_key, &json, snapshot::AAD)
+            .put_named_by_content(layout::snapshot_key, &json, snapshot::AAD, confirm)
             .await?;
         Ok(id)
     }

@@ -2,6 +2,8 @@
 //! the readable ones and stops prune from collecting, never from forgetting; a lost index
 //! object is rebuilt from the pack headers; a missing pack refuses prune.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -9,44 +11,25 @@ use backstop_repo::format::layout;
 use backstop_repo::prune::{self, Retention};
 use backstop_repo::storage::{MemoryStorage, Storage};
 use backstop_repo::{
-    repair, Entry, EntryKind, Id, InitOptions, RepoError, Repository, SnapshotMeta, SnapshotWriter,
-    SourceFacts,
+    repair, EntryKind, Id, InitOptions, RepoError, Repository, SnapshotWriter, SourceFacts,
 };
-
-fn file(path: &str) -> Entry {
-    Entry {
-        path: path.into(),
-        kind: EntryKind::File,
-        mode: 0o100644,
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_700_000_000_000_000_000,
-        size: 0,
-        chunks: Vec::new(),
-        digest: None,
-        target: None,
-        ctime_ns: 0,
-        inode: 0,
-    }
-}
+use common::{entry, meta};
 
 async fn back_up(repo: &Arc<Repository>, policy: &str, seed: u64) -> Id {
     let mut writer = SnapshotWriter::start(repo.clone()).await.unwrap();
     let content = backstop_testkit::noise(200_000, seed);
     writer
-        .add_stream(file("data.bin"), std::io::Cursor::new(content))
+        .add_stream(
+            entry("data.bin", EntryKind::File),
+            std::io::Cursor::new(content),
+        )
         .await
         .unwrap();
-    let now = jiff::Timestamp::now();
-    let meta = SnapshotMeta {
-        policy: policy.into(),
-        source_kind: "files".into(),
-        time: now,
-        data_point: now,
-        roots: Vec::new(),
-        parent: None,
-    };
-    writer.commit(meta, SourceFacts::default()).await.unwrap().0
+    writer
+        .commit(meta(policy), SourceFacts::default())
+        .await
+        .unwrap()
+        .0
 }
 
 async fn repository() -> (Arc<MemoryStorage>, Arc<Repository>) {

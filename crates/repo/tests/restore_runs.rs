@@ -10,11 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
-use backstop_repo::{
-    Entry, EntryKind, FileStatus, InitOptions, Repository, SnapshotMeta, SnapshotReader,
-    SnapshotWriter, SourceFacts,
-};
+mod common;
+
+use backstop_repo::{InitOptions, Repository, SnapshotReader};
 use bytes::Bytes;
+use common::{back_up, write_files};
 
 /// Memory storage that counts ranged reads of packs.
 #[derive(Debug, Default)]
@@ -51,27 +51,6 @@ impl Storage for Counting {
     }
 }
 
-fn entry(path: &str, kind: EntryKind) -> Entry {
-    Entry {
-        path: path.into(),
-        kind,
-        mode: if kind == EntryKind::Dir {
-            0o040755
-        } else {
-            0o100644
-        },
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_700_000_000_000_000_000,
-        size: 0,
-        chunks: Vec::new(),
-        digest: None,
-        target: None,
-        ctime_ns: 0,
-        inode: 0,
-    }
-}
-
 /// 300 small files (a third of them duplicates of another), two empty files and one file of
 /// several chunks with `BIG_COPIES` copies, under `src/`.
 fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -91,47 +70,12 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
         let big = files.last().unwrap().1.clone();
         files.push((format!("src/big-copy-{i}.bin"), big));
     }
-    for (path, content) in &files {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
+    write_files(root, &files);
     files
 }
 
 /// Copies of the multi-chunk file: with the original, two groups of at most 8 files.
 const BIG_COPIES: usize = 10;
-
-async fn back_up(
-    repo: Arc<Repository>,
-    root: &Path,
-    files: &[(String, Vec<u8>)],
-) -> backstop_repo::Id {
-    let mut writer = SnapshotWriter::start(repo).await.unwrap();
-    writer.add_entry(entry("src", EntryKind::Dir));
-    for d in 0..7 {
-        writer.add_entry(entry(&format!("src/d{d}"), EntryKind::Dir));
-    }
-    for (path, content) in files {
-        // The size the walk saw: what add_file reads up to.
-        let mut file = entry(path, EntryKind::File);
-        file.size = content.len() as u64;
-        writer
-            .add_file(file, FileStatus::New, root.join(path), |_| None)
-            .await
-            .unwrap();
-    }
-    let now = jiff::Timestamp::now();
-    let meta = SnapshotMeta {
-        policy: "p".into(),
-        source_kind: "files".into(),
-        time: now,
-        data_point: now,
-        roots: Vec::new(),
-        parent: None,
-    };
-    writer.commit(meta, SourceFacts::default()).await.unwrap().0
-}
 
 async fn round_trip(secret: Option<Vec<u8>>) {
     let storage = Arc::new(Counting::default());
@@ -151,7 +95,7 @@ async fn round_trip(secret: Option<Vec<u8>>) {
     };
     let source = tempfile::tempdir().unwrap();
     let files = make_tree(source.path());
-    let id = back_up(open().await, source.path(), &files).await;
+    let id = back_up(open().await, source.path(), &files, "p").await;
 
     let reader = SnapshotReader::open(open().await, id).await.unwrap();
     let reads_before = storage.pack_reads.load(Ordering::SeqCst);

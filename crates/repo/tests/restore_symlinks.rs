@@ -8,31 +8,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use backstop_repo::storage::MemoryStorage;
-use backstop_repo::{
-    Entry, EntryKind, FileStatus, InitOptions, Repository, SnapshotMeta, SnapshotReader,
-    SnapshotWriter, SourceFacts,
-};
+mod common;
 
-fn entry(path: &str, kind: EntryKind) -> Entry {
-    Entry {
-        path: path.into(),
-        kind,
-        mode: match kind {
-            EntryKind::Dir => 0o040755,
-            EntryKind::Symlink => 0o120777,
-            _ => 0o100644,
-        },
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_700_000_000_000_000_000,
-        size: 0,
-        chunks: Vec::new(),
-        digest: None,
-        target: None,
-        ctime_ns: 0,
-        inode: 0,
-    }
-}
+use backstop_repo::{
+    EntryKind, FileStatus, InitOptions, Repository, SnapshotReader, SnapshotWriter, SourceFacts,
+};
+use common::{entry, meta};
 
 async fn snapshot(source: &Path) -> SnapshotReader {
     let storage = Arc::new(MemoryStorage::default());
@@ -57,16 +38,11 @@ async fn snapshot(source: &Path) -> SnapshotReader {
     let mut link = entry("app/link", EntryKind::Symlink);
     link.target = Some("small.txt".into());
     writer.add_entry(link);
-    let now = jiff::Timestamp::now();
-    let meta = SnapshotMeta {
-        policy: "p".into(),
-        source_kind: "files".into(),
-        time: now,
-        data_point: now,
-        roots: Vec::new(),
-        parent: None,
-    };
-    let id = writer.commit(meta, SourceFacts::default()).await.unwrap().0;
+    let id = writer
+        .commit(meta("p"), SourceFacts::default())
+        .await
+        .unwrap()
+        .0;
     // Opened again, as a restore does: with the index the backup wrote.
     let repo = Arc::new(Repository::open(storage, None).await.unwrap());
     SnapshotReader::open(repo, id).await.unwrap()

@@ -10,35 +10,14 @@ use std::time::Duration;
 
 use backstop_repo::checker::{self, ReadData};
 use backstop_repo::storage::{RetryPolicy, RetryStorage, S3Options, S3Storage, Storage};
-use backstop_repo::{
-    Entry, EntryKind, FileStatus, InitOptions, Repository, SnapshotMeta, SnapshotReader,
-    SnapshotWriter, SourceFacts,
-};
+mod common;
+
+use backstop_repo::{InitOptions, Repository, SnapshotReader};
 use backstop_testkit::faults::{FaultConfig, FaultProxy};
 use backstop_testkit::{noise, S3Server};
+use common::{back_up, write_files};
 
 const BUCKET: &str = "backstop-faults";
-
-fn entry(path: &str, kind: EntryKind) -> Entry {
-    Entry {
-        path: path.into(),
-        kind,
-        mode: if kind == EntryKind::Dir {
-            0o040755
-        } else {
-            0o100644
-        },
-        uid: 0,
-        gid: 0,
-        mtime_ns: 1_700_000_000_000_000_000,
-        size: 0,
-        chunks: Vec::new(),
-        digest: None,
-        target: None,
-        ctime_ns: 0,
-        inode: 0,
-    }
-}
 
 /// 120 small files (some of them duplicates) and one file of several chunks, under `src/`.
 fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
@@ -52,43 +31,8 @@ fn make_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
         files.push((format!("src/d{}/f{i}.bin", i % 4), content));
     }
     files.push(("src/big.bin".into(), noise(4 << 20, 99)));
-    for (path, content) in &files {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, content).unwrap();
-    }
+    write_files(root, &files);
     files
-}
-
-async fn back_up(
-    repo: Arc<Repository>,
-    root: &Path,
-    files: &[(String, Vec<u8>)],
-) -> backstop_repo::Id {
-    let mut writer = SnapshotWriter::start(repo).await.unwrap();
-    writer.add_entry(entry("src", EntryKind::Dir));
-    for d in 0..4 {
-        writer.add_entry(entry(&format!("src/d{d}"), EntryKind::Dir));
-    }
-    for (path, content) in files {
-        // The size the walk saw: what add_file reads up to.
-        let mut file = entry(path, EntryKind::File);
-        file.size = content.len() as u64;
-        writer
-            .add_file(file, FileStatus::New, root.join(path), |_| None)
-            .await
-            .unwrap();
-    }
-    let now = jiff::Timestamp::now();
-    let meta = SnapshotMeta {
-        policy: "campaign".into(),
-        source_kind: "files".into(),
-        time: now,
-        data_point: now,
-        roots: Vec::new(),
-        parent: None,
-    };
-    writer.commit(meta, SourceFacts::default()).await.unwrap().0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,7 +73,7 @@ async fn issue_14_backup_restore_and_read_data_check_complete_with_10_percent_fa
 
     let source = tempfile::tempdir().unwrap();
     let files = make_tree(source.path());
-    let id = back_up(open().await, source.path(), &files).await;
+    let id = back_up(open().await, source.path(), &files, "campaign").await;
 
     let target = tempfile::tempdir().unwrap();
     let reader = SnapshotReader::open(open().await, id).await.unwrap();

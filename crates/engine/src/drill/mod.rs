@@ -47,6 +47,39 @@ pub struct DrillOptions {
     pub pick: Option<Pick>,
     /// Keep the scratch target after the drill (also `keep = true` in `[drill]`).
     pub keep: bool,
+    /// The configured repository to restore from: the policy's own or one of its copies.
+    /// Unset: `[drill] from`, resolved by [`run_recorded`] (the policy's own repository when
+    /// that is unset too).
+    pub repository: Option<String>,
+}
+
+/// The repository a drill of `policy` reads: `wanted` (or `[drill] from`), where `rotate`
+/// takes the primary and each copy in turn, after the repository the last drill read.
+pub async fn drill_repository(
+    catalog: &Catalog,
+    policy: &Policy,
+    wanted: Option<&str>,
+) -> Result<String, EngineError> {
+    let from = wanted.or(policy.drill.as_ref().and_then(|d| d.from.as_deref()));
+    let in_turn: Vec<&String> = std::iter::once(&policy.repository)
+        .chain(policy.copies.iter())
+        .collect();
+    match from {
+        None => Ok(policy.repository.clone()),
+        Some("rotate") => {
+            let last = catalog.drills(Some(&policy.name), 1).await?;
+            let next = last
+                .first()
+                .and_then(|d| in_turn.iter().position(|r| **r == d.repository))
+                .map_or(0, |i| (i + 1) % in_turn.len());
+            Ok(in_turn[next].clone())
+        }
+        Some(name) if in_turn.iter().any(|r| *r == name) => Ok(name.to_string()),
+        Some(name) => Err(EngineError::Refused(format!(
+            "policy `{}` does not keep snapshots in repository `{name}`: drill from its repository `{}` or one of its copies",
+            policy.name, policy.repository
+        ))),
+    }
 }
 
 /// Where a drill of `policy` restores to: its `[drill] target`, or for files, config and
@@ -73,12 +106,17 @@ struct Chosen {
     snapshot: backstop_repo::Snapshot,
 }
 
-async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen, EngineError> {
-    let settings = config.repository(&policy.repository)?;
+async fn choose(
+    config: &Config,
+    policy: &Policy,
+    repository: &str,
+    pick: &Pick,
+) -> Result<Chosen, EngineError> {
+    let settings = config.repository(repository)?;
     let no_snapshot = |why: &str| {
         EngineError::Refused(format!(
-            "policy `{}` has no snapshot in repository `{}` to drill{why}; run a backup first",
-            policy.name, policy.repository
+            "policy `{}` has no snapshot in repository `{repository}` to drill{why}; run a backup first",
+            policy.name
         ))
     };
     // Before the first backup there is no repository either; that is the same "nothing to
@@ -100,7 +138,7 @@ async fn choose(config: &Config, policy: &Policy, pick: &Pick) -> Result<Chosen,
         Pick::Newest | Pick::Random => {
             let listing = repo.list_snapshots().await?;
             repos::warn_unreadable(
-                &policy.repository,
+                repository,
                 &listing.unreadable,
                 "choosing the snapshot to drill",
             );
@@ -138,7 +176,11 @@ pub async fn run(
     });
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
-    let chosen = choose(config, policy, &pick).await?;
+    let repository = options
+        .repository
+        .clone()
+        .unwrap_or_else(|| policy.repository.clone());
+    let chosen = choose(config, policy, &repository, &pick).await?;
     let opened = clock.elapsed();
     let repo = chosen.repo.clone();
     let phases_before = repo.phase_times();
@@ -149,7 +191,7 @@ pub async fn run(
         status: DrillStatus::Failed,
         error: None,
         snapshot_id: chosen.id.to_hex(),
-        repository: policy.repository.clone(),
+        repository,
         source_kind: chosen.snapshot.source_kind.clone(),
         target: String::new(),
         scratch: None,
@@ -354,6 +396,10 @@ pub async fn run_recorded(
     cancel: &CancellationToken,
 ) -> Result<DrillReport, EngineError> {
     let run_id = catalog.start_run(RunKind::Drill, &policy.name).await?;
+    let options = &DrillOptions {
+        repository: Some(drill_repository(catalog, policy, options.repository.as_deref()).await?),
+        ..options.clone()
+    };
     let result = tokio::select! {
         result = run(config, policy, &run_id, options) => result,
         _ = cancel.cancelled() => {

@@ -47,6 +47,12 @@ pub struct PolicyEvidence {
     pub backups: Backups,
     pub rpo: RpoEvidence,
     pub drills: Vec<DrillEvidence>,
+    /// Each secondary repository in the policy's `copies`, as of the period's end.
+    #[serde(default)]
+    pub copies: Vec<CopyEvidence>,
+    /// The copy runs started in the period (to every secondary together).
+    #[serde(default)]
+    pub copy_runs: CopyRuns,
     /// Restore requests made in the period: who asked, who decided, what happened.
     pub restore_requests: Vec<RequestEvidence>,
 }
@@ -100,11 +106,30 @@ pub struct RpoEvidence {
     pub series: Vec<(jiff::Timestamp, u64)>,
 }
 
+/// A secondary repository of a policy: its newest copy and its exposure at the period's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CopyEvidence {
+    pub repository: String,
+    pub newest_data_point: Option<jiff::Timestamp>,
+    pub rpo_exposure_seconds: Option<u64>,
+    pub rpo_breached: bool,
+}
+
+/// Copy runs started in the period, by status, and the bytes they wrote.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CopyRuns {
+    pub runs: BTreeMap<String, u64>,
+    pub bytes_written: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillEvidence {
     pub drill_id: String,
     pub started_at: jiff::Timestamp,
     pub snapshot_id: String,
+    /// The repository the drill restored from (the policy's own or a copy).
+    #[serde(default)]
+    pub repository: String,
     pub status: String,
     /// None when the drill's restore did not complete.
     pub rto_seconds: Option<f64>,
@@ -168,23 +193,47 @@ pub async fn collect(
     let all_requests = catalog.requests(u32::MAX).await?;
     let mut out = Vec::new();
     for policy in policies {
-        let stats = crate::status::DrillStats::load(catalog, &policy.name).await?;
+        let stats = crate::status::DrillStats::load(catalog, policy).await?;
         let mut backups = Backups::default();
+        let mut copy_runs = CopyRuns::default();
         for run in catalog.runs(Some(&policy.name), u32::MAX).await? {
-            if run.kind == "backup" && run.started_at >= from && run.started_at <= to {
-                *backups
-                    .runs
-                    .entry(run.status.as_str().to_string())
-                    .or_default() += 1;
-                backups.bytes_added += run.bytes.unwrap_or(0);
+            if run.started_at < from || run.started_at > to {
+                continue;
+            }
+            match run.kind.as_str() {
+                "backup" => {
+                    *backups
+                        .runs
+                        .entry(run.status.as_str().to_string())
+                        .or_default() += 1;
+                    backups.bytes_added += run.bytes.unwrap_or(0);
+                }
+                "copy" => {
+                    *copy_runs
+                        .runs
+                        .entry(run.status.as_str().to_string())
+                        .or_default() += 1;
+                    copy_runs.bytes_written += run.bytes.unwrap_or(0);
+                }
+                _ => {}
             }
         }
         backups.snapshots = catalog
             .snapshots(Some(&policy.name))
             .await?
             .iter()
+            .filter(|s| s.repository == policy.repository)
             .filter(|s| s.data_point >= from && s.data_point <= to)
             .count() as u64;
+        let copies = crate::status::copies_of(policy, &stats, to)
+            .into_iter()
+            .map(|c| CopyEvidence {
+                repository: c.repository,
+                newest_data_point: c.newest_data_point,
+                rpo_exposure_seconds: c.rpo_exposure_seconds,
+                rpo_breached: c.rpo_breached,
+            })
+            .collect();
         // One definition of exposure (RpoHistory): the period starts at the first backup.
         let report = stats.rpo.over(from, to, policy.objectives.rpo);
         let series = exposure_series(&stats.rpo.points, from, to)
@@ -208,6 +257,7 @@ pub async fn collect(
                 drill_id: report.drill_id,
                 started_at: report.started_at,
                 snapshot_id: report.snapshot_id,
+                repository: report.repository,
                 status: report.status.as_str().into(),
                 rto_seconds: report.rto_seconds,
                 rto_breakdown: report.rto_breakdown,
@@ -270,6 +320,8 @@ pub async fn collect(
                 series,
             },
             drills,
+            copies,
+            copy_runs,
             restore_requests,
         });
     }

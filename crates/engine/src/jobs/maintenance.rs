@@ -18,8 +18,8 @@ use crate::error::EngineError;
 use crate::policy::Policy;
 use crate::repos::{self, OpenMode};
 
-/// Prunes `policy`'s repository with the retention of every policy in `policies` stored
-/// there. Returns a one-line summary.
+/// Prunes `policy`'s repository, then each of its copies, with the retention of every
+/// policy in `policies` that keeps snapshots there. Returns a one-line summary.
 pub async fn prune_recorded(
     config: &Config,
     catalog: &Catalog,
@@ -29,41 +29,54 @@ pub async fn prune_recorded(
 ) -> Result<String, EngineError> {
     let run_id = catalog.start_run(RunKind::Prune, &policy.name).await?;
     let work = async {
-        let Some(repo) = open_if_created(config, &policy.repository, OpenMode::Full).await? else {
-            return Ok((not_created(&policy.repository), 0));
-        };
-        let retention: HashMap<String, prune::Retention> = policies
-            .iter()
-            .filter(|p| p.repository == policy.repository)
-            .map(|p| (p.name.clone(), p.retention.clone()))
-            .collect();
-        let (plan, _) = prune::prune(repo, &retention, false).await?;
-        let keep: Vec<String> = plan
-            .keep
-            .iter()
-            .chain(plan.unreadable.iter().map(|u| &u.id))
-            .map(|id| id.to_hex())
-            .collect();
-        catalog
-            .forget_snapshots_except(&policy.repository, &keep)
-            .await?;
-        let summary = format!(
-            "repository `{}`: kept {} snapshots, forgot {}, deleted {} packs",
-            policy.repository,
-            plan.keep.len(),
-            plan.forget.len(),
-            plan.delete_packs.len()
-        );
-        if !plan.unreadable.is_empty() {
-            let unreadable: Vec<String> = plan.unreadable.iter().map(|u| u.to_string()).collect();
-            return Err(EngineError::Refused(format!(
-                "{summary}; collected no garbage while a snapshot is unreadable: {}",
-                unreadable.join("; ")
-            )));
+        let mut summaries = Vec::new();
+        let mut deleted = 0;
+        for repository in policy.repositories() {
+            let (summary, bytes) = prune_repository(config, catalog, repository, policies).await?;
+            summaries.push(summary);
+            deleted += bytes;
         }
-        Ok::<_, EngineError>((summary, plan.delete_bytes))
+        Ok::<_, EngineError>((summaries.join("; "), deleted))
     };
     finish(catalog, &run_id, work, cancel).await
+}
+
+async fn prune_repository(
+    config: &Config,
+    catalog: &Catalog,
+    repository: &str,
+    policies: &[Policy],
+) -> Result<(String, u64), EngineError> {
+    let Some(repo) = open_if_created(config, repository, OpenMode::Full).await? else {
+        return Ok((not_created(repository), 0));
+    };
+    let retention: HashMap<String, prune::Retention> = policies
+        .iter()
+        .filter(|p| p.keeps_snapshots_in(repository))
+        .map(|p| (p.name.clone(), p.retention.clone()))
+        .collect();
+    let (plan, _) = prune::prune(repo, &retention, false).await?;
+    let keep: Vec<String> = plan
+        .keep
+        .iter()
+        .chain(plan.unreadable.iter().map(|u| &u.id))
+        .map(|id| id.to_hex())
+        .collect();
+    catalog.forget_snapshots_except(repository, &keep).await?;
+    let summary = format!(
+        "repository `{repository}`: kept {} snapshots, forgot {}, deleted {} packs",
+        plan.keep.len(),
+        plan.forget.len(),
+        plan.delete_packs.len()
+    );
+    if !plan.unreadable.is_empty() {
+        let unreadable: Vec<String> = plan.unreadable.iter().map(|u| u.to_string()).collect();
+        return Err(EngineError::Refused(format!(
+            "{summary}; collected no garbage while a snapshot is unreadable: {}",
+            unreadable.join("; ")
+        )));
+    }
+    Ok((summary, plan.delete_bytes))
 }
 
 /// Checks `policy`'s repository (structure and every index; no pack reads). Findings fail

@@ -211,6 +211,16 @@ impl Codec {
         self.keys.is_some()
     }
 
+    /// Whether `other` names every chunk as this codec does (both unencrypted, or the same id
+    /// key and rule): then a chunk keeps its id from one repository to the other.
+    pub fn same_chunk_ids(&self, other: &Codec) -> bool {
+        match (&self.keys, &other.keys) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.id_key == b.id_key && self.keyed_ids == other.keyed_ids,
+            _ => false,
+        }
+    }
+
     /// SHA-256 of the plaintext, or when encrypted an HMAC-SHA-256 under the id key, so that
     /// ids reveal nothing about content to someone without the key.
     pub fn chunk_id(&self, plaintext: &[u8]) -> Id {

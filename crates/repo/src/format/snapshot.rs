@@ -32,6 +32,19 @@ pub struct Snapshot {
     pub summary: BackupSummary,
 }
 
+impl Snapshot {
+    /// Whether `other` is the same backup, held in another repository: copies keep the policy,
+    /// source kind, host and both times (nanoseconds), and change only the chunk ids of the
+    /// tree, the parent, and so the snapshot's id.
+    pub fn same_backup(&self, other: &Snapshot) -> bool {
+        self.policy == other.policy
+            && self.source_kind == other.source_kind
+            && self.time == other.time
+            && self.data_point == other.data_point
+            && self.hostname == other.hostname
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Root {

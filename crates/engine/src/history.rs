@@ -1,0 +1,195 @@
+//! The history in the repositories: every run, drill report, sign-off, restore request (with
+//! its decision) and audit event of the catalog, written into every configured repository as
+//! append-only objects, encrypted like the rest, so that the record of recoverability
+//! survives the host that keeps the catalog. `backstop catalog rebuild` on a fresh data
+//! directory reads it back ([`read`], then [`backstop_catalog::Catalog::import_history`]).
+//!
+//! Object: `history/<table>/<row key>.<16 hex digits>`, the digits being the start of the
+//! SHA-256 of the row's columns, so that each state of a row is written once and never
+//! rewritten; a row that changes (a run that finishes, a request decided) gets a new object
+//! beside the old. Content: `encode(JSON {"table", "key", "written_at", "columns"}, aad
+//! "history")`. Reading takes, per row, the object written last. The audit events are tied
+//! to the chain's anchors: [`crate::anchors::write`] writes the history first, so every
+//! anchor names an event the history holds.
+
+use std::collections::{BTreeMap, HashSet};
+
+use backstop_catalog::{Catalog, HistoryRow};
+use backstop_repo::{RepoError, Repository};
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::config::Config;
+use crate::error::EngineError;
+use crate::repos::{self, OpenMode};
+
+pub const PREFIX: &str = "history/";
+const AAD: &[u8] = b"history";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    table: String,
+    key: String,
+    written_at: jiff::Timestamp,
+    columns: BTreeMap<String, serde_json::Value>,
+}
+
+/// The object key of one state of a row. Keys hold only `A–Z a–z 0–9 - _ .`: a row key with
+/// anything else is named by its SHA-256 instead.
+fn object_key(row: &HistoryRow) -> String {
+    let content = serde_json::to_vec(&row.columns).expect("columns serialise");
+    let digest = hex::encode(sha2::Sha256::digest(&content));
+    let plain = !row.key.is_empty()
+        && row.key.len() <= 100
+        && row
+            .key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    let name = if plain {
+        row.key.clone()
+    } else {
+        hex::encode(sha2::Sha256::digest(row.key.as_bytes()))
+    };
+    format!("{PREFIX}{}/{name}.{}", row.table, &digest[..16])
+}
+
+/// The configured repositories that exist (a repository no backup created yet holds
+/// nothing, and is not created for this).
+async fn existing(
+    config: &Config,
+) -> Result<Vec<(String, std::sync::Arc<Repository>)>, EngineError> {
+    let mut out = Vec::new();
+    for settings in config.repositories.values() {
+        match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await {
+            Ok(repo) => out.push((settings.name.clone(), repo)),
+            Err(EngineError::Repo(RepoError::NotARepository { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Writes every state of every history row that a repository lacks, to every configured
+/// repository that exists. Returns, per repository, the number of objects written.
+pub async fn sync(config: &Config, catalog: &Catalog) -> Result<Vec<(String, u64)>, EngineError> {
+    let rows = catalog.history_rows().await?;
+    let now = jiff::Timestamp::now();
+    let mut written = Vec::new();
+    for (name, repo) in existing(config).await? {
+        let present: HashSet<String> = repo
+            .storage()
+            .list(PREFIX)
+            .await
+            .map_err(RepoError::from)?
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        let mut count = 0;
+        for row in &rows {
+            let key = object_key(row);
+            if present.contains(&key) {
+                continue;
+            }
+            let stored = Stored {
+                table: row.table.clone(),
+                key: row.key.clone(),
+                written_at: now,
+                columns: row.columns.clone(),
+            };
+            let json = serde_json::to_vec(&stored).expect("history serialises");
+            repo.storage()
+                .put(&key, repo.codec().encode(&json, AAD).into())
+                .await
+                .map_err(RepoError::from)?;
+            count += 1;
+        }
+        written.push((name, count));
+    }
+    Ok(written)
+}
+
+/// [`sync`], for the end of a command or job: a failure is logged, never the job's.
+pub async fn sync_or_warn(config: &Config, catalog: &Catalog) {
+    if let Err(e) = sync(config, catalog).await {
+        tracing::warn!(error = %e, "could not write the history into the repositories; the next command or the daemon's hourly anchoring retries");
+    }
+}
+
+/// The history as the repositories hold it: per row, the state written last, over every
+/// configured repository. Objects that cannot be read are named beside it, never fatal.
+pub async fn read(config: &Config) -> Result<(Vec<HistoryRow>, Vec<String>), EngineError> {
+    let mut latest: BTreeMap<(String, String), (jiff::Timestamp, HistoryRow)> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (name, repo) in existing(config).await? {
+        let objects = repo.storage().list(PREFIX).await.map_err(RepoError::from)?;
+        for object in objects {
+            let stored = async {
+                let raw = repo
+                    .storage()
+                    .get(&object.key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let plain = repo.codec().decode(&raw, AAD)?;
+                serde_json::from_slice::<Stored>(&plain).map_err(|e| e.to_string())
+            }
+            .await;
+            let stored = match stored {
+                Ok(stored) => stored,
+                Err(e) => {
+                    problems.push(format!("repository `{name}`: {}: {e}", object.key));
+                    continue;
+                }
+            };
+            let id = (stored.table.clone(), stored.key.clone());
+            if latest
+                .get(&id)
+                .is_some_and(|(t, _)| *t >= stored.written_at)
+            {
+                continue;
+            }
+            latest.insert(
+                id,
+                (
+                    stored.written_at,
+                    HistoryRow {
+                        table: stored.table,
+                        key: stored.key,
+                        columns: stored.columns,
+                    },
+                ),
+            );
+        }
+    }
+    Ok((latest.into_values().map(|(_, row)| row).collect(), problems))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_state_of_a_row_has_its_own_safe_key() {
+        let mut row = HistoryRow {
+            table: "runs".into(),
+            key: "20261204T101500-ab12cd34".into(),
+            columns: BTreeMap::from([("status".into(), "running".into())]),
+        };
+        let running = object_key(&row);
+        assert!(running.starts_with("history/runs/20261204T101500-ab12cd34."));
+        row.columns.insert("status".into(), "succeeded".into());
+        let finished = object_key(&row);
+        assert_ne!(running, finished, "a new state is a new object");
+        assert_eq!(
+            finished,
+            object_key(&row),
+            "the same state, the same object"
+        );
+        row.key = "odd key/with: characters".into();
+        let odd = object_key(&row);
+        assert!(
+            odd.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)),
+            "{odd}"
+        );
+    }
+}

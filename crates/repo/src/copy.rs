@@ -1,0 +1,413 @@
+//! Copying snapshots to another repository: only the chunks the destination lacks are
+//! written, every object written is read back and compared before the next step, and the
+//! snapshot object is written last, so a copy stopped at any point leaves no snapshot
+//! behind (only packs no index lists, which the next copy does not count on and prune
+//! removes).
+//!
+//! The two repositories may differ in key, encryption, compression and chunker. A chunk keeps
+//! its plaintext and its place in its file (nothing is chunked again), so a copied tree
+//! differs from its original only in chunk ids, and a copied snapshot only in its tree
+//! reference and parent ([`Snapshot::same_backup`] recognises it).
+//! - Where both repositories name chunks alike (both unencrypted, or the same id key), ids
+//!   carry over and only the chunks the destination lacks are read from the source.
+//! - Otherwise a chunk's id in the destination depends on its plaintext. The copy of the
+//!   policy's previous snapshot gives the translation of every file they share, so an
+//!   incremental copy reads only the files that changed; with no earlier copy, every chunk is
+//!   read once, decoded and named anew (and written only if the destination lacks it).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+
+use crate::error::{RepoError, Result};
+use crate::format::id::Id;
+use crate::format::index::{IndexFile, IndexPack};
+use crate::format::layout;
+use crate::format::pack::PackBuilder;
+use crate::format::snapshot::{Snapshot, TreeRef};
+use crate::format::tree::{self, Entry};
+use crate::lock::{LockGuard, LockKind};
+use crate::repository::{Repository, UnreadableSnapshot};
+
+/// What one copy did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CopyReport {
+    /// The snapshot in the source repository.
+    pub source_snapshot: Id,
+    /// Its copy in the destination (an id of its own: see the module docs).
+    pub snapshot: Id,
+    /// The destination held the snapshot already; nothing was written.
+    pub already_present: bool,
+    /// Chunks written to the destination.
+    pub chunks_copied: u64,
+    /// Chunks of the snapshot the destination held already.
+    pub chunks_present: u64,
+    /// Plaintext bytes of the chunks read from the source.
+    pub bytes_read: u64,
+    /// Stored bytes written to the destination: packs, index and snapshot object.
+    pub bytes_written: u64,
+    /// Objects written and confirmed by reading them back.
+    pub objects_confirmed: u64,
+    pub duration_ms: u64,
+}
+
+/// Copies snapshots from one repository to another. Both listings are read once, when the
+/// copier is made, and the destination's is kept up to date as snapshots are copied.
+pub struct Copier {
+    source: Arc<Repository>,
+    dest: Arc<Repository>,
+    source_snapshots: Vec<(Id, Snapshot)>,
+    dest_snapshots: Vec<(Id, Snapshot)>,
+    /// Snapshot objects of either side that could not be read, for the caller to report.
+    pub unreadable: Vec<UnreadableSnapshot>,
+}
+
+/// Chunks read from the source at once: hides the latency of object storage.
+fn read_ahead(repo: &Repository) -> usize {
+    if repo.storage().is_remote() {
+        16
+    } else {
+        4
+    }
+}
+
+impl Copier {
+    pub async fn new(source: Arc<Repository>, dest: Arc<Repository>) -> Result<Self> {
+        // The source's index as it is now, read after its listing's snapshots were committed
+        // (each snapshot is written after its index object): every listed snapshot's chunks
+        // are found.
+        let from = source.list_snapshots().await?;
+        let (index, problems) = source.load_index().await?;
+        if let Some((key, problem)) = problems.into_iter().next() {
+            return Err(RepoError::corrupt(key, problem));
+        }
+        let source = Arc::new(source.with_index(index));
+        let to = dest.list_snapshots().await?;
+        let mut unreadable = from.unreadable;
+        unreadable.extend(to.unreadable);
+        Ok(Self {
+            source,
+            dest,
+            source_snapshots: from.snapshots,
+            dest_snapshots: to.snapshots,
+            unreadable,
+        })
+    }
+
+    /// The source's readable snapshots, oldest first.
+    pub fn source_snapshots(&self) -> &[(Id, Snapshot)] {
+        &self.source_snapshots
+    }
+
+    /// The destination's readable snapshots, oldest first (with those copied so far).
+    pub fn destination_snapshots(&self) -> &[(Id, Snapshot)] {
+        &self.dest_snapshots
+    }
+
+    /// The destination's copy of a snapshot, if it holds one.
+    pub fn copy_of(&self, snapshot: &Snapshot) -> Option<Id> {
+        self.dest_snapshots
+            .iter()
+            .find(|(_, d)| d.same_backup(snapshot))
+            .map(|(id, _)| *id)
+    }
+
+    /// The source's snapshots the destination lacks, oldest first.
+    pub fn missing(&self) -> Vec<(Id, Snapshot)> {
+        self.source_snapshots
+            .iter()
+            .filter(|(_, s)| self.copy_of(s).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Copies one snapshot of the source (see the module docs for the order of writes).
+    pub async fn copy(&mut self, id: Id) -> Result<CopyReport> {
+        let started = Instant::now();
+        let snapshot = match self.source_snapshots.iter().find(|(s, _)| *s == id) {
+            Some((_, s)) => s.clone(),
+            None => self.source.load_snapshot(&id).await?,
+        };
+        let mut report = CopyReport {
+            source_snapshot: id,
+            snapshot: id,
+            already_present: false,
+            chunks_copied: 0,
+            chunks_present: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            objects_confirmed: 0,
+            duration_ms: 0,
+        };
+        if let Some(copy) = self.copy_of(&snapshot) {
+            report.snapshot = copy;
+            report.already_present = true;
+            return Ok(report);
+        }
+        let lock = LockGuard::acquire_waiting(
+            self.dest.clone(),
+            LockKind::Shared,
+            "copy",
+            crate::lock::WAIT_AT_MOST,
+        )
+        .await?;
+        // Under the lock, count only on what the destination holds now: a prune that ended
+        // before the lock was taken may have removed packs an earlier listing showed.
+        let (index, problems) = self.dest.load_index().await?;
+        if let Some((key, problem)) = problems.into_iter().next() {
+            return Err(RepoError::corrupt(key, problem));
+        }
+        let dest = Arc::new(self.dest.with_index(index));
+        let mut entries = self.source.read_tree(&snapshot).await?;
+        let same_ids = self.source.codec().same_chunk_ids(self.dest.codec());
+        let mut ids = if same_ids {
+            HashMap::new()
+        } else {
+            self.translation_from_previous_copy(&snapshot, &dest).await
+        };
+
+        // The chunks to read: those whose id in the destination is unknown, or known and
+        // not held there.
+        let mut wanted = Vec::new();
+        let mut seen = HashSet::new();
+        for chunk in entries.iter().flat_map(|e| e.chunks.iter()) {
+            if !seen.insert(*chunk) {
+                continue;
+            }
+            let in_dest = if same_ids {
+                Some(*chunk)
+            } else {
+                ids.get(chunk).copied()
+            };
+            match in_dest {
+                Some(d) if dest.index().contains(&d) => report.chunks_present += 1,
+                _ => wanted.push(*chunk),
+            }
+        }
+        drop(seen);
+
+        let mut out = PackOut::new(dest.clone());
+        let source = self.source.clone();
+        let mut reads = futures::stream::iter(wanted)
+            .map(|chunk| {
+                let source = source.clone();
+                async move { (chunk, source.read_chunk(&chunk).await) }
+            })
+            .buffered(read_ahead(&self.source));
+        while let Some((chunk, plain)) = reads.next().await {
+            let plain = plain?;
+            report.bytes_read += plain.len() as u64;
+            let dest_id = out.add(plain, &mut report).await?;
+            if !same_ids {
+                ids.insert(chunk, dest_id);
+            }
+        }
+        drop(reads);
+
+        if !same_ids {
+            for entry in &mut entries {
+                for chunk in &mut entry.chunks {
+                    *chunk = *ids.get(chunk).ok_or_else(|| {
+                        RepoError::Invalid(format!(
+                            "copy of {}: no translation for chunk {} of {}",
+                            id.short(),
+                            chunk.short(),
+                            entry.path
+                        ))
+                    })?;
+                }
+            }
+        }
+        drop(ids);
+        let tree = out.add_tree(entries, &mut report).await?;
+        let packs = out.finish(&mut report).await?;
+        if !packs.is_empty() {
+            let (_, size) = dest
+                .write_index_confirmed(&IndexFile { version: 1, packs })
+                .await?;
+            report.bytes_written += size;
+            report.objects_confirmed += 1;
+        }
+        let parent = snapshot.parent.and_then(|parent| {
+            let (_, original) = self.source_snapshots.iter().find(|(s, _)| *s == parent)?;
+            self.copy_of(original)
+        });
+        let copy = Snapshot {
+            tree,
+            parent,
+            ..snapshot
+        };
+        // The commit point.
+        let copy_id = dest.write_snapshot_with(&copy, true).await?;
+        report.objects_confirmed += 1;
+        report.bytes_written += dest
+            .storage()
+            .list(&layout::snapshot_key(&copy_id))
+            .await?
+            .first()
+            .map_or(0, |o| o.size);
+        if let Err(e) = lock.release().await {
+            tracing::warn!(message = "could not remove the repository lock", error = %e);
+        }
+        self.dest_snapshots.push((copy_id, copy));
+        report.snapshot = copy_id;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    /// Source chunk id → destination chunk id for every file the policy's previous copied
+    /// snapshot shares with its original (same path, digest and number of chunks). Empty
+    /// when there is no such copy, or when either tree cannot be read (then every chunk is
+    /// read: slower, never wrong).
+    async fn translation_from_previous_copy(
+        &self,
+        snapshot: &Snapshot,
+        dest: &Repository,
+    ) -> HashMap<Id, Id> {
+        let mut ids = HashMap::new();
+        let previous = self
+            .dest_snapshots
+            .iter()
+            .rev()
+            .filter(|(_, d)| d.policy == snapshot.policy && d.time < snapshot.time)
+            .find_map(|(_, d)| {
+                self.source_snapshots
+                    .iter()
+                    .find(|(_, s)| s.same_backup(d))
+                    .map(|(_, s)| (s, d))
+            });
+        let Some((original, copy)) = previous else {
+            return ids;
+        };
+        let trees =
+            futures::future::try_join(self.source.read_tree(original), dest.read_tree(copy)).await;
+        let (from, to) = match trees {
+            Ok(trees) => trees,
+            Err(e) => {
+                tracing::warn!(message = "could not read the previous copy's trees; reading every chunk", error = %e);
+                return ids;
+            }
+        };
+        // Both trees are sorted by path, the same paths in both.
+        let mut to = to.iter().peekable();
+        for entry in &from {
+            while to.peek().is_some_and(|t| t.path < entry.path) {
+                to.next();
+            }
+            if let Some(t) = to.peek() {
+                if t.path == entry.path
+                    && t.digest == entry.digest
+                    && t.chunks.len() == entry.chunks.len()
+                {
+                    ids.extend(entry.chunks.iter().copied().zip(t.chunks.iter().copied()));
+                }
+            }
+        }
+        ids
+    }
+}
+
+/// The destination side: encodes chunks into packs and uploads each full pack, confirmed.
+struct PackOut {
+    /// The destination, with its index as read under this copy's lock.
+    dest: Arc<Repository>,
+    /// Chunks this copy has written.
+    written: HashSet<Id>,
+    pack: PackBuilder,
+    packs: Vec<IndexPack>,
+}
+
+impl PackOut {
+    fn new(dest: Arc<Repository>) -> Self {
+        Self {
+            dest,
+            written: HashSet::new(),
+            pack: PackBuilder::default(),
+            packs: Vec::new(),
+        }
+    }
+
+    fn holds(&self, id: &Id) -> bool {
+        self.dest.index().contains(id) || self.written.contains(id)
+    }
+
+    /// Names a chunk as the destination does and stores it there unless it is held
+    /// already; returns its id in the destination.
+    async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
+        let codec = self.dest.codec().clone();
+        let (id, plain) = blocking(move || (codec.chunk_id(&plain), plain)).await?;
+        if self.holds(&id) {
+            report.chunks_present += 1;
+            return Ok(id);
+        }
+        let codec = self.dest.codec().clone();
+        let raw_length = plain.len() as u64;
+        let encoded = blocking(move || codec.encode(&plain, &id.0)).await?;
+        self.pack.add(id, &encoded, raw_length);
+        self.written.insert(id);
+        report.chunks_copied += 1;
+        if self.pack.len() as u64 >= self.dest.config().pack_size {
+            self.upload(report).await?;
+        }
+        Ok(id)
+    }
+
+    /// Writes the translated tree through the destination's chunker; returns its reference.
+    async fn add_tree(&mut self, entries: Vec<Entry>, report: &mut CopyReport) -> Result<TreeRef> {
+        let count = entries.len() as u64;
+        let chunker = self.dest.config().chunker;
+        // The text of the tree is split as it is written, never held whole beside the chunks.
+        let (chunks, digest) = blocking(move || {
+            let mut text = tree::JsonlText::new(entries);
+            let chunks: std::io::Result<Vec<Vec<u8>>> = chunker.chunks(&mut text).collect();
+            let (_, digest) = text.finish();
+            (chunks, digest)
+        })
+        .await?;
+        let chunks = chunks.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
+        let mut ids = Vec::with_capacity(chunks.len());
+        for chunk in chunks {
+            ids.push(self.add(chunk, report).await?);
+        }
+        Ok(TreeRef {
+            chunks: ids,
+            digest,
+            entries: count,
+        })
+    }
+
+    async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
+        let pack = self.pack.take();
+        if pack.is_empty() {
+            return Ok(());
+        }
+        let codec = self.dest.codec().clone();
+        let sealed = blocking(move || pack.seal(&codec)).await?;
+        let size = sealed.bytes.len() as u64;
+        self.dest
+            .put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes)
+            .await?;
+        report.bytes_written += size;
+        report.objects_confirmed += 1;
+        self.packs.push(IndexPack {
+            id: sealed.id,
+            size,
+            blobs: sealed.blobs,
+        });
+        Ok(())
+    }
+
+    /// Uploads the last pack; returns every pack written, for the index.
+    async fn finish(mut self, report: &mut CopyReport) -> Result<Vec<IndexPack>> {
+        self.upload(report).await?;
+        Ok(self.packs)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| RepoError::Invalid(format!("copy worker failed: {e}")))
+}

@@ -1,0 +1,107 @@
+//! Helpers the repository's integration tests share: entries, a tree of files on disk, and
+//! a backup of it.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use backstop_repo::{
+    Entry, EntryKind, FileStatus, Id, Repository, SnapshotMeta, SnapshotWriter, SourceFacts,
+};
+
+/// An entry as a walk would give it, before its content is read (size 0, no chunks).
+pub fn entry(path: &str, kind: EntryKind) -> Entry {
+    Entry {
+        path: path.into(),
+        kind,
+        mode: match kind {
+            EntryKind::Dir => 0o040755,
+            EntryKind::Symlink => 0o120777,
+            EntryKind::File => 0o100644,
+        },
+        uid: 0,
+        gid: 0,
+        mtime_ns: 1_700_000_000_000_000_000,
+        size: 0,
+        chunks: Vec::new(),
+        digest: None,
+        target: None,
+        ctime_ns: 0,
+        inode: 0,
+    }
+}
+
+/// Writes `files` (path relative to `root`, content) to disk.
+pub fn write_files(root: &Path, files: &[(String, Vec<u8>)]) {
+    for (path, content) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+}
+
+/// Backs up `files` (already on disk under `root`) as one snapshot of `policy`, with a
+/// directory entry for every parent directory.
+pub async fn back_up(
+    repo: Arc<Repository>,
+    root: &Path,
+    files: &[(String, Vec<u8>)],
+    policy: &str,
+) -> Id {
+    let mut writer = SnapshotWriter::start(repo).await.unwrap();
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _) in files {
+        let mut at = Path::new(path).parent();
+        while let Some(dir) = at.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_str().unwrap().to_string());
+            at = dir.parent();
+        }
+    }
+    for dir in dirs {
+        writer.add_entry(entry(&dir, EntryKind::Dir));
+    }
+    for (path, content) in files {
+        // The size the walk saw: what add_file reads up to.
+        let mut file = entry(path, EntryKind::File);
+        file.size = content.len() as u64;
+        writer
+            .add_file(file, FileStatus::New, root.join(path), |_| None)
+            .await
+            .unwrap();
+    }
+    writer
+        .commit(meta(policy), SourceFacts::default())
+        .await
+        .unwrap()
+        .0
+}
+
+/// The metadata of a files snapshot of `policy` taken now, with no roots and no parent.
+pub fn meta(policy: &str) -> SnapshotMeta {
+    let now = jiff::Timestamp::now();
+    SnapshotMeta {
+        policy: policy.into(),
+        source_kind: "files".into(),
+        time: now,
+        data_point: now,
+        roots: Vec::new(),
+        parent: None,
+    }
+}
+
+/// Restores a snapshot into a new directory and asserts every file is byte-identical. The
+/// repository's index is read afresh (it may have been opened before the snapshot was
+/// written).
+pub async fn assert_restores(repo: Arc<Repository>, id: Id, files: &[(String, Vec<u8>)]) {
+    let (index, problems) = repo.load_index().await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    let repo = Arc::new(repo.with_index(index));
+    let reader = backstop_repo::SnapshotReader::open(repo, id).await.unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let report = reader.restore_to(target.path()).await.unwrap();
+    assert_eq!(report.files, files.len() as u64);
+    for (path, content) in files {
+        let restored = std::fs::read(target.path().join(path)).unwrap();
+        assert!(restored == *content, "{path} differs after restore");
+    }
+}

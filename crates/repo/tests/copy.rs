@@ -1,0 +1,252 @@
+//! Copies between repositories (issue 16): a copy restores byte for byte from the secondary
+//! alone and checks clean there, whether the two repositories share keys or not; a second
+//! copy moves only what changed; a copy stopped half-way leaves no snapshot and the next one
+//! completes it; an object that does not read back as written stops the copy before its
+//! snapshot is committed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backstop_repo::checker::{check, ReadData};
+use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
+use backstop_repo::{Copier, InitOptions, Repository};
+use bytes::Bytes;
+use common::{assert_restores, back_up, write_files};
+
+/// Memory storage that can fail every pack upload after a number of them, or store packs
+/// with one byte flipped, as a broken link or disk would.
+#[derive(Debug, Default)]
+struct Secondary {
+    inner: MemoryStorage,
+    /// Pack uploads still allowed; negative: no limit.
+    packs_allowed: AtomicI64,
+    corrupt_packs: AtomicBool,
+}
+
+impl Secondary {
+    fn new() -> Arc<Self> {
+        let s = Self::default();
+        s.packs_allowed.store(-1, Ordering::SeqCst);
+        Arc::new(s)
+    }
+}
+
+#[async_trait]
+impl Storage for Secondary {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        if key.starts_with("data/") {
+            let left = self.packs_allowed.load(Ordering::SeqCst);
+            if left == 0 {
+                return Err(StorageError::Permanent {
+                    op: "put",
+                    key: key.into(),
+                    message: "the link went down".into(),
+                });
+            }
+            if left > 0 {
+                self.packs_allowed.fetch_sub(1, Ordering::SeqCst);
+            }
+            if self.corrupt_packs.load(Ordering::SeqCst) {
+                let mut bad = data.to_vec();
+                bad[0] ^= 0x40;
+                return self.inner.put(key, bad.into()).await;
+            }
+        }
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        self.inner.get_range(key, offset, length).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+    fn location(&self) -> String {
+        "memory (secondary)".into()
+    }
+}
+
+async fn repository(storage: Arc<dyn Storage>, secret: Option<&str>) -> Arc<Repository> {
+    let secret = secret.map(|s| s.as_bytes().to_vec());
+    Repository::init(
+        storage.clone(),
+        InitOptions {
+            secret: secret.clone(),
+            // Cheap key derivation for tests, and small packs so that data spreads over many.
+            kdf: secret
+                .as_ref()
+                .map(|_| backstop_repo::format::crypto::KdfParams::for_generated_key()),
+            pack_size: 1 << 20,
+            ..InitOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    Arc::new(Repository::open(storage, secret.as_deref()).await.unwrap())
+}
+
+/// A generated-style key (64 hex digits), different per seed.
+fn key(seed: u8) -> String {
+    format!("{:02x}", seed).repeat(32)
+}
+
+/// 40 files of 20–200 KiB and one of 3 MiB (several chunks).
+fn files(seed: u64) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = (0..40u64)
+        .map(|i| {
+            (
+                format!("app/d{}/f{i}.bin", i % 4),
+                backstop_testkit::noise(20_000 + (i as usize * 4_111) % 180_000, seed + i),
+            )
+        })
+        .collect();
+    files.push((
+        "app/big.bin".into(),
+        backstop_testkit::noise(3 << 20, seed + 1000),
+    ));
+    files
+}
+
+async fn assert_checks_clean(repo: Arc<Repository>) {
+    let report = check(repo, ReadData::All).await.unwrap();
+    assert!(
+        report.errors().next().is_none(),
+        "check --read-data on the secondary: {:?}",
+        report.findings
+    );
+    assert!(report.chunks_verified > 0);
+}
+
+async fn copy_round_trip(source_key: Option<String>, dest_key: Option<String>) {
+    let source = repository(Arc::new(MemoryStorage::default()), source_key.as_deref()).await;
+    let dest_storage = Secondary::new();
+    let dest = repository(dest_storage.clone(), dest_key.as_deref()).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut set = files(1);
+    write_files(root.path(), &set);
+    let first = back_up(source.clone(), root.path(), &set, "app").await;
+
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    assert_eq!(copier.missing().len(), 1);
+    let report = copier.copy(first).await.unwrap();
+    assert!(!report.already_present);
+    assert!(report.chunks_copied > 40, "{report:?}");
+    assert!(
+        report.objects_confirmed >= 3,
+        "packs, index, snapshot: {report:?}"
+    );
+    let total_read = report.bytes_read;
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    assert_checks_clean(dest.clone()).await;
+    let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
+    let original = source.load_snapshot(&first).await.unwrap();
+    assert!(copy.same_backup(&original));
+    assert_eq!(copy.facts, original.facts);
+
+    // One file changes: the next copy reads and writes about that file only.
+    set[7].1 = backstop_testkit::noise(150_000, 777);
+    write_files(root.path(), &set);
+    let second = back_up(source.clone(), root.path(), &set, "app").await;
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    assert_eq!(
+        copier.missing().len(),
+        1,
+        "only the new snapshot is missing"
+    );
+    let report = copier.copy(second).await.unwrap();
+    assert!(
+        report.bytes_read < 400_000 && report.bytes_read * 10 < total_read,
+        "the second copy read {} bytes of {} (one 150 kB file changed): {report:?}",
+        report.bytes_read,
+        total_read
+    );
+    assert!(
+        report.chunks_copied <= 3,
+        "the file and the tree: {report:?}"
+    );
+    assert!(report.chunks_present >= 40, "{report:?}");
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
+    assert_eq!(
+        copy.parent, None,
+        "the test's backups name no parent, so neither do their copies"
+    );
+
+    // Nothing left to copy; copying again writes nothing.
+    assert!(copier.missing().is_empty());
+    let again = copier.copy(second).await.unwrap();
+    assert!(again.already_present && again.bytes_written == 0);
+    assert_eq!(dest.list_snapshots().await.unwrap().snapshots.len(), 2);
+}
+
+#[tokio::test]
+async fn a_copy_between_repositories_with_different_keys_restores_and_checks_clean() {
+    copy_round_trip(Some(key(1)), Some(key(2))).await;
+}
+
+#[tokio::test]
+async fn a_copy_from_an_unencrypted_repository_into_an_encrypted_one_restores_and_checks_clean() {
+    copy_round_trip(None, Some(key(3))).await;
+}
+
+#[tokio::test]
+async fn a_copy_between_repositories_that_name_chunks_alike_reads_only_missing_chunks() {
+    copy_round_trip(None, None).await;
+}
+
+#[tokio::test]
+async fn a_copy_stopped_half_way_leaves_no_snapshot_and_the_next_copy_completes_it() {
+    let source = repository(Arc::new(MemoryStorage::default()), Some(&key(4))).await;
+    let dest_storage = Secondary::new();
+    let dest = repository(dest_storage.clone(), Some(&key(5))).await;
+    let root = tempfile::tempdir().unwrap();
+    let set = files(2);
+    write_files(root.path(), &set);
+    let id = back_up(source.clone(), root.path(), &set, "app").await;
+
+    // About 7 MiB in 1 MiB packs: the link goes down after the third pack.
+    dest_storage.packs_allowed.store(3, Ordering::SeqCst);
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let err = copier.copy(id).await.unwrap_err().to_string();
+    assert!(err.contains("the link went down"), "{err}");
+    assert!(
+        dest.list_snapshots().await.unwrap().snapshots.is_empty(),
+        "no snapshot is visible on the secondary"
+    );
+    assert_eq!(dest_storage.inner.list("data/").await.unwrap().len(), 3);
+    assert!(dest_storage.inner.list("index/").await.unwrap().is_empty());
+
+    dest_storage.packs_allowed.store(-1, Ordering::SeqCst);
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let report = copier.copy(id).await.unwrap();
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    assert_checks_clean(dest.clone()).await;
+}
+
+#[tokio::test]
+async fn an_object_that_does_not_read_back_as_written_stops_the_copy_before_its_snapshot() {
+    let source = repository(Arc::new(MemoryStorage::default()), None).await;
+    let dest_storage = Secondary::new();
+    let dest = repository(dest_storage.clone(), Some(&key(6))).await;
+    let root = tempfile::tempdir().unwrap();
+    let set = files(3);
+    write_files(root.path(), &set);
+    let id = back_up(source.clone(), root.path(), &set, "app").await;
+
+    dest_storage.corrupt_packs.store(true, Ordering::SeqCst);
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let err = copier.copy(id).await.unwrap_err().to_string();
+    assert!(
+        err.contains("data/") && err.contains("read back after writing"),
+        "names the object and why: {err}"
+    );
+    assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
+}
