@@ -20,6 +20,7 @@ mod e2e {
     mod format_compat;
     pub mod governance;
     mod history;
+    mod object_lock;
     mod policy_errors;
     mod request_jobs;
     mod restore_safety;

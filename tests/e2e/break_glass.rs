@@ -12,7 +12,7 @@ fn s3_repository_round_trips_and_restores_from_a_fresh_directory_with_only_url_a
         "url = \"s3://backstop-e2e/prod/backstop\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\nkey_file = \"./repo.key\"",
         server.endpoint()
     ));
-    install.use_s3(&server);
+    install.use_s3(server.env());
     edge_case_tree(&install.path("src"), true);
     install.files_policy("offsite", &["./src"], "");
     let backup = install.backup("offsite");

@@ -19,7 +19,7 @@ fn install_with_offsite(server: &S3Server) -> Install {
          [repositories.plain]\nurl = \"file://./plain\"",
         server.endpoint()
     ));
-    install.use_s3(server);
+    install.use_s3(server.env());
     install
 }
 
@@ -71,6 +71,11 @@ fn a_backup_is_copied_to_the_secondary_which_checks_restores_and_drills_on_its_o
     assert_eq!(drill["repository"], "main", "{drill}");
     let refused = install.fails(&["drill", "app", "--from", "vault"]);
     assert!(refused.contains("vault"), "{refused}");
+    // In turn: after the drill from `main`, the next rotation reads the copy, then `main`.
+    let drill = install.json(&["drill", "app", "--from", "rotate"]);
+    assert_eq!(drill["repository"], "offsite", "{drill}");
+    let drill = install.json(&["drill", "app", "--from", "rotate"]);
+    assert_eq!(drill["repository"], "main", "{drill}");
 
     // Status: the copy's newest data point and exposure, within the objective.
     let status = install.json(&["status"]);
@@ -107,6 +112,30 @@ fn a_backup_is_copied_to_the_secondary_which_checks_restores_and_drills_on_its_o
             .len(),
         2
     );
+
+    // The evidence: each copy's newest snapshot and exposure, and the copy runs.
+    let from = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600)).to_string();
+    let to = jiff::Timestamp::now().to_string();
+    install.ok(&[
+        "evidence", "export", "--from", &from, "--to", &to, "--out", "pack",
+    ]);
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(install.path("pack/evidence.json")).unwrap())
+            .unwrap();
+    let app = &evidence["policies"][0];
+    assert_eq!(app["copies"][0]["repository"], "offsite", "{app}");
+    assert_eq!(app["copies"][0]["rpo_breached"], false);
+    assert_eq!(app["copy_runs"]["runs"]["succeeded"], 2, "{app}");
+    assert!(app["copy_runs"]["bytes_written"].as_u64().unwrap() > 0);
+    assert_eq!(
+        app["backups"]["snapshots"], 2,
+        "the primary's snapshots only"
+    );
+    assert!(app["drills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["repository"] == "offsite"));
 }
 
 #[test]
@@ -173,4 +202,62 @@ fn a_copy_killed_half_way_leaves_no_snapshot_and_the_next_copy_completes_it() {
     // Copying again finds it there.
     let again = install.json(&["copy", &id[..12], "--to", "vault"]);
     assert_eq!(again[0]["already_present"], true);
+}
+
+/// `[schedule] copy` in the daemon catches a secondary up with snapshots made before the
+/// policy had copies; each copy is a `copy` run with its bytes, and `/metrics` gives the
+/// copy's exposure.
+#[test]
+fn the_daemon_catches_a_secondary_up_on_its_copy_schedule() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[repositories.vault]\nurl = \"file://./vault\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\""
+    ));
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "before the copies\n").unwrap();
+    install.files_policy("app", &["./src"], "[objectives]\nrpo = \"1h\"\n");
+    install.backup("app");
+    install.backup("app");
+    assert!(!install.path("vault").exists());
+
+    install.files_policy(
+        "app",
+        &["./src"],
+        "copies = [\"vault\"]\n[objectives]\nrpo = \"1h\"\n[schedule]\ncopy = \"*/2 * * * * *\"\n",
+    );
+    let daemon = install.daemon(Some("daemon.log"));
+    super::daemon::wait_until(
+        "the scheduled copy",
+        std::time::Duration::from_secs(60),
+        || {
+            install.path("vault/config").exists()
+                && install
+                    .json(&["snapshots", "--repository", "vault"])
+                    .as_array()
+                    .unwrap()
+                    .len()
+                    == 2
+        },
+    );
+    let runs = super::daemon::catalog(
+        &install,
+        "SELECT count(*), min(bytes) FROM runs WHERE kind = 'copy' AND status = 'succeeded'",
+    );
+    let (count, min_bytes) = runs.split_once('|').unwrap();
+    assert_eq!(count, "2", "one run per snapshot copied: {runs}");
+    assert!(min_bytes.parse::<u64>().unwrap() > 0, "{runs}");
+    let metrics = super::daemon::http_get(port, "/metrics");
+    assert!(
+        metrics.contains("backstop_copy_rpo_breached{policy=\"app\",repository=\"vault\"} 0")
+            && metrics.contains(
+                "backstop_copy_rpo_exposure_seconds{policy=\"app\",repository=\"vault\"}"
+            ),
+        "{metrics}"
+    );
+    daemon.stop();
 }

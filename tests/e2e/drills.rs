@@ -412,7 +412,7 @@ fn a_drill_from_an_s3_repository_end_to_end() {
         "url = \"s3://backstop-drills/offsite\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\nkey_file = \"./repo.key\"",
         server.endpoint()
     ));
-    install.use_s3(&server);
+    install.use_s3(server.env());
     std::fs::create_dir_all(install.path("src/data")).unwrap();
     std::fs::write(
         install.path("src/data/big.bin"),

@@ -19,7 +19,7 @@ fn through(server: &S3Server, proxy: &FaultProxy, extra: &str) -> Install {
         "url = \"s3://{BUCKET}/prod/backstop\"\nendpoint = \"{}\"\nregion = \"us-east-1\"\npath_style = true\n{extra}",
         proxy.endpoint()
     ));
-    install.use_s3(server);
+    install.use_s3(server.env());
     install
 }
 

@@ -28,13 +28,9 @@ impl Install {
         Self { dir, env: vec![] }
     }
 
-    /// Gives the binary the credentials of an S3 test server.
-    pub fn use_s3(&mut self, server: &backstop_testkit::S3Server) {
-        self.env = server
-            .env()
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect();
+    /// Gives the binary the credentials of an S3 test server (its `env()`).
+    pub fn use_s3(&mut self, env: Vec<(&'static str, String)>) {
+        self.env = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
     }
 
     pub fn local() -> Self {

@@ -52,6 +52,15 @@ pub async fn run(
                     plan.temporary_files.len()
                 );
             }
+            if let Some(last) = plan.locked.iter().map(|l| l.until).max() {
+                println!(
+                    "  kept {} objects still under Object Lock (the last lock lapses at {last}); a later prune removes them",
+                    plan.locked.len()
+                );
+            }
+            if let Some(extended) = report.as_ref().map(|r| r.locks_extended).filter(|n| *n > 0) {
+                println!("  extended the Object Lock of {extended} objects still referenced");
+            }
         }
         // Retention was applied to the readable snapshots; nothing else was collected.
         for u in &plan.unreadable {

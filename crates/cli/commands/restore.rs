@@ -26,6 +26,8 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
                 compression_level: None,
                 pack_size: None,
                 retry_budget: None,
+                // A restore writes nothing to the repository.
+                object_lock: None,
             };
             let cwd = std::env::current_dir()?;
             repos::open(&settings, &cwd)

@@ -139,6 +139,15 @@ struct RepositoryFile {
     /// How long one storage operation is retried before the job fails ("90s", "5m").
     #[serde(default, with = "humantime_serde_compat::option")]
     retry_budget: Option<std::time::Duration>,
+    object_lock: Option<Spanned<ObjectLockFile>>,
+}
+
+/// `object_lock = { mode = "governance" | "compliance", days = N }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectLockFile {
+    mode: backstop_repo::storage::LockMode,
+    days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +181,8 @@ pub struct RepositorySettings {
     /// `retry_budget`: how long one storage operation is retried; the store's default
     /// ([`backstop_repo::storage::RetryPolicy::DEFAULT_BUDGET`]) when unset.
     pub retry_budget: Option<std::time::Duration>,
+    /// S3 Object Lock on every object written (S3 repositories only).
+    pub object_lock: Option<backstop_repo::storage::ObjectLock>,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +235,7 @@ impl Config {
                 compression_level: None,
                 pack_size: None,
                 retry_budget: None,
+                object_lock: None,
             },
         );
         Self {
@@ -277,7 +289,7 @@ impl Config {
             let start = spanned.span().start;
             let repo = spanned.into_inner();
             let url_ok = backstop_repo::open::RepoUrl::parse(repo.url.get_ref(), &base_dir);
-            if let Err(e) = url_ok {
+            if let Err(e) = &url_ok {
                 problems.push(Problem {
                     location: at(repo.url.span().start),
                     message: e.to_string(),
@@ -311,6 +323,26 @@ impl Config {
                     });
                 }
             }
+            let object_lock = repo.object_lock.map(|lock| {
+                let at_lock = lock.span().start;
+                let lock = lock.into_inner();
+                if !matches!(url_ok, Ok(backstop_repo::open::RepoUrl::S3 { .. })) {
+                    problems.push(Problem {
+                        location: at(at_lock),
+                        message: format!("repository `{name}`: object_lock needs an s3:// repository (a bucket with versioning and Object Lock enabled)"),
+                    });
+                }
+                if lock.days == 0 {
+                    problems.push(Problem {
+                        location: at(at_lock),
+                        message: "object_lock days must be at least 1".into(),
+                    });
+                }
+                backstop_repo::storage::ObjectLock {
+                    mode: lock.mode,
+                    retention: std::time::Duration::from_secs(u64::from(lock.days) * 86_400),
+                }
+            });
             repositories.insert(
                 name.clone(),
                 RepositorySettings {
@@ -323,6 +355,7 @@ impl Config {
                     compression_level: repo.compression_level.map(Spanned::into_inner),
                     pack_size: repo.pack_size_mib.map(|s| s.into_inner() * 1024 * 1024),
                     retry_budget: repo.retry_budget,
+                    object_lock,
                 },
             );
         }
@@ -446,6 +479,34 @@ tokens_file = "./access.toml"
             .to_string();
         assert!(err.starts_with("b.toml:3:16: "), "{err}");
         assert!(err.contains("`soon`"), "{err}");
+    }
+
+    /// Issue 16: `object_lock` on an S3 repository; refused elsewhere, or for no days.
+    #[test]
+    fn an_s3_repository_takes_an_object_lock() {
+        let text = "[repositories.offsite]\nurl = \"s3://backups/backstop\"\nobject_lock = { mode = \"compliance\", days = 30 }\n";
+        let c = Config::parse(Path::new("b.toml"), text).unwrap();
+        assert_eq!(
+            c.repositories["offsite"].object_lock,
+            Some(backstop_repo::storage::ObjectLock {
+                mode: backstop_repo::storage::LockMode::Compliance,
+                retention: std::time::Duration::from_secs(30 * 86_400),
+            })
+        );
+        let text = "[repositories.local]\nurl = \"file://./repo\"\nobject_lock = { mode = \"governance\", days = 0 }\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("object_lock needs an s3:// repository"),
+            "{err}"
+        );
+        assert!(err.contains("days must be at least 1"), "{err}");
+        let text = "[repositories.offsite]\nurl = \"s3://b/p\"\nobject_lock = { mode = \"forever\", days = 1 }\n";
+        let err = Config::parse(Path::new("b.toml"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("forever"), "{err}");
     }
 
     #[test]

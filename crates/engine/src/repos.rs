@@ -67,6 +67,7 @@ pub async fn storage_for(
                 endpoint: settings.endpoint.clone(),
                 region: settings.region.clone(),
                 path_style: settings.path_style,
+                object_lock: settings.object_lock,
             },
             settings
                 .retry_budget

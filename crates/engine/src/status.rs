@@ -254,6 +254,59 @@ mod tests {
         s.parse().unwrap()
     }
 
+    /// Issue 16: each copy's exposure is measured from the newest data point the secondary
+    /// holds (none yet: since the first backup), against the policy's RPO objective.
+    #[test]
+    fn each_copy_lags_on_its_own() {
+        let mut config = crate::config::Config::embedded(std::path::Path::new("/tmp"));
+        let mut offsite = config.repositories["local"].clone();
+        offsite.name = "offsite".into();
+        config
+            .repositories
+            .insert("offsite".into(), offsite.clone());
+        let mut vault = offsite;
+        vault.name = "vault".into();
+        config.repositories.insert("vault".into(), vault);
+        let text = "name = \"orders\"\nrepository = \"local\"\ncopies = [\"offsite\", \"vault\"]\n[source]\nkind = \"files\"\npaths = [\"x\"]\n[objectives]\nrpo = \"4h\"\n";
+        let p = Policy::parse(std::path::Path::new("p.toml"), text, &config).unwrap();
+        let stats = DrillStats {
+            rpo: RpoHistory {
+                points: vec![t("2026-11-25T09:00:00Z")],
+                first_backup: Some(t("2026-11-24T00:00:00Z")),
+            },
+            points_by_repository: [
+                ("local".to_string(), vec![t("2026-11-25T09:00:00Z")]),
+                (
+                    "offsite".to_string(),
+                    vec![t("2026-11-25T01:00:00Z"), t("2026-11-25T12:00:00Z")],
+                ),
+            ]
+            .into(),
+            ..DrillStats::default()
+        };
+        let copies = copies_of(&p, &stats, t("2026-11-25T10:00:00Z"));
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[0].repository, "offsite");
+        assert_eq!(
+            copies[0].newest_data_point,
+            Some(t("2026-11-25T01:00:00Z")),
+            "none after now"
+        );
+        assert_eq!(copies[0].rpo_exposure_seconds, Some(9 * 3600));
+        assert!(copies[0].rpo_breached, "9h > 4h");
+        assert_eq!(copies[1].repository, "vault");
+        assert_eq!(copies[1].newest_data_point, None);
+        assert_eq!(
+            copies[1].rpo_exposure_seconds,
+            Some(34 * 3600),
+            "since the first backup"
+        );
+        assert!(copies[1].rpo_breached);
+        let caught_up = copies_of(&p, &stats, t("2026-11-25T13:00:00Z"));
+        assert_eq!(caught_up[0].rpo_exposure_seconds, Some(3600));
+        assert!(!caught_up[0].rpo_breached);
+    }
+
     #[test]
     fn exposure_next_run_and_breach() {
         let p = policy("[schedule]\nbackup = \"0 0 */4 * * *\"\n[objectives]\nrpo = \"4h\"\n");

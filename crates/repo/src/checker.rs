@@ -162,6 +162,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     let mut deferred = Deferred::default();
     let mut readable: Vec<(String, Snapshot)> = Vec::new();
     let ids = repo.snapshot_ids().await?;
+    let mut readable_ids: Vec<Id> = Vec::new();
     report.snapshots = ids.len();
     let reader = repo.with_index(index.clone());
     for id in ids {
@@ -174,6 +175,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             }
         };
         let short = id.short();
+        readable_ids.push(id);
         needed.extend(snapshot.tree.chunks.iter().copied());
         let entries = match reader.read_tree(&snapshot).await {
             Ok(entries) => entries,
@@ -311,6 +313,36 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
                 chunks,
             ),
             Some(_) => {}
+        }
+    }
+
+    // Object Lock: every object a snapshot needs must still be locked, or anyone holding
+    // the storage credentials could delete it.
+    if storage.object_lock().is_some() {
+        let now = jiff::Timestamp::now();
+        let mut needed_objects: Vec<String> =
+            readable_ids.iter().map(layout::snapshot_key).collect();
+        let mut needed_packs: Vec<Id> = needed
+            .iter()
+            .filter_map(|c| index.get(c).map(|loc| loc.pack))
+            .filter(|p| packs_stored.contains_key(p))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        needed_packs.sort();
+        needed_objects.extend(needed_packs.iter().map(layout::pack_key));
+        for key in needed_objects {
+            let until = storage.locked_until(&key).await?;
+            if until.is_none_or(|u| u <= now) {
+                report.error(
+                    key,
+                    match until {
+                        Some(u) => format!("not protected: its Object Lock lapsed at {u} while a snapshot still needs it; `backstop prune` extends the lock of every object still referenced"),
+                        None => "not protected: it has no Object Lock though the repository is configured with one; `backstop prune` locks every object still referenced".into(),
+                    },
+                    vec![],
+                );
+            }
         }
     }
 

@@ -12,6 +12,7 @@ pub struct S3Settings {
     pub endpoint: Option<String>,
     pub region: Option<String>,
     pub path_style: bool,
+    pub object_lock: Option<crate::storage::ObjectLock>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +70,7 @@ impl RepoUrl {
                 options.endpoint = s3.endpoint.clone();
                 options.region = s3.region.clone();
                 options.path_style = s3.path_style;
+                options.object_lock = s3.object_lock;
                 wrap(S3Storage::connect(options).await, retry, name)
             }
         }

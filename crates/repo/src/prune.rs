@@ -136,6 +136,26 @@ pub fn apply_retention(
     keep
 }
 
+/// An object prune leaves in place because its Object Lock has not lapsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockedObject {
+    pub object: String,
+    pub until: jiff::Timestamp,
+}
+
+/// When `key` is locked past `now` on a store with Object Lock.
+async fn lock_in_force(repo: &Repository, key: &str) -> Result<Option<jiff::Timestamp>> {
+    if repo.storage().object_lock().is_none() {
+        return Ok(None);
+    }
+    let now = jiff::Timestamp::now();
+    Ok(repo
+        .storage()
+        .locked_until(key)
+        .await?
+        .filter(|until| *until > now))
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PrunePlan {
     pub keep: Vec<Id>,
@@ -154,9 +174,16 @@ pub struct PrunePlan {
     pub unreadable: Vec<UnreadableSnapshot>,
     /// Temporary files left by interrupted writes, older than [`TEMPORARY_FILE_MIN_AGE`].
     pub temporary_files: Vec<String>,
+    /// Objects that would be deleted but are still under Object Lock: kept, and removed by
+    /// a later prune once their lock has lapsed (a snapshot among them keeps its data).
+    pub locked: Vec<LockedObject>,
     /// Index entries for the packs that stay.
     #[serde(skip)]
     new_index: Vec<IndexPack>,
+    /// What retention keeps (not what only a lock keeps): snapshot objects and the packs
+    /// they need, whose locks maintenance extends.
+    #[serde(skip)]
+    retained_objects: Vec<String>,
 }
 
 /// Decides what to forget and collect. `retention` maps a policy name to its rules;
@@ -215,6 +242,22 @@ pub async fn plan(
             }
         }
     }
+    // A snapshot whose object is still locked cannot be forgotten yet: it stays, and so
+    // does its data, until a prune after its lock has lapsed.
+    let mut forget = Vec::new();
+    let mut kept_by_lock = HashSet::new();
+    for id in std::mem::take(&mut out.forget) {
+        let object = layout::snapshot_key(&id);
+        match lock_in_force(&repo, &object).await? {
+            Some(until) => {
+                out.locked.push(LockedObject { object, until });
+                out.keep.push(id);
+                kept_by_lock.insert(id);
+            }
+            None => forget.push(id),
+        }
+    }
+    out.forget = forget;
     out.keep.sort();
     out.forget.sort();
     out.temporary_files = old_temporary_files(&repo).await?;
@@ -225,19 +268,28 @@ pub async fn plan(
     }
 
     let mut live: HashSet<Id> = HashSet::new();
+    let mut retained_live: HashSet<Id> = HashSet::new();
     for (id, s) in &snapshots {
         if !out.keep.contains(id) {
             continue;
         }
-        live.extend(s.tree.chunks.iter().copied());
+        let retained = !kept_by_lock.contains(id);
+        if retained {
+            out.retained_objects.push(layout::snapshot_key(id));
+        }
+        let mut chunks: Vec<Id> = s.tree.chunks.clone();
         for entry in repo.read_tree(s).await.map_err(|e| {
             RepoError::Invalid(format!(
                 "snapshot {}: {e}; prune deletes nothing while a kept snapshot is unreadable",
                 id.short()
             ))
         })? {
-            live.extend(entry.chunks);
+            chunks.extend(entry.chunks);
         }
+        if retained {
+            retained_live.extend(chunks.iter().copied());
+        }
+        live.extend(chunks);
     }
     // Every needed chunk must be indexed before anything is deleted.
     if let Some(missing) = live.iter().find(|c| !repo.index().contains(c)) {
@@ -255,11 +307,31 @@ pub async fn plan(
             raw_length: loc.raw_length,
         });
     }
+    // Index objects still locked stay, and with them every pack they list: an index must
+    // never name a pack that is gone.
+    let mut old_index_objects = Vec::new();
+    let mut listed_by_locked_index: HashSet<Id> = HashSet::new();
+    for object in repo.storage().list(layout::INDEX_PREFIX).await? {
+        match lock_in_force(&repo, &object.key).await? {
+            Some(until) => {
+                let file = repo.read_index_file(&object.key).await?;
+                listed_by_locked_index.extend(file.packs.iter().map(|p| p.id));
+                out.locked.push(LockedObject {
+                    object: object.key,
+                    until,
+                });
+            }
+            None => old_index_objects.push(object.key),
+        }
+    }
     for object in stored {
         let Some(pack) = layout::id_of(&object.key) else {
             continue;
         };
         let blobs = blobs_by_pack.remove(&pack).unwrap_or_default();
+        if blobs.iter().any(|b| retained_live.contains(&b.id)) {
+            out.retained_objects.push(object.key.clone());
+        }
         if blobs.iter().any(|b| live.contains(&b.id)) {
             out.keep_packs += 1;
             out.keep_bytes += object.size;
@@ -275,18 +347,25 @@ pub async fn plan(
                 size: object.size,
                 blobs,
             });
-        } else {
-            out.delete_packs.push(pack);
-            out.delete_bytes += object.size;
+            continue;
         }
+        // Unreferenced. It stays while a locked index object lists it, or while it is
+        // locked itself, but out of the new index: it goes once those locks lapse, instead
+        // of being listed, and so kept, by every new index after it.
+        if listed_by_locked_index.contains(&pack) {
+            continue;
+        }
+        if let Some(until) = lock_in_force(&repo, &object.key).await? {
+            out.locked.push(LockedObject {
+                object: object.key,
+                until,
+            });
+            continue;
+        }
+        out.delete_packs.push(pack);
+        out.delete_bytes += object.size;
     }
-    out.old_index_objects = repo
-        .storage()
-        .list(layout::INDEX_PREFIX)
-        .await?
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
+    out.old_index_objects = old_index_objects;
     Ok(out)
 }
 
@@ -313,6 +392,8 @@ pub struct PruneReport {
     pub bytes_removed: u64,
     pub stale_locks_removed: usize,
     pub temporary_files_removed: usize,
+    /// Objects still referenced whose Object Lock was extended.
+    pub locks_extended: usize,
 }
 
 /// Plans and executes under an exclusive lock (see the module docs for the order).
@@ -346,7 +427,9 @@ async fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<PruneReport
         storage.delete(&layout::snapshot_key(id)).await?;
     }
     let nothing_to_collect = plan.delete_packs.is_empty() && plan.unused_bytes_in_kept_packs == 0;
-    if plan.garbage_collection && (!nothing_to_collect || plan.old_index_objects.len() > 1) {
+    let rewrite_index = plan.garbage_collection
+        && (!nothing_to_collect || plan.old_index_objects.len() + locked_indexes(plan) > 1);
+    if rewrite_index {
         let (new_id, _) = repo
             .write_index(&IndexFile {
                 version: 1,
@@ -364,13 +447,80 @@ async fn execute(repo: &Arc<Repository>, plan: &PrunePlan) -> Result<PruneReport
     for key in &plan.temporary_files {
         storage.delete(key).await?;
     }
+    let locks_extended = if plan.garbage_collection {
+        extend_locks(repo, plan, rewrite_index).await?
+    } else {
+        0
+    };
     Ok(PruneReport {
         snapshots_removed: plan.forget.len(),
         packs_removed: plan.delete_packs.len(),
         bytes_removed: plan.delete_bytes,
         stale_locks_removed: 0,
         temporary_files_removed: plan.temporary_files.len(),
+        locks_extended,
     })
+}
+
+/// Index objects the plan leaves because they are locked.
+fn locked_indexes(plan: &PrunePlan) -> usize {
+    plan.locked
+        .iter()
+        .filter(|l| l.object.starts_with(layout::INDEX_PREFIX))
+        .count()
+}
+
+/// Every object still referenced, whose lock must outlive its snapshots: the config, the
+/// snapshots retention keeps and the packs they need, the audit anchors and history
+/// (evidence), and the index objects unless this prune wrote a new one (written just now,
+/// it is locked for a full retention and lists every pack that stays, so the old ones are
+/// left to lapse and go). What only a lock keeps is left to lapse.
+async fn referenced_objects(
+    repo: &Repository,
+    plan: &PrunePlan,
+    index_rewritten: bool,
+) -> Result<Vec<String>> {
+    let mut keys = vec![layout::CONFIG.to_string()];
+    keys.extend(plan.retained_objects.iter().cloned());
+    let mut prefixes = vec!["anchors/", "history/"];
+    if !index_rewritten {
+        prefixes.push(layout::INDEX_PREFIX);
+    }
+    for prefix in prefixes {
+        keys.extend(
+            repo.storage()
+                .list(prefix)
+                .await?
+                .into_iter()
+                .map(|o| o.key),
+        );
+    }
+    Ok(keys)
+}
+
+/// With Object Lock, moves the retain-until date of every object still referenced to a
+/// full retention from now, once less than half of it is left; returns how many were
+/// extended. Without Object Lock, nothing.
+pub async fn extend_locks(
+    repo: &Repository,
+    plan: &PrunePlan,
+    index_rewritten: bool,
+) -> Result<usize> {
+    let Some(lock) = repo.storage().object_lock() else {
+        return Ok(0);
+    };
+    let now = jiff::Timestamp::now();
+    let half = jiff::SignedDuration::try_from(lock.retention / 2).unwrap_or_default();
+    let full = jiff::SignedDuration::try_from(lock.retention).unwrap_or_default();
+    let mut extended = 0;
+    for key in referenced_objects(repo, plan, index_rewritten).await? {
+        let until = repo.storage().locked_until(&key).await?;
+        if until.is_none_or(|u| u < now + half) {
+            repo.storage().extend_lock(&key, now + full).await?;
+            extended += 1;
+        }
+    }
+    Ok(extended)
 }
 
 #[cfg(test)]

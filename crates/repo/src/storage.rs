@@ -32,6 +32,34 @@ pub use memory::MemoryStorage;
 pub use retry::{RetryPolicy, RetryStorage};
 pub use s3::{S3Options, S3Storage};
 
+/// S3 Object Lock: how every object but the repository's own lock files is written, and
+/// for how long it cannot be deleted or overwritten (docs/repository-format.md §13.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLock {
+    pub mode: LockMode,
+    /// How long each object is retained from when it is written (or its lock extended).
+    pub retention: std::time::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockMode {
+    /// Users with the `s3:BypassGovernanceRetention` permission can still delete; Backstop
+    /// never asks to.
+    Governance,
+    /// Nobody can delete a locked version before its date, not even the account's root.
+    Compliance,
+}
+
+impl LockMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LockMode::Governance => "governance",
+            LockMode::Compliance => "compliance",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub key: String,
@@ -124,6 +152,22 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn leftovers(&self, prefix: &str) -> Result<Vec<Leftover>, StorageError> {
         let _ = prefix;
         Ok(Vec::new())
+    }
+    /// The Object Lock every `put` applies, if any (S3 only).
+    fn object_lock(&self) -> Option<ObjectLock> {
+        None
+    }
+    /// Until when the object cannot be deleted (the latest retain-until date of any of its
+    /// versions); `None` when it is not locked or the store has no locks.
+    async fn locked_until(&self, key: &str) -> Result<Option<jiff::Timestamp>, StorageError> {
+        let _ = key;
+        Ok(None)
+    }
+    /// Moves the object's retain-until date to `until` (never earlier: stores refuse to
+    /// shorten a compliance lock). A no-op on stores without locks.
+    async fn extend_lock(&self, key: &str, until: jiff::Timestamp) -> Result<(), StorageError> {
+        let _ = (key, until);
+        Ok(())
     }
     /// Where this storage lives, for messages (no secrets).
     fn location(&self) -> String;

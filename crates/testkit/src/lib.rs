@@ -3,10 +3,12 @@
 //! [`S3Server`] is a real S3 HTTP server (s3s-fs) on 127.0.0.1:0, on its own thread and
 //! runtime so that it serves both in-process clients and child processes.
 //! [`faults::FaultProxy`] stands in front of it and breaks a share of the requests, or goes down.
+//! [`seaweed::SeaweedServer`] is SeaweedFS on loopback, for Object Lock and versioning.
 //! [`require_tool`] fails loudly when a tool a test needs is missing: tests never skip.
 
 pub mod db;
 pub mod faults;
+pub mod seaweed;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -82,14 +84,8 @@ impl S3Server {
 
     /// Environment for a client (the AWS SDK's standard variables).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
-        ]
+        client_env()
     }
-
     /// Sets the credentials in this process's environment, for in-process clients.
     pub fn set_process_env(&self) {
         for (k, v) in self.env() {
@@ -108,6 +104,17 @@ impl Drop for S3Server {
             let _ = t.join();
         }
     }
+}
+
+/// The AWS SDK's standard variables for a client of the test servers (both accept
+/// [`ACCESS_KEY`] and [`SECRET_KEY`]).
+pub fn client_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_string()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_string()),
+        ("AWS_REGION", "us-east-1".to_string()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_string()),
+    ]
 }
 
 /// The path of a tool a test needs; panics naming it when it is missing. Never skip.

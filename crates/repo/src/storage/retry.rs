@@ -169,6 +169,18 @@ impl<S: Storage> Storage for RetryStorage<S> {
         self.with_retry(|| self.inner.leftovers(prefix)).await
     }
 
+    fn object_lock(&self) -> Option<super::ObjectLock> {
+        self.inner.object_lock()
+    }
+
+    async fn locked_until(&self, key: &str) -> Result<Option<jiff::Timestamp>, StorageError> {
+        self.with_retry(|| self.inner.locked_until(key)).await
+    }
+
+    async fn extend_lock(&self, key: &str, until: jiff::Timestamp) -> Result<(), StorageError> {
+        self.with_retry(|| self.inner.extend_lock(key, until)).await
+    }
+
     fn location(&self) -> String {
         self.inner.location()
     }

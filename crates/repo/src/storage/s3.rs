@@ -16,13 +16,13 @@ use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
 use bytes::Bytes;
 use std::time::Duration;
 
-use super::{range_error, validate_key, ObjectInfo, Storage, StorageError};
+use super::{range_error, validate_key, LockMode, ObjectInfo, ObjectLock, Storage, StorageError};
 
 #[derive(Debug, Clone)]
 pub struct S3Options {
@@ -39,6 +39,9 @@ pub struct S3Options {
     /// wrapper); uploads get one more second per MiB sent.
     pub attempt_timeout: Duration,
     pub connect_timeout: Duration,
+    /// Every object but `locks/` is written with this retention (the bucket must have
+    /// versioning and Object Lock enabled).
+    pub object_lock: Option<ObjectLock>,
 }
 
 impl S3Options {
@@ -53,6 +56,7 @@ impl S3Options {
             part_size: 16 * 1024 * 1024,
             attempt_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
+            object_lock: None,
         }
     }
 }
@@ -92,6 +96,56 @@ impl S3Storage {
         }
     }
 
+    /// The lock a new object under `key` gets: none for the repository's own lock files,
+    /// which are rewritten and removed all the time.
+    fn lock_for(&self, key: &str) -> Option<(aws_sdk_s3::types::ObjectLockMode, DateTime)> {
+        let lock = self.options.object_lock?;
+        if key.starts_with(crate::format::layout::LOCKS_PREFIX) {
+            return None;
+        }
+        let mode = match lock.mode {
+            LockMode::Governance => aws_sdk_s3::types::ObjectLockMode::Governance,
+            LockMode::Compliance => aws_sdk_s3::types::ObjectLockMode::Compliance,
+        };
+        Some((mode, retain_until(jiff::Timestamp::now(), lock.retention)))
+    }
+
+    /// The versions of exactly `key`, and apart from them its delete markers.
+    async fn versions(&self, key: &str) -> Result<(Vec<String>, Vec<String>), StorageError> {
+        let full = self.full_key(key);
+        let (mut out, mut markers) = (Vec::new(), Vec::new());
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.options.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| self.classify("delete", key, e))?;
+            for v in page.versions() {
+                if v.key() == Some(full.as_str()) {
+                    out.extend(v.version_id().map(str::to_string));
+                }
+            }
+            for m in page.delete_markers() {
+                if m.key() == Some(full.as_str()) {
+                    markers.extend(m.version_id().map(str::to_string));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+        Ok((out, markers))
+    }
+
     /// A per-request override for an upload of `bytes`: more time to send it.
     fn upload_timeouts(&self, bytes: usize) -> aws_sdk_s3::config::Builder {
         aws_sdk_s3::config::Builder::new().timeout_config(timeouts(&self.options, bytes))
@@ -107,11 +161,14 @@ impl S3Storage {
 
     async fn put_multipart(&self, key: &str, full: &str, data: Bytes) -> Result<(), StorageError> {
         let bucket = &self.options.bucket;
+        let lock = self.lock_for(key);
         let created = self
             .client
             .create_multipart_upload()
             .bucket(bucket)
             .key(full)
+            .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+            .set_object_lock_retain_until_date(lock.map(|l| l.1))
             .send()
             .await
             .map_err(|e| self.classify("put", key, e))?;
@@ -173,6 +230,13 @@ impl S3Storage {
 
 /// Connecting within `connect_timeout`, and an answer within `attempt_timeout` plus a second
 /// per MiB of `upload` bytes.
+/// `now + retention`, rounded up to the whole second (S3 keeps retain-until dates to the
+/// second), as the SDK's date type.
+fn retain_until(now: jiff::Timestamp, retention: Duration) -> DateTime {
+    let until = now.as_second() + retention.as_secs() as i64 + 1;
+    DateTime::from_secs(until)
+}
+
 fn timeouts(options: &S3Options, upload: usize) -> TimeoutConfig {
     let allowance = Duration::from_secs(upload.div_ceil(1024 * 1024) as u64);
     TimeoutConfig::builder()
@@ -306,10 +370,13 @@ impl Storage for S3Storage {
             return self.put_multipart(key, &full, data).await;
         }
         let timeouts = self.upload_timeouts(data.len());
+        let lock = self.lock_for(key);
         self.client
             .put_object()
             .bucket(&self.options.bucket)
             .key(full)
+            .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+            .set_object_lock_retain_until_date(lock.map(|l| l.1))
             .body(ByteStream::from(data))
             .customize()
             .config_override(timeouts)
@@ -424,6 +491,42 @@ impl Storage for S3Storage {
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {
         validate_key("delete", key)?;
+        if self.options.object_lock.is_some() {
+            // A versioned bucket: a plain delete only hides the object behind a marker and
+            // keeps its data. Removing it is removing every version; a locked one refuses.
+            let (versions, markers) = self.versions(key).await?;
+            for version in versions.into_iter().chain(markers) {
+                if let Err(e) = self
+                    .client
+                    .delete_object()
+                    .bucket(&self.options.bucket)
+                    .key(self.full_key(key))
+                    .version_id(&version)
+                    .send()
+                    .await
+                {
+                    let denied = e
+                        .as_service_error()
+                        .and_then(|s| s.code())
+                        .is_some_and(|code| code == "AccessDenied");
+                    if denied {
+                        return Err(StorageError::Permanent {
+                            op: "delete",
+                            key: key.into(),
+                            message: format!(
+                                "{}: refused: the object is under Object Lock until its retain-until date",
+                                self.location()
+                            ),
+                        });
+                    }
+                    match self.classify("delete", key, e) {
+                        StorageError::NotFound { .. } => {}
+                        other => return Err(other),
+                    }
+                }
+            }
+            return Ok(());
+        }
         match self
             .client
             .delete_object()
@@ -442,6 +545,65 @@ impl Storage for S3Storage {
 
     fn is_remote(&self) -> bool {
         true
+    }
+
+    fn object_lock(&self) -> Option<ObjectLock> {
+        self.options.object_lock
+    }
+
+    async fn locked_until(&self, key: &str) -> Result<Option<jiff::Timestamp>, StorageError> {
+        validate_key("head", key)?;
+        if self.options.object_lock.is_none() {
+            return Ok(None);
+        }
+        // Every version counts: an overwrite leaves the locked version underneath, and
+        // deleting the object means deleting that one too.
+        let (versions, _) = self.versions(key).await?;
+        if versions.is_empty() {
+            return Err(StorageError::NotFound { key: key.into() });
+        }
+        let mut latest: Option<jiff::Timestamp> = None;
+        for version in versions {
+            let head = self
+                .client
+                .head_object()
+                .bucket(&self.options.bucket)
+                .key(self.full_key(key))
+                .version_id(version)
+                .send()
+                .await
+                .map_err(|e| self.classify("head", key, e))?;
+            let until = head
+                .object_lock_retain_until_date()
+                .and_then(|d| jiff::Timestamp::from_second(d.secs()).ok());
+            latest = latest.max(until);
+        }
+        Ok(latest)
+    }
+
+    async fn extend_lock(&self, key: &str, until: jiff::Timestamp) -> Result<(), StorageError> {
+        validate_key("extend lock", key)?;
+        let Some(lock) = self.options.object_lock else {
+            return Ok(());
+        };
+        let mode = match lock.mode {
+            LockMode::Governance => aws_sdk_s3::types::ObjectLockRetentionMode::Governance,
+            LockMode::Compliance => aws_sdk_s3::types::ObjectLockRetentionMode::Compliance,
+        };
+        self.client
+            .put_object_retention()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .retention(
+                aws_sdk_s3::types::ObjectLockRetention::builder()
+                    .mode(mode)
+                    .retain_until_date(DateTime::from_secs(until.as_second()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.classify("extend lock", key, e))?;
+        Ok(())
     }
 
     fn location(&self) -> String {
