@@ -104,6 +104,11 @@ pub enum Command {
         /// Only these policies (repeatable) [default: all]
         #[arg(long = "policy", value_name = "NAME")]
         policies: Vec<String>,
+        /// Recover POLICY into a target of yours, kept afterwards, instead of its scratch
+        /// target: a directory (files, config, SQLite), or env:VAR with VAR holding a database
+        /// server's URL (PostgreSQL, MariaDB). Repeatable
+        #[arg(long = "target", value_name = "POLICY=DIR|env:VAR")]
+        targets: Vec<String>,
     },
     /// Copy one snapshot to another configured repository: only what it lacks is written,
     /// every object is read back to confirm it, and the snapshot is committed last

@@ -209,11 +209,7 @@ fn a_copy_killed_half_way_leaves_no_snapshot_and_the_next_copy_completes_it() {
 /// copy's exposure.
 #[test]
 fn the_daemon_catches_a_secondary_up_on_its_copy_schedule() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[repositories.vault]\nurl = \"file://./vault\"\n\n\
          [api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\""
@@ -260,4 +256,65 @@ fn the_daemon_catches_a_secondary_up_on_its_copy_schedule() {
         "{metrics}"
     );
     daemon.stop();
+}
+
+/// A secondary that cannot be reached: every backup still succeeds, each copy fails with a
+/// `copy.failed` event, and once the secondary lags past the RPO objective the daemon sends
+/// `copy.rpo_breached` for it (the policy's own RPO being met).
+#[test]
+fn a_lagging_secondary_is_a_breach_of_its_own_and_alerts() {
+    let (port, seen) = super::daemon::receiver();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[repositories.unreachable]\nurl = \"s3://nowhere/copies\"\n\
+         endpoint = \"http://127.0.0.1:1\"\nregion = \"us-east-1\"\npath_style = true\nretry_budget = \"1s\"\n\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n\n[daemon]\njitter = \"0s\"\n\n\
+         [notify]\nwebhook = \"http://127.0.0.1:{port}/hook\"\n"
+    ));
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "a").unwrap();
+    install.files_policy(
+        "app",
+        &["./src"],
+        "copies = [\"unreachable\"]\n[schedule]\nbackup = \"*/2 * * * * *\"\n[objectives]\nrpo = \"3s\"\n",
+    );
+    let daemon = install.daemon(Some("daemon.log"));
+    let events = || -> Vec<serde_json::Value> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.starts_with("POST /hook"))
+            .filter_map(|(_, body)| serde_json::from_str(body).ok())
+            .collect()
+    };
+    super::daemon::wait_until(
+        "copy.failed and copy.rpo_breached",
+        std::time::Duration::from_secs(60),
+        || {
+            let events = events();
+            events.iter().any(|e| e["event"] == "copy.failed")
+                && events.iter().any(|e| e["event"] == "copy.rpo_breached")
+        },
+    );
+    daemon.stop();
+    let events = events();
+    let breach = events
+        .iter()
+        .find(|e| e["event"] == "copy.rpo_breached")
+        .unwrap();
+    assert_eq!(breach["policy"], "app");
+    assert!(
+        breach["detail"].as_str().unwrap().contains("`unreachable`"),
+        "{breach}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "backup.failed"),
+        "the backups themselves succeed: {events:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e["event"] == "rpo.breached"),
+        "the policy's own RPO is met: {events:?}"
+    );
+    let status = install.json(&["status"]);
+    assert_eq!(status[0]["rpo_breached"], false, "{status}");
+    assert_eq!(status[0]["copies"][0]["rpo_breached"], true, "{status}");
 }

@@ -95,11 +95,7 @@ fn a_daemon_killed_mid_backup_leaves_an_abandoned_run_and_the_next_fire_runs_on_
     backstop_testkit::require_tool("sqlite3");
     let (hook, seen) = receiver();
     let db = backstop_testkit::db::PgDb::create("backstop_e2e_killed");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let mut install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n\n[tools]\npg_dump = \"./bin/pg_dump\""
     ));

@@ -65,11 +65,7 @@ pub fn catalog(install: &Install, sql: &str) -> String {
 fn the_daemon_runs_schedules_reloads_safely_and_stops_cleanly() {
     backstop_testkit::require_tool("sqlite3");
     let db = PgDb::create("backstop_e2e_daemon");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let mut install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\"\n\n[tools]\npg_dump = \"./bin/pg_dump\""
     ));
@@ -412,11 +408,7 @@ fn a_failing_backup_sends_the_webhook_and_the_fail_ping() {
 #[test]
 fn scheduled_drills_are_recorded_measured_and_alert_on_failure_and_overdue_signoff() {
     let (hook, seen) = receiver();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n"
     ));

@@ -123,4 +123,54 @@ fn dr_from_an_empty_data_directory_recovers_the_example_estate_and_verifies_its_
         "{text}"
     );
     assert!(text.contains("written and verified"), "{text}");
+
+    // Targets the operator names: the assets are recovered there, checked, and kept.
+    let mut install = install;
+    install
+        .env
+        .push(("RECOVERY_PG_URL".into(), format!("{PG_SERVER}/postgres")));
+    let kept = install.json(&[
+        "dr",
+        "--out",
+        "dr-kept",
+        "--policy",
+        "app-files",
+        "--policy",
+        "orders-pg",
+        "--target",
+        "app-files=recovered",
+        "--target",
+        "orders-pg=env:RECOVERY_PG_URL",
+    ]);
+    assert_eq!(kept["ok"], true, "{kept:#}");
+    let files = kept["assets"][0]["kept_as"].as_str().unwrap();
+    // The policy leaves out *.tmp and logs/; the rest is there, byte for byte.
+    for file in [
+        "customers.csv",
+        "home.html",
+        "static/index.html",
+        "static/site.css",
+    ] {
+        assert_eq!(
+            std::fs::read(install.path(&format!("recovered/{files}/app/{file}"))).unwrap(),
+            std::fs::read(project(&format!("fixtures/files/app/{file}"))).unwrap(),
+            "{file}"
+        );
+    }
+    let database = kept["assets"][1]["kept_as"].as_str().unwrap().to_string();
+    let recovered = PgDb::adopt(&database);
+    assert_eq!(
+        recovered.sql("SELECT count(*) FROM orders"),
+        pg.sql("SELECT count(*) FROM orders"),
+        "the recovered database holds the orders"
+    );
+    drop(recovered);
+    let refused = install.fails(&[
+        "dr",
+        "--out",
+        "dr-refused",
+        "--target",
+        "orders-pg=/srv/somewhere",
+    ]);
+    assert!(refused.contains("env:VAR"), "{refused}");
 }

@@ -217,11 +217,7 @@ fn completions_and_the_man_page_generate() {
 
 #[test]
 fn ui_without_a_token_sends_a_browser_to_sign_in_and_scripts_get_json() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\""
     ));

@@ -58,11 +58,7 @@ pub fn token(install: &Install, principal: &str, role: &str) -> String {
 
 #[test]
 fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let (hook, heard) = super::daemon::receiver();
     let install = Install::new(&format!(
         "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\nmetrics_token = true\n\n[notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n"

@@ -27,11 +27,7 @@ struct Setup {
 
 fn setup(prefix: &str) -> Setup {
     backstop_testkit::require_tool("sqlite3");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = super::util::free_port();
     let (hook, heard) = receiver();
     let source = PgDb::create(prefix);
     source

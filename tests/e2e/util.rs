@@ -147,6 +147,15 @@ impl Install {
     }
 }
 
+/// A port on 127.0.0.1 free a moment ago, for a daemon's API to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Break-glass: restores snapshot `id` from the S3 repository `url` into `restored/` of a
 /// fresh directory, with nothing but the URL, the key file and the server's credentials (no
 /// configuration, no catalog); returns that directory.

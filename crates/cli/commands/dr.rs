@@ -1,19 +1,36 @@
 //! `backstop dr`: disaster recovery from nothing, ending in one report.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use backstop_engine::dr::RecoveryTarget;
 use backstop_engine::policy::load_dir;
 use backstop_engine::{catalog, Config};
 
 use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
 
-pub async fn run(config: &Config, out: &Path, names: &[String], json: bool) -> Result<u8> {
+pub async fn run(
+    config: &Config,
+    out: &Path,
+    names: &[String],
+    targets: &[String],
+    json: bool,
+) -> Result<u8> {
     let policies = load_dir(&config.policies_dir, config)?;
     let selected = super::select_policies(&policies, names)?;
+    let targets = targets
+        .iter()
+        .map(|t| {
+            let (policy, target) = t
+                .split_once('=')
+                .with_context(|| format!("--target {t}: expected POLICY=DIR or POLICY=env:VAR"))?;
+            Ok((policy.to_string(), RecoveryTarget::parse(target)))
+        })
+        .collect::<Result<BTreeMap<_, _>>>()?;
     let store = catalog::open(config).await?;
     let cancel = crate::signals::cancel_on_termination();
-    let report = backstop_engine::dr::run(config, &store, &selected, out, &cancel)
+    let report = backstop_engine::dr::run(config, &store, &selected, &targets, out, &cancel)
         .await
         .context("disaster recovery stopped")?;
     if json {
@@ -64,6 +81,9 @@ pub async fn run(config: &Config, out: &Path, names: &[String], json: bool) -> R
                 a.checks_passed,
                 a.checks_failed
             );
+            if let (Some(kept), Some(target)) = (&a.kept_as, &a.target) {
+                println!("  recovered into {kept} on {target}, kept there");
+            }
             if let Some(error) = &a.error {
                 println!("  {error}");
             }

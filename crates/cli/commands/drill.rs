@@ -28,6 +28,7 @@ pub async fn run(config: &Config, args: &DrillArgs, json: bool) -> Result<u8> {
         },
         keep: args.keep,
         repository: args.from.clone(),
+        scratch: None,
     };
     let report = drill::run_recorded(config, &store, policy, &options, &cancel)
         .await

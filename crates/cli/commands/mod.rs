@@ -163,7 +163,11 @@ async fn dispatch(command: &Command, config: &Config, json: bool) -> Result<u8> 
         Command::Copy { snapshot, to, from } => {
             copy::run(&config, snapshot, to, from.as_deref(), json).await
         }
-        Command::Dr { out, policies } => dr::run(&config, out, policies, json).await,
+        Command::Dr {
+            out,
+            policies,
+            targets,
+        } => dr::run(&config, out, policies, targets, json).await,
         Command::Drill(args) => match &args.command {
             Some(DrillCommand::Show { id }) => drill::show(&config, id, json).await,
             None => drill::run(&config, args, json).await,

@@ -1,18 +1,23 @@
 //! `backstop dr`: disaster recovery from nothing but the configuration, the policies, the
 //! repositories and their keys. On a fresh data directory it
 //! 1. rebuilds the catalog from the repositories (history first, then snapshots);
-//! 2. restores each policy's newest snapshot into its scratch target and runs its drill
-//!    checks (a drill, recorded like any other: restored exactly as a recovery would be, then
-//!    removed), one policy after another;
+//! 2. restores each policy's newest snapshot into its scratch target (or a target the
+//!    operator names, [`RecoveryTarget`], where it is kept) and runs its drill checks (a
+//!    drill, recorded like any other: restored exactly as a recovery would be, then removed
+//!    unless kept), one policy after another;
 //! 3. exports a signed evidence pack for the run's period and verifies it;
 //! 4. reports the RTO of each asset and of the whole estate (from the start of the rebuild
 //!    until the last asset was restored and checked), and the RPO each achieved.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use backstop_catalog::Catalog;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+
+use backstop_sources::scratch::ScratchSpec;
+use backstop_sources::UrlSource;
 
 use crate::config::Config;
 use crate::drill::report::DrillStatus;
@@ -20,6 +25,57 @@ use crate::drill::{self, DrillOptions};
 use crate::error::EngineError;
 use crate::evidence::{self, pack};
 use crate::policy::Policy;
+
+/// Where the operator wants an asset recovered, instead of a scratch target that is removed
+/// afterwards: `--target POLICY=DIR` (files, config, SQLite) or `--target POLICY=env:VAR`
+/// (PostgreSQL, MariaDB: a variable holding the server's URL; secrets never go on the command
+/// line). The restored asset is kept there, under the drill's name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryTarget {
+    Dir(PathBuf),
+    UrlEnv(String),
+}
+
+impl RecoveryTarget {
+    pub fn parse(text: &str) -> Self {
+        match text.strip_prefix("env:") {
+            Some(var) => RecoveryTarget::UrlEnv(var.to_string()),
+            None => RecoveryTarget::Dir(PathBuf::from(text)),
+        }
+    }
+
+    fn spec(&self, policy: &Policy, base: &Path) -> Result<ScratchSpec, EngineError> {
+        let url = |var: &str| {
+            UrlSource {
+                url_env: Some(var.to_string()),
+                url_file: None,
+            }
+            .resolve(base)
+        };
+        Ok(match (policy.source.kind(), self) {
+            ("files" | "config", RecoveryTarget::Dir(dir)) => ScratchSpec::Directory {
+                dir: Some(base.join(dir)),
+            },
+            ("sqlite", RecoveryTarget::Dir(dir)) => ScratchSpec::Sqlite {
+                dir: Some(base.join(dir)),
+            },
+            ("postgres", RecoveryTarget::UrlEnv(var)) => ScratchSpec::Postgres(url(var)?),
+            ("mysql", RecoveryTarget::UrlEnv(var)) => ScratchSpec::Mysql(url(var)?),
+            (kind @ ("postgres" | "mysql"), _) => {
+                return Err(EngineError::Refused(format!(
+                    "--target {}: a {kind} asset is recovered onto a server: env:VAR, VAR holding its URL",
+                    policy.name
+                )))
+            }
+            (kind, _) => {
+                return Err(EngineError::Refused(format!(
+                    "--target {}: a {kind} asset is recovered into a directory: --target {}=DIR",
+                    policy.name, policy.name
+                )))
+            }
+        })
+    }
+}
 
 /// One asset (policy) of a recovery.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,6 +88,9 @@ pub struct DrAsset {
     pub snapshot_id: Option<String>,
     pub drill_id: Option<String>,
     pub target: Option<String>,
+    /// The database, file or directory the asset was restored into, when it was kept there
+    /// (a target the operator named); scratch targets are removed.
+    pub kept_as: Option<String>,
     pub rto_seconds: Option<f64>,
     pub rto_objective_seconds: Option<u64>,
     pub rpo_seconds: Option<f64>,
@@ -71,6 +130,7 @@ pub async fn run(
     config: &Config,
     catalog: &Catalog,
     policies: &[&Policy],
+    targets: &BTreeMap<String, RecoveryTarget>,
     evidence_dir: &Path,
     cancel: &CancellationToken,
 ) -> Result<DrReport, EngineError> {
@@ -79,6 +139,14 @@ pub async fn run(
             "{} is not empty; the evidence pack of a recovery goes into a new directory",
             evidence_dir.display()
         )));
+    }
+    // Every named target is checked before anything runs.
+    let mut specs = BTreeMap::new();
+    for (name, target) in targets {
+        let policy = policies.iter().find(|p| p.name == *name).ok_or_else(|| {
+            EngineError::Refused(format!("--target {name}: no such policy in this recovery"))
+        })?;
+        specs.insert(name.clone(), target.spec(policy, &config.base_dir)?);
     }
     let started_at = jiff::Timestamp::now();
     let clock = std::time::Instant::now();
@@ -100,7 +168,8 @@ pub async fn run(
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        assets.push(recover(config, catalog, policy, cancel).await?);
+        let scratch = specs.get(&policy.name).cloned();
+        assets.push(recover(config, catalog, policy, scratch, cancel).await?);
     }
     let estate_rto_seconds = clock.elapsed().as_secs_f64();
 
@@ -157,8 +226,15 @@ async fn recover(
     config: &Config,
     catalog: &Catalog,
     policy: &Policy,
+    target: Option<ScratchSpec>,
     cancel: &CancellationToken,
 ) -> Result<DrAsset, EngineError> {
+    // A target the operator named keeps what was restored into it.
+    let options = DrillOptions {
+        keep: target.is_some(),
+        scratch: target,
+        ..DrillOptions::default()
+    };
     let mut asset = DrAsset {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
@@ -167,6 +243,7 @@ async fn recover(
         snapshot_id: None,
         drill_id: None,
         target: None,
+        kept_as: None,
         rto_seconds: None,
         rto_objective_seconds: policy.objectives.rto.map(|d| d.as_secs()),
         rpo_seconds: None,
@@ -175,8 +252,9 @@ async fn recover(
         checks_failed: 0,
         error: None,
     };
-    match drill::run_recorded(config, catalog, policy, &DrillOptions::default(), cancel).await {
+    match drill::run_recorded(config, catalog, policy, &options, cancel).await {
         Ok(report) => {
+            asset.kept_as = report.kept.then(|| report.scratch.clone()).flatten();
             asset.repository = Some(report.repository.clone());
             asset.snapshot_id = Some(report.snapshot_id.clone());
             asset.drill_id = Some(report.drill_id.clone());

@@ -51,6 +51,8 @@ pub struct DrillOptions {
     /// Unset: `[drill] from`, resolved by [`run_recorded`] (the policy's own repository when
     /// that is unset too).
     pub repository: Option<String>,
+    /// Where to restore instead of the policy's scratch target (`backstop dr --target`).
+    pub scratch: Option<ScratchSpec>,
 }
 
 /// The repository a drill of `policy` reads: `wanted` (or `[drill] from`), where `rotate`
@@ -215,7 +217,10 @@ pub async fn run(
     report.scratch = Some(scratch_name.clone());
     let restore_started = Instant::now();
     let restored = async {
-        let spec = scratch_spec(config, policy)?;
+        let spec = match &options.scratch {
+            Some(spec) => spec.clone(),
+            None => scratch_spec(config, policy)?,
+        };
         report.target = target_label(&spec);
         let reader = SnapshotReader::open(Arc::clone(&repo), chosen.id)
             .await
