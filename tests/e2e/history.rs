@@ -94,3 +94,35 @@ fn the_whole_history_comes_back_from_the_repositories_after_the_data_directory_i
     assert_eq!(a["backups"], b["backups"]);
     assert_eq!(a["rpo"]["worst"], b["rpo"]["worst"]);
 }
+
+/// A repository that cannot be reached neither keeps the history from the others nor holds
+/// a command up for its whole retry budget: the closing write gives each repository a bounded
+/// time and names the one it could not write to.
+#[test]
+fn an_unreachable_repository_neither_blocks_the_history_of_the_others_nor_holds_the_command() {
+    let mut install = Install::new(
+        "url = \"file://./repo\"\n\n[repositories.a-offsite]\nurl = \"s3://backups/backstop\"\n\
+         endpoint = \"http://127.0.0.1:1\"\nregion = \"us-east-1\"\npath_style = true\nretry_budget = \"90s\"",
+    );
+    install.use_s3(backstop_testkit::client_env());
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    std::fs::write(install.path("src/a.txt"), "a").unwrap();
+    install.files_policy("app", &["./src"], "");
+    let started = std::time::Instant::now();
+    let out = install.run(&["backup", "app"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the closing write waited out the 90 s retry budget: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("a-offsite") && stderr.contains("could not write the history"),
+        "{stderr}"
+    );
+    let history = std::fs::read_dir(install.path("repo/history/runs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(history >= 1, "the reachable repository holds the history");
+}

@@ -28,7 +28,12 @@ pub fn parse(key: &str) -> Option<(i64, String)> {
 /// A broken chain is not anchored: that would bless it.
 pub async fn write(config: &Config, catalog: &Catalog) -> Result<Vec<String>, EngineError> {
     // The history first: every anchor then names an event the repositories hold.
-    crate::history::sync(config, catalog).await?;
+    let synced = crate::history::sync(config, catalog, None).await?;
+    if let Some((repository, error)) = synced.failed.into_iter().next() {
+        return Err(EngineError::Refused(format!(
+            "repository `{repository}`: writing the history before the anchor: {error}"
+        )));
+    }
     let (events, head) = match catalog.verify_audit().await? {
         ChainStatus::Intact { events, head } => (events, head),
         ChainStatus::Broken { seq, kind, reason } => {

@@ -53,65 +53,128 @@ fn object_key(row: &HistoryRow) -> String {
     format!("{PREFIX}{}/{name}.{}", row.table, &digest[..16])
 }
 
-/// The configured repositories that exist (a repository no backup created yet holds
-/// nothing, and is not created for this).
+/// A configured repository, opened, or `None` when it does not exist (a repository no backup
+/// created yet holds nothing, and is not created for this).
+async fn open_existing(
+    settings: &crate::config::RepositorySettings,
+    config: &Config,
+) -> Result<Option<std::sync::Arc<Repository>>, EngineError> {
+    match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await {
+        Ok(repo) => Ok(Some(repo)),
+        Err(EngineError::Repo(RepoError::NotARepository { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The configured repositories that exist.
 async fn existing(
     config: &Config,
 ) -> Result<Vec<(String, std::sync::Arc<Repository>)>, EngineError> {
     let mut out = Vec::new();
     for settings in config.repositories.values() {
-        match repos::open_with(settings, &config.base_dir, OpenMode::WithoutIndex).await {
-            Ok(repo) => out.push((settings.name.clone(), repo)),
-            Err(EngineError::Repo(RepoError::NotARepository { .. })) => {}
-            Err(e) => return Err(e),
+        if let Some(repo) = open_existing(settings, config).await? {
+            out.push((settings.name.clone(), repo));
         }
     }
     Ok(out)
 }
 
-/// Writes every state of every history row that a repository lacks, to every configured
-/// repository that exists. Returns, per repository, the number of objects written.
-pub async fn sync(config: &Config, catalog: &Catalog) -> Result<Vec<(String, u64)>, EngineError> {
-    let rows = catalog.history_rows().await?;
-    let now = jiff::Timestamp::now();
-    let mut written = Vec::new();
-    for (name, repo) in existing(config).await? {
-        let present: HashSet<String> = repo
-            .storage()
-            .list(PREFIX)
-            .await
-            .map_err(RepoError::from)?
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
-        let mut count = 0;
-        for row in &rows {
-            let key = object_key(row);
-            if present.contains(&key) {
-                continue;
-            }
-            let stored = Stored {
-                table: row.table.clone(),
-                key: row.key.clone(),
-                written_at: now,
-                columns: row.columns.clone(),
-            };
-            let json = serde_json::to_vec(&stored).expect("history serialises");
-            repo.storage()
-                .put(&key, repo.codec().encode(&json, AAD).into())
-                .await
-                .map_err(RepoError::from)?;
-            count += 1;
-        }
-        written.push((name, count));
-    }
-    Ok(written)
+/// What a [`sync`] wrote, per repository, and which repositories it could not write to.
+#[derive(Debug, Default)]
+pub struct Synced {
+    pub written: Vec<(String, u64)>,
+    /// Repository name and why (unreachable, refused, out of `patience`).
+    pub failed: Vec<(String, String)>,
 }
 
-/// [`sync`], for the end of a command or job: a failure is logged, never the job's.
+/// Writes every state of every history row that a repository lacks, to every configured
+/// repository that exists. Each repository is done on its own: one that fails does not stop
+/// the others. `patience` bounds the time given to each (a command's closing write must not
+/// wait out the retry budget of a store that is down); `None` waits as long as it takes.
+pub async fn sync(
+    config: &Config,
+    catalog: &Catalog,
+    patience: Option<std::time::Duration>,
+) -> Result<Synced, EngineError> {
+    let rows = catalog.history_rows().await?;
+    let now = jiff::Timestamp::now();
+    let mut synced = Synced::default();
+    for settings in config.repositories.values() {
+        let one = sync_one(config, settings, &rows, now);
+        let result = match patience {
+            Some(limit) => tokio::time::timeout(limit, one).await.unwrap_or_else(|_| {
+                Err(EngineError::Refused(format!(
+                    "no answer within {}s",
+                    limit.as_secs()
+                )))
+            }),
+            None => one.await,
+        };
+        match result {
+            Ok(Some(count)) => synced.written.push((settings.name.clone(), count)),
+            Ok(None) => {}
+            Err(e) => synced.failed.push((settings.name.clone(), e.to_string())),
+        }
+    }
+    Ok(synced)
+}
+
+/// The history rows one repository lacks, written; `None` when the repository does not exist.
+async fn sync_one(
+    config: &Config,
+    settings: &crate::config::RepositorySettings,
+    rows: &[HistoryRow],
+    now: jiff::Timestamp,
+) -> Result<Option<u64>, EngineError> {
+    let Some(repo) = open_existing(settings, config).await? else {
+        return Ok(None);
+    };
+    let present: HashSet<String> = repo
+        .storage()
+        .list(PREFIX)
+        .await
+        .map_err(RepoError::from)?
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    let mut count = 0;
+    for row in rows {
+        let key = object_key(row);
+        if present.contains(&key) {
+            continue;
+        }
+        let stored = Stored {
+            table: row.table.clone(),
+            key: row.key.clone(),
+            written_at: now,
+            columns: row.columns.clone(),
+        };
+        let json = serde_json::to_vec(&stored).expect("history serialises");
+        repo.storage()
+            .put(&key, repo.codec().encode(&json, AAD).into())
+            .await
+            .map_err(RepoError::from)?;
+        count += 1;
+    }
+    Ok(Some(count))
+}
+
+/// How long the closing write of a command gives each repository.
+const PATIENCE_AT_THE_END: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// [`sync`], for the end of a command or job, each repository given
+/// [`PATIENCE_AT_THE_END`]: a repository that fails is named in a warning, never the job's
+/// failure.
 pub async fn sync_or_warn(config: &Config, catalog: &Catalog) {
-    if let Err(e) = sync(config, catalog).await {
-        tracing::warn!(error = %e, "could not write the history into the repositories; the next command or the daemon's hourly anchoring retries");
+    match sync(config, catalog, Some(PATIENCE_AT_THE_END)).await {
+        Ok(synced) => {
+            for (repository, error) in synced.failed {
+                tracing::warn!(repository, error, "could not write the history into this repository; the next command or the daemon's hourly anchoring retries");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the history to write it into the repositories")
+        }
     }
 }
 
