@@ -3,6 +3,7 @@
 mod e2e {
     pub mod util;
 
+    mod anomalies;
     mod audit;
     mod backup_restore;
     mod break_glass;

@@ -49,6 +49,7 @@ const TABLES: &[Table] = &[
             ("host", Text),
             ("holder", Text),
             ("heartbeat_at", OptText),
+            ("warnings", Text),
         ],
     },
     Table {

@@ -410,7 +410,7 @@ impl Catalog {
         )
         .await?;
         let row = sqlx::query(
-            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host \
+            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host, warnings \
              FROM runs WHERE id = $1",
         )
         .bind(id)

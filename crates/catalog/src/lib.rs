@@ -78,6 +78,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/common/0007_request_runs.sql"),
         postgres: include_str!("../migrations/common/0007_request_runs.sql"),
     },
+    Migration {
+        version: 8,
+        name: "run_warnings",
+        sqlite: include_str!("../migrations/common/0008_run_warnings.sql"),
+        postgres: include_str!("../migrations/common/0008_run_warnings.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +223,8 @@ pub struct Run {
     pub snapshot_id: Option<String>,
     pub error: Option<String>,
     pub host: String,
+    /// What the run warns of though it succeeded (a backup's anomalies).
+    pub warnings: Vec<String>,
 }
 
 /// How a run ended.
@@ -225,6 +233,8 @@ pub struct RunEnd {
     pub bytes: Option<u64>,
     pub snapshot_id: Option<String>,
     pub error: Option<String>,
+    /// What the run warns of though it succeeded (a backup's anomalies).
+    pub warnings: Vec<String>,
 }
 
 /// What the catalog knows of one policy's backups, for status and metrics.
@@ -490,13 +500,14 @@ impl Catalog {
     pub async fn finish_run(&self, id: &str, status: RunStatus, end: &RunEnd) -> Result<()> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         let updated = sqlx::query(
-            "UPDATE runs SET status = $1, finished_at = $2, bytes = $3, snapshot_id = $4, error = $5 WHERE id = $6",
+            "UPDATE runs SET status = $1, finished_at = $2, bytes = $3, snapshot_id = $4, error = $5, warnings = $6 WHERE id = $7",
         )
         .bind(status.as_str())
         .bind(stamp(jiff::Timestamp::now()))
         .bind(end.bytes.map(|b| b as i64))
         .bind(end.snapshot_id.clone())
         .bind(end.error.clone())
+        .bind(serde_json::to_string(&end.warnings).expect("strings serialise"))
         .bind(id)
         .execute(&mut *tx)
         .await
@@ -507,17 +518,18 @@ impl Catalog {
                 what: format!("run {id} to finish"),
             });
         }
-        self.append_in(
-            &mut tx,
-            "run.finished",
-            id,
-            serde_json::json!({
+        self.append_in(&mut tx, "run.finished", id, {
+            let mut detail = serde_json::json!({
                 "status": status.as_str(),
                 "bytes": end.bytes,
                 "snapshot_id": end.snapshot_id,
                 "error": end.error,
-            }),
-        )
+            });
+            if !end.warnings.is_empty() {
+                detail["warnings"] = serde_json::json!(end.warnings);
+            }
+            detail
+        })
         .await?;
         tx.commit().await.map_err(self.db())
     }
@@ -525,7 +537,7 @@ impl Catalog {
     /// Runs, newest first, optionally of one policy.
     pub async fn runs(&self, policy: Option<&str>, limit: u32) -> Result<Vec<Run>> {
         let rows = sqlx::query(
-            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host \
+            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host, warnings \
              FROM runs WHERE ($1 = '' OR policy = $1) ORDER BY started_at DESC, id DESC LIMIT $2",
         )
         .bind(policy.unwrap_or(""))
@@ -586,7 +598,7 @@ impl Catalog {
         .map_err(self.db())?
         .get(0);
         let last_finished = sqlx::query(
-            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host \
+            "SELECT id, kind, policy, status, started_at, finished_at, bytes, snapshot_id, error, host, warnings \
              FROM runs WHERE policy = $1 AND kind = 'backup' AND finished_at IS NOT NULL \
              ORDER BY finished_at DESC, id DESC LIMIT 1",
         )
@@ -639,6 +651,7 @@ impl Catalog {
             snapshot_id: r.get(7),
             error: r.get(8),
             host: r.get(9),
+            warnings: serde_json::from_str(&r.get::<String, _>(10)).unwrap_or_default(),
         })
     }
 

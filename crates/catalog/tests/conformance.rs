@@ -74,6 +74,7 @@ async fn runs_are_recorded_with_their_outcome(kind: &str) {
                 bytes: Some(42),
                 snapshot_id: Some("abc".into()),
                 error: None,
+                warnings: vec!["anomaly: rows of public.orders went from 2000 to 150".into()],
             },
         )
         .await
@@ -96,6 +97,10 @@ async fn runs_are_recorded_with_their_outcome(kind: &str) {
     assert_eq!(ok_run.status, RunStatus::Succeeded);
     assert_eq!(ok_run.bytes, Some(42));
     assert_eq!(ok_run.snapshot_id.as_deref(), Some("abc"));
+    assert_eq!(
+        ok_run.warnings,
+        ["anomaly: rows of public.orders went from 2000 to 150"]
+    );
     assert!(ok_run.finished_at.unwrap() >= ok_run.started_at);
     let failed_run = by_id(&failed);
     assert_eq!(failed_run.status, RunStatus::Failed);
@@ -786,7 +791,7 @@ async fn history_rows_come_back_into_a_fresh_catalog_exactly(kind: &str) {
             &RunEnd {
                 bytes: Some(4096),
                 snapshot_id: Some("ab".repeat(32)),
-                error: None,
+                ..RunEnd::default()
             },
         )
         .await

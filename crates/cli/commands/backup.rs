@@ -83,6 +83,7 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
                 "schema_fingerprint": s.facts.schema_fingerprint,
                 "extra": s.facts.extra,
             },
+            "anomalies": outcome.anomalies.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "copies": copies.as_ref().ok().map(|done| done.iter().map(|d| json!({
                 "repository": d.repository,
                 "snapshot_id": d.report.snapshot.to_hex(),
@@ -120,6 +121,9 @@ pub async fn run(config: &Config, name: &str, json: bool) -> Result<u8> {
         );
         for w in &summary.warnings {
             eprintln!("warning: {w}");
+        }
+        for anomaly in &outcome.anomalies {
+            eprintln!("warning: {anomaly}");
         }
         println!("snapshot {} saved", outcome.snapshot_id.short());
         if let Ok(done) = &copies {

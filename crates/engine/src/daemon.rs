@@ -217,6 +217,17 @@ impl Runner for JobRunner {
                             bytes_added = outcome.snapshot.summary.bytes_added,
                             "snapshot saved"
                         );
+                        for anomaly in &outcome.anomalies {
+                            tracing::warn!(job = lease, %anomaly, "backup anomaly");
+                            self.notifier.alert(
+                                &notify,
+                                NotifyEvent::new(
+                                    "backup.anomaly",
+                                    &policy.name,
+                                    format!("snapshot {}: {anomaly}", outcome.snapshot_id.short()),
+                                ),
+                            );
+                        }
                         // The snapshot is safe; its copies follow, and their failure is the
                         // copy's, alerted as such (the backup succeeded).
                         match self.copies(&policy, &cancel).await {

@@ -5,6 +5,7 @@
 //! command line (and, later, the daemon) runs: backup, restore, check, prune, diff.
 
 pub mod anchors;
+pub mod anomalies;
 pub mod api;
 pub mod catalog;
 pub mod config;

@@ -74,6 +74,15 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
                 "1 when the newest finished backup succeeded, 0 when it failed, was cancelled or was abandoned.",
                 format!("backstop_backup_last_run_success{{{l}}} {ok}"),
             );
+            add(
+                "backstop_backup_last_anomalies",
+                "gauge",
+                "Size and content anomalies of the newest finished backup (measures beyond the policy's band since the previous one).",
+                format!(
+                    "backstop_backup_last_anomalies{{{l}}} {}",
+                    run.warnings.len()
+                ),
+            );
             if let Some(end) = run.finished_at {
                 let duration = end.duration_since(run.started_at).as_secs_f64().max(0.0);
                 add(
@@ -276,6 +285,9 @@ mod tests {
                 snapshot_id: None,
                 error: Some("boom".into()),
                 host: "h".into(),
+                warnings: vec![
+                    "anomaly: files went from 40 to 3 (-92%) since the previous backup".into(),
+                ],
             }),
             runs_by_status: [("failed".to_string(), 1), ("succeeded".to_string(), 3)].into(),
             newest_data_point: Some(t("2026-11-25T09:59:00Z")),
@@ -309,6 +321,7 @@ mod tests {
             "backstop_backup_last_duration_seconds{policy=\"orders\"} 30",
             "backstop_backup_runs_total{policy=\"orders\",status=\"succeeded\"} 3",
             "backstop_rpo_exposure_seconds{policy=\"orders\"} 7260",
+            "backstop_backup_last_anomalies{policy=\"orders\"} 1",
             "backstop_rpo_objective_seconds{policy=\"orders\"} 14400",
             "# TYPE backstop_backup_runs_total counter",
             "backstop_rto_objective_seconds{policy=\"orders\"} 1800",

@@ -37,6 +37,8 @@ struct PolicyFile {
     #[serde(default)]
     owners: Owners,
     notify: Option<crate::notify::NotifySettings>,
+    #[serde(default)]
+    anomalies: Option<Spanned<crate::anomalies::AnomalySettings>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -327,6 +329,8 @@ pub struct Policy {
     pub owners: Owners,
     /// This policy's `[notify]`, over the global one.
     pub notify: Option<crate::notify::NotifySettings>,
+    /// How far a backup may move from the previous one before it is an anomaly.
+    pub anomalies: crate::anomalies::AnomalySettings,
 }
 
 impl Policy {
@@ -420,6 +424,17 @@ impl Policy {
                 );
             }
         }
+        let anomalies = match raw.anomalies {
+            Some(spanned) if spanned.get_ref().band.is_nan() || spanned.get_ref().band <= 0.0 => {
+                problem(
+                    spanned.span().start,
+                    "[anomalies] band must be a fraction above 0 (0.5: more than half lost or gained)".into(),
+                );
+                crate::anomalies::AnomalySettings::default()
+            }
+            Some(spanned) => spanned.into_inner(),
+            None => crate::anomalies::AnomalySettings::default(),
+        };
         if let (Some(expr), true) = (&raw.schedule.copy, raw.copies.is_empty()) {
             problem(
                 expr.span().start,
@@ -598,6 +613,7 @@ impl Policy {
             drill,
             owners: raw.owners,
             notify: raw.notify,
+            anomalies,
         })
     }
 }
@@ -817,6 +833,13 @@ approvers = ["it-manager@example.com"]
         assert!(
             text[3].starts_with("p.toml:24:1: [drill] from = \"vault\""),
             "{text:?}"
+        );
+
+        let zero_band = format!("{GOOD}\n[anomalies]\nband = 0\n");
+        let problems = Policy::parse(Path::new("p.toml"), &zero_band, &config).unwrap_err();
+        assert!(
+            problems[0].to_string().contains("[anomalies] band"),
+            "{problems:?}"
         );
 
         let orphan = GOOD.replace("[schedule]\n", "[schedule]\ncopy = \"0 0 * * * *\"\n");

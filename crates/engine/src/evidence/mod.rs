@@ -53,6 +53,9 @@ pub struct PolicyEvidence {
     /// The copy runs started in the period (to every secondary together).
     #[serde(default)]
     pub copy_runs: CopyRuns,
+    /// Backups of the period that moved beyond the policy's anomaly band.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalyEvidence>,
     /// Restore requests made in the period: who asked, who decided, what happened.
     pub restore_requests: Vec<RequestEvidence>,
 }
@@ -113,6 +116,14 @@ pub struct CopyEvidence {
     pub newest_data_point: Option<jiff::Timestamp>,
     pub rpo_exposure_seconds: Option<u64>,
     pub rpo_breached: bool,
+}
+
+/// A backup whose size or content moved beyond the policy's band since the previous one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyEvidence {
+    pub started_at: jiff::Timestamp,
+    pub snapshot_id: Option<String>,
+    pub anomalies: Vec<String>,
 }
 
 /// Copy runs started in the period, by status, and the bytes they wrote.
@@ -196,12 +207,20 @@ pub async fn collect(
         let stats = crate::status::DrillStats::load(catalog, policy).await?;
         let mut backups = Backups::default();
         let mut copy_runs = CopyRuns::default();
+        let mut anomalies = Vec::new();
         for run in catalog.runs(Some(&policy.name), u32::MAX).await? {
             if run.started_at < from || run.started_at > to {
                 continue;
             }
             match run.kind.as_str() {
                 "backup" => {
+                    if !run.warnings.is_empty() {
+                        anomalies.push(AnomalyEvidence {
+                            started_at: run.started_at,
+                            snapshot_id: run.snapshot_id.clone(),
+                            anomalies: run.warnings.clone(),
+                        });
+                    }
                     *backups
                         .runs
                         .entry(run.status.as_str().to_string())
@@ -322,6 +341,10 @@ pub async fn collect(
             drills,
             copies,
             copy_runs,
+            anomalies: {
+                anomalies.sort_by_key(|a| a.started_at);
+                anomalies
+            },
             restore_requests,
         });
     }

@@ -20,6 +20,8 @@ pub struct BackupOutcome {
     pub snapshot_id: Id,
     pub snapshot: Snapshot,
     pub repository_created: bool,
+    /// Measures that moved beyond the policy's band since its previous backup.
+    pub anomalies: Vec<crate::anomalies::Anomaly>,
 }
 
 /// Runs one backup of `policy`. `on_start` receives the live counters (for a progress bar).
@@ -44,6 +46,9 @@ pub async fn run(
         .into_iter()
         .rev()
         .find(|(_, s)| s.policy == policy.name && s.source_kind == policy.source.kind());
+    // What the new snapshot is compared with for anomalies: the previous one, whether or
+    // not it serves as the parent.
+    let previous_facts = parent.as_ref().map(|(_, s)| s.facts.clone());
     // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
     let walks_files = matches!(policy.source, SourceSpec::Files(_) | SourceSpec::Config(_));
     let parent_tree = match &parent {
@@ -96,10 +101,16 @@ pub async fn run(
         parent: parent.map(|(id, _)| id),
     };
     let (snapshot_id, snapshot) = writer.commit(meta, backed.facts).await?;
+    let anomalies = previous_facts
+        .map(|previous| {
+            crate::anomalies::compare(&previous, &snapshot.facts, policy.anomalies.band)
+        })
+        .unwrap_or_default();
     Ok(BackupOutcome {
         snapshot_id,
         snapshot,
         repository_created: created,
+        anomalies,
     })
 }
 
@@ -134,6 +145,7 @@ pub async fn run_recorded(
                 bytes: Some(outcome.snapshot.summary.bytes_added),
                 snapshot_id: Some(outcome.snapshot_id.to_hex()),
                 error: None,
+                warnings: outcome.anomalies.iter().map(ToString::to_string).collect(),
             };
             catalog
                 .finish_run(&run_id, RunStatus::Succeeded, &end)

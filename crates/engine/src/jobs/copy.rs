@@ -166,7 +166,7 @@ async fn copy_one(
             RunEnd {
                 bytes: Some(report.bytes_written),
                 snapshot_id: Some(report.snapshot.to_hex()),
-                error: None,
+                ..RunEnd::default()
             },
         ),
         Err(e) => (

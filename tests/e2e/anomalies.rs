@@ -1,0 +1,112 @@
+//! Size and content anomalies (issue 18, item 4): a backup is compared with the policy's
+//! previous one; a table losing most of its rows, or a files source shrinking by more than
+//! half, is a warning on the backup and its run, and a line in the evidence. A policy's
+//! `[anomalies] band` widens or narrows what counts.
+
+use std::path::Path;
+
+use super::util::Install;
+
+fn project(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[test]
+fn a_backup_that_loses_most_of_a_table_or_half_its_files_warns_and_the_evidence_says_so() {
+    let install = Install::local();
+    let from = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60)).to_string();
+    std::fs::create_dir_all(install.path("src")).unwrap();
+    for i in 0..40 {
+        std::fs::write(install.path(&format!("src/f{i}.txt")), vec![b'x'; 1024]).unwrap();
+    }
+    install.files_policy("app", &["./src"], "");
+    // The same change, within a wider band: no anomaly.
+    install.files_policy("tolerant", &["./src"], "[anomalies]\nband = 0.9\n");
+    let db = install.path("orders.sqlite");
+    backstop_testkit::db::sqlite_seed(&db, &project("fixtures/databases/sqlite.sql"));
+    install.policy(
+        "orders",
+        "[source]\nkind = \"sqlite\"\npath = \"./orders.sqlite\"\n",
+    );
+
+    for policy in ["app", "tolerant", "orders"] {
+        let first = install.backup(policy);
+        assert_eq!(first["anomalies"], serde_json::json!([]), "{first}");
+    }
+    for i in 10..40 {
+        std::fs::remove_file(install.path(&format!("src/f{i}.txt"))).unwrap();
+    }
+    let out = std::process::Command::new(backstop_testkit::require_tool("sqlite3"))
+        .arg(&db)
+        .arg("DELETE FROM orders WHERE id % 10 <> 0")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let shrunk = install.backup("app");
+    let anomalies: Vec<&str> = shrunk["anomalies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        anomalies,
+        ["anomaly: files went from 40 to 10 (-75%) since the previous backup"],
+        "{shrunk}"
+    );
+    assert_eq!(
+        install.backup("tolerant")["anomalies"],
+        serde_json::json!([])
+    );
+    let orders = install.backup("orders");
+    let text = orders["anomalies"].to_string();
+    assert!(
+        text.contains("rows of") && text.contains("orders went from 2000 to 200 (-90%)"),
+        "{orders}"
+    );
+    // On a terminal-less run the warning is on stderr, and the backup still succeeds.
+    std::fs::remove_file(install.path("src/f0.txt")).unwrap();
+    for i in 1..10 {
+        std::fs::remove_file(install.path(&format!("src/f{i}.txt"))).unwrap();
+    }
+    std::fs::write(install.path("src/only.txt"), "one").unwrap();
+    let out = install.run(&["backup", "app"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: anomaly: files went from 10 to 1"),
+        "{stderr}"
+    );
+
+    let to = jiff::Timestamp::now().to_string();
+    install.ok(&[
+        "evidence", "export", "--from", &from, "--to", &to, "--out", "pack",
+    ]);
+    let evidence: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(install.path("pack/evidence.json")).unwrap())
+            .unwrap();
+    let policy = |name: &str| {
+        evidence["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["policy"] == name)
+            .unwrap()
+            .clone()
+    };
+    let app = policy("app");
+    let lines = app["anomalies"].as_array().unwrap();
+    assert_eq!(lines.len(), 2, "{app}");
+    assert!(lines[0]["anomalies"][0]
+        .as_str()
+        .unwrap()
+        .contains("files went from 40 to 10"));
+    assert!(lines[0]["snapshot_id"].is_string());
+    assert_eq!(policy("tolerant")["anomalies"], serde_json::json!([]));
+    assert_eq!(policy("orders")["anomalies"].as_array().unwrap().len(), 1);
+}
