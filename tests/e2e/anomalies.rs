@@ -84,12 +84,7 @@ fn a_backup_that_loses_most_of_a_table_or_half_its_files_warns_and_the_evidence_
     );
 
     let to = jiff::Timestamp::now().to_string();
-    install.ok(&[
-        "evidence", "export", "--from", &from, "--to", &to, "--out", "pack",
-    ]);
-    let evidence: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(install.path("pack/evidence.json")).unwrap())
-            .unwrap();
+    let evidence = install.evidence(&from, &to, "pack");
     let policy = |name: &str| {
         evidence["policies"]
             .as_array()

@@ -116,12 +116,7 @@ fn a_backup_is_copied_to_the_secondary_which_checks_restores_and_drills_on_its_o
     // The evidence: each copy's newest snapshot and exposure, and the copy runs.
     let from = (jiff::Timestamp::now() - jiff::SignedDuration::from_secs(3600)).to_string();
     let to = jiff::Timestamp::now().to_string();
-    install.ok(&[
-        "evidence", "export", "--from", &from, "--to", &to, "--out", "pack",
-    ]);
-    let evidence: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(install.path("pack/evidence.json")).unwrap())
-            .unwrap();
+    let evidence = install.evidence(&from, &to, "pack");
     let app = &evidence["policies"][0];
     assert_eq!(app["copies"][0]["repository"], "offsite", "{app}");
     assert_eq!(app["copies"][0]["rpo_breached"], false);

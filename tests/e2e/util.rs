@@ -116,6 +116,19 @@ impl Install {
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
 
+    /// Exports the evidence for `[from, to]` into `out` (under the installation), checks that
+    /// it verifies, and returns `evidence.json`.
+    pub fn evidence(&self, from: &str, to: &str, out: &str) -> serde_json::Value {
+        let dir = self.path(out);
+        let dir = dir.to_str().unwrap();
+        self.ok(&[
+            "evidence", "export", "--from", from, "--to", to, "--out", dir,
+        ]);
+        self.ok(&["evidence", "verify", dir]);
+        serde_json::from_slice(&std::fs::read(self.path(out).join("evidence.json")).unwrap())
+            .unwrap()
+    }
+
     pub fn backup(&self, policy: &str) -> serde_json::Value {
         self.json(&["backup", policy])
     }
