@@ -22,6 +22,7 @@ mod e2e {
     pub mod governance;
     mod history;
     mod object_lock;
+    mod partial_restore;
     mod policy_errors;
     mod request_jobs;
     mod restore_safety;

@@ -393,6 +393,13 @@ pub struct RestoreArgs {
     /// indexes, keys and constraints of either format (1 loads a custom-format dump in one pass)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,
+    /// Restore only the paths that match GLOB, or lie in a directory that does (files and
+    /// config snapshots; repeatable), e.g. `app/static` or `**/*.csv`
+    #[arg(long, value_name = "GLOB")]
+    pub include: Vec<String>,
+    /// Leave out the paths that match GLOB, or lie in a directory that does (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub exclude: Vec<String>,
     /// Look for the snapshot only in this configured repository (its name in backstop.toml)
     #[arg(long, value_name = "NAME", conflicts_with = "repo")]
     pub repository: Option<String>,

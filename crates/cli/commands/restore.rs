@@ -50,6 +50,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
         )
     };
     let configured = config.map(configured_sources).unwrap_or_default();
+    let selection = restore::PathSelection::new(&args.include, &args.exclude)?;
     let prepared = restore::prepare(
         Arc::clone(&repo),
         &args.snapshot,
@@ -58,6 +59,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
         args.replace_source,
     )
     .await
+    .and_then(|prepared| prepared.select(&selection))
     .with_context(context)?;
     let replaced = prepared.replaces.clone();
     if let Some(clash) = &replaced {

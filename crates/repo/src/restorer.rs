@@ -119,6 +119,32 @@ impl SnapshotReader {
         &self.entries
     }
 
+    /// The same snapshot with only the entries `keep` accepts (by path) and the directories
+    /// above them, so that a restore writes just those: a partial restore.
+    pub fn select(&self, keep: impl Fn(&str) -> bool) -> SnapshotReader {
+        let mut wanted: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for entry in self.entries.iter().filter(|e| keep(&e.path)) {
+            wanted.insert(&entry.path);
+            let mut path = entry.path.as_str();
+            while let Some((parent, _)) = path.rsplit_once('/') {
+                wanted.insert(parent);
+                path = parent;
+            }
+        }
+        let entries = self
+            .entries
+            .iter()
+            .filter(|e| wanted.contains(e.path.as_str()))
+            .cloned()
+            .collect();
+        SnapshotReader {
+            repo: self.repo.clone(),
+            id: self.id,
+            snapshot: self.snapshot.clone(),
+            entries: Arc::new(entries),
+        }
+    }
+
     /// The file entry at `path`, if the snapshot has one.
     pub fn file(&self, path: &str) -> Option<&Entry> {
         self.entries

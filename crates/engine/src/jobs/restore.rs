@@ -25,6 +25,15 @@ pub async fn to_directory(
     target: &Path,
     force: bool,
 ) -> Result<(backstop_repo::Id, RestoreReport), EngineError> {
+    refuse_non_empty(target, force)?;
+    let id = repo.find_snapshot(snapshot).await?;
+    let reader = SnapshotReader::open(repo, id).await?;
+    let report = reader.restore_to(target).await?;
+    Ok((id, report))
+}
+
+/// Refuses a target directory that holds anything, unless `force`.
+fn refuse_non_empty(target: &Path, force: bool) -> Result<(), EngineError> {
     if !force {
         match std::fs::read_dir(target).map(|mut entries| entries.next().is_some()) {
             Ok(true) => {
@@ -43,10 +52,73 @@ pub async fn to_directory(
             }
         }
     }
-    let id = repo.find_snapshot(snapshot).await?;
-    let reader = SnapshotReader::open(repo, id).await?;
-    let report = reader.restore_to(target).await?;
-    Ok((id, report))
+    Ok(())
+}
+
+/// Which paths of a files or config snapshot a restore writes (`--include`, `--exclude`):
+/// a path is kept when it or a directory above it matches an include pattern (every path,
+/// with none), and neither it nor a directory above it matches an exclude pattern. Patterns
+/// are globs over the snapshot's paths (`app/static/*.css`, `**/*.log`); the directories
+/// above a kept path are restored too.
+#[derive(Debug, Clone, Default)]
+pub struct PathSelection {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+    patterns: Vec<String>,
+}
+
+impl PathSelection {
+    pub fn new(include: &[String], exclude: &[String]) -> Result<Self, EngineError> {
+        let set = |flag: &str, patterns: &[String]| {
+            if patterns.is_empty() {
+                return Ok(None);
+            }
+            let mut builder = globset::GlobSetBuilder::new();
+            for pattern in patterns {
+                let glob = globset::GlobBuilder::new(pattern.trim_end_matches('/'))
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|e| EngineError::Refused(format!("{flag} `{pattern}`: {e}")))?;
+                builder.add(glob);
+            }
+            builder
+                .build()
+                .map(Some)
+                .map_err(|e| EngineError::Refused(format!("{flag}: {e}")))
+        };
+        let patterns = include
+            .iter()
+            .map(|p| format!("--include {p}"))
+            .chain(exclude.iter().map(|p| format!("--exclude {p}")))
+            .collect();
+        Ok(Self {
+            include: set("--include", include)?,
+            exclude: set("--exclude", exclude)?,
+            patterns,
+        })
+    }
+
+    /// Every path: no pattern given.
+    pub fn is_all(&self) -> bool {
+        self.include.is_none() && self.exclude.is_none()
+    }
+
+    pub fn keeps(&self, path: &str) -> bool {
+        let this_or_above = |set: &globset::GlobSet| {
+            let mut at = path;
+            loop {
+                if set.is_match(at) {
+                    return true;
+                }
+                match at.rsplit_once('/') {
+                    Some((parent, _)) => at = parent,
+                    None => return false,
+                }
+            }
+        };
+        self.include.as_ref().is_none_or(this_or_above)
+            && !self.exclude.as_ref().is_some_and(this_or_above)
+    }
 }
 
 /// Loads snapshot `id` and refuses it unless it is a snapshot of `policy` (a drill or a
@@ -141,6 +213,33 @@ pub fn configured_sources(
     Ok((protected, unresolved))
 }
 
+impl Prepared {
+    /// Restores only the paths `selection` keeps (a partial restore of a files or config
+    /// snapshot); refused for a database snapshot, and when no path matches.
+    pub fn select(mut self, selection: &PathSelection) -> Result<Self, EngineError> {
+        if selection.is_all() {
+            return Ok(self);
+        }
+        let kind = self.reader.snapshot().source_kind.clone();
+        if !matches!(kind.as_str(), "files" | "config") {
+            return Err(EngineError::Refused(format!(
+                "{} select files of a files or config snapshot; snapshot {} is a {kind} one",
+                selection.patterns.join(" "),
+                self.id.short()
+            )));
+        }
+        self.reader = self.reader.select(|path| selection.keeps(path));
+        if self.reader.entries().is_empty() {
+            return Err(EngineError::Refused(format!(
+                "no path of snapshot {} matches {}",
+                self.id.short(),
+                selection.patterns.join(" ")
+            )));
+        }
+        Ok(self)
+    }
+}
+
 /// Finds `snapshot` and checks `target` against its sources and the `configured` ones:
 /// a target that is, is inside or holds one is refused unless `replace_source` is given
 /// (`force` never allows it).
@@ -219,11 +318,15 @@ pub async fn run(
         db_restore::sqlite_to_file(&reader, path, force).await?;
         return Ok((id, Restored::SqliteFile(path.to_path_buf())));
     }
-    drop(reader);
+    drop(repo);
     let created = std::fs::symlink_metadata(path).is_err();
-    let hex = id.to_hex();
+    let into_directory = async {
+        refuse_non_empty(path, force)?;
+        let report = reader.restore_to(path).await?;
+        Ok::<_, EngineError>((id, report))
+    };
     let restored = tokio::select! {
-        restored = to_directory(repo, &hex, path, force) => restored,
+        restored = into_directory => restored,
         _ = cancel.cancelled() => Err(SourceError::Cancelled(if created {
             format!("the directory {} it created was removed", path.display())
         } else {
