@@ -118,3 +118,69 @@ fn include_and_exclude_restore_just_the_paths_asked_for() {
     let err = install.fails(&["restore", &db_id[..12], "--to", "six", "--include", "x"]);
     assert!(err.contains("sqlite"), "{err}");
 }
+
+/// `[drill] paths`: the monthly partial restore. Only the paths asked for are restored and
+/// checked (the fidelity check counts just them), with an RTO of their own, and the report
+/// says which paths it covered.
+#[test]
+fn a_partial_drill_restores_and_checks_only_its_paths() {
+    let install = Install::local();
+    for (path, body) in [
+        ("app/static/site.css", "css"),
+        ("app/static/img/logo.svg", "svg"),
+        ("app/data/customers.csv", "a,b"),
+    ] {
+        let path = install.path(&format!("src/{path}"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, body).unwrap();
+    }
+    install.files_policy(
+        "app",
+        &["./src/app"],
+        "[drill]\npaths = [\"app/static\"]\n[[drill.checks]]\nfile = \"app/static/site.css\"\nmin_size = 3\n",
+    );
+    install.backup("app");
+    let report = install.json(&["drill", "app"]);
+    assert_eq!(report["status"], "passed", "{report:#}");
+    assert_eq!(report["paths"], serde_json::json!(["app/static"]));
+    assert!(report["rto_seconds"].as_f64().unwrap() > 0.0);
+    let fidelity = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("every file's SHA-256 equals")
+        })
+        .expect("the fidelity check");
+    assert_eq!(fidelity["status"], "passed");
+    assert!(
+        fidelity["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 file(s), 6 bytes"),
+        "{fidelity}"
+    );
+
+    install.files_policy(
+        "app",
+        &["./src/app"],
+        "[drill]\npaths = [\"app/nowhere\"]\n",
+    );
+    let out = install.run(&["--json", "drill", "app"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "failed");
+    assert!(
+        report["error"].as_str().unwrap().contains("app/nowhere"),
+        "{report:#}"
+    );
+
+    install.policy(
+        "db",
+        "[source]\nkind = \"sqlite\"\npath = \"./x.sqlite\"\n[drill]\npaths = [\"x\"]\n",
+    );
+    let err = install.fails(&["policy", "check"]);
+    assert!(err.contains("[drill] paths select files"), "{err}");
+}

@@ -70,6 +70,10 @@ pub struct DrillPlan {
     pub keep: bool,
     /// `newest` (the default) or `random` (any snapshot retention keeps).
     pub snapshot: Option<SnapshotPick>,
+    /// A partial drill of a files or config policy: only these paths (globs, as `restore
+    /// --include`) are restored and checked.
+    #[serde(default)]
+    pub paths: Vec<String>,
     /// The repository drills restore from: the policy's own (the default), one of its
     /// `copies`, or `rotate` (the primary and each copy in turn).
     pub from: Option<String>,
@@ -570,6 +574,17 @@ impl Policy {
                     "[drill] target needs exactly one of url_env or url_file (the scratch server)"
                         .into(),
                 );
+            }
+        }
+        if let Some(drill) = raw.drill.as_ref().filter(|d| !d.paths.is_empty()) {
+            let at = crate::toml_problems::offset_of(text, &["drill", "paths"]).unwrap_or(0);
+            if !matches!(raw.source.kind(), "files" | "config") {
+                problem(
+                    at,
+                    "[drill] paths select files of a files or config source".into(),
+                );
+            } else if let Err(e) = crate::jobs::restore::PathSelection::new(&drill.paths, &[]) {
+                problem(at, format!("[drill] paths: {e}"));
             }
         }
         if let Some(drill) = &raw.drill {

@@ -120,7 +120,9 @@ impl SnapshotReader {
     }
 
     /// The same snapshot with only the entries `keep` accepts (by path) and the directories
-    /// above them, so that a restore writes just those: a partial restore.
+    /// above them, so that a restore writes just those: a partial restore. The view's facts
+    /// count what it holds (files, directories, bytes), so that a restore is compared with
+    /// what was asked for.
     pub fn select(&self, keep: impl Fn(&str) -> bool) -> SnapshotReader {
         let mut wanted: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for entry in self.entries.iter().filter(|e| keep(&e.path)) {
@@ -131,16 +133,22 @@ impl SnapshotReader {
                 path = parent;
             }
         }
-        let entries = self
+        let entries: Vec<Entry> = self
             .entries
             .iter()
             .filter(|e| wanted.contains(e.path.as_str()))
             .cloned()
             .collect();
+        let mut snapshot = self.snapshot.clone();
+        snapshot.facts.file_count =
+            entries.iter().filter(|e| e.kind == EntryKind::File).count() as u64;
+        snapshot.facts.dir_count =
+            entries.iter().filter(|e| e.kind == EntryKind::Dir).count() as u64;
+        snapshot.facts.bytes = entries.iter().map(|e| e.size).sum();
         SnapshotReader {
             repo: self.repo.clone(),
             id: self.id,
-            snapshot: self.snapshot.clone(),
+            snapshot,
             entries: Arc::new(entries),
         }
     }

@@ -210,6 +210,7 @@ pub async fn run(
         rpo_breached: false,
         checks: Vec::new(),
         differences: Vec::new(),
+        paths: plan.paths.clone(),
     };
     let mut failures: Vec<String> = Vec::new();
 
@@ -222,9 +223,22 @@ pub async fn run(
             None => scratch_spec(config, policy)?,
         };
         report.target = target_label(&spec);
-        let reader = SnapshotReader::open(Arc::clone(&repo), chosen.id)
+        let mut reader = SnapshotReader::open(Arc::clone(&repo), chosen.id)
             .await
             .map_err(SourceError::from)?;
+        if !plan.paths.is_empty() {
+            // A partial drill: the paths asked for, restored and checked on their own.
+            let selection = crate::jobs::restore::PathSelection::new(&plan.paths, &[])
+                .map_err(|e| SourceError::Invalid(e.to_string()))?;
+            reader = reader.select(|path| selection.keeps(path));
+            if reader.entries().is_empty() {
+                return Err(SourceError::Invalid(format!(
+                    "[drill] paths {:?} match nothing in snapshot {}",
+                    plan.paths,
+                    chosen.id.short()
+                )));
+            }
+        }
         let options = ScratchOptions {
             keep: options.keep || plan.keep,
             name: Some(scratch_name.clone()),

@@ -114,4 +114,7 @@ pub struct DrillReport {
     pub rpo_breached: bool,
     pub checks: Vec<CheckResult>,
     pub differences: Vec<Difference>,
+    /// A partial drill: the paths (globs) restored and checked, as `[drill] paths` says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
 }
