@@ -49,3 +49,18 @@ pub fn bytes(n: u64) -> String {
 pub fn warn_unreadable(repository: &str, unreadable: &backstop_repo::UnreadableSnapshot) {
     eprintln!("warning: repository `{repository}`: {unreadable}");
 }
+
+/// History rows a rebuild took back, per table ("2 drills, 1 signoffs"), or `none` when
+/// the catalog lacked nothing.
+pub fn history_added(added: &std::collections::BTreeMap<String, u64>, none: &str) -> String {
+    let parts: Vec<String> = added
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(table, n)| format!("{n} {}", table.replace('_', " ")))
+        .collect();
+    if parts.is_empty() {
+        none.to_string()
+    } else {
+        parts.join(", ")
+    }
+}

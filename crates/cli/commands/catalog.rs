@@ -25,20 +25,9 @@ pub async fn rebuild(config: &Config, json: bool) -> Result<u8> {
             })).collect::<Vec<_>>(),
         }));
     } else {
-        let added: Vec<String> = rebuilt
-            .history
-            .added
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(table, n)| format!("{n} {}", table.replace('_', " ")))
-            .collect();
         println!(
             "history from the repositories: {}",
-            if added.is_empty() {
-                "nothing the catalog lacked".to_string()
-            } else {
-                added.join(", ")
-            }
+            crate::output::history_added(&rebuilt.history.added, "nothing the catalog lacked")
         );
         for r in report {
             println!(

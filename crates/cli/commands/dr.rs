@@ -36,19 +36,9 @@ pub async fn run(
     if json {
         print_json(&serde_json::to_value(&report)?);
     } else {
-        let tables: Vec<String> = report
-            .history_added
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(t, n)| format!("{n} {}", t.replace('_', " ")))
-            .collect();
         println!(
             "catalog rebuilt: history {}; snapshots {}",
-            if tables.is_empty() {
-                "already there".to_string()
-            } else {
-                tables.join(", ")
-            },
+            crate::output::history_added(&report.history_added, "already there"),
             report
                 .snapshots
                 .iter()

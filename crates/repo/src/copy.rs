@@ -240,14 +240,9 @@ impl Copier {
             ..snapshot
         };
         // The commit point.
-        let copy_id = dest.write_snapshot_with(&copy, true).await?;
+        let (copy_id, size) = dest.write_snapshot_with(&copy, true).await?;
         report.objects_confirmed += 1;
-        report.bytes_written += dest
-            .storage()
-            .list(&layout::snapshot_key(&copy_id))
-            .await?
-            .first()
-            .map_or(0, |o| o.size);
+        report.bytes_written += size;
         if let Err(e) = lock.release().await {
             tracing::warn!(message = "could not remove the repository lock", error = %e);
         }

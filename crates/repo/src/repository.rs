@@ -350,16 +350,19 @@ impl Repository {
     }
 
     pub async fn write_snapshot(&self, snapshot: &Snapshot) -> Result<Id> {
-        self.write_snapshot_with(snapshot, false).await
+        Ok(self.write_snapshot_with(snapshot, false).await?.0)
     }
 
     /// Writes a snapshot object; `confirm` reads it back ([`Repository::put_confirmed`]).
-    pub async fn write_snapshot_with(&self, snapshot: &Snapshot, confirm: bool) -> Result<Id> {
+    /// Returns its id and its stored size.
+    pub async fn write_snapshot_with(
+        &self,
+        snapshot: &Snapshot,
+        confirm: bool,
+    ) -> Result<(Id, u64)> {
         let json = serde_json::to_vec(snapshot).expect("snapshot serialises");
-        let (id, _) = self
-            .put_named_by_content(layout::snapshot_key, &json, snapshot::AAD, confirm)
-            .await?;
-        Ok(id)
+        self.put_named_by_content(layout::snapshot_key, &json, snapshot::AAD, confirm)
+            .await
     }
 
     pub async fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
