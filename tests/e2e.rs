@@ -7,12 +7,15 @@ mod e2e {
     mod audit;
     mod backup_restore;
     mod break_glass;
+    mod compliance;
     mod copies;
     mod corruption;
+    mod coverage;
     mod crash;
     pub mod daemon;
     mod databases;
     mod degrade;
+    mod deploy;
     mod dr;
     mod drills;
     mod encryption;
@@ -22,6 +25,7 @@ mod e2e {
     pub mod governance;
     mod history;
     mod object_lock;
+    mod on_change;
     mod partial_restore;
     mod policy_errors;
     mod request_jobs;

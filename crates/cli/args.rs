@@ -46,6 +46,22 @@ pub enum Command {
     /// Per policy: the last backup and its outcome, the next run, the RPO exposure now
     /// against the objective, the last drill and the drills awaiting sign-off
     Status,
+    /// Per policy, each of its `[requirements]` (frequency, retention, offsite, drill_every,
+    /// copies) against what was achieved over a period: met or not met, with the evidence.
+    /// Exits 1 when one is not met
+    Compliance {
+        /// Start of the period: a date (2026-11-01, midnight UTC) or a UTC timestamp
+        /// [default: 30 days before --to]
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the period: a date (the whole day is included) or a UTC timestamp
+        /// [default: now]
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these policies (repeatable) [default: every policy that declares requirements]
+        #[arg(long = "policy", value_name = "NAME")]
+        policies: Vec<String>,
+    },
     /// The catalog of runs and snapshots
     Catalog {
         #[command(subcommand)]
@@ -137,9 +153,15 @@ pub enum Command {
         /// Read and verify every pack
         #[arg(long, conflicts_with = "read_data_subset")]
         read_data: bool,
-        /// Read and verify a random share of packs, e.g. 10%
+        /// Read and verify a share of the packs, e.g. 5%: those never read first, then the
+        /// longest unread (the catalog records each pack read clean), so that checks of 5%
+        /// read every pack within 20 checks
         #[arg(long, value_name = "N%")]
         read_data_subset: Option<String>,
+        /// With --read-data-subset: read at most this many bytes, e.g. 2GiB (the rest is left
+        /// for the next check)
+        #[arg(long, value_name = "SIZE", requires = "read_data_subset")]
+        egress_budget: Option<String>,
         /// Only this configured repository
         #[arg(long)]
         repository: Option<String>,

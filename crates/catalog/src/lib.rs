@@ -20,11 +20,13 @@ mod drills;
 mod history;
 mod leases;
 mod requests;
+mod verification;
 pub use audit::{event_hash, AuditEvent, ChainStatus, GENESIS};
 pub use drills::{DrillRecord, Signoff};
 pub use history::{HistoryRow, Imported};
 pub use leases::{Holder, HEARTBEAT_EVERY, LEASE_TTL};
 pub use requests::{RequestStatus, RestoreRequest};
+pub use verification::Coverage;
 
 /// One migration: its version and its SQL (statements separated by `;` at line ends), per
 /// dialect; `migrations/common/` holds those that both dialects share word for word.
@@ -83,6 +85,18 @@ const MIGRATIONS: &[Migration] = &[
         name: "run_warnings",
         sqlite: include_str!("../migrations/common/0008_run_warnings.sql"),
         postgres: include_str!("../migrations/common/0008_run_warnings.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "pack_reads",
+        sqlite: include_str!("../migrations/common/0009_pack_reads.sql"),
+        postgres: include_str!("../migrations/common/0009_pack_reads.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "snapshots_per_repository",
+        sqlite: include_str!("../migrations/common/0010_snapshots_per_repository.sql"),
+        postgres: include_str!("../migrations/common/0010_snapshots_per_repository.sql"),
     },
 ];
 
@@ -679,7 +693,7 @@ impl Catalog {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         let inserted = sqlx::query(
             "INSERT INTO snapshots (id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (repository, id) DO NOTHING",
         )
         .bind(&s.id)
         .bind(&s.repository)
@@ -719,7 +733,7 @@ impl Catalog {
     pub async fn snapshots(&self, policy: Option<&str>) -> Result<Vec<SnapshotRecord>> {
         let rows = sqlx::query(
             "SELECT id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary \
-             FROM snapshots WHERE ($1 = '' OR policy = $1) ORDER BY time, id",
+             FROM snapshots WHERE ($1 = '' OR policy = $1) ORDER BY time, id, repository",
         )
         .bind(policy.unwrap_or(""))
         .fetch_all(&self.pool)
@@ -764,7 +778,8 @@ impl Catalog {
         let mut forgotten = 0;
         for id in known.iter().filter(|id| !keep.contains(id)) {
             let mut tx = self.pool.begin().await.map_err(self.db())?;
-            let removed = sqlx::query("DELETE FROM snapshots WHERE id = $1")
+            let removed = sqlx::query("DELETE FROM snapshots WHERE repository = $1 AND id = $2")
+                .bind(repository)
                 .bind(id)
                 .execute(&mut *tx)
                 .await

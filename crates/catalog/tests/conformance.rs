@@ -158,6 +158,26 @@ async fn snapshots_round_trip_and_are_idempotent(kind: &str) {
         .await
         .unwrap();
     assert_eq!(forgotten, 1);
+    assert_eq!(
+        catalog.snapshots(Some("orders")).await.unwrap(),
+        vec![b.clone()]
+    );
+
+    // A copy into a repository of the same key has the same id: it is a second record, and
+    // forgetting it in one repository leaves the other.
+    let copy = SnapshotRecord {
+        repository: "offsite".into(),
+        ..b.clone()
+    };
+    assert!(catalog.record_snapshot(&copy).await.unwrap());
+    assert_eq!(
+        catalog.snapshots(Some("orders")).await.unwrap(),
+        vec![b.clone(), copy.clone()]
+    );
+    catalog
+        .forget_snapshots_except("offsite", &[])
+        .await
+        .unwrap();
     assert_eq!(catalog.snapshots(Some("orders")).await.unwrap(), vec![b]);
 }
 
@@ -872,6 +892,57 @@ async fn history_rows_come_back_into_a_fresh_catalog_exactly(kind: &str) {
     assert_eq!(refused.added["drills"], 1, "the other rows are still taken");
 }
 
+/// Issue 18, item 5: pack reads are kept per repository, a read again moves forward, packs
+/// gone are forgotten, and the coverage left by each reading check is what it says.
+async fn verification_coverage_is_kept_per_repository(kind: &str) {
+    let (catalog, _backing) = open(kind).await;
+    assert_eq!(catalog.coverage("local").await.unwrap(), None);
+    let packs: Vec<String> = ["aa", "bb", "cc"].iter().map(|p| p.repeat(32)).collect();
+    let t1: jiff::Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+    let t2: jiff::Timestamp = "2026-11-02T00:00:00Z".parse().unwrap();
+    let first = catalog
+        .record_verification("local", &packs, &packs[..1], 100, t1)
+        .await
+        .unwrap();
+    assert_eq!((first.packs, first.packs_never_read), (3, 2));
+    assert_eq!(first.oldest_read_at, Some(t1));
+    assert_eq!(first.every_pack_within(t2), None, "two packs never read");
+    // Another repository's reads are its own.
+    catalog
+        .record_verification("offsite", &packs, &packs, 300, t1)
+        .await
+        .unwrap();
+    // The next check reads the other two; "cc" is then pruned and a new pack appears.
+    let second = catalog
+        .record_verification("local", &packs, &packs[1..], 200, t2)
+        .await
+        .unwrap();
+    assert_eq!(second.packs_never_read, 0);
+    assert_eq!(
+        second.every_pack_within(t2),
+        Some(std::time::Duration::from_secs(86_400))
+    );
+    assert_eq!(
+        catalog.coverage("local").await.unwrap(),
+        Some(second.clone())
+    );
+    let now_present = vec![packs[0].clone(), packs[1].clone(), "dd".repeat(32)];
+    let third = catalog
+        .record_verification("local", &now_present, &[], 0, t2)
+        .await
+        .unwrap();
+    assert_eq!((third.packs, third.packs_never_read), (3, 1));
+    let reads = catalog.pack_reads("local").await.unwrap();
+    assert_eq!(
+        reads.len(),
+        2,
+        "the pruned pack's read is forgotten: {reads:?}"
+    );
+    assert_eq!(reads[&packs[0]], t1);
+    assert_eq!(reads[&packs[1]], t2);
+    assert_eq!(catalog.pack_reads("offsite").await.unwrap().len(), 3);
+}
+
 macro_rules! suite {
     ($($name:ident),*) => {
         mod sqlite {
@@ -894,5 +965,6 @@ suite!(
     every_change_is_in_the_audit_chain_and_tampering_is_named,
     restore_requests_move_only_forward_and_never_by_their_requester,
     two_processes_opening_a_new_catalog_migrate_it_once,
-    history_rows_come_back_into_a_fresh_catalog_exactly
+    history_rows_come_back_into_a_fresh_catalog_exactly,
+    verification_coverage_is_kept_per_repository
 );

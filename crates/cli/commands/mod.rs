@@ -4,6 +4,7 @@ mod audit;
 mod backup;
 mod catalog;
 mod check;
+mod compliance;
 mod copy;
 mod diff;
 mod dr;
@@ -124,6 +125,9 @@ async fn dispatch(command: &Command, config: &Config, json: bool) -> Result<u8> 
             command: PolicyCommand::Check { dir },
         } => policy::check(&config, dir.as_deref(), json),
         Command::Status => status::run(&config, json).await,
+        Command::Compliance { from, to, policies } => {
+            compliance::run(&config, from.as_deref(), to.as_deref(), policies, json).await
+        }
         Command::Daemon => {
             let listener = backstop_engine::daemon::bind(&config).await?;
             let (shutdown, reloads) = crate::signals::daemon_controls()
@@ -183,12 +187,14 @@ async fn dispatch(command: &Command, config: &Config, json: bool) -> Result<u8> 
         Command::Check {
             read_data,
             read_data_subset,
+            egress_budget,
             repository,
         } => {
             check::run(
                 &config,
                 *read_data,
                 read_data_subset.as_deref(),
+                egress_budget.as_deref(),
                 repository.as_deref(),
                 json,
             )

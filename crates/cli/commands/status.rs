@@ -59,7 +59,11 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
                 s.policy.clone(),
                 s.source_kind.clone(),
                 last,
-                when(s.next_backup),
+                if s.backup_on_change {
+                    "on change".to_string()
+                } else {
+                    when(s.next_backup)
+                },
                 exposure,
                 span(s.rpo_objective_seconds),
             ]
@@ -131,6 +135,19 @@ pub async fn run(config: &Config, json: bool) -> Result<u8> {
                 } else {
                     ""
                 }
+            );
+        }
+        if let Some(v) = &s.verification {
+            println!(
+                "  verified: {} (`{}`, {} packs, as of the check at {})",
+                match v.every_pack_read_within_seconds {
+                    Some(within) =>
+                        format!("every pack read within the last {}", span(Some(within))),
+                    None => format!("{} of {} packs never read", v.packs_never_read, v.packs),
+                },
+                v.repository,
+                v.packs,
+                when(Some(v.checked_at))
             );
         }
         if let Some(next) = s.next_drill {

@@ -27,7 +27,7 @@ use crate::jobs::{backup, maintenance};
 use crate::notify::{merged, Event as NotifyEvent, Notifier};
 use crate::policy::{load_dir, Policy};
 use crate::schedule::CronSchedule;
-use crate::scheduler::{self, Clock, JobKind, JobResult, Runner, ScheduledJob};
+use crate::scheduler::{self, Clock, JobKind, JobResult, Runner, ScheduledJob, Trigger};
 
 type Policies = Arc<RwLock<BTreeMap<String, Policy>>>;
 
@@ -58,15 +58,24 @@ async fn scheduled_jobs(
                 JobKind::Check => &policy.schedule.check,
                 JobKind::Copy => &policy.schedule.copy,
             };
-            let Some(expr) = expr else { continue };
-            let schedule = CronSchedule::parse(expr)
-                .map_err(|e| EngineError::Refused(format!("policy `{}`: {e}", policy.name)))?
-                .in_zone(zone.clone());
+            let trigger = match (kind, &policy.schedule.on_change) {
+                (JobKind::Backup, Some(on_change)) => Trigger::OnChange(on_change.clone()),
+                _ => {
+                    let Some(expr) = expr else { continue };
+                    Trigger::Cron(Box::new(
+                        CronSchedule::parse(expr)
+                            .map_err(|e| {
+                                EngineError::Refused(format!("policy `{}`: {e}", policy.name))
+                            })?
+                            .in_zone(zone.clone()),
+                    ))
+                }
+            };
             jobs.push(ScheduledJob {
                 policy: policy.name.clone(),
                 kind,
                 repository: policy.repository.clone(),
-                schedule,
+                trigger,
                 last_run: catalog
                     .last_run_started(&policy.name, kind.run_kind())
                     .await?,
@@ -426,7 +435,10 @@ pub async fn run(
     let deadline = limits.shutdown_deadline;
     let events = scheduler::run_with_reload(
         reload_rx,
-        scheduler::CronTimer::new(),
+        scheduler::Both(
+            scheduler::CronTimer::new(),
+            crate::watch::ChangeWatcher::new(),
+        ),
         runner,
         limits,
         gates,
@@ -800,10 +812,16 @@ async fn metrics(
         let drills = crate::status::DrillStats::load(&state.catalog, policy)
             .await
             .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+        let coverage = state
+            .catalog
+            .coverage(&policy.repository)
+            .await
+            .map_err(|e| (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
         inputs.push(crate::metrics::PolicyMetrics {
             policy,
             stats,
             drills,
+            coverage,
         });
     }
     let body = crate::metrics::render(

@@ -8,6 +8,7 @@ pub mod anchors;
 pub mod anomalies;
 pub mod api;
 pub mod catalog;
+pub mod compliance;
 pub mod config;
 pub mod daemon;
 pub mod dr;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod scheduler;
 pub mod status;
 pub mod toml_problems;
+pub mod watch;
 
 pub use config::Config;
 pub use error::EngineError;

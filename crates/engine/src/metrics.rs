@@ -17,6 +17,8 @@ pub struct PolicyMetrics<'a> {
     pub policy: &'a Policy,
     pub stats: BackupStats,
     pub drills: DrillStats,
+    /// The policy's repository's verification coverage, when a check has read data.
+    pub coverage: Option<backstop_catalog::Coverage>,
 }
 
 fn seconds(t: jiff::Timestamp) -> f64 {
@@ -228,6 +230,35 @@ pub fn render(policies: &[PolicyMetrics<'_>], jobs_running: usize, now: jiff::Ti
                     .count()
             ),
         );
+        if let Some(c) = &p.coverage {
+            let l = format!("{l},repository=\"{}\"", label(&c.repository));
+            add(
+                "backstop_verification_packs",
+                "gauge",
+                "Packs in the policy's repository at its last check that read data.",
+                format!("backstop_verification_packs{{{l}}} {}", c.packs),
+            );
+            add(
+                "backstop_verification_packs_never_read",
+                "gauge",
+                "Of those, packs no check has read clean yet.",
+                format!(
+                    "backstop_verification_packs_never_read{{{l}}} {}",
+                    c.packs_never_read
+                ),
+            );
+            if let Some(oldest) = c.oldest_read_at {
+                add(
+                    "backstop_verification_oldest_read_age_seconds",
+                    "gauge",
+                    "Time since the least recently read pack was read clean (every pack was read within this, when none is never read).",
+                    format!(
+                        "backstop_verification_oldest_read_age_seconds{{{l}}} {}",
+                        now.duration_since(oldest).as_secs().max(0)
+                    ),
+                );
+            }
+        }
     }
     let mut out = String::new();
     for (name, (kind, help, samples)) in families {
@@ -309,6 +340,14 @@ mod tests {
                     },
                     points_by_repository: Default::default(),
                 },
+                coverage: Some(backstop_catalog::Coverage {
+                    repository: "local".into(),
+                    checked_at: t("2026-11-25T06:00:00Z"),
+                    packs: 40,
+                    packs_never_read: 2,
+                    oldest_read_at: Some(t("2026-11-20T12:00:00Z")),
+                    bytes_read: 1 << 20,
+                }),
             }],
             1,
             t("2026-11-25T12:00:00Z"),
@@ -328,6 +367,9 @@ mod tests {
             "backstop_drill_last_success{policy=\"orders\"} 0",
             "backstop_drill_last_rto_seconds{policy=\"orders\"} 41.5",
             "backstop_drill_since_last_pass_seconds{policy=\"orders\"} 86400",
+            "backstop_verification_packs{policy=\"orders\",repository=\"local\"} 40",
+            "backstop_verification_packs_never_read{policy=\"orders\",repository=\"local\"} 2",
+            "backstop_verification_oldest_read_age_seconds{policy=\"orders\",repository=\"local\"} 432000",
             "backstop_signoffs_pending{policy=\"orders\"} 2",
             "backstop_signoffs_overdue{policy=\"orders\"} 1",
         ] {

@@ -39,6 +39,27 @@ struct PolicyFile {
     notify: Option<crate::notify::NotifySettings>,
     #[serde(default)]
     anomalies: Option<Spanned<crate::anomalies::AnomalySettings>>,
+    #[serde(default)]
+    requirements: crate::compliance::Requirements,
+    #[serde(default)]
+    check: CheckFile,
+}
+
+/// `[check]`: what a scheduled check reads beyond the structure and indexes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckFile {
+    read_data_subset: Option<Spanned<String>>,
+    egress_budget: Option<Spanned<String>>,
+}
+
+/// A policy's `[check]`, validated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckPlan {
+    /// The share of packs each scheduled check reads (rotating), in percent.
+    pub read_data_subset: Option<f64>,
+    /// At most this many bytes read per check.
+    pub egress_budget: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +70,11 @@ struct ScheduleFile {
     prune: Option<Spanned<String>>,
     check: Option<Spanned<String>>,
     copy: Option<Spanned<String>>,
+    /// With `backup = "on-change"`: no two backups closer than this.
+    min_interval: Option<Spanned<String>>,
+    /// With `backup = "on-change"`: scan the paths this often instead of waiting for
+    /// notifications.
+    poll_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -309,6 +335,9 @@ pub struct Schedule {
     pub check: Option<String>,
     /// Catching the copies up (copies are also made after each backup).
     pub copy: Option<String>,
+    /// `backup = "on-change"`: backups follow changes to the source's paths (`backup` is
+    /// then none).
+    pub on_change: Option<crate::watch::OnChange>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -335,6 +364,10 @@ pub struct Policy {
     pub notify: Option<crate::notify::NotifySettings>,
     /// How far a backup may move from the previous one before it is an anomaly.
     pub anomalies: crate::anomalies::AnomalySettings,
+    /// `[requirements]`: what `backstop compliance` holds the policy to.
+    pub requirements: crate::compliance::Requirements,
+    /// `[check]`: how much data a scheduled check reads.
+    pub check: CheckPlan,
 }
 
 impl Policy {
@@ -439,6 +472,25 @@ impl Policy {
             Some(spanned) => spanned.into_inner(),
             None => crate::anomalies::AnomalySettings::default(),
         };
+        let mut check = CheckPlan::default();
+        if let Some(text) = &raw.check.read_data_subset {
+            match crate::jobs::maintenance::parse_percent(text.get_ref()) {
+                Ok(p) => check.read_data_subset = Some(p),
+                Err(e) => problem(text.span().start, format!("[check] read_data_subset {e}")),
+            }
+        }
+        if let Some(text) = &raw.check.egress_budget {
+            match crate::jobs::maintenance::parse_bytes(text.get_ref()) {
+                Ok(b) => check.egress_budget = Some(b),
+                Err(e) => problem(text.span().start, format!("[check] egress_budget {e}")),
+            }
+            if raw.check.read_data_subset.is_none() {
+                problem(
+                    text.span().start,
+                    "[check] egress_budget caps the data a check reads, but read_data_subset asks for none".into(),
+                );
+            }
+        }
         if let (Some(expr), true) = (&raw.schedule.copy, raw.copies.is_empty()) {
             problem(
                 expr.span().start,
@@ -446,8 +498,61 @@ impl Policy {
             );
         }
         let mut schedule = Schedule::default();
+        let on_change_asked = raw
+            .schedule
+            .backup
+            .as_ref()
+            .filter(|b| b.get_ref() == "on-change")
+            .map(|b| b.span().start);
+        let mut interval = |value: &Option<Spanned<String>>, key: &str| {
+            value.as_ref().and_then(|v| {
+                if on_change_asked.is_none() {
+                    problem(
+                        v.span().start,
+                        format!("[schedule] {key} belongs to backup = \"on-change\""),
+                    );
+                    return None;
+                }
+                match humantime::parse_duration(v.get_ref()) {
+                    Ok(d) => Some(d),
+                    Err(e) => {
+                        problem(
+                            v.span().start,
+                            format!("[schedule] {key} `{}`: {e} (e.g. \"5m\")", v.get_ref()),
+                        );
+                        None
+                    }
+                }
+            })
+        };
+        let min_interval = interval(&raw.schedule.min_interval, "min_interval");
+        let poll_interval = interval(&raw.schedule.poll_interval, "poll_interval");
+        let backup_cron = match on_change_asked {
+            Some(at) => {
+                match &raw.source {
+                    SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+                        schedule.on_change = Some(crate::watch::OnChange {
+                            paths: spec.paths.iter().map(|p| config.base_dir.join(p)).collect(),
+                            min_interval: min_interval
+                                .unwrap_or(crate::watch::OnChange::DEFAULT_MIN_INTERVAL),
+                            poll_interval,
+                            debounce: crate::watch::OnChange::DEBOUNCE,
+                        });
+                    }
+                    other => problem(
+                        at,
+                        format!(
+                            "[schedule] backup = \"on-change\" watches files: a {} source needs a cron schedule",
+                            other.kind()
+                        ),
+                    ),
+                }
+                None
+            }
+            None => raw.schedule.backup,
+        };
         for (slot, value) in [
-            (&mut schedule.backup, raw.schedule.backup),
+            (&mut schedule.backup, backup_cron),
             (&mut schedule.drill, raw.schedule.drill),
             (&mut schedule.prune, raw.schedule.prune),
             (&mut schedule.check, raw.schedule.check),
@@ -629,6 +734,8 @@ impl Policy {
             owners: raw.owners,
             notify: raw.notify,
             anomalies,
+            requirements: raw.requirements,
+            check,
         })
     }
 }
@@ -863,6 +970,74 @@ approvers = ["it-manager@example.com"]
             problems[0].to_string().contains("[schedule] copy"),
             "{problems:?}"
         );
+    }
+
+    /// Issue 18, item 3: `backup = "on-change"` watches a files or config policy's paths;
+    /// a database policy, or the intervals without it, are errors at their keys.
+    #[test]
+    fn on_change_backups_are_for_files_and_config() {
+        let files = "name = \"site\"\nrepository = \"local\"\n[source]\nkind = \"config\"\npaths = [\"./etc\"]\n\
+                     [schedule]\nbackup = \"on-change\"\nmin_interval = \"5m\"\n";
+        let policy = Policy::parse(Path::new("p.toml"), files, &config()).unwrap();
+        assert_eq!(policy.schedule.backup, None);
+        let on = policy.schedule.on_change.unwrap();
+        assert_eq!(on.paths, vec![Path::new("/srv/./etc").to_path_buf()]);
+        assert_eq!(on.min_interval, Duration::from_secs(300));
+        assert_eq!(on.poll_interval, None);
+
+        let db = GOOD.replace("backup = \"0 15 */4 * * *\"", "backup = \"on-change\"");
+        let problems = Policy::parse(Path::new("p.toml"), &db, &config()).unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("a postgres source needs a cron schedule"),
+            "{problems:?}"
+        );
+        let stray = GOOD.replace("[schedule]\n", "[schedule]\npoll_interval = \"30s\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &stray, &config()).unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("poll_interval belongs to backup = \"on-change\""),
+            "{problems:?}"
+        );
+    }
+
+    /// Issue 18, items 5 and 6: `[check]` and `[requirements]` are read, and a bad value is
+    /// an error at its key.
+    #[test]
+    fn check_and_requirements_are_read_and_bad_values_located() {
+        let config = config();
+        let text = format!(
+            "{GOOD}\n[check]\nread_data_subset = \"5%\"\negress_budget = \"2GiB\"\n\
+             [requirements]\nfrequency = \"1h\"\noffsite = true\ncopies = 2\n"
+        );
+        let policy = Policy::parse(Path::new("p.toml"), &text, &config).unwrap();
+        assert_eq!(policy.check.read_data_subset, Some(5.0));
+        assert_eq!(policy.check.egress_budget, Some(2 << 30));
+        assert_eq!(
+            policy.requirements.frequency,
+            Some(std::time::Duration::from_secs(3600))
+        );
+        assert_eq!(policy.requirements.copies, Some(2));
+
+        let bad = format!("{GOOD}\n[check]\nread_data_subset = \"500%\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &bad, &config).unwrap_err();
+        let line = bad
+            .lines()
+            .position(|l| l.starts_with("read_data_subset"))
+            .unwrap()
+            + 1;
+        assert!(
+            problems[0]
+                .to_string()
+                .starts_with(&format!("p.toml:{line}:"))
+                && problems[0].to_string().contains("500%"),
+            "{problems:?}"
+        );
+        let bad = format!("{GOOD}\n[requirements]\nfrequency = \"often\"\n");
+        let problems = Policy::parse(Path::new("p.toml"), &bad, &config).unwrap_err();
+        assert!(problems[0].to_string().contains("often"), "{problems:?}");
     }
 
     #[test]

@@ -101,13 +101,30 @@ impl std::fmt::Display for JobKind {
     }
 }
 
+/// What fires a job: its cron schedule, or (a files or config policy's backup) a change
+/// under its paths.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    Cron(Box<CronSchedule>),
+    OnChange(crate::watch::OnChange),
+}
+
+impl Trigger {
+    pub fn cron(&self) -> Option<&CronSchedule> {
+        match self {
+            Trigger::Cron(schedule) => Some(schedule),
+            Trigger::OnChange(_) => None,
+        }
+    }
+}
+
 /// One scheduled job: a policy's backup, drill, prune or check.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScheduledJob {
     pub policy: String,
     pub kind: JobKind,
     pub repository: String,
-    pub schedule: CronSchedule,
+    pub trigger: Trigger,
     /// When this job last started (from the catalog), for the catch-up decision.
     pub last_run: Option<jiff::Timestamp>,
 }
@@ -293,7 +310,7 @@ impl Timer for ClockTimer {
         let clock = self.clock;
         let jobs: Vec<(String, CronSchedule)> = jobs
             .iter()
-            .map(|j| (j.name(), j.schedule.clone()))
+            .filter_map(|j| j.trigger.cron().map(|s| (j.name(), s.clone())))
             .collect();
         self.task = Some(tokio::spawn(async move {
             let now = clock.now();
@@ -364,9 +381,12 @@ impl Timer for CronTimer {
             }
         };
         for job in jobs {
+            let Some(schedule) = job.trigger.cron().cloned() else {
+                continue;
+            };
             let name = job.name();
-            let schedule = job.schedule.clone();
             let queue = queue.clone();
+            let expr = schedule.expr().to_string();
             let zone: chrono_tz::Tz = schedule
                 .zone_name()
                 .and_then(|z| z.parse().ok())
@@ -382,11 +402,10 @@ impl Timer for CronTimer {
                 Box::pin(async {})
                     as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
             };
-            let added =
-                match tokio_cron_scheduler::Job::new_async_tz(job.schedule.expr(), zone, tick) {
-                    Ok(cron_job) => scheduler.add(cron_job).await.map(|_| ()),
-                    Err(e) => Err(e),
-                };
+            let added = match tokio_cron_scheduler::Job::new_async_tz(expr.as_str(), zone, tick) {
+                Ok(cron_job) => scheduler.add(cron_job).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
             if let Err(e) = added {
                 tracing::error!(job = job.name(), error = %e, "scheduling a job on the cron timer");
             }
@@ -403,6 +422,22 @@ impl Timer for CronTimer {
                 tracing::warn!(error = %e, "stopping the cron timer");
             }
         }
+    }
+}
+
+/// Two timers as one: each fires the jobs it knows how to (the daemon's cron timer and its
+/// change watcher).
+pub struct Both<A, B>(pub A, pub B);
+
+impl<A: Timer, B: Timer> Timer for Both<A, B> {
+    async fn schedule(&mut self, jobs: &[ScheduledJob], queue: mpsc::UnboundedSender<Fire>) {
+        self.0.schedule(jobs, queue.clone()).await;
+        self.1.schedule(jobs, queue).await;
+    }
+
+    async fn stop(&mut self) {
+        self.0.stop().await;
+        self.1.stop().await;
     }
 }
 
@@ -459,7 +494,10 @@ pub async fn run_with_reload<R: Runner, T: Timer>(
     // A fire missed while the daemon was down runs now, once.
     let start = clock.now();
     for job in &jobs {
-        if let Some(fire) = missed(&job.schedule, job.last_run, start) {
+        let Some(schedule) = job.trigger.cron() else {
+            continue; // a change while the daemon was down is caught by the next change
+        };
+        if let Some(fire) = missed(schedule, job.last_run, start) {
             dispatched.insert(job.name(), fire);
             dispatch(
                 &shared,
@@ -524,8 +562,11 @@ pub async fn run_with_reload<R: Runner, T: Timer>(
 /// never more than a tenth of the time to the schedule's next fire (a schedule every few
 /// seconds with the default 30 s jitter would otherwise run only now and then).
 fn jitter_for(job: &ScheduledJob, fire: jiff::Timestamp, configured: Duration) -> Duration {
-    let interval = job
-        .schedule
+    // A per-change fire already waited for the paths to be quiet.
+    let Some(schedule) = job.trigger.cron() else {
+        return Duration::ZERO;
+    };
+    let interval = schedule
         .next_after(fire)
         .and_then(|next| Duration::try_from(next.duration_since(fire)).ok())
         .unwrap_or(configured);

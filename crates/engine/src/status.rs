@@ -26,6 +26,9 @@ pub struct PolicyStatus {
     pub last_backup_error: Option<String>,
     pub last_success: Option<jiff::Timestamp>,
     pub next_backup: Option<jiff::Timestamp>,
+    /// Backups follow changes to the source's paths (`backup = "on-change"`): there is no
+    /// next time.
+    pub backup_on_change: bool,
     /// Now minus the newest good snapshot's data point, as [`RpoHistory`] defines it (a
     /// lower bound when no snapshot is good yet); none before the policy's first backup.
     pub rpo_exposure_seconds: Option<u64>,
@@ -52,6 +55,33 @@ pub struct PolicyStatus {
     pub rpo_breaches: usize,
     /// Per secondary repository in the policy's `copies`: its newest copy and exposure.
     pub copies: Vec<CopyStatus>,
+    /// How recently the policy's repository had its packs read by checks; none before the
+    /// first check that read data.
+    pub verification: Option<VerificationStatus>,
+}
+
+/// A repository's verification coverage, as of its last check that read data.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct VerificationStatus {
+    pub repository: String,
+    pub checked_at: jiff::Timestamp,
+    pub packs: u64,
+    pub packs_never_read: u64,
+    /// Every pack was read clean within this long before now; none while some pack was
+    /// never read.
+    pub every_pack_read_within_seconds: Option<u64>,
+}
+
+impl VerificationStatus {
+    pub fn of(coverage: &backstop_catalog::Coverage, now: jiff::Timestamp) -> Self {
+        Self {
+            repository: coverage.repository.clone(),
+            checked_at: coverage.checked_at,
+            packs: coverage.packs,
+            packs_never_read: coverage.packs_never_read,
+            every_pack_read_within_seconds: coverage.every_pack_within(now).map(|d| d.as_secs()),
+        }
+    }
 }
 
 /// One secondary repository of a policy, measured like the policy's own RPO: now minus the
@@ -163,6 +193,7 @@ pub fn of_policy(
         last_backup_error: last.and_then(|r| r.error.clone()),
         last_success: stats.last_success,
         next_backup: next(policy.schedule.backup.as_deref()),
+        backup_on_change: policy.schedule.on_change.is_some(),
         rpo_exposure_seconds: exposure_now.seconds(),
         rpo_objective_seconds: objective,
         rpo_breached,
@@ -187,6 +218,7 @@ pub fn of_policy(
         rpo_worst_exposure_seconds: history.as_ref().map(|h| h.worst.exposure.as_secs()),
         rpo_breaches: history.as_ref().map_or(0, |h| h.breaches.len()),
         copies: copies_of(policy, drills, now),
+        verification: None,
     }
 }
 
@@ -233,6 +265,10 @@ pub async fn collect<'a>(
         let drills = DrillStats::load(catalog, policy).await?;
         let mut status = of_policy(policy, &stats, &drills, &zone, now);
         status.daemon_running = running;
+        status.verification = catalog
+            .coverage(&policy.repository)
+            .await?
+            .map(|c| VerificationStatus::of(&c, now));
         out.push(status);
     }
     Ok(out)

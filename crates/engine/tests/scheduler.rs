@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use backstop_engine::schedule::CronSchedule;
 use backstop_engine::scheduler::{
-    self, Clock, Event, JobKind, JobResult, Limits, Runner, ScheduledJob,
+    self, Clock, Event, JobKind, JobResult, Limits, Runner, ScheduledJob, Trigger,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -75,7 +75,7 @@ fn job(policy: &str, repository: &str, cron: &str, last_run: Option<&str>) -> Sc
         policy: policy.into(),
         kind: JobKind::Backup,
         repository: repository.into(),
-        schedule: CronSchedule::parse(cron).unwrap(),
+        trigger: Trigger::Cron(Box::new(CronSchedule::parse(cron).unwrap())),
         last_run: last_run.map(|t| t.parse().unwrap()),
     }
 }

@@ -23,12 +23,53 @@ use crate::format::pack;
 use crate::format::snapshot::Snapshot;
 use crate::repository::{decode_chunk, Repository};
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ReadData {
     None,
     All,
-    /// A percentage of packs, 0 < p ≤ 100, chosen at random (at least one pack).
-    Subset(f64),
+    /// A share of the packs, the least recently read first ([`Rotation`]).
+    Subset(Rotation),
+}
+
+/// Which packs a partial read takes: `percent` of the packs (0 < p ≤ 100, at least one),
+/// those never read first, then the longest unread (by `last_read`), ties in id order, so
+/// that successive checks of p% read every pack within ⌈100 / p⌉ checks. `budget_bytes`
+/// caps the bytes read (an egress budget): packs that would pass it are left for the next
+/// check, though the first pack is read even when it alone is larger.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rotation {
+    pub percent: f64,
+    pub last_read: HashMap<Id, jiff::Timestamp>,
+    pub budget_bytes: Option<u64>,
+}
+
+impl Rotation {
+    pub fn percent(percent: f64) -> Self {
+        Self {
+            percent,
+            ..Self::default()
+        }
+    }
+
+    /// The packs to read of `present` (id, size), in reading order.
+    pub fn select(&self, present: &[(Id, u64)]) -> Vec<(Id, u64)> {
+        let mut order: Vec<(Id, u64)> = present.to_vec();
+        order.sort_by_key(|(id, _)| (self.last_read.get(id).copied(), *id));
+        let n = ((present.len() as f64 * self.percent / 100.0).ceil() as usize)
+            .clamp(present.len().min(1), present.len());
+        let mut chosen = Vec::new();
+        let mut bytes = 0u64;
+        for (id, size) in order.into_iter().take(n) {
+            if let Some(budget) = self.budget_bytes {
+                if !chosen.is_empty() && bytes + size > budget {
+                    break;
+                }
+            }
+            bytes += size;
+            chosen.push((id, size));
+        }
+        chosen
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -56,10 +97,20 @@ pub struct CheckReport {
     pub index_objects: usize,
     pub packs: usize,
     pub packs_read: usize,
+    /// Bytes of the packs read.
+    pub bytes_read: u64,
+    /// Packs a partial read left for a later check because of its byte budget.
+    pub packs_over_budget: usize,
     pub chunks_verified: usize,
     pub unreferenced_packs: usize,
     pub temporary_files: usize,
     pub findings: Vec<Finding>,
+    /// The indexed packs present in storage (what a full read would read).
+    #[serde(skip)]
+    pub packs_present: Vec<Id>,
+    /// The packs read whole and found clean.
+    #[serde(skip)]
+    pub packs_read_clean: Vec<Id>,
 }
 
 impl CheckReport {
@@ -347,28 +398,22 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     }
 
     // Read data: every selected pack, whole.
-    let selected: Vec<Id> = match read_data {
+    let present: Vec<(Id, u64)> = indexed_packs
+        .iter()
+        .filter_map(|(id, _)| packs_stored.get(id).map(|size| (*id, *size)))
+        .collect();
+    report.packs_present = present.iter().map(|(id, _)| *id).collect();
+    let selected: Vec<Id> = match &read_data {
         ReadData::None => vec![],
-        ReadData::All => indexed_packs.iter().map(|(id, _)| *id).collect(),
-        ReadData::Subset(pct) => {
-            use rand::seq::SliceRandom;
-            let present: Vec<Id> = indexed_packs
-                .iter()
-                .map(|(id, _)| *id)
-                .filter(|id| packs_stored.contains_key(id))
-                .collect();
-            let n = ((present.len() as f64 * pct / 100.0).ceil() as usize)
+        ReadData::All => report.packs_present.clone(),
+        ReadData::Subset(rotation) => {
+            let chosen = rotation.select(&present);
+            let wanted = ((present.len() as f64 * rotation.percent / 100.0).ceil() as usize)
                 .clamp(present.len().min(1), present.len());
-            present
-                .choose_multiple(&mut rand::thread_rng(), n)
-                .copied()
-                .collect()
+            report.packs_over_budget = wanted - chosen.len();
+            chosen.into_iter().map(|(id, _)| id).collect()
         }
     };
-    let selected: Vec<Id> = selected
-        .into_iter()
-        .filter(|p| packs_stored.contains_key(p))
-        .collect();
     let results: Vec<PackVerdict> = futures::stream::iter(selected)
         .map(|pack_id| {
             let repo = repo.clone();
@@ -401,7 +446,11 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         .await;
     for (pack_id, problems, verified) in results {
         report.packs_read += 1;
+        report.bytes_read += packs_stored.get(&pack_id).copied().unwrap_or(0);
         report.chunks_verified += verified;
+        if problems.is_empty() {
+            report.packs_read_clean.push(pack_id);
+        }
         for (message, chunks) in problems {
             deferred.error(&mut report, layout::pack_key(&pack_id), message, chunks);
         }
@@ -502,4 +551,71 @@ fn problems_chunks(problems: &[(String, Vec<Id>)]) -> Vec<Id> {
         .iter()
         .flat_map(|(_, c)| c.iter().copied())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packs(n: u8) -> Vec<(Id, u64)> {
+        (0..n).map(|i| (Id::sha256(&[i]), 100)).collect()
+    }
+
+    /// Issue 18, item 5: 25% per check reads every pack within four checks, never-read
+    /// packs first, then the longest unread.
+    #[test]
+    fn a_rotation_reads_every_pack_within_its_window() {
+        let present = packs(8);
+        let mut rotation = Rotation::percent(25.0);
+        let mut seen = std::collections::HashSet::new();
+        for day in 0..4 {
+            let chosen = rotation.select(&present);
+            assert_eq!(chosen.len(), 2);
+            for (id, _) in chosen {
+                assert!(
+                    seen.insert(id),
+                    "day {day} read {id:?} again before every pack was read"
+                );
+                rotation.last_read.insert(
+                    id,
+                    jiff::Timestamp::from_second(1_800_000_000 + day * 86_400).unwrap(),
+                );
+            }
+        }
+        assert_eq!(seen.len(), 8);
+        // The fifth check starts the round again with the packs read longest ago.
+        let oldest: std::collections::HashSet<Id> = rotation
+            .last_read
+            .iter()
+            .filter(|(_, t)| t.as_second() == 1_800_000_000)
+            .map(|(id, _)| *id)
+            .collect();
+        let again: std::collections::HashSet<Id> = rotation
+            .select(&present)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(again, oldest);
+    }
+
+    #[test]
+    fn a_byte_budget_caps_a_rotation_but_reads_at_least_one_pack() {
+        let present = packs(8);
+        let rotation = Rotation {
+            percent: 100.0,
+            budget_bytes: Some(250),
+            ..Rotation::default()
+        };
+        assert_eq!(
+            rotation.select(&present).len(),
+            2,
+            "two packs of 100 fit in 250"
+        );
+        let tiny = Rotation {
+            percent: 100.0,
+            budget_bytes: Some(10),
+            ..Rotation::default()
+        };
+        assert_eq!(tiny.select(&present).len(), 1);
+    }
 }

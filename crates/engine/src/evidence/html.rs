@@ -274,6 +274,44 @@ pub fn render(e: &Evidence) -> String {
             },
             rto_verdict,
         );
+        if let Some(v) = &p.verification {
+            let _ = write!(
+                out,
+                "<p>Verification: {} (repository {}, {} packs, as of the check at {}).</p>",
+                match v.every_pack_read_within_seconds {
+                    Some(within) => format!(
+                        "every pack read within the {} before that check",
+                        span(within as f64)
+                    ),
+                    None => format!("{} of {} packs never read", v.packs_never_read, v.packs),
+                },
+                escape(&v.repository),
+                v.packs,
+                escape(&when(v.checked_at))
+            );
+        }
+        if let Some(c) = &p.compliance {
+            let _ = write!(
+                out,
+                "<h3>Requirements</h3><table><tr><th>requirement</th><th>required</th><th>achieved</th><th>verdict</th></tr>"
+            );
+            for r in &c.requirements {
+                let _ = write!(
+                    out,
+                    "<tr><td>{}</td><td>{}</td><td>{}<br><span class=\"muted\">{}</span></td><td>{}</td></tr>",
+                    escape(&r.requirement),
+                    escape(&r.required),
+                    escape(&r.achieved),
+                    escape(&r.evidence.join("; ")),
+                    if r.met {
+                        "<span class=\"met\">met</span>"
+                    } else {
+                        "<span class=\"breached\">not met</span>"
+                    }
+                );
+            }
+            let _ = write!(out, "</table>");
+        }
         let runs: Vec<String> = p
             .backups
             .runs

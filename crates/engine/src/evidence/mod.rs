@@ -58,6 +58,14 @@ pub struct PolicyEvidence {
     pub anomalies: Vec<AnomalyEvidence>,
     /// Restore requests made in the period: who asked, who decided, what happened.
     pub restore_requests: Vec<RequestEvidence>,
+    /// The policy's `[requirements]` against what was achieved in the period; absent when
+    /// it declares none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<crate::compliance::PolicyCompliance>,
+    /// The policy's repository's verification coverage, as of its last check that read data
+    /// before the period's end; absent when there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<crate::status::VerificationStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -346,6 +354,12 @@ pub async fn collect(
                 anomalies
             },
             restore_requests,
+            compliance: crate::compliance::assess(config, catalog, policy, from, to).await?,
+            verification: catalog
+                .coverage(&policy.repository)
+                .await?
+                .filter(|c| c.checked_at <= to)
+                .map(|c| crate::status::VerificationStatus::of(&c, c.checked_at)),
         });
     }
     // The chain is judged as `audit verify` judges it: in itself, then against the anchors
