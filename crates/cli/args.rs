@@ -422,6 +422,11 @@ pub struct RestoreArgs {
     /// Leave out the paths that match GLOB, or lie in a directory that does (repeatable)
     #[arg(long, value_name = "GLOB")]
     pub exclude: Vec<String>,
+    /// Restore only these tables of a database snapshot (schema.table or table; comma
+    /// separated or repeated): each with its data, indexes, constraints, defaults and
+    /// triggers, and no other table
+    #[arg(long = "table", value_name = "TABLE", value_delimiter = ',', conflicts_with_all = ["include", "exclude"])]
+    pub tables: Vec<String>,
     /// Look for the snapshot only in this configured repository (its name in backstop.toml)
     #[arg(long, value_name = "NAME", conflicts_with = "repo")]
     pub repository: Option<String>,

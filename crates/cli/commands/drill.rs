@@ -80,6 +80,12 @@ fn print_report(r: &DrillReport) {
         r.data_point.strftime("%Y-%m-%d %H:%M:%S UTC"),
         r.repository
     );
+    if !r.paths.is_empty() {
+        println!("partial: only the paths {}", r.paths.join(", "));
+    }
+    if !r.tables.is_empty() {
+        println!("partial: only the tables {}", r.tables.join(", "));
+    }
     if !r.target.is_empty() {
         let fate = if r.kept { "kept" } else { "removed" };
         match &r.scratch {

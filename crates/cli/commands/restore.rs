@@ -60,6 +60,7 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
     )
     .await
     .and_then(|prepared| prepared.select(&selection))
+    .and_then(|prepared| prepared.tables(&args.tables))
     .with_context(context)?;
     let replaced = prepared.replaces.clone();
     if let Some(clash) = &replaced {

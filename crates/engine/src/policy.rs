@@ -100,6 +100,10 @@ pub struct DrillPlan {
     /// --include`) are restored and checked.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// A partial drill of a database policy: only these tables (`schema.table` or `table`,
+    /// as `restore --table`) are restored and checked.
+    #[serde(default)]
+    pub tables: Vec<String>,
     /// The repository drills restore from: the policy's own (the default), one of its
     /// `copies`, or `rotate` (the primary and each copy in turn).
     pub from: Option<String>,
@@ -692,6 +696,24 @@ impl Policy {
                 problem(at, format!("[drill] paths: {e}"));
             }
         }
+        if let Some(drill) = raw.drill.as_ref().filter(|d| !d.tables.is_empty()) {
+            let at = crate::toml_problems::offset_of(text, &["drill", "tables"]).unwrap_or(0);
+            if !matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite") {
+                problem(
+                    at,
+                    "[drill] tables select tables of a database source (paths, for files)".into(),
+                );
+            } else if let Some(bad) = drill
+                .tables
+                .iter()
+                .find(|t| t.trim().is_empty() || t.matches('.').count() > 1)
+            {
+                problem(
+                    at,
+                    format!("[drill] tables: `{bad}`: expected schema.table or table"),
+                );
+            }
+        }
         if let Some(drill) = &raw.drill {
             let offset = text.find("[drill]").unwrap_or(0);
             let is_database = matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite");
@@ -999,6 +1021,22 @@ approvers = ["it-manager@example.com"]
             problems[0]
                 .to_string()
                 .contains("poll_interval belongs to backup = \"on-change\""),
+            "{problems:?}"
+        );
+    }
+
+    /// Issue 18, item 1: `[drill] tables` for database policies only.
+    #[test]
+    fn drill_tables_are_for_database_policies() {
+        let text = GOOD.replace("[drill]\n", "[drill]\ntables = [\"public.orders\"]\n");
+        let policy = Policy::parse(Path::new("p.toml"), &text, &config()).unwrap();
+        assert_eq!(policy.drill.unwrap().tables, ["public.orders"]);
+        let files = "name = \"site\"\nrepository = \"local\"\n[source]\nkind = \"files\"\npaths = [\"./www\"]\n[drill]\ntables = [\"orders\"]\n";
+        let problems = Policy::parse(Path::new("p.toml"), files, &config()).unwrap_err();
+        assert!(
+            problems[0]
+                .to_string()
+                .contains("[drill] tables select tables of a database source"),
             "{problems:?}"
         );
     }

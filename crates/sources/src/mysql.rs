@@ -414,6 +414,108 @@ pub async fn databases_with_prefix(
         .collect())
 }
 
+/// Which lines of a `mariadb-dump` stream restore a set of tables: the header and footer
+/// (the session settings the dump sets and restores), and each selected table's sections
+/// (its structure, its data and its triggers); no other table, view, routine or event.
+#[derive(Debug)]
+pub struct TableFilter {
+    tables: std::collections::HashSet<String>,
+    keep: bool,
+}
+
+impl TableFilter {
+    pub fn new(tables: &[String]) -> Self {
+        Self {
+            tables: tables.iter().cloned().collect(),
+            keep: true,
+        }
+    }
+
+    /// Whether `line` (its end included) belongs to the restore.
+    pub fn keep(&mut self, line: &[u8]) -> bool {
+        const SECTIONS: [&[u8]; 2] = [
+            b"-- Table structure for table `",
+            b"-- Dumping data for table `",
+        ];
+        const OTHERS: [&[u8]; 4] = [
+            b"-- Temporary table structure for view `",
+            b"-- Final view structure for view `",
+            b"-- Dumping routines for database ",
+            b"-- Dumping events for database ",
+        ];
+        if let Some(prefix) = SECTIONS.iter().find(|p| line.starts_with(p)) {
+            let name = &line[prefix.len() - 1..];
+            self.keep = self.tables.contains(&backquoted(name));
+        } else if OTHERS.iter().any(|p| line.starts_with(p)) {
+            self.keep = false;
+        } else if line.starts_with(b"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */") {
+            // The footer: the session settings put back.
+            self.keep = true;
+        }
+        self.keep
+    }
+}
+
+/// The name in a line's backquotes (`` `a``b` `` is a`b).
+fn backquoted(text: &[u8]) -> String {
+    let text = String::from_utf8_lossy(text);
+    let text = text.trim_end();
+    let inner = text
+        .strip_prefix('`')
+        .and_then(|t| t.strip_suffix('`'))
+        .unwrap_or(text);
+    inner.replace("``", "`")
+}
+
+/// Loads only `tables` of a snapshot's dump into the existing database `target`, the dump
+/// filtered as it streams ([`TableFilter`]). A table the snapshot does not hold (by its
+/// recorded row counts) is an error naming it, before anything is loaded.
+pub async fn load_tables(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+    tables: &[String],
+) -> Result<(), SourceError> {
+    let database = required_database(target)?;
+    // `schema.table` in the facts; the dump names tables without their database.
+    let held: Vec<&str> = reader
+        .snapshot()
+        .facts
+        .tables
+        .keys()
+        .map(|t| t.rsplit_once('.').map_or(t.as_str(), |(_, name)| name))
+        .collect();
+    let missing: Vec<&String> = tables
+        .iter()
+        .filter(|t| !held.contains(&t.as_str()))
+        .collect();
+    if !missing.is_empty() {
+        return Err(SourceError::Invalid(format!(
+            "snapshot {} holds no table {}",
+            reader.id().short(),
+            missing
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let entry = reader.file(DUMP_FILE).ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "snapshot {} holds no MySQL dump ({DUMP_FILE})",
+            reader.id().short()
+        ))
+    })?;
+    let (mut cmd, _options) = client_command(tools, Tool::Mariadb, target)?;
+    cmd.args(["--binary-mode", "--batch"])
+        .arg(format!("--database={database}"))
+        .stdin(std::process::Stdio::piped());
+    let mut filter = TableFilter::new(tables);
+    Running::spawn(Tool::Mariadb, cmd)?
+        .feed_lines(reader, entry, move |line| filter.keep(line))
+        .await
+}
+
 /// Loads a snapshot's dump into the existing database `target` with the `mariadb` client.
 /// The dump drops and recreates each table it holds, so loading over existing tables
 /// replaces them.
@@ -436,4 +538,67 @@ pub async fn load(
     Running::spawn(Tool::Mariadb, cmd)?
         .feed(reader, entry)
         .await
+}
+
+#[cfg(test)]
+mod table_filter_tests {
+    use super::TableFilter;
+
+    /// Issue 18, item 1: the header, the chosen table's structure, data and trigger, and
+    /// the footer; nothing of another table, a view or the routines.
+    #[test]
+    fn a_table_filter_keeps_that_tables_sections_and_the_session_settings() {
+        let dump = "\
+/*!40101 SET NAMES utf8mb4 */;
+--
+-- Table structure for table `customers`
+--
+DROP TABLE IF EXISTS `customers`;
+CREATE TABLE `customers` (id int);
+--
+-- Dumping data for table `customers`
+--
+INSERT INTO `customers` VALUES (1);
+--
+-- Table structure for table `orders`
+--
+CREATE TABLE `orders` (id int);
+--
+-- Dumping data for table `orders`
+--
+INSERT INTO `orders` VALUES (7);
+DELIMITER ;;
+/*!50003 CREATE*/ /*!50003 TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW SET @x = 1 */;;
+DELIMITER ;
+--
+-- Temporary table structure for view `customer_totals`
+--
+CREATE VIEW `customer_totals` AS SELECT 1;
+--
+-- Dumping routines for database 'shop'
+--
+CREATE FUNCTION f() RETURNS int RETURN 1;
+/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
+-- Dump completed
+";
+        let mut filter = TableFilter::new(&["orders".to_string()]);
+        let kept: String = dump
+            .split_inclusive('\n')
+            .filter(|line| filter.keep(line.as_bytes()))
+            .collect();
+        assert!(kept.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{kept}");
+        assert!(kept.contains("CREATE TABLE `orders`") && kept.contains("VALUES (7)"));
+        assert!(kept.contains("TRIGGER orders_audit"), "{kept}");
+        assert!(
+            !kept.contains("customers` (id") && !kept.contains("VALUES (1)"),
+            "{kept}"
+        );
+        assert!(
+            !kept.contains("CREATE VIEW") && !kept.contains("CREATE FUNCTION"),
+            "{kept}"
+        );
+        assert!(
+            kept.contains("SET TIME_ZONE=@OLD_TIME_ZONE") && kept.ends_with("-- Dump completed\n")
+        );
+    }
 }

@@ -25,12 +25,30 @@ const V1_14: Version = (1, 14, 0);
 const V1_15: Version = (1, 15, 0);
 const V1_16: Version = (1, 16, 0);
 
+/// `archDirectory`: the directory format's `toc.dat` holds the same table of contents.
+const FORMAT_DIRECTORY: u8 = 5;
+
 /// What a checker holds once the table of contents is read.
 #[derive(Debug, Clone)]
 struct Toc {
     int_size: usize,
     /// Dump ids of the entries that have data, and their names for messages.
     with_data: std::collections::BTreeMap<i64, String>,
+    /// Every entry, in the archive's order.
+    entries: Vec<TocEntry>,
+}
+
+/// One object of an archive's table of contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TocEntry {
+    pub dump_id: i64,
+    /// `TABLE`, `TABLE DATA`, `INDEX`, `SEQUENCE`, …
+    pub desc: String,
+    /// The object's name (for a constraint or a default: the table's, then its own).
+    pub tag: String,
+    pub namespace: Option<String>,
+    /// The dump ids it depends on.
+    pub deps: Vec<i64>,
 }
 
 #[derive(Debug)]
@@ -337,6 +355,12 @@ impl Cursor<'_> {
 /// Parses the header and table of contents in `buf`: `Ok(None)` when more bytes are
 /// needed, else the table and how many bytes it took.
 fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
+    parse_toc(buf, false)
+}
+
+/// As [`parse_head`]; `directory` also reads a directory-format `toc.dat` (whose entries
+/// name their data files instead of giving offsets).
+fn parse_toc(buf: &[u8], directory: bool) -> Result<Option<(Toc, usize)>, String> {
     macro_rules! need {
         ($e:expr) => {
             match $e {
@@ -382,7 +406,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
         return Err(format!("an offset size of {off_size} bytes"));
     }
     let format = need!(c.byte());
-    if format != FORMAT_CUSTOM {
+    if format != FORMAT_CUSTOM && !(directory && format == FORMAT_DIRECTORY) {
         return Err(format!("archive format {format}, not the custom format"));
     }
     if version >= V1_15 {
@@ -401,6 +425,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
         return Err(format!("a table of contents of {count} entries"));
     }
     let mut with_data = std::collections::BTreeMap::new();
+    let mut entries = Vec::new();
     for _ in 0..count {
         let dump_id = need!(c.int());
         let has_data = need!(c.int()) != 0;
@@ -409,25 +434,43 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
         let tag = string!(c).unwrap_or_default();
         let desc = string!(c).unwrap_or_default();
         need!(c.int()); // section
-        for _ in 0..6 {
-            string!(c); // definition, drop, copy, namespace, tablespace, table access method
-        }
+        string!(c); // definition
+        string!(c); // drop
+        string!(c); // copy
+        let namespace = string!(c);
+        string!(c); // tablespace
+        string!(c); // table access method
         if version >= V1_16 {
             need!(c.int()); // relkind
         }
         string!(c); // owner
         string!(c); // "false" (WITH OIDS)
-        while string!(c).is_some() {} // dependencies, ended by NULL
-        need!(c.byte()); // offset flag
-        need!(c.bytes(off_size));
+        let mut deps = Vec::new();
+        while let Some(dep) = string!(c) {
+            deps.push(dep.parse::<i64>().unwrap_or(-1));
+        }
+        if format == FORMAT_DIRECTORY {
+            string!(c); // the data file's name
+        } else {
+            need!(c.byte()); // offset flag
+            need!(c.bytes(off_size));
+        }
         if has_data {
             with_data.insert(dump_id, format!("{desc} {tag}"));
         }
+        entries.push(TocEntry {
+            dump_id,
+            desc,
+            tag,
+            namespace,
+            deps,
+        });
     }
     Ok(Some((
         Toc {
             int_size,
             with_data,
+            entries,
         },
         c.at,
     )))
@@ -439,6 +482,117 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
 /// table of contents and no data.
 pub fn head_length(buf: &[u8]) -> Result<Option<usize>, String> {
     Ok(parse_head(buf)?.map(|(_, len)| len))
+}
+
+/// The entries of an archive's table of contents (a custom-format head, or a
+/// directory-format `toc.dat`), in order.
+pub fn toc_entries(buf: &[u8]) -> Result<Vec<TocEntry>, String> {
+    match parse_toc(buf, true)? {
+        Some((toc, _)) => Ok(toc.entries),
+        None => Err("the table of contents is cut short".into()),
+    }
+}
+
+/// Objects a selected table needs and that are not tables' parts: created when something
+/// restored depends on them.
+const SUPPORT: &[&str] = &[
+    "SCHEMA",
+    "SEQUENCE",
+    "FUNCTION",
+    "PROCEDURE",
+    "AGGREGATE",
+    "TYPE",
+    "DOMAIN",
+    "COLLATION",
+];
+
+/// The entries that restore `tables` (schema, name) and only them: each table, its data,
+/// defaults, indexes, constraints, triggers, rules and policies, the sequences, functions,
+/// types and schemas they depend on; not a foreign key to a table left out, nor any other
+/// table. Returns them in archive order (a `pg_restore -L` list must follow the archive
+/// order to be read from a stream), or the tables not found.
+pub fn select_tables(
+    entries: &[TocEntry],
+    tables: &[(String, String)],
+) -> Result<Vec<TocEntry>, Vec<String>> {
+    use std::collections::{HashMap, HashSet};
+    let missing: Vec<String> = tables
+        .iter()
+        .filter(|(schema, name)| {
+            !entries.iter().any(|e| {
+                e.desc == "TABLE" && e.namespace.as_deref() == Some(schema) && &e.tag == name
+            })
+        })
+        .map(|(schema, name)| format!("{schema}.{name}"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let by_id: HashMap<i64, &TocEntry> = entries.iter().map(|e| (e.dump_id, e)).collect();
+    let mut included: HashSet<i64> = entries
+        .iter()
+        .filter(|e| {
+            e.desc == "TABLE"
+                && tables.iter().any(|(schema, name)| {
+                    e.namespace.as_deref() == Some(schema.as_str()) && &e.tag == name
+                })
+        })
+        .map(|e| e.dump_id)
+        .collect();
+    let is_support = |e: &TocEntry| SUPPORT.contains(&e.desc.as_str());
+    loop {
+        let before = included.len();
+        for e in entries {
+            if included.contains(&e.dump_id) || e.desc == "TABLE" {
+                continue;
+            }
+            let take = if is_support(e) {
+                // Wanted by something already taken (never the public schema, which exists).
+                !(e.desc == "SCHEMA" && e.tag == "public")
+                    && entries
+                        .iter()
+                        .any(|o| included.contains(&o.dump_id) && o.deps.contains(&e.dump_id))
+            } else {
+                // A part of taken tables only: every dependency that is a table or a part
+                // of one is taken, and something is.
+                let part_deps: Vec<i64> = e
+                    .deps
+                    .iter()
+                    .copied()
+                    .filter(|d| by_id.get(d).is_some_and(|o| !is_support(o)))
+                    .collect();
+                e.deps.iter().any(|d| included.contains(d))
+                    && part_deps.iter().all(|d| included.contains(d))
+            };
+            if take {
+                included.insert(e.dump_id);
+            }
+        }
+        if included.len() == before {
+            break;
+        }
+    }
+    Ok(entries
+        .iter()
+        .filter(|e| included.contains(&e.dump_id))
+        .cloned()
+        .collect())
+}
+
+/// A `pg_restore -L` list of `entries` (only the leading dump id of each line counts).
+pub fn restore_list(entries: &[TocEntry]) -> String {
+    entries
+        .iter()
+        .map(|e| {
+            format!(
+                "{}; 0 0 {} {} {}\n",
+                e.dump_id,
+                e.desc,
+                e.namespace.as_deref().unwrap_or("-"),
+                e.tag
+            )
+        })
+        .collect()
 }
 
 /// Passes an archive through unchanged while checking it.
@@ -654,5 +808,61 @@ mod tests {
         let mut b = Archive::new(&[(2, true, "TABLE DATA", "orders")]);
         b.data(7, &[]);
         assert!(checked(&b.bytes, 4).unwrap_err().contains("entry 7"));
+    }
+
+    fn entry(dump_id: i64, desc: &str, tag: &str, deps: &[i64]) -> TocEntry {
+        TocEntry {
+            dump_id,
+            desc: desc.into(),
+            tag: tag.into(),
+            namespace: Some("public".into()),
+            deps: deps.to_vec(),
+        }
+    }
+
+    /// Issue 18, item 1: a table comes with its data, default, sequence, keys, index and
+    /// trigger (and the function the trigger calls); not with another table, nor a foreign
+    /// key to a table left out.
+    #[test]
+    fn a_selected_table_brings_its_parts_and_nothing_else() {
+        let toc = vec![
+            entry(1, "FUNCTION", "log_change()", &[]),
+            entry(2, "TABLE", "customers", &[]),
+            entry(3, "SEQUENCE", "orders_id_seq", &[]),
+            entry(4, "TABLE", "orders", &[]),
+            entry(5, "SEQUENCE OWNED BY", "orders_id_seq", &[3, 4]),
+            entry(6, "DEFAULT", "orders id", &[4, 3]),
+            entry(7, "TABLE DATA", "customers", &[2]),
+            entry(8, "TABLE DATA", "orders", &[4]),
+            entry(9, "SEQUENCE SET", "orders_id_seq", &[3]),
+            entry(10, "CONSTRAINT", "customers customers_pkey", &[2]),
+            entry(11, "CONSTRAINT", "orders orders_pkey", &[4]),
+            entry(12, "INDEX", "orders_customer_idx", &[4]),
+            entry(13, "TRIGGER", "orders orders_audit", &[4, 1]),
+            entry(
+                14,
+                "FK CONSTRAINT",
+                "orders orders_customer_id_fkey",
+                &[4, 10],
+            ),
+        ];
+        let chosen = select_tables(&toc, &[("public".into(), "orders".into())]).unwrap();
+        let ids: Vec<i64> = chosen.iter().map(|e| e.dump_id).collect();
+        assert_eq!(ids, [1, 3, 4, 5, 6, 8, 9, 11, 12, 13]);
+        // Both tables: the foreign key between them too.
+        let both = select_tables(
+            &toc,
+            &[
+                ("public".into(), "orders".into()),
+                ("public".into(), "customers".into()),
+            ],
+        )
+        .unwrap();
+        assert!(both.iter().any(|e| e.dump_id == 14));
+        assert_eq!(
+            select_tables(&toc, &[("public".into(), "nope".into())]),
+            Err(vec!["public.nope".to_string()])
+        );
+        assert!(restore_list(&chosen).starts_with("1; 0 0 FUNCTION public log_change()\n"));
     }
 }

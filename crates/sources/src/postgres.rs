@@ -501,6 +501,82 @@ pub async fn load(
         return running.feed(reader, entry).await;
     }
     let mut cmd = restore_command()?;
+    let spool = crate::spool_dir("backstop-pgrestore-")?;
+    let dir = spool_directory_dump(reader, spool.path()).await?;
+    cmd.args(["--format=directory", &format!("--jobs={}", jobs.max(1))])
+        .arg(&dir);
+    Running::spawn(Tool::PgRestore, cmd)?.finish().await?;
+    Ok(())
+}
+
+/// Loads only `tables` (schema, name) of a snapshot's dump into the existing database
+/// `target`: each with its data, defaults, indexes, constraints, triggers and the sequences,
+/// functions and types it needs, and no other table (a foreign key to a table left out is
+/// left out too). The dump's table of contents decides ([`pg_archive::select_tables`]);
+/// `pg_restore -L` restores that list, from the stream for a custom-format dump. A table
+/// the dump does not hold is an error naming it, before anything is loaded.
+pub async fn load_tables(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+    tables: &[(String, String)],
+    clean: bool,
+) -> Result<(), SourceError> {
+    let mut cmd = libpq_command(tools, Tool::PgRestore, target)?;
+    cmd.args(["--no-owner", "--no-privileges", "--exit-on-error"]);
+    if clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    let spool = crate::spool_dir("backstop-pgrestore-")?;
+    let list = spool.path().join("tables.list");
+    let select = |toc: &[u8]| -> Result<String, SourceError> {
+        let entries = crate::pg_archive::toc_entries(toc).map_err(|e| {
+            SourceError::Invalid(format!(
+                "snapshot {}: the dump's table of contents: {e}",
+                reader.id().short()
+            ))
+        })?;
+        let chosen = crate::pg_archive::select_tables(&entries, tables).map_err(|missing| {
+            SourceError::Invalid(format!(
+                "snapshot {} holds no table {}",
+                reader.id().short(),
+                missing.join(", ")
+            ))
+        })?;
+        Ok(crate::pg_archive::restore_list(&chosen))
+    };
+    if let Some(entry) = reader.file(DUMP_FILE) {
+        let head = read_archive_head(reader, entry).await.ok_or_else(|| {
+            SourceError::Invalid(format!(
+                "snapshot {}: {DUMP_FILE} has no readable table of contents",
+                reader.id().short()
+            ))
+        })?;
+        std::fs::write(&list, select(&head)?).map_err(|e| SourceError::io(list.display(), e))?;
+        cmd.arg("--format=custom")
+            .arg(format!("--use-list={}", list.display()))
+            .stdin(std::process::Stdio::piped());
+        return Running::spawn(Tool::PgRestore, cmd)?
+            .feed(reader, entry)
+            .await;
+    }
+    let dir = spool_directory_dump(reader, spool.path()).await?;
+    let toc_path = dir.join("toc.dat");
+    let toc = std::fs::read(&toc_path).map_err(|e| SourceError::io(toc_path.display(), e))?;
+    std::fs::write(&list, select(&toc)?).map_err(|e| SourceError::io(list.display(), e))?;
+    cmd.arg("--format=directory")
+        .arg(format!("--use-list={}", list.display()))
+        .arg(&dir);
+    Running::spawn(Tool::PgRestore, cmd)?.finish().await?;
+    Ok(())
+}
+
+/// Writes a directory-format dump's files from the snapshot under `spool`; returns its
+/// directory.
+async fn spool_directory_dump(
+    reader: &SnapshotReader,
+    spool: &std::path::Path,
+) -> Result<std::path::PathBuf, SourceError> {
     let parts: Vec<&Entry> = reader
         .entries()
         .iter()
@@ -512,20 +588,16 @@ pub async fn load(
             reader.id().short()
         )));
     }
-    let spool = crate::spool_dir("backstop-pgrestore-")?;
-    let dir = spool.path().join(DUMP_DIR);
+    let dir = spool.join(DUMP_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| SourceError::io(dir.display(), e))?;
     for entry in parts {
-        let path = spool.path().join(&entry.path);
+        let path = spool.join(&entry.path);
         let mut file = tokio::fs::File::create(&path)
             .await
             .map_err(|e| SourceError::io(path.display(), e))?;
         reader.stream_file(entry, &mut file).await?;
     }
-    cmd.args(["--format=directory", &format!("--jobs={}", jobs.max(1))])
-        .arg(&dir);
-    Running::spawn(Tool::PgRestore, cmd)?.finish().await?;
-    Ok(())
+    Ok(dir)
 }
 
 /// Loads a custom-format dump in two passes: its schema and data streamed into one

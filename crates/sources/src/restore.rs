@@ -16,6 +16,64 @@ use crate::dburl::{DbUrl, Engine};
 use crate::tool::Tools;
 use crate::{mysql, postgres, sqlite, SourceError};
 
+/// The tables of a partial restore (`--table`, `[drill] tables`), as written:
+/// `schema.table` or `table` (PostgreSQL's `public`; MariaDB's and SQLite's database). Empty:
+/// the whole database.
+pub type Tables = [String];
+
+/// Loads a database snapshot into the existing database `target`: the whole dump, or only
+/// `tables`. `clean` replaces the objects already there.
+pub async fn load_database(
+    reader: &SnapshotReader,
+    target: &DbUrl,
+    tools: &Tools,
+    jobs: u32,
+    clean: bool,
+    tables: &Tables,
+) -> Result<(), SourceError> {
+    match (target.engine(), tables.is_empty()) {
+        (Engine::Postgres, true) => postgres::load(reader, target, tools, jobs, clean).await,
+        (Engine::Mysql, true) => mysql::load(reader, target, tools).await,
+        (Engine::Postgres, false) => {
+            let named: Vec<(String, String)> = tables
+                .iter()
+                .map(|t| match t.split_once('.') {
+                    Some((schema, name)) => (schema.to_string(), name.to_string()),
+                    None => ("public".to_string(), t.clone()),
+                })
+                .collect();
+            postgres::load_tables(reader, target, tools, &named, clean).await
+        }
+        (Engine::Mysql, false) => {
+            let named: Vec<String> = tables.iter().map(|t| unqualified(t)).collect();
+            mysql::load_tables(reader, target, tools, &named).await
+        }
+    }
+}
+
+/// Loads a SQLite snapshot into the file `target`: the whole database (replacing the file),
+/// or only `tables` (into the file, created when missing).
+pub async fn load_sqlite(
+    reader: &SnapshotReader,
+    target: &Path,
+    clean: bool,
+    tables: &Tables,
+) -> Result<(), SourceError> {
+    if tables.is_empty() {
+        return sqlite::load(reader, target).await;
+    }
+    let named: Vec<String> = tables.iter().map(|t| unqualified(t)).collect();
+    sqlite::load_tables(reader, target, &named, clean).await
+}
+
+/// `db.table` → `table`: MariaDB's and SQLite's dumps name tables without their database.
+fn unqualified(table: &str) -> String {
+    table
+        .split_once('.')
+        .map_or(table, |(_, name)| name)
+        .to_string()
+}
+
 /// What a database restore did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseRestored {
@@ -28,6 +86,7 @@ pub async fn to_database(
     tools: &Tools,
     force: bool,
     jobs: u32,
+    tables: &Tables,
     cancel: &CancellationToken,
 ) -> Result<DatabaseRestored, SourceError> {
     let kind = reader.snapshot().source_kind.as_str();
@@ -68,12 +127,7 @@ pub async fn to_database(
             Engine::Mysql => mysql::create_database(target, &database).await?,
         }
     }
-    let load = async {
-        match engine {
-            Engine::Postgres => postgres::load(reader, target, tools, jobs, exists && force).await,
-            Engine::Mysql => mysql::load(reader, target, tools).await,
-        }
-    };
+    let load = load_database(reader, target, tools, jobs, exists && force, tables);
     // Cancelling drops the load, which stops its tools (they are killed on drop).
     let loaded = tokio::select! {
         loaded = load => loaded,
@@ -126,6 +180,7 @@ pub async fn sqlite_to_file(
     reader: &SnapshotReader,
     target: &Path,
     force: bool,
+    tables: &Tables,
 ) -> Result<(), SourceError> {
     // The file is replaced by a rename, never written through: a symlink here is replaced
     // too, and counts as something that is there.
@@ -143,5 +198,5 @@ pub async fn sqlite_to_file(
             )));
         }
     }
-    sqlite::load(reader, target).await
+    load_sqlite(reader, target, force, tables).await
 }

@@ -51,6 +51,8 @@ pub struct ScratchOptions {
     /// front, so that its report can say which target was made and removed even when the
     /// restore fails).
     pub name: Option<String>,
+    /// Only these tables of a database snapshot (a partial drill); empty: all of it.
+    pub tables: Vec<String>,
 }
 
 impl Default for ScratchOptions {
@@ -60,6 +62,7 @@ impl Default for ScratchOptions {
             jobs: 2,
             sweep_after: SWEEP_AFTER,
             name: None,
+            tables: Vec::new(),
         }
     }
 }
@@ -371,15 +374,18 @@ pub async fn restore(
             let url = scratch.url().expect("a database target").clone();
             let loaded = async {
                 match server.engine() {
-                    Engine::Postgres => {
-                        postgres::create_database(server, &name).await?;
-                        postgres::load(reader, &url, tools, options.jobs, false).await
-                    }
-                    Engine::Mysql => {
-                        mysql::create_database(server, &name).await?;
-                        mysql::load(reader, &url, tools).await
-                    }
+                    Engine::Postgres => postgres::create_database(server, &name).await?,
+                    Engine::Mysql => mysql::create_database(server, &name).await?,
                 }
+                crate::restore::load_database(
+                    reader,
+                    &url,
+                    tools,
+                    options.jobs,
+                    false,
+                    &options.tables,
+                )
+                .await
             }
             .await;
             scratch.or_discard(loaded).await?
@@ -403,7 +409,7 @@ pub async fn restore(
                 options.keep,
             );
             let loaded = match std::fs::create_dir_all(&dir) {
-                Ok(()) => sqlite::load(reader, &file).await,
+                Ok(()) => crate::restore::load_sqlite(reader, &file, false, &options.tables).await,
                 Err(e) => Err(SourceError::io(dir.display(), e)),
             };
             scratch.or_discard(loaded).await?

@@ -174,6 +174,88 @@ pub fn database_entry(reader: &SnapshotReader) -> Result<&Entry, SourceError> {
         })
 }
 
+/// Loads only `tables` of a snapshot's database into the SQLite file `target` (created when
+/// missing): each table's schema, rows, indexes and triggers, in one transaction. The whole
+/// database is first written to the scratch area, then the tables are copied across. A
+/// table the snapshot does not hold is an error naming it, before `target` is touched.
+/// `clean` drops a table of the same name in `target` first.
+pub async fn load_tables(
+    reader: &SnapshotReader,
+    target: &Path,
+    tables: &[String],
+    clean: bool,
+) -> Result<(), SourceError> {
+    let spool = crate::spool_dir("backstop-sqlite-")?;
+    let whole = spool.path().join("whole.db");
+    load(reader, &whole).await?;
+    let mut source = open(&whole, true).await?;
+    let mut schema: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    let mut missing = Vec::new();
+    for table in tables {
+        let objects: Vec<(String, String)> = sqlx::query_as(
+            "SELECT type, sql FROM sqlite_master WHERE tbl_name = ?1 AND sql IS NOT NULL \
+             ORDER BY type <> 'table', rowid",
+        )
+        .bind(table)
+        .fetch_all(&mut source)
+        .await
+        .map_err(query_error(&whole, "reading the schema"))?;
+        if objects.first().is_none_or(|(kind, _)| kind != "table") {
+            missing.push(table.clone());
+        }
+        schema.push((table.clone(), objects));
+    }
+    drop(source);
+    if !missing.is_empty() {
+        return Err(SourceError::Invalid(format!(
+            "snapshot {} holds no table {}",
+            reader.id().short(),
+            missing.join(", ")
+        )));
+    }
+    // A table's foreign keys name tables that may not be restored with it: its rows are
+    // copied as they were, unchecked (the declarations stay in its schema).
+    let mut dest = SqliteConnectOptions::new()
+        .filename(target)
+        .create_if_missing(true)
+        .foreign_keys(false)
+        .connect()
+        .await
+        .map_err(query_error(target, "opening"))?;
+    let copy = async {
+        sqlx::query("ATTACH DATABASE ?1 AS backstop_source")
+            .bind(whole.display().to_string())
+            .execute(&mut dest)
+            .await?;
+        sqlx::query("BEGIN").execute(&mut dest).await?;
+        for (table, objects) in &schema {
+            let name = quote_ident(table);
+            if clean {
+                sqlx::query(&format!("DROP TABLE IF EXISTS main.{name}"))
+                    .execute(&mut dest)
+                    .await?;
+            }
+            let (_, create) = &objects[0];
+            sqlx::query(create).execute(&mut dest).await?;
+            sqlx::query(&format!(
+                "INSERT INTO main.{name} SELECT * FROM backstop_source.{name}"
+            ))
+            .execute(&mut dest)
+            .await?;
+            for (_, sql) in &objects[1..] {
+                sqlx::query(sql).execute(&mut dest).await?;
+            }
+        }
+        sqlx::query("COMMIT").execute(&mut dest).await?;
+        sqlx::query("DETACH DATABASE backstop_source")
+            .execute(&mut dest)
+            .await?;
+        Ok::<(), sqlx::Error>(())
+    };
+    copy.await
+        .map_err(query_error(target, "copying the tables"))
+}
+
 /// Writes the snapshot's database to `target`: into a temporary name beside it, renamed
 /// into place only when whole and verified.
 pub async fn load(reader: &SnapshotReader, target: &Path) -> Result<(), SourceError> {

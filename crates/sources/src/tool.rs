@@ -293,6 +293,72 @@ impl Running {
         }
     }
 
+    /// As [`Running::feed`], passing on only the lines (ends included) that `keep` takes:
+    /// a dump filtered as it streams, never held whole.
+    pub async fn feed_lines(
+        mut self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+        mut keep: impl FnMut(&[u8]) -> bool + Send,
+    ) -> Result<(), SourceError> {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let stdin = self
+            .child
+            .stdin
+            .take()
+            .expect("the tool was started with a piped stdin");
+        let fd = stdin
+            .into_owned_fd()
+            .map_err(|e| spawn_error(self.tool, e))?;
+        let pipe = blocking_pipe(fd).map_err(|e| spawn_error(self.tool, e))?;
+        let mut stdin = tokio::fs::File::from_std(pipe);
+        let (mut into, from) = tokio::io::duplex(1 << 20);
+        let streaming = async move {
+            let streamed = reader.stream_file(entry, &mut into).await;
+            drop(into);
+            streamed
+        };
+        let filtering = async move {
+            let mut from = tokio::io::BufReader::with_capacity(1 << 20, from);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                if from.read_until(b'\n', &mut line).await? == 0 {
+                    break;
+                }
+                if keep(&line) {
+                    stdin.write_all(&line).await?;
+                }
+            }
+            stdin.flush().await
+        };
+        let (streamed, filtered) = tokio::join!(streaming, filtering);
+        match (streamed, filtered) {
+            (Ok(_), Ok(())) => self.finish().await.map(|_| ()),
+            // The tool stopped reading: its own error says why.
+            (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                let tool = self.tool.name();
+                self.finish().await?;
+                Err(SourceError::ToolFailed {
+                    tool,
+                    detail: "stopped reading its input before the end".into(),
+                })
+            }
+            (Err(e), _) => {
+                self.kill().await;
+                Err(e.into())
+            }
+            (Ok(_), Err(e)) => {
+                let tool = self.tool.name();
+                self.kill().await;
+                Err(SourceError::ToolFailed {
+                    tool,
+                    detail: format!("writing its input: {e}"),
+                })
+            }
+        }
+    }
+
     /// Stops the tool at once (the job failed elsewhere).
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;

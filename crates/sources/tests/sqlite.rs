@@ -104,18 +104,18 @@ async fn restore_to_a_file_is_byte_for_byte_the_data() {
     let (id, _) = t.back_up(&spec(), &Tools::default()).await.unwrap();
     let reader = t.reader(id).await;
     let target = t.dir.path().join("restored/orders.sqlite");
-    restore::sqlite_to_file(&reader, &target, false)
+    restore::sqlite_to_file(&reader, &target, false, &[])
         .await
         .unwrap();
     assert_eq!(sqlite_checksums(&target), sqlite_checksums(&source));
-    let err = restore::sqlite_to_file(&reader, &target, false)
+    let err = restore::sqlite_to_file(&reader, &target, false, &[])
         .await
         .unwrap_err();
     assert!(
         matches!(err, SourceError::Refused(_)),
         "an existing file needs --force: {err}"
     );
-    restore::sqlite_to_file(&reader, &target, true)
+    restore::sqlite_to_file(&reader, &target, true, &[])
         .await
         .unwrap();
 }

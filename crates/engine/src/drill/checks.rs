@@ -28,9 +28,16 @@ const OUTPUT_TAIL: usize = 12 * 1024;
 pub async fn fidelity(
     reader: &SnapshotReader,
     scratch: &Scratch,
+    tables: &[String],
 ) -> (CheckResult, Vec<Difference>) {
     let started = Instant::now();
-    let expected = &reader.snapshot().facts;
+    let restricted;
+    let expected = if tables.is_empty() {
+        &reader.snapshot().facts
+    } else {
+        restricted = only_tables(&reader.snapshot().facts, tables);
+        &restricted
+    };
     let outcome = if matches!(reader.snapshot().source_kind.as_str(), "files" | "config") {
         let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
         let entries = reader.entries().to_vec();
@@ -77,6 +84,34 @@ pub async fn fidelity(
     };
     result.duration_ms = started.elapsed().as_millis() as u64;
     (result, Vec::new())
+}
+
+/// Whether the facts' table `key` (`schema.table`) is one of `tables` (`schema.table`, or
+/// `table` in any schema).
+fn is_selected(key: &str, tables: &[String]) -> bool {
+    let name = key.rsplit_once('.').map_or(key, |(_, name)| name);
+    tables
+        .iter()
+        .any(|t| t == key || (!t.contains('.') && t == name))
+}
+
+/// The facts of a partial restore: the selected tables' row counts, and no schema
+/// fingerprint (it covers the whole database).
+fn only_tables(facts: &SourceFacts, tables: &[String]) -> SourceFacts {
+    let mut facts = facts.clone();
+    facts.tables.retain(|key, _| is_selected(key, tables));
+    facts.schema_fingerprint = None;
+    let key = backstop_sources::mysql::SERVER_ROWS_MIN;
+    if let Some(text) = facts.extra.get(key) {
+        if let Ok(mut minimums) =
+            serde_json::from_str::<std::collections::BTreeMap<String, u64>>(text)
+        {
+            minimums.retain(|table, _| is_selected(table, tables));
+            let text = serde_json::to_string(&minimums).unwrap_or_default();
+            facts.extra.insert(key.to_string(), text);
+        }
+    }
+    facts
 }
 
 /// Row counts per table and the schema fingerprint; every difference listed by table.

@@ -211,6 +211,7 @@ pub async fn run(
         checks: Vec::new(),
         differences: Vec::new(),
         paths: plan.paths.clone(),
+        tables: plan.tables.clone(),
     };
     let mut failures: Vec<String> = Vec::new();
 
@@ -242,6 +243,7 @@ pub async fn run(
         let options = ScratchOptions {
             keep: options.keep || plan.keep,
             name: Some(scratch_name.clone()),
+            tables: plan.tables.clone(),
             ..ScratchOptions::default()
         };
         let scratch = scratch::restore(&reader, &spec, &config.tools, &options).await?;
@@ -303,7 +305,7 @@ pub async fn run(
                 CheckStatus::Passed,
                 format!("restored into {}", scratch.name()),
             ));
-            let (fidelity, differences) = checks::fidelity(&reader, &scratch).await;
+            let (fidelity, differences) = checks::fidelity(&reader, &scratch, &plan.tables).await;
             report.checks.push(fidelity);
             report.differences = differences;
             if let Some(native) = checks::native(&scratch).await {

@@ -117,4 +117,8 @@ pub struct DrillReport {
     /// A partial drill: the paths (globs) restored and checked, as `[drill] paths` says.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub paths: Vec<String>,
+    /// A partial drill of a database: the tables restored and checked, as `[drill] tables`
+    /// says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
 }

@@ -175,6 +175,8 @@ pub struct Prepared {
     target: String,
     /// The source this restore replaces (only with `replace_source`).
     pub replaces: Option<SourceClash>,
+    /// Only these tables of a database snapshot ([`Prepared::tables`]).
+    tables: Vec<String>,
 }
 
 /// The sources a restore into `target` must not replace: those `snapshot` records, and
@@ -214,6 +216,31 @@ pub fn configured_sources(
 }
 
 impl Prepared {
+    /// Restores only `tables` of a database snapshot (a partial restore:
+    /// `schema.table` or `table`); refused for a files or config snapshot.
+    pub fn tables(mut self, tables: &[String]) -> Result<Self, EngineError> {
+        if tables.is_empty() {
+            return Ok(self);
+        }
+        let kind = self.reader.snapshot().source_kind.clone();
+        if !matches!(kind.as_str(), "postgres" | "mysql" | "sqlite") {
+            return Err(EngineError::Refused(format!(
+                "--table selects tables of a database snapshot; snapshot {} is a {kind} one (use --include)",
+                self.id.short()
+            )));
+        }
+        if let Some(bad) = tables
+            .iter()
+            .find(|t| t.trim().is_empty() || t.matches('.').count() > 1)
+        {
+            return Err(EngineError::Refused(format!(
+                "--table `{bad}`: expected schema.table or table"
+            )));
+        }
+        self.tables = tables.to_vec();
+        Ok(self)
+    }
+
     /// Restores only the paths `selection` keeps (a partial restore of a files or config
     /// snapshot); refused for a database snapshot, and when no path matches.
     pub fn select(mut self, selection: &PathSelection) -> Result<Self, EngineError> {
@@ -268,6 +295,7 @@ pub async fn prepare(
             repo,
             target: target.to_string(),
             replaces: Some(clash),
+            tables: Vec::new(),
         });
     }
     Ok(Prepared {
@@ -276,6 +304,7 @@ pub async fn prepare(
         repo,
         target: target.to_string(),
         replaces: None,
+        tables: Vec::new(),
     })
 }
 
@@ -299,12 +328,14 @@ pub async fn run(
         repo,
         target,
         replaces,
+        tables,
     } = prepared;
     let force = force || replaces.is_some();
     if target.contains("://") {
         let url = DbUrl::parse(&target)
             .map_err(|message| SourceError::Invalid(format!("--to: {message}")))?;
-        let done = db_restore::to_database(&reader, &url, tools, force, jobs, cancel).await?;
+        let done =
+            db_restore::to_database(&reader, &url, tools, force, jobs, &tables, cancel).await?;
         return Ok((
             id,
             Restored::Database {
@@ -314,8 +345,15 @@ pub async fn run(
         ));
     }
     let path = Path::new(&target);
+    if !tables.is_empty() && path.is_dir() {
+        return Err(SourceError::Invalid(format!(
+            "--table restores into a SQLite file; {} is a directory",
+            path.display()
+        ))
+        .into());
+    }
     if reader.snapshot().source_kind == "sqlite" && !path.is_dir() {
-        db_restore::sqlite_to_file(&reader, path, force).await?;
+        db_restore::sqlite_to_file(&reader, path, force, &tables).await?;
         return Ok((id, Restored::SqliteFile(path.to_path_buf())));
     }
     drop(repo);
