@@ -31,6 +31,7 @@ mod e2e {
     mod request_jobs;
     mod restore_safety;
     mod storage_faults;
+    mod system_drill;
     mod table_restore;
 
     /// A running daemon, killed if a test fails before stopping it.

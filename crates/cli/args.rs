@@ -207,8 +207,12 @@ pub struct DrillArgs {
     #[command(subcommand)]
     pub command: Option<DrillCommand>,
     /// Policy name
-    #[arg(required = true)]
+    #[arg(required_unless_present = "system")]
     pub policy: Option<String>,
+    /// Drill a whole system (a file under systems/): every member restored at a common
+    /// point in time, each checked, then the system's checks across all of them
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["policy", "snapshot", "random", "keep", "from"])]
+    pub system: Option<String>,
     /// Restore this snapshot (id or unique prefix) instead of the newest
     #[arg(long, conflicts_with = "random")]
     pub snapshot: Option<String>,

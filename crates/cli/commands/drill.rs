@@ -13,6 +13,9 @@ use crate::args::DrillArgs;
 use crate::output::{print_json, EXIT_FAILED, EXIT_OK};
 
 pub async fn run(config: &Config, args: &DrillArgs, json: bool) -> Result<u8> {
+    if let Some(system) = &args.system {
+        return run_system(config, system, json).await;
+    }
     let name = args.policy.as_deref().unwrap_or_default();
     let policies = load_dir(&config.policies_dir, config)?;
     let policy = policies
@@ -65,6 +68,90 @@ fn seconds(s: f64) -> String {
     } else {
         humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
     }
+}
+
+async fn run_system(config: &Config, name: &str, json: bool) -> Result<u8> {
+    let policies = load_dir(&config.policies_dir, config)?;
+    let systems = backstop_engine::system::load_dir(
+        &backstop_engine::system::systems_dir(config),
+        &policies,
+    )?;
+    let system = systems
+        .get(name)
+        .ok_or_else(|| anyhow::anyhow!("no system `{name}` under systems/"))?;
+    let store = catalog::open(config).await?;
+    let cancel = crate::signals::cancel_on_termination();
+    let report =
+        backstop_engine::system::drill_recorded(config, &store, system, &policies, &cancel)
+            .await
+            .with_context(|| format!("drill of system `{name}` could not start"))?;
+    if json {
+        print_json(&serde_json::to_value(&report)?);
+    } else {
+        let verdict = match report.status {
+            DrillStatus::Passed => "PASSED",
+            DrillStatus::Failed => "FAILED",
+        };
+        println!(
+            "system drill {} of `{}`: {verdict}",
+            report.drill_id, report.system
+        );
+        println!(
+            "common point {}; RPO {} (its oldest member's data)",
+            report.point.strftime("%Y-%m-%d %H:%M:%S UTC"),
+            format_seconds(report.rpo_seconds)
+        );
+        for m in &report.members {
+            println!(
+                "  member {}: {} in {} (drill {}, snapshot {})",
+                m.policy,
+                m.drill.status.as_str(),
+                m.drill
+                    .rto_seconds
+                    .map(format_seconds)
+                    .unwrap_or_else(|| "not restored".into()),
+                m.drill.drill_id,
+                &m.drill.snapshot_id[..m.drill.snapshot_id.len().min(12)]
+            );
+        }
+        for c in &report.checks {
+            let mark = match c.status {
+                CheckStatus::Passed => "ok",
+                CheckStatus::Failed => "FAILED",
+                CheckStatus::Skipped => "skipped",
+            };
+            println!("  check {}: {mark} {}", c.name, c.detail);
+        }
+        println!(
+            "system RTO: {}{}",
+            report
+                .rto_seconds
+                .map(format_seconds)
+                .unwrap_or_else(|| "none (a member was not restored)".into()),
+            match report.rto_objective_seconds {
+                Some(o) => format!(" against {}", format_seconds(o)),
+                None => String::new(),
+            }
+        );
+        if let Some(error) = &report.error {
+            println!("why: {error}");
+        }
+        if report.status == DrillStatus::Passed {
+            println!(
+                "sign off with: backstop signoff {} --comment \"...\"",
+                report.drill_id
+            );
+        }
+    }
+    Ok(if report.status == DrillStatus::Passed {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    })
+}
+
+fn format_seconds(seconds: f64) -> String {
+    drill::short_duration(Duration::from_secs_f64(seconds))
 }
 
 fn print_report(r: &DrillReport) {
@@ -268,6 +355,7 @@ pub async fn signoff(config: &Config, drill: &str, comment: &str, json: bool) ->
     let policies = load_dir(&config.policies_dir, config)?;
     let store = catalog::open(config).await?;
     let signed = signoff::sign_off(
+        config,
         &store,
         &policies,
         drill,

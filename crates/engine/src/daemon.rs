@@ -82,6 +82,31 @@ async fn scheduled_jobs(
             });
         }
     }
+    // System drills, named `system:<name>`, under the first member's repository limit.
+    let systems = crate::system::load_dir(&crate::system::systems_dir(config), policies)?;
+    for system in systems.values() {
+        let Some(expr) = &system.drill_schedule else {
+            continue;
+        };
+        let schedule = CronSchedule::parse(expr)
+            .map_err(|e| EngineError::Refused(format!("system `{}`: {e}", system.name)))?
+            .in_zone(zone.clone());
+        let repository = system
+            .members
+            .first()
+            .and_then(|m| policies.get(m))
+            .map(|p| p.repository.clone())
+            .unwrap_or_default();
+        jobs.push(ScheduledJob {
+            policy: system.record_name(),
+            kind: JobKind::Drill,
+            repository,
+            trigger: Trigger::Cron(Box::new(schedule)),
+            last_run: catalog
+                .last_run_started(&system.record_name(), JobKind::Drill.run_kind())
+                .await?,
+        });
+    }
     Ok(jobs)
 }
 
@@ -113,6 +138,57 @@ impl Drop for RunningJob {
 }
 
 impl JobRunner {
+    /// A scheduled system drill: the systems and policies as loaded now.
+    async fn system_drill(
+        &self,
+        name: &str,
+        lease: &str,
+        fire: jiff::Timestamp,
+        cancel: &CancellationToken,
+    ) -> JobResult {
+        let policies = self.policies.read().expect("policies lock").clone();
+        let systems = crate::system::load_dir(&crate::system::systems_dir(&self.config), &policies)
+            .map_err(|e| e.to_string())?;
+        let system = systems
+            .get(name)
+            .ok_or_else(|| format!("system `{name}` is no longer defined"))?;
+        if !self
+            .catalog
+            .claim_fire(lease, fire)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            tracing::info!(
+                job = lease,
+                "another daemon holds this job's lease or has run this fire; not running it here"
+            );
+            return Ok(());
+        }
+        let _running = RunningJob::new(&self.running);
+        let report =
+            crate::system::drill_recorded(&self.config, &self.catalog, system, &policies, cancel)
+                .await
+                .map_err(|e| e.to_string())?;
+        tracing::info!(
+            job = lease,
+            drill = report.drill_id,
+            status = report.status.as_str(),
+            rto = report
+                .rto_seconds
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "none (a member was not restored)".into()),
+            "system drill done"
+        );
+        match report.status {
+            crate::drill::report::DrillStatus::Passed => Ok(()),
+            crate::drill::report::DrillStatus::Failed => Err(format!(
+                "system drill {} failed: {}",
+                report.drill_id,
+                report.error.unwrap_or_default()
+            )),
+        }
+    }
+
     /// Copies the policy's snapshots that its secondaries lack (each a recorded run, each
     /// logged).
     async fn copies(&self, policy: &Policy, cancel: &CancellationToken) -> Result<(), EngineError> {
@@ -129,6 +205,9 @@ impl Runner for JobRunner {
         fire: jiff::Timestamp,
         cancel: CancellationToken,
     ) -> JobResult {
+        if let Some(system) = job.policy.strip_prefix(crate::system::RECORD_PREFIX) {
+            return self.system_drill(system, &job.name(), fire, &cancel).await;
+        }
         let policy = self
             .policies
             .read()

@@ -52,22 +52,24 @@ impl RecoveryTarget {
             }
             .resolve(base)
         };
-        Ok(match (policy.source.kind(), self) {
-            ("files" | "config", RecoveryTarget::Dir(dir)) => ScratchSpec::Directory {
+        use backstop_sources::TargetKind;
+        let kind = policy.source.kind();
+        Ok(match (policy.source.source_kind().target_kind(), self) {
+            (TargetKind::Directory, RecoveryTarget::Dir(dir)) => ScratchSpec::Directory {
                 dir: Some(base.join(dir)),
             },
-            ("sqlite", RecoveryTarget::Dir(dir)) => ScratchSpec::Sqlite {
+            (TargetKind::Sqlite, RecoveryTarget::Dir(dir)) => ScratchSpec::Sqlite {
                 dir: Some(base.join(dir)),
             },
-            ("postgres", RecoveryTarget::UrlEnv(var)) => ScratchSpec::Postgres(url(var)?),
-            ("mysql", RecoveryTarget::UrlEnv(var)) => ScratchSpec::Mysql(url(var)?),
-            (kind @ ("postgres" | "mysql"), _) => {
+            (TargetKind::Postgres, RecoveryTarget::UrlEnv(var)) => ScratchSpec::Postgres(url(var)?),
+            (TargetKind::Mysql, RecoveryTarget::UrlEnv(var)) => ScratchSpec::Mysql(url(var)?),
+            (target, _) if target.needs_server() => {
                 return Err(EngineError::Refused(format!(
                     "--target {}: a {kind} asset is recovered onto a server: env:VAR, VAR holding its URL",
                     policy.name
                 )))
             }
-            (kind, _) => {
+            (_, _) => {
                 return Err(EngineError::Refused(format!(
                     "--target {}: a {kind} asset is recovered into a directory: --target {}=DIR",
                     policy.name, policy.name

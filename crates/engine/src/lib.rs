@@ -24,6 +24,7 @@ pub mod repos;
 pub mod schedule;
 pub mod scheduler;
 pub mod status;
+pub mod system;
 pub mod toml_problems;
 pub mod watch;
 

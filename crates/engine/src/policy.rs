@@ -165,25 +165,7 @@ pub enum SnapshotPick {
 }
 
 /// What a drill restores into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ScratchKind {
-    Postgres,
-    Mysql,
-    Sqlite,
-    Directory,
-}
-
-impl ScratchKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ScratchKind::Postgres => "postgres",
-            ScratchKind::Mysql => "mysql",
-            ScratchKind::Sqlite => "sqlite",
-            ScratchKind::Directory => "directory",
-        }
-    }
-}
+pub use backstop_sources::TargetKind as ScratchKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +217,7 @@ pub struct CheckSpec {
 
 impl CheckSpec {
     /// The check this spec describes; call once [`CheckSpec::problems`] found nothing.
-    fn validated(&self) -> Option<NamedCheck> {
+    pub(crate) fn validated(&self) -> Option<NamedCheck> {
         let check = match (&self.sql, &self.command, &self.file) {
             (Some(sql), None, None) => Check::Sql {
                 sql: sql.clone(),
@@ -654,14 +636,8 @@ impl Policy {
             SourceSpec::Sqlite(_) => {}
         }
         if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
-            let wants_url = matches!(target.kind, ScratchKind::Postgres | ScratchKind::Mysql);
-            let fits = matches!(
-                (target.kind.as_str(), raw.source.kind()),
-                ("postgres", "postgres")
-                    | ("mysql", "mysql")
-                    | ("sqlite", "sqlite")
-                    | ("directory", "files" | "config")
-            );
+            let wants_url = target.kind.needs_server();
+            let fits = target.kind == raw.source.source_kind().target_kind();
             let target_at =
                 crate::toml_problems::offset_of(text, &["drill", "target"]).unwrap_or(0);
             if !fits {
@@ -671,10 +647,7 @@ impl Policy {
                         "[drill] target kind `{}` cannot receive a {} source (use {})",
                         target.kind.as_str(),
                         raw.source.kind(),
-                        match raw.source.kind() {
-                            "files" | "config" => "directory",
-                            other => other,
-                        }
+                        raw.source.source_kind().target_kind().as_str()
                     ),
                 );
             } else if wants_url && target.url_env.is_none() == target.url_file.is_none() {
@@ -687,7 +660,7 @@ impl Policy {
         }
         if let Some(drill) = raw.drill.as_ref().filter(|d| !d.paths.is_empty()) {
             let at = crate::toml_problems::offset_of(text, &["drill", "paths"]).unwrap_or(0);
-            if !matches!(raw.source.kind(), "files" | "config") {
+            if !raw.source.source_kind().is_tree() {
                 problem(
                     at,
                     "[drill] paths select files of a files or config source".into(),
@@ -698,7 +671,7 @@ impl Policy {
         }
         if let Some(drill) = raw.drill.as_ref().filter(|d| !d.tables.is_empty()) {
             let at = crate::toml_problems::offset_of(text, &["drill", "tables"]).unwrap_or(0);
-            if !matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite") {
+            if !raw.source.source_kind().is_database() {
                 problem(
                     at,
                     "[drill] tables select tables of a database source (paths, for files)".into(),
@@ -716,7 +689,7 @@ impl Policy {
         }
         if let Some(drill) = &raw.drill {
             let offset = text.find("[drill]").unwrap_or(0);
-            let is_database = matches!(raw.source.kind(), "postgres" | "mysql" | "sqlite");
+            let is_database = raw.source.source_kind().is_database();
             // Each [[drill.checks]] is located at its own header.
             let headers: Vec<usize> = text
                 .match_indices("[[drill.checks]]")

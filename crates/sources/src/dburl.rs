@@ -18,6 +18,15 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// The engine a URL scheme names: `postgres`/`postgresql`, `mysql`/`mariadb`.
+    pub fn of_scheme(scheme: &str) -> Option<Engine> {
+        match scheme {
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            "mysql" | "mariadb" => Some(Engine::Mysql),
+            _ => None,
+        }
+    }
+
     pub fn default_port(self) -> u16 {
         match self {
             Engine::Postgres => 5432,
@@ -82,15 +91,12 @@ impl DbUrl {
     /// Parses a URL. The error never repeats the URL (it may hold a password).
     pub fn parse(text: &str) -> Result<Self, String> {
         let url = url::Url::parse(text.trim()).map_err(|e| format!("not a database URL ({e})"))?;
-        let engine = match url.scheme() {
-            "postgres" | "postgresql" => Engine::Postgres,
-            "mysql" | "mariadb" => Engine::Mysql,
-            other => {
-                return Err(format!(
-                    "unsupported scheme `{other}` (expected postgres://, mysql:// or mariadb://)"
-                ))
-            }
-        };
+        let engine = Engine::of_scheme(url.scheme()).ok_or_else(|| {
+            format!(
+                "unsupported scheme `{}` (expected postgres://, mysql:// or mariadb://)",
+                url.scheme()
+            )
+        })?;
         Ok(Self { url, engine })
     }
 

@@ -134,10 +134,7 @@ impl fmt::Display for Identity {
                 port,
                 database,
             } => {
-                let engine = match engine {
-                    Engine::Postgres => "PostgreSQL",
-                    Engine::Mysql => "MySQL/MariaDB",
-                };
+                let engine = engine.label();
                 let host = match host {
                     Host::Local => "this machine",
                     Host::Named(name) => name,

@@ -10,8 +10,10 @@
 
 pub mod dburl;
 pub mod dump_rows;
+pub mod engine;
 pub mod files;
 pub mod identity;
+pub mod kind;
 pub mod mysql;
 pub mod pg_archive;
 pub mod postgres;
@@ -30,6 +32,7 @@ use serde::Deserialize;
 
 pub use dburl::{DbUrl, UrlSource};
 pub use identity::{clash, Identity, Overlap, Protected, SourceClash};
+pub use kind::{SourceKind, TargetKind};
 pub use tool::Tools;
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -43,14 +46,18 @@ pub enum SourceSpec {
 }
 
 impl SourceSpec {
-    pub fn kind(&self) -> &'static str {
+    pub fn source_kind(&self) -> SourceKind {
         match self {
-            SourceSpec::Postgres(_) => "postgres",
-            SourceSpec::Mysql(_) => "mysql",
-            SourceSpec::Sqlite(_) => "sqlite",
-            SourceSpec::Files(_) => "files",
-            SourceSpec::Config(_) => "config",
+            SourceSpec::Postgres(_) => SourceKind::Postgres,
+            SourceSpec::Mysql(_) => SourceKind::Mysql,
+            SourceSpec::Sqlite(_) => SourceKind::Sqlite,
+            SourceSpec::Files(_) => SourceKind::Files,
+            SourceSpec::Config(_) => SourceKind::Config,
         }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.source_kind().as_str()
     }
 }
 

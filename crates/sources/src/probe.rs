@@ -73,10 +73,7 @@ impl Scratch {
     /// The engine's own integrity check of the restored database; `None` for a directory.
     pub async fn native_check(&self) -> Option<Result<Native, SourceError>> {
         match &self.target {
-            Target::Database { url, .. } => Some(match url.engine() {
-                Engine::Postgres => amcheck(url).await,
-                Engine::Mysql => check_tables(url).await,
-            }),
+            Target::Database { url, .. } => Some(url.engine().native_check(url).await),
             Target::Dir {
                 file: Some(file), ..
             } => Some(integrity_check(file).await),
@@ -112,7 +109,7 @@ async fn integrity_check(file: &std::path::Path) -> Result<Native, SourceError> 
     })
 }
 
-async fn check_tables(url: &DbUrl) -> Result<Native, SourceError> {
+pub(crate) async fn check_tables(url: &DbUrl) -> Result<Native, SourceError> {
     let mut conn: sqlx::MySqlConnection = crate::dburl::connect(url).await?;
     let names: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT CAST(table_name AS BINARY) FROM information_schema.tables \
@@ -166,7 +163,7 @@ async fn check_tables(url: &DbUrl) -> Result<Native, SourceError> {
     })
 }
 
-async fn amcheck(url: &DbUrl) -> Result<Native, SourceError> {
+pub(crate) async fn amcheck(url: &DbUrl) -> Result<Native, SourceError> {
     let mut conn: sqlx::PgConnection = crate::dburl::connect(url).await?;
     let available: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck')",

@@ -14,42 +14,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dburl::{DbUrl, Engine};
 use crate::tool::Tools;
-use crate::{mysql, postgres, sqlite, SourceError};
+use crate::{sqlite, SourceError};
 
 /// The tables of a partial restore (`--table`, `[drill] tables`), as written:
 /// `schema.table` or `table` (PostgreSQL's `public`; MariaDB's and SQLite's database). Empty:
 /// the whole database.
 pub type Tables = [String];
-
-/// Loads a database snapshot into the existing database `target`: the whole dump, or only
-/// `tables`. `clean` replaces the objects already there.
-pub async fn load_database(
-    reader: &SnapshotReader,
-    target: &DbUrl,
-    tools: &Tools,
-    jobs: u32,
-    clean: bool,
-    tables: &Tables,
-) -> Result<(), SourceError> {
-    match (target.engine(), tables.is_empty()) {
-        (Engine::Postgres, true) => postgres::load(reader, target, tools, jobs, clean).await,
-        (Engine::Mysql, true) => mysql::load(reader, target, tools).await,
-        (Engine::Postgres, false) => {
-            let named: Vec<(String, String)> = tables
-                .iter()
-                .map(|t| match t.split_once('.') {
-                    Some((schema, name)) => (schema.to_string(), name.to_string()),
-                    None => ("public".to_string(), t.clone()),
-                })
-                .collect();
-            postgres::load_tables(reader, target, tools, &named, clean).await
-        }
-        (Engine::Mysql, false) => {
-            let named: Vec<String> = tables.iter().map(|t| unqualified(t)).collect();
-            mysql::load_tables(reader, target, tools, &named).await
-        }
-    }
-}
 
 /// Loads a SQLite snapshot into the file `target`: the whole database (replacing the file),
 /// or only `tables` (into the file, created when missing).
@@ -62,16 +32,11 @@ pub async fn load_sqlite(
     if tables.is_empty() {
         return sqlite::load(reader, target).await;
     }
-    let named: Vec<String> = tables.iter().map(|t| unqualified(t)).collect();
+    let named: Vec<String> = tables
+        .iter()
+        .map(|t| crate::engine::unqualified(t))
+        .collect();
     sqlite::load_tables(reader, target, &named, clean).await
-}
-
-/// `db.table` → `table`: MariaDB's and SQLite's dumps name tables without their database.
-fn unqualified(table: &str) -> String {
-    table
-        .split_once('.')
-        .map_or(table, |(_, name)| name)
-        .to_string()
 }
 
 /// What a database restore did.
@@ -90,15 +55,11 @@ pub async fn to_database(
     cancel: &CancellationToken,
 ) -> Result<DatabaseRestored, SourceError> {
     let kind = reader.snapshot().source_kind.as_str();
-    let engine = match kind {
-        "postgres" => Engine::Postgres,
-        "mysql" => Engine::Mysql,
-        other => {
-            return Err(SourceError::Invalid(format!(
-                "snapshot {} is of a {other} source; a database URL target needs a postgres or mysql snapshot (restore it with --to DIR)",
-                reader.id().short()
-            )))
-        }
+    let Some(engine) = Engine::of_kind(kind) else {
+        return Err(SourceError::Invalid(format!(
+            "snapshot {} is of a {kind} source; a database URL target needs a postgres or mysql snapshot (restore it with --to DIR)",
+            reader.id().short()
+        )));
     };
     if target.engine() != engine {
         return Err(SourceError::Invalid(format!(
@@ -112,22 +73,16 @@ pub async fn to_database(
     let target = &target.with_database(&database);
     let exists = database_exists(target).await?;
     if exists {
-        let empty = match engine {
-            Engine::Postgres => postgres::database_is_empty(target).await?,
-            Engine::Mysql => mysql::database_is_empty(target).await?,
-        };
+        let empty = engine.is_empty(target).await?;
         if !empty && !force {
             return Err(SourceError::Refused(format!(
                 "database `{database}` on {target} already holds tables or functions; restore into a new or empty database, or pass --force to replace the objects the dump holds"
             )));
         }
     } else {
-        match engine {
-            Engine::Postgres => postgres::create_database(target, &database).await?,
-            Engine::Mysql => mysql::create_database(target, &database).await?,
-        }
+        engine.create(target, &database).await?;
     }
-    let load = load_database(reader, target, tools, jobs, exists && force, tables);
+    let load = engine.load(reader, target, tools, jobs, exists && force, tables);
     // Cancelling drops the load, which stops its tools (they are killed on drop).
     let loaded = tokio::select! {
         loaded = load => loaded,
@@ -151,20 +106,14 @@ pub async fn to_database(
 /// Whether the database `target` names exists on its server.
 pub async fn database_exists(target: &DbUrl) -> Result<bool, SourceError> {
     let database = named_database(target)?;
-    match target.engine() {
-        Engine::Postgres => postgres::database_exists(target, &database).await,
-        Engine::Mysql => mysql::database_exists(target, &database).await,
-    }
+    target.engine().exists(target, &database).await
 }
 
 /// Drops the database `target` names (a restore's own, which failed or was interrupted);
 /// one that is not there is fine.
 pub async fn drop_database(target: &DbUrl) -> Result<(), SourceError> {
     let database = named_database(target)?;
-    match target.engine() {
-        Engine::Postgres => postgres::drop_database(target, &database).await,
-        Engine::Mysql => mysql::drop_database(target, &database).await,
-    }
+    target.engine().drop(target, &database).await
 }
 
 fn named_database(target: &DbUrl) -> Result<String, SourceError> {

@@ -17,7 +17,7 @@ use backstop_repo::{Snapshot, SnapshotReader, SourceFacts};
 use crate::dburl::{DbUrl, Engine};
 use crate::identity::{clash_with, Identity, Protected};
 use crate::tool::Tools;
-use crate::{mysql, postgres, sqlite, SourceError};
+use crate::{sqlite, SourceError};
 
 /// Every scratch database, file and directory is named with this prefix.
 pub const PREFIX: &str = "backstop_drill_";
@@ -165,10 +165,7 @@ impl Scratch {
     /// The restored target's facts, taken the way the backup took them.
     pub async fn facts(&self) -> Result<SourceFacts, SourceError> {
         match &self.target {
-            Target::Database { url, .. } => match url.engine() {
-                Engine::Postgres => postgres::facts(url).await,
-                Engine::Mysql => mysql::facts(url).await,
-            },
+            Target::Database { url, .. } => url.engine().facts(url).await,
             Target::Dir {
                 file: Some(file), ..
             } => sqlite::facts(file).await,
@@ -225,10 +222,7 @@ impl Drop for Scratch {
 
 async fn remove(target: &Target, name: &str) -> Result<(), SourceError> {
     match target {
-        Target::Database { server, .. } => match server.engine() {
-            Engine::Postgres => postgres::drop_database(server, name).await,
-            Engine::Mysql => mysql::drop_database(server, name).await,
-        },
+        Target::Database { server, .. } => server.engine().drop(server, name).await,
         Target::Dir { dir, .. } => match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -280,10 +274,7 @@ pub async fn sweep(spec: &ScratchSpec, older_than: Duration) -> Result<Vec<Strin
     let mut removed = Vec::new();
     match spec {
         ScratchSpec::Postgres(server) | ScratchSpec::Mysql(server) => {
-            let names = match server.engine() {
-                Engine::Postgres => postgres::databases_with_prefix(server, PREFIX).await?,
-                Engine::Mysql => mysql::databases_with_prefix(server, PREFIX).await?,
-            };
+            let names = server.engine().list_with_prefix(server, PREFIX).await?;
             for name in names.into_iter().filter(|n| is_old(n)) {
                 let target = Target::Database {
                     server: server.clone(),
@@ -325,13 +316,8 @@ pub async fn restore(
     options: &ScratchOptions,
 ) -> Result<Scratch, SourceError> {
     let kind = reader.snapshot().source_kind.as_str();
-    let fits = matches!(
-        (kind, spec),
-        ("postgres", ScratchSpec::Postgres(_))
-            | ("mysql", ScratchSpec::Mysql(_))
-            | ("sqlite", ScratchSpec::Sqlite { .. })
-            | ("files" | "config", ScratchSpec::Directory { .. })
-    );
+    let fits = crate::SourceKind::parse(kind)
+        .is_some_and(|k| k.target_kind() == crate::TargetKind::of_spec(spec));
     if !fits {
         return Err(SourceError::Invalid(format!(
             "a {kind} snapshot cannot be restored into a {} scratch target",
@@ -373,19 +359,11 @@ pub async fn restore(
             );
             let url = scratch.url().expect("a database target").clone();
             let loaded = async {
-                match server.engine() {
-                    Engine::Postgres => postgres::create_database(server, &name).await?,
-                    Engine::Mysql => mysql::create_database(server, &name).await?,
-                }
-                crate::restore::load_database(
-                    reader,
-                    &url,
-                    tools,
-                    options.jobs,
-                    false,
-                    &options.tables,
-                )
-                .await
+                server.engine().create(server, &name).await?;
+                server
+                    .engine()
+                    .load(reader, &url, tools, options.jobs, false, &options.tables)
+                    .await
             }
             .await;
             scratch.or_discard(loaded).await?
@@ -436,12 +414,7 @@ pub async fn restore(
 }
 
 fn spec_kind(spec: &ScratchSpec) -> &'static str {
-    match spec {
-        ScratchSpec::Postgres(_) => "postgres",
-        ScratchSpec::Mysql(_) => "mysql",
-        ScratchSpec::Sqlite { .. } => "sqlite",
-        ScratchSpec::Directory { .. } => "directory",
-    }
+    crate::TargetKind::of_spec(spec).as_str()
 }
 
 impl Scratch {

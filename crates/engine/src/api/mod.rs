@@ -317,6 +317,7 @@ async fn sign_off(
     permit(&caller, Action::SignOff, Some(&policy))?;
     let policies = state.policies.read().expect("policies lock").clone();
     let signed = crate::drill::signoff::sign_off(
+        &state.config,
         &as_caller(&state, &caller),
         &policies,
         &record.id,

@@ -67,23 +67,15 @@ pub fn source_clash(
 /// Whether `target` can receive a snapshot of a `kind` source: a database URL of its
 /// engine for postgres and mysql, a path otherwise.
 pub fn target_fits(target: &str, kind: &str) -> Result<(), String> {
-    let scheme = target.split_once("://").map(|(scheme, _)| scheme);
-    let fits = match kind {
-        "postgres" => matches!(scheme, Some("postgres" | "postgresql")),
-        "mysql" => matches!(scheme, Some("mysql" | "mariadb")),
-        _ => scheme.is_none(),
+    let Some(source_kind) = backstop_sources::SourceKind::parse(kind) else {
+        return Err(format!("snapshot of an unknown source kind `{kind}`"));
     };
-    if fits {
+    if source_kind.fits_target(target) {
         return Ok(());
     }
     Err(format!(
         "target `{target}`: a snapshot of a {kind} source restores into {}",
-        match kind {
-            "postgres" => "a postgres:// URL",
-            "mysql" => "a mysql:// URL",
-            "sqlite" => "a file path (or a directory for the raw files)",
-            _ => "a directory path",
-        }
+        source_kind.target_description()
     ))
 }
 

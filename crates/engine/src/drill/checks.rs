@@ -38,7 +38,9 @@ pub async fn fidelity(
         restricted = only_tables(&reader.snapshot().facts, tables);
         &restricted
     };
-    let outcome = if matches!(reader.snapshot().source_kind.as_str(), "files" | "config") {
+    let tree = backstop_sources::SourceKind::parse(&reader.snapshot().source_kind)
+        .is_some_and(|k| k.is_tree());
+    let outcome = if tree {
         let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
         let entries = reader.entries().to_vec();
         let facts = expected.clone();
@@ -488,22 +490,36 @@ pub fn parse_as(format: &str, text: &str) -> Result<(), String> {
     }
 }
 
+/// A command check run with `env` from `base_dir`, its output cleared of `secrets`: a
+/// system's check, which sees every member's target.
+pub async fn command_check_with(
+    check: &NamedCheck,
+    base_dir: &Path,
+    env: &[(String, String)],
+    secrets: &[String],
+) -> CheckResult {
+    let started = Instant::now();
+    let mut result = match &check.check {
+        Check::Command { argv, timeout } => {
+            run_command_check(&check.name, argv, *timeout, base_dir, env, secrets).await
+        }
+        _ => CheckResult::new(
+            &check.name,
+            "command",
+            CheckStatus::Failed,
+            "only a command check runs here".to_string(),
+        ),
+    };
+    result.duration_ms = started.elapsed().as_millis() as u64;
+    result
+}
+
 async fn command_check(
     name: &str,
     argv: &[String],
     timeout: Option<Duration>,
     ctx: &CheckContext<'_>,
 ) -> CheckResult {
-    let fail = |detail: String| CheckResult::new(name, "command", CheckStatus::Failed, detail);
-    let limit = timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
-    let Some(program) = argv.first() else {
-        return fail("the command is empty".into());
-    };
-    let program_path = if program.contains('/') && !Path::new(program).is_absolute() {
-        ctx.base_dir.join(program)
-    } else {
-        PathBuf::from(program)
-    };
     let secrets: Vec<String> = ctx
         .scratch
         .url()
@@ -511,7 +527,29 @@ async fn command_check(
         .into_iter()
         .filter(|p| !p.is_empty())
         .collect();
-    match run_command(&program_path, &argv[1..], ctx.base_dir, &ctx.env, limit).await {
+    run_command_check(name, argv, timeout, ctx.base_dir, &ctx.env, &secrets).await
+}
+
+async fn run_command_check(
+    name: &str,
+    argv: &[String],
+    timeout: Option<Duration>,
+    base_dir: &Path,
+    env: &[(String, String)],
+    secrets: &[String],
+) -> CheckResult {
+    let fail = |detail: String| CheckResult::new(name, "command", CheckStatus::Failed, detail);
+    let limit = timeout.unwrap_or(DEFAULT_COMMAND_TIMEOUT);
+    let Some(program) = argv.first() else {
+        return fail("the command is empty".into());
+    };
+    let program_path = if program.contains('/') && !Path::new(program).is_absolute() {
+        base_dir.join(program)
+    } else {
+        PathBuf::from(program)
+    };
+    let secrets: Vec<String> = secrets.iter().filter(|p| !p.is_empty()).cloned().collect();
+    match run_command(&program_path, &argv[1..], base_dir, env, limit).await {
         Err(e) => fail(format!("could not run {}: {e}", program_path.display())),
         Ok(ran) => {
             let output = redact(&ran.output, &secrets);

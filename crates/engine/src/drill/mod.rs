@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use backstop_catalog::{Catalog, DrillRecord, RunEnd, RunKind, RunStatus};
 use backstop_repo::{Id, Repository, SnapshotReader};
-use backstop_sources::scratch::{self, ScratchOptions, ScratchSpec};
+use backstop_sources::scratch::{self, Scratch, ScratchOptions, ScratchSpec};
 use backstop_sources::SourceError;
 use tokio_util::sync::CancellationToken;
 
@@ -89,15 +89,18 @@ pub async fn drill_repository(
 pub fn scratch_spec(config: &Config, policy: &Policy) -> Result<ScratchSpec, SourceError> {
     match policy.drill.as_ref().and_then(|d| d.target.as_ref()) {
         Some(target) => target.resolve(&config.base_dir),
-        None => match policy.source.kind() {
-            "files" | "config" => Ok(ScratchSpec::Directory { dir: None }),
-            "sqlite" => Ok(ScratchSpec::Sqlite { dir: None }),
-            kind => Err(SourceError::Invalid(format!(
-                "policy `{}` has no [drill] target: a {kind} drill needs a scratch server \
+        None => policy
+            .source
+            .source_kind()
+            .default_scratch()
+            .ok_or_else(|| {
+                let kind = policy.source.kind();
+                SourceError::Invalid(format!(
+                    "policy `{}` has no [drill] target: a {kind} drill needs a scratch server \
                  (target = {{ kind = \"{kind}\", url_env = \"…\" }})",
-                policy.name
-            ))),
-        },
+                    policy.name
+                ))
+            }),
     }
 }
 
@@ -171,6 +174,58 @@ pub async fn run(
     drill_id: &str,
     options: &DrillOptions,
 ) -> Result<DrillReport, EngineError> {
+    Ok(run_held(config, policy, drill_id, options)
+        .await?
+        .finish()
+        .await)
+}
+
+/// A drill restored, checked and timed, its scratch target still in place: a system drill
+/// runs its own checks across every member's target before [`Held::finish`] removes them.
+pub struct Held {
+    pub report: DrillReport,
+    /// The scratch target, when the restore completed.
+    pub scratch: Option<Scratch>,
+    failures: Vec<String>,
+    keep: bool,
+}
+
+impl Held {
+    /// Adds a failure found after the drill's own checks (a system check).
+    pub fn fail(&mut self, why: String) {
+        self.failures.push(why);
+    }
+
+    /// Removes the scratch target (cleanup is not part of the recovery time) and settles
+    /// the drill's status.
+    pub async fn finish(mut self) -> DrillReport {
+        let mut report = self.report;
+        if let Some(scratch) = self.scratch.take() {
+            report.kept = self.keep;
+            if let Err(e) = scratch.discard().await {
+                tracing::error!(drill = report.drill_id, error = %e, "removing the scratch target");
+                self.failures
+                    .push(format!("removing the scratch target failed: {e}"));
+            }
+        }
+        report.finished_at = jiff::Timestamp::now();
+        if self.failures.is_empty() {
+            report.status = DrillStatus::Passed;
+        } else {
+            report.error = Some(self.failures.join("; "));
+        }
+        report
+    }
+}
+
+/// [`run`] up to the cleanup: the report with every check and the recovery times, and the
+/// scratch target.
+pub async fn run_held(
+    config: &Config,
+    policy: &Policy,
+    drill_id: &str,
+    options: &DrillOptions,
+) -> Result<Held, EngineError> {
     let plan = policy.drill.clone().unwrap_or_default();
     let pick = options.pick.clone().unwrap_or(match plan.snapshot {
         Some(crate::policy::SnapshotPick::Random) => Pick::Random,
@@ -361,21 +416,12 @@ pub async fn run(
         policy.objectives.rpo,
     ) == Verdict::Breached;
 
-    // Cleanup is not part of the recovery time.
-    if let Some(scratch) = scratch_left {
-        report.kept = options.keep || plan.keep;
-        if let Err(e) = scratch.discard().await {
-            tracing::error!(drill = drill_id, error = %e, "removing the scratch target");
-            failures.push(format!("removing the scratch target failed: {e}"));
-        }
-    }
-    report.finished_at = jiff::Timestamp::now();
-    if failures.is_empty() {
-        report.status = DrillStatus::Passed;
-    } else {
-        report.error = Some(failures.join("; "));
-    }
-    Ok(report)
+    Ok(Held {
+        report,
+        scratch: scratch_left,
+        failures,
+        keep: options.keep || plan.keep,
+    })
 }
 
 /// A corrupt or missing object, or a file whose content does not match its digest (not a
@@ -429,6 +475,16 @@ pub async fn run_recorded(
             return Err(EngineError::Cancelled);
         }
     };
+    record_result(catalog, &run_id, result).await
+}
+
+/// Records a drill's outcome under its run `run_id`: the drill with its report, and the run
+/// succeeded or failed; an error (no snapshot could be chosen) fails the run.
+pub async fn record_result(
+    catalog: &Catalog,
+    run_id: &str,
+    result: Result<DrillReport, EngineError>,
+) -> Result<DrillReport, EngineError> {
     match result {
         Ok(report) => {
             catalog.record_drill(&drill_record(&report)).await?;
@@ -441,7 +497,7 @@ pub async fn run_recorded(
                 error,
                 ..RunEnd::default()
             };
-            catalog.finish_run(&run_id, status, &end).await?;
+            catalog.finish_run(run_id, status, &end).await?;
             Ok(report)
         }
         Err(e) => {
@@ -449,7 +505,7 @@ pub async fn run_recorded(
                 error: Some(e.to_string()),
                 ..RunEnd::default()
             };
-            if let Err(record) = catalog.finish_run(&run_id, RunStatus::Failed, &end).await {
+            if let Err(record) = catalog.finish_run(run_id, RunStatus::Failed, &end).await {
                 tracing::error!(error = %record, "recording the failed drill");
             }
             Err(e)

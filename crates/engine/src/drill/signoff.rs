@@ -10,6 +10,7 @@ use crate::error::EngineError;
 use crate::policy::Policy;
 
 pub async fn sign_off(
+    config: &crate::Config,
     catalog: &Catalog,
     policies: &BTreeMap<String, Policy>,
     drill: &str,
@@ -18,10 +19,23 @@ pub async fn sign_off(
     now: jiff::Timestamp,
 ) -> Result<Signoff, EngineError> {
     let record = catalog.drill(drill).await?;
-    let policy = policies
-        .get(&record.policy)
-        .ok_or_else(|| EngineError::UnknownPolicy(record.policy.clone()))?;
-    check_allowed(&record, policy, principal)?;
+    // A system drill is signed off by the system's recovery owner.
+    let (kind, name, owners) = match record.policy.strip_prefix(crate::system::RECORD_PREFIX) {
+        Some(system) => {
+            let systems = crate::system::load_dir(&crate::system::systems_dir(config), policies)?;
+            let system = systems.get(system).ok_or_else(|| {
+                EngineError::Refused(format!("system `{system}` is not defined under systems/"))
+            })?;
+            ("system", system.name.clone(), system.owners.clone())
+        }
+        None => {
+            let policy = policies
+                .get(&record.policy)
+                .ok_or_else(|| EngineError::UnknownPolicy(record.policy.clone()))?;
+            ("policy", policy.name.clone(), policy.owners.clone())
+        }
+    };
+    check_allowed(&record, kind, &name, &owners, principal)?;
     if comment.trim().is_empty() {
         return Err(EngineError::Refused(
             "a sign-off needs a comment saying what was reviewed".into(),
@@ -39,19 +53,19 @@ pub async fn sign_off(
 
 fn check_allowed(
     record: &DrillRecord,
-    policy: &Policy,
+    kind: &str,
+    name: &str,
+    owners: &crate::policy::Owners,
     principal: &str,
 ) -> Result<(), EngineError> {
-    let Some(owner) = policy.owners.recovery.as_deref() else {
+    let Some(owner) = owners.recovery.as_deref() else {
         return Err(EngineError::Refused(format!(
-            "policy `{}` names no recovery owner ([owners] recovery), so nobody can sign its drills off",
-            policy.name
+            "{kind} `{name}` names no recovery owner ([owners] recovery), so nobody can sign its drills off"
         )));
     };
     if !owner.eq_ignore_ascii_case(principal) {
         return Err(EngineError::Refused(format!(
-            "only the recovery owner of policy `{}` ({owner}) can sign its drills off; you are {principal}",
-            policy.name
+            "only the recovery owner of {kind} `{name}` ({owner}) can sign its drills off; you are {principal}"
         )));
     }
     if record.status != "passed" {

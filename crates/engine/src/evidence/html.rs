@@ -212,6 +212,50 @@ pub fn render(e: &Evidence) -> String {
         )
     };
     let _ = write!(out, "<p>Audit chain: {audit}.{unread}</p>");
+    for sd in &e.systems {
+        let members: Vec<String> = sd
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "{} {} ({})",
+                    m.policy,
+                    m.status,
+                    m.rto_seconds
+                        .map(span)
+                        .unwrap_or_else(|| "not restored".into())
+                )
+            })
+            .collect();
+        let checks: Vec<String> = sd
+            .checks
+            .iter()
+            .map(|c| format!("{} {}", c.name, c.status))
+            .collect();
+        let _ = write!(
+            out,
+            "<h2>System {}</h2><table><tr><th>drill</th><th>status</th><th>system RTO</th><th>RPO</th><th>members</th><th>checks</th><th>sign-off</th></tr>\
+             <tr><td>{}<br><span class=\"muted\">{}</span></td><td><span class=\"{}\">{}</span></td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr></table>",
+            escape(&sd.system),
+            escape(&sd.drill_id),
+            escape(&when(sd.started_at)),
+            if sd.status == "passed" { "passed" } else { "failed" },
+            escape(&sd.status),
+            sd.rto_seconds.map(span).unwrap_or_else(|| "none".into()),
+            sd.rto_objective_seconds
+                .map(|o| format!(" (objective {})", span(o)))
+                .unwrap_or_default(),
+            span(sd.rpo_seconds),
+            escape(&members.join("; ")),
+            escape(&checks.join("; ")),
+            escape(
+                &sd.signoff
+                    .as_ref()
+                    .map(|s| format!("{} at {}", s.principal, when(s.signed_at)))
+                    .unwrap_or_else(|| "not signed off".into())
+            )
+        );
+    }
     for p in &e.policies {
         let _ = write!(
             out,

@@ -28,7 +28,39 @@ pub struct Evidence {
     pub period: Period,
     pub host: String,
     pub policies: Vec<PolicyEvidence>,
+    /// System drills of the period (several policies restored and checked together) that
+    /// involve the policies of this evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub systems: Vec<SystemDrillEvidence>,
     pub audit: AuditEvidence,
+}
+
+/// One system drill: the system's RTO and RPO, each member's drill, the system's checks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemDrillEvidence {
+    pub system: String,
+    pub drill_id: String,
+    pub started_at: jiff::Timestamp,
+    pub status: String,
+    pub point: jiff::Timestamp,
+    pub rto_seconds: Option<f64>,
+    pub rto_objective_seconds: Option<f64>,
+    pub rto_breached: bool,
+    pub rpo_seconds: f64,
+    pub members: Vec<SystemMemberEvidence>,
+    pub checks: Vec<CheckEvidence>,
+    pub error: Option<String>,
+    pub signoff: Option<SignoffEvidence>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemMemberEvidence {
+    pub policy: String,
+    pub drill_id: String,
+    pub status: String,
+    pub repository: String,
+    pub snapshot_id: String,
+    pub rto_seconds: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -290,18 +322,7 @@ pub async fn collect(
                 rto_breakdown: report.rto_breakdown,
                 rto_breached: report.rto_breached,
                 rpo_seconds: report.rpo_seconds,
-                checks: report
-                    .checks
-                    .iter()
-                    .map(|c| CheckEvidence {
-                        name: c.name.clone(),
-                        status: serde_json::to_value(c.status)
-                            .ok()
-                            .and_then(|v| v.as_str().map(String::from))
-                            .unwrap_or_default(),
-                        detail: c.detail.clone(),
-                    })
-                    .collect(),
+                checks: report.checks.iter().map(check_evidence).collect(),
                 error: report.error,
                 signoff,
             });
@@ -362,6 +383,59 @@ pub async fn collect(
                 .map(|c| crate::status::VerificationStatus::of(&c, c.checked_at)),
         });
     }
+    let mut systems = Vec::new();
+    for record in catalog.drills(None, u32::MAX).await? {
+        if !record.policy.starts_with(crate::system::RECORD_PREFIX)
+            || record.started_at < from
+            || record.started_at > to
+        {
+            continue;
+        }
+        let Ok(report) =
+            serde_json::from_value::<crate::system::SystemDrillReport>(record.report.clone())
+        else {
+            continue;
+        };
+        if !report
+            .members
+            .iter()
+            .any(|m| policies.iter().any(|p| p.name == m.policy))
+        {
+            continue;
+        }
+        let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
+            principal: s.principal,
+            signed_at: s.signed_at,
+            comment: s.comment,
+        });
+        systems.push(SystemDrillEvidence {
+            system: report.system,
+            drill_id: report.drill_id,
+            started_at: report.started_at,
+            status: report.status.as_str().into(),
+            point: report.point,
+            rto_seconds: report.rto_seconds,
+            rto_objective_seconds: report.rto_objective_seconds,
+            rto_breached: report.rto_breached,
+            rpo_seconds: report.rpo_seconds,
+            members: report
+                .members
+                .iter()
+                .map(|m| SystemMemberEvidence {
+                    policy: m.policy.clone(),
+                    drill_id: m.drill.drill_id.clone(),
+                    status: m.drill.status.as_str().into(),
+                    repository: m.drill.repository.clone(),
+                    snapshot_id: m.drill.snapshot_id.clone(),
+                    rto_seconds: m.drill.rto_seconds,
+                })
+                .collect(),
+            checks: report.checks.iter().map(check_evidence).collect(),
+            error: report.error,
+            signoff,
+        });
+    }
+    systems.sort_by_key(|s| s.started_at);
     // The chain is judged as `audit verify` judges it: in itself, then against the anchors
     // off site, so a catalog rewritten wholesale does not export as "intact".
     let audit = match catalog.verify_audit().await? {
@@ -403,8 +477,20 @@ pub async fn collect(
             .map(|h| h.trim().to_string())
             .unwrap_or_default(),
         policies: out,
+        systems,
         audit,
     })
+}
+
+fn check_evidence(c: &crate::drill::report::CheckResult) -> CheckEvidence {
+    CheckEvidence {
+        name: c.name.clone(),
+        status: serde_json::to_value(c.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        detail: c.detail.clone(),
+    }
 }
 
 /// A date (`2026-11-01`, midnight UTC) or a timestamp (`2026-11-01T12:00:00Z`). With

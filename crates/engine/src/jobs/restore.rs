@@ -223,7 +223,7 @@ impl Prepared {
             return Ok(self);
         }
         let kind = self.reader.snapshot().source_kind.clone();
-        if !matches!(kind.as_str(), "postgres" | "mysql" | "sqlite") {
+        if !backstop_sources::SourceKind::parse(&kind).is_some_and(|k| k.is_database()) {
             return Err(EngineError::Refused(format!(
                 "--table selects tables of a database snapshot; snapshot {} is a {kind} one (use --include)",
                 self.id.short()
@@ -248,7 +248,7 @@ impl Prepared {
             return Ok(self);
         }
         let kind = self.reader.snapshot().source_kind.clone();
-        if !matches!(kind.as_str(), "files" | "config") {
+        if !backstop_sources::SourceKind::parse(&kind).is_some_and(|k| k.is_tree()) {
             return Err(EngineError::Refused(format!(
                 "{} select files of a files or config snapshot; snapshot {} is a {kind} one",
                 selection.patterns.join(" "),
