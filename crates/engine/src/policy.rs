@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use backstop_repo::prune::Retention;
-use backstop_sources::postgres::DumpFormat;
 use backstop_sources::scratch::ScratchSpec;
 use backstop_sources::{SourceError, SourceSpec, UrlSource};
 use serde::Deserialize;
@@ -574,66 +573,8 @@ impl Policy {
                 .or_else(|| crate::toml_problems::offset_of(text, &keys[..1]))
                 .unwrap_or(0)
         };
-        let url_at = |url: &UrlSource| {
-            at_key(&[
-                "source",
-                if url.url_file.is_some() {
-                    "url_file"
-                } else {
-                    "url_env"
-                },
-            ])
-        };
-        match &raw.source {
-            SourceSpec::Files(spec) | SourceSpec::Config(spec) if spec.paths.is_empty() => {
-                problem(
-                    at_key(&["source", "paths"]),
-                    "[source] paths must name at least one path".into(),
-                );
-            }
-            SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
-                // Each path is kept (and restored) under its last component: two that share
-                // one would collide, and every backup would fail.
-                let mut seen: BTreeMap<String, &PathBuf> = BTreeMap::new();
-                for path in &spec.paths {
-                    let name = backstop_sources::files::root_name(&config.base_dir.join(path));
-                    if let Some(first) = seen.insert(name.clone(), path) {
-                        problem(
-                            at_key(&["source", "paths"]),
-                            format!(
-                                "[source] paths `{}` and `{}` both end in `{name}`: each path is kept under its last component, so they would collide; back up a common parent, or split them into two policies",
-                                first.display(),
-                                path.display()
-                            ),
-                        );
-                    }
-                }
-            }
-            SourceSpec::Postgres(pg) => {
-                let url = pg.url_source();
-                if url.url_env.is_none() == url.url_file.is_none() {
-                    problem(
-                        url_at(&url),
-                        "[source] needs exactly one of url_env or url_file".into(),
-                    );
-                }
-                if pg.jobs.is_some_and(|j| j > 1) && pg.format != DumpFormat::Directory {
-                    problem(
-                        at_key(&["source", "jobs"]),
-                        "[source] jobs needs format = \"directory\" (pg_dump dumps in parallel only into a directory)".into(),
-                    );
-                }
-            }
-            SourceSpec::Mysql(my) => {
-                let url = my.url_source();
-                if url.url_env.is_none() == url.url_file.is_none() {
-                    problem(
-                        url_at(&url),
-                        "[source] needs exactly one of url_env or url_file".into(),
-                    );
-                }
-            }
-            SourceSpec::Sqlite(_) => {}
+        for (keys, message) in raw.source.problems(&config.base_dir) {
+            problem(at_key(&keys), message);
         }
         if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
             let wants_url = target.kind.needs_server();
@@ -740,45 +681,9 @@ impl Policy {
 /// be read, a dump tool that is not installed, a scratch server's URL that cannot be read.
 /// Read only: nothing is connected to or written.
 pub fn preflight(policy: &Policy, config: &Config) -> Vec<String> {
-    use backstop_sources::tool::Tool;
     let mut warnings = Vec::new();
     let base = &config.base_dir;
-    match &policy.source {
-        SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
-            for path in &spec.paths {
-                if std::fs::symlink_metadata(base.join(path)).is_err() {
-                    warnings.push(format!(
-                        "source path {} does not exist",
-                        crate::config::joined(base, path).display()
-                    ));
-                }
-            }
-        }
-        SourceSpec::Sqlite(spec) => {
-            if !base.join(&spec.path).exists() {
-                warnings.push(format!(
-                    "database file {} does not exist",
-                    crate::config::joined(base, &spec.path).display()
-                ));
-            }
-        }
-        SourceSpec::Postgres(pg) => {
-            if let Err(e) = pg.url_source().resolve(base) {
-                warnings.push(format!("[source]: {e}"));
-            }
-            if let Err(e) = config.tools.find(Tool::PgDump) {
-                warnings.push(e.to_string());
-            }
-        }
-        SourceSpec::Mysql(my) => {
-            if let Err(e) = my.url_source().resolve(base) {
-                warnings.push(format!("[source]: {e}"));
-            }
-            if let Err(e) = config.tools.find(Tool::MariadbDump) {
-                warnings.push(e.to_string());
-            }
-        }
-    }
+    warnings.extend(policy.source.preflight(base, &config.tools));
     if let Some(target) = policy.drill.as_ref().and_then(|d| d.target.as_ref()) {
         if let Err(e) = target.resolve(base) {
             warnings.push(format!("[drill] target: {e}"));

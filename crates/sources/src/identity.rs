@@ -191,17 +191,8 @@ impl Protected {
         spec: &SourceSpec,
         base: &Path,
     ) -> Result<Vec<Protected>, SourceError> {
-        let identities = match spec {
-            SourceSpec::Files(files) | SourceSpec::Config(files) => files
-                .paths
-                .iter()
-                .map(|p| Identity::of_path(&base.join(p)))
-                .collect(),
-            SourceSpec::Sqlite(sqlite) => vec![Identity::of_path(&base.join(&sqlite.path))],
-            SourceSpec::Postgres(pg) => vec![Identity::of_url(&pg.url_source().resolve(base)?)],
-            SourceSpec::Mysql(my) => vec![Identity::of_url(&my.url_source().resolve(base)?)],
-        };
-        Ok(identities
+        Ok(spec
+            .identities(base)?
             .into_iter()
             .map(|identity| Protected {
                 identity,

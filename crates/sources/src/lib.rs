@@ -59,6 +59,161 @@ impl SourceSpec {
     pub fn kind(&self) -> &'static str {
         self.source_kind().as_str()
     }
+
+    /// Whether a backup walks a tree of files (and so can skip the parent's unchanged
+    /// files) rather than reading a stream whole.
+    pub fn walks_files(&self) -> bool {
+        matches!(self, SourceSpec::Files(_) | SourceSpec::Config(_))
+    }
+
+    /// Backs the source up into `writer`; `parent` is the previous snapshot's tree, whose
+    /// unchanged files a file walk does not read again.
+    pub async fn back_up(
+        &self,
+        ctx: SourceContext<'_>,
+        writer: &mut backstop_repo::SnapshotWriter,
+        parent: Option<&[Entry]>,
+    ) -> Result<BackedUp, SourceError> {
+        match self {
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+                let data_point = jiff::Timestamp::now();
+                let roots = files::back_up(spec, ctx.base, writer, parent).await?;
+                Ok(BackedUp {
+                    roots,
+                    facts: SourceFacts::default(),
+                    data_point,
+                })
+            }
+            SourceSpec::Postgres(spec) => postgres::back_up(spec, ctx, writer).await,
+            SourceSpec::Mysql(spec) => mysql::back_up(spec, ctx, writer).await,
+            SourceSpec::Sqlite(spec) => sqlite::back_up(spec, ctx, writer).await,
+        }
+    }
+
+    /// What is wrong with the source as written: each problem with the keys it concerns
+    /// (`["source", "paths"]`), for the policy's validation to locate.
+    pub fn problems(&self, base: &Path) -> Vec<(Vec<&'static str>, String)> {
+        let url_problem = |url: UrlSource| {
+            (url.url_env.is_none() == url.url_file.is_none()).then(|| {
+                let key = if url.url_file.is_some() {
+                    "url_file"
+                } else {
+                    "url_env"
+                };
+                (
+                    vec!["source", key],
+                    "[source] needs exactly one of url_env or url_file".to_string(),
+                )
+            })
+        };
+        match self {
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) if spec.paths.is_empty() => {
+                vec![(
+                    vec!["source", "paths"],
+                    "[source] paths must name at least one path".into(),
+                )]
+            }
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+                // Each path is kept (and restored) under its last component: two that share
+                // one would collide, and every backup would fail.
+                let mut problems = Vec::new();
+                let mut seen: std::collections::BTreeMap<String, &PathBuf> =
+                    std::collections::BTreeMap::new();
+                for path in &spec.paths {
+                    let name = files::root_name(&base.join(path));
+                    if let Some(first) = seen.insert(name.clone(), path) {
+                        problems.push((
+                            vec!["source", "paths"],
+                            format!(
+                                "[source] paths `{}` and `{}` both end in `{name}`: each path is kept under its last component, so they would collide; back up a common parent, or split them into two policies",
+                                first.display(),
+                                path.display()
+                            ),
+                        ));
+                    }
+                }
+                problems
+            }
+            SourceSpec::Postgres(pg) => {
+                let mut problems: Vec<_> = url_problem(pg.url_source()).into_iter().collect();
+                if pg.jobs.is_some_and(|j| j > 1) && pg.format != postgres::DumpFormat::Directory {
+                    problems.push((
+                        vec!["source", "jobs"],
+                        "[source] jobs needs format = \"directory\" (pg_dump dumps in parallel only into a directory)".into(),
+                    ));
+                }
+                problems
+            }
+            SourceSpec::Mysql(my) => url_problem(my.url_source()).into_iter().collect(),
+            SourceSpec::Sqlite(_) => Vec::new(),
+        }
+    }
+
+    /// What may go wrong at the first backup though the source is valid: a path that does
+    /// not exist, a URL whose variable is not set, a dump tool that is not installed. Read
+    /// only: nothing is connected to or written.
+    pub fn preflight(&self, base: &Path, tools: &Tools) -> Vec<String> {
+        // As written under the base, without `./` steps.
+        let shown = |p: &Path| -> PathBuf {
+            base.join(p)
+                .components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect()
+        };
+        let mut warnings = Vec::new();
+        match self {
+            SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
+                for path in &spec.paths {
+                    if std::fs::symlink_metadata(base.join(path)).is_err() {
+                        warnings.push(format!(
+                            "source path {} does not exist",
+                            shown(path).display()
+                        ));
+                    }
+                }
+            }
+            SourceSpec::Sqlite(spec) => {
+                if !base.join(&spec.path).exists() {
+                    warnings.push(format!(
+                        "database file {} does not exist",
+                        shown(&spec.path).display()
+                    ));
+                }
+            }
+            SourceSpec::Postgres(pg) => {
+                if let Err(e) = pg.url_source().resolve(base) {
+                    warnings.push(format!("[source]: {e}"));
+                }
+                if let Err(e) = tools.find(tool::Tool::PgDump) {
+                    warnings.push(e.to_string());
+                }
+            }
+            SourceSpec::Mysql(my) => {
+                if let Err(e) = my.url_source().resolve(base) {
+                    warnings.push(format!("[source]: {e}"));
+                }
+                if let Err(e) = tools.find(tool::Tool::MariadbDump) {
+                    warnings.push(e.to_string());
+                }
+            }
+        }
+        warnings
+    }
+
+    /// What the source is (its paths, its database), resolved now: what a restore must not
+    /// replace.
+    pub fn identities(&self, base: &Path) -> Result<Vec<Identity>, SourceError> {
+        Ok(match self {
+            SourceSpec::Files(files) | SourceSpec::Config(files) => files
+                .paths
+                .iter()
+                .map(|p| Identity::of_path(&base.join(p)))
+                .collect(),
+            SourceSpec::Sqlite(sqlite) => vec![Identity::of_path(&base.join(&sqlite.path))],
+            SourceSpec::Postgres(pg) => vec![Identity::of_url(&pg.url_source().resolve(base)?)],
+            SourceSpec::Mysql(my) => vec![Identity::of_url(&my.url_source().resolve(base)?)],
+        })
+    }
 }
 
 /// What a source needs from its surroundings.

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use backstop_repo::archiver::Progress;
-use backstop_repo::{Id, Snapshot, SnapshotMeta, SnapshotWriter, SourceFacts};
-use backstop_sources::{files, mysql, postgres, sqlite, SourceContext, SourceSpec};
+use backstop_repo::{Id, Snapshot, SnapshotMeta, SnapshotWriter};
+use backstop_sources::SourceContext;
 
 use backstop_catalog::{Catalog, RunEnd, RunKind, RunStatus};
 use tokio_util::sync::CancellationToken;
@@ -50,7 +50,7 @@ pub async fn run(
     // not it serves as the parent.
     let previous_facts = parent.as_ref().map(|(_, s)| s.facts.clone());
     // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
-    let walks_files = matches!(policy.source, SourceSpec::Files(_) | SourceSpec::Config(_));
+    let walks_files = policy.source.walks_files();
     let parent_tree = match &parent {
         Some((id, s)) if walks_files => match repo.read_tree(s).await {
             Ok(tree) => Some(tree),
@@ -78,20 +78,10 @@ pub async fn run(
         tools: &config.tools,
     };
     // A failure anywhere here drops the writer uncommitted: no snapshot becomes visible.
-    let backed = match &policy.source {
-        SourceSpec::Files(spec) | SourceSpec::Config(spec) => {
-            let roots =
-                files::back_up(spec, &config.base_dir, &mut writer, parent_tree.as_deref()).await?;
-            backstop_sources::BackedUp {
-                roots,
-                facts: SourceFacts::default(),
-                data_point: time,
-            }
-        }
-        SourceSpec::Postgres(spec) => postgres::back_up(spec, ctx, &mut writer).await?,
-        SourceSpec::Mysql(spec) => mysql::back_up(spec, ctx, &mut writer).await?,
-        SourceSpec::Sqlite(spec) => sqlite::back_up(spec, ctx, &mut writer).await?,
-    };
+    let backed = policy
+        .source
+        .back_up(ctx, &mut writer, parent_tree.as_deref())
+        .await?;
     let meta = SnapshotMeta {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),
