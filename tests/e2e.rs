@@ -7,6 +7,7 @@ mod e2e {
     mod audit;
     mod backup_restore;
     mod break_glass;
+    mod command_source;
     mod compliance;
     mod copies;
     mod corruption;

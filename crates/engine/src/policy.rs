@@ -578,7 +578,7 @@ impl Policy {
         }
         if let Some(target) = raw.drill.as_ref().and_then(|d| d.target.as_ref()) {
             let wants_url = target.kind.needs_server();
-            let fits = target.kind == raw.source.source_kind().target_kind();
+            let fits = raw.source.source_kind().accepts(target.kind);
             let target_at =
                 crate::toml_problems::offset_of(text, &["drill", "target"]).unwrap_or(0);
             if !fits {

@@ -15,6 +15,8 @@ pub enum SourceKind {
     Sqlite,
     Files,
     Config,
+    /// Any program's export (`kind = "command"`, [`crate::command`]).
+    Command,
 }
 
 /// A kind of scratch target (`[drill] target = { kind = … }`).
@@ -28,12 +30,13 @@ pub enum TargetKind {
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 5] = [
+    pub const ALL: [SourceKind; 6] = [
         SourceKind::Postgres,
         SourceKind::Mysql,
         SourceKind::Sqlite,
         SourceKind::Files,
         SourceKind::Config,
+        SourceKind::Command,
     ];
 
     pub fn parse(kind: &str) -> Option<SourceKind> {
@@ -47,6 +50,7 @@ impl SourceKind {
             SourceKind::Sqlite => "sqlite",
             SourceKind::Files => "files",
             SourceKind::Config => "config",
+            SourceKind::Command => "command",
         }
     }
 
@@ -72,13 +76,25 @@ impl SourceKind {
         matches!(self, SourceKind::Files | SourceKind::Config)
     }
 
-    /// The one scratch target its snapshots restore into.
+    /// Whether a scratch target of `target` kind can receive its snapshots.
+    pub fn accepts(self, target: TargetKind) -> bool {
+        // A command's restore_command loads a directory or a database server alike.
+        self == SourceKind::Command || self.target_kind() == target
+    }
+
+    /// Whether its backups record facts (row counts, file counts) that a restore can be
+    /// compared with: the drill's fidelity check.
+    pub fn compares_facts(self) -> bool {
+        self != SourceKind::Command
+    }
+
+    /// The scratch target its snapshots restore into by default.
     pub fn target_kind(self) -> TargetKind {
         match self {
             SourceKind::Postgres => TargetKind::Postgres,
             SourceKind::Mysql => TargetKind::Mysql,
             SourceKind::Sqlite => TargetKind::Sqlite,
-            SourceKind::Files | SourceKind::Config => TargetKind::Directory,
+            SourceKind::Files | SourceKind::Config | SourceKind::Command => TargetKind::Directory,
         }
     }
 
@@ -108,7 +124,7 @@ impl SourceKind {
             SourceKind::Postgres => "a postgres:// URL",
             SourceKind::Mysql => "a mysql:// URL",
             SourceKind::Sqlite => "a file path (or a directory for the raw files)",
-            SourceKind::Files | SourceKind::Config => "a directory path",
+            SourceKind::Files | SourceKind::Config | SourceKind::Command => "a directory path",
         }
     }
 }

@@ -8,6 +8,7 @@
 //! guarantees that it is removed; [`restore`] loads a snapshot into a target named by the
 //! operator (break-glass).
 
+pub mod command;
 pub mod dburl;
 pub mod dump_rows;
 pub mod engine;
@@ -43,6 +44,7 @@ pub enum SourceSpec {
     Sqlite(sqlite::SqliteSpec),
     Files(files::FilesSpec),
     Config(files::FilesSpec),
+    Command(command::CommandSpec),
 }
 
 impl SourceSpec {
@@ -53,6 +55,7 @@ impl SourceSpec {
             SourceSpec::Sqlite(_) => SourceKind::Sqlite,
             SourceSpec::Files(_) => SourceKind::Files,
             SourceSpec::Config(_) => SourceKind::Config,
+            SourceSpec::Command(_) => SourceKind::Command,
         }
     }
 
@@ -87,6 +90,7 @@ impl SourceSpec {
             SourceSpec::Postgres(spec) => postgres::back_up(spec, ctx, writer).await,
             SourceSpec::Mysql(spec) => mysql::back_up(spec, ctx, writer).await,
             SourceSpec::Sqlite(spec) => sqlite::back_up(spec, ctx, writer).await,
+            SourceSpec::Command(spec) => command::back_up(spec, ctx, writer).await,
         }
     }
 
@@ -146,6 +150,7 @@ impl SourceSpec {
             }
             SourceSpec::Mysql(my) => url_problem(my.url_source()).into_iter().collect(),
             SourceSpec::Sqlite(_) => Vec::new(),
+            SourceSpec::Command(spec) => spec.problems(),
         }
     }
 
@@ -196,6 +201,7 @@ impl SourceSpec {
                     warnings.push(e.to_string());
                 }
             }
+            SourceSpec::Command(spec) => warnings.extend(spec.preflight(base)),
         }
         warnings
     }
@@ -212,6 +218,8 @@ impl SourceSpec {
             SourceSpec::Sqlite(sqlite) => vec![Identity::of_path(&base.join(&sqlite.path))],
             SourceSpec::Postgres(pg) => vec![Identity::of_url(&pg.url_source().resolve(base)?)],
             SourceSpec::Mysql(my) => vec![Identity::of_url(&my.url_source().resolve(base)?)],
+            // What a command exports cannot be named, so nothing is protected from a restore.
+            SourceSpec::Command(_) => Vec::new(),
         })
     }
 }

@@ -53,6 +53,9 @@ pub struct ScratchOptions {
     pub name: Option<String>,
     /// Only these tables of a database snapshot (a partial drill); empty: all of it.
     pub tables: Vec<String>,
+    /// The policy's source as configured, for kinds whose restore the policy describes
+    /// (a command source's `restore_command`), with the directory its paths resolve in.
+    pub source: Option<(crate::SourceSpec, PathBuf)>,
 }
 
 impl Default for ScratchOptions {
@@ -63,6 +66,7 @@ impl Default for ScratchOptions {
             sweep_after: SWEEP_AFTER,
             name: None,
             tables: Vec::new(),
+            source: None,
         }
     }
 }
@@ -316,8 +320,8 @@ pub async fn restore(
     options: &ScratchOptions,
 ) -> Result<Scratch, SourceError> {
     let kind = reader.snapshot().source_kind.as_str();
-    let fits = crate::SourceKind::parse(kind)
-        .is_some_and(|k| k.target_kind() == crate::TargetKind::of_spec(spec));
+    let fits =
+        crate::SourceKind::parse(kind).is_some_and(|k| k.accepts(crate::TargetKind::of_spec(spec)));
     if !fits {
         return Err(SourceError::Invalid(format!(
             "a {kind} snapshot cannot be restored into a {} scratch target",
@@ -338,6 +342,18 @@ pub async fn restore(
         }
     }
     check_overlap(reader.snapshot(), spec)?;
+    // A command source's snapshot is loaded by its policy's restore_command.
+    let command = match &options.source {
+        Some((crate::SourceSpec::Command(command), base)) if kind == "command" => {
+            Some((command, base.as_path()))
+        }
+        _ if kind == "command" => {
+            return Err(SourceError::Invalid(
+                "a command source's snapshot is restored by its policy's restore_command, which this restore was not given".into(),
+            ))
+        }
+        _ => None,
+    };
     if let Err(e) = sweep(spec, options.sweep_after).await {
         tracing::warn!(error = %e, "sweeping leftover scratch targets failed");
     }
@@ -360,10 +376,17 @@ pub async fn restore(
             let url = scratch.url().expect("a database target").clone();
             let loaded = async {
                 server.engine().create(server, &name).await?;
-                server
-                    .engine()
-                    .load(reader, &url, tools, options.jobs, false, &options.tables)
-                    .await
+                match command {
+                    Some((command, base)) => {
+                        crate::command::restore(reader, command, base, &scratch.env()).await
+                    }
+                    None => {
+                        server
+                            .engine()
+                            .load(reader, &url, tools, options.jobs, false, &options.tables)
+                            .await
+                    }
+                }
             }
             .await;
             scratch.or_discard(loaded).await?
@@ -386,9 +409,14 @@ pub async fn restore(
                 },
                 options.keep,
             );
-            let loaded = match std::fs::create_dir_all(&dir) {
-                Ok(()) => crate::restore::load_sqlite(reader, &file, false, &options.tables).await,
-                Err(e) => Err(SourceError::io(dir.display(), e)),
+            let loaded = match (std::fs::create_dir_all(&dir), command) {
+                (Ok(()), Some((command, base))) => {
+                    crate::command::restore(reader, command, base, &scratch.env()).await
+                }
+                (Ok(()), None) => {
+                    crate::restore::load_sqlite(reader, &file, false, &options.tables).await
+                }
+                (Err(e), _) => Err(SourceError::io(dir.display(), e)),
             };
             scratch.or_discard(loaded).await?
         }
@@ -402,11 +430,17 @@ pub async fn restore(
                 },
                 options.keep,
             );
-            let loaded = reader
-                .restore_to(&dir)
-                .await
-                .map(|_| ())
-                .map_err(SourceError::from);
+            let loaded = match command {
+                Some((command, base)) => match std::fs::create_dir_all(&dir) {
+                    Ok(()) => crate::command::restore(reader, command, base, &scratch.env()).await,
+                    Err(e) => Err(SourceError::io(dir.display(), e)),
+                },
+                None => reader
+                    .restore_to(&dir)
+                    .await
+                    .map(|_| ())
+                    .map_err(SourceError::from),
+            };
             scratch.or_discard(loaded).await?
         }
     };

@@ -141,7 +141,7 @@ impl Tools {
             .arg("--version")
             .output()
             .await
-            .map_err(|e| spawn_error(tool, e))?;
+            .map_err(|e| spawn_error(tool.name(), e))?;
         let text = String::from_utf8_lossy(&out.stdout);
         parse_version(&text).ok_or_else(|| SourceError::ToolFailed {
             tool: tool.name(),
@@ -157,9 +157,9 @@ fn is_executable(path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn spawn_error(tool: Tool, e: std::io::Error) -> SourceError {
+fn spawn_error(tool: &'static str, e: std::io::Error) -> SourceError {
     SourceError::ToolFailed {
-        tool: tool.name(),
+        tool,
         detail: format!("could not be started: {e}"),
     }
 }
@@ -181,13 +181,20 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
 /// A started tool: its stderr is drained in the background (so it can never block on a
 /// full pipe) and shown, in part, if the tool fails.
 pub struct Running {
-    tool: Tool,
+    /// The tool's name in messages: a dump tool's, or a command source's key.
+    tool: &'static str,
     child: Child,
     stderr: Option<JoinHandle<String>>,
 }
 
 impl Running {
-    pub fn spawn(tool: Tool, mut cmd: Command) -> Result<Self, SourceError> {
+    pub fn spawn(tool: Tool, cmd: Command) -> Result<Self, SourceError> {
+        Self::spawn_named(tool.name(), cmd)
+    }
+
+    /// As [`Running::spawn`], for a program named `tool` in messages (a command source's
+    /// `backup_command`).
+    pub fn spawn_named(tool: &'static str, mut cmd: Command) -> Result<Self, SourceError> {
         let mut child = cmd.spawn().map_err(|e| spawn_error(tool, e))?;
         let stderr = child.stderr.take().map(|mut pipe| {
             tokio::spawn(async move {
@@ -247,7 +254,7 @@ impl Running {
             Ok(stderr)
         } else {
             Err(SourceError::ToolFailed {
-                tool: self.tool.name(),
+                tool: self.tool,
                 detail: describe_failure(status, &stderr),
             })
         }
@@ -279,7 +286,7 @@ impl Running {
             Err(backstop_repo::RepoError::Write { source, .. })
                 if source.kind() == std::io::ErrorKind::BrokenPipe =>
             {
-                let tool = self.tool.name();
+                let tool = self.tool;
                 self.finish().await?;
                 Err(SourceError::ToolFailed {
                     tool,
@@ -337,7 +344,7 @@ impl Running {
             (Ok(_), Ok(())) => self.finish().await.map(|_| ()),
             // The tool stopped reading: its own error says why.
             (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                let tool = self.tool.name();
+                let tool = self.tool;
                 self.finish().await?;
                 Err(SourceError::ToolFailed {
                     tool,
@@ -349,7 +356,7 @@ impl Running {
                 Err(e.into())
             }
             (Ok(_), Err(e)) => {
-                let tool = self.tool.name();
+                let tool = self.tool;
                 self.kill().await;
                 Err(SourceError::ToolFailed {
                     tool,

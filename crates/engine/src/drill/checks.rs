@@ -38,8 +38,21 @@ pub async fn fidelity(
         restricted = only_tables(&reader.snapshot().facts, tables);
         &restricted
     };
-    let tree = backstop_sources::SourceKind::parse(&reader.snapshot().source_kind)
-        .is_some_and(|k| k.is_tree());
+    let kind = backstop_sources::SourceKind::parse(&reader.snapshot().source_kind);
+    if kind.is_some_and(|k| !k.compares_facts()) {
+        let mut r = CheckResult::new(
+            "fidelity",
+            "fidelity",
+            CheckStatus::Skipped,
+            format!(
+                "a {} source records no facts to compare the restore with; its checks are the policy's own",
+                reader.snapshot().source_kind
+            ),
+        );
+        r.duration_ms = started.elapsed().as_millis() as u64;
+        return (r, Vec::new());
+    }
+    let tree = kind.is_some_and(|k| k.is_tree());
     let outcome = if tree {
         let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
         let entries = reader.entries().to_vec();

@@ -299,6 +299,7 @@ pub async fn run_held(
             keep: options.keep || plan.keep,
             name: Some(scratch_name.clone()),
             tables: plan.tables.clone(),
+            source: Some((policy.source.clone(), config.base_dir.clone())),
             ..ScratchOptions::default()
         };
         let scratch = scratch::restore(&reader, &spec, &config.tools, &options).await?;
