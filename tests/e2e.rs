@@ -9,6 +9,7 @@ mod e2e {
     mod break_glass;
     mod command_source;
     mod compliance;
+    mod console;
     mod copies;
     mod corruption;
     mod coverage;

@@ -370,8 +370,9 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
         "the snapshot before the point in time, not the newer one"
     );
 
-    // The live evidence view, for an auditor, in a browser.
-    let (code, page) = http(port, "GET", "/ui", Some(&auditor));
+    // The live evidence view, for an auditor's script (the browser's sign-in is in
+    // console.rs).
+    let (code, page) = http(port, "GET", "/ui/evidence", Some(&auditor));
     assert_eq!(code, 200);
     assert!(
         page.contains(&id)
@@ -380,10 +381,9 @@ fn a_restore_request_needs_another_approver_and_restores_what_was_asked() {
     );
     assert_eq!(http(port, "GET", "/ui", None).0, 401);
     let shot = install.path("ui.png");
-    super::util::screenshot(
-        &format!("http://127.0.0.1:{port}/ui?token={auditor}"),
-        &shot,
-    );
+    let saved = install.path("ui.html");
+    std::fs::write(&saved, &page).unwrap();
+    super::util::screenshot(&format!("file://{}", saved.display()), &shot);
     // The charts are drawn: the passed drill's RTO bar is on screen. (The days before the
     // policy's first backup are no breach, so the RPO chart has no shading to look for.)
     let bar = super::evidence::count_color(&shot, [0x16, 0xa3, 0x4a]);

@@ -158,6 +158,9 @@ pub struct ApiFile {
     /// Require a token for /metrics too (by default it is open, like /healthz).
     #[serde(default)]
     pub metrics_token: bool,
+    /// How long a web console session lasts ("8h" by default).
+    #[serde(default, with = "humantime_serde_compat::option")]
+    pub session_lifetime: Option<std::time::Duration>,
 }
 
 /// Where the repository's key comes from. The key itself is never held in configuration.

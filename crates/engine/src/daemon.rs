@@ -453,6 +453,7 @@ pub async fn run(
         policies: policies.clone(),
         notifier: notifier.clone(),
         jobs: request_jobs.clone(),
+        sessions: crate::console::Sessions::default(),
     };
     background.spawn(every(
         REQUEST_WINDOWS_EVERY,

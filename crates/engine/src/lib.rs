@@ -10,6 +10,7 @@ pub mod api;
 pub mod catalog;
 pub mod compliance;
 pub mod config;
+pub mod console;
 pub mod daemon;
 pub mod dr;
 pub mod drill;

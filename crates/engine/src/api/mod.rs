@@ -30,9 +30,11 @@ pub struct ApiState {
     pub notifier: Notifier,
     /// Runs restore requests as jobs.
     pub jobs: requests::RequestJobs,
+    /// The web console's signed-in sessions.
+    pub sessions: crate::console::Sessions,
 }
 
-type ApiError = (StatusCode, Json<Value>);
+pub(crate) type ApiError = (StatusCode, Json<Value>);
 type ApiResult = Result<Json<Value>, ApiError>;
 
 fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
@@ -134,33 +136,26 @@ impl FromRequestParts<ApiState> for Caller {
         parts: &mut Parts,
         state: &ApiState,
     ) -> Result<Self, Self::Rejection> {
-        // A browser opening /ui cannot send a header: there the token may come as ?token=.
-        let from_query = (parts.uri.path() == "/ui")
-            .then(|| {
-                parts.uri.query().and_then(|q| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix("token=").map(String::from))
-                })
-            })
-            .flatten();
         let token = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(String::from)
-            .or(from_query)
-            .ok_or_else(|| {
-                error(
-                    StatusCode::UNAUTHORIZED,
-                    "a bearer token is required (Authorization: Bearer …)",
-                )
-            })?;
+            .ok_or_else(unauthorized)?;
         let token = token.as_str();
         let file = access::load(&access::tokens_path(&state.config)).map_err(internal)?;
         access::authenticate(&file, token)
             .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "unknown token"))
     }
+}
+
+/// The answer to a request without a bearer token.
+pub(crate) fn unauthorized() -> ApiError {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required (Authorization: Bearer …)",
+    )
 }
 
 fn policy(state: &ApiState, name: &str) -> Result<Policy, ApiError> {
@@ -184,7 +179,10 @@ fn permit(caller: &Caller, action: Action, policy: Option<&Policy>) -> Result<()
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
-        .route("/ui", get(ui))
+        .route("/ui", get(crate::console::overview))
+        .route("/ui/sign-in", post(crate::console::sign_in))
+        .route("/ui/sign-out", post(crate::console::sign_out))
+        .route("/ui/evidence", get(crate::console::evidence))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/drills", get(list_drills))
         .route("/api/v1/drills/{id}/signoff", post(sign_off))
@@ -206,71 +204,6 @@ pub fn router(state: ApiState) -> Router {
             )
         })
         .with_state(state)
-}
-
-#[derive(Deserialize)]
-struct Period {
-    from: Option<String>,
-    to: Option<String>,
-}
-
-/// The evidence view, live: the same page as evidence.html, over the last 30 days unless
-/// `from` and `to` say otherwise. Read-only, for any token (auditors above all).
-/// What a browser without a token gets at `/ui`: a page to give one (it comes back as
-/// `?token=`). Scripts, which do not ask for HTML, get the JSON 401 as everywhere else.
-const SIGN_IN_PAGE: &str = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Backstop: sign in</title>\
-<style>body{font-family:system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}input{width:100%;padding:.4rem;margin:.5rem 0}button{padding:.4rem 1rem}</style></head>\
-<body><h1>Backstop</h1><p>The restore-test evidence needs an API token (made on the daemon's host with <code>backstop token create</code>).</p>\
-<form method=\"get\" action=\"/ui\"><label for=\"token\">API token</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form></body></html>";
-
-async fn ui(
-    State(state): State<ApiState>,
-    headers: axum::http::HeaderMap,
-    caller: Result<Caller, ApiError>,
-    Query(period): Query<Period>,
-) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
-    let caller = match caller {
-        Ok(caller) => caller,
-        Err((StatusCode::UNAUTHORIZED, _)) if wants_html(&headers) => {
-            return Ok(
-                (StatusCode::UNAUTHORIZED, axum::response::Html(SIGN_IN_PAGE)).into_response(),
-            )
-        }
-        Err(e) => return Err(e),
-    };
-    permit(&caller, Action::Read, None)?;
-    let now = jiff::Timestamp::now();
-    let bad = |e: crate::error::EngineError| error(StatusCode::BAD_REQUEST, e.to_string());
-    let from = match &period.from {
-        Some(f) => crate::evidence::parse_when(f, false).map_err(bad)?,
-        None => now - jiff::SignedDuration::try_from(crate::status::HISTORY).unwrap_or_default(),
-    };
-    let to = match &period.to {
-        Some(t) => crate::evidence::parse_when(t, true).map_err(bad)?,
-        None => now,
-    };
-    let policies: Vec<Policy> = state
-        .policies
-        .read()
-        .expect("policies lock")
-        .values()
-        .cloned()
-        .collect();
-    let refs: Vec<&Policy> = policies.iter().collect();
-    let evidence = crate::evidence::collect(&state.config, &state.catalog, &refs, from, to)
-        .await
-        .map_err(internal)?;
-    Ok(axum::response::Html(crate::evidence::html::render(&evidence)).into_response())
-}
-
-/// The caller is a browser (it asks for HTML).
-fn wants_html(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/html"))
 }
 
 async fn whoami(caller: Caller) -> ApiResult {
@@ -708,10 +641,12 @@ fn openapi_document(metrics_token: bool) -> Value {
             "/healthz": {"get": {"summary": "the daemon is up (no token)", "responses": {"200": {"description": "ok", "content": {"text/plain": {}}}}}},
             "/metrics": {"get": metrics},
             "/openapi.json": {"get": op("this document")},
-            "/ui": {"get": with(op("the evidence view, live, as HTML (a browser may pass the token as ?token=)"), "parameters",
+            "/ui": {"get": op("the web console's overview for a signed-in browser (a session cookie); the sign-in page otherwise")},
+            "/ui/sign-in": {"post": op("a form with `token`: starts a console session (an HttpOnly, SameSite=Strict cookie) and redirects to /ui")},
+            "/ui/sign-out": {"post": op("a form with the session's `csrf`: ends the session")},
+            "/ui/evidence": {"get": with(op("the evidence view, live, as HTML, for a console session or a bearer token"), "parameters",
                 query(&[("from", "string", "start of the period (a date or a UTC timestamp; 30 days ago by default)"),
-                        ("to", "string", "end of the period (now by default)"),
-                        ("token", "string", "the bearer token, for a browser")]))},
+                        ("to", "string", "end of the period (now by default)")]))},
             "/api/v1/whoami": {"get": op("the caller's principal and role")},
             "/api/v1/drills": {"get": with(op("recorded drills, newest first"), "parameters",
                 query(&[("policy", "string", "only this policy's drills"), ("limit", "integer", "at most this many")]))},

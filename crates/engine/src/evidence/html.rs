@@ -33,11 +33,13 @@ fn when(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2rem;color:#1d2330;max-width:1000px}\
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccd}\
-table{border-collapse:collapse;margin:.5rem 0;width:100%}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}\
+const STYLE: &str = "*{box-sizing:border-box}body{font-family:system-ui,sans-serif;margin:2rem auto;padding:0 1rem;color:#1d2330;max-width:1000px}\
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ccd;overflow-wrap:anywhere}\
+p,li{overflow-wrap:anywhere}code{overflow-wrap:anywhere}\
+table{border-collapse:collapse;margin:.5rem 0;width:100%;table-layout:fixed}td,th{border:1px solid #ccd;padding:.25rem .5rem;text-align:left;vertical-align:top;font-size:.9rem;overflow-wrap:anywhere}\
 th{background:#f2f4f8}.passed,.met,.intact{color:#166534;font-weight:600}.failed,.breached,.broken{color:#b91c1c;font-weight:600}\
-.skipped{color:#92400e}.muted{color:#667}svg{background:#fafbfd;border:1px solid #dde}";
+.skipped{color:#92400e}.muted{color:#667}svg{background:#fafbfd;border:1px solid #dde;max-width:100%;height:auto}\
+@media (max-width:40rem){body{margin:1rem auto}table,thead,tbody,tr,th,td{display:block;width:100%}tr{margin-bottom:.6rem;border-top:2px solid #ccd}td,th{border-top:none}}";
 
 /// The RPO exposure over the period as a line, the objective as a dashed line, breaches
 /// shaded.
