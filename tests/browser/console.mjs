@@ -113,6 +113,36 @@ try {
     await context.close();
   }
 
+  // A drill is signed off from its page by the policy's recovery owner, and by nobody
+  // else: an auditor sees no form, and a sign-off posted with the auditor's own session
+  // and CSRF token is refused.
+  {
+    const auditor = await browser.newContext();
+    const { page: seen } = await signIn(auditor, tokens.auditor);
+    const link = seen.locator('#policy-shop').locator('xpath=..').getByRole('link', { name: "Last drill's report" });
+    const href = await link.getAttribute('href');
+    await seen.goto(`${base}${href}`);
+    out.signoff = { drill_page: href, auditor_form: await seen.locator('textarea[name=comment]').count() };
+    const csrf = await seen.locator('header input[name=csrf]').inputValue();
+    const forged = await seen.request.post(`${base}${href}/signoff`, { form: { csrf, comment: 'not mine to sign' } });
+    out.signoff.auditor_post = forged.status();
+    await auditor.close();
+
+    const owner = await browser.newContext();
+    const { page } = await signIn(owner, tokens['recovery-owner']);
+    await page.goto(`${base}${href}`);
+    out.signoff.checks = await page.locator('.cards > li h3').allInnerTexts();
+    out.signoff.breakdown = await page.locator('dt:text-is("RTO breakdown") + dd').innerText();
+    await page.getByLabel('What you reviewed').fill('restored site checked by hand');
+    await page.getByRole('button', { name: 'Sign off' }).click();
+    await page.getByText('Signed off by').waitFor();
+    out.signoff.after = await page.locator('main').innerText();
+    for (const width of [1280, 390]) {
+      await fits(page, 'drill', width);
+    }
+    await owner.close();
+  }
+
   // A bad token is refused on the sign-in page.
   {
     const context = await browser.newContext();

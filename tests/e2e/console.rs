@@ -37,6 +37,14 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "[objectives]\nrpo = \"1h\"\nrto = \"10m\"\n\n[owners]\nrecovery = \"owner@example.com\"\n",
     );
     install.files_policy("never-backed-up", &["./src/www"], "");
+    // A passed drill awaiting its owner's sign-off, which the browser gives.
+    install.files_policy(
+        "shop",
+        &["./src/www"],
+        "[owners]\nrecovery = \"owner@example.com\"\n",
+    );
+    install.backup("shop");
+    install.ok(&["drill", "shop"]);
     install.backup("site");
     let drill = install.json(&["drill", "site"]);
     // Signed off, so that nothing about `site` is pending: green.
@@ -108,10 +116,14 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         );
         assert_eq!(
             r["policies"],
-            serde_json::json!(["never-backed-up", "site"]),
+            serde_json::json!(["never-backed-up", "shop", "site"]),
             "{r:#}"
         );
-        assert_eq!(r["states"], serde_json::json!(["amber", "green"]), "{r:#}");
+        assert_eq!(
+            r["states"],
+            serde_json::json!(["amber", "amber", "green"]),
+            "{r:#}"
+        );
         assert_eq!(r["legend"], 1);
         let cookie = &r["cookie"];
         assert_eq!(cookie["httpOnly"], true, "{r:#}");
@@ -123,8 +135,35 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         assert_eq!(r["token_in_cookie"], false, "the cookie holds the token");
     }
 
+    let signoff = &seen["signoff"];
+    assert_eq!(signoff["auditor_form"], 0, "{signoff:#}");
+    assert_eq!(signoff["auditor_post"], 403, "{signoff:#}");
+    let checks = signoff["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c == "integrity") && checks.iter().any(|c| c == "fidelity"),
+        "{signoff:#}"
+    );
+    assert!(
+        signoff["breakdown"].as_str().unwrap().contains("fetch"),
+        "{signoff:#}"
+    );
+    assert!(
+        signoff["after"]
+            .as_str()
+            .unwrap()
+            .contains("Signed off by owner@example.com"),
+        "{signoff:#}"
+    );
+    // The sign-off is the catalog's, under the owner's name.
+    let drills = install.json(&["drills", "shop"]);
+    let shown = install.json(&["drill", "show", drills[0]["drill_id"].as_str().unwrap()]);
+    assert_eq!(
+        shown["signoff"]["principal"], "owner@example.com",
+        "{shown:#}"
+    );
+
     let layout = seen["layout"].as_array().unwrap();
-    assert_eq!(layout.len(), 4, "{seen:#}");
+    assert_eq!(layout.len(), 6, "{seen:#}");
     for l in layout {
         assert!(
             l["scroll"].as_u64().unwrap() <= l["client"].as_u64().unwrap(),
@@ -136,6 +175,8 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "overview-390",
         "evidence-1280",
         "evidence-390",
+        "drill-1280",
+        "drill-390",
     ] {
         assert!(
             shots.join(format!("{shot}.png")).is_file(),

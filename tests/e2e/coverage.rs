@@ -94,17 +94,20 @@ fn a_rotating_subset_reads_every_pack_within_its_window_and_says_so() {
 #[test]
 fn an_egress_budget_caps_the_bytes_a_check_reads() {
     let install = install_with_packs(12, 40);
+    // Packs are about 1.5 MB here: 4000 KiB takes two or so, and leaves the rest.
     let repo = coverage(
         &install,
-        &["--read-data-subset", "100%", "--egress-budget", "1500KiB"],
+        &["--read-data-subset", "100%", "--egress-budget", "4000KiB"],
     );
     let report = &repo["report"];
     let packs = repo["coverage"]["packs"].as_u64().unwrap();
+    let read = report["packs_read"].as_u64().unwrap();
+    // Within the budget, except that the first pack is read even when it alone is larger.
     assert!(
-        report["bytes_read"].as_u64().unwrap() <= 1500 * 1024,
+        report["bytes_read"].as_u64().unwrap() <= 4000 * 1024 || read == 1,
         "{repo:#}"
     );
-    assert!(report["packs_read"].as_u64().unwrap() >= 1);
+    assert!(read >= 1 && read < packs, "{repo:#}");
     assert_eq!(
         report["packs_read"].as_u64().unwrap() + report["packs_over_budget"].as_u64().unwrap(),
         packs
@@ -115,7 +118,7 @@ fn an_egress_budget_caps_the_bytes_a_check_reads() {
         "--read-data-subset",
         "100%",
         "--egress-budget",
-        "1500KiB",
+        "4000KiB",
     ]);
     assert!(
         text.contains("left for the next check by the egress budget"),

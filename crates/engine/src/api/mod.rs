@@ -183,6 +183,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui/sign-in", post(crate::console::sign_in))
         .route("/ui/sign-out", post(crate::console::sign_out))
         .route("/ui/evidence", get(crate::console::evidence))
+        .route("/ui/drills/{id}", get(crate::console::drill_page))
+        .route("/ui/drills/{id}/signoff", post(crate::console::sign_off))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/drills", get(list_drills))
         .route("/api/v1/drills/{id}/signoff", post(sign_off))
@@ -600,6 +602,15 @@ fn openapi_document(metrics_token: bool) -> Value {
     });
     let op = |summary: &str| json!({"summary": summary, "security": [{"bearer": []}], "responses": answers.clone()});
     let id = |what: &str| json!([{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": what}]);
+    // A console form: the fields, all strings, all required.
+    let form = |fields: &[&str]| {
+        let properties: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|f| (f.to_string(), json!({"type": "string"})))
+            .collect();
+        json!({"required": true, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": properties, "required": fields}}}})
+    };
     let with = |mut op: Value, key: &str, value: Value| {
         op[key] = value;
         op
@@ -642,8 +653,10 @@ fn openapi_document(metrics_token: bool) -> Value {
             "/metrics": {"get": metrics},
             "/openapi.json": {"get": op("this document")},
             "/ui": {"get": op("the web console's overview for a signed-in browser (a session cookie); the sign-in page otherwise")},
-            "/ui/sign-in": {"post": op("a form with `token`: starts a console session (an HttpOnly, SameSite=Strict cookie) and redirects to /ui")},
-            "/ui/sign-out": {"post": op("a form with the session's `csrf`: ends the session")},
+            "/ui/sign-in": {"post": with(op("a form with `token`: starts a console session (an HttpOnly, SameSite=Strict cookie) and redirects to /ui"), "requestBody", form(&["token"]))},
+            "/ui/sign-out": {"post": with(op("a form with the session's `csrf`: ends the session"), "requestBody", form(&["csrf"]))},
+            "/ui/drills/{id}": {"get": with(op("a drill's report in the console (a session): checks with their output, the RTO broken down, the sign-off"), "parameters", id("the drill id"))},
+            "/ui/drills/{id}/signoff": {"post": with(with(op("a form with the session's `csrf` and a `comment`: the policy's recovery owner signs a passed drill off"), "parameters", id("the drill id")), "requestBody", form(&["csrf", "comment"]))},
             "/ui/evidence": {"get": with(op("the evidence view, live, as HTML, for a console session or a bearer token"), "parameters",
                 query(&[("from", "string", "start of the period (a date or a UTC timestamp; 30 days ago by default)"),
                         ("to", "string", "end of the period (now by default)")]))},
