@@ -105,3 +105,84 @@ fn a_backup_that_loses_most_of_a_table_or_half_its_files_warns_and_the_evidence_
     assert_eq!(policy("tolerant")["anomalies"], serde_json::json!([]));
     assert_eq!(policy("orders")["anomalies"].as_array().unwrap().len(), 1);
 }
+
+/// In the daemon: a table that loses 90% of its rows between two scheduled backups raises
+/// the warning on the run, the `backup.anomaly` webhook event and the metric.
+#[test]
+fn the_daemon_reports_a_table_losing_most_of_its_rows_by_webhook_and_metric() {
+    backstop_testkit::require_tool("sqlite3");
+    let (hook, seen) = super::daemon::receiver();
+    let port = super::util::free_port();
+    let install = Install::new(&format!(
+        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n[daemon]\njitter = \"0s\"\n\n\
+         [notify]\nwebhook = \"http://127.0.0.1:{hook}/hook\"\n"
+    ));
+    let sqlite = |sql: &str| {
+        let out = std::process::Command::new("sqlite3")
+            .arg(install.path("orders.db"))
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sqlite(
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, total INTEGER); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000) \
+         INSERT INTO orders SELECT i, i * 7 FROM n;",
+    );
+    install.policy(
+        "orders",
+        "[source]\nkind = \"sqlite\"\npath = \"./orders.db\"\n\n[schedule]\nbackup = \"*/5 * * * * *\"\n",
+    );
+    let daemon = install.daemon(Some("daemon.log"));
+    let snapshots = || {
+        install
+            .json(&["snapshots", "orders"])
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    super::daemon::wait_until("a first backup", std::time::Duration::from_secs(30), || {
+        snapshots() >= 1
+    });
+    sqlite("DELETE FROM orders WHERE id > 100;");
+    let anomaly = || {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(line, _)| line.starts_with("POST /hook"))
+            .filter_map(|(_, body)| serde_json::from_str::<serde_json::Value>(body).ok())
+            .find(|e| e["event"] == "backup.anomaly")
+    };
+    super::daemon::wait_until(
+        "the backup.anomaly event",
+        std::time::Duration::from_secs(30),
+        || anomaly().is_some(),
+    );
+    // The next backup (5 s on) finds nothing new to flag: the metric is read at once.
+    let metrics = super::daemon::http_get(port, "/metrics");
+    daemon.stop();
+    let event = anomaly().unwrap();
+    assert_eq!(event["policy"], "orders", "{event}");
+    let detail = event["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("rows of") && detail.contains("from 1000 to 100 (-90%)"),
+        "{event}"
+    );
+    assert!(
+        metrics.contains("backstop_backup_last_anomalies{policy=\"orders\"} 1"),
+        "{metrics}"
+    );
+    let runs = super::daemon::catalog(
+        &install,
+        "SELECT warnings FROM runs WHERE policy = 'orders' AND warnings LIKE '%-90%%'",
+    );
+    assert!(
+        runs.contains("rows of"),
+        "the run carries the warning: {runs}"
+    );
+}
