@@ -115,12 +115,16 @@ fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> 
     svg
 }
 
-/// Each drill's RTO as a bar, against the objective.
-fn rto_chart(p: &PolicyEvidence) -> String {
+/// Each drill's RTO as a bar at its time in the period, against the labelled objective.
+fn rto_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
     if p.drills.is_empty() {
         return String::new();
     }
-    let (w, h) = (720.0, 120.0);
+    let (w, h, left, bottom) = (720.0, 140.0, 60.0, 24.0);
+    let span_s = to.duration_since(from).as_secs_f64().max(1.0);
+    let x = |t: jiff::Timestamp| {
+        left + (t.duration_since(from).as_secs_f64() / span_s).clamp(0.0, 1.0) * (w - left - 16.0)
+    };
     let objective = p.objectives.rto_seconds.map(|o| o as f64);
     let peak = p
         .drills
@@ -128,44 +132,74 @@ fn rto_chart(p: &PolicyEvidence) -> String {
         .filter_map(|d| d.rto_seconds)
         .fold(objective.unwrap_or(0.0) * 1.2, f64::max)
         .max(0.001);
-    let bar = ((w - 70.0) / p.drills.len() as f64).min(40.0);
+    let y = |s: f64| (h - bottom) - (s / peak) * (h - bottom - 12.0);
     let mut svg = format!(
-        "<svg class=\"rto-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"RTO trend of {}\">",
+        "<svg class=\"rto-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"RTO of each drill of {} over the period\">",
         escape(&p.policy)
     );
-    for (i, d) in p.drills.iter().enumerate() {
-        // A drill that did not restore has no bar, only its place.
-        let Some(rto) = d.rto_seconds else { continue };
-        let height = (rto / peak) * (h - 30.0);
-        let color = if d.status == "passed" {
-            "#16a34a"
-        } else {
-            "#dc2626"
-        };
-        let _ = write!(
-            svg,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{color}\"><title>{} {}</title></rect>",
-            60.0 + i as f64 * bar,
-            h - 20.0 - height,
-            (bar - 4.0).max(2.0),
-            height.max(1.0),
-            escape(&d.drill_id),
-            escape(&span(rto))
-        );
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#889\"/><line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{0}\" stroke=\"#889\"/>",
+        h - bottom,
+        w - 10.0
+    );
+    for d in &p.drills {
+        let at = x(d.started_at);
+        match d.rto_seconds {
+            Some(rto) => {
+                let color = if d.status == "passed" {
+                    "#16a34a"
+                } else {
+                    "#dc2626"
+                };
+                let _ = write!(
+                    svg,
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"{:.1}\" fill=\"{color}\"><title>{} at {}: RTO {}</title></rect>",
+                    at - 7.0,
+                    y(rto),
+                    ((h - bottom) - y(rto)).max(1.0),
+                    escape(&d.drill_id),
+                    escape(&when(d.started_at)),
+                    escape(&span(rto))
+                );
+            }
+            // A drill that did not restore has no recovery time: a cross, never a bar of 0.
+            None => {
+                let base = h - bottom;
+                let _ = write!(
+                    svg,
+                    "<path d=\"M{:.1} {:.1} l8 -8 M{:.1} {:.1} l8 8\" stroke=\"#dc2626\" stroke-width=\"2\"><title>{} at {}: not restored</title></path>",
+                    at - 4.0,
+                    base - 2.0,
+                    at - 4.0,
+                    base - 10.0,
+                    escape(&d.drill_id),
+                    escape(&when(d.started_at))
+                );
+            }
+        }
     }
     if let Some(o) = objective {
-        let yo = h - 20.0 - (o / peak) * (h - 30.0);
+        let yo = y(o);
         let _ = write!(
             svg,
-            "<line x1=\"60\" y1=\"{yo:.1}\" x2=\"{}\" y2=\"{yo:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/>",
-            w - 10.0
+            "<line x1=\"{left}\" y1=\"{yo:.1}\" x2=\"{}\" y2=\"{yo:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b91c1c\">objective {}</text>",
+            w - 10.0,
+            left + 4.0,
+            yo - 4.0,
+            escape(&span(o))
         );
     }
     let _ = write!(
         svg,
-        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{}\" font-size=\"11\">0</text></svg>",
+        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
         escape(&span(peak)),
-        h - 20.0
+        h - bottom,
+        h - 6.0,
+        escape(&when(from)),
+        w - 10.0,
+        h - 6.0,
+        escape(&when(to))
     );
     svg
 }
@@ -427,7 +461,7 @@ pub fn render(e: &Evidence) -> String {
             let _ = write!(out, "<p class=\"muted\">No drill in this period.</p>");
             continue;
         }
-        let _ = write!(out, "{}", rto_chart(p));
+        let _ = write!(out, "{}", rto_chart(p, e.period.from, e.period.to));
         let _ = write!(
             out,
             "<table><tr><th>drill</th><th>result</th><th>RTO (fetch / decode / load / checks)</th><th>RPO</th><th>checks</th><th>sign-off</th></tr>"
@@ -483,6 +517,62 @@ pub fn render(e: &Evidence) -> String {
 
 #[cfg(test)]
 mod tests {
+    fn drill(id: &str, at: &str, status: &str, rto: Option<f64>) -> serde_json::Value {
+        serde_json::json!({
+            "drill_id": id, "started_at": at, "snapshot_id": "ab", "status": status,
+            "rto_seconds": rto,
+            "rto_breakdown": {"fetch_seconds": 0.0, "decode_seconds": 0.0, "load_seconds": 0.0, "checks_seconds": 0.0},
+            "rto_breached": false, "rpo_seconds": 1.0, "checks": [], "error": null, "signoff": null
+        })
+    }
+
+    /// Issue 19: the drill chart has a time axis and a labelled objective, and a drill that
+    /// did not restore shows as not restored, never as a bar of 0 s.
+    #[test]
+    fn the_drill_chart_has_a_time_axis_a_labelled_objective_and_no_zero_bar() {
+        let p: super::PolicyEvidence = serde_json::from_value(serde_json::json!({
+            "policy": "orders", "source_kind": "postgres", "repository": "main",
+            "owners": {"backup": null, "recovery": null, "approvers": []},
+            "objectives": {"rpo_seconds": 3600, "rto_seconds": 600},
+            "backups": {"runs": {}, "bytes_added": 0, "snapshots": 0},
+            "rpo": {"worst": null, "breaches": [], "series": []},
+            "drills": [
+                drill("d1", "2026-11-02T03:00:00Z", "passed", Some(41.0)),
+                drill("d2", "2026-11-20T03:00:00Z", "failed", None),
+            ],
+            "restore_requests": []
+        }))
+        .unwrap();
+        let from: jiff::Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
+        let to: jiff::Timestamp = "2026-11-30T23:59:59Z".parse().unwrap();
+        let svg = super::rto_chart(&p, from, to);
+        assert!(svg.contains(">objective 10m<"), "{svg}");
+        assert!(
+            svg.contains(">2026-11-01") && svg.contains(">2026-11-30"),
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("<rect").count(),
+            1,
+            "one bar, for the drill that restored"
+        );
+        assert!(
+            svg.contains("d2 at 2026-11-20") && svg.contains("not restored"),
+            "{svg}"
+        );
+        // Bars stand at their time: d1 on the 2nd is near the left end.
+        let x: f64 = svg
+            .split("<rect x=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(x < 100.0, "{x}");
+    }
+
     #[test]
     fn text_is_escaped() {
         assert_eq!(
