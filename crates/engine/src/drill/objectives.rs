@@ -157,6 +157,26 @@ impl RpoHistory {
         }
     }
 
+    /// The exposure over `[from, to]` as a line, for a chart: from the policy's start (its
+    /// first backup) until its first good point the exposure is a lower bound counted from
+    /// that start, then [`exposure_series`]'s sawtooth. A policy with no good point yet is a
+    /// rising line, not nothing.
+    pub fn series(&self, from: Timestamp, to: Timestamp) -> Vec<(Timestamp, Duration)> {
+        let Some(start) = self.start().filter(|s| *s <= to) else {
+            return Vec::new();
+        };
+        let first_good = self.points.iter().copied().filter(|p| *p <= to).min();
+        let mut series = Vec::new();
+        let lower_until = first_good.unwrap_or(to);
+        if lower_until > from.max(start) {
+            let begin = from.max(start);
+            series.push((begin, duration_between(start, begin)));
+            series.push((lower_until, duration_between(start, lower_until)));
+        }
+        series.extend(exposure_series(&self.points, from, to));
+        series
+    }
+
     /// The worst exposure and the breaches over `[from, to]`, the period clipped to start
     /// at the policy's first backup; none when the policy had not started by `to`.
     pub fn over(
@@ -378,6 +398,32 @@ mod tests {
         ];
         assert_eq!(series, expected);
         assert!(exposure_series(&[], t("25T00:00"), t("25T03:00")).is_empty());
+    }
+
+    /// Issue 19: a policy with no restorable point yet has a rising exposure line from its
+    /// first backup (its chart was a shaded block with no line), then the sawtooth.
+    #[test]
+    fn the_chart_series_starts_at_the_first_backup_even_without_a_good_point() {
+        let none = RpoHistory {
+            points: vec![],
+            first_backup: Some(t("25T01:00")),
+        };
+        assert_eq!(
+            none.series(t("25T00:00"), t("25T03:00")),
+            vec![(t("25T01:00"), h(0)), (t("25T03:00"), h(2))]
+        );
+        let later = RpoHistory {
+            points: vec![t("25T02:00")],
+            first_backup: Some(t("25T01:00")),
+        };
+        let series = later.series(t("25T00:00"), t("25T03:00"));
+        assert_eq!(series[..2], [(t("25T01:00"), h(0)), (t("25T02:00"), h(1))]);
+        assert_eq!(series.last(), Some(&(t("25T03:00"), h(1))));
+        let never = RpoHistory {
+            points: vec![],
+            first_backup: None,
+        };
+        assert!(never.series(t("25T00:00"), t("25T03:00")).is_empty());
     }
 
     #[test]

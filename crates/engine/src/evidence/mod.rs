@@ -14,7 +14,7 @@ use backstop_catalog::{Catalog, ChainStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
-use crate::drill::objectives::{exposure_series, Breach, Gap};
+use crate::drill::objectives::{Breach, Gap};
 use crate::drill::report::DrillReport;
 use crate::error::EngineError;
 use crate::policy::Policy;
@@ -295,7 +295,9 @@ pub async fn collect(
             .collect();
         // One definition of exposure (RpoHistory): the period starts at the first backup.
         let report = stats.rpo.over(from, to, policy.objectives.rpo);
-        let series = exposure_series(&stats.rpo.points, from, to)
+        let series = stats
+            .rpo
+            .series(from, to)
             .into_iter()
             .map(|(t, d)| (t, d.as_secs()))
             .collect();
