@@ -501,26 +501,10 @@ pub async fn drill_recorded(
     };
     match result {
         Ok(report) => {
-            catalog.record_drill(&record(&report)).await?;
-            let (status, error) = match report.status {
-                DrillStatus::Passed => (RunStatus::Succeeded, None),
-                DrillStatus::Failed => (RunStatus::Failed, report.error.clone()),
-            };
-            let end = RunEnd {
-                error,
-                ..RunEnd::default()
-            };
-            catalog.finish_run(&run_id, status, &end).await?;
+            drill::record_finished(catalog, &run_id, &record(&report), None).await?;
             Ok(report)
         }
-        Err(e) => {
-            let end = RunEnd {
-                error: Some(e.to_string()),
-                ..RunEnd::default()
-            };
-            catalog.finish_run(&run_id, RunStatus::Failed, &end).await?;
-            Err(e)
-        }
+        Err(e) => Err(drill::record_not_made(catalog, &run_id, e).await),
     }
 }
 

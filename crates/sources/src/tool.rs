@@ -268,17 +268,7 @@ impl Running {
         reader: &backstop_repo::SnapshotReader,
         entry: &backstop_repo::Entry,
     ) -> Result<(), SourceError> {
-        let stdin = self
-            .child
-            .stdin
-            .take()
-            .expect("the tool was started with a piped stdin");
-        // As for stdout: a 1 MiB pipe, written with plain blocking writes.
-        let fd = stdin
-            .into_owned_fd()
-            .map_err(|e| spawn_error(self.tool, e))?;
-        let pipe = blocking_pipe(fd).map_err(|e| spawn_error(self.tool, e))?;
-        let mut stdin = tokio::fs::File::from_std(pipe);
+        let mut stdin = self.stdin_pipe()?;
         let streamed = reader.stream_file(entry, &mut stdin).await;
         drop(stdin);
         match streamed {
@@ -286,12 +276,7 @@ impl Running {
             Err(backstop_repo::RepoError::Write { source, .. })
                 if source.kind() == std::io::ErrorKind::BrokenPipe =>
             {
-                let tool = self.tool;
-                self.finish().await?;
-                Err(SourceError::ToolFailed {
-                    tool,
-                    detail: "stopped reading its input before the end".into(),
-                })
+                self.stopped_reading().await
             }
             Err(e) => {
                 self.kill().await;
@@ -309,16 +294,7 @@ impl Running {
         mut keep: impl FnMut(&[u8]) -> bool + Send,
     ) -> Result<(), SourceError> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let stdin = self
-            .child
-            .stdin
-            .take()
-            .expect("the tool was started with a piped stdin");
-        let fd = stdin
-            .into_owned_fd()
-            .map_err(|e| spawn_error(self.tool, e))?;
-        let pipe = blocking_pipe(fd).map_err(|e| spawn_error(self.tool, e))?;
-        let mut stdin = tokio::fs::File::from_std(pipe);
+        let mut stdin = self.stdin_pipe()?;
         let (mut into, from) = tokio::io::duplex(1 << 20);
         let streaming = async move {
             let streamed = reader.stream_file(entry, &mut into).await;
@@ -344,12 +320,7 @@ impl Running {
             (Ok(_), Ok(())) => self.finish().await.map(|_| ()),
             // The tool stopped reading: its own error says why.
             (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                let tool = self.tool;
-                self.finish().await?;
-                Err(SourceError::ToolFailed {
-                    tool,
-                    detail: "stopped reading its input before the end".into(),
-                })
+                self.stopped_reading().await
             }
             (Err(e), _) => {
                 self.kill().await;
@@ -364,6 +335,30 @@ impl Running {
                 })
             }
         }
+    }
+
+    /// The tool's stdin as a 1 MiB pipe written with plain blocking writes (as for stdout).
+    fn stdin_pipe(&mut self) -> Result<tokio::fs::File, SourceError> {
+        let stdin = self
+            .child
+            .stdin
+            .take()
+            .expect("the tool was started with a piped stdin");
+        let fd = stdin
+            .into_owned_fd()
+            .map_err(|e| spawn_error(self.tool, e))?;
+        let pipe = blocking_pipe(fd).map_err(|e| spawn_error(self.tool, e))?;
+        Ok(tokio::fs::File::from_std(pipe))
+    }
+
+    /// The tool closed its stdin before the end: its own failure says why, else this does.
+    async fn stopped_reading(self) -> Result<(), SourceError> {
+        let tool = self.tool;
+        self.finish().await?;
+        Err(SourceError::ToolFailed {
+            tool,
+            detail: "stopped reading its input before the end".into(),
+        })
     }
 
     /// Stops the tool at once (the job failed elsewhere).

@@ -488,30 +488,47 @@ pub async fn record_result(
 ) -> Result<DrillReport, EngineError> {
     match result {
         Ok(report) => {
-            catalog.record_drill(&drill_record(&report)).await?;
-            let (status, error) = match report.status {
-                DrillStatus::Passed => (RunStatus::Succeeded, None),
-                DrillStatus::Failed => (RunStatus::Failed, report.error.clone()),
-            };
-            let end = RunEnd {
-                snapshot_id: Some(report.snapshot_id.clone()),
-                error,
-                ..RunEnd::default()
-            };
-            catalog.finish_run(run_id, status, &end).await?;
+            let snapshot = Some(report.snapshot_id.clone());
+            record_finished(catalog, run_id, &drill_record(&report), snapshot).await?;
             Ok(report)
         }
-        Err(e) => {
-            let end = RunEnd {
-                error: Some(e.to_string()),
-                ..RunEnd::default()
-            };
-            if let Err(record) = catalog.finish_run(run_id, RunStatus::Failed, &end).await {
-                tracing::error!(error = %record, "recording the failed drill");
-            }
-            Err(e)
-        }
+        Err(e) => Err(record_not_made(catalog, run_id, e).await),
     }
+}
+
+/// Records a drill that ran (passed or failed) and closes its run `run_id` to match.
+pub async fn record_finished(
+    catalog: &Catalog,
+    run_id: &str,
+    record: &DrillRecord,
+    snapshot_id: Option<String>,
+) -> Result<(), EngineError> {
+    catalog.record_drill(record).await?;
+    let (status, error) = if record.status == DrillStatus::Passed.as_str() {
+        (RunStatus::Succeeded, None)
+    } else {
+        (RunStatus::Failed, record.error.clone())
+    };
+    let end = RunEnd {
+        snapshot_id,
+        error,
+        ..RunEnd::default()
+    };
+    catalog.finish_run(run_id, status, &end).await?;
+    Ok(())
+}
+
+/// Closes the run of a drill that could not be made (no snapshot to choose) as failed, and
+/// hands back why.
+pub async fn record_not_made(catalog: &Catalog, run_id: &str, e: EngineError) -> EngineError {
+    let end = RunEnd {
+        error: Some(e.to_string()),
+        ..RunEnd::default()
+    };
+    if let Err(record) = catalog.finish_run(run_id, RunStatus::Failed, &end).await {
+        tracing::error!(error = %record, "recording the failed drill");
+    }
+    e
 }
 
 pub fn drill_record(report: &DrillReport) -> DrillRecord {
