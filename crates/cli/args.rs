@@ -337,7 +337,8 @@ pub enum EvidenceCommand {
     },
     /// Check an evidence pack's signature and every file's digest, offline
     Verify {
-        /// The directory `evidence export` wrote
+        /// The directory `evidence export` wrote, or the .tar the web console downloads
+        #[arg(value_name = "PACK")]
         dir: PathBuf,
         /// The installation's public key (hex, as `evidence public-key` prints it); without
         /// it the pack is checked against the key it carries

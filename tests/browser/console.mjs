@@ -143,6 +143,144 @@ try {
     await owner.close();
   }
 
+  // Restore requests from the browser: the recovery owner asks; the same person, signed
+  // in as an approver, is refused; a second person approves; the operator runs it and the
+  // page follows it to its end; each step is in the audit log.
+  if (process.env.RESTORE_TARGET) {
+    out.requests = { forms: {}, decide_buttons: {}, run_buttons: {} };
+    const owner = await browser.newContext();
+    const { page } = await signIn(owner, tokens['recovery-owner']);
+    await page.goto(`${base}/ui/requests`);
+    await page.getByLabel('Policy').selectOption('shop');
+    await page.getByLabel(/^Target/).fill(process.env.RESTORE_TARGET);
+    await page.getByLabel(/^Reason/).fill('the shop page was overwritten');
+    await page.getByRole('button', { name: 'Ask for approval' }).click();
+    await page.getByRole('heading', { name: /^Restore request req-/ }).waitFor();
+    const id = (await page.getByRole('heading', { name: /^Restore request / }).innerText()).replace('Restore request ', '');
+    out.requests.id = id;
+    out.requests.created = await page.locator('main > p .state').innerText();
+    for (const width of [1280, 390]) {
+      await page.goto(`${base}/ui/requests`);
+      await fits(page, 'requests', width);
+      await page.goto(`${base}/ui/policies/site`);
+      await fits(page, 'policy', width);
+    }
+    // `site` has objectives, a backup and a drill; `shop` has the request.
+    out.requests.policy_page = {
+      charts: await page.locator('main svg').count(),
+      rpo_labels: await page.locator('svg.rpo-chart text').allTextContents(),
+      rto_labels: await page.locator('svg.rto-chart text').allTextContents(),
+      backup_bars: await page.locator('svg.backup-chart rect').count(),
+      tables: await page.locator('main table').count(),
+    };
+    await page.goto(`${base}/ui/policies/shop`);
+    out.requests.policy_page.request_listed = await page.getByRole('link', { name: id }).count();
+    await owner.close();
+
+    // What each role may do, seen from the list and from the pending request.
+    for (const [role, token] of Object.entries(tokens)) {
+      const context = await browser.newContext();
+      const { page } = await signIn(context, token);
+      await page.goto(`${base}/ui/requests`);
+      out.requests.forms[role] = await page.locator('form[action="/ui/requests"]').count();
+      await page.goto(`${base}/ui/requests/${id}`);
+      out.requests.decide_buttons[role] = await page.getByRole('button', { name: 'Approve' }).count();
+      await context.close();
+    }
+
+    // The requester, signed in as an approver, cannot decide their own request.
+    {
+      const context = await browser.newContext();
+      const { page } = await signIn(context, process.env.SAME_PERSON_APPROVER);
+      await page.goto(`${base}/ui/requests/${id}`);
+      out.requests.same_person = {
+        buttons: await page.getByRole('button', { name: 'Approve' }).count(),
+        text: await page.locator('main').innerText(),
+      };
+      const csrf = await page.locator('header input[name=csrf]').inputValue();
+      const forged = await page.request.post(`${base}/ui/requests/${id}/approve`, { form: { csrf, comment: 'mine' } });
+      out.requests.same_person.post = forged.status();
+      out.requests.same_person.post_text = await forged.text();
+      await context.close();
+    }
+
+    // A role cannot act beyond itself with its own session and CSRF token.
+    {
+      const context = await browser.newContext();
+      const { page } = await signIn(context, tokens.auditor);
+      const csrf = await page.locator('header input[name=csrf]').inputValue();
+      out.requests.auditor_create = (await page.request.post(`${base}/ui/requests`, {
+        form: { csrf, policy: 'shop', target: process.env.RESTORE_TARGET, reason: 'not mine to ask' },
+      })).status();
+      out.requests.auditor_approve = (await page.request.post(`${base}/ui/requests/${id}/approve`, { form: { csrf } })).status();
+      await context.close();
+    }
+
+    // A second person approves.
+    {
+      const context = await browser.newContext();
+      const { page } = await signIn(context, tokens.approver);
+      await page.goto(`${base}/ui/requests/${id}`);
+      await page.getByLabel('Comment').fill('checked with the shop team');
+      await page.getByRole('button', { name: 'Approve' }).click();
+      await page.locator('main > p .state', { hasText: 'approved' }).waitFor();
+      out.requests.approved = await page.locator('main > p .state').innerText();
+      out.requests.approver_run_buttons = await page.getByRole('button', { name: /^Run/ }).count();
+      const csrf = await page.locator('header input[name=csrf]').inputValue();
+      out.requests.approver_run_post = (await page.request.post(`${base}/ui/requests/${id}/run`, { form: { csrf } })).status();
+      await context.close();
+    }
+
+    // The operator runs it; the page follows it to its end.
+    {
+      const context = await browser.newContext();
+      const { page } = await signIn(context, tokens.operator);
+      await page.goto(`${base}/ui/requests/${id}`);
+      await page.getByRole('button', { name: 'Run the restore now' }).click();
+      await page.locator('main > p .state', { hasText: /succeeded|failed/ }).waitFor({ timeout: 120000 });
+      out.requests.ended = await page.locator('main > p .state').innerText();
+      out.requests.outcome = await page.locator('dt:text-is("outcome") + dd').innerText();
+      out.requests.steps = await page.locator('table[aria-label="Steps of the request"] td[data-label="what"]').allInnerTexts();
+      for (const width of [1280, 390]) {
+        await fits(page, 'request', width);
+      }
+      await context.close();
+    }
+
+    // The audit page: the chain's state, the public key, every step of the request, and
+    // a signed evidence pack to download.
+    {
+      const context = await browser.newContext({ acceptDownloads: true });
+      const { page } = await signIn(context, tokens.auditor);
+      await page.goto(`${base}/ui/audit`);
+      out.audit = {
+        chain: await page.locator('p.chain .state').innerText(),
+        public_key: (await page.locator('#public-key').innerText()).trim(),
+      };
+      const rows = page.locator('table[aria-label="Audit events"] tbody tr');
+      const kinds = [];
+      for (let i = 0; i < await rows.count(); i++) {
+        const subject = await rows.nth(i).locator('td[data-label="subject"]').innerText();
+        if (subject === id) {
+          kinds.push({
+            what: await rows.nth(i).locator('td[data-label="what"]').innerText(),
+            who: await rows.nth(i).locator('td[data-label="who"]').innerText(),
+          });
+        }
+      }
+      out.audit.request_events = kinds;
+      for (const width of [1280, 390]) {
+        await fits(page, 'audit', width);
+      }
+      const downloading = page.waitForEvent('download');
+      await page.getByRole('button', { name: 'Download the signed evidence pack' }).click();
+      const download = await downloading;
+      out.audit.pack_name = download.suggestedFilename();
+      await download.saveAs(`${shots}/pack.tar`);
+      await context.close();
+    }
+  }
+
   // A bad token is refused on the sign-in page.
   {
     const context = await browser.newContext();

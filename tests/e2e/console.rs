@@ -38,10 +38,12 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
     );
     install.files_policy("never-backed-up", &["./src/www"], "");
     // A passed drill awaiting its owner's sign-off, which the browser gives.
+    // Its recovery owner is also among its approvers, so that four eyes is what refuses
+    // them when they try to approve their own request.
     install.files_policy(
         "shop",
         &["./src/www"],
-        "[owners]\nrecovery = \"owner@example.com\"\n",
+        "[owners]\nrecovery = \"owner@example.com\"\napprovers = [\"boss@example.com\", \"owner@example.com\"]\n",
     );
     install.backup("shop");
     install.ok(&["drill", "shop"]);
@@ -69,6 +71,8 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "recovery-owner": token(&install, "owner@example.com", "recovery-owner"),
         "approver": token(&install, "boss@example.com", "approver"),
     });
+    let same_person_approver = token(&install, "owner@example.com", "approver");
+    let restore_target = install.path("restored-shop");
     let daemon = install.daemon(Some("daemon.log"));
     wait_until("the console", Duration::from_secs(30), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
@@ -81,6 +85,8 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         .env("TOKENS", tokens.to_string())
         .env("SHOTS", &shots)
         .env("SESSION_SECONDS", "6")
+        .env("RESTORE_TARGET", &restore_target)
+        .env("SAME_PERSON_APPROVER", &same_person_approver)
         .output()
         .unwrap();
     daemon.stop();
@@ -91,6 +97,17 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         String::from_utf8_lossy(&run.stderr)
     );
     let seen: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // To look at the pages: CONSOLE_SHOTS=DIR keeps the screenshots there.
+    if let Ok(keep) = std::env::var("CONSOLE_SHOTS") {
+        std::fs::create_dir_all(&keep).unwrap();
+        for shot in std::fs::read_dir(&shots).unwrap().flatten() {
+            std::fs::copy(
+                shot.path(),
+                std::path::Path::new(&keep).join(shot.file_name()),
+            )
+            .unwrap();
+        }
+    }
 
     let anonymous = &seen["anonymous"];
     assert_eq!(anonymous["status"], 401, "{seen:#}");
@@ -163,7 +180,7 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
     );
 
     let layout = seen["layout"].as_array().unwrap();
-    assert_eq!(layout.len(), 6, "{seen:#}");
+    assert_eq!(layout.len(), 14, "{seen:#}");
     for l in layout {
         assert!(
             l["scroll"].as_u64().unwrap() <= l["client"].as_u64().unwrap(),
@@ -177,6 +194,14 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "evidence-390",
         "drill-1280",
         "drill-390",
+        "policy-1280",
+        "policy-390",
+        "requests-1280",
+        "requests-390",
+        "request-1280",
+        "request-390",
+        "audit-1280",
+        "audit-390",
     ] {
         assert!(
             shots.join(format!("{shot}.png")).is_file(),
@@ -201,4 +226,179 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
     assert_eq!(security["bad_token_cookie"], 0, "{security:#}");
     assert_eq!(security["expired_status"], 401, "{security:#}");
     assert_eq!(security["expired_form"], true, "{security:#}");
+
+    requests_from_the_browser(&install, &seen, &restore_target);
+}
+
+/// Issue 19, item 4 and 5: a request made, refused to its requester as approver, approved
+/// by a second person, run by the operator to `succeeded`, each step in the audit page; and
+/// the evidence pack downloaded from the page verifies with `backstop evidence verify`.
+fn requests_from_the_browser(
+    install: &Install,
+    seen: &serde_json::Value,
+    target: &std::path::Path,
+) {
+    let r = &seen["requests"];
+    let id = r["id"].as_str().expect("a request was made").to_string();
+    assert_eq!(r["created"], "pending", "{r:#}");
+    assert_eq!(
+        r["forms"],
+        serde_json::json!({"auditor": 0, "operator": 0, "recovery-owner": 1, "approver": 0}),
+        "only the recovery owner may ask: {r:#}"
+    );
+    assert_eq!(
+        r["decide_buttons"],
+        serde_json::json!({"auditor": 0, "operator": 0, "recovery-owner": 0, "approver": 1}),
+        "only an approver may decide: {r:#}"
+    );
+    let same = &r["same_person"];
+    assert_eq!(same["buttons"], 0, "{same:#}");
+    assert!(
+        same["text"]
+            .as_str()
+            .unwrap()
+            .contains("cannot also decide"),
+        "{same:#}"
+    );
+    assert_eq!(
+        same["post"], 403,
+        "four eyes refused the forged approval: {same:#}"
+    );
+    assert!(
+        same["post_text"]
+            .as_str()
+            .unwrap()
+            .contains("another approver must"),
+        "{same:#}"
+    );
+    assert_eq!(r["auditor_create"], 403, "{r:#}");
+    assert_eq!(r["auditor_approve"], 403, "{r:#}");
+    assert_eq!(r["approved"], "approved", "{r:#}");
+    assert_eq!(r["approver_run_buttons"], 0, "{r:#}");
+    assert_eq!(r["approver_run_post"], 403, "{r:#}");
+    assert_eq!(r["ended"], "succeeded", "{r:#}");
+    assert!(
+        r["outcome"].as_str().unwrap().contains("restored snapshot"),
+        "{r:#}"
+    );
+    let steps: Vec<&str> = r["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "request.created",
+            "request.approved",
+            "request.started",
+            "request.executed"
+        ],
+        "{r:#}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("src/www/index.html"))
+            .or_else(|_| std::fs::read_to_string(target.join("index.html")))
+            .or_else(|_| std::fs::read_to_string(target.join("www/index.html")))
+            .unwrap_or_default(),
+        "<h1>Shop</h1>",
+        "the restore wrote the page back into {}",
+        target.display()
+    );
+    // The request as the API sees it: the same state.
+    backstop_testkit::require_tool("sqlite3");
+    let recorded = super::daemon::catalog(
+        install,
+        &format!("SELECT status, requester, decided_by FROM restore_requests WHERE id = '{id}'"),
+    );
+    assert_eq!(recorded, "succeeded|owner@example.com|boss@example.com");
+
+    let policy = &r["policy_page"];
+    assert_eq!(policy["charts"], 3, "RPO, backups, drills: {policy:#}");
+    let labels = |chart: &str| -> Vec<String> {
+        policy[chart]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    // Labelled objectives and a dated time axis on both charts that have an objective.
+    for chart in ["rpo_labels", "rto_labels"] {
+        let labels = labels(chart);
+        assert!(
+            labels.iter().any(|t| t.starts_with("objective ")),
+            "{chart}: {labels:?}"
+        );
+        assert!(
+            labels.iter().filter(|t| t.ends_with(" UTC")).count() == 2,
+            "{chart}: the period's ends are on its time axis: {labels:?}"
+        );
+    }
+    assert!(
+        labels("rpo_labels").contains(&"objective 1h".to_string()),
+        "{policy:#}"
+    );
+    assert!(
+        labels("rto_labels").contains(&"objective 10m".to_string()),
+        "{policy:#}"
+    );
+    assert_eq!(policy["backup_bars"], 1, "{policy:#}");
+    // Backups and drills; `site` has no restore request ("None.").
+    assert_eq!(policy["tables"], 2, "{policy:#}");
+    assert_eq!(policy["request_listed"], 1, "{policy:#}");
+
+    let audit = &seen["audit"];
+    assert_eq!(audit["chain"], "intact", "{audit:#}");
+    let key = install.ok(&["evidence", "public-key"]);
+    assert_eq!(
+        audit["public_key"].as_str().unwrap(),
+        key.trim(),
+        "{audit:#}"
+    );
+    let events: Vec<(&str, &str)> = audit["request_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["what"].as_str().unwrap(), e["who"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events[..3],
+        [
+            ("request.created", "owner@example.com"),
+            ("request.approved", "boss@example.com"),
+            ("request.started", "ops@example.com"),
+        ],
+        "{audit:#}"
+    );
+    // Its end is the daemon's record: the job ran there.
+    assert_eq!(events.len(), 4, "{audit:#}");
+    assert_eq!(events[3].0, "request.executed");
+    assert!(events[3].1.starts_with("daemon@"), "{audit:#}");
+    assert!(
+        audit["pack_name"].as_str().unwrap().ends_with(".tar"),
+        "{audit:#}"
+    );
+    let pack = install.path("shots/pack.tar");
+    let key_file = install.path("installation.pub");
+    std::fs::write(&key_file, key.trim()).unwrap();
+    let verified = install.json(&[
+        "evidence",
+        "verify",
+        pack.to_str().unwrap(),
+        "--public-key",
+        key_file.to_str().unwrap(),
+    ]);
+    assert_eq!(verified["ok"], true, "{verified:#}");
+    assert_eq!(verified["key_trusted"], true, "{verified:#}");
+    // The download is in the audit log, under the auditor's name.
+    let log = install.json(&["audit", "list"]);
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "evidence.exported" && e["actor"] == "auditor@example.com"),
+        "{log:#}"
+    );
 }

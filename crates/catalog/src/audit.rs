@@ -142,6 +142,20 @@ impl Catalog {
         rows.iter().map(|r| self.event_from(r)).collect()
     }
 
+    /// The events about `subject` (a request, a drill, a run), in order, at most `limit`.
+    pub async fn audit_events_about(&self, subject: &str, limit: u32) -> Result<Vec<AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT seq, time, actor, kind, subject, detail, prev_hash, hash FROM audit_events \
+             WHERE subject = $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(subject)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(self.db())?;
+        rows.iter().map(|r| self.event_from(r)).collect()
+    }
+
     fn event_from(&self, r: &AnyRow) -> Result<AuditEvent> {
         let detail: String = r.get(5);
         Ok(AuditEvent {

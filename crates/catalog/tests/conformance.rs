@@ -318,6 +318,12 @@ async fn runs_of_a_gone_holder_are_abandoned_and_their_leases_freed(kind: &str) 
         .map(|e| e.subject.clone())
         .collect();
     assert_eq!(abandoned_events, [dead_run.clone(), silent_run.clone()]);
+    let about = catalog.audit_events_about(&dead_run, 100).await.unwrap();
+    assert!(
+        about.iter().all(|e| e.subject == dead_run) && about.len() >= 2,
+        "the run's own events, from its start to its abandonment: {about:?}"
+    );
+    assert_eq!(about.last().unwrap().kind, "run.abandoned");
     assert!(matches!(
         catalog.verify_audit().await.unwrap(),
         ChainStatus::Intact { .. }

@@ -23,27 +23,20 @@ pub async fn export(
     let policies = load_dir(&config.policies_dir, config)?;
     let selected = super::select_policies(&policies, names)?;
     let store = catalog::open(config).await?;
-    let key = pack::signing_key(&config.data_dir)?;
-    let gathered = evidence::collect(config, &store, &selected, from, to).await?;
-    let files = pack::write(out, &gathered, &key)?;
-    let audited = store
-        .append_event(
-            "evidence.exported",
-            &out.display().to_string(),
-            json!({
-                "from": from.to_string(),
-                "to": to.to_string(),
-                "policies": selected.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-            }),
-        )
-        .await;
-    // An export that could not be audited is not left behind looking like one.
-    if let Err(e) = audited {
-        for f in &files {
-            let _ = std::fs::remove_file(f);
-        }
-        return Err(e).context("recording the export in the audit log; the pack was removed");
-    }
+    let (files, gathered, key) = pack::export(
+        config,
+        &store,
+        &selected,
+        (from, to),
+        &out.display().to_string(),
+        |evidence, key| pack::write(out, evidence, key),
+        |files| {
+            for f in files {
+                let _ = std::fs::remove_file(f);
+            }
+        },
+    )
+    .await?;
     if json {
         print_json(&json!({
             "out": out.display().to_string(),
@@ -72,11 +65,7 @@ pub async fn export(
 }
 
 fn hex_key(key: &ed25519_dalek::SigningKey) -> String {
-    key.verifying_key()
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    pack::public_key_hex(key)
 }
 
 pub fn public_key(config: &Config, json: bool) -> Result<u8> {

@@ -115,6 +115,8 @@ struct JobRunner {
     catalog: Catalog,
     policies: Policies,
     running: Arc<AtomicUsize>,
+    /// The running backups' counters, which the console shows.
+    live: crate::jobs::live::LiveBackups,
     notifier: Notifier,
     /// Cancelled on shutdown: a job cancelled otherwise was stopped by its timeout.
     shutdown: CancellationToken,
@@ -295,7 +297,8 @@ impl Runner for JobRunner {
                 }
             }
             JobKind::Backup => {
-                match backup::run_recorded(&self.config, &self.catalog, &policy, |_| {}, &cancel)
+                let (_listed, on_start) = self.live.track(&policy.name);
+                match backup::run_recorded(&self.config, &self.catalog, &policy, on_start, &cancel)
                     .await
                 {
                     Ok(outcome) => {
@@ -443,6 +446,7 @@ pub async fn run(
     }
 
     let running = Arc::new(AtomicUsize::new(0));
+    let live = crate::jobs::live::LiveBackups::default();
     // Scheduled jobs and restore requests take their places from the same gates.
     let gates = Arc::new(scheduler::Gates::new(&limits));
     let request_jobs =
@@ -454,6 +458,7 @@ pub async fn run(
         notifier: notifier.clone(),
         jobs: request_jobs.clone(),
         sessions: crate::console::Sessions::default(),
+        live: live.clone(),
     };
     background.spawn(every(
         REQUEST_WINDOWS_EVERY,
@@ -506,6 +511,7 @@ pub async fn run(
     let runner = JobRunner {
         notifier,
         running,
+        live,
         config: config.clone(),
         catalog: catalog.clone(),
         policies,

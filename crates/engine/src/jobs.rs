@@ -3,5 +3,6 @@
 pub mod backup;
 pub mod copy;
 pub mod diff;
+pub mod live;
 pub mod maintenance;
 pub mod restore;

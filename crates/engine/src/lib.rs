@@ -17,6 +17,7 @@ pub mod drill;
 pub mod error;
 pub mod evidence;
 pub mod history;
+pub mod human;
 pub mod jobs;
 pub mod metrics;
 pub mod notify;

@@ -32,6 +32,8 @@ pub struct ApiState {
     pub jobs: requests::RequestJobs,
     /// The web console's signed-in sessions.
     pub sessions: crate::console::Sessions,
+    /// The running backups' counters (for the console's progress).
+    pub live: crate::jobs::live::LiveBackups,
 }
 
 pub(crate) type ApiError = (StatusCode, Json<Value>);
@@ -39,6 +41,14 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 fn error(status: StatusCode, message: impl Into<String>) -> ApiError {
     (status, Json(json!({"error": message.into()})))
+}
+
+/// What an API error says, for a page that shows it.
+pub(crate) fn error_message(e: &ApiError) -> String {
+    e.1 .0["error"]
+        .as_str()
+        .map(String::from)
+        .unwrap_or_else(|| e.0.to_string())
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -185,6 +195,23 @@ pub fn router(state: ApiState) -> Router {
         .route("/ui/evidence", get(crate::console::evidence))
         .route("/ui/drills/{id}", get(crate::console::drill_page))
         .route("/ui/drills/{id}/signoff", post(crate::console::sign_off))
+        .route("/ui/policies/{name}", get(crate::console::policy_page))
+        .route(
+            "/ui/requests",
+            get(crate::console::requests_page).post(crate::console::create_request),
+        )
+        .route("/ui/requests/{id}", get(crate::console::request_page))
+        .route(
+            "/ui/requests/{id}/approve",
+            post(crate::console::decide_request),
+        )
+        .route(
+            "/ui/requests/{id}/reject",
+            post(crate::console::decide_request),
+        )
+        .route("/ui/requests/{id}/run", post(crate::console::run_request))
+        .route("/ui/audit", get(crate::console::audit_page))
+        .route("/ui/evidence/pack", post(crate::console::evidence_pack))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/drills", get(list_drills))
         .route("/api/v1/drills/{id}/signoff", post(sign_off))
@@ -290,17 +317,18 @@ fn request_json(r: &RestoreRequest) -> Value {
     })
 }
 
+/// A restore request as asked (the API's JSON body, or the console's form).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewRequest {
-    policy: String,
-    snapshot: Option<String>,
-    point_in_time: Option<String>,
-    target: String,
-    reason: String,
+pub(crate) struct NewRequest {
+    pub policy: String,
+    pub snapshot: Option<String>,
+    pub point_in_time: Option<String>,
+    pub target: String,
+    pub reason: String,
     #[serde(default)]
-    allow_overlap: bool,
-    not_before: Option<String>,
+    pub allow_overlap: bool,
+    pub not_before: Option<String>,
 }
 
 async fn create_request(
@@ -308,8 +336,20 @@ async fn create_request(
     caller: Caller,
     ApiJson(body): ApiJson<NewRequest>,
 ) -> ApiResult {
-    let policy = policy(&state, &body.policy)?;
-    permit(&caller, Action::RequestRestore, Some(&policy))?;
+    let request = new_request(&state, &caller, body).await?;
+    Ok(Json(request_json(&request)))
+}
+
+/// Records `body` as a pending request of `caller`, after every check the API makes: the
+/// caller's role, the target's form and fit, the snapshot, and restore safety. Shared by the
+/// API and the console, so that both hold the same rules.
+pub(crate) async fn new_request(
+    state: &ApiState,
+    caller: &Caller,
+    body: NewRequest,
+) -> Result<RestoreRequest, ApiError> {
+    let policy = policy(state, &body.policy)?;
+    permit(caller, Action::RequestRestore, Some(&policy))?;
     let bad = |m: String| error(StatusCode::BAD_REQUEST, m);
     if body.snapshot.is_some() == body.point_in_time.is_some() {
         return Err(bad("give exactly one of snapshot or point_in_time".into()));
@@ -397,11 +437,11 @@ async fn create_request(
         run_id: None,
         creates_target: false,
     };
-    as_caller(&state, &caller)
+    as_caller(state, caller)
         .create_request(&request)
         .await
         .map_err(catalog_error)?;
-    Ok(Json(request_json(&request)))
+    Ok(request)
 }
 
 async fn list_requests(State(state): State<ApiState>, caller: Caller) -> ApiResult {
@@ -426,19 +466,21 @@ async fn get_request(
     Ok(Json(request_json(&r)))
 }
 
-async fn decide(
-    state: ApiState,
-    caller: Caller,
-    id: String,
+/// Approves or rejects request `id` as `caller`: an approver of its policy who is not its
+/// requester (four eyes). Shared by the API and the console.
+pub(crate) async fn decide(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
     comment: Option<String>,
     approve: bool,
-) -> ApiResult {
-    expire(&state, jiff::Timestamp::now())
+) -> Result<RestoreRequest, ApiError> {
+    expire(state, jiff::Timestamp::now())
         .await
         .map_err(engine_error)?;
-    let r = find_request(&state, &id).await?;
-    let policy = policy(&state, &r.policy)?;
-    permit(&caller, Action::Decide, Some(&policy))?;
+    let r = find_request(state, id).await?;
+    let policy = policy(state, &r.policy)?;
+    permit(caller, Action::Decide, Some(&policy))?;
     if r.requester.eq_ignore_ascii_case(&caller.principal) {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -453,9 +495,9 @@ async fn decide(
     } else {
         RequestStatus::Rejected
     };
-    let r = as_caller(&state, &caller)
+    let r = as_caller(state, caller)
         .transition_request(
-            &id,
+            id,
             to,
             &caller.principal,
             comment.as_deref(),
@@ -464,7 +506,7 @@ async fn decide(
         .await
         .map_err(catalog_error)?;
     notify_requester(&state.config, &state.notifier, &policy, &r);
-    Ok(Json(request_json(&r)))
+    Ok(r)
 }
 
 async fn approve(
@@ -473,7 +515,9 @@ async fn approve(
     Path(id): Path<String>,
     body: Option<ApiJson<Comment>>,
 ) -> ApiResult {
-    decide(state, caller, id, body.and_then(|b| b.0.comment), true).await
+    decide(&state, &caller, &id, body.and_then(|b| b.0.comment), true)
+        .await
+        .map(|r| Json(request_json(&r)))
 }
 
 async fn reject(
@@ -482,11 +526,13 @@ async fn reject(
     Path(id): Path<String>,
     body: Option<ApiJson<Comment>>,
 ) -> ApiResult {
-    decide(state, caller, id, body.and_then(|b| b.0.comment), false).await
+    decide(&state, &caller, &id, body.and_then(|b| b.0.comment), false)
+        .await
+        .map(|r| Json(request_json(&r)))
 }
 
 /// Expires stale requests and tells each requester.
-async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineError> {
+pub(crate) async fn expire(state: &ApiState, now: jiff::Timestamp) -> Result<(), EngineError> {
     for r in requests::expire_stale(&state.catalog, now).await? {
         if let Ok(policy) = policy(state, &r.policy) {
             notify_requester(&state.config, &state.notifier, &policy, &r);
@@ -531,10 +577,21 @@ async fn run_request(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let r = find_request(&state, &id).await?;
-    let policy = policy(&state, &r.policy)?;
+    let r = start_request(&state, &caller, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(request_json(&r))))
+}
+
+/// Starts approved request `id` as a job for `caller` (an operator, or its requester when
+/// they own the policy); returns it, running. Shared by the API and the console.
+pub(crate) async fn start_request(
+    state: &ApiState,
+    caller: &Caller,
+    id: &str,
+) -> Result<RestoreRequest, ApiError> {
+    let r = find_request(state, id).await?;
+    let policy = policy(state, &r.policy)?;
     let requester = r.requester.eq_ignore_ascii_case(&caller.principal);
-    permit(&caller, Action::Run { requester }, Some(&policy))?;
+    permit(caller, Action::Run { requester }, Some(&policy))?;
     let now = jiff::Timestamp::now();
     if let Some(not_before) = r.not_before.filter(|t| *t > now) {
         return Err(error(
@@ -542,12 +599,11 @@ async fn run_request(
             format!("request {id} may run from {not_before}"),
         ));
     }
-    let r = state
+    state
         .jobs
-        .start(&state, &policy, &id, &caller.principal)
+        .start(state, &policy, id, &caller.principal)
         .await
-        .map_err(catalog_error)?;
-    Ok((StatusCode::ACCEPTED, Json(request_json(&r))))
+        .map_err(catalog_error)
 }
 
 /// Approved requests with a window (`not_before`) run by themselves once it opens; those
@@ -657,6 +713,18 @@ fn openapi_document(metrics_token: bool) -> Value {
             "/ui/sign-out": {"post": with(op("a form with the session's `csrf`: ends the session"), "requestBody", form(&["csrf"]))},
             "/ui/drills/{id}": {"get": with(op("a drill's report in the console (a session): checks with their output, the RTO broken down, the sign-off"), "parameters", id("the drill id"))},
             "/ui/drills/{id}/signoff": {"post": with(with(op("a form with the session's `csrf` and a `comment`: the policy's recovery owner signs a passed drill off"), "parameters", id("the drill id")), "requestBody", form(&["csrf", "comment"]))},
+            "/ui/policies/{name}": {"get": with(op("a policy's page in the console (a session): its state, RPO exposure, backups, drills and requests over 30 days, with charts"), "parameters", json!([{"name": "name", "in": "path", "required": true, "schema": {"type": "string"}, "description": "the policy"}]))},
+            "/ui/requests": {
+                "get": op("restore requests in the console (a session), and for a recovery owner the form to ask for one"),
+                "post": with(op("a form with `csrf`, `policy`, `target`, `reason` and `snapshot` or `point_in_time` (both empty: the newest snapshot): asks for a restore as POST /api/v1/requests does"), "requestBody", form(&["csrf", "policy", "target", "reason"]))
+            },
+            "/ui/requests/{id}": {"get": with(op("a restore request in the console: its steps from the audit log and the actions the session's role allows; reloads itself while running"), "parameters", id("the request id"))},
+            "/ui/requests/{id}/approve": {"post": with(with(op("a form with `csrf` and `comment`: approve, as POST /api/v1/requests/{id}/approve"), "parameters", id("the request id")), "requestBody", form(&["csrf"]))},
+            "/ui/requests/{id}/reject": {"post": with(with(op("a form with `csrf` and `comment`: reject, as POST /api/v1/requests/{id}/reject"), "parameters", id("the request id")), "requestBody", form(&["csrf"]))},
+            "/ui/requests/{id}/run": {"post": with(with(op("a form with `csrf`: start the approved request, as POST /api/v1/requests/{id}/run; redirects to its page"), "parameters", id("the request id")), "requestBody", form(&["csrf"]))},
+            "/ui/audit": {"get": with(op("the audit chain in the console: its verification state, the installation's public key, the evidence pack form, and the events a page at a time"), "parameters",
+                query(&[("after", "integer", "show the events after this sequence number (the newest by default)")]))},
+            "/ui/evidence/pack": {"post": with(op("a form with `csrf`, `from` and `to`: a signed evidence pack of every policy for the period, as a tar download (audited)"), "requestBody", form(&["csrf", "from", "to"]))},
             "/ui/evidence": {"get": with(op("the evidence view, live, as HTML, for a console session or a bearer token"), "parameters",
                 query(&[("from", "string", "start of the period (a date or a UTC timestamp; 30 days ago by default)"),
                         ("to", "string", "end of the period (now by default)")]))},
@@ -707,7 +775,11 @@ mod tests {
                         })
                         .unwrap_or_default();
                     assert_eq!(declared, templated, "{method} {path}");
-                    let success = if path.ends_with("/run") { "202" } else { "200" };
+                    let success = if path.starts_with("/api/") && path.ends_with("/run") {
+                        "202"
+                    } else {
+                        "200"
+                    };
                     assert!(op["responses"][success].is_object(), "{method} {path}");
                     let open = path == "/healthz" || (path == "/metrics" && !metrics_token);
                     assert_eq!(op["security"].is_null(), open, "{method} {path}");

@@ -22,7 +22,10 @@ pub fn escape(text: &str) -> String {
 }
 
 fn span(seconds: f64) -> String {
-    if seconds < 60.0 {
+    // Under a second in milliseconds: a scale of "0.0s" would say nothing.
+    if seconds < 1.0 {
+        format!("{:.0}ms", seconds * 1000.0)
+    } else if seconds < 60.0 {
         format!("{seconds:.1}s")
     } else {
         humantime::format_duration(std::time::Duration::from_secs(seconds as u64)).to_string()
@@ -43,7 +46,7 @@ th{background:#f2f4f8}.passed,.met,.intact{color:#166534;font-weight:600}.failed
 
 /// The RPO exposure over the period as a line, the objective as a dashed line, breaches
 /// shaded.
-fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
+pub(crate) fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
     let (w, h, left, bottom) = (720.0, 200.0, 60.0, 24.0);
     let span_s = to.duration_since(from).as_secs_f64().max(1.0);
     let objective = p.objectives.rpo_seconds.map(|o| o as f64);
@@ -115,27 +118,41 @@ fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> 
     svg
 }
 
-/// Each drill's RTO as a bar at its time in the period, against the labelled objective.
-fn rto_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
-    if p.drills.is_empty() {
-        return String::new();
-    }
+/// One bar of a [`time_bars`] chart: a value in seconds at a time, or none (a cross: the
+/// thing measured did not happen, which is never drawn as a bar of 0).
+pub(crate) struct Bar {
+    pub at: jiff::Timestamp,
+    pub seconds: Option<f64>,
+    pub ok: bool,
+    /// What the bar is, for its tooltip (`d1` → "d1 at 2026-11-02 03:00 UTC: 41.0s").
+    pub name: String,
+}
+
+/// Durations over a period: each bar at its time on a dated axis, against the objective
+/// drawn as a labelled dashed line. `missing` says what a bar without a value means.
+pub(crate) fn time_bars(
+    class: &str,
+    aria: &str,
+    bars: &[Bar],
+    objective: Option<f64>,
+    missing: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> String {
     let (w, h, left, bottom) = (720.0, 140.0, 60.0, 24.0);
     let span_s = to.duration_since(from).as_secs_f64().max(1.0);
     let x = |t: jiff::Timestamp| {
         left + (t.duration_since(from).as_secs_f64() / span_s).clamp(0.0, 1.0) * (w - left - 16.0)
     };
-    let objective = p.objectives.rto_seconds.map(|o| o as f64);
-    let peak = p
-        .drills
+    let peak = bars
         .iter()
-        .filter_map(|d| d.rto_seconds)
+        .filter_map(|b| b.seconds)
         .fold(objective.unwrap_or(0.0) * 1.2, f64::max)
         .max(0.001);
     let y = |s: f64| (h - bottom) - (s / peak) * (h - bottom - 12.0);
     let mut svg = format!(
-        "<svg class=\"rto-chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"RTO of each drill of {} over the period\">",
-        escape(&p.policy)
+        "<svg class=\"{class}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">",
+        escape(aria)
     );
     let _ = write!(
         svg,
@@ -143,38 +160,34 @@ fn rto_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> 
         h - bottom,
         w - 10.0
     );
-    for d in &p.drills {
-        let at = x(d.started_at);
-        match d.rto_seconds {
-            Some(rto) => {
-                let color = if d.status == "passed" {
-                    "#16a34a"
-                } else {
-                    "#dc2626"
-                };
+    for bar in bars {
+        let at = x(bar.at);
+        match bar.seconds {
+            Some(value) => {
+                let color = if bar.ok { "#16a34a" } else { "#dc2626" };
                 let _ = write!(
                     svg,
-                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"{:.1}\" fill=\"{color}\"><title>{} at {}: RTO {}</title></rect>",
+                    "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"14\" height=\"{:.1}\" fill=\"{color}\"><title>{} at {}: {}</title></rect>",
                     at - 7.0,
-                    y(rto),
-                    ((h - bottom) - y(rto)).max(1.0),
-                    escape(&d.drill_id),
-                    escape(&when(d.started_at)),
-                    escape(&span(rto))
+                    y(value),
+                    ((h - bottom) - y(value)).max(1.0),
+                    escape(&bar.name),
+                    escape(&when(bar.at)),
+                    escape(&span(value))
                 );
             }
-            // A drill that did not restore has no recovery time: a cross, never a bar of 0.
             None => {
                 let base = h - bottom;
                 let _ = write!(
                     svg,
-                    "<path d=\"M{:.1} {:.1} l8 -8 M{:.1} {:.1} l8 8\" stroke=\"#dc2626\" stroke-width=\"2\"><title>{} at {}: not restored</title></path>",
+                    "<path d=\"M{:.1} {:.1} l8 -8 M{:.1} {:.1} l8 8\" stroke=\"#dc2626\" stroke-width=\"2\"><title>{} at {}: {}</title></path>",
                     at - 4.0,
                     base - 2.0,
                     at - 4.0,
                     base - 10.0,
-                    escape(&d.drill_id),
-                    escape(&when(d.started_at))
+                    escape(&bar.name),
+                    escape(&when(bar.at)),
+                    escape(missing)
                 );
             }
         }
@@ -202,6 +215,32 @@ fn rto_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> 
         escape(&when(to))
     );
     svg
+}
+
+/// Each drill's RTO as a bar at its time in the period, against the labelled objective.
+pub(crate) fn rto_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
+    if p.drills.is_empty() {
+        return String::new();
+    }
+    let bars: Vec<Bar> = p
+        .drills
+        .iter()
+        .map(|d| Bar {
+            at: d.started_at,
+            seconds: d.rto_seconds,
+            ok: d.status == "passed",
+            name: d.drill_id.clone(),
+        })
+        .collect();
+    time_bars(
+        "rto-chart",
+        &format!("RTO of each drill of {} over the period", p.policy),
+        &bars,
+        p.objectives.rto_seconds.map(|o| o as f64),
+        "not restored",
+        from,
+        to,
+    )
 }
 
 pub fn render(e: &Evidence) -> String {

@@ -244,146 +244,7 @@ pub async fn collect(
     let all_requests = catalog.requests(u32::MAX).await?;
     let mut out = Vec::new();
     for policy in policies {
-        let stats = crate::status::DrillStats::load(catalog, policy).await?;
-        let mut backups = Backups::default();
-        let mut copy_runs = CopyRuns::default();
-        let mut anomalies = Vec::new();
-        for run in catalog.runs(Some(&policy.name), u32::MAX).await? {
-            if run.started_at < from || run.started_at > to {
-                continue;
-            }
-            match run.kind.as_str() {
-                "backup" => {
-                    if !run.warnings.is_empty() {
-                        anomalies.push(AnomalyEvidence {
-                            started_at: run.started_at,
-                            snapshot_id: run.snapshot_id.clone(),
-                            anomalies: run.warnings.clone(),
-                        });
-                    }
-                    *backups
-                        .runs
-                        .entry(run.status.as_str().to_string())
-                        .or_default() += 1;
-                    backups.bytes_added += run.bytes.unwrap_or(0);
-                }
-                "copy" => {
-                    *copy_runs
-                        .runs
-                        .entry(run.status.as_str().to_string())
-                        .or_default() += 1;
-                    copy_runs.bytes_written += run.bytes.unwrap_or(0);
-                }
-                _ => {}
-            }
-        }
-        backups.snapshots = catalog
-            .snapshots(Some(&policy.name))
-            .await?
-            .iter()
-            .filter(|s| s.repository == policy.repository)
-            .filter(|s| s.data_point >= from && s.data_point <= to)
-            .count() as u64;
-        let copies = crate::status::copies_of(policy, &stats, to)
-            .into_iter()
-            .map(|c| CopyEvidence {
-                repository: c.repository,
-                newest_data_point: c.newest_data_point,
-                rpo_exposure_seconds: c.rpo_exposure_seconds,
-                rpo_breached: c.rpo_breached,
-            })
-            .collect();
-        // One definition of exposure (RpoHistory): the period starts at the first backup.
-        let report = stats.rpo.over(from, to, policy.objectives.rpo);
-        let series = stats
-            .rpo
-            .series(from, to)
-            .into_iter()
-            .map(|(t, d)| (t, d.as_secs()))
-            .collect();
-        let mut drills = Vec::new();
-        for record in catalog.drills(Some(&policy.name), u32::MAX).await? {
-            if record.started_at < from || record.started_at > to {
-                continue;
-            }
-            let Ok(report) = serde_json::from_value::<DrillReport>(record.report.clone()) else {
-                continue;
-            };
-            let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
-                principal: s.principal,
-                signed_at: s.signed_at,
-                comment: s.comment,
-            });
-            drills.push(DrillEvidence {
-                drill_id: report.drill_id,
-                started_at: report.started_at,
-                snapshot_id: report.snapshot_id,
-                repository: report.repository,
-                status: report.status.as_str().into(),
-                rto_seconds: report.rto_seconds,
-                rto_breakdown: report.rto_breakdown,
-                rto_breached: report.rto_breached,
-                rpo_seconds: report.rpo_seconds,
-                checks: report.checks.iter().map(check_evidence).collect(),
-                error: report.error,
-                signoff,
-            });
-        }
-        drills.sort_by_key(|d| d.started_at);
-        let mut restore_requests: Vec<RequestEvidence> = all_requests
-            .iter()
-            .filter(|r| r.policy == policy.name && r.created_at >= from && r.created_at <= to)
-            .map(|r| RequestEvidence {
-                request_id: r.id.clone(),
-                created_at: r.created_at,
-                requester: r.requester.clone(),
-                reason: r.reason.clone(),
-                snapshot_id: r.snapshot_id.clone(),
-                point_in_time: r.point_in_time,
-                target: r.target.clone(),
-                allow_overlap: r.allow_overlap,
-                status: r.status.as_str().to_string(),
-                decided_by: r.decided_by.clone(),
-                decided_at: r.decided_at,
-                finished_at: r.finished_at,
-                outcome: r.outcome.clone(),
-            })
-            .collect();
-        restore_requests.sort_by_key(|r| r.created_at);
-        out.push(PolicyEvidence {
-            policy: policy.name.clone(),
-            source_kind: policy.source.kind().into(),
-            repository: policy.repository.clone(),
-            owners: Owners {
-                backup: policy.owners.backup.clone(),
-                recovery: policy.owners.recovery.clone(),
-                approvers: policy.owners.approvers.clone(),
-            },
-            objectives: Objectives {
-                rpo_seconds: policy.objectives.rpo.map(|d: Duration| d.as_secs()),
-                rto_seconds: policy.objectives.rto.map(|d: Duration| d.as_secs()),
-            },
-            backups,
-            rpo: RpoEvidence {
-                worst: report.as_ref().map(|r| r.worst.clone()),
-                breaches: report.map(|r| r.breaches).unwrap_or_default(),
-                series,
-            },
-            drills,
-            copies,
-            copy_runs,
-            anomalies: {
-                anomalies.sort_by_key(|a| a.started_at);
-                anomalies
-            },
-            restore_requests,
-            compliance: crate::compliance::assess(config, catalog, policy, from, to).await?,
-            verification: catalog
-                .coverage(&policy.repository)
-                .await?
-                .filter(|c| c.checked_at <= to)
-                .map(|c| crate::status::VerificationStatus::of(&c, c.checked_at)),
-        });
+        out.push(collect_policy(config, catalog, policy, &all_requests, from, to).await?);
     }
     let mut systems = Vec::new();
     for record in catalog.drills(None, u32::MAX).await? {
@@ -438,9 +299,178 @@ pub async fn collect(
         });
     }
     systems.sort_by_key(|s| s.started_at);
-    // The chain is judged as `audit verify` judges it: in itself, then against the anchors
-    // off site, so a catalog rewritten wholesale does not export as "intact".
-    let audit = match catalog.verify_audit().await? {
+    let audit = audit_evidence(config, catalog).await?;
+    Ok(Evidence {
+        schema: SCHEMA.into(),
+        generated_at: jiff::Timestamp::now(),
+        period: Period { from, to },
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        policies: out,
+        systems,
+        audit,
+    })
+}
+
+/// One policy's evidence over `[from, to]`; `all_requests` are the catalog's restore
+/// requests (read once for every policy).
+pub async fn collect_policy(
+    config: &Config,
+    catalog: &Catalog,
+    policy: &Policy,
+    all_requests: &[backstop_catalog::RestoreRequest],
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> Result<PolicyEvidence, EngineError> {
+    let stats = crate::status::DrillStats::load(catalog, policy).await?;
+    let mut backups = Backups::default();
+    let mut copy_runs = CopyRuns::default();
+    let mut anomalies = Vec::new();
+    for run in catalog.runs(Some(&policy.name), u32::MAX).await? {
+        if run.started_at < from || run.started_at > to {
+            continue;
+        }
+        match run.kind.as_str() {
+            "backup" => {
+                if !run.warnings.is_empty() {
+                    anomalies.push(AnomalyEvidence {
+                        started_at: run.started_at,
+                        snapshot_id: run.snapshot_id.clone(),
+                        anomalies: run.warnings.clone(),
+                    });
+                }
+                *backups
+                    .runs
+                    .entry(run.status.as_str().to_string())
+                    .or_default() += 1;
+                backups.bytes_added += run.bytes.unwrap_or(0);
+            }
+            "copy" => {
+                *copy_runs
+                    .runs
+                    .entry(run.status.as_str().to_string())
+                    .or_default() += 1;
+                copy_runs.bytes_written += run.bytes.unwrap_or(0);
+            }
+            _ => {}
+        }
+    }
+    backups.snapshots = catalog
+        .snapshots(Some(&policy.name))
+        .await?
+        .iter()
+        .filter(|s| s.repository == policy.repository)
+        .filter(|s| s.data_point >= from && s.data_point <= to)
+        .count() as u64;
+    let copies = crate::status::copies_of(policy, &stats, to)
+        .into_iter()
+        .map(|c| CopyEvidence {
+            repository: c.repository,
+            newest_data_point: c.newest_data_point,
+            rpo_exposure_seconds: c.rpo_exposure_seconds,
+            rpo_breached: c.rpo_breached,
+        })
+        .collect();
+    // One definition of exposure (RpoHistory): the period starts at the first backup.
+    let report = stats.rpo.over(from, to, policy.objectives.rpo);
+    let series = stats
+        .rpo
+        .series(from, to)
+        .into_iter()
+        .map(|(t, d)| (t, d.as_secs()))
+        .collect();
+    let mut drills = Vec::new();
+    for record in catalog.drills(Some(&policy.name), u32::MAX).await? {
+        if record.started_at < from || record.started_at > to {
+            continue;
+        }
+        let Ok(report) = serde_json::from_value::<DrillReport>(record.report.clone()) else {
+            continue;
+        };
+        let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
+            principal: s.principal,
+            signed_at: s.signed_at,
+            comment: s.comment,
+        });
+        drills.push(DrillEvidence {
+            drill_id: report.drill_id,
+            started_at: report.started_at,
+            snapshot_id: report.snapshot_id,
+            repository: report.repository,
+            status: report.status.as_str().into(),
+            rto_seconds: report.rto_seconds,
+            rto_breakdown: report.rto_breakdown,
+            rto_breached: report.rto_breached,
+            rpo_seconds: report.rpo_seconds,
+            checks: report.checks.iter().map(check_evidence).collect(),
+            error: report.error,
+            signoff,
+        });
+    }
+    drills.sort_by_key(|d| d.started_at);
+    let mut restore_requests: Vec<RequestEvidence> = all_requests
+        .iter()
+        .filter(|r| r.policy == policy.name && r.created_at >= from && r.created_at <= to)
+        .map(|r| RequestEvidence {
+            request_id: r.id.clone(),
+            created_at: r.created_at,
+            requester: r.requester.clone(),
+            reason: r.reason.clone(),
+            snapshot_id: r.snapshot_id.clone(),
+            point_in_time: r.point_in_time,
+            target: r.target.clone(),
+            allow_overlap: r.allow_overlap,
+            status: r.status.as_str().to_string(),
+            decided_by: r.decided_by.clone(),
+            decided_at: r.decided_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome.clone(),
+        })
+        .collect();
+    restore_requests.sort_by_key(|r| r.created_at);
+    Ok(PolicyEvidence {
+        policy: policy.name.clone(),
+        source_kind: policy.source.kind().into(),
+        repository: policy.repository.clone(),
+        owners: Owners {
+            backup: policy.owners.backup.clone(),
+            recovery: policy.owners.recovery.clone(),
+            approvers: policy.owners.approvers.clone(),
+        },
+        objectives: Objectives {
+            rpo_seconds: policy.objectives.rpo.map(|d: Duration| d.as_secs()),
+            rto_seconds: policy.objectives.rto.map(|d: Duration| d.as_secs()),
+        },
+        backups,
+        rpo: RpoEvidence {
+            worst: report.as_ref().map(|r| r.worst.clone()),
+            breaches: report.map(|r| r.breaches).unwrap_or_default(),
+            series,
+        },
+        drills,
+        copies,
+        copy_runs,
+        anomalies: {
+            anomalies.sort_by_key(|a| a.started_at);
+            anomalies
+        },
+        restore_requests,
+        compliance: crate::compliance::assess(config, catalog, policy, from, to).await?,
+        verification: catalog
+            .coverage(&policy.repository)
+            .await?
+            .filter(|c| c.checked_at <= to)
+            .map(|c| crate::status::VerificationStatus::of(&c, c.checked_at)),
+    })
+}
+/// The audit chain's state, judged as `audit verify` judges it: in itself, then against the
+/// anchors off site, so a catalog rewritten wholesale does not read as "intact".
+pub async fn audit_evidence(
+    config: &Config,
+    catalog: &Catalog,
+) -> Result<AuditEvidence, EngineError> {
+    Ok(match catalog.verify_audit().await? {
         ChainStatus::Intact { events, head } => {
             let checked = crate::anchors::check(config, catalog).await?;
             let (anchors, anchor_problems) = (checked.seen, checked.problems);
@@ -470,17 +500,6 @@ pub async fn collect(
             anchor_problems: Vec::new(),
             anchors_unread: Vec::new(),
         },
-    };
-    Ok(Evidence {
-        schema: SCHEMA.into(),
-        generated_at: jiff::Timestamp::now(),
-        period: Period { from, to },
-        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default(),
-        policies: out,
-        systems,
-        audit,
     })
 }
 

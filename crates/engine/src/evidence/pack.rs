@@ -58,6 +58,33 @@ pub fn signing_key(data_dir: &Path) -> Result<SigningKey, EngineError> {
     Ok(SigningKey::from_bytes(&bytes))
 }
 
+/// The pack's files, in order: the evidence as JSON and HTML, the manifest of their
+/// digests, and the manifest's signature.
+pub fn files(evidence: &Evidence, key: &SigningKey) -> Vec<(String, Vec<u8>)> {
+    let json = serde_json::to_vec_pretty(evidence).expect("evidence serialises");
+    let html = super::html::render(evidence).into_bytes();
+    let mut digests = BTreeMap::new();
+    let mut out = Vec::new();
+    for (name, bytes) in [("evidence.json", json), ("evidence.html", html)] {
+        digests.insert(name.to_string(), hex::encode(Sha256::digest(&bytes)));
+        out.push((name.to_string(), bytes));
+    }
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        created_at: jiff::Timestamp::now(),
+        public_key: hex::encode(key.verifying_key().to_bytes()),
+        files: digests,
+    };
+    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+    let signature = key.sign(&manifest_bytes);
+    out.push((MANIFEST.to_string(), manifest_bytes));
+    out.push((
+        SIGNATURE.to_string(),
+        format!("{}\n", hex::encode(signature.to_bytes())).into_bytes(),
+    ));
+    out
+}
+
 /// Writes the pack into `dir` (created; it must be empty or absent) and returns the files.
 pub fn write(
     dir: &Path,
@@ -71,39 +98,71 @@ pub fn write(
         )));
     }
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let json = serde_json::to_vec_pretty(evidence).expect("evidence serialises");
-    let html = super::html::render(evidence);
-    let mut files = BTreeMap::new();
     let mut written = Vec::new();
-    for (name, bytes) in [
-        ("evidence.json", json),
-        ("evidence.html", html.into_bytes()),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, &bytes).map_err(io_error(&path))?;
-        files.insert(name.to_string(), hex::encode(Sha256::digest(&bytes)));
-        written.push(path);
-    }
-    let manifest = Manifest {
-        schema: MANIFEST_SCHEMA.into(),
-        created_at: jiff::Timestamp::now(),
-        public_key: hex::encode(key.verifying_key().to_bytes()),
-        files,
-    };
-    let manifest_bytes = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-    let signature = key.sign(&manifest_bytes);
-    for (name, bytes) in [
-        (MANIFEST, manifest_bytes),
-        (
-            SIGNATURE,
-            format!("{}\n", hex::encode(signature.to_bytes())).into_bytes(),
-        ),
-    ] {
+    for (name, bytes) in files(evidence, key) {
         let path = dir.join(name);
         std::fs::write(&path, bytes).map_err(io_error(&path))?;
         written.push(path);
     }
     Ok(written)
+}
+
+/// The pack as one tar archive (for a download), its files under the directory `top`.
+pub fn tar(top: &str, evidence: &Evidence, key: &SigningKey) -> Vec<u8> {
+    let mut archive = ::tar::Builder::new(Vec::new());
+    for (name, bytes) in files(evidence, key) {
+        let mut header = ::tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(jiff::Timestamp::now().as_second().max(0) as u64);
+        header.set_cksum();
+        archive
+            .append_data(&mut header, format!("{top}/{name}"), bytes.as_slice())
+            .expect("writing a tar into memory");
+    }
+    archive.into_inner().expect("writing a tar into memory")
+}
+
+/// Collects the evidence for `policies` over `[from, to]`, signs it, and hands the pack to
+/// `deliver` (which writes it somewhere, returning what it made); then records the export
+/// in the audit log. When the export cannot be audited, `undo` is called with what
+/// `deliver` returned and the error says the pack was withdrawn.
+pub async fn export<T>(
+    config: &crate::config::Config,
+    catalog: &backstop_catalog::Catalog,
+    policies: &[&crate::policy::Policy],
+    (from, to): (jiff::Timestamp, jiff::Timestamp),
+    subject: &str,
+    deliver: impl FnOnce(&Evidence, &SigningKey) -> Result<T, EngineError>,
+    undo: impl FnOnce(&T),
+) -> Result<(T, Evidence, SigningKey), EngineError> {
+    let key = signing_key(&config.data_dir)?;
+    let gathered = super::collect(config, catalog, policies, from, to).await?;
+    let made = deliver(&gathered, &key)?;
+    let audited = catalog
+        .append_event(
+            "evidence.exported",
+            subject,
+            serde_json::json!({
+                "from": from.to_string(),
+                "to": to.to_string(),
+                "policies": policies.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
+            }),
+        )
+        .await;
+    // An export that could not be audited is not left behind looking like one.
+    if let Err(e) = audited {
+        undo(&made);
+        return Err(EngineError::Refused(format!(
+            "recording the export in the audit log failed, so the pack was withdrawn: {e}"
+        )));
+    }
+    Ok((made, gathered, key))
+}
+
+/// The installation's public key, hex (as `backstop evidence public-key` prints it).
+pub fn public_key_hex(key: &SigningKey) -> String {
+    hex::encode(key.verifying_key().to_bytes())
 }
 
 /// What verification established.
@@ -125,10 +184,84 @@ pub fn parse_public_key(text: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&bytes).map_err(|e| e.to_string())
 }
 
+/// A pack's files by name, read from its directory or from a tar archive of it (as the
+/// console's download gives it).
+fn read_pack(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, Vec<String>> {
+    let shown = path.display();
+    let mut files = BTreeMap::new();
+    if path.is_dir() {
+        let entries = std::fs::read_dir(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+        for entry in entries {
+            let entry = entry.map_err(|e| vec![format!("{shown}: {e}")])?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let bytes = if entry.path().is_file() {
+                std::fs::read(entry.path()).map_err(|e| vec![format!("{name}: {e}")])?
+            } else {
+                Vec::new()
+            };
+            files.insert(name, bytes);
+        }
+        return Ok(files);
+    }
+    let file = std::fs::File::open(path).map_err(|e| vec![format!("{shown}: {e}")])?;
+    let mut archive = ::tar::Archive::new(file);
+    let entries = archive
+        .entries()
+        .map_err(|e| vec![format!("{shown}: not a directory or a tar archive: {e}")])?;
+    let mut tops = std::collections::BTreeSet::new();
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| vec![format!("{shown}: not a directory or a tar archive: {e}")])?;
+        if entry.header().entry_type().is_dir() {
+            continue;
+        }
+        let inner = entry
+            .path()
+            .map_err(|e| vec![format!("{shown}: an entry's name: {e}")])?
+            .into_owned();
+        let parts: Vec<String> = inner
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        // The files, at the archive's root or in one directory.
+        let name = match parts.as_slice() {
+            [name] => name.clone(),
+            [top, name] => {
+                tops.insert(top.clone());
+                name.clone()
+            }
+            _ => {
+                return Err(vec![format!(
+                    "{shown}: entry `{}` is not a file of an evidence pack",
+                    inner.display()
+                )])
+            }
+        };
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes)
+            .map_err(|e| vec![format!("{shown}: {name}: {e}")])?;
+        files.insert(name, bytes);
+    }
+    if tops.len() > 1 {
+        return Err(vec![format!(
+            "{shown}: the archive holds more than one pack ({})",
+            tops.into_iter().collect::<Vec<_>>().join(", ")
+        )]);
+    }
+    Ok(files)
+}
+
 /// Checks the signature over the manifest and every file's digest; every problem names the
-/// file. `trusted` is the installation's public key, when the verifier has it.
-pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<Verified, Vec<String>> {
-    let read = |name: &str| std::fs::read(dir.join(name)).map_err(|e| vec![format!("{name}: {e}")]);
+/// file. `path` is the pack's directory or a tar archive of it; `trusted` is the
+/// installation's public key, when the verifier has it.
+pub fn verify(path: &Path, trusted: Option<&VerifyingKey>) -> Result<Verified, Vec<String>> {
+    let files = read_pack(path)?;
+    let read = |name: &str| {
+        files
+            .get(name)
+            .cloned()
+            .ok_or_else(|| vec![format!("{name}: not in the pack")])
+    };
     let manifest_bytes = read(MANIFEST)?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| vec![format!("{MANIFEST}: not a manifest: {e}")])?;
@@ -166,20 +299,17 @@ pub fn verify(dir: &Path, trusted: Option<&VerifyingKey>) -> Result<Verified, Ve
             ));
             continue;
         }
-        match std::fs::read(dir.join(name)) {
-            Ok(bytes) if hex::encode(Sha256::digest(&bytes)) == *expected => {}
-            Ok(_) => problems.push(format!(
+        match files.get(name) {
+            Some(bytes) if hex::encode(Sha256::digest(bytes)) == *expected => {}
+            Some(_) => problems.push(format!(
                 "{name}: content does not match its SHA-256 in the manifest"
             )),
-            Err(e) => problems.push(format!("{name}: {e}")),
+            None => problems.push(format!("{name}: not in the pack")),
         }
     }
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name != MANIFEST && name != SIGNATURE && !manifest.files.contains_key(&name) {
-                problems.push(format!("{name}: not listed in the manifest"));
-            }
+    for name in files.keys() {
+        if name != MANIFEST && name != SIGNATURE && !manifest.files.contains_key(name) {
+            problems.push(format!("{name}: not listed in the manifest"));
         }
     }
     if problems.is_empty() {
