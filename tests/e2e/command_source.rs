@@ -96,3 +96,68 @@ fn a_command_source_without_a_program_is_an_error_at_its_key() {
         "{err}"
     );
 }
+
+/// Processes whose command line contains `marker`, found in /proc.
+fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A backup interrupted (Ctrl-C) while its export script's child still holds the stream
+/// open stops at once and takes the script's children with it: none is left running, and
+/// backstop does not wait for them to close the stream.
+#[test]
+fn an_interrupted_command_backup_stops_its_scripts_children() {
+    let install = Install::local();
+    // A number no other test sleeps for, to find this script's child by.
+    let marker = format!("sleep {}", 3000 + std::process::id() % 997);
+    script(
+        &install,
+        "export.sh",
+        &format!("head -c 100000 /dev/urandom\n{marker}\n"),
+    );
+    install.policy(
+        "kv",
+        "[source]\nkind = \"command\"\nbackup_command = [\"./bin/export.sh\"]\nrestore_command = [\"true\"]\n",
+    );
+    let mut backup = install
+        .command(&["backup", "kv"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    super::daemon::wait_until(
+        "the export's child",
+        std::time::Duration::from_secs(30),
+        || !processes_with(&marker).is_empty(),
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &backup.id().to_string()])
+        .status()
+        .unwrap();
+    super::daemon::wait_until(
+        "backstop to stop after Ctrl-C",
+        std::time::Duration::from_secs(30),
+        || backup.try_wait().unwrap().is_some(),
+    );
+    assert!(!backup.wait().unwrap().success(), "an interrupted backup");
+    super::daemon::wait_until(
+        "the script's child to be gone",
+        std::time::Duration::from_secs(10),
+        || processes_with(&marker).is_empty(),
+    );
+    let listed = install.json(&["snapshots", "kv"]);
+    assert_eq!(listed.as_array().unwrap().len(), 0, "{listed:#}");
+}

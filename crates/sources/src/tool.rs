@@ -178,6 +178,34 @@ pub fn parse_version(text: &str) -> Option<(u32, u32)> {
         .next()
 }
 
+/// A program's process group (the program started with `process_group(0)`), killed when
+/// dropped or by [`ProcessGroup::kill`]: a script's children cannot outlive the job that
+/// started it, nor hold its pipes open after it was cancelled.
+pub struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    /// The group led by the process `pid` (none: nothing to kill).
+    pub fn of(pid: Option<u32>) -> Self {
+        Self(pid)
+    }
+
+    /// Sends SIGKILL to every process of the group; one already gone is fine.
+    pub fn kill(&self) {
+        if let Some(pid) = self
+            .0
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+        {
+            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// A started tool: its stderr is drained in the background (so it can never block on a
 /// full pipe) and shown, in part, if the tool fails.
 pub struct Running {
@@ -185,6 +213,9 @@ pub struct Running {
     tool: &'static str,
     child: Child,
     stderr: Option<JoinHandle<String>>,
+    /// The tool runs in a group of its own, killed with it: a cancelled job (dropped) or a
+    /// tool that has ended leaves none of its children running.
+    _group: ProcessGroup,
 }
 
 impl Running {
@@ -195,7 +226,11 @@ impl Running {
     /// As [`Running::spawn`], for a program named `tool` in messages (a command source's
     /// `backup_command`).
     pub fn spawn_named(tool: &'static str, mut cmd: Command) -> Result<Self, SourceError> {
-        let mut child = cmd.spawn().map_err(|e| spawn_error(tool, e))?;
+        let mut child = cmd
+            .process_group(0)
+            .spawn()
+            .map_err(|e| spawn_error(tool, e))?;
+        let group = ProcessGroup::of(child.id());
         let stderr = child.stderr.take().map(|mut pipe| {
             tokio::spawn(async move {
                 let mut kept = Vec::new();
@@ -217,6 +252,7 @@ impl Running {
             tool,
             child,
             stderr,
+            _group: group,
         })
     }
 

@@ -611,7 +611,7 @@ async fn run_command(
     let pid = child.id();
     // Cancelled (a drill stopped by shutdown or its timeout), the whole group goes too:
     // a script's own children must not outlive the scratch target they were testing.
-    let group = GroupGuard(pid);
+    let group = backstop_sources::tool::ProcessGroup::of(pid);
     let collect = tokio::task::spawn_blocking(move || {
         let mut file = std::fs::File::from(reader);
         let mut kept = Output::default();
@@ -644,26 +644,6 @@ async fn run_command(
         timed_out,
         output,
     })
-}
-
-/// Kills a command's process group when dropped.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&self) {
-        if let Some(pid) = self
-            .0
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// The first and last part of a stream, with what was dropped between them counted.
