@@ -56,6 +56,20 @@ try {
     await context.close();
   }
 
+  // A backup running in the daemon shows on the overview with what it has read so far.
+  {
+    const context = await browser.newContext();
+    const { page } = await signIn(context, tokens.operator);
+    let text = '';
+    for (let i = 0; i < 60 && !/MiB read/.test(text); i++) {
+      await page.goto(`${base}/ui`);
+      text = (await page.locator('li.job').allInnerTexts()).join('\n');
+      if (!/MiB read/.test(text)) await page.waitForTimeout(500);
+    }
+    out.progress = text;
+    await context.close();
+  }
+
   // Each role signs in and sees the overview as itself; the cookie holds no token.
   for (const [role, token] of Object.entries(tokens)) {
     const context = await browser.newContext();

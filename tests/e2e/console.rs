@@ -26,8 +26,12 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "playwright-core is not installed in tests/browser: scripts/test runs `npm ci` there"
     );
     let port = super::util::free_port();
+    // A second repository for the slow backup below, so that it does not hold the
+    // restore request back (one job per repository at a time).
     let install = Install::new(&format!(
-        "url = \"file://./repo\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\nsession_lifetime = \"6s\""
+        "url = \"file://./repo\"\n\n[repositories.slow]\nurl = \"file://./slow-repo\"\n\n\
+         [api]\nlisten = \"127.0.0.1:{port}\"\nsession_lifetime = \"6s\"\n\n\
+         [daemon]\njitter = \"0s\"\nshutdown_deadline = \"10s\""
     ));
     std::fs::create_dir_all(install.path("src/www")).unwrap();
     std::fs::write(install.path("src/www/index.html"), "<h1>Shop</h1>").unwrap();
@@ -37,6 +41,23 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         "[objectives]\nrpo = \"1h\"\nrto = \"10m\"\n\n[owners]\nrecovery = \"owner@example.com\"\n",
     );
     install.files_policy("never-backed-up", &["./src/www"], "");
+    // A scheduled backup that is still running while the overview is looked at: its
+    // export writes 8 MB, then holds its stream open.
+    std::fs::create_dir_all(install.path("bin")).unwrap();
+    let export = install.path("bin/slow-export.sh");
+    std::fs::write(
+        &export,
+        "#!/bin/sh\nhead -c 8000000 /dev/urandom\nsleep 300\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&export, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        install.path("policies/slow.toml"),
+        "name = \"slow\"\nrepository = \"slow\"\n\n[source]\nkind = \"command\"\n\
+         backup_command = [\"./bin/slow-export.sh\"]\nrestore_command = [\"true\"]\n\n\
+         [schedule]\nbackup = \"*/2 * * * * *\"\n",
+    )
+    .unwrap();
     // A passed drill awaiting its owner's sign-off, which the browser gives.
     // Its recovery owner is also among its approvers, so that four eyes is what refuses
     // them when they try to approve their own request.
@@ -133,12 +154,12 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         );
         assert_eq!(
             r["policies"],
-            serde_json::json!(["never-backed-up", "shop", "site"]),
+            serde_json::json!(["never-backed-up", "shop", "site", "slow"]),
             "{r:#}"
         );
         assert_eq!(
             r["states"],
-            serde_json::json!(["amber", "amber", "green"]),
+            serde_json::json!(["amber", "amber", "green", "amber"]),
             "{r:#}"
         );
         assert_eq!(r["legend"], 1);
@@ -151,6 +172,13 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
         assert_eq!(r["token_in_page"], false, "a page showed the token");
         assert_eq!(r["token_in_cookie"], false, "the cookie holds the token");
     }
+
+    // The running backup, with what it has read so far.
+    let progress = seen["progress"].as_str().unwrap_or_default();
+    assert!(
+        progress.contains("backup of slow") && progress.contains("MiB read"),
+        "no progress for the running backup: {progress:?}"
+    );
 
     let signoff = &seen["signoff"];
     assert_eq!(signoff["auditor_form"], 0, "{signoff:#}");

@@ -65,11 +65,12 @@ impl LiveBackups {
 /// policy's previous snapshot (the best estimate of the whole) a share, capped below 100%
 /// until it ends, since a source can grow.
 pub fn progress_words(files: u64, bytes_read: u64, previous_bytes: Option<u64>) -> String {
-    let read = format!(
-        "{files} file{} and {} read",
-        if files == 1 { "" } else { "s" },
-        crate::human::bytes(bytes_read)
-    );
+    // A dump or an export is one stream: no file is done until it ends.
+    let read = match files {
+        0 => format!("{} read", crate::human::bytes(bytes_read)),
+        1 => format!("1 file and {} read", crate::human::bytes(bytes_read)),
+        n => format!("{n} files and {} read", crate::human::bytes(bytes_read)),
+    };
     match previous_bytes.filter(|b| *b > 0) {
         Some(whole) => {
             let share = (bytes_read as f64 / whole as f64 * 100.0).min(99.0);
@@ -111,6 +112,9 @@ mod tests {
             progress_words(1, 10 * 1024 * 1024, Some(1024 * 1024)).contains("about 99%"),
             "a grown source does not read as done before it is"
         );
-        assert!(progress_words(0, 0, None).contains("no previous snapshot"));
+        assert_eq!(
+            progress_words(0, 2 * 1024 * 1024, None),
+            "2.0 MiB read (no previous snapshot to estimate the whole)"
+        );
     }
 }
