@@ -97,24 +97,6 @@ fn a_command_source_without_a_program_is_an_error_at_its_key() {
     );
 }
 
-/// Processes whose command line contains `marker`, found in /proc.
-fn processes_with(marker: &str) -> Vec<u32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(marker)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
 /// A backup interrupted (Ctrl-C) while its export script's child still holds the stream
 /// open stops at once and takes the script's children with it: none is left running, and
 /// backstop does not wait for them to close the stream.
@@ -141,7 +123,7 @@ fn an_interrupted_command_backup_stops_its_scripts_children() {
     super::daemon::wait_until(
         "the export's child",
         std::time::Duration::from_secs(30),
-        || !processes_with(&marker).is_empty(),
+        || !super::util::processes_with(&marker).is_empty(),
     );
     std::process::Command::new("kill")
         .args(["-INT", &backup.id().to_string()])
@@ -156,7 +138,7 @@ fn an_interrupted_command_backup_stops_its_scripts_children() {
     super::daemon::wait_until(
         "the script's child to be gone",
         std::time::Duration::from_secs(10),
-        || processes_with(&marker).is_empty(),
+        || super::util::processes_with(&marker).is_empty(),
     );
     let listed = install.json(&["snapshots", "kv"]);
     assert_eq!(listed.as_array().unwrap().len(), 0, "{listed:#}");

@@ -227,3 +227,61 @@ fn a_system_drill_restores_every_member_and_checks_them_together() {
     );
     daemon.stop();
 }
+
+/// A system drill interrupted (Ctrl-C) while its check runs closes every member's run as
+/// cancelled with it, rather than leaving them `running` until a reconciliation.
+#[test]
+fn an_interrupted_system_drill_cancels_its_members_runs() {
+    backstop_testkit::require_tool("sqlite3");
+    let install = Install::local();
+    std::fs::create_dir_all(install.path("www")).unwrap();
+    std::fs::write(install.path("www/index.html"), "<h1>Shop</h1>").unwrap();
+    install.files_policy("site", &["./www"], "");
+    install.files_policy("assets", &["./www"], "");
+    let marker = format!("sleep {}", 4000 + std::process::id() % 997);
+    let (program, seconds) = marker.split_once(' ').unwrap();
+    std::fs::create_dir_all(install.path("systems")).unwrap();
+    std::fs::write(
+        install.path("systems/web.toml"),
+        format!(
+            "name = \"web\"\nmembers = [\"site\", \"assets\"]\n\n\
+             [[drill.checks]]\nname = \"slow\"\ncommand = [\"{program}\", \"{seconds}\"]\n"
+        ),
+    )
+    .unwrap();
+    install.backup("site");
+    install.backup("assets");
+    let mut drill = install
+        .command(&["drill", "--system", "web"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    super::daemon::wait_until(
+        "the system's check to run",
+        std::time::Duration::from_secs(60),
+        || !super::util::processes_with(&marker).is_empty(),
+    );
+    std::process::Command::new("kill")
+        .args(["-INT", &drill.id().to_string()])
+        .status()
+        .unwrap();
+    super::daemon::wait_until(
+        "backstop to stop after Ctrl-C",
+        std::time::Duration::from_secs(30),
+        || drill.try_wait().unwrap().is_some(),
+    );
+    assert!(!drill.wait().unwrap().success());
+    let runs = super::daemon::catalog(
+        &install,
+        "SELECT policy, status FROM runs WHERE kind = 'drill' ORDER BY policy",
+    );
+    assert_eq!(
+        runs,
+        "assets|cancelled\nsite|cancelled\nsystem:web|cancelled"
+    );
+    assert!(
+        super::util::processes_with(&marker).is_empty(),
+        "the check was stopped with the drill"
+    );
+}

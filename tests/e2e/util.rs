@@ -393,7 +393,9 @@ pub fn screenshot(url: &str, shot: &Path) {
             "--disable-component-update",
             "--disable-sync",
             "--hide-scrollbars",
-            "--window-size=1100,1400",
+            // Tall enough for a whole evidence page: what a test looks for is never below
+            // the window's edge because a table above it wrapped onto more lines.
+            "--window-size=1100,4000",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--screenshot={}", shot.display()))
@@ -405,4 +407,22 @@ pub fn screenshot(url: &str, shot: &Path) {
         "no screenshot of {url}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Processes whose command line contains `marker`, found in /proc.
+pub fn processes_with(marker: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(marker)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
 }

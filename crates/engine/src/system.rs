@@ -359,11 +359,12 @@ pub async fn drill_recorded(
     let run_id = catalog.start_run(RunKind::Drill, &record_name).await?;
     let started_at = jiff::Timestamp::now();
     let clock = Instant::now();
+    // Started here, so that a cancelled system drill can close the ones it leaves open.
+    let mut member_runs = Vec::new();
+    for policy in &members {
+        member_runs.push(catalog.start_run(RunKind::Drill, &policy.name).await?);
+    }
     let work = async {
-        let mut member_runs = Vec::new();
-        for policy in &members {
-            member_runs.push(catalog.start_run(RunKind::Drill, &policy.name).await?);
-        }
         // Every member at once, within the daemon's limit of jobs.
         let parallel = config.daemon.max_jobs.max(1);
         // Owned inputs: the stream's futures must not borrow from its items.
@@ -495,6 +496,22 @@ pub async fn drill_recorded(
         result = work => result,
         _ = cancel.cancelled() => {
             let end = RunEnd { error: Some("cancelled; the scratch targets were removed".into()), ..RunEnd::default() };
+            // Each member's run still open is cancelled with it (one already recorded
+            // keeps its outcome), rather than left `running` until a reconciliation.
+            for (policy, member_run) in members.iter().zip(&member_runs) {
+                let open = catalog
+                    .runs(Some(&policy.name), 50)
+                    .await?
+                    .iter()
+                    .any(|r| &r.id == member_run && r.status == RunStatus::Running);
+                if open {
+                    let member_end = RunEnd {
+                        error: Some(format!("cancelled with system drill {run_id}; the scratch target was removed")),
+                        ..RunEnd::default()
+                    };
+                    catalog.finish_run(member_run, RunStatus::Cancelled, &member_end).await?;
+                }
+            }
             catalog.finish_run(&run_id, RunStatus::Cancelled, &end).await?;
             return Err(EngineError::Cancelled);
         }
