@@ -17,6 +17,38 @@ const browser = await chromium.launch({
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'],
 });
 
+// The lowest contrast between any text on the page and the background behind it (WCAG's
+// ratio: 4.5 is the AA floor for body text).
+async function lowestContrast(page) {
+  return await page.evaluate(() => {
+    const parse = (c) => (c.match(/[\d.]+/g) || []).map(Number);
+    const lum = (rgb) => {
+      const [r, g, b] = rgb.map((v) => {
+        v /= 255;
+        return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+      });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const background = (el) => {
+      for (let e = el; e; e = e.parentElement) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c.length === 3 || (c.length === 4 && c[3] > 0)) return c.slice(0, 3);
+      }
+      return [255, 255, 255];
+    };
+    let worst = { ratio: 99 };
+    for (const el of document.querySelectorAll('header *, main *')) {
+      if (el.closest('svg')) continue; // chart labels are drawn with their own fills
+      const hasText = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+      if (!hasText) continue;
+      const [hi, lo] = [lum(parse(getComputedStyle(el).color).slice(0, 3)), lum(background(el))].sort((a, b) => b - a);
+      const ratio = (hi + 0.05) / (lo + 0.05);
+      if (ratio < worst.ratio) worst = { ratio, text: el.textContent.trim().slice(0, 40), tag: el.tagName };
+    }
+    return worst;
+  });
+}
+
 async function fits(page, name, width) {
   await page.setViewportSize({ width, height: 900 });
   await page.waitForLoadState('load');
@@ -25,7 +57,7 @@ async function fits(page, name, width) {
     client: document.documentElement.clientWidth,
   }));
   await page.screenshot({ path: `${shots}/${name}-${width}.png`, fullPage: true });
-  out.layout.push({ page: name, width, scroll, client });
+  out.layout.push({ page: name, width, scroll, client, contrast: await lowestContrast(page) });
 }
 
 async function signIn(context, token) {
@@ -235,8 +267,17 @@ try {
       const context = await browser.newContext();
       const { page } = await signIn(context, tokens.approver);
       await page.goto(`${base}/ui/requests/${id}`);
-      await page.getByLabel('Comment').fill('checked with the shop team');
-      await page.getByRole('button', { name: 'Approve' }).click();
+      // From the keyboard alone: Tab to the comment, type, Tab to Approve, Enter.
+      let tabs = 0;
+      while (tabs < 30 && !(await page.evaluate(() => document.activeElement && document.activeElement.id === 'approve-comment'))) {
+        await page.keyboard.press('Tab');
+        tabs++;
+      }
+      out.requests.tabs_to_comment = tabs;
+      await page.keyboard.type('checked with the shop team');
+      await page.keyboard.press('Tab');
+      out.requests.focused_after_comment = await page.evaluate(() => document.activeElement.textContent);
+      await page.keyboard.press('Enter');
       await page.locator('main > p .state', { hasText: 'approved' }).waitFor();
       out.requests.approved = await page.locator('main > p .state').innerText();
       out.requests.approver_run_buttons = await page.getByRole('button', { name: /^Run/ }).count();

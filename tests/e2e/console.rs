@@ -214,6 +214,11 @@ fn the_console_signs_in_each_role_and_fits_a_laptop_and_a_phone() {
             l["scroll"].as_u64().unwrap() <= l["client"].as_u64().unwrap(),
             "a horizontal scrollbar on {l}"
         );
+        // Every text is readable: WCAG AA's contrast for body text.
+        assert!(
+            l["contrast"]["ratio"].as_f64().unwrap() >= 4.5,
+            "text below 4.5:1 contrast on {l}"
+        );
     }
     for shot in [
         "overview-1280",
@@ -301,6 +306,9 @@ fn requests_from_the_browser(
     );
     assert_eq!(r["auditor_create"], 403, "{r:#}");
     assert_eq!(r["auditor_approve"], 403, "{r:#}");
+    // The approval was given from the keyboard alone.
+    assert!(r["tabs_to_comment"].as_u64().unwrap() < 30, "{r:#}");
+    assert_eq!(r["focused_after_comment"], "Approve", "{r:#}");
     assert_eq!(r["approved"], "approved", "{r:#}");
     assert_eq!(r["approver_run_buttons"], 0, "{r:#}");
     assert_eq!(r["approver_run_post"], 403, "{r:#}");

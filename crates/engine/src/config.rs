@@ -161,6 +161,31 @@ pub struct ApiFile {
     /// How long a web console session lasts ("8h" by default).
     #[serde(default, with = "humantime_serde_compat::option")]
     pub session_lifetime: Option<std::time::Duration>,
+    /// The console's address as browsers reach it (`https://backups.example.com`), when a
+    /// reverse proxy in front does not pass the `Host` the browser used: the console's forms
+    /// are accepted from this origin only. Unset, a form's `Origin` must match `Host`.
+    pub public_url: Option<String>,
+}
+
+impl ApiFile {
+    /// `public_url` as an origin (`scheme://host[:port]`), or why it is not one.
+    pub fn public_origin(&self) -> Result<Option<String>, String> {
+        let Some(url) = &self.public_url else {
+            return Ok(None);
+        };
+        let origin = url.trim_end_matches('/');
+        let rest = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', '@', ' ']) => {
+                Ok(Some(origin.to_string()))
+            }
+            _ => Err(format!(
+                "[api] public_url = \"{url}\": give the console's origin, http(s)://host[:port], with no path"
+            )),
+        }
+    }
 }
 
 /// Where the repository's key comes from. The key itself is never held in configuration.
@@ -362,6 +387,12 @@ impl Config {
                 },
             );
         }
+        if let Some(Err(message)) = raw.api.as_ref().map(ApiFile::public_origin) {
+            problems.push(Problem {
+                location: at(text.find("public_url").unwrap_or(0)),
+                message,
+            });
+        }
         if let Err(message) = raw.daemon.zone() {
             problems.push(Problem {
                 location: at(text.find("timezone").unwrap_or(0)),
@@ -464,6 +495,30 @@ tokens_file = "./access.toml"
         assert!(c.repositories["offsite"].path_style);
         assert_eq!(c.repositories["local"].key, KeySource::None);
         assert_eq!(c.repositories["offsite"].retry_budget, None);
+    }
+
+    #[test]
+    fn the_consoles_public_url_is_an_origin() {
+        let parse = |api: &str| {
+            Config::parse(
+                Path::new("/etc/backstop/backstop.toml"),
+                &format!("[repositories.local]\nurl = \"file://./repo\"\n\n[api]\n{api}\n"),
+            )
+        };
+        let c = parse("public_url = \"https://backups.example.com/\"").unwrap();
+        assert_eq!(
+            c.api.unwrap().public_origin().unwrap().as_deref(),
+            Some("https://backups.example.com")
+        );
+        for bad in ["backups.example.com", "https://backups.example.com/console"] {
+            let e = parse(&format!("public_url = \"{bad}\""))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("public_url") && e.contains("no path"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

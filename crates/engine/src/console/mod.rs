@@ -100,6 +100,15 @@ fn lifetime(state: &ApiState) -> Duration {
         .unwrap_or(DEFAULT_LIFETIME)
 }
 
+/// `[api] public_url` as an origin (checked when the configuration was loaded).
+fn public_origin(state: &ApiState) -> Option<String> {
+    state
+        .config
+        .api
+        .as_ref()
+        .and_then(|a| a.public_origin().ok().flatten())
+}
+
 fn session_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -120,15 +129,20 @@ fn session(state: &ApiState, headers: &HeaderMap) -> Option<(String, Session)> {
 }
 
 /// A POST from another site (or a page that is not the console) is refused before it is
-/// read: the browser says where it comes from in `Origin` (or `Sec-Fetch-Site`).
-fn same_origin(headers: &HeaderMap) -> bool {
+/// read: the browser says where it comes from in `Origin` (or `Sec-Fetch-Site`), which must
+/// be `[api] public_url` when it is set, and otherwise the `Host` it asked.
+fn same_origin(headers: &HeaderMap, public_origin: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if site != "same-origin" && site != "none" {
             return false;
         }
     }
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let (Some(origin), Some(public)) = (origin, public_origin) {
+        return origin == public;
+    }
     match (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        origin,
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
     ) {
         (Some(origin), Some(host)) => {
@@ -371,7 +385,7 @@ pub async fn sign_in(
     let Ok(Form(form)) = form else {
         return sign_in_page(StatusCode::UNAUTHORIZED, Some("Give an API token."));
     };
-    if !same_origin(&headers) {
+    if !same_origin(&headers, public_origin(&state).as_deref()) {
         return sign_in_page(
             StatusCode::FORBIDDEN,
             Some("Sign in from the console's own page."),
@@ -415,7 +429,8 @@ fn acting_session(
             Some("Your session has ended; sign in again."),
         )));
     };
-    if !same_origin(headers) || csrf != Some(session.csrf.as_str()) {
+    if !same_origin(headers, public_origin(state).as_deref()) || csrf != Some(session.csrf.as_str())
+    {
         return Err(Box::new(page(
             StatusCode::FORBIDDEN,
             "Refused",
@@ -461,25 +476,48 @@ mod tests {
             }
             h
         };
-        assert!(same_origin(&headers(&[
-            ("origin", "http://127.0.0.1:8470"),
-            ("host", "127.0.0.1:8470")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "http://evil.example"),
-            ("host", "127.0.0.1:8470")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("origin", "null"),
-            ("host", "127.0.0.1:8470")
-        ])));
-        assert!(!same_origin(&headers(&[
-            ("sec-fetch-site", "cross-site"),
-            ("host", "127.0.0.1:8470")
-        ])));
+        assert!(same_origin(
+            &headers(&[
+                ("origin", "http://127.0.0.1:8470"),
+                ("host", "127.0.0.1:8470")
+            ]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[
+                ("origin", "http://evil.example"),
+                ("host", "127.0.0.1:8470")
+            ]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[("origin", "null"), ("host", "127.0.0.1:8470")]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site"), ("host", "127.0.0.1:8470")]),
+            None
+        ));
         assert!(
-            same_origin(&headers(&[("host", "127.0.0.1:8470")])),
+            same_origin(&headers(&[("host", "127.0.0.1:8470")]), None),
             "not a browser"
+        );
+        // Behind a proxy that sends the daemon its own Host: the configured public origin.
+        let proxied = headers(&[
+            ("origin", "https://backups.example.com"),
+            ("host", "127.0.0.1:8470"),
+        ]);
+        assert!(!same_origin(&proxied, None));
+        assert!(same_origin(&proxied, Some("https://backups.example.com")));
+        assert!(
+            !same_origin(
+                &headers(&[
+                    ("origin", "http://127.0.0.1:8470"),
+                    ("host", "127.0.0.1:8470")
+                ]),
+                Some("https://backups.example.com")
+            ),
+            "with a public origin set, it is the only one"
         );
     }
 
