@@ -185,7 +185,6 @@ pub async fn drill_page(
 
 #[derive(Deserialize)]
 pub struct SignOffForm {
-    csrf: Option<String>,
     comment: Option<String>,
 }
 
@@ -193,16 +192,9 @@ pub struct SignOffForm {
 /// and the command line let them, and only them; audited under their name.
 pub async fn sign_off(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     axum::extract::Path(id): axum::extract::Path<String>,
-    form: Result<Form<SignOffForm>, axum::extract::rejection::FormRejection>,
+    Acting { session, form, .. }: Acting<SignOffForm>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
-    let (_, session) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
     let refuse = |status: StatusCode, why: String| {
         page(
             status,
@@ -237,7 +229,7 @@ pub async fn sign_off(
         &policies,
         &record.id,
         &session.caller.principal,
-        form.and_then(|f| f.comment).as_deref().unwrap_or(""),
+        form.comment.as_deref().unwrap_or(""),
         jiff::Timestamp::now(),
     )
     .await

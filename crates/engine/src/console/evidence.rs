@@ -5,7 +5,6 @@ use std::fmt::Write;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 
 use super::*;
 
@@ -258,7 +257,6 @@ pub async fn audit_page(
 
 #[derive(Deserialize)]
 pub struct PackForm {
-    csrf: Option<String>,
     from: Option<String>,
     to: Option<String>,
 }
@@ -267,25 +265,13 @@ pub struct PackForm {
 /// download; the export is recorded in the audit log under the signed-in principal.
 pub async fn evidence_pack(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    form: Result<Form<PackForm>, axum::extract::rejection::FormRejection>,
+    Acting { session, form, .. }: Acting<PackForm>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
-    let (_, session) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
     let back = ("/ui/audit", "Back to the audit page");
-    let given = form
-        .map(|f| Period {
-            from: f.from,
-            to: f.to,
-        })
-        .unwrap_or(Period {
-            from: None,
-            to: None,
-        });
+    let given = Period {
+        from: form.from,
+        to: form.to,
+    };
     let (from, to) = match period(&given, jiff::Timestamp::now()) {
         Ok(p) => p,
         Err(e) => return refusal(&session, StatusCode::BAD_REQUEST, &e, back),

@@ -411,9 +411,61 @@ pub async fn sign_in(
     response
 }
 
+/// A form with no fields of its own (sign-out, run): only the CSRF token.
 #[derive(Deserialize)]
-pub struct Action {
+pub struct NoFields {}
+
+/// What every console form carries: the session's CSRF token, and its own fields.
+#[derive(Deserialize)]
+struct WithCsrf<F> {
+    #[serde(default)]
     csrf: Option<String>,
+    #[serde(flatten)]
+    form: F,
+}
+
+/// An action from the console's own page: the session it comes from and its form. A POST
+/// without a live session, from another origin, or without the session's CSRF token is
+/// refused here, before any handler runs. The forms' fields are all optional, so that a
+/// form that lacks one is answered by its handler, not mistaken for a forgery.
+pub struct Acting<F> {
+    id: String,
+    session: Session,
+    form: F,
+}
+
+impl<F> axum::extract::FromRequest<ApiState> for Acting<F>
+where
+    F: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        let headers = req.headers().clone();
+        let parsed = Form::<WithCsrf<F>>::from_request(req, state)
+            .await
+            .ok()
+            .map(|Form(f)| f);
+        let csrf = parsed.as_ref().and_then(|p| p.csrf.as_deref());
+        let (id, session) = acting_session(state, &headers, csrf).map_err(|refused| *refused)?;
+        match parsed {
+            Some(parsed) => Ok(Acting {
+                id,
+                session,
+                form: parsed.form,
+            }),
+            // Not reached: without a form there is no CSRF token, refused above.
+            None => Err(refusal(
+                &session,
+                StatusCode::BAD_REQUEST,
+                "The form could not be read.",
+                ("/ui", "Back to the overview"),
+            )),
+        }
+    }
 }
 
 /// The session an action comes from, when the action is the console's own: same origin,
@@ -442,17 +494,8 @@ fn acting_session(
 }
 
 /// `POST /ui/sign-out`: ends the session.
-pub async fn sign_out(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    form: Result<Form<Action>, axum::extract::rejection::FormRejection>,
-) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    let (id, _) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
-    state.sessions.remove(&id);
+pub async fn sign_out(State(state): State<ApiState>, acting: Acting<NoFields>) -> Response {
+    state.sessions.remove(&acting.id);
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, "/ui")]).into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,

@@ -9,7 +9,6 @@ use std::fmt::Write;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::Form;
 use backstop_catalog::{RequestStatus, RestoreRequest};
 use serde::Deserialize;
 
@@ -176,7 +175,7 @@ async fn new_request_form(state: &ApiState, session: &Session) -> String {
 
 #[derive(Deserialize)]
 pub struct RequestForm {
-    csrf: Option<String>,
+    #[serde(default)]
     policy: String,
     #[serde(default)]
     snapshot: String,
@@ -191,24 +190,9 @@ pub struct RequestForm {
 /// `POST /ui/requests`: asks for a restore, as the API's `POST /api/v1/requests` does.
 pub async fn create_request(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    form: Result<Form<RequestForm>, axum::extract::rejection::FormRejection>,
+    Acting { session, form, .. }: Acting<RequestForm>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
-    let (_, session) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
     let back = ("/ui/requests", "Back to the requests");
-    let Some(form) = form else {
-        return refusal(
-            &session,
-            StatusCode::BAD_REQUEST,
-            "The form was incomplete: a policy, a target and a reason are needed.",
-            back,
-        );
-    };
     let given = |text: &str| Some(text.trim().to_string()).filter(|t| !t.is_empty());
     let (snapshot, point_in_time) = match (given(&form.snapshot), given(&form.point_in_time)) {
         // Neither: the newest snapshot as of now.
@@ -420,7 +404,6 @@ fn actions(state: &ApiState, session: &Session, r: &RestoreRequest) -> String {
 
 #[derive(Deserialize)]
 pub struct DecisionForm {
-    csrf: Option<String>,
     #[serde(default)]
     comment: String,
 }
@@ -429,24 +412,15 @@ pub struct DecisionForm {
 /// for it decides, as the API's approve and reject do.
 pub async fn decide_request(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     uri: axum::http::Uri,
-    form: Result<Form<DecisionForm>, axum::extract::rejection::FormRejection>,
+    Acting { session, form, .. }: Acting<DecisionForm>,
 ) -> Response {
-    let form = form.ok().map(|Form(f)| f);
-    let csrf = form.as_ref().and_then(|f| f.csrf.clone());
-    let (_, session) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
     let back_to = format!("/ui/requests/{id}");
     let back = (back_to.as_str(), "Back to the request");
     // The route says which: `…/approve` or `…/reject`.
     let approve = uri.path().ends_with("/approve");
-    let comment = form
-        .map(|f| f.comment.trim().to_string())
-        .filter(|c| !c.is_empty());
+    let comment = Some(form.comment.trim().to_string()).filter(|c| !c.is_empty());
     match crate::api::decide(&state, &session.caller, &id, comment, approve).await {
         Ok(_) => see_other(&back_to),
         Err(e) => refusal(&session, e.0, &error_message(&e), back),
@@ -457,15 +431,9 @@ pub async fn decide_request(
 /// when they own the policy); its page then follows it.
 pub async fn run_request(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    form: Result<Form<super::Action>, axum::extract::rejection::FormRejection>,
+    Acting { session, .. }: Acting<NoFields>,
 ) -> Response {
-    let csrf = form.ok().and_then(|Form(f)| f.csrf);
-    let (_, session) = match acting_session(&state, &headers, csrf.as_deref()) {
-        Ok(s) => s,
-        Err(refused) => return *refused,
-    };
     let back_to = format!("/ui/requests/{id}");
     match crate::api::start_request(&state, &session.caller, &id).await {
         Ok(_) => see_other(&back_to),
