@@ -120,21 +120,8 @@ fn an_interrupted_command_backup_stops_its_scripts_children() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    super::daemon::wait_until(
-        "the export's child",
-        std::time::Duration::from_secs(30),
-        || !super::util::processes_with(&marker).is_empty(),
-    );
-    std::process::Command::new("kill")
-        .args(["-INT", &backup.id().to_string()])
-        .status()
-        .unwrap();
-    super::daemon::wait_until(
-        "backstop to stop after Ctrl-C",
-        std::time::Duration::from_secs(30),
-        || backup.try_wait().unwrap().is_some(),
-    );
-    assert!(!backup.wait().unwrap().success(), "an interrupted backup");
+    let ended = super::util::interrupt_once_running(&mut backup, &marker);
+    assert!(!ended.success(), "an interrupted backup");
     super::daemon::wait_until(
         "the script's child to be gone",
         std::time::Duration::from_secs(10),

@@ -257,21 +257,8 @@ fn an_interrupted_system_drill_cancels_its_members_runs() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    super::daemon::wait_until(
-        "the system's check to run",
-        std::time::Duration::from_secs(60),
-        || !super::util::processes_with(&marker).is_empty(),
-    );
-    std::process::Command::new("kill")
-        .args(["-INT", &drill.id().to_string()])
-        .status()
-        .unwrap();
-    super::daemon::wait_until(
-        "backstop to stop after Ctrl-C",
-        std::time::Duration::from_secs(30),
-        || drill.try_wait().unwrap().is_some(),
-    );
-    assert!(!drill.wait().unwrap().success());
+    let ended = super::util::interrupt_once_running(&mut drill, &marker);
+    assert!(!ended.success(), "an interrupted drill");
     let runs = super::daemon::catalog(
         &install,
         "SELECT policy, status FROM runs WHERE kind = 'drill' ORDER BY policy",

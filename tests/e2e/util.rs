@@ -426,3 +426,26 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         })
         .collect()
 }
+
+/// Interrupts `child` (SIGINT, as Ctrl-C) once a process whose command line holds `marker`
+/// runs, and returns how it exited; it must stop within 30 s.
+pub fn interrupt_once_running(
+    child: &mut std::process::Child,
+    marker: &str,
+) -> std::process::ExitStatus {
+    super::daemon::wait_until(
+        &format!("`{marker}` to run"),
+        std::time::Duration::from_secs(60),
+        || !processes_with(marker).is_empty(),
+    );
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    super::daemon::wait_until(
+        "backstop to stop after Ctrl-C",
+        std::time::Duration::from_secs(30),
+        || child.try_wait().unwrap().is_some(),
+    );
+    child.wait().unwrap()
+}

@@ -266,11 +266,7 @@ pub async fn collect(
         {
             continue;
         }
-        let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
-            principal: s.principal,
-            signed_at: s.signed_at,
-            comment: s.comment,
-        });
+        let signoff = signoff_evidence(catalog, &record.id).await?;
         systems.push(SystemDrillEvidence {
             system: report.system,
             drill_id: report.drill_id,
@@ -388,11 +384,7 @@ pub async fn collect_policy(
         let Ok(report) = serde_json::from_value::<DrillReport>(record.report.clone()) else {
             continue;
         };
-        let signoff = catalog.signoff(&record.id).await?.map(|s| SignoffEvidence {
-            principal: s.principal,
-            signed_at: s.signed_at,
-            comment: s.comment,
-        });
+        let signoff = signoff_evidence(catalog, &record.id).await?;
         drills.push(DrillEvidence {
             drill_id: report.drill_id,
             started_at: report.started_at,
@@ -501,6 +493,18 @@ pub async fn audit_evidence(
             anchors_unread: Vec::new(),
         },
     })
+}
+
+/// A drill's sign-off, if it has one, as the evidence shows it.
+async fn signoff_evidence(
+    catalog: &Catalog,
+    drill_id: &str,
+) -> Result<Option<SignoffEvidence>, EngineError> {
+    Ok(catalog.signoff(drill_id).await?.map(|s| SignoffEvidence {
+        principal: s.principal,
+        signed_at: s.signed_at,
+        comment: s.comment,
+    }))
 }
 
 fn check_evidence(c: &crate::drill::report::CheckResult) -> CheckEvidence {
