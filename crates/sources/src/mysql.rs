@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use backstop_repo::format::snapshot::Root;
@@ -125,18 +126,44 @@ pub async fn back_up(
         "--default-character-set=utf8mb4",
     ])
     .arg(&database);
-    // Counted on the server, independently of the dump, just before and just after it: the
-    // dump's own counts cannot disagree with the dump, these can.
-    let before = row_counts(&url).await?;
+    // Counted on the server, independently of the dump (the dump's own counts cannot
+    // disagree with the dump, these can): in a snapshot opened just before the dump starts,
+    // and in one opened once the dump's stream shows its first table (the dump's own
+    // snapshot is taken by then), each on its own connection while the dump streams, so
+    // that counting adds no time in series with it.
+    let before_snapshot = open_snapshot(&url).await?;
     let data_point = jiff::Timestamp::now();
     let mut running = Running::spawn(Tool::MariadbDump, dump)?;
     let counter = Arc::new(Mutex::new(RowCounter::default()));
     let reader = CountingReader::new(running.blocking_stdout()?, counter.clone());
-    let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
+    let stream_ended = AtomicBool::new(false);
+    let streaming = async {
+        let streamed = writer.add_stream(stream_entry(DUMP_FILE), reader).await;
+        stream_ended.store(true, Ordering::Release);
+        streamed
+    };
+    let after_first_table = async {
+        while counter
+            .lock()
+            .expect("row counter lock")
+            .tables()
+            .is_empty()
+            && !stream_ended.load(Ordering::Acquire)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        row_counts(&url).await
+    };
+    let (streamed, before, after) = tokio::join!(
+        streaming,
+        count_in(before_snapshot, &url),
+        after_first_table
+    );
     // The tool's exit status decides: a dump killed mid-stream is never stored.
     let finished = running.finish().await;
     streamed?;
     finished?;
+    let (before, after) = (before?, after?);
     let (tables, completed) = {
         let counter = counter.lock().expect("row counter lock");
         (counter.tables().clone(), counter.completed())
@@ -151,7 +178,6 @@ pub async fn back_up(
             ),
         });
     }
-    let after = row_counts(&url).await?;
     let server_min = server_minimums(&before, &after);
 
     let mut extra = BTreeMap::new();
@@ -161,7 +187,7 @@ pub async fn back_up(
     );
     extra.insert(
         "server_row_counts".into(),
-        "counted on the server just before and just after the dump; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
+        "counted on the server in a snapshot opened just before the dump and in one opened once the dump had taken its own, while it streamed; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
     );
     extra.insert(
         SERVER_ROWS_MIN.into(),
@@ -308,11 +334,24 @@ fn short_tables(dumped: &BTreeMap<String, u64>, server_min: &BTreeMap<String, u6
 
 /// Row counts of every base table, in one consistent snapshot.
 async fn row_counts(url: &DbUrl) -> Result<BTreeMap<String, u64>, SourceError> {
+    count_in(open_snapshot(url).await?, url).await
+}
+
+/// A connection holding a consistent snapshot of the database as of now.
+async fn open_snapshot(url: &DbUrl) -> Result<MySqlConnection, SourceError> {
     let mut conn = connect(url).await?;
     sqlx::query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         .execute(&mut conn)
         .await
         .map_err(query_error(url, "starting a transaction"))?;
+    Ok(conn)
+}
+
+/// Row counts of every base table as `conn`'s snapshot sees them.
+async fn count_in(
+    mut conn: MySqlConnection,
+    url: &DbUrl,
+) -> Result<BTreeMap<String, u64>, SourceError> {
     let names: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT CAST(table_name AS BINARY) FROM information_schema.tables \
          WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'",
