@@ -612,6 +612,60 @@ mod tests {
         assert!(x < 100.0, "{x}");
     }
 
+    /// Issue 19: the RPO exposure over time is a line, against a labelled objective, with
+    /// the stretch over the objective shaded where it happened on a dated axis.
+    #[test]
+    fn the_rpo_chart_is_a_line_with_its_breaches_shaded_at_their_time() {
+        let mut p: super::PolicyEvidence = serde_json::from_value(serde_json::json!({
+            "policy": "orders", "source_kind": "postgres", "repository": "main",
+            "owners": {"backup": null, "recovery": null, "approvers": []},
+            "objectives": {"rpo_seconds": 3600, "rto_seconds": null},
+            "backups": {"runs": {}, "bytes_added": 0, "snapshots": 0},
+            "rpo": {"worst": null, "breaches": [], "series": []},
+            "drills": [],
+            "restore_requests": []
+        }))
+        .unwrap();
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let (from, to) = (t("2026-11-01T00:00:00Z"), t("2026-11-30T00:00:00Z"));
+        // Hourly backups, then a day and a half without one from the 15th.
+        p.rpo.series = vec![
+            (t("2026-11-01T00:00:00Z"), 0),
+            (t("2026-11-15T00:00:00Z"), 3_000),
+            (t("2026-11-16T12:00:00Z"), 129_600),
+            (t("2026-11-16T12:00:01Z"), 0),
+            (t("2026-11-30T00:00:00Z"), 1_800),
+        ];
+        p.rpo.breaches = vec![crate::drill::objectives::Breach {
+            from: t("2026-11-15T01:00:00Z"),
+            to: t("2026-11-16T12:00:00Z"),
+            peak: std::time::Duration::from_secs(129_600),
+            since: Some(t("2026-11-15T00:00:00Z")),
+        }];
+        let svg = super::rpo_chart(&p, from, to);
+        assert!(svg.contains("<polyline"), "the exposure is a line: {svg}");
+        assert!(svg.contains(">objective 1h<"), "{svg}");
+        assert!(
+            svg.contains(">2026-11-01 00:00 UTC<") && svg.contains(">2026-11-30 00:00 UTC<"),
+            "{svg}"
+        );
+        let shaded: Vec<f64> = svg
+            .split("fill=\"#fecaca\"")
+            .next()
+            .unwrap()
+            .rsplit("<rect ")
+            .next()
+            .unwrap()
+            .split('"')
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        assert_eq!(svg.matches("#fecaca").count(), 1, "one breach, one shade");
+        // x, y, width, height: the 15th to the 16th of a month-long axis, in its middle.
+        let (x, width) = (shaded[0], shaded[2]);
+        assert!(x > 300.0 && x < 400.0, "{x}");
+        assert!(width > 10.0 && width < 50.0, "{width}");
+    }
+
     #[test]
     fn text_is_escaped() {
         assert_eq!(
