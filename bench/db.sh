@@ -33,6 +33,10 @@
 #
 #   backup   Backstop against `mariadb-dump … | zstd -3 -T1` with the options Backstop uses.
 #   restore  Backstop against `mariadb DB < dump.sql` (the same dump, uncompressed, in a file).
+#
+# For each engine, a drill of the same snapshot into a scratch database on the same server:
+# its fetch + decode + load (from its report's RTO breakdown, checks excluded) against the
+# bare `backstop restore` of that snapshot into a new database (target: at most 1.10×).
 set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -107,6 +111,20 @@ measure() {
 
 snapshot_id() { grep -o '"snapshot_id": *"[0-9a-f]*"' "$BENCH_DIR/$1.log" | cut -d'"' -f4; }
 
+# A drill's own restore time, from its report in $BENCH_DIR/$1.log: fetch + decode + load
+# (its checks excluded), appended to $BENCH_DIR/$1.load. The drill must have passed.
+drill_load() {
+    python3 - "$BENCH_DIR/$1.log" >>"$BENCH_DIR/$1.load" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+report, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+if report["status"] != "passed":
+    sys.exit(f"the drill did not pass: {report.get('error')}")
+b = report["rto_breakdown"]
+print(b["fetch_seconds"] + b["decode_seconds"] + b["load_seconds"])
+PY
+}
+
 mkdir -p "$BENCH_DIR/install/policies"
 cat >"$BENCH_DIR/install/backstop.toml" <<TOML
 data_dir = "./data"
@@ -120,6 +138,8 @@ repository = "local"
 [source]
 kind = "postgres"
 url_env = "BENCH_PG_SOURCE_URL"
+[drill]
+target = { kind = "postgres", url_env = "BENCH_PG_SCRATCH_URL" }
 TOML
 cat >"$BENCH_DIR/install/policies/mariadb.toml" <<TOML
 name = "mariadb"
@@ -127,9 +147,14 @@ repository = "local"
 [source]
 kind = "mysql"
 url_env = "BENCH_MY_SOURCE_URL"
+[drill]
+target = { kind = "mysql", url_env = "BENCH_MY_SCRATCH_URL" }
 TOML
 export BENCH_PG_SOURCE_URL=$PG_SERVER/$PG_SOURCE
 export BENCH_MY_SOURCE_URL=$MARIADB_SERVER/$MY_SOURCE
+# Drills restore into scratch databases the drill creates and drops on the same servers.
+export BENCH_PG_SCRATCH_URL=$PG_SERVER/
+export BENCH_MY_SCRATCH_URL=$MARIADB_SERVER/
 cd "$BENCH_DIR/install"
 
 # ---------------------------------------------------------------------------
@@ -182,6 +207,10 @@ bench_postgres() {
                 pg_ours_jobs1) measure "$name" "$BACKSTOP" restore "$id" --jobs 1 --to "$PG_SERVER/$db" ;;
             esac
         done
+        echo "PostgreSQL run $run of $RUNS: a drill of the same snapshot" >&2
+        pg_sql "CHECKPOINT"
+        measure pg_drill "$BACKSTOP" --json drill pg
+        drill_load pg_drill
     done
     local expected got name
     expected=$(pg_sql "SELECT (SELECT count(*) FROM pgbench_accounts) || '/' || (SELECT count(*) FROM notes) || '/' || (SELECT count(*) FROM pg_indexes WHERE schemaname = 'public') || '/' || (SELECT count(*) FROM pg_constraint WHERE contype = 'f')" "$PG_SOURCE")
@@ -237,6 +266,9 @@ bench_mariadb() {
                 my_ours) measure "$name" "$BACKSTOP" restore "$id" --to "$MARIADB_SERVER/$db" ;;
             esac
         done
+        echo "MariaDB run $run of $RUNS: a drill of the same snapshot" >&2
+        measure my_drill "$BACKSTOP" --json drill mariadb
+        drill_load my_drill
     done
     local expected got name
     expected=$(my_sql "SELECT concat((SELECT count(*) FROM accounts), '/', (SELECT count(*) FROM notes))" "$MY_SOURCE")
@@ -295,5 +327,16 @@ if have("my_backup"):
     row("MariaDB backup", "backstop", "my_backup", "my_pipeline", 1.10)
     row("MariaDB restore", "`mariadb < dump.sql` (baseline)", "my_client")
     row("MariaDB restore", "backstop", "my_ours", "my_client", 1.00)
+def drill_row(engine, name, restore):
+    loads = sorted(float(l) for l in open(f"{d}/{name}.load"))
+    load = loads[len(loads) // 2]
+    rw, _, _ = t(restore)
+    ok = "met" if load / rw <= 1.10 else "not met"
+    rows_out.append(f"| {engine} drill | fetch + decode + load of the drill (its checks excluded) | {load:.1f} |  |  | "
+                    f"{load / rw:.2f}× the bare restore (≤ 1.10×: {ok}) |")
+if have("pg_drill"):
+    drill_row("PostgreSQL", "pg_drill", "pg_ours")
+if have("my_drill"):
+    drill_row("MariaDB", "my_drill", "my_ours")
 print("\n".join(rows_out))
 PY
