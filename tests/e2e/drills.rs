@@ -201,21 +201,15 @@ recovery = "dba@example.com"
             && stderr.contains("dba@example.com"),
         "{stderr}"
     );
-    let signed = install
-        .command(&[
+    install.ok_as(
+        "dba@example.com",
+        &[
             "--json",
             "signoff",
             id,
             "--comment",
             "counts and smoke test reviewed",
-        ])
-        .env("BACKSTOP_PRINCIPAL", "dba@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
+        ],
     );
     let again = install
         .command(&["signoff", id, "--comment", "twice"])

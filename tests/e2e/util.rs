@@ -110,6 +110,22 @@ impl Install {
         String::from_utf8(out.stderr).unwrap()
     }
 
+    /// Runs `args` as `principal` (BACKSTOP_PRINCIPAL, as on the daemon's host) and returns
+    /// its stdout; it must succeed.
+    pub fn ok_as(&self, principal: &str, args: &[&str]) -> String {
+        let out = self
+            .command(args)
+            .env("BACKSTOP_PRINCIPAL", principal)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "backstop {args:?} as {principal} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);

@@ -44,6 +44,48 @@ th{background:#f2f4f8}.passed,.met,.intact{color:#166534;font-weight:600}.failed
 .skipped{color:#92400e}.muted{color:#667}svg{background:#fafbfd;border:1px solid #dde;max-width:100%;height:auto}\
 @media (max-width:40rem){body{margin:1rem auto}table,thead,tbody,tr,th,td{display:block;width:100%}tr{margin-bottom:.6rem;border-top:2px solid #ccd}td,th{border-top:none}}";
 
+/// A chart's two axes, in a frame of width `w`, height `h`, `left` and `bottom` margins.
+fn axes(svg: &mut String, (w, h, left, bottom): (f64, f64, f64, f64)) {
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#889\"/><line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{0}\" stroke=\"#889\"/>",
+        h - bottom,
+        w - 10.0
+    );
+}
+
+/// The objective `seconds`, drawn at height `at` as a dashed line with its label.
+fn objective_line(svg: &mut String, (w, left): (f64, f64), seconds: f64, at: f64) {
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" y1=\"{at:.1}\" x2=\"{}\" y2=\"{at:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b91c1c\">objective {}</text>",
+        w - 10.0,
+        left + 4.0,
+        at - 4.0,
+        escape(&span(seconds))
+    );
+}
+
+/// The value axis's top (`peak`) and zero, the time axis's two ends, and the chart's end.
+fn axis_labels(
+    svg: &mut String,
+    (w, h, left, bottom): (f64, f64, f64, f64),
+    peak: f64,
+    (from, to): (jiff::Timestamp, jiff::Timestamp),
+) {
+    let _ = write!(
+        svg,
+        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
+        escape(&span(peak)),
+        h - bottom,
+        h - 6.0,
+        escape(&when(from)),
+        w - 10.0,
+        h - 6.0,
+        escape(&when(to))
+    );
+}
+
 /// The RPO exposure over the period as a line, the objective as a dashed line, breaches
 /// shaded.
 pub(crate) fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Timestamp) -> String {
@@ -74,22 +116,9 @@ pub(crate) fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Tim
             h - bottom - 10.0
         );
     }
-    let _ = write!(
-        svg,
-        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#889\"/><line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{0}\" stroke=\"#889\"/>",
-        h - bottom,
-        w - 10.0
-    );
+    axes(&mut svg, (w, h, left, bottom));
     if let Some(o) = objective {
-        let _ = write!(
-            svg,
-            "<line x1=\"{left}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/><text x=\"{2}\" y=\"{3:.1}\" font-size=\"11\" fill=\"#b91c1c\">objective {4}</text>",
-            y(o),
-            w - 10.0,
-            left + 4.0,
-            y(o) - 4.0,
-            escape(&span(o))
-        );
+        objective_line(&mut svg, (w, left), o, y(o));
     }
     let points: Vec<String> = p
         .rpo
@@ -104,17 +133,7 @@ pub(crate) fn rpo_chart(p: &PolicyEvidence, from: jiff::Timestamp, to: jiff::Tim
             points.join(" ")
         );
     }
-    let _ = write!(
-        svg,
-        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
-        escape(&span(peak)),
-        h - bottom,
-        h - 6.0,
-        escape(&when(from)),
-        w - 10.0,
-        h - 6.0,
-        escape(&when(to))
-    );
+    axis_labels(&mut svg, (w, h, left, bottom), peak, (from, to));
     svg
 }
 
@@ -154,12 +173,7 @@ pub(crate) fn time_bars(
         "<svg class=\"{class}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\" aria-label=\"{}\">",
         escape(aria)
     );
-    let _ = write!(
-        svg,
-        "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#889\"/><line x1=\"{left}\" y1=\"10\" x2=\"{left}\" y2=\"{0}\" stroke=\"#889\"/>",
-        h - bottom,
-        w - 10.0
-    );
+    axes(&mut svg, (w, h, left, bottom));
     for bar in bars {
         let at = x(bar.at);
         match bar.seconds {
@@ -193,27 +207,9 @@ pub(crate) fn time_bars(
         }
     }
     if let Some(o) = objective {
-        let yo = y(o);
-        let _ = write!(
-            svg,
-            "<line x1=\"{left}\" y1=\"{yo:.1}\" x2=\"{}\" y2=\"{yo:.1}\" stroke=\"#b91c1c\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b91c1c\">objective {}</text>",
-            w - 10.0,
-            left + 4.0,
-            yo - 4.0,
-            escape(&span(o))
-        );
+        objective_line(&mut svg, (w, left), o, y(o));
     }
-    let _ = write!(
-        svg,
-        "<text x=\"4\" y=\"16\" font-size=\"11\">{}</text><text x=\"4\" y=\"{:.1}\" font-size=\"11\">0</text><text x=\"{left}\" y=\"{:.1}\" font-size=\"11\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text></svg>",
-        escape(&span(peak)),
-        h - bottom,
-        h - 6.0,
-        escape(&when(from)),
-        w - 10.0,
-        h - 6.0,
-        escape(&when(to))
-    );
+    axis_labels(&mut svg, (w, h, left, bottom), peak, (from, to));
     svg
 }
 
