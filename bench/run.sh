@@ -18,6 +18,8 @@
 #   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
 #   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
 #   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
+#   BENCH_VARIANTS  Backstop's variants, comma-separated (default plain,encrypted,passphrase);
+#                   restic always runs
 #   BENCH_RUNS      rounds of the restore and check phases (default 3); each round runs
 #                   the tools in a rotated order, and the table gives the median wall time
 #                   and the largest peak RSS
@@ -353,7 +355,17 @@ declare -A BACKSTOP_DIR=(
     ["backstop (encrypted)"]=$WORK/backstop-enc
     ["backstop (passphrase)"]=$WORK/backstop-pass
 )
-TOOLS=("backstop" "backstop (encrypted)" "backstop (passphrase)" "restic")
+TOOLS=()
+IFS=, read -ra WANTED <<<"${BENCH_VARIANTS:-plain,encrypted,passphrase}"
+for variant in "${WANTED[@]}"; do
+    case $variant in
+        plain) TOOLS+=("backstop") ;;
+        encrypted) TOOLS+=("backstop (encrypted)") ;;
+        passphrase) TOOLS+=("backstop (passphrase)") ;;
+        *) die "BENCH_VARIANTS: unknown variant '$variant' (plain, encrypted, passphrase)" ;;
+    esac
+done
+TOOLS+=("restic")
 
 S3_ENDPOINT=
 if [[ -n ${BENCH_S3:-} ]]; then
@@ -547,7 +559,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         "and encrypted with a passphrase from the environment (stretched with Argon2id, 64 MiB, by every command)"
     echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
     echo
-    python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" <<'PY'
+    python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" "$(IFS=,; echo "${TOOLS[*]}")" <<'PY'
 import csv
 import sys
 
@@ -555,7 +567,7 @@ MIB = 1 << 20
 rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
 SECOND = sys.argv[2]
 ops = ["initial backup", SECOND, "restore", "check --read-data"]
-tools = ["backstop", "backstop (encrypted)", "backstop (passphrase)", "restic"]
+tools = sys.argv[4].split(",")
 
 import statistics
 

@@ -1,21 +1,28 @@
 //! The write path: entries in, one committed snapshot out.
 //!
 //! ```text
+//! walk (the caller, in path order) → add_entry / add_unchanged / add_file / add_stream
+//!     │ entries, in order once final ──▶ tree thread: JSON Lines → chunk → id → dedup ─┐
+//!     ▼                                                                               │
 //! file tasks (≤ N at once, blocking threads; small files in batches): read → chunk (FastCDC) → id → dedup
-//!     │ new chunks (bounded channel: memory stays bounded)
-//!     ▼
+//!     │ new chunks (bounded channel: memory stays bounded)                            │
+//!     ▼ ◀─────────────────────────────────────────────────────────────────────────────┘
 //! encoders (one thread per core): zstd → encrypt → append to the open pack
 //!     │ full packs (bounded channel)
 //!     ▼
-//! uploader (async, ≤ M puts at once) → Storage::put(data/…)
+//! uploader (async, ≤ M puts at once) → Storage::put(data/…); an index object every 50,000 chunks
 //! ```
-//! [`SnapshotWriter::commit`] waits for every file, writes the tree through the same path,
-//! flushes the last pack, waits for every upload, writes ONE index object for the new packs
-//! and only then the snapshot object. That last `put` is the only commit point: an error, a
-//! cancel or a crash before it leaves no snapshot, only packs that no index lists, which
-//! `check` reports as unreferenced and `prune` removes.
+//! The tree is written while the files are read, never held whole (nor is the parent's, which
+//! the caller reads as a stream beside its walk): memory does not grow with the number of
+//! files, only with the chunks the repository holds (the set a backup deduplicates against).
+//! [`SnapshotWriter::commit`] waits for every file and the tree, flushes the last pack, waits
+//! for every upload, writes the index object for the packs no index lists yet, and only then
+//! the snapshot object. That last `put` is the only commit point: an error, a cancel or a
+//! crash before it leaves no snapshot, only packs that no index lists, which `check` reports
+//! as unreferenced, and (in a backup of more than 50,000 new chunks) index objects listing
+//! packs that no snapshot uses, whose chunks the next backup reuses; `prune` removes both.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,7 +42,7 @@ use crate::format::pack::{PackBuilder, SealedPack};
 use crate::format::snapshot::{
     BackupSummary, Root, Snapshot, SourceFacts, TreeRef, SNAPSHOT_VERSION,
 };
-use crate::format::tree::{self, Entry, EntryKind};
+use crate::format::tree::{Entry, EntryKind};
 use crate::lock::{LockGuard, LockKind};
 use crate::repository::Repository;
 
@@ -62,9 +69,11 @@ pub struct SnapshotMeta {
 
 /// The result of reading one file.
 #[derive(Debug)]
-pub struct FileOutcome {
-    pub entry: Option<Entry>,
-    pub warning: Option<String>,
+struct FileOutcome {
+    /// The file's place among the entries (see [`TreeOut`]).
+    place: u64,
+    entry: Option<Entry>,
+    warning: Option<String>,
 }
 
 struct Chunk {
@@ -90,7 +99,7 @@ impl Shared {
         &self,
         mut reader: impl Read,
         to_encoders: &std::sync::mpsc::SyncSender<Chunk>,
-    ) -> std::io::Result<(Vec<Id>, Id, u64)> {
+    ) -> std::io::Result<Ingested> {
         // FastCDC never cuts below its minimum size, so input shorter than that is exactly
         // one chunk (none when empty). Taking it directly spares small files the stream
         // chunker's zeroed buffer of the maximum chunk size.
@@ -143,11 +152,167 @@ impl Shared {
     }
 }
 
+/// What [`Shared::ingest`] makes of a stream: its chunk ids, its SHA-256 and its length.
+type Ingested = (Vec<Id>, Id, u64);
+
+/// Tree text is handed to its thread in blocks of about this size.
+const TREE_BLOCK: usize = 64 << 10;
+/// Entries that may wait for an earlier file to be read before the writer waits for it:
+/// what bounds the memory of a tree of any size.
+const MAX_WAITING: usize = 16_384;
+
+/// The new tree as it is written. Entries are added in path order; each leaves, serialised,
+/// as soon as every entry before it is final (a file is final once read), for the tree
+/// thread, which chunks the text like a file's. No tree is ever held whole.
+struct TreeOut {
+    /// Entries whose turn has not come, by their place in the walk (`None`: a file left out).
+    waiting: BTreeMap<u64, Option<Entry>>,
+    next_in: u64,
+    next_out: u64,
+    last_path: Option<String>,
+    text: Vec<u8>,
+    to_thread: Option<mpsc::Sender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<Ingested>>>,
+    entries: u64,
+    files: u64,
+    dirs: u64,
+    bytes: u64,
+}
+
+impl TreeOut {
+    fn start(shared: Arc<Shared>, to_encoders: std::sync::mpsc::SyncSender<Chunk>) -> Self {
+        let (to_thread, blocks) = mpsc::channel::<Vec<u8>>(4);
+        let thread = std::thread::Builder::new()
+            .name("backstop-tree".into())
+            .spawn(move || {
+                let text = BlockReader {
+                    blocks,
+                    block: Vec::new(),
+                    at: 0,
+                };
+                shared.ingest(text, &to_encoders)
+            })
+            .expect("spawn tree thread");
+        Self {
+            waiting: BTreeMap::new(),
+            next_in: 0,
+            next_out: 0,
+            last_path: None,
+            text: Vec::new(),
+            to_thread: Some(to_thread),
+            thread: Some(thread),
+            entries: 0,
+            files: 0,
+            dirs: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Takes the next entry's place, refusing a path that is not after the last one.
+    fn admit(&mut self, path: &str) -> Result<u64> {
+        if let Some(last) = &self.last_path {
+            match last.as_str().cmp(path) {
+                std::cmp::Ordering::Less => {}
+                std::cmp::Ordering::Equal => {
+                    return Err(RepoError::Invalid(format!(
+                        "two entries for the path `{path}`"
+                    )))
+                }
+                std::cmp::Ordering::Greater => {
+                    return Err(RepoError::Invalid(format!(
+                        "entries must be added in path order: `{path}` came after `{last}`"
+                    )))
+                }
+            }
+        }
+        self.last_path = Some(path.to_string());
+        self.next_in += 1;
+        Ok(self.next_in - 1)
+    }
+
+    fn settle(&mut self, place: u64, entry: Option<Entry>) {
+        self.waiting.insert(place, entry);
+    }
+
+    /// Serialises every entry whose turn has come and hands full blocks to the thread.
+    async fn drain(&mut self) -> Result<()> {
+        while let Some(entry) = self.waiting.remove(&self.next_out) {
+            self.next_out += 1;
+            let Some(entry) = entry else { continue };
+            self.entries += 1;
+            match entry.kind {
+                EntryKind::File => self.files += 1,
+                EntryKind::Dir => self.dirs += 1,
+                EntryKind::Symlink => {}
+            }
+            self.bytes += entry.size;
+            serde_json::to_writer(&mut self.text, &entry).expect("entries serialise");
+            self.text.push(b'\n');
+        }
+        if self.text.len() >= TREE_BLOCK {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<()> {
+        let block = std::mem::take(&mut self.text);
+        let to_thread = self.to_thread.as_ref().expect("the tree is open");
+        if block.is_empty() {
+            return Ok(());
+        }
+        to_thread
+            .send(block)
+            .await
+            .map_err(|_| RepoError::Invalid(PIPELINE_STOPPED.into()))
+    }
+
+    /// The tree's chunks and digest, once every entry has left.
+    async fn finish(&mut self) -> Result<(Vec<Id>, Id)> {
+        debug_assert!(self.waiting.is_empty(), "every entry is final at commit");
+        self.send().await?;
+        self.to_thread.take();
+        let thread = self.thread.take().expect("the tree is finished once");
+        let (chunks, digest, _) = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?
+            .map_err(|_| RepoError::Invalid("tree writer panicked".into()))?
+            .map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
+        Ok((chunks, digest))
+    }
+}
+
+/// The tree thread's input: blocks of text as the writer sends them.
+struct BlockReader {
+    blocks: mpsc::Receiver<Vec<u8>>,
+    block: Vec<u8>,
+    at: usize,
+}
+
+impl Read for BlockReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.block.len() {
+            match self.blocks.blocking_recv() {
+                Some(block) => {
+                    self.block = block;
+                    self.at = 0;
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.block.len() - self.at);
+        buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Given the metadata of a file just read, a warning if it changed while it was read.
 type ChangedCheck = Box<dyn FnOnce(&std::fs::Metadata) -> Option<String> + Send>;
 
 /// A file waiting to be read.
 struct PendingFile {
+    place: u64,
     entry: Entry,
     source: std::path::PathBuf,
     changed: ChangedCheck,
@@ -171,7 +336,7 @@ pub struct SnapshotWriter {
     file_tasks: JoinSet<Result<Vec<FileOutcome>>>,
     batch: Vec<PendingFile>,
     batch_bytes: u64,
-    entries: Vec<Entry>,
+    tree: TreeOut,
     warnings: Vec<String>,
     counts: Counts,
     started: Instant,
@@ -206,7 +371,7 @@ impl SnapshotWriter {
         .await?;
         // Deduplicate only against what exists now, under the lock: a prune that finished
         // before the lock was taken may have removed packs the opening index still listed.
-        let (index, problems) = repo.load_index().await?;
+        let (known, problems) = repo.load_chunk_ids().await?;
         if let Some((key, problem)) = problems.into_iter().next() {
             return Err(RepoError::corrupt(key, problem));
         }
@@ -218,7 +383,7 @@ impl SnapshotWriter {
             codec: repo.codec().clone(),
             chunker: repo.config().chunker,
             pack_size: repo.config().pack_size as usize,
-            known: Mutex::new(index.chunk_ids().copied().collect()),
+            known: Mutex::new(known),
             packer: Mutex::new(PackBuilder::default()),
             progress,
         });
@@ -234,6 +399,7 @@ impl SnapshotWriter {
                     .expect("spawn encoder thread")
             })
             .collect();
+        let tree = TreeOut::start(shared.clone(), to_encoders.clone());
         let uploader = tokio::spawn(upload_loop(
             repo.clone(),
             from_encoders,
@@ -250,7 +416,7 @@ impl SnapshotWriter {
             file_tasks: JoinSet::new(),
             batch: Vec::new(),
             batch_bytes: 0,
-            entries: Vec::new(),
+            tree,
             warnings: Vec::new(),
             counts: Counts::default(),
             started: Instant::now(),
@@ -263,20 +429,60 @@ impl SnapshotWriter {
     }
 
     /// Records an entry that has no content (a directory or a symlink).
-    pub fn add_entry(&mut self, entry: Entry) {
+    ///
+    /// Every `add_*` call takes entries in path order (byte order of `path`, as the tree is
+    /// sorted): the tree is written as it is walked, never held whole. A path that is not
+    /// after the previous one is refused.
+    pub async fn add_entry(&mut self, entry: Entry) -> Result<()> {
         debug_assert!(entry.kind != EntryKind::File || entry.size == 0);
-        self.entries.push(entry);
+        self.add_final(entry).await
     }
 
     /// Records a file unchanged since the parent snapshot, reusing its chunks. The caller
     /// checked that every chunk is still indexed ([`SnapshotWriter::has_chunks`]).
-    pub fn add_unchanged(&mut self, entry: Entry) {
+    pub async fn add_unchanged(&mut self, entry: Entry) -> Result<()> {
         self.counts.files_unmodified += 1;
         self.shared
             .progress
             .files_done
             .fetch_add(1, Ordering::Relaxed);
-        self.entries.push(entry);
+        self.add_final(entry).await
+    }
+
+    async fn add_final(&mut self, entry: Entry) -> Result<()> {
+        let place = self.tree.admit(&entry.path)?;
+        self.tree.settle(place, Some(entry));
+        self.drain_tree().await
+    }
+
+    /// Passes on what is final; when too many entries wait behind a file still being read,
+    /// waits for the files in flight, so that memory stays bounded however far the walk
+    /// runs ahead of a large file.
+    async fn drain_tree(&mut self) -> Result<()> {
+        if let Err(e) = self.collect_finished() {
+            return Err(self.root_cause(e).await);
+        }
+        if let Err(e) = self.tree.drain().await {
+            return Err(self.root_cause(e).await);
+        }
+        if self.tree.waiting.len() <= MAX_WAITING {
+            return Ok(());
+        }
+        self.flush_batch().await?;
+        while self.tree.waiting.len() > MAX_WAITING / 2 {
+            let Some(done) = self.file_tasks.join_next().await else {
+                break;
+            };
+            let settled = self.take_outcome(done);
+            let drained = match settled {
+                Ok(()) => self.tree.drain().await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = drained {
+                return Err(self.root_cause(e).await);
+            }
+        }
+        Ok(())
     }
 
     pub fn has_chunks(&self, ids: &[Id]) -> bool {
@@ -304,25 +510,28 @@ impl SnapshotWriter {
     where
         F: FnOnce(&std::fs::Metadata) -> Option<String> + Send + 'static,
     {
+        let place = self.tree.admit(&entry.path)?;
         match status {
             FileStatus::New => self.counts.files_new += 1,
             FileStatus::Changed => self.counts.files_changed += 1,
         }
         let size = entry.size;
         let file = PendingFile {
+            place,
             entry,
             source,
             changed: Box::new(changed),
         };
         if size >= BATCH_FILE_MAX {
-            return self.read_files(vec![file]).await;
+            self.read_files(vec![file]).await?;
+        } else {
+            self.batch.push(file);
+            self.batch_bytes += size;
+            if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
+                self.flush_batch().await?;
+            }
         }
-        self.batch.push(file);
-        self.batch_bytes += size;
-        if self.batch.len() >= BATCH_FILES || self.batch_bytes >= BATCH_BYTES {
-            return self.flush_batch().await;
-        }
-        Ok(())
+        self.drain_tree().await
     }
 
     async fn flush_batch(&mut self) -> Result<()> {
@@ -372,6 +581,7 @@ impl SnapshotWriter {
             .to_encoders
             .clone()
             .expect("streams are added before commit");
+        let place = self.tree.admit(&entry.path)?;
         let path = entry.path.clone();
         let (chunks, digest, size) =
             tokio::task::spawn_blocking(move || shared.ingest(reader, &tx))
@@ -385,7 +595,8 @@ impl SnapshotWriter {
             digest: Some(digest),
             ..entry
         };
-        self.entries.push(entry.clone());
+        self.tree.settle(place, Some(entry.clone()));
+        self.drain_tree().await?;
         Ok(entry)
     }
 
@@ -420,9 +631,7 @@ impl SnapshotWriter {
             if let Some(w) = outcome.warning {
                 self.warnings.push(w);
             }
-            if let Some(e) = outcome.entry {
-                self.entries.push(e);
-            }
+            self.tree.settle(outcome.place, outcome.entry);
         }
         Ok(())
     }
@@ -439,31 +648,15 @@ impl SnapshotWriter {
                 return Err(self.root_cause(e).await);
             }
         }
-        self.entries.sort_by(|a, b| a.path.cmp(&b.path));
-        if let Some(pair) = self.entries.windows(2).find(|w| w[0].path == w[1].path) {
-            return Err(RepoError::Invalid(format!(
-                "two entries for the path `{}`",
-                pair[0].path
-            )));
-        }
-        // The tree's text is written as the chunker reads it, never held whole.
-        let shared = self.shared.clone();
-        let tx = self.to_encoders.take().expect("commit runs once");
-        let mut text = tree::JsonlText::new(std::mem::take(&mut self.entries));
-        let (tree_chunks, text) = tokio::task::spawn_blocking(move || {
-            let chunks = shared.ingest(&mut text, &tx).map(|r| r.0);
-            (chunks, text)
-        })
-        .await
-        .map_err(|e| RepoError::Invalid(format!("tree writer failed: {e}")))?;
-        let (entries, tree_digest) = text.finish();
-        self.entries = entries;
-        let tree_chunks =
-            tree_chunks.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")));
-        let tree_chunks = match tree_chunks {
-            Ok(chunks) => chunks,
+        let tree = match self.tree.drain().await {
+            Ok(()) => self.tree.finish().await,
+            Err(e) => Err(e),
+        };
+        let (tree_chunks, tree_digest) = match tree {
+            Ok(tree) => tree,
             Err(e) => return Err(self.root_cause(e).await),
         };
+        self.to_encoders.take();
 
         // Close the pipeline stage by stage, so each flushes into the next.
         let encoders = std::mem::take(&mut self.encoders);
@@ -484,7 +677,8 @@ impl SnapshotWriter {
             .await
             .map_err(|e| RepoError::Invalid(format!("uploader failed: {e}")))??;
 
-        let mut bytes_added: u64 = new_packs.iter().map(|p| p.size).sum();
+        // Every pack, and the index objects written while they were uploaded.
+        let mut bytes_added = self.shared.progress.bytes_added.load(Ordering::Relaxed);
         if !new_packs.is_empty() {
             let (_, size) = self
                 .repo
@@ -497,17 +691,9 @@ impl SnapshotWriter {
         }
 
         let facts = SourceFacts {
-            file_count: self
-                .entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::File)
-                .count() as u64,
-            dir_count: self
-                .entries
-                .iter()
-                .filter(|e| e.kind == EntryKind::Dir)
-                .count() as u64,
-            bytes: self.entries.iter().map(|e| e.size).sum(),
+            file_count: self.tree.files,
+            dir_count: self.tree.dirs,
+            bytes: self.tree.bytes,
             ..facts
         };
         let snapshot = Snapshot {
@@ -522,7 +708,7 @@ impl SnapshotWriter {
             tree: TreeRef {
                 chunks: tree_chunks,
                 digest: tree_digest,
-                entries: self.entries.len() as u64,
+                entries: self.tree.entries,
             },
             facts,
             summary: BackupSummary {
@@ -563,6 +749,7 @@ fn read_file(
     file: PendingFile,
 ) -> Result<FileOutcome> {
     let PendingFile {
+        place,
         entry,
         source,
         changed,
@@ -577,6 +764,7 @@ fn read_file(
     shared.progress.files_done.fetch_add(1, Ordering::Relaxed);
     match read {
         Ok(((chunks, digest, size), after)) => Ok(FileOutcome {
+            place,
             warning: if after.len() > seen {
                 Some(format!(
                     "{}: grew while it was read; read up to the {seen} bytes it had when the walk reached it",
@@ -595,6 +783,7 @@ fn read_file(
         // The pipeline stopping is the pipeline's error, which commit reports.
         Err(e) if e.to_string() == PIPELINE_STOPPED => Err(RepoError::Invalid(e.to_string())),
         Err(e) => Ok(FileOutcome {
+            place,
             entry: None,
             warning: Some(format!("{}: {e}; not in this snapshot", source.display())),
         }),
@@ -630,17 +819,34 @@ fn encode_loop(
 
 const PARALLEL_UPLOADS: usize = 4;
 
+/// An index object is written once the packs uploaded since the last one hold this many
+/// chunks (about 8 MiB of JSON), so that a backup of millions of chunks never holds their
+/// whole index, nor its text, at once.
+const INDEX_CHUNKS: usize = 50_000;
+
 async fn upload_loop(
     repo: Arc<Repository>,
     mut packs: mpsc::Receiver<SealedPack>,
     progress: Arc<Progress>,
 ) -> Result<Vec<IndexPack>> {
     let mut uploads: JoinSet<Result<IndexPack>> = JoinSet::new();
+    // The packs no index object lists yet: the commit writes the last one.
     let mut done = Vec::new();
+    let mut chunks = 0;
     loop {
         tokio::select! {
             Some(finished) = uploads.join_next(), if !uploads.is_empty() => {
-                done.push(finished.map_err(|e| RepoError::Invalid(format!("upload failed: {e}")))??);
+                let pack = finished.map_err(|e| RepoError::Invalid(format!("upload failed: {e}")))??;
+                chunks += pack.blobs.len();
+                done.push(pack);
+                if chunks >= INDEX_CHUNKS {
+                    // Packs before their index, and no snapshot yet: a crash from here on
+                    // leaves chunks that the next backup reuses and prune removes if none does.
+                    let file = IndexFile { version: 1, packs: std::mem::take(&mut done) };
+                    let (_, size) = repo.write_index(&file).await?;
+                    progress.bytes_added.fetch_add(size, Ordering::Relaxed);
+                    chunks = 0;
+                }
             }
             pack = packs.recv(), if uploads.len() < PARALLEL_UPLOADS => {
                 let Some(pack) = pack else { break };

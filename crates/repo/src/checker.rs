@@ -215,7 +215,8 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     let ids = repo.snapshot_ids().await?;
     let mut readable_ids: Vec<Id> = Vec::new();
     report.snapshots = ids.len();
-    let reader = repo.with_index(index.clone());
+    let reader = repo.with_index(index);
+    let index = reader.index();
     for id in ids {
         let key = layout::snapshot_key(&id);
         let snapshot = match reader.load_snapshot(&id).await {
@@ -228,19 +229,22 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         let short = id.short();
         readable_ids.push(id);
         needed.extend(snapshot.tree.chunks.iter().copied());
-        let entries = match reader.read_tree(&snapshot).await {
-            Ok(entries) => entries,
-            Err(e) => {
-                report.error(
-                    key,
-                    format!("tree unreadable: {e}"),
-                    vec![format!("{short}:<tree>")],
-                );
-                continue;
+        // Read as a stream: a check holds the set of chunk ids, never a whole tree.
+        let mut tree = reader.tree_reader(&snapshot);
+        let read = loop {
+            match tree.next().await {
+                Ok(Some(entry)) => needed.extend(entry.chunks.iter().copied()),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
             }
         };
-        for entry in &entries {
-            needed.extend(entry.chunks.iter().copied());
+        if let Err(e) = read {
+            report.error(
+                key,
+                format!("tree unreadable: {e}"),
+                vec![format!("{short}:<tree>")],
+            );
+            continue;
         }
         readable.push((short, snapshot));
     }
@@ -341,7 +345,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         chunks_by_pack
             .entry(loc.pack)
             .or_default()
-            .push((*chunk, *loc));
+            .push((*chunk, loc));
     }
     let mut indexed_packs: Vec<(Id, u64)> = index.packs().iter().map(|(k, v)| (*k, *v)).collect();
     indexed_packs.sort();
@@ -480,11 +484,9 @@ async fn name_affected(
         for chunk in snapshot.tree.chunks.iter().filter(|c| damaged.contains(c)) {
             usage.add(*chunk, || format!("{short}:<tree>"));
         }
-        // Read whole in the first pass; a tree that fails now names nothing more.
-        let Ok(entries) = reader.read_tree(snapshot).await else {
-            continue;
-        };
-        for entry in &entries {
+        // Read in the first pass; a tree that fails now names nothing more.
+        let mut tree = reader.tree_reader(snapshot);
+        while let Ok(Some(entry)) = tree.next().await {
             for chunk in entry.chunks.iter().filter(|c| damaged.contains(c)) {
                 usage.add(*chunk, || format!("{short}:{}", entry.path));
             }

@@ -30,5 +30,5 @@ pub use error::{RepoError, Result};
 pub use format::id::Id;
 pub use format::snapshot::{Snapshot, SourceFacts};
 pub use format::tree::{Entry, EntryKind};
-pub use repository::{InitOptions, Repository, SnapshotList, UnreadableSnapshot};
+pub use repository::{InitOptions, Repository, SnapshotList, TreeReader, UnreadableSnapshot};
 pub use restorer::SnapshotReader;

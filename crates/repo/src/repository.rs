@@ -232,17 +232,46 @@ impl Repository {
     /// the index, with their keys, rather than failing the whole load.
     pub async fn load_index(&self) -> Result<(MasterIndex, Vec<(String, String)>)> {
         let mut master = MasterIndex::default();
+        let problems = self.read_index_objects(|pack| master.add(pack)).await?;
+        Ok((master, problems))
+    }
+
+    /// The ids of every indexed chunk, without their places: what a backup deduplicates
+    /// against, in a third of the index's memory.
+    pub async fn load_chunk_ids(
+        &self,
+    ) -> Result<(std::collections::HashSet<Id>, Vec<(String, String)>)> {
+        let mut ids = std::collections::HashSet::new();
+        let problems = self
+            .read_index_objects(|pack| ids.extend(pack.blobs.iter().map(|b| b.id)))
+            .await?;
+        Ok((ids, problems))
+    }
+
+    /// Hands every pack of every index object to `add`, a few objects read at a time and
+    /// each dropped once added, so that the parsed objects are never all held at once.
+    async fn read_index_objects(
+        &self,
+        mut add: impl FnMut(&index::IndexPack),
+    ) -> Result<Vec<(String, String)>> {
+        use futures::StreamExt;
         let mut problems = Vec::new();
         let objects = self.storage.list(layout::INDEX_PREFIX).await?;
-        let reads = objects.iter().map(|o| self.read_index_file(&o.key));
-        let results = futures::future::join_all(reads).await;
-        for (object, result) in objects.iter().zip(results) {
+        // Owned keys, not references, go through the stream: a closure taking a reference
+        // makes the future not `Send` for every lifetime (rust-lang/rust#64552).
+        let mut reads = futures::stream::iter(objects.into_iter().map(|o| o.key))
+            .map(|key| async move {
+                let read = self.read_index_file(&key).await;
+                (key, read)
+            })
+            .buffer_unordered(8);
+        while let Some((key, result)) = reads.next().await {
             match result {
-                Ok(file) => file.packs.iter().for_each(|p| master.add(p)),
-                Err(e) => problems.push((object.key.clone(), e.to_string())),
+                Ok(file) => file.packs.iter().for_each(&mut add),
+                Err(e) => problems.push((key, e.to_string())),
             }
         }
-        Ok((master, problems))
+        Ok(problems)
     }
 
     pub async fn read_index_file(&self, key: &str) -> Result<IndexFile> {
@@ -449,7 +478,7 @@ impl Repository {
     /// Reads one chunk, verifying it against its id: a chunk that does not match is an error
     /// naming the pack that holds it.
     pub async fn read_chunk(&self, id: &Id) -> Result<Vec<u8>> {
-        let loc = *self
+        let loc = self
             .index
             .get(id)
             .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
@@ -467,7 +496,7 @@ impl Repository {
 
     /// Where the index says a chunk is stored.
     pub fn locate(&self, id: &Id) -> Option<index::Location> {
-        self.index.get(id).copied()
+        self.index.get(id)
     }
 
     /// `length` bytes of a pack from `offset`, in one ranged read (timed as fetching): a
@@ -496,23 +525,75 @@ impl Repository {
 
     /// Reads a snapshot's content tree.
     pub async fn read_tree(&self, snapshot: &Snapshot) -> Result<Vec<Entry>> {
-        // Parsed chunk by chunk: the text of a tree of millions of files is never held
-        // beside its entries.
+        let mut reader = self.tree_reader(snapshot);
+        let mut entries = Vec::with_capacity(snapshot.tree.entries.min(1 << 20) as usize);
+        while let Some(entry) = reader.next().await? {
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Reads a snapshot's content tree an entry at a time, in path order, holding one chunk's
+    /// entries at most: how a backup compares a walk with its parent's tree of any size.
+    pub fn tree_reader<'a>(&'a self, snapshot: &Snapshot) -> TreeReader<'a> {
+        TreeReader {
+            repo: self,
+            chunks: snapshot.tree.chunks.clone().into_iter(),
+            digest: snapshot.tree.digest,
+            hasher: sha2::Digest::new(),
+            parser: tree::JsonlReader::default(),
+            ready: std::collections::VecDeque::new(),
+            done: false,
+        }
+    }
+}
+
+/// A snapshot's tree read as a stream ([`Repository::tree_reader`]). Every chunk is checked
+/// against its id as it is read; the whole text against the tree's digest at its end.
+pub struct TreeReader<'a> {
+    repo: &'a Repository,
+    chunks: std::vec::IntoIter<Id>,
+    digest: Id,
+    hasher: sha2::Sha256,
+    parser: tree::JsonlReader,
+    ready: std::collections::VecDeque<Entry>,
+    done: bool,
+}
+
+impl TreeReader<'_> {
+    /// The next entry, or `None` after the last.
+    pub async fn next(&mut self) -> Result<Option<Entry>> {
         use sha2::Digest;
-        let mut hasher = sha2::Sha256::new();
-        let mut reader = tree::JsonlReader::default();
-        for chunk in &snapshot.tree.chunks {
-            let text = self.read_chunk(chunk).await?;
-            hasher.update(&text);
-            reader.feed(&text);
+        loop {
+            if let Some(entry) = self.ready.pop_front() {
+                return Ok(Some(entry));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.chunks.next() {
+                Some(chunk) => {
+                    let text = self.repo.read_chunk(&chunk).await?;
+                    self.hasher.update(&text);
+                    self.parser.feed(&text);
+                    self.ready
+                        .extend(self.parser.take().map_err(RepoError::Invalid)?);
+                }
+                None => {
+                    self.done = true;
+                    let hasher = std::mem::take(&mut self.hasher);
+                    if Id(hasher.finalize().into()) != self.digest {
+                        return Err(RepoError::Invalid(format!(
+                            "tree of snapshot does not match its digest {}",
+                            self.digest.short()
+                        )));
+                    }
+                    let parser = std::mem::take(&mut self.parser);
+                    self.ready
+                        .extend(parser.finish().map_err(RepoError::Invalid)?);
+                }
+            }
         }
-        if Id(hasher.finalize().into()) != snapshot.tree.digest {
-            return Err(RepoError::Invalid(format!(
-                "tree of snapshot does not match its digest {}",
-                snapshot.tree.digest.short()
-            )));
-        }
-        reader.finish().map_err(RepoError::Invalid)
     }
 }
 

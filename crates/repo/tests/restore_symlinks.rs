@@ -25,19 +25,33 @@ async fn snapshot(source: &Path) -> SnapshotReader {
     Repository::init(storage.clone(), options).await.unwrap();
     let repo = Arc::new(Repository::open(storage.clone(), None).await.unwrap());
     let mut writer = SnapshotWriter::start(repo).await.unwrap();
-    writer.add_entry(entry("app", EntryKind::Dir));
-    writer.add_entry(entry("app/sub", EntryKind::Dir));
-    for path in ["app/small.txt", "app/big.bin", "app/sub/inner.txt"] {
-        let mut file = entry(path, EntryKind::File);
-        file.size = std::fs::metadata(source.join(path)).unwrap().len();
-        writer
-            .add_file(file, FileStatus::New, source.join(path), |_| None)
-            .await
-            .unwrap();
-    }
+    // In path order, as the writer takes them.
     let mut link = entry("app/link", EntryKind::Symlink);
     link.target = Some("small.txt".into());
-    writer.add_entry(link);
+    writer
+        .add_entry(entry("app", EntryKind::Dir))
+        .await
+        .unwrap();
+    for path in [
+        "app/big.bin",
+        "app/link",
+        "app/small.txt",
+        "app/sub",
+        "app/sub/inner.txt",
+    ] {
+        match path {
+            "app/link" => writer.add_entry(link.clone()).await.unwrap(),
+            "app/sub" => writer.add_entry(entry(path, EntryKind::Dir)).await.unwrap(),
+            _ => {
+                let mut file = entry(path, EntryKind::File);
+                file.size = std::fs::metadata(source.join(path)).unwrap().len();
+                writer
+                    .add_file(file, FileStatus::New, source.join(path), |_| None)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
     let id = writer
         .commit(meta("p"), SourceFacts::default())
         .await

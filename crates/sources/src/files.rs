@@ -12,7 +12,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use backstop_repo::format::snapshot::Root;
-use backstop_repo::{Entry, EntryKind, FileStatus, SnapshotWriter};
+use backstop_repo::{Entry, EntryKind, FileStatus, SnapshotWriter, TreeReader};
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -105,105 +105,246 @@ fn build_excludes(root: &Path, patterns: &[String]) -> Result<Gitignore, SourceE
     })
 }
 
-/// Walks one root on a blocking thread, sending what it finds, parents before children.
-fn walk(name: String, root: PathBuf, excludes: Gitignore, one_fs: bool, tx: mpsc::Sender<Found>) {
+/// What the walk still has to do, in the order it must be done.
+enum Step {
+    /// Send this entry (and a directory's own entry, before its content).
+    Visit {
+        rel: String,
+        abs: PathBuf,
+        meta: std::fs::Metadata,
+    },
+    /// Read this directory and plan its children.
+    Descend {
+        rel: String,
+        abs: PathBuf,
+        dev: u64,
+        root: usize,
+    },
+}
+
+/// A root as the walk needs it: its excludes and the device it stays on.
+struct WalkRoot {
+    excludes: Gitignore,
+    dev: u64,
+}
+
+/// Orders one directory's steps so that the walk sends entries in the tree's order: paths in
+/// byte order. A child's own entry sorts by its name, its content by its name followed by
+/// `/`, so `a`, `a-b`, `a/c` come out in that order (`-` sorts before `/`), as they are in
+/// the tree. Returned reversed, for the stack.
+fn plan(mut steps: Vec<(String, Step)>) -> impl Iterator<Item = Step> {
+    steps.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    steps.into_iter().rev().map(|(_, step)| step)
+}
+
+/// The steps for one child: its entry, and for a directory its content.
+fn steps_for(
+    name: &str,
+    rel: String,
+    abs: PathBuf,
+    meta: std::fs::Metadata,
+    root: usize,
+) -> Vec<(String, Step)> {
+    let mut steps = Vec::with_capacity(2);
+    if meta.is_dir() {
+        steps.push((
+            format!("{name}/"),
+            Step::Descend {
+                rel: rel.clone(),
+                abs: abs.clone(),
+                dev: meta.dev(),
+                root,
+            },
+        ));
+    }
+    steps.push((name.to_string(), Step::Visit { rel, abs, meta }));
+    steps
+}
+
+/// Walks the roots on a blocking thread, sending what it finds in path order (the tree's
+/// order), so that the parent's tree and the new one are both read and written as streams.
+/// Memory holds the directories being walked, never the whole tree.
+fn walk(roots: Vec<(String, PathBuf, Gitignore)>, one_fs: bool, tx: mpsc::Sender<Found>) {
     let send = |found: Found| tx.blocking_send(found).is_ok();
-    let meta = match std::fs::symlink_metadata(&root) {
-        Ok(m) => m,
-        Err(e) => {
-            send(Found::Warning(format!(
-                "{}: {e}; not in this snapshot",
-                root.display()
-            )));
-            return;
-        }
-    };
-    let root_dev = meta.dev();
-    let mut stack = vec![(name, root, meta)];
-    while let Some((rel, abs, meta)) = stack.pop() {
-        let file_type = meta.file_type();
-        if file_type.is_dir() {
-            if !send(Found::Entry {
-                entry: entry_for(rel.clone(), &meta, EntryKind::Dir),
-                source: abs.clone(),
-            }) {
-                return;
-            }
-            if one_fs && meta.dev() != root_dev {
+    let mut walk_roots = Vec::new();
+    let mut top = Vec::new();
+    for (name, abs, excludes) in roots {
+        let meta = match std::fs::symlink_metadata(&abs) {
+            Ok(m) => m,
+            Err(e) => {
+                if !send(Found::Warning(format!(
+                    "{}: {e}; not in this snapshot",
+                    abs.display()
+                ))) {
+                    return;
+                }
                 continue;
             }
-            let mut children =
-                match std::fs::read_dir(&abs).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
-                    Ok(children) => children,
-                    Err(e) => {
-                        send(Found::Warning(format!(
-                            "{}: cannot read directory: {e}; its content is not in this snapshot",
-                            abs.display()
-                        )));
-                        continue;
-                    }
-                };
-            children.sort_by_key(|c| std::cmp::Reverse(c.file_name()));
-            for child in children {
-                let child_abs = child.path();
-                let Some(child_name) = child.file_name().to_str().map(str::to_string) else {
-                    send(Found::Warning(format!(
-                        "{}: name is not UTF-8; not in this snapshot",
-                        child_abs.display()
-                    )));
-                    continue;
-                };
-                let child_meta = match std::fs::symlink_metadata(&child_abs) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        send(Found::Warning(format!(
-                            "{}: {e}; not in this snapshot",
-                            child_abs.display()
-                        )));
-                        continue;
-                    }
-                };
-                if excludes
-                    .matched(&child_abs, child_meta.is_dir())
-                    .is_ignore()
-                {
-                    continue;
-                }
-                stack.push((format!("{rel}/{child_name}"), child_abs, child_meta));
-            }
-        } else if file_type.is_file() {
-            let mut entry = entry_for(rel, &meta, EntryKind::File);
-            entry.size = meta.len();
-            if !send(Found::Entry { entry, source: abs }) {
-                return;
-            }
-        } else if file_type.is_symlink() {
-            match std::fs::read_link(&abs).map(|t| t.to_str().map(str::to_string)) {
-                Ok(Some(target)) => {
-                    let mut entry = entry_for(rel, &meta, EntryKind::Symlink);
-                    entry.target = Some(target);
-                    if !send(Found::Entry { entry, source: abs }) {
+        };
+        walk_roots.push(WalkRoot {
+            excludes,
+            dev: meta.dev(),
+        });
+        top.extend(steps_for(
+            &name,
+            name.clone(),
+            abs,
+            meta,
+            walk_roots.len() - 1,
+        ));
+    }
+    let mut stack: Vec<Step> = plan(top).collect();
+    while let Some(step) = stack.pop() {
+        match step {
+            Step::Visit { rel, abs, meta, .. } => {
+                if let Some(found) = visit(rel, abs, &meta) {
+                    if !send(found) {
                         return;
                     }
                 }
-                Ok(None) => {
-                    send(Found::Warning(format!(
-                        "{}: link target is not UTF-8; not in this snapshot",
-                        abs.display()
-                    )));
+            }
+            Step::Descend {
+                rel,
+                abs,
+                dev,
+                root,
+            } => {
+                let this = &walk_roots[root];
+                // A mount point is kept as an empty directory.
+                if one_fs && dev != this.dev {
+                    continue;
                 }
-                Err(e) => {
-                    send(Found::Warning(format!(
-                        "{}: {e}; not in this snapshot",
-                        abs.display()
-                    )));
+                let children = match std::fs::read_dir(&abs)
+                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                {
+                    Ok(children) => children,
+                    Err(e) => {
+                        if !send(Found::Warning(format!(
+                            "{}: cannot read directory: {e}; its content is not in this snapshot",
+                            abs.display()
+                        ))) {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                let mut steps = Vec::with_capacity(children.len());
+                for child in children {
+                    let child_abs = child.path();
+                    let Some(child_name) = child.file_name().to_str().map(str::to_string) else {
+                        if !send(Found::Warning(format!(
+                            "{}: name is not UTF-8; not in this snapshot",
+                            child_abs.display()
+                        ))) {
+                            return;
+                        }
+                        continue;
+                    };
+                    let child_meta = match std::fs::symlink_metadata(&child_abs) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            if !send(Found::Warning(format!(
+                                "{}: {e}; not in this snapshot",
+                                child_abs.display()
+                            ))) {
+                                return;
+                            }
+                            continue;
+                        }
+                    };
+                    if this
+                        .excludes
+                        .matched(&child_abs, child_meta.is_dir())
+                        .is_ignore()
+                    {
+                        continue;
+                    }
+                    let child_rel = format!("{rel}/{child_name}");
+                    steps.extend(steps_for(
+                        &child_name,
+                        child_rel,
+                        child_abs,
+                        child_meta,
+                        root,
+                    ));
+                }
+                stack.extend(plan(steps));
+            }
+        }
+    }
+}
+
+/// What one visited path becomes: an entry, a warning, or (for a special file) a warning.
+fn visit(rel: String, abs: PathBuf, meta: &std::fs::Metadata) -> Option<Found> {
+    let file_type = meta.file_type();
+    if file_type.is_dir() {
+        Some(Found::Entry {
+            entry: entry_for(rel, meta, EntryKind::Dir),
+            source: abs,
+        })
+    } else if file_type.is_file() {
+        let mut entry = entry_for(rel, meta, EntryKind::File);
+        entry.size = meta.len();
+        Some(Found::Entry { entry, source: abs })
+    } else if file_type.is_symlink() {
+        Some(
+            match std::fs::read_link(&abs).map(|t| t.to_str().map(str::to_string)) {
+                Ok(Some(target)) => {
+                    let mut entry = entry_for(rel, meta, EntryKind::Symlink);
+                    entry.target = Some(target);
+                    Found::Entry { entry, source: abs }
+                }
+                Ok(None) => Found::Warning(format!(
+                    "{}: link target is not UTF-8; not in this snapshot",
+                    abs.display()
+                )),
+                Err(e) => Found::Warning(format!("{}: {e}; not in this snapshot", abs.display())),
+            },
+        )
+    } else {
+        Some(Found::Warning(format!(
+            "{}: special file (fifo, socket or device); not in this snapshot",
+            abs.display()
+        )))
+    }
+}
+
+/// The parent snapshot's tree, read alongside the walk: both are in path order, so finding a
+/// file's previous entry only moves forward. A tree that fails to read part-way is
+/// abandoned with a warning in the log; the files after that point are read again (slower,
+/// never wrong).
+struct Parent<'a> {
+    reader: Option<TreeReader<'a>>,
+    head: Option<Entry>,
+}
+
+impl Parent<'_> {
+    async fn find(&mut self, path: &str) -> Option<Entry> {
+        loop {
+            if self.head.is_none() {
+                let reader = self.reader.as_mut()?;
+                match reader.next().await {
+                    Ok(Some(entry)) => self.head = Some(entry),
+                    Ok(None) => {
+                        self.reader = None;
+                        return None;
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            message = "the parent snapshot's tree could not be read to its end; the rest of the files are read",
+                            error = %e,
+                        );
+                        self.reader = None;
+                        return None;
+                    }
                 }
             }
-        } else {
-            send(Found::Warning(format!(
-                "{}: special file (fifo, socket or device); not in this snapshot",
-                abs.display()
-            )));
+            let head = self.head.as_ref().expect("filled above");
+            match head.path.as_str().cmp(path) {
+                std::cmp::Ordering::Less => self.head = None,
+                std::cmp::Ordering::Equal => return self.head.take(),
+                std::cmp::Ordering::Greater => return None,
+            }
         }
     }
 }
@@ -214,43 +355,49 @@ pub async fn back_up(
     spec: &FilesSpec,
     base: &Path,
     writer: &mut SnapshotWriter,
-    parent: Option<&[Entry]>,
+    parent: Option<TreeReader<'_>>,
 ) -> Result<Vec<Root>, SourceError> {
     let roots = resolve_roots(spec, base)?;
-    // A tree is sorted by path: a file's entry in it is found by binary search, with no
-    // map of the whole tree beside it.
-    let previous = parent.unwrap_or_default();
-    let mut out = Vec::new();
-    for (name, abs) in roots {
-        let excludes = build_excludes(&abs, &spec.exclude)?;
-        let (tx, mut rx) = mpsc::channel(1024);
-        let walker = {
-            let (name, abs, one_fs) = (name.clone(), abs.clone(), spec.one_file_system);
-            tokio::task::spawn_blocking(move || walk(name, abs, excludes, one_fs, tx))
-        };
-        while let Some(found) = rx.recv().await {
-            match found {
-                Found::Warning(w) => writer.warn(w),
-                Found::Entry { entry, source } if entry.kind == EntryKind::File => {
-                    let before = previous
-                        .binary_search_by(|e| e.path.as_str().cmp(entry.path.as_str()))
-                        .ok()
-                        .map(|i| &previous[i]);
-                    add_file(writer, entry, source, before).await?;
-                }
-                Found::Entry { entry, .. } => writer.add_entry(entry),
+    let mut walked = Vec::new();
+    for (name, abs) in &roots {
+        walked.push((
+            name.clone(),
+            abs.clone(),
+            build_excludes(abs, &spec.exclude)?,
+        ));
+    }
+    let mut parent = Parent {
+        reader: parent,
+        head: None,
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let one_fs = spec.one_file_system;
+    let walker = tokio::task::spawn_blocking(move || walk(walked, one_fs, tx));
+    while let Some(found) = rx.recv().await {
+        match found {
+            Found::Warning(w) => writer.warn(w),
+            Found::Entry { entry, source } if entry.kind == EntryKind::File => {
+                let before = parent.find(&entry.path).await;
+                add_file(writer, entry, source, before.as_ref()).await?;
             }
+            Found::Entry { entry, .. } => writer.add_entry(entry).await?,
         }
-        walker.await.map_err(|e| SourceError::Path {
-            path: abs.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        out.push(Root {
+    }
+    walker.await.map_err(|e| SourceError::Path {
+        path: roots
+            .iter()
+            .map(|(_, abs)| abs.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok(roots
+        .into_iter()
+        .map(|(name, abs)| Root {
             name,
             source: abs.display().to_string(),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 async fn add_file(
@@ -268,11 +415,13 @@ async fn add_file(
     });
     if let Some(b) = unchanged {
         if writer.has_chunks(&b.chunks) {
-            writer.add_unchanged(Entry {
-                chunks: b.chunks.clone(),
-                digest: b.digest,
-                ..entry
-            });
+            writer
+                .add_unchanged(Entry {
+                    chunks: b.chunks.clone(),
+                    digest: b.digest,
+                    ..entry
+                })
+                .await?;
             return Ok(());
         }
     }
@@ -296,4 +445,61 @@ async fn add_file(
         })
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn walked(roots: &[&Path]) -> (Vec<String>, Vec<String>) {
+        let roots = roots
+            .iter()
+            .map(|abs| {
+                (
+                    root_name(abs),
+                    abs.to_path_buf(),
+                    build_excludes(abs, &[]).unwrap(),
+                )
+            })
+            .collect();
+        let (tx, mut rx) = mpsc::channel(4);
+        let walker = std::thread::spawn(move || walk(roots, true, tx));
+        let (mut paths, mut warnings) = (Vec::new(), Vec::new());
+        while let Some(found) = rx.blocking_recv() {
+            match found {
+                Found::Entry { entry, .. } => paths.push(entry.path),
+                Found::Warning(w) => warnings.push(w),
+            }
+        }
+        walker.join().unwrap();
+        (paths, warnings)
+    }
+
+    #[test]
+    fn the_walk_sends_entries_in_the_trees_byte_order() {
+        // `-`, `.` and ` ` sort before `/`: a depth-first walk by name would send `a/c`
+        // before `a-b`, which the tree (sorted by whole paths) has the other way round.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        for sub in ["a", "a/c", "a-b", "a.d/e", "ab", "a b", "Z"] {
+            std::fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        for file in [
+            "a/c/f", "a/c.txt", "a-b/g", "a.d/e/h", "ab/i", "a b/j", "a.txt", "é",
+        ] {
+            std::fs::write(root.join(file), file).unwrap();
+        }
+        // A second root whose name sorts between the first's entries: `data-2` < `data/…`.
+        let other = dir.path().join("data-2");
+        std::fs::create_dir(&other).unwrap();
+        std::fs::write(other.join("k"), "k").unwrap();
+
+        let (paths, warnings) = walked(&[&root, &other]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let mut sorted = paths.clone();
+        sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(paths, sorted, "sent in the tree's order");
+        assert_eq!(paths.len(), 1 + 8 + 8 + 2, "every entry: {paths:?}");
+        assert_eq!(&paths[..3], ["data", "data-2", "data-2/k"]);
+    }
 }

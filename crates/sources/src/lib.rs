@@ -75,7 +75,7 @@ impl SourceSpec {
         &self,
         ctx: SourceContext<'_>,
         writer: &mut backstop_repo::SnapshotWriter,
-        parent: Option<&[Entry]>,
+        parent: Option<backstop_repo::TreeReader<'_>>,
     ) -> Result<BackedUp, SourceError> {
         match self {
             SourceSpec::Files(spec) | SourceSpec::Config(spec) => {

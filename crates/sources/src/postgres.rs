@@ -233,7 +233,7 @@ async fn add_directory(
     let mut dir_entry = stream_entry(name);
     dir_entry.kind = EntryKind::Dir;
     dir_entry.mode = 0o040700;
-    writer.add_entry(dir_entry);
+    writer.add_entry(dir_entry).await?;
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .map_err(|e| SourceError::io(dir.display(), e))?
         .collect::<Result<_, _>>()

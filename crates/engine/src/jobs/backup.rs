@@ -41,7 +41,7 @@ pub async fn run(
         &listing.unreadable,
         "choosing the parent snapshot",
     );
-    let mut parent = listing
+    let parent = listing
         .snapshots
         .into_iter()
         .rev()
@@ -51,25 +51,12 @@ pub async fn run(
     let previous_facts = parent.as_ref().map(|(_, s)| s.facts.clone());
     // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
     let walks_files = policy.source.walks_files();
+    // Read alongside the walk, as a stream; a tree that cannot be read is given up with a
+    // warning in the log, and the files are read again (slower, never wrong).
     let parent_tree = match &parent {
-        Some((id, s)) if walks_files => match repo.read_tree(s).await {
-            Ok(tree) => Some(tree),
-            // Without the parent's tree every file is read again: slower, never wrong.
-            Err(e) => {
-                tracing::warn!(
-                    message = "the parent snapshot's tree is unreadable; every file is read",
-                    snapshot = %id.short(),
-                    error = %e,
-                );
-                None
-            }
-        },
+        Some((_, s)) if walks_files => Some(repo.tree_reader(s)),
         _ => None,
     };
-    if walks_files && parent_tree.is_none() {
-        // Not used for change detection, so not recorded as the parent either.
-        parent = None;
-    }
     let time = jiff::Timestamp::now();
     let mut writer = SnapshotWriter::start(repo.clone()).await?;
     on_start(writer.progress());
@@ -78,10 +65,7 @@ pub async fn run(
         tools: &config.tools,
     };
     // A failure anywhere here drops the writer uncommitted: no snapshot becomes visible.
-    let backed = policy
-        .source
-        .back_up(ctx, &mut writer, parent_tree.as_deref())
-        .await?;
+    let backed = policy.source.back_up(ctx, &mut writer, parent_tree).await?;
     let meta = SnapshotMeta {
         policy: policy.name.clone(),
         source_kind: policy.source.kind().to_string(),

@@ -154,6 +154,14 @@ impl JsonlReader {
         }
     }
 
+    /// The entries parsed so far, taken out of the reader (a tree read as a stream).
+    pub fn take(&mut self) -> Result<Vec<Entry>, String> {
+        match &self.error {
+            Some(error) => Err(error.clone()),
+            None => Ok(std::mem::take(&mut self.entries)),
+        }
+    }
+
     pub fn finish(mut self) -> Result<Vec<Entry>, String> {
         let last = std::mem::take(&mut self.partial);
         if self.error.is_none() {

@@ -57,10 +57,20 @@ pub async fn back_up(
             at = dir.parent();
         }
     }
-    for dir in dirs {
-        writer.add_entry(entry(&dir, EntryKind::Dir));
-    }
-    for (path, content) in files {
+    // The writer takes entries in path order: directories and files merged.
+    let mut paths: Vec<(&str, Option<&Vec<u8>>)> =
+        dirs.iter().map(|d| (d.as_str(), None)).collect();
+    paths.extend(
+        files
+            .iter()
+            .map(|(path, content)| (path.as_str(), Some(content))),
+    );
+    paths.sort_by(|a, b| a.0.cmp(b.0));
+    for (path, content) in paths {
+        let Some(content) = content else {
+            writer.add_entry(entry(path, EntryKind::Dir)).await.unwrap();
+            continue;
+        };
         // The size the walk saw: what add_file reads up to.
         let mut file = entry(path, EntryKind::File);
         file.size = content.len() as u64;
