@@ -113,7 +113,8 @@ pub async fn open(
     open_with(settings, base_dir, OpenMode::Full).await
 }
 
-/// Opens the repository, creating it first if it does not exist yet (the first backup does
+/// Opens the repository without its index (a backup and a copy read the index themselves,
+/// under their lock), creating it first if it does not exist yet (the first backup does
 /// this). With `key_file` set and no such file, a new random key is written there, and the
 /// new repository derives its keys from it without stretching (a passphrase, from a file or
 /// a variable, is stretched with Argon2id).
@@ -125,7 +126,7 @@ pub async fn open_or_init(
     let mut generated_key = false;
     let secret = match &settings.key {
         KeySource::File(path) if !path.exists() => {
-            match Repository::open(storage.clone(), None).await {
+            match Repository::open_without_index(storage.clone(), None).await {
                 Err(RepoError::NotARepository { .. }) => {
                     let key = create_key_file(path)?;
                     tracing::warn!(message = "created a new repository key; keep a copy of it off this host", path = %path.display());
@@ -137,7 +138,7 @@ pub async fn open_or_init(
         }
         key => read_secret(key)?,
     };
-    match Repository::open(storage.clone(), secret.as_deref()).await {
+    match Repository::open_without_index(storage.clone(), secret.as_deref()).await {
         Ok(repo) => Ok((Arc::new(repo), false)),
         Err(RepoError::NotARepository { .. }) => {
             let mut options = InitOptions {

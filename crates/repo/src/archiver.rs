@@ -86,8 +86,11 @@ struct Shared {
     codec: Codec,
     chunker: ChunkerParams,
     pack_size: usize,
-    /// Chunks in the index or already queued by this writer.
-    known: Mutex<HashSet<Id>>,
+    /// The repository with its index as read under this writer's lock: what a chunk is
+    /// deduplicated against, and what the parent's tree is read through.
+    repo: Arc<Repository>,
+    /// Chunks this writer queued (the index holds the others).
+    queued: Mutex<HashSet<Id>>,
     packer: Mutex<PackBuilder>,
     progress: Arc<Progress>,
 }
@@ -144,7 +147,8 @@ impl Shared {
         self.progress
             .bytes_read
             .fetch_add(data.len() as u64, Ordering::Relaxed);
-        let new = self.known.lock().expect("dedup set lock").insert(id);
+        let new = !self.repo.index().contains(&id)
+            && self.queued.lock().expect("dedup set lock").insert(id);
         if new && to_encoders.send(Chunk { id, data }).is_err() {
             return Err(std::io::Error::other(PIPELINE_STOPPED));
         }
@@ -370,11 +374,13 @@ impl SnapshotWriter {
         )
         .await?;
         // Deduplicate only against what exists now, under the lock: a prune that finished
-        // before the lock was taken may have removed packs the opening index still listed.
-        let (known, problems) = repo.load_chunk_ids().await?;
+        // before the lock was taken may have removed packs an index read before still listed.
+        // (So the caller opens the repository without its index: one copy is held, this one.)
+        let (index, problems) = repo.load_index().await?;
         if let Some((key, problem)) = problems.into_iter().next() {
             return Err(RepoError::corrupt(key, problem));
         }
+        let repo = Arc::new(repo.with_index(index));
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -383,7 +389,8 @@ impl SnapshotWriter {
             codec: repo.codec().clone(),
             chunker: repo.config().chunker,
             pack_size: repo.config().pack_size as usize,
-            known: Mutex::new(known),
+            repo: repo.clone(),
+            queued: Mutex::new(HashSet::new()),
             packer: Mutex::new(PackBuilder::default()),
             progress,
         });
@@ -422,6 +429,13 @@ impl SnapshotWriter {
             started: Instant::now(),
             lock: Some(lock),
         })
+    }
+
+    /// The repository as this writer sees it, its index read under the writer's lock: read
+    /// the parent snapshot's tree through it (the caller may have opened the repository
+    /// without an index).
+    pub fn repository(&self) -> &Arc<Repository> {
+        &self.repo
     }
 
     pub fn progress(&self) -> Arc<Progress> {
@@ -486,8 +500,10 @@ impl SnapshotWriter {
     }
 
     pub fn has_chunks(&self, ids: &[Id]) -> bool {
-        let known = self.shared.known.lock().expect("dedup set lock");
-        ids.iter().all(|id| known.contains(id))
+        let index = self.repo.index();
+        let queued = self.shared.queued.lock().expect("dedup set lock");
+        ids.iter()
+            .all(|id| index.contains(id) || queued.contains(id))
     }
 
     pub fn warn(&mut self, warning: String) {

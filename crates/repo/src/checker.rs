@@ -339,21 +339,17 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         });
     }
 
-    // Packs the index names: present, and of the size it says.
-    let mut chunks_by_pack: HashMap<Id, Vec<(Id, crate::format::index::Location)>> = HashMap::new();
+    // Packs the index names: present, and of the size it says. Chunk ids only: a chunk's
+    // place is looked up again when its pack is read, so that a check of millions of chunks
+    // holds 32 bytes for each, not a copy of the index.
+    let mut chunks_by_pack: HashMap<Id, Vec<Id>> = HashMap::new();
     for (chunk, loc) in index.chunks() {
-        chunks_by_pack
-            .entry(loc.pack)
-            .or_default()
-            .push((*chunk, loc));
+        chunks_by_pack.entry(loc.pack).or_default().push(*chunk);
     }
     let mut indexed_packs: Vec<(Id, u64)> = index.packs().iter().map(|(k, v)| (*k, *v)).collect();
     indexed_packs.sort();
     for (pack_id, size) in &indexed_packs {
-        let chunks: Vec<Id> = chunks_by_pack
-            .get(pack_id)
-            .map(|v| v.iter().map(|(c, _)| *c).collect())
-            .unwrap_or_default();
+        let chunks: Vec<Id> = chunks_by_pack.get(pack_id).cloned().unwrap_or_default();
         match packs_stored.get(pack_id) {
             None => deferred.error(
                 &mut report,
@@ -421,7 +417,12 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     let results: Vec<PackVerdict> = futures::stream::iter(selected)
         .map(|pack_id| {
             let repo = repo.clone();
-            let chunks = chunks_by_pack.get(&pack_id).cloned().unwrap_or_default();
+            let chunks: Vec<(Id, crate::format::index::Location)> = chunks_by_pack
+                .get(&pack_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|c| index.get(c).map(|loc| (*c, loc)))
+                .collect();
             async move {
                 let key = layout::pack_key(&pack_id);
                 let bytes = match repo.storage().get(&key).await {

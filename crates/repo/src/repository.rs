@@ -236,18 +236,6 @@ impl Repository {
         Ok((master, problems))
     }
 
-    /// The ids of every indexed chunk, without their places: what a backup deduplicates
-    /// against, in a third of the index's memory.
-    pub async fn load_chunk_ids(
-        &self,
-    ) -> Result<(std::collections::HashSet<Id>, Vec<(String, String)>)> {
-        let mut ids = std::collections::HashSet::new();
-        let problems = self
-            .read_index_objects(|pack| ids.extend(pack.blobs.iter().map(|b| b.id)))
-            .await?;
-        Ok((ids, problems))
-    }
-
     /// Hands every pack of every index object to `add`, a few objects read at a time and
     /// each dropped once added, so that the parsed objects are never all held at once.
     async fn read_index_objects(

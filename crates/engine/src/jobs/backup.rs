@@ -51,14 +51,16 @@ pub async fn run(
     let previous_facts = parent.as_ref().map(|(_, s)| s.facts.clone());
     // Only a file walk uses the parent's tree (to skip unchanged files); a dump is read whole.
     let walks_files = policy.source.walks_files();
-    // Read alongside the walk, as a stream; a tree that cannot be read is given up with a
-    // warning in the log, and the files are read again (slower, never wrong).
-    let parent_tree = match &parent {
-        Some((_, s)) if walks_files => Some(repo.tree_reader(s)),
-        _ => None,
-    };
     let time = jiff::Timestamp::now();
     let mut writer = SnapshotWriter::start(repo.clone()).await?;
+    // Read alongside the walk, as a stream, through the index the writer read under its
+    // lock; a tree that cannot be read is given up with a warning in the log, and the files
+    // are read again (slower, never wrong).
+    let indexed = writer.repository().clone();
+    let parent_tree = match &parent {
+        Some((_, s)) if walks_files => Some(indexed.tree_reader(s)),
+        _ => None,
+    };
     on_start(writer.progress());
     let ctx = SourceContext {
         base: &config.base_dir,

@@ -94,6 +94,12 @@ impl MasterIndex {
         self.chunks.get(chunk).map(|slot| self.location(slot))
     }
 
+    /// Where a chunk lies, as a key to sort by: its pack's number and its offset in it
+    /// (chunks of one pack sort together, in pack order).
+    pub fn position(&self, chunk: &Id) -> Option<(u32, u32)> {
+        self.chunks.get(chunk).map(|slot| (slot.pack, slot.offset))
+    }
+
     pub fn contains(&self, chunk: &Id) -> bool {
         self.chunks.contains_key(chunk)
     }
