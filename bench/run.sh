@@ -555,8 +555,13 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         echo "- repositories: S3 buckets on SeaweedFS $(weed version 2>/dev/null | awk '{ print $3 }') on loopback${BENCH_S3_LATENCY_MS:+, every request held ${BENCH_S3_LATENCY_MS} ms by bench/delay_proxy.py}"
     fi
     echo "- MiB/s is data set size / wall time; restic always encrypts, with a password it stretches with scrypt"
-    echo "- backstop: unencrypted; encrypted with the key its first backup generates (256 random bits, used as it is);" \
-        "and encrypted with a passphrase from the environment (stretched with Argon2id, 64 MiB, by every command)"
+    for tool in "${TOOLS[@]}"; do
+        case $tool in
+            backstop) echo "- backstop: unencrypted" ;;
+            "backstop (encrypted)") echo "- backstop (encrypted): with the key its first backup generates (256 random bits, used as it is)" ;;
+            "backstop (passphrase)") echo "- backstop (passphrase): with a passphrase from the environment (stretched with Argon2id, 64 MiB, by every command)" ;;
+        esac
+    done
     echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
     echo
     python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" "$(IFS=,; echo "${TOOLS[*]}")" <<'PY'
