@@ -91,6 +91,7 @@ async fn repair_locked(repo: &Arc<Repository>) -> Result<IndexRepair> {
         }
     }
 
+    index.seal();
     let unindexed: Vec<(Id, u64)> = storage
         .list(layout::DATA_PREFIX)
         .await?

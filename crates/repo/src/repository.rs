@@ -233,6 +233,7 @@ impl Repository {
     pub async fn load_index(&self) -> Result<(MasterIndex, Vec<(String, String)>)> {
         let mut master = MasterIndex::default();
         let problems = self.read_index_objects(|pack| master.add(pack)).await?;
+        master.seal();
         Ok((master, problems))
     }
 

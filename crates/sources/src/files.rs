@@ -196,11 +196,9 @@ fn walk(roots: Vec<(String, PathBuf, Gitignore)>, one_fs: bool, tx: mpsc::Sender
     let mut stack: Vec<Step> = plan(top).collect();
     while let Some(step) = stack.pop() {
         match step {
-            Step::Visit { rel, abs, meta, .. } => {
-                if let Some(found) = visit(rel, abs, &meta) {
-                    if !send(found) {
-                        return;
-                    }
+            Step::Visit { rel, abs, meta } => {
+                if !send(visit(rel, abs, &meta)) {
+                    return;
                 }
             }
             Step::Descend {
@@ -214,59 +212,11 @@ fn walk(roots: Vec<(String, PathBuf, Gitignore)>, one_fs: bool, tx: mpsc::Sender
                 if one_fs && dev != this.dev {
                     continue;
                 }
-                let children = match std::fs::read_dir(&abs)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                {
-                    Ok(children) => children,
-                    Err(e) => {
-                        if !send(Found::Warning(format!(
-                            "{}: cannot read directory: {e}; its content is not in this snapshot",
-                            abs.display()
-                        ))) {
-                            return;
-                        }
-                        continue;
+                let (steps, warnings) = children(&rel, &abs, root, this);
+                for warning in warnings {
+                    if !send(Found::Warning(warning)) {
+                        return;
                     }
-                };
-                let mut steps = Vec::with_capacity(children.len());
-                for child in children {
-                    let child_abs = child.path();
-                    let Some(child_name) = child.file_name().to_str().map(str::to_string) else {
-                        if !send(Found::Warning(format!(
-                            "{}: name is not UTF-8; not in this snapshot",
-                            child_abs.display()
-                        ))) {
-                            return;
-                        }
-                        continue;
-                    };
-                    let child_meta = match std::fs::symlink_metadata(&child_abs) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            if !send(Found::Warning(format!(
-                                "{}: {e}; not in this snapshot",
-                                child_abs.display()
-                            ))) {
-                                return;
-                            }
-                            continue;
-                        }
-                    };
-                    if this
-                        .excludes
-                        .matched(&child_abs, child_meta.is_dir())
-                        .is_ignore()
-                    {
-                        continue;
-                    }
-                    let child_rel = format!("{rel}/{child_name}");
-                    steps.extend(steps_for(
-                        &child_name,
-                        child_rel,
-                        child_abs,
-                        child_meta,
-                        root,
-                    ));
                 }
                 stack.extend(plan(steps));
             }
@@ -274,38 +224,94 @@ fn walk(roots: Vec<(String, PathBuf, Gitignore)>, one_fs: bool, tx: mpsc::Sender
     }
 }
 
-/// What one visited path becomes: an entry, a warning, or (for a special file) a warning.
-fn visit(rel: String, abs: PathBuf, meta: &std::fs::Metadata) -> Option<Found> {
+/// The steps for a directory's children (excludes applied), and a warning for each child
+/// left out because it cannot be read or named.
+fn children(
+    rel: &str,
+    abs: &Path,
+    root: usize,
+    walk_root: &WalkRoot,
+) -> (Vec<(String, Step)>, Vec<String>) {
+    let mut warnings = Vec::new();
+    let listed = match std::fs::read_dir(abs).and_then(|it| it.collect::<Result<Vec<_>, _>>()) {
+        Ok(listed) => listed,
+        Err(e) => {
+            warnings.push(format!(
+                "{}: cannot read directory: {e}; its content is not in this snapshot",
+                abs.display()
+            ));
+            return (Vec::new(), warnings);
+        }
+    };
+    let mut steps = Vec::with_capacity(listed.len());
+    for child in listed {
+        let child_abs = child.path();
+        let Some(child_name) = child.file_name().to_str().map(str::to_string) else {
+            warnings.push(format!(
+                "{}: name is not UTF-8; not in this snapshot",
+                child_abs.display()
+            ));
+            continue;
+        };
+        let child_meta = match std::fs::symlink_metadata(&child_abs) {
+            Ok(m) => m,
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: {e}; not in this snapshot",
+                    child_abs.display()
+                ));
+                continue;
+            }
+        };
+        if walk_root
+            .excludes
+            .matched(&child_abs, child_meta.is_dir())
+            .is_ignore()
+        {
+            continue;
+        }
+        let child_rel = format!("{rel}/{child_name}");
+        steps.extend(steps_for(
+            &child_name,
+            child_rel,
+            child_abs,
+            child_meta,
+            root,
+        ));
+    }
+    (steps, warnings)
+}
+
+/// What one visited path becomes: an entry, or a warning when it cannot be kept.
+fn visit(rel: String, abs: PathBuf, meta: &std::fs::Metadata) -> Found {
     let file_type = meta.file_type();
     if file_type.is_dir() {
-        Some(Found::Entry {
+        Found::Entry {
             entry: entry_for(rel, meta, EntryKind::Dir),
             source: abs,
-        })
+        }
     } else if file_type.is_file() {
         let mut entry = entry_for(rel, meta, EntryKind::File);
         entry.size = meta.len();
-        Some(Found::Entry { entry, source: abs })
+        Found::Entry { entry, source: abs }
     } else if file_type.is_symlink() {
-        Some(
-            match std::fs::read_link(&abs).map(|t| t.to_str().map(str::to_string)) {
-                Ok(Some(target)) => {
-                    let mut entry = entry_for(rel, meta, EntryKind::Symlink);
-                    entry.target = Some(target);
-                    Found::Entry { entry, source: abs }
-                }
-                Ok(None) => Found::Warning(format!(
-                    "{}: link target is not UTF-8; not in this snapshot",
-                    abs.display()
-                )),
-                Err(e) => Found::Warning(format!("{}: {e}; not in this snapshot", abs.display())),
-            },
-        )
+        match std::fs::read_link(&abs).map(|t| t.to_str().map(str::to_string)) {
+            Ok(Some(target)) => {
+                let mut entry = entry_for(rel, meta, EntryKind::Symlink);
+                entry.target = Some(target);
+                Found::Entry { entry, source: abs }
+            }
+            Ok(None) => Found::Warning(format!(
+                "{}: link target is not UTF-8; not in this snapshot",
+                abs.display()
+            )),
+            Err(e) => Found::Warning(format!("{}: {e}; not in this snapshot", abs.display())),
+        }
     } else {
-        Some(Found::Warning(format!(
+        Found::Warning(format!(
             "{}: special file (fifo, socket or device); not in this snapshot",
             abs.display()
-        )))
+        ))
     }
 }
 

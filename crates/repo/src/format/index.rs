@@ -53,14 +53,35 @@ fn narrow(n: u64) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
 
-/// The union of index objects, in memory: chunk id → location. About 50 bytes a chunk: at
-/// millions of chunks the index is most of what a backup, a restore or a check holds.
-#[derive(Debug, Default, Clone)]
+/// The union of index objects, in memory: chunk id → location. An array sorted by id, 48
+/// bytes a chunk with no empty slots (a hash table doubles as it fills: up to twice that),
+/// and a directory by the ids' first bits, so that a lookup searches only the few ids that
+/// share them. At millions of chunks the index is most of what a backup, a restore or a
+/// check holds. Filled with [`MasterIndex::add`], then [`MasterIndex::seal`]ed before any
+/// lookup.
+#[derive(Debug, Clone)]
 pub struct MasterIndex {
-    chunks: HashMap<Id, Slot>,
+    chunks: Vec<(Id, Slot)>,
+    /// `starts[p]`: the first chunk whose id begins with the prefix `p` (`prefix_bits` bits).
+    starts: Vec<u32>,
+    prefix_bits: u32,
+    sealed: bool,
     /// Pack ids by number, as [`Slot::pack`] names them.
     pack_ids: Vec<Id>,
     packs: HashMap<Id, u64>,
+}
+
+impl Default for MasterIndex {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            starts: vec![0, 0],
+            prefix_bits: 0,
+            sealed: true,
+            pack_ids: Vec::new(),
+            packs: HashMap::new(),
+        }
+    }
 }
 
 impl MasterIndex {
@@ -68,8 +89,8 @@ impl MasterIndex {
         self.packs.insert(pack.id, pack.size);
         let number = narrow(self.pack_ids.len() as u64);
         self.pack_ids.push(pack.id);
-        for b in &pack.blobs {
-            self.chunks.insert(
+        self.chunks.extend(pack.blobs.iter().map(|b| {
+            (
                 b.id,
                 Slot {
                     pack: number,
@@ -77,8 +98,43 @@ impl MasterIndex {
                     length: narrow(b.length),
                     raw_length: narrow(b.raw_length),
                 },
-            );
+            )
+        }));
+        self.sealed = false;
+    }
+
+    /// Sorts what was added and builds the directory. A chunk listed in several packs keeps
+    /// one of its places; each holds the same plaintext (docs/repository-format.md §8).
+    pub fn seal(&mut self) {
+        self.chunks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.chunks.dedup_by(|a, b| a.0 == b.0);
+        self.chunks.shrink_to_fit();
+        // About 16 chunks a prefix, and at most 2^16 prefixes (256 KiB of directory).
+        let prefixes = (self.chunks.len() / 16).max(1);
+        self.prefix_bits = (usize::BITS - prefixes.leading_zeros()).min(16);
+        let mut starts = vec![0u32; (1 << self.prefix_bits) + 1];
+        for (id, _) in &self.chunks {
+            starts[self.prefix(id) + 1] += 1;
         }
+        for p in 1..starts.len() {
+            starts[p] += starts[p - 1];
+        }
+        self.starts = starts;
+        self.sealed = true;
+    }
+
+    fn prefix(&self, id: &Id) -> usize {
+        // In u32: a shift by 16 (no prefix bits, a tiny index) is defined there.
+        (u32::from(u16::from_be_bytes([id.0[0], id.0[1]])) >> (16 - self.prefix_bits)) as usize
+    }
+
+    fn slot(&self, chunk: &Id) -> Option<&Slot> {
+        assert!(self.sealed, "the index is looked up before it was sealed");
+        let p = self.prefix(chunk);
+        let run = &self.chunks[self.starts[p] as usize..self.starts[p + 1] as usize];
+        run.binary_search_by(|(id, _)| id.cmp(chunk))
+            .ok()
+            .map(|i| &run[i].1)
     }
 
     fn location(&self, slot: &Slot) -> Location {
@@ -91,21 +147,21 @@ impl MasterIndex {
     }
 
     pub fn get(&self, chunk: &Id) -> Option<Location> {
-        self.chunks.get(chunk).map(|slot| self.location(slot))
+        self.slot(chunk).map(|slot| self.location(slot))
     }
 
     /// Where a chunk lies, as a key to sort by: its pack's number and its offset in it
     /// (chunks of one pack sort together, in pack order).
     pub fn position(&self, chunk: &Id) -> Option<(u32, u32)> {
-        self.chunks.get(chunk).map(|slot| (slot.pack, slot.offset))
+        self.slot(chunk).map(|slot| (slot.pack, slot.offset))
     }
 
     pub fn contains(&self, chunk: &Id) -> bool {
-        self.chunks.contains_key(chunk)
+        self.slot(chunk).is_some()
     }
 
     pub fn chunk_ids(&self) -> impl Iterator<Item = &Id> {
-        self.chunks.keys()
+        self.chunks.iter().map(|(id, _)| id)
     }
 
     pub fn chunks(&self) -> impl Iterator<Item = (&Id, Location)> {
@@ -153,6 +209,7 @@ mod tests {
         let mut index = MasterIndex::default();
         index.add(&pack(b"p1", &[(b"a", 0, 100, 200), (b"b", 100, 50, 50)]));
         index.add(&pack(b"p2", &[(b"c", 7, 8, 9)]));
+        index.seal();
         let c = index.get(&Id::sha256(b"c")).unwrap();
         assert_eq!(
             c,
@@ -177,9 +234,42 @@ mod tests {
     fn an_offset_no_pack_can_hold_is_kept_out_of_reach() {
         let mut index = MasterIndex::default();
         index.add(&pack(b"p", &[(b"a", 1 << 40, 10, 10)]));
+        index.seal();
         assert_eq!(
             index.get(&Id::sha256(b"a")).unwrap().offset,
             u64::from(u32::MAX)
         );
+    }
+
+    #[test]
+    fn every_chunk_of_a_large_index_is_found_and_no_other() {
+        for n in [0usize, 1, 15, 16, 17, 1000, 70_000] {
+            let ids: Vec<Vec<u8>> = (0..n).map(|i| format!("chunk {i}").into_bytes()).collect();
+            let blobs: Vec<(&[u8], u64, u64, u64)> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (id.as_slice(), i as u64, 1, 1))
+                .collect();
+            let mut index = MasterIndex::default();
+            index.add(&pack(b"p", &blobs));
+            // The same chunks again in another pack: one place is kept for each.
+            index.add(&pack(b"q", &blobs[..n / 2]));
+            index.seal();
+            assert_eq!(index.len(), n, "{n} chunks");
+            for (i, id) in ids.iter().enumerate() {
+                let at = index.get(&Id::sha256(id)).unwrap();
+                assert_eq!(at.offset, i as u64, "{n} chunks, chunk {i}");
+            }
+            assert!(!index.contains(&Id::sha256(b"not a chunk")));
+            assert_eq!(index.chunk_ids().count(), n);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "before it was sealed")]
+    fn an_index_is_not_looked_up_before_it_is_sealed() {
+        let mut index = MasterIndex::default();
+        index.add(&pack(b"p", &[(b"a", 0, 1, 1)]));
+        index.contains(&Id::sha256(b"a"));
     }
 }
