@@ -106,7 +106,7 @@ impl MasterIndex {
     /// Sorts what was added and builds the directory. A chunk listed in several packs keeps
     /// one of its places; each holds the same plaintext (docs/repository-format.md §8).
     pub fn seal(&mut self) {
-        self.chunks.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.chunks.sort_unstable_by_key(|(id, _)| *id);
         self.chunks.dedup_by(|a, b| a.0 == b.0);
         self.chunks.shrink_to_fit();
         // About 16 chunks a prefix, and at most 2^16 prefixes (256 KiB of directory).
