@@ -132,20 +132,14 @@ fn a_system_drill_restores_every_member_and_checks_them_together() {
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    let mut owner = install.command(&[
-        "signoff",
-        id,
-        "--comment",
-        "quarterly full restore reviewed",
-    ]);
-    let signed = owner
-        .env("BACKSTOP_PRINCIPAL", "cto@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        signed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&signed.stderr)
+    install.ok_as(
+        "cto@example.com",
+        &[
+            "signoff",
+            id,
+            "--comment",
+            "quarterly full restore reviewed",
+        ],
     );
 
     // A failing member fails the system drill (its target was restored, so the system's
