@@ -59,7 +59,9 @@ pub async fn run(config: Option<&Config>, args: &RestoreArgs, json: bool) -> Res
         args.replace_source,
     )
     .await
-    .and_then(|prepared| prepared.select(&selection))
+    .with_context(context)?
+    .select(&selection)
+    .await
     .and_then(|prepared| prepared.tables(&args.tables))
     .with_context(context)?;
     let replaced = prepared.replaces.clone();

@@ -208,8 +208,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
 
     // Snapshots and their trees: the chunks they need. Which files use a chunk is asked
     // only of the damaged ones, in a second pass over the trees once damage is found, so
-    // that a check holds one set of chunk ids, not a name for every file of every snapshot.
-    let mut needed: HashSet<Id> = HashSet::new();
+    // that a check holds a bit for each chunk, not a name for every file of every snapshot.
     let mut deferred = Deferred::default();
     let mut readable: Vec<(String, Snapshot)> = Vec::new();
     let ids = repo.snapshot_ids().await?;
@@ -217,6 +216,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     report.snapshots = ids.len();
     let reader = repo.with_index(index);
     let index = reader.index();
+    let mut needed = Needed::new(index.len());
     for id in ids {
         let key = layout::snapshot_key(&id);
         let snapshot = match reader.load_snapshot(&id).await {
@@ -228,12 +228,12 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         };
         let short = id.short();
         readable_ids.push(id);
-        needed.extend(snapshot.tree.chunks.iter().copied());
-        // Read as a stream: a check holds the set of chunk ids, never a whole tree.
+        needed.add(index, &snapshot.tree.chunks);
+        // Read as a stream: a check holds the set of needed chunks, never a whole tree.
         let mut tree = reader.tree_reader(&snapshot);
         let read = loop {
             match tree.next().await {
-                Ok(Some(entry)) => needed.extend(entry.chunks.iter().copied()),
+                Ok(Some(entry)) => needed.add(index, &entry.chunks),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             }
@@ -250,12 +250,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     }
 
     // Chunks no index knows: find the pack that holds them, if any, to name it.
-    let mut unindexed: Vec<Id> = needed
-        .iter()
-        .filter(|c| !index.contains(c))
-        .copied()
-        .collect();
-    unindexed.sort();
+    let unindexed = std::mem::take(&mut needed.unindexed);
     let unreferenced: Vec<Id> = packs_stored
         .keys()
         .filter(|p| !index.packs().contains_key(p))
@@ -339,17 +334,26 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         });
     }
 
-    // Packs the index names: present, and of the size it says. Chunk ids only: a chunk's
-    // place is looked up again when its pack is read, so that a check of millions of chunks
-    // holds 32 bytes for each, not a copy of the index.
-    let mut chunks_by_pack: HashMap<Id, Vec<Id>> = HashMap::new();
-    for (chunk, loc) in index.chunks() {
-        chunks_by_pack.entry(loc.pack).or_default().push(*chunk);
+    // Packs the index names: present, and of the size it says. Chunks by their ordinal in
+    // the index: a chunk's id and place are looked up again when its pack is read, so that
+    // a check of millions of chunks holds 4 bytes for each, not a copy of the index.
+    let mut chunks_by_pack: HashMap<Id, Vec<u32>> = HashMap::new();
+    for (ordinal, (_, loc)) in index.chunks().enumerate() {
+        let ordinal = u32::try_from(ordinal).expect("fewer than 2^32 chunks");
+        chunks_by_pack.entry(loc.pack).or_default().push(ordinal);
     }
+    let ids_of = |pack_id: &Id| -> Vec<Id> {
+        chunks_by_pack
+            .get(pack_id)
+            .into_iter()
+            .flatten()
+            .map(|&o| *index.at(o as usize).0)
+            .collect()
+    };
     let mut indexed_packs: Vec<(Id, u64)> = index.packs().iter().map(|(k, v)| (*k, *v)).collect();
     indexed_packs.sort();
     for (pack_id, size) in &indexed_packs {
-        let chunks: Vec<Id> = chunks_by_pack.get(pack_id).cloned().unwrap_or_default();
+        let chunks = ids_of(pack_id);
         match packs_stored.get(pack_id) {
             None => deferred.error(
                 &mut report,
@@ -373,9 +377,9 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
         let now = jiff::Timestamp::now();
         let mut needed_objects: Vec<String> =
             readable_ids.iter().map(layout::snapshot_key).collect();
-        let mut needed_packs: Vec<Id> = needed
-            .iter()
-            .filter_map(|c| index.get(c).map(|loc| loc.pack))
+        let mut needed_packs: Vec<Id> = (0..index.len())
+            .filter(|&o| needed.has(o))
+            .map(|o| index.at(o).1.pack)
             .filter(|p| packs_stored.contains_key(p))
             .collect::<HashSet<_>>()
             .into_iter()
@@ -421,7 +425,10 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
                 .get(&pack_id)
                 .into_iter()
                 .flatten()
-                .filter_map(|c| index.get(c).map(|loc| (*c, loc)))
+                .map(|&o| {
+                    let (id, loc) = index.at(o as usize);
+                    (*id, loc)
+                })
                 .collect();
             async move {
                 let key = layout::pack_key(&pack_id);
@@ -462,6 +469,38 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     }
     name_affected(&reader, &readable, deferred, &mut report).await;
     Ok(report)
+}
+
+/// The chunks snapshots need: a bit for each chunk of the index (by its ordinal), and the
+/// ids of those no index lists (none, in a sound repository). A set of ids would cost more
+/// than the index itself at millions of chunks.
+struct Needed {
+    bits: Vec<u64>,
+    unindexed: BTreeSet<Id>,
+}
+
+impl Needed {
+    fn new(indexed: usize) -> Self {
+        Self {
+            bits: vec![0; indexed.div_ceil(64)],
+            unindexed: BTreeSet::new(),
+        }
+    }
+
+    fn add(&mut self, index: &crate::format::index::MasterIndex, chunks: &[Id]) {
+        for chunk in chunks {
+            match index.ordinal(chunk) {
+                Some(o) => self.bits[o / 64] |= 1 << (o % 64),
+                None => {
+                    self.unindexed.insert(*chunk);
+                }
+            }
+        }
+    }
+
+    fn has(&self, ordinal: usize) -> bool {
+        self.bits[ordinal / 64] & (1 << (ordinal % 64)) != 0
+    }
 }
 
 /// The second pass: the files (and trees) of each snapshot that use a damaged chunk,

@@ -69,8 +69,10 @@ pub struct SnapshotReader {
     repo: Arc<Repository>,
     id: Id,
     snapshot: Snapshot,
-    /// Shared with the blocking workers that write files, which find their entries by index.
-    entries: Arc<Vec<Entry>>,
+    /// The whole tree, read on first use ([`SnapshotReader::entries`]): a database
+    /// snapshot's few entries, a partial restore's selection. A whole restore streams the
+    /// tree a window at a time instead, so that its memory does not grow with the tree.
+    entries: tokio::sync::OnceCell<Arc<Vec<Entry>>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -91,18 +93,21 @@ pub struct RestoreFailed {
     pub failures: Vec<String>,
 }
 
+/// A restore reads the tree this many entries at a time, or fewer when their chunks reach
+/// `WINDOW_CHUNKS` (8 MiB of ids): a window, its run plan and its open directories are what
+/// a restore holds of the tree, whatever its size.
+const WINDOW_ENTRIES: usize = 32_768;
+const WINDOW_CHUNKS: usize = 262_144;
+
 impl SnapshotReader {
+    /// Opens snapshot `id`; its tree is read when it is needed.
     pub async fn open(repo: Arc<Repository>, id: Id) -> Result<Self> {
         let snapshot = repo.load_snapshot(&id).await?;
-        let entries = repo.read_tree(&snapshot).await.map_err(|e| match e {
-            RepoError::Invalid(m) => RepoError::Invalid(format!("snapshot {}: {m}", id.short())),
-            other => other,
-        })?;
         Ok(Self {
             repo,
             id,
             snapshot,
-            entries: Arc::new(entries),
+            entries: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -114,17 +119,46 @@ impl SnapshotReader {
         &self.snapshot
     }
 
-    pub fn entries(&self) -> &[Entry] {
-        &self.entries
+    /// The whole tree (or the selection), read once and kept.
+    pub async fn entries(&self) -> Result<&[Entry]> {
+        Ok(self.held_entries().await?)
+    }
+
+    /// [`SnapshotReader::entries`], for a blocking worker.
+    pub async fn shared_entries(&self) -> Result<Arc<Vec<Entry>>> {
+        Ok(self.held_entries().await?.clone())
+    }
+
+    async fn held_entries(&self) -> Result<&Arc<Vec<Entry>>> {
+        self.entries
+            .get_or_try_init(|| async {
+                self.repo
+                    .read_tree(&self.snapshot)
+                    .await
+                    .map(Arc::new)
+                    .map_err(|e| self.tree_error(e))
+            })
+            .await
+    }
+
+    /// A tree that does not read back names the snapshot.
+    fn tree_error(&self, e: RepoError) -> RepoError {
+        match e {
+            RepoError::Invalid(m) => {
+                RepoError::Invalid(format!("snapshot {}: {m}", self.id.short()))
+            }
+            other => other,
+        }
     }
 
     /// The same snapshot with only the entries `keep` accepts (by path) and the directories
     /// above them, so that a restore writes just those: a partial restore. The view's facts
     /// count what it holds (files, directories, bytes), so that a restore is compared with
     /// what was asked for.
-    pub fn select(&self, keep: impl Fn(&str) -> bool) -> SnapshotReader {
+    pub async fn select(&self, keep: impl Fn(&str) -> bool) -> Result<SnapshotReader> {
+        let all = self.entries().await?;
         let mut wanted: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for entry in self.entries.iter().filter(|e| keep(&e.path)) {
+        for entry in all.iter().filter(|e| keep(&e.path)) {
             wanted.insert(&entry.path);
             let mut path = entry.path.as_str();
             while let Some((parent, _)) = path.rsplit_once('/') {
@@ -132,8 +166,7 @@ impl SnapshotReader {
                 path = parent;
             }
         }
-        let entries: Vec<Entry> = self
-            .entries
+        let entries: Vec<Entry> = all
             .iter()
             .filter(|e| wanted.contains(e.path.as_str()))
             .cloned()
@@ -144,19 +177,21 @@ impl SnapshotReader {
         snapshot.facts.dir_count =
             entries.iter().filter(|e| e.kind == EntryKind::Dir).count() as u64;
         snapshot.facts.bytes = entries.iter().map(|e| e.size).sum();
-        SnapshotReader {
+        Ok(SnapshotReader {
             repo: self.repo.clone(),
             id: self.id,
             snapshot,
-            entries: Arc::new(entries),
-        }
+            entries: tokio::sync::OnceCell::new_with(Some(Arc::new(entries))),
+        })
     }
 
     /// The file entry at `path`, if the snapshot has one.
-    pub fn file(&self, path: &str) -> Option<&Entry> {
-        self.entries
+    pub async fn file(&self, path: &str) -> Result<Option<&Entry>> {
+        Ok(self
+            .entries()
+            .await?
             .iter()
-            .find(|e| e.kind == EntryKind::File && e.path == path)
+            .find(|e| e.kind == EntryKind::File && e.path == path))
     }
 
     /// Streams one file's content into `out` (a dump into its load tool), verifying every
@@ -175,110 +210,44 @@ impl SnapshotReader {
     /// through: a symlink (or a file) where the snapshot has a directory, file or symlink is
     /// removed first, and files are opened with `O_NOFOLLOW`. `dir` itself is the target
     /// the operator named, and may be a symlink.
+    ///
+    /// The tree is read a window of entries at a time, in its path order, the next window
+    /// while this one is written: directories are made as they come (a parent's path sorts
+    /// before its children's), and a directory's mode and times are set once the tree has
+    /// passed the last path below it.
     pub async fn restore_to(&self, dir: &Path) -> Result<RestoreReport> {
-        let mut report = RestoreReport::default();
-        let mut failures = Vec::new();
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| RepoError::write(dir.display(), e))?;
-        // Parents before children, so that each directory's parent is already a real one.
-        let mut dirs: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::Dir)
-            .collect();
-        dirs.sort_by_key(|e| e.path.matches('/').count());
-        let dirs: Vec<(String, PathBuf)> = dirs
-            .into_iter()
-            .map(|e| (e.path.clone(), dir.join(&e.path)))
-            .collect();
-        report.dirs = dirs.len() as u64;
-        let made = tokio::task::spawn_blocking(move || {
-            dirs.into_iter()
-                .filter_map(|(name, path)| make_dir(&path).err().map(|e| format!("{name}: {e}")))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .map_err(worker_failed)?;
-        failures.extend(made);
-
-        // Files of one indexed chunk (most files, by count) are restored a pack run at a
-        // time; the others stream chunk by chunk, at the same time: a few large files alone
-        // would leave a core idle between their chunks. Files are named by their index in
-        // the tree, and their outcome is tallied, so that a restore holds no per-file state
-        // beyond the tree itself.
-        let (single, streamed): (Vec<usize>, Vec<usize>) = (0..self.entries.len())
-            .filter(|&i| self.entries[i].kind == EntryKind::File)
-            .partition(|&i| {
-                let e = &self.entries[i];
-                e.chunks.len() == 1 && self.repo.locate(&e.chunks[0]).is_some()
-            });
-        let contents = group_by_content(&self.entries, &streamed);
-        drop(streamed);
+        let mut source = match self.entries.get() {
+            Some(held) => Window::Held(held.iter()),
+            None => Window::Streamed(Box::new(self.repo.tree_reader(&self.snapshot))),
+        };
         let dir: Arc<Path> = Arc::from(dir);
-        // Indices, not references, go through the stream: a closure taking a reference
-        // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
-        // and restores must be spawnable.
-        let contents = &contents;
-        let concurrency = Concurrency::for_repository(&self.repo);
-        let streaming = futures::stream::iter(0..contents.len())
-            .map(|i| {
-                restore_content(
-                    &self.repo,
-                    &self.entries,
-                    &dir,
-                    &contents[i],
-                    concurrency.read_ahead,
-                )
-            })
-            .buffer_unordered(concurrency.files)
-            .fold(Tally::default(), |total, one| async move { total.add(one) });
-        let (streamed, by_runs) = futures::join!(
-            streaming,
-            self.restore_by_pack_runs(&single, &dir, concurrency.runs)
-        );
-        let tally = streamed.add(by_runs);
+        let mut progress = Progress::default();
+        let mut window = source.next_window().await.map_err(|e| self.tree_error(e))?;
+        while !window.is_empty() {
+            let (restored, next) = futures::join!(
+                self.restore_window(window, &dir, &mut progress),
+                source.next_window()
+            );
+            restored?;
+            window = next.map_err(|e| self.tree_error(e))?;
+        }
+        let still_open = std::mem::take(&mut progress.open_dirs).into_all();
+        progress.set_dir_metadata(&dir, still_open).await?;
+
+        let Progress {
+            mut report,
+            tally,
+            failures,
+            ..
+        } = progress;
         report.files = tally.files;
         report.bytes = tally.bytes;
-        let mut ownership_denied = tally.ownership_denied;
+        report.ownership_skipped |= tally.ownership_denied;
         let corrupt = tally.corrupt;
-        failures.extend(tally.failures);
-        let mut not_restored = std::collections::HashSet::new();
-
-        for entry in self.entries.iter().filter(|e| e.kind == EntryKind::Symlink) {
-            let path = dir.join(&entry.path);
-            let target = entry.target.clone().unwrap_or_default();
-            let made = tokio::task::spawn_blocking(move || {
-                remove_non_dir(&path)?;
-                std::os::unix::fs::symlink(target, &path)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
-            match made {
-                Ok(()) => report.symlinks += 1,
-                Err(e) => {
-                    failures.push(format!("{}: {e}", entry.path));
-                    not_restored.insert(entry.path.clone());
-                }
-            }
-        }
-
-        // Files got theirs as they were written. Directories and symlinks last, deepest
-        // first: creating an entry changes its directory's mtime.
-        for entry in self
-            .entries
-            .iter()
-            .rev()
-            .filter(|e| e.kind != EntryKind::File && !not_restored.contains(&e.path))
-        {
-            match apply_metadata(entry, &dir.join(&entry.path)) {
-                Ok(chown_denied) => ownership_denied |= chown_denied,
-                Err(e) => failures.push(format!("{}: setting metadata: {e}", entry.path)),
-            }
-        }
-        report.ownership_skipped = ownership_denied;
-
+        let failures: Vec<String> = failures.into_iter().chain(tally.failures).collect();
         if failures.is_empty() {
             Ok(report)
         } else {
@@ -292,9 +261,222 @@ impl SnapshotReader {
             })
         }
     }
+
+    /// Restores one window of the tree: its directories, its files, its symlinks, then the
+    /// metadata of the directories the window has passed the end of.
+    async fn restore_window(
+        &self,
+        window: Vec<Entry>,
+        dir: &Arc<Path>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let mut closed = Vec::new();
+        for entry in &window {
+            if let Some(last) = &progress.last_path {
+                if entry.path.as_str() <= last.as_str() {
+                    return Err(RepoError::Invalid(format!(
+                        "snapshot {}: the tree lists {:?} after {last:?}, out of path order",
+                        self.id.short(),
+                        entry.path
+                    )));
+                }
+            }
+            progress.last_path = Some(entry.path.clone());
+            progress.open_dirs.close_before(&entry.path, &mut closed);
+            if entry.kind == EntryKind::Dir {
+                progress.open_dirs.open(entry.clone());
+            }
+        }
+        let entries = Arc::new(window);
+
+        let dirs: Vec<(String, PathBuf)> = entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .map(|e| (e.path.clone(), dir.join(&e.path)))
+            .collect();
+        progress.report.dirs += dirs.len() as u64;
+        let made = blocking(move || {
+            Ok(dirs
+                .into_iter()
+                .filter_map(|(name, path)| make_dir(&path).err().map(|e| format!("{name}: {e}")))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+        progress.failures.extend(made);
+
+        let files = restore_files(&self.repo, &entries, dir).await;
+        progress.tally = std::mem::take(&mut progress.tally).add(files);
+
+        let links: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].kind == EntryKind::Symlink)
+            .collect();
+        let writing = (entries.clone(), dir.clone());
+        let (links, failed, denied) = blocking(move || {
+            let (entries, dir) = writing;
+            let mut failed = Vec::new();
+            let mut denied = false;
+            let mut made = 0u64;
+            for i in links {
+                let entry = &entries[i];
+                let path = dir.join(&entry.path);
+                let target = entry.target.clone().unwrap_or_default();
+                let link = remove_non_dir(&path)
+                    .and_then(|()| std::os::unix::fs::symlink(target, &path))
+                    .map_err(|e| format!("{}: {e}", entry.path));
+                // A link's own times: nothing made later changes them.
+                match link.and_then(|()| {
+                    apply_metadata(entry, &path)
+                        .map_err(|e| format!("{}: setting metadata: {e}", entry.path))
+                }) {
+                    Ok(chown_denied) => {
+                        made += 1;
+                        denied |= chown_denied;
+                    }
+                    Err(line) => failed.push(line),
+                }
+            }
+            Ok((made, failed, denied))
+        })
+        .await?;
+        progress.report.symlinks += links;
+        progress.report.ownership_skipped |= denied;
+        progress.failures.extend(failed);
+
+        progress.set_dir_metadata(dir, closed).await
+    }
 }
 
-/// A file to restore: its index in the snapshot's tree.
+/// Where a restore's entries come from: the tree read as a stream, or the entries held (a
+/// selection).
+enum Window<'a> {
+    Streamed(Box<crate::repository::TreeReader<'a>>),
+    Held(std::slice::Iter<'a, Entry>),
+}
+
+impl Window<'_> {
+    /// The next entries in tree order, empty after the last.
+    async fn next_window(&mut self) -> Result<Vec<Entry>> {
+        let mut window = Vec::new();
+        let mut chunks = 0;
+        while window.len() < WINDOW_ENTRIES && chunks < WINDOW_CHUNKS {
+            let entry = match self {
+                Window::Streamed(reader) => reader.next().await?,
+                Window::Held(entries) => entries.next().cloned(),
+            };
+            let Some(entry) = entry else { break };
+            chunks += entry.chunks.len();
+            window.push(entry);
+        }
+        Ok(window)
+    }
+}
+
+/// What a restore carries from one window to the next.
+#[derive(Default)]
+struct Progress {
+    report: RestoreReport,
+    tally: Tally,
+    /// Directories and symlinks that failed (files' failures are in the tally).
+    failures: Vec<String>,
+    open_dirs: OpenDirs,
+    last_path: Option<String>,
+}
+
+impl Progress {
+    /// Sets the mode, owner and times of `dirs`, deepest first, once nothing more is made
+    /// in them (making an entry changes its directory's mtime).
+    async fn set_dir_metadata(&mut self, dir: &Arc<Path>, dirs: Vec<Entry>) -> Result<()> {
+        if dirs.is_empty() {
+            return Ok(());
+        }
+        let dir = dir.clone();
+        let (failed, denied) = blocking(move || {
+            let mut failed = Vec::new();
+            let mut denied = false;
+            for entry in dirs {
+                match apply_metadata(&entry, &dir.join(&entry.path)) {
+                    Ok(chown_denied) => denied |= chown_denied,
+                    Err(e) => failed.push(format!("{}: setting metadata: {e}", entry.path)),
+                }
+            }
+            Ok((failed, denied))
+        })
+        .await?;
+        self.report.ownership_skipped |= denied;
+        self.failures.extend(failed);
+        Ok(())
+    }
+}
+
+/// The directories a restore has made whose last entry the tree has not yet passed, by
+/// their path with a `/` appended. A directory's entries are not always next to it (`a-b`
+/// sorts between `a` and `a/c`), but they are next to each other: once the tree reaches a
+/// path past `a/` that does not start with it, nothing more goes into `a`. What is open at
+/// once is a path's ancestors and a few of their siblings, not the tree.
+#[derive(Default)]
+struct OpenDirs(std::collections::BTreeMap<String, Entry>);
+
+impl OpenDirs {
+    fn open(&mut self, dir: Entry) {
+        self.0.insert(format!("{}/", dir.path), dir);
+    }
+
+    /// Moves the directories that nothing at or after `path` goes into to `closed`,
+    /// deepest first.
+    fn close_before(&mut self, path: &str, closed: &mut Vec<Entry>) {
+        let ended: Vec<String> = self
+            .0
+            .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(path)))
+            .map(|(prefix, _)| prefix)
+            .filter(|prefix| !path.starts_with(prefix.as_str()))
+            .cloned()
+            .collect();
+        // A directory's key sorts before its subdirectories' keys.
+        for prefix in ended.iter().rev() {
+            closed.extend(self.0.remove(prefix));
+        }
+    }
+
+    /// Every directory still open, deepest first: the tree has ended.
+    fn into_all(self) -> Vec<Entry> {
+        self.0.into_values().rev().collect()
+    }
+}
+
+/// Restores the files of one window. Files of one indexed chunk (most files, by count) are
+/// restored a pack run at a time; the others stream chunk by chunk, at the same time: a few
+/// large files alone would leave a core idle between their chunks. Files are named by their
+/// index in the window, and their outcome is tallied.
+async fn restore_files(
+    repo: &Arc<Repository>,
+    entries: &Arc<Vec<Entry>>,
+    dir: &Arc<Path>,
+) -> Tally {
+    let (single, streamed): (Vec<usize>, Vec<usize>) = (0..entries.len())
+        .filter(|&i| entries[i].kind == EntryKind::File)
+        .partition(|&i| {
+            let e = &entries[i];
+            e.chunks.len() == 1 && repo.locate(&e.chunks[0]).is_some()
+        });
+    let contents = group_by_content(entries, &streamed);
+    drop(streamed);
+    // Indices, not references, go through the stream: a closure taking a reference
+    // argument makes the future not `Send` for every lifetime (rust-lang/rust#64552),
+    // and restores must be spawnable.
+    let contents = &contents;
+    let concurrency = Concurrency::for_repository(repo);
+    let streaming = futures::stream::iter(0..contents.len())
+        .map(|i| restore_content(repo, entries, dir, &contents[i], concurrency.read_ahead))
+        .buffer_unordered(concurrency.files)
+        .fold(Tally::default(), |total, one| async move { total.add(one) });
+    let (streamed, by_runs) = futures::join!(
+        streaming,
+        restore_by_pack_runs(repo, entries, &single, dir, concurrency.runs)
+    );
+    streamed.add(by_runs)
+}
+
+/// A file to restore: its index in the window of the tree being restored.
 type Target = usize;
 
 /// A file whose content was written and verified.
@@ -424,49 +606,48 @@ fn plan_runs(repo: &Repository, entries: &[Entry], files: &[Target]) -> Vec<Run>
     runs
 }
 
-impl SnapshotReader {
-    /// Restores files of one chunk each: one ranged read per run of nearby chunks, then
-    /// decoding, verifying and writing every file of the run on one blocking thread, a few
-    /// runs at once. Far fewer storage requests and thread hand-offs than a file at a time.
-    async fn restore_by_pack_runs(
-        &self,
-        files: &[Target],
-        dir: &Arc<Path>,
-        parallel_runs: usize,
-    ) -> Tally {
-        let runs = plan_runs(&self.repo, &self.entries, files);
-        futures::stream::iter(runs)
-            .map(|run| {
-                let repo = self.repo.clone();
-                let entries = self.entries.clone();
-                let dir = dir.clone();
-                async move {
-                    let bytes = match repo
-                        .read_pack_range(&run.pack, run.start, run.end - run.start)
-                        .await
-                    {
-                        Ok(bytes) => bytes,
-                        Err(e) => return Tally::all_failed(&entries, run.targets(), &e),
-                    };
-                    let run = Arc::new(run);
-                    let writing = (run.clone(), entries.clone());
-                    tokio::task::spawn_blocking(move || {
-                        write_run(&repo, &writing.1, &dir, &writing.0, &bytes)
-                    })
+/// Restores files of one chunk each: one ranged read per run of nearby chunks, then
+/// decoding, verifying and writing every file of the run on one blocking thread, a few runs
+/// at once. Far fewer storage requests and thread hand-offs than a file at a time.
+async fn restore_by_pack_runs(
+    repo: &Arc<Repository>,
+    entries: &Arc<Vec<Entry>>,
+    files: &[Target],
+    dir: &Arc<Path>,
+    parallel_runs: usize,
+) -> Tally {
+    let runs = plan_runs(repo, entries, files);
+    futures::stream::iter(runs)
+        .map(|run| {
+            let repo = repo.clone();
+            let entries = entries.clone();
+            let dir = dir.clone();
+            async move {
+                let bytes = match repo
+                    .read_pack_range(&run.pack, run.start, run.end - run.start)
                     .await
-                    .unwrap_or_else(|e| {
-                        Tally::all_failed(
-                            &entries,
-                            run.targets(),
-                            &RepoError::Invalid(format!("restore worker failed: {e}")),
-                        )
-                    })
-                }
-            })
-            .buffer_unordered(parallel_runs)
-            .fold(Tally::default(), |total, one| async move { total.add(one) })
-            .await
-    }
+                {
+                    Ok(bytes) => bytes,
+                    Err(e) => return Tally::all_failed(&entries, run.targets(), &e),
+                };
+                let run = Arc::new(run);
+                let writing = (run.clone(), entries.clone());
+                tokio::task::spawn_blocking(move || {
+                    write_run(&repo, &writing.1, &dir, &writing.0, &bytes)
+                })
+                .await
+                .unwrap_or_else(|e| {
+                    Tally::all_failed(
+                        &entries,
+                        run.targets(),
+                        &RepoError::Invalid(format!("restore worker failed: {e}")),
+                    )
+                })
+            }
+        })
+        .buffer_unordered(parallel_runs)
+        .fold(Tally::default(), |total, one| async move { total.add(one) })
+        .await
 }
 
 /// Decodes each chunk of a fetched run and writes the files made of it.

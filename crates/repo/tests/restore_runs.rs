@@ -109,7 +109,7 @@ async fn round_trip(secret: Option<Vec<u8>>) {
     }
     // 300 small files in about 6 MiB of 1 MiB packs: a few runs per pack, plus one read per
     // chunk of the large file for each group of its copies; nowhere near a read per file.
-    let big = reader.file("src/big.bin").unwrap();
+    let big = reader.file("src/big.bin").await.unwrap().unwrap();
     let big_chunks = big.chunks.len();
     assert!(big_chunks > 1, "the large file has several chunks");
     assert!(
@@ -133,7 +133,7 @@ async fn round_trip(secret: Option<Vec<u8>>) {
 
     // One chunk corrupted in storage: the files made of it fail, naming the pack; the others
     // are restored.
-    let victim = reader.file("src/d1/f1.bin").unwrap().chunks[0];
+    let victim = reader.file("src/d1/f1.bin").await.unwrap().unwrap().chunks[0];
     let loc = open().await.locate(&victim).unwrap();
     let key = backstop_repo::format::layout::pack_key(&loc.pack);
     let mut pack = storage.inner.get(&key).await.unwrap().to_vec();

@@ -190,7 +190,7 @@ pub async fn restore(
             "[source] has no restore_command: a command source's drill needs one to restore into its scratch target".into(),
         )
     })?;
-    let entry = reader.file(DATA_FILE).ok_or_else(|| {
+    let entry = reader.file(DATA_FILE).await?.ok_or_else(|| {
         SourceError::Invalid(format!(
             "snapshot {} holds no {DATA_FILE}",
             reader.id().short()

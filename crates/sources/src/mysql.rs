@@ -539,7 +539,7 @@ pub async fn load_tables(
                 .join(", ")
         )));
     }
-    let entry = reader.file(DUMP_FILE).ok_or_else(|| {
+    let entry = reader.file(DUMP_FILE).await?.ok_or_else(|| {
         SourceError::Invalid(format!(
             "snapshot {} holds no MySQL dump ({DUMP_FILE})",
             reader.id().short()
@@ -564,7 +564,7 @@ pub async fn load(
     tools: &Tools,
 ) -> Result<(), SourceError> {
     let database = required_database(target)?;
-    let entry = reader.file(DUMP_FILE).ok_or_else(|| {
+    let entry = reader.file(DUMP_FILE).await?.ok_or_else(|| {
         SourceError::Invalid(format!(
             "snapshot {} holds no MySQL dump ({DUMP_FILE})",
             reader.id().short()

@@ -487,7 +487,7 @@ pub async fn load(
         }
         Ok(cmd)
     };
-    if let Some(entry) = reader.file(DUMP_FILE) {
+    if let Some(entry) = reader.file(DUMP_FILE).await? {
         // `--clean` drops what the dump holds before it creates it, post-data objects
         // (foreign keys) included: that needs the whole archive in one pass.
         if jobs > 1 && !clean {
@@ -545,7 +545,7 @@ pub async fn load_tables(
         })?;
         Ok(crate::pg_archive::restore_list(&chosen))
     };
-    if let Some(entry) = reader.file(DUMP_FILE) {
+    if let Some(entry) = reader.file(DUMP_FILE).await? {
         let head = read_archive_head(reader, entry).await.ok_or_else(|| {
             SourceError::Invalid(format!(
                 "snapshot {}: {DUMP_FILE} has no readable table of contents",
@@ -579,6 +579,7 @@ async fn spool_directory_dump(
 ) -> Result<std::path::PathBuf, SourceError> {
     let parts: Vec<&Entry> = reader
         .entries()
+        .await?
         .iter()
         .filter(|e| e.kind == EntryKind::File && e.path.starts_with(&format!("{DUMP_DIR}/")))
         .collect();

@@ -160,18 +160,17 @@ pub async fn facts(path: &Path) -> Result<SourceFacts, SourceError> {
 }
 
 /// The database file entry of a sqlite snapshot: its only top-level file.
-pub fn database_entry(reader: &SnapshotReader) -> Result<&Entry, SourceError> {
-    let snapshot = reader.snapshot();
-    snapshot
-        .roots
-        .first()
-        .and_then(|root| reader.file(&root.name))
-        .ok_or_else(|| {
-            SourceError::Invalid(format!(
-                "snapshot {} holds no SQLite database file",
-                reader.id().short()
-            ))
-        })
+pub async fn database_entry(reader: &SnapshotReader) -> Result<&Entry, SourceError> {
+    let found = match reader.snapshot().roots.first() {
+        Some(root) => reader.file(&root.name).await?,
+        None => None,
+    };
+    found.ok_or_else(|| {
+        SourceError::Invalid(format!(
+            "snapshot {} holds no SQLite database file",
+            reader.id().short()
+        ))
+    })
 }
 
 /// Loads only `tables` of a snapshot's database into the SQLite file `target` (created when
@@ -259,7 +258,7 @@ pub async fn load_tables(
 /// Writes the snapshot's database to `target`: into a temporary name beside it, renamed
 /// into place only when whole and verified.
 pub async fn load(reader: &SnapshotReader, target: &Path) -> Result<(), SourceError> {
-    let entry = database_entry(reader)?;
+    let entry = database_entry(reader).await?;
     let dir = target
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -157,6 +157,8 @@ async fn counts_agree_with_the_dump_while_writers_are_busy() {
     let reader = t.reader(id).await;
     assert!(reader
         .entries()
+        .await
+        .unwrap()
         .iter()
         .any(|e| e.path == "database.pgdir/toc.dat"));
     let options = ScratchOptions {

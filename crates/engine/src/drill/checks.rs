@@ -55,11 +55,15 @@ pub async fn fidelity(
     let tree = kind.is_some_and(|k| k.is_tree());
     let outcome = if tree {
         let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
-        let entries = reader.entries().to_vec();
         let facts = expected.clone();
-        tokio::task::spawn_blocking(move || compare_tree(&dir, &entries, &facts))
-            .await
-            .map_err(|e| format!("comparing files: {e}"))
+        match reader.shared_entries().await {
+            Ok(entries) => {
+                tokio::task::spawn_blocking(move || compare_tree(&dir, &entries, &facts))
+                    .await
+                    .map_err(|e| format!("comparing files: {e}"))
+            }
+            Err(e) => Err(format!("reading the snapshot's tree: {e}")),
+        }
     } else {
         scratch
             .facts()

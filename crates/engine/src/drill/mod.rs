@@ -286,8 +286,8 @@ pub async fn run_held(
             // A partial drill: the paths asked for, restored and checked on their own.
             let selection = crate::jobs::restore::PathSelection::new(&plan.paths, &[])
                 .map_err(|e| SourceError::Invalid(e.to_string()))?;
-            reader = reader.select(|path| selection.keeps(path));
-            if reader.entries().is_empty() {
+            reader = reader.select(|path| selection.keeps(path)).await?;
+            if reader.entries().await?.is_empty() {
                 return Err(SourceError::Invalid(format!(
                     "[drill] paths {:?} match nothing in snapshot {}",
                     plan.paths,
@@ -343,18 +343,29 @@ pub async fn run_held(
             failures.push(format!("restore failed: {e}"));
         }
         Ok((reader, scratch)) => {
-            let entries = reader.entries();
-            let files = entries
-                .iter()
-                .filter(|e| e.kind == backstop_repo::EntryKind::File)
-                .count();
-            let chunks: usize = entries.iter().map(|e| e.chunks.len()).sum();
-            report.checks.push(CheckResult::new(
-                "integrity",
-                "integrity",
-                CheckStatus::Passed,
-                format!("{chunks} chunk(s) verified against their ids and {files} file(s) against their SHA-256"),
-            ));
+            // The restore streamed the tree; its counts are read from it again here.
+            let integrity = match reader.entries().await {
+                Ok(entries) => {
+                    let files = entries
+                        .iter()
+                        .filter(|e| e.kind == backstop_repo::EntryKind::File)
+                        .count();
+                    let chunks: usize = entries.iter().map(|e| e.chunks.len()).sum();
+                    CheckResult::new(
+                        "integrity",
+                        "integrity",
+                        CheckStatus::Passed,
+                        format!("{chunks} chunk(s) verified against their ids and {files} file(s) against their SHA-256"),
+                    )
+                }
+                Err(e) => CheckResult::new(
+                    "integrity",
+                    "integrity",
+                    CheckStatus::Failed,
+                    format!("reading the snapshot's tree again: {e}"),
+                ),
+            };
+            report.checks.push(integrity);
             report.checks.push(CheckResult::new(
                 "restore",
                 "restore",

@@ -243,7 +243,7 @@ impl Prepared {
 
     /// Restores only the paths `selection` keeps (a partial restore of a files or config
     /// snapshot); refused for a database snapshot, and when no path matches.
-    pub fn select(mut self, selection: &PathSelection) -> Result<Self, EngineError> {
+    pub async fn select(mut self, selection: &PathSelection) -> Result<Self, EngineError> {
         if selection.is_all() {
             return Ok(self);
         }
@@ -255,8 +255,8 @@ impl Prepared {
                 self.id.short()
             )));
         }
-        self.reader = self.reader.select(|path| selection.keeps(path));
-        if self.reader.entries().is_empty() {
+        self.reader = self.reader.select(|path| selection.keeps(path)).await?;
+        if self.reader.entries().await?.is_empty() {
             return Err(EngineError::Refused(format!(
                 "no path of snapshot {} matches {}",
                 self.id.short(),

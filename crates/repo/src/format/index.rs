@@ -129,12 +129,25 @@ impl MasterIndex {
     }
 
     fn slot(&self, chunk: &Id) -> Option<&Slot> {
+        self.ordinal(chunk).map(|i| &self.chunks[i].1)
+    }
+
+    /// A chunk's place in the index's order, `0..len()`: how a caller that keeps a bit for
+    /// each chunk (a check's set of the chunks snapshots need) numbers them.
+    pub fn ordinal(&self, chunk: &Id) -> Option<usize> {
         assert!(self.sealed, "the index is looked up before it was sealed");
         let p = self.prefix(chunk);
-        let run = &self.chunks[self.starts[p] as usize..self.starts[p + 1] as usize];
+        let start = self.starts[p] as usize;
+        let run = &self.chunks[start..self.starts[p + 1] as usize];
         run.binary_search_by(|(id, _)| id.cmp(chunk))
             .ok()
-            .map(|i| &run[i].1)
+            .map(|i| start + i)
+    }
+
+    /// The chunk at `ordinal` ([`MasterIndex::ordinal`]) and where it is.
+    pub fn at(&self, ordinal: usize) -> (&Id, Location) {
+        let (id, slot) = &self.chunks[ordinal];
+        (id, self.location(slot))
     }
 
     fn location(&self, slot: &Slot) -> Location {
@@ -256,11 +269,21 @@ mod tests {
             index.add(&pack(b"q", &blobs[..n / 2]));
             index.seal();
             assert_eq!(index.len(), n, "{n} chunks");
+            let mut ordinals = std::collections::HashSet::new();
             for (i, id) in ids.iter().enumerate() {
-                let at = index.get(&Id::sha256(id)).unwrap();
+                let id = Id::sha256(id);
+                let at = index.get(&id).unwrap();
                 assert_eq!(at.offset, i as u64, "{n} chunks, chunk {i}");
+                // Its ordinal names it and no other chunk.
+                let ordinal = index.ordinal(&id).unwrap();
+                assert!(
+                    ordinal < n && ordinals.insert(ordinal),
+                    "{n} chunks, chunk {i}"
+                );
+                assert_eq!(index.at(ordinal), (&id, at));
             }
             assert!(!index.contains(&Id::sha256(b"not a chunk")));
+            assert_eq!(index.ordinal(&Id::sha256(b"not a chunk")), None);
             assert_eq!(index.chunk_ids().count(), n);
         }
     }
