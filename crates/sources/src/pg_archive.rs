@@ -47,9 +47,16 @@ pub struct TocEntry {
     /// The object's name (for a constraint or a default: the table's, then its own).
     pub tag: String,
     pub namespace: Option<String>,
+    /// pg_dump's section: [`SECTION_NONE`] (comments, security labels: they belong to the
+    /// section of the entry before them), pre-data (2), data (3) or [`SECTION_POST_DATA`].
+    pub section: i64,
     /// The dump ids it depends on.
     pub deps: Vec<i64>,
 }
+
+pub const SECTION_NONE: i64 = 1;
+pub const SECTION_PRE_DATA: i64 = 2;
+pub const SECTION_POST_DATA: i64 = 4;
 
 #[derive(Debug)]
 enum Phase {
@@ -89,6 +96,8 @@ pub struct ArchiveChecker {
     done: BTreeSet<i64>,
     /// The block being read.
     current: Option<i64>,
+    /// Blocks ended since [`ArchiveChecker::take_finished`] was last asked.
+    finished: Vec<i64>,
 }
 
 impl Default for ArchiveChecker {
@@ -98,6 +107,7 @@ impl Default for ArchiveChecker {
             toc: None,
             done: BTreeSet::new(),
             current: None,
+            finished: Vec::new(),
         }
     }
 }
@@ -152,6 +162,19 @@ impl ArchiveChecker {
             ));
         }
         Ok(self.done.len())
+    }
+
+    /// The dump ids of the data blocks that ended since this was last asked: their data has
+    /// streamed past.
+    pub fn take_finished(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.finished)
+    }
+
+    fn end_block(&mut self) {
+        if let Some(id) = self.current.take() {
+            self.done.insert(id);
+            self.finished.push(id);
+        }
     }
 
     fn describe(&self, id: Option<i64>) -> String {
@@ -267,7 +290,7 @@ impl ArchiveChecker {
             IntFor::ChunkLength { blobs } => match value {
                 0 if blobs => int(IntFor::BlobOid),
                 0 => {
-                    self.done.extend(self.current.take());
+                    self.end_block();
                     Phase::BlockStart
                 }
                 n if n < 0 => {
@@ -284,7 +307,7 @@ impl ArchiveChecker {
             },
             IntFor::BlobOid => match value {
                 0 => {
-                    self.done.extend(self.current.take());
+                    self.end_block();
                     Phase::BlockStart
                 }
                 _ => int(IntFor::ChunkLength { blobs: true }),
@@ -433,7 +456,7 @@ fn parse_toc(buf: &[u8], directory: bool) -> Result<Option<(Toc, usize)>, String
         string!(c); // oid
         let tag = string!(c).unwrap_or_default();
         let desc = string!(c).unwrap_or_default();
-        need!(c.int()); // section
+        let section = need!(c.int());
         string!(c); // definition
         string!(c); // drop
         string!(c); // copy
@@ -463,6 +486,7 @@ fn parse_toc(buf: &[u8], directory: bool) -> Result<Option<(Toc, usize)>, String
             desc,
             tag,
             namespace,
+            section,
             deps,
         });
     }
@@ -577,6 +601,185 @@ pub fn select_tables(
         .filter(|e| included.contains(&e.dump_id))
         .cloned()
         .collect())
+}
+
+/// Post-data objects a restore builds while later tables' data is still loading: those whose
+/// build reads only tables already loaded. Others (triggers, event triggers, a
+/// materialized view's data, index attachments) wait for the end of the data, as
+/// `pg_restore` orders them.
+const STAGED: &[&str] = &["INDEX", "CONSTRAINT", "FK CONSTRAINT"];
+
+/// Which post-data objects of an archive can be built as soon as the tables they read have
+/// their data, while the stream goes on loading the others: a custom-format stream is
+/// restored by one `pg_restore` job, and a large table's index builds otherwise wait for
+/// every later table's data.
+#[derive(Debug, Clone)]
+pub struct PostDataPlan {
+    /// Every entry in archive order, with its section as `pg_restore` takes it.
+    entries: Vec<(TocEntry, i64)>,
+    /// Entries that may be built early, in archive order: the `TABLE DATA` blocks they wait
+    /// for, and the staged entries they depend on.
+    staged: Vec<Staged>,
+    /// Dump ids of staged entries handed out.
+    taken: std::collections::HashSet<i64>,
+}
+
+#[derive(Debug, Clone)]
+struct Staged {
+    dump_id: i64,
+    data: Vec<i64>,
+    after: Vec<i64>,
+}
+
+impl PostDataPlan {
+    pub fn new(entries: &[TocEntry]) -> Self {
+        use std::collections::HashMap;
+        // An entry of no section belongs to the section before it (pg_restore's rule).
+        let mut current = SECTION_PRE_DATA;
+        let entries: Vec<(TocEntry, i64)> = entries
+            .iter()
+            .map(|e| {
+                if e.section != SECTION_NONE {
+                    current = e.section;
+                }
+                (e.clone(), current)
+            })
+            .collect();
+        let by_id: HashMap<i64, &(TocEntry, i64)> =
+            entries.iter().map(|pair| (pair.0.dump_id, pair)).collect();
+        let mut data_of: HashMap<i64, i64> = HashMap::new();
+        for (e, _) in &entries {
+            if e.desc == "TABLE DATA" {
+                for table in &e.deps {
+                    data_of.insert(*table, e.dump_id);
+                }
+            }
+        }
+        let is_candidate = |e: &TocEntry, section: i64| {
+            section == SECTION_POST_DATA
+                && e.section == SECTION_POST_DATA
+                && STAGED.contains(&e.desc.as_str())
+        };
+        let mut staged = Vec::new();
+        'entries: for (e, section) in &entries {
+            if !is_candidate(e, *section) {
+                continue;
+            }
+            // Everything it depends on, directly or not: the tables among them must have
+            // their data, and any post-data object among them must be staged too.
+            let mut seen = std::collections::HashSet::new();
+            let mut queue: Vec<i64> = e.deps.clone();
+            let (mut data, mut after) = (Vec::new(), Vec::new());
+            while let Some(id) = queue.pop() {
+                if !seen.insert(id) {
+                    continue;
+                }
+                let Some((dep, dep_section)) = by_id.get(&id) else {
+                    continue;
+                };
+                if *dep_section == SECTION_POST_DATA {
+                    if !is_candidate(dep, *dep_section) {
+                        continue 'entries;
+                    }
+                    after.push(id);
+                }
+                if dep.desc == "TABLE" {
+                    data.extend(data_of.get(&id));
+                }
+                queue.extend(&dep.deps);
+            }
+            staged.push(Staged {
+                dump_id: e.dump_id,
+                data,
+                after,
+            });
+        }
+        Self {
+            entries,
+            staged,
+            taken: Default::default(),
+        }
+    }
+
+    /// The staged entries not handed out yet whose tables' data is all in `loaded` (dump
+    /// ids of `TABLE DATA` blocks) and whose staged dependencies are handed out (earlier, or
+    /// now: a list is built in archive order): in archive order.
+    pub fn take_ready(&mut self, loaded: &std::collections::HashSet<i64>) -> Vec<TocEntry> {
+        let mut ready = std::collections::HashSet::new();
+        for s in &self.staged {
+            if !self.taken.contains(&s.dump_id)
+                && s.data.iter().all(|d| loaded.contains(d))
+                && s.after
+                    .iter()
+                    .all(|d| self.taken.contains(d) || ready.contains(d))
+            {
+                ready.insert(s.dump_id);
+            }
+        }
+        self.taken.extend(&ready);
+        self.entries
+            .iter()
+            .filter(|(e, _)| ready.contains(&e.dump_id))
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+
+    /// The post-data entries not handed out, in archive order: what is built once all the
+    /// data is loaded.
+    pub fn rest(&self) -> Vec<TocEntry> {
+        self.entries
+            .iter()
+            .filter(|(e, section)| {
+                *section == SECTION_POST_DATA && !self.taken.contains(&e.dump_id)
+            })
+            .map(|(e, _)| e.clone())
+            .collect()
+    }
+}
+
+/// Follows an archive streaming into `pg_restore` and says which data blocks have landed:
+/// the stream is `margin` bytes past their end, more than can be in flight between the
+/// stream and what `pg_restore` has processed, so that their `COPY` is over.
+#[derive(Debug)]
+pub struct Landings {
+    checker: ArchiveChecker,
+    margin: u64,
+    streamed: u64,
+    /// Blocks that have streamed past, with the stream's length when they had.
+    passed: std::collections::VecDeque<(i64, u64)>,
+}
+
+impl Landings {
+    pub fn new(margin: u64) -> Self {
+        Self {
+            checker: ArchiveChecker::default(),
+            margin,
+            streamed: 0,
+            passed: Default::default(),
+        }
+    }
+
+    /// Follows `bytes`; returns the blocks that landed with them, in stream order.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<i64> {
+        self.streamed += bytes.len() as u64;
+        self.checker.feed(bytes);
+        let streamed = self.streamed;
+        self.passed.extend(
+            self.checker
+                .take_finished()
+                .into_iter()
+                .map(|b| (b, streamed)),
+        );
+        let mut landed = Vec::new();
+        while let Some(&(block, end)) = self.passed.front() {
+            if streamed < end + self.margin {
+                break;
+            }
+            landed.push(block);
+            self.passed.pop_front();
+        }
+        landed
+    }
 }
 
 /// A `pg_restore -L` list of `entries` (only the leading dump id of each line counts).
@@ -811,11 +1014,18 @@ mod tests {
     }
 
     fn entry(dump_id: i64, desc: &str, tag: &str, deps: &[i64]) -> TocEntry {
+        let section = match desc {
+            "TABLE DATA" | "SEQUENCE SET" => 3,
+            "INDEX" | "CONSTRAINT" | "FK CONSTRAINT" | "TRIGGER" | "EVENT TRIGGER" => 4,
+            "COMMENT" => SECTION_NONE,
+            _ => SECTION_PRE_DATA,
+        };
         TocEntry {
             dump_id,
             desc: desc.into(),
             tag: tag.into(),
             namespace: Some("public".into()),
+            section,
             deps: deps.to_vec(),
         }
     }
@@ -864,5 +1074,88 @@ mod tests {
             Err(vec!["public.nope".to_string()])
         );
         assert!(restore_list(&chosen).starts_with("1; 0 0 FUNCTION public log_change()\n"));
+    }
+
+    /// Issue 17, item 1: a table's keys and indexes are built once its data has streamed
+    /// past, while later tables load; a foreign key waits for both tables and the key it
+    /// references; comments, triggers and anything that depends on them wait for the end.
+    #[test]
+    fn post_data_is_built_as_its_tables_data_lands() {
+        let toc = vec![
+            entry(1, "FUNCTION", "log_change()", &[]),
+            entry(2, "TABLE", "customers", &[]),
+            entry(4, "TABLE", "orders", &[]),
+            entry(7, "TABLE DATA", "customers", &[2]),
+            entry(8, "TABLE DATA", "orders", &[4]),
+            entry(10, "CONSTRAINT", "customers customers_pkey", &[2]),
+            entry(15, "COMMENT", "CONSTRAINT customers_pkey", &[10]),
+            entry(11, "CONSTRAINT", "orders orders_pkey", &[4]),
+            entry(12, "INDEX", "orders_customer_idx", &[4]),
+            entry(13, "TRIGGER", "orders orders_audit", &[4, 1]),
+            entry(
+                14,
+                "FK CONSTRAINT",
+                "orders orders_customer_id_fkey",
+                &[4, 10],
+            ),
+            entry(16, "INDEX", "orders_on_trigger", &[13]),
+        ];
+        let ids =
+            |entries: Vec<TocEntry>| -> Vec<i64> { entries.iter().map(|e| e.dump_id).collect() };
+        let mut plan = PostDataPlan::new(&toc);
+        let mut loaded = std::collections::HashSet::new();
+        assert!(plan.take_ready(&loaded).is_empty(), "no data yet");
+        loaded.insert(7);
+        assert_eq!(ids(plan.take_ready(&loaded)), [10], "customers' key");
+        assert!(plan.take_ready(&loaded).is_empty(), "handed out once");
+        loaded.insert(8);
+        assert_eq!(ids(plan.take_ready(&loaded)), [11, 12, 14]);
+        // The comment (no section: the one before it), the trigger and the index that
+        // depends on the trigger are built at the end.
+        assert_eq!(ids(plan.rest()), [15, 13, 16]);
+
+        // Everything at once when the data is all there: the foreign key after the key it
+        // needs, in archive order.
+        let mut plan = PostDataPlan::new(&toc);
+        let all: std::collections::HashSet<i64> = [7, 8].into();
+        assert_eq!(ids(plan.take_ready(&all)), [10, 11, 12, 14]);
+    }
+
+    #[test]
+    fn the_checker_reports_each_data_block_as_it_ends() {
+        let archive = whole();
+        let mut checker = ArchiveChecker::default();
+        let mut finished = Vec::new();
+        for piece in archive.bytes.chunks(7) {
+            checker.feed(piece);
+            finished.extend(checker.take_finished());
+        }
+        assert_eq!(finished, [2, 3, 4], "each block once, as it ends");
+        assert_eq!(checker.finish(), Ok(3));
+    }
+
+    /// A block has landed only once the stream is a margin past its end (what can still
+    /// be in flight to `pg_restore`); the blocks at the very end never do, and wait for the
+    /// load to finish.
+    #[test]
+    fn a_block_lands_only_a_margin_past_its_end() {
+        let archive = whole();
+        let head = head_length(&archive.bytes).unwrap().unwrap();
+        // Block 2 ends 8 + 2 × (5 + n) + 5 bytes after the head: its type, id, two chunks
+        // and the zero length, with 4-byte integers (5 bytes each, sign included).
+        let end_of_2 = head + 1 + 5 + (5 + 8) + (5 + 9) + 5;
+        let margin = 10;
+        let mut landings = Landings::new(margin as u64);
+        let mut landed_at = Vec::new();
+        for (at, byte) in archive.bytes.iter().enumerate() {
+            for block in landings.feed(std::slice::from_ref(byte)) {
+                landed_at.push((block, at + 1));
+            }
+        }
+        assert_eq!(landed_at[0], (2, end_of_2 + margin), "{landed_at:?}");
+        assert!(
+            landed_at.iter().all(|&(b, _)| b != 4),
+            "the last block waits: {landed_at:?}"
+        );
     }
 }

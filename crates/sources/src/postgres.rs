@@ -601,13 +601,24 @@ async fn spool_directory_dump(
     Ok(dir)
 }
 
-/// Loads a custom-format dump in two passes: its schema and data streamed into one
-/// `pg_restore` as they are read from the repository, then the post-data objects
-/// (indexes, keys, constraints, triggers) built by `jobs` parallel workers from a file
-/// holding just the archive's head. A custom-format stream can only be restored by one
-/// job (`--jobs` needs to seek), and index builds are a large part of a load: this keeps
-/// the data streaming with no spool of the dump, and builds the indexes as
-/// `pg_restore --jobs` from a file would (docs/architecture.md, "Database loads").
+/// How far past a table's data block the stream must be before that data is taken as loaded
+/// and committed. `pg_restore` ends a table's `COPY` (and, without `--single-transaction`,
+/// commits it) before it reads the next block; bytes the stream has passed but
+/// `pg_restore` has not processed are at most the writer's buffer (2 MiB), the pipe (1 MiB)
+/// and its own read buffer. A key built before its table's `COPY` began would be checked
+/// against an empty table, and a foreign key would then refuse rows whose referenced table
+/// loads later.
+const LANDED_AFTER: u64 = 16 << 20;
+
+/// Loads a custom-format dump with its post-data objects built beside the data: the schema
+/// and data stream into one `pg_restore` as they are read from the repository; as each
+/// table's data streams past, the keys and indexes that read only tables already loaded
+/// are built by another `pg_restore` from a file holding just the archive's head (one
+/// batch at a time); what is left (the last tables' keys, triggers, comments) is built by
+/// `jobs` parallel workers once the data is in. A custom-format stream can only be
+/// restored by one job (`--jobs` needs to seek), and index builds are a large part of a
+/// load: this keeps the data streaming with no spool of the dump, and keeps a second core
+/// building indexes while it does (docs/architecture.md, "Database loads").
 async fn load_split(
     reader: &SnapshotReader,
     entry: &Entry,
@@ -615,25 +626,73 @@ async fn load_split(
     restore_command: impl Fn() -> Result<Command, SourceError>,
     jobs: u32,
 ) -> Result<(), SourceError> {
+    let entries = crate::pg_archive::toc_entries(&head).map_err(|e| {
+        SourceError::Invalid(format!(
+            "snapshot {}: the dump's table of contents: {e}",
+            reader.id().short()
+        ))
+    })?;
+    let mut plan = crate::pg_archive::PostDataPlan::new(&entries);
     let spool = crate::spool_dir("backstop-pgrestore-")?;
     let toc = spool.path().join("head.pgdump");
     std::fs::write(&toc, &head).map_err(|e| SourceError::io(toc.display(), e))?;
+    let post_data = |list: &[crate::pg_archive::TocEntry], name: &str, jobs: u32| {
+        let path = spool.path().join(name);
+        std::fs::write(&path, crate::pg_archive::restore_list(list))
+            .map_err(|e| SourceError::io(path.display(), e))?;
+        let mut cmd = restore_command()?;
+        cmd.args([
+            "--section=post-data",
+            "--format=custom",
+            &format!("--jobs={jobs}"),
+        ])
+        .arg(format!("--use-list={}", path.display()))
+        .arg(&toc);
+        Running::spawn(Tool::PgRestore, cmd)
+    };
 
     let mut data = restore_command()?;
     data.args(["--section=pre-data", "--section=data"])
         .stdin(std::process::Stdio::piped());
-    Running::spawn(Tool::PgRestore, data)?
-        .feed(reader, entry)
-        .await?;
+    let (landed, mut landing) = tokio::sync::mpsc::unbounded_channel();
+    let mut landings = crate::pg_archive::Landings::new(LANDED_AFTER);
+    let loading = Running::spawn(Tool::PgRestore, data)?.feed_tapped(reader, entry, move |bytes| {
+        for block in landings.feed(bytes) {
+            let _ = landed.send(block);
+        }
+    });
+    let building = async {
+        let mut loaded = std::collections::HashSet::new();
+        let mut batch = 0;
+        // Ends when the stream does (the tap, and its sender, are dropped).
+        while let Some(block) = landing.recv().await {
+            loaded.insert(block);
+            while let Ok(block) = landing.try_recv() {
+                loaded.insert(block);
+            }
+            let ready = plan.take_ready(&loaded);
+            if !ready.is_empty() {
+                batch += 1;
+                tracing::debug!(
+                    objects = ready.len(),
+                    batch,
+                    "building post-data objects while the data loads"
+                );
+                post_data(&ready, &format!("early-{batch}.list"), 1)?
+                    .finish()
+                    .await?;
+            }
+        }
+        Ok::<_, SourceError>(())
+    };
+    let (loaded, built) = futures::join!(loading, building);
+    loaded?;
+    built?;
 
-    let mut post = restore_command()?;
-    post.args([
-        "--section=post-data",
-        "--format=custom",
-        &format!("--jobs={jobs}"),
-    ])
-    .arg(&toc);
-    Running::spawn(Tool::PgRestore, post)?.finish().await?;
+    let rest = plan.rest();
+    if !rest.is_empty() {
+        post_data(&rest, "rest.list", jobs)?.finish().await?;
+    }
     Ok(())
 }
 

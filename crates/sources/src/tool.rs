@@ -300,11 +300,24 @@ impl Running {
     /// tool stops reading early, its own error is the one reported; when the repository
     /// fails (a corrupt chunk), the tool is killed and the repository's error reported.
     pub async fn feed(
-        mut self,
+        self,
         reader: &backstop_repo::SnapshotReader,
         entry: &backstop_repo::Entry,
     ) -> Result<(), SourceError> {
-        let mut stdin = self.stdin_pipe()?;
+        self.feed_tapped(reader, entry, |_| ()).await
+    }
+
+    /// As [`Running::feed`], showing `tap` every piece of the stream as the tool takes it.
+    pub async fn feed_tapped(
+        mut self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+        tap: impl FnMut(&[u8]) + Send + Unpin,
+    ) -> Result<(), SourceError> {
+        let mut stdin = Tapped {
+            inner: self.stdin_pipe()?,
+            tap,
+        };
         let streamed = reader.stream_file(entry, &mut stdin).await;
         drop(stdin);
         match streamed {
@@ -455,5 +468,42 @@ mod tests {
             err.contains("pg_dump") && err.contains("tools.pg_dump"),
             "{err}"
         );
+    }
+}
+
+/// A writer that shows what it passes on to a tap, as it is accepted.
+struct Tapped<W, F> {
+    inner: W,
+    tap: F,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8]) + Unpin> tokio::io::AsyncWrite
+    for Tapped<W, F>
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, bytes);
+        if let std::task::Poll::Ready(Ok(n)) = written {
+            (this.tap)(&bytes[..n]);
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

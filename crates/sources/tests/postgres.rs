@@ -97,6 +97,11 @@ async fn round_trip_keeps_rows_objects_and_facts() {
         "1"
     );
     assert_eq!(copy.sql("SELECT order_total_eur(12345)"), "123.45");
+    // Built after the data, with the comment that follows it in the archive.
+    assert_eq!(
+        copy.sql("SELECT obj_description('orders_customer_idx'::regclass, 'pg_class')"),
+        "orders by customer"
+    );
     assert_eq!(copy.sql("SELECT count(*) FROM customer_totals"), "201");
     assert_eq!(
         copy.sql("SELECT last_value >= 1000 FROM invoice_number_seq"),
@@ -113,6 +118,91 @@ async fn round_trip_keeps_rows_objects_and_facts() {
         before,
         "the scratch database is gone"
     );
+}
+
+/// Log lines, kept for a test to read.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 17, item 1: a table's keys and indexes are built while the tables after it still
+/// load (more than the 16 MiB margin after it streams in here), and every row, key and
+/// foreign key comes back: the keys built early hold every row, and a foreign key waits
+/// for both of its tables.
+#[tokio::test]
+async fn keys_built_while_later_tables_load_hold_every_row() {
+    let _turn = SCRATCH.lock().await;
+    let db = PgDb::create("backstop_test_pg_early");
+    db.sql(
+        "CREATE TABLE a_parents (id int PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO a_parents SELECT i, repeat(md5(i::text), 4) FROM generate_series(1, 200000) i;
+         CREATE INDEX a_parents_pad ON a_parents (pad);
+         COMMENT ON INDEX a_parents_pad IS 'parents by pad';
+         CREATE TABLE b_children (id int PRIMARY KEY,
+             parent int NOT NULL REFERENCES a_parents (id), pad text NOT NULL);
+         INSERT INTO b_children
+             SELECT i, 1 + i % 200000, repeat(md5(i::text), 4) FROM generate_series(1, 200000) i;
+         CREATE TABLE c_small (id int PRIMARY KEY, child int REFERENCES b_children (id));
+         INSERT INTO c_small SELECT i, i FROM generate_series(1, 100) i;",
+    );
+    let t = TestRepo::new().await;
+    let (id, snapshot) = t
+        .back_up(&spec(&t, &db, DumpFormat::Custom, None), &Tools::default())
+        .await
+        .unwrap();
+    let reader = t.reader(id).await;
+
+    let logged = Logged::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer({
+            let logged = logged.clone();
+            move || logged.clone()
+        })
+        .finish();
+    let restored = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        scratch::restore(
+            &reader,
+            &scratch_server(),
+            &Tools::default(),
+            &ScratchOptions::default(),
+        )
+        .await
+        .unwrap()
+    };
+    let log = String::from_utf8(logged.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("building post-data objects while the data loads"),
+        "a_parents' key and index are built while b_children loads: {log}"
+    );
+
+    let facts = restored.facts().await.unwrap();
+    assert_eq!(facts.tables, snapshot.facts.tables);
+    assert_eq!(facts.schema_fingerprint, snapshot.facts.schema_fingerprint);
+    let copy = PgDb::adopt(restored.name());
+    assert_eq!(copy.checksums(), db.checksums(), "content per table");
+    assert_eq!(
+        copy.sql("SELECT count(*) FROM pg_constraint WHERE contype IN ('p', 'f') AND convalidated AND connamespace = 'public'::regnamespace"),
+        "5",
+        "three keys and two foreign keys, all valid"
+    );
+    assert_eq!(
+        copy.sql("SELECT obj_description('a_parents_pad'::regclass, 'pg_class')"),
+        "parents by pad"
+    );
+    std::mem::forget(copy); // the scratch guard owns the drop
+    restored.discard().await.unwrap();
 }
 
 #[tokio::test]
