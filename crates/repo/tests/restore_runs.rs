@@ -14,7 +14,7 @@ mod common;
 
 use backstop_repo::{InitOptions, Repository, SnapshotReader};
 use bytes::Bytes;
-use common::{back_up, write_files};
+use common::{back_up, failed_restore, write_files};
 
 /// Memory storage that counts ranged reads of packs.
 #[derive(Debug, Default)]
@@ -139,13 +139,7 @@ async fn round_trip(secret: Option<Vec<u8>>) {
     let mut pack = storage.inner.get(&key).await.unwrap().to_vec();
     pack[(loc.offset + loc.length / 2) as usize] ^= 0xff;
     storage.inner.put(&key, pack.into()).await.unwrap();
-    let reader = SnapshotReader::open(open().await, id).await.unwrap();
-    let target = tempfile::tempdir().unwrap();
-    let err = reader
-        .restore_to(target.path())
-        .await
-        .unwrap_err()
-        .to_string();
+    let (err, target) = failed_restore(open().await, id).await;
     assert!(err.contains("2 file(s)"), "f1 and its duplicate f2: {err}");
     assert!(
         err.contains("src/d1/f1.bin") && err.contains("src/d2/f2.bin"),

@@ -14,7 +14,7 @@ use backstop_repo::storage::{MemoryStorage, Storage};
 use backstop_repo::{
     EntryKind, FileStatus, Id, InitOptions, Repository, SnapshotReader, SnapshotWriter, SourceFacts,
 };
-use common::{entry, meta};
+use common::{entry, failed_restore, meta};
 
 /// More directories under `a` than a restore's window holds.
 const DIRS: usize = 40_000;
@@ -124,15 +124,7 @@ async fn the_windows_before_a_damaged_part_of_the_tree_are_restored_first() {
     pack[(loc.offset + loc.length / 2) as usize] ^= 0xff;
     storage.put(&key, pack.into()).await.unwrap();
 
-    let reader = SnapshotReader::open(reopen(storage).await, id)
-        .await
-        .unwrap();
-    let target = tempfile::tempdir().unwrap();
-    let err = reader
-        .restore_to(target.path())
-        .await
-        .unwrap_err()
-        .to_string();
+    let (err, target) = failed_restore(reopen(storage).await, id).await;
     assert!(
         err.contains(&last.to_hex()[..12]) || err.contains(&loc.pack.to_hex()),
         "names what is damaged: {err}"

@@ -1030,12 +1030,10 @@ mod tests {
         }
     }
 
-    /// Issue 18, item 1: a table comes with its data, default, sequence, keys, index and
-    /// trigger (and the function the trigger calls); not with another table, nor a foreign
-    /// key to a table left out.
-    #[test]
-    fn a_selected_table_brings_its_parts_and_nothing_else() {
-        let toc = vec![
+    /// customers and orders, with a sequence, a default, keys, an index, a trigger and a
+    /// foreign key, in pg_dump's order.
+    fn orders_toc() -> Vec<TocEntry> {
+        vec![
             entry(1, "FUNCTION", "log_change()", &[]),
             entry(2, "TABLE", "customers", &[]),
             entry(3, "SEQUENCE", "orders_id_seq", &[]),
@@ -1055,7 +1053,15 @@ mod tests {
                 "orders orders_customer_id_fkey",
                 &[4, 10],
             ),
-        ];
+        ]
+    }
+
+    /// Issue 18, item 1: a table comes with its data, default, sequence, keys, index and
+    /// trigger (and the function the trigger calls); not with another table, nor a foreign
+    /// key to a table left out.
+    #[test]
+    fn a_selected_table_brings_its_parts_and_nothing_else() {
+        let toc = orders_toc();
         let chosen = select_tables(&toc, &[("public".into(), "orders".into())]).unwrap();
         let ids: Vec<i64> = chosen.iter().map(|e| e.dump_id).collect();
         assert_eq!(ids, [1, 3, 4, 5, 6, 8, 9, 11, 12, 13]);
@@ -1081,25 +1087,13 @@ mod tests {
     /// references; comments, triggers and anything that depends on them wait for the end.
     #[test]
     fn post_data_is_built_as_its_tables_data_lands() {
-        let toc = vec![
-            entry(1, "FUNCTION", "log_change()", &[]),
-            entry(2, "TABLE", "customers", &[]),
-            entry(4, "TABLE", "orders", &[]),
-            entry(7, "TABLE DATA", "customers", &[2]),
-            entry(8, "TABLE DATA", "orders", &[4]),
-            entry(10, "CONSTRAINT", "customers customers_pkey", &[2]),
+        let mut toc = orders_toc();
+        let after_key = toc.iter().position(|e| e.dump_id == 10).unwrap() + 1;
+        toc.insert(
+            after_key,
             entry(15, "COMMENT", "CONSTRAINT customers_pkey", &[10]),
-            entry(11, "CONSTRAINT", "orders orders_pkey", &[4]),
-            entry(12, "INDEX", "orders_customer_idx", &[4]),
-            entry(13, "TRIGGER", "orders orders_audit", &[4, 1]),
-            entry(
-                14,
-                "FK CONSTRAINT",
-                "orders orders_customer_id_fkey",
-                &[4, 10],
-            ),
-            entry(16, "INDEX", "orders_on_trigger", &[13]),
-        ];
+        );
+        toc.push(entry(16, "INDEX", "orders_on_trigger", &[13]));
         let ids =
             |entries: Vec<TocEntry>| -> Vec<i64> { entries.iter().map(|e| e.dump_id).collect() };
         let mut plan = PostDataPlan::new(&toc);

@@ -115,3 +115,16 @@ pub async fn assert_restores(repo: Arc<Repository>, id: Id, files: &[(String, Ve
         assert!(restored == *content, "{path} differs after restore");
     }
 }
+
+/// Restores a snapshot that must fail into a new directory: the error, and the directory
+/// with what was restored before it.
+pub async fn failed_restore(repo: Arc<Repository>, id: Id) -> (String, tempfile::TempDir) {
+    let reader = backstop_repo::SnapshotReader::open(repo, id).await.unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let err = reader
+        .restore_to(target.path())
+        .await
+        .unwrap_err()
+        .to_string();
+    (err, target)
+}
