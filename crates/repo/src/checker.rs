@@ -353,19 +353,18 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     let mut indexed_packs: Vec<(Id, u64)> = index.packs().iter().map(|(k, v)| (*k, *v)).collect();
     indexed_packs.sort();
     for (pack_id, size) in &indexed_packs {
-        let chunks = ids_of(pack_id);
         match packs_stored.get(pack_id) {
             None => deferred.error(
                 &mut report,
                 layout::pack_key(pack_id),
                 "pack is missing (an index lists it)",
-                chunks,
+                ids_of(pack_id),
             ),
             Some(stored) if stored != size => deferred.error(
                 &mut report,
                 layout::pack_key(pack_id),
                 format!("pack is {stored} bytes, the index says {size}"),
-                chunks,
+                ids_of(pack_id),
             ),
             Some(_) => {}
         }
