@@ -440,37 +440,6 @@ fn describe_failure(status: ExitStatus, stderr: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn versions_are_read_from_banners() {
-        assert_eq!(
-            parse_version("pg_dump (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)"),
-            Some((15, 19))
-        );
-        assert_eq!(
-            parse_version("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu"),
-            Some((10, 11))
-        );
-        assert_eq!(parse_version("no digits here"), None);
-    }
-
-    #[test]
-    fn a_missing_tool_is_named_with_its_package() {
-        let tools = Tools {
-            pg_dump: Some("/nonexistent/pg_dump".into()),
-            ..Tools::default()
-        };
-        let err = tools.find(Tool::PgDump).unwrap_err().to_string();
-        assert!(
-            err.contains("pg_dump") && err.contains("tools.pg_dump"),
-            "{err}"
-        );
-    }
-}
-
 /// A writer that shows what it passes on to a tap, as it is accepted.
 struct Tapped<W, F> {
     inner: W,
@@ -505,5 +474,36 @@ impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8]) + Unpin> tokio::io::Async
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_read_from_banners() {
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)"),
+            Some((15, 19))
+        );
+        assert_eq!(
+            parse_version("mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu"),
+            Some((10, 11))
+        );
+        assert_eq!(parse_version("no digits here"), None);
+    }
+
+    #[test]
+    fn a_missing_tool_is_named_with_its_package() {
+        let tools = Tools {
+            pg_dump: Some("/nonexistent/pg_dump".into()),
+            ..Tools::default()
+        };
+        let err = tools.find(Tool::PgDump).unwrap_err().to_string();
+        assert!(
+            err.contains("pg_dump") && err.contains("tools.pg_dump"),
+            "{err}"
+        );
     }
 }
