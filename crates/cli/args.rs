@@ -416,8 +416,9 @@ pub struct RestoreArgs {
     /// replaced, and the replacement is recorded in the audit log when there is a catalog
     #[arg(long)]
     pub replace_source: bool,
-    /// Parallel pg_restore jobs: tables of a directory-format PostgreSQL dump, and the
-    /// indexes, keys and constraints of either format (1 loads a custom-format dump in one pass)
+    /// Parallel load jobs: pg_restore's for the tables of a directory-format PostgreSQL dump
+    /// and the indexes, keys and constraints of either format; for MariaDB, clients loading
+    /// whole tables side by side (1 loads a custom-format or MariaDB dump in one pass)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,
     /// Restore only the paths that match GLOB, or lie in a directory that does (files and

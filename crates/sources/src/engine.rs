@@ -97,7 +97,7 @@ impl Engine {
     ) -> Result<(), SourceError> {
         match (self, tables.is_empty()) {
             (Engine::Postgres, true) => postgres::load(reader, url, tools, jobs, clean).await,
-            (Engine::Mysql, true) => mysql::load(reader, url, tools).await,
+            (Engine::Mysql, true) => mysql::load(reader, url, tools, jobs).await,
             (Engine::Postgres, false) => {
                 let named: Vec<(String, String)> = tables
                     .iter()

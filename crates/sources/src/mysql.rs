@@ -20,7 +20,7 @@ use tokio::process::Command;
 
 use crate::dburl::{query_error, DbUrl, UrlSource};
 use crate::dump_rows::{CountingReader, RowCounter};
-use crate::tool::{Running, Tool, Tools};
+use crate::tool::{side_by_side, FileStream, Running, Tool, Tools};
 use crate::{fingerprint, stream_entry, BackedUp, SourceContext, SourceError};
 
 /// The SQL dump in a snapshot's tree.
@@ -453,26 +453,32 @@ pub async fn databases_with_prefix(
         .collect())
 }
 
-/// Which lines of a `mariadb-dump` stream restore a set of tables: the header and footer
-/// (the session settings the dump sets and restores), and each selected table's sections
-/// (its structure, its data and its triggers); no other table, view, routine or event.
-#[derive(Debug)]
-pub struct TableFilter {
-    tables: std::collections::HashSet<String>,
-    keep: bool,
+/// Where a line of a `mariadb-dump` stream stands: the header (the session settings the
+/// dump sets), a table's sections (its structure, its data and its triggers, which follow
+/// its data), another object's section (a view, the routines, the events), or the footer
+/// (the settings put back).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Header,
+    Table(String),
+    Other,
+    Footer,
 }
 
-impl TableFilter {
-    pub fn new(tables: &[String]) -> Self {
-        Self {
-            tables: tables.iter().cloned().collect(),
-            keep: true,
-        }
+/// Follows a dump line by line and says which [`Part`] each line belongs to.
+#[derive(Debug)]
+struct DumpSections {
+    part: Part,
+}
+
+impl DumpSections {
+    fn new() -> Self {
+        Self { part: Part::Header }
     }
 
-    /// Whether `line` (its end included) belongs to the restore.
-    pub fn keep(&mut self, line: &[u8]) -> bool {
-        const SECTIONS: [&[u8]; 2] = [
+    /// The part `line` (its end included) belongs to, and whether a section starts with it.
+    fn step(&mut self, line: &[u8]) -> (&Part, bool) {
+        const TABLE: [&[u8]; 2] = [
             b"-- Table structure for table `",
             b"-- Dumping data for table `",
         ];
@@ -482,17 +488,121 @@ impl TableFilter {
             b"-- Dumping routines for database ",
             b"-- Dumping events for database ",
         ];
-        if let Some(prefix) = SECTIONS.iter().find(|p| line.starts_with(p)) {
-            let name = &line[prefix.len() - 1..];
-            self.keep = self.tables.contains(&backquoted(name));
+        let starts = if let Some(prefix) = TABLE.iter().find(|p| line.starts_with(p)) {
+            self.part = Part::Table(backquoted(&line[prefix.len() - 1..]));
+            true
         } else if OTHERS.iter().any(|p| line.starts_with(p)) {
-            self.keep = false;
+            self.part = Part::Other;
+            true
         } else if line.starts_with(b"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */") {
-            // The footer: the session settings put back.
-            self.keep = true;
-        }
-        self.keep
+            self.part = Part::Footer;
+            true
+        } else {
+            false
+        };
+        (&self.part, starts)
     }
+}
+
+/// Which lines of a `mariadb-dump` stream restore a set of tables: the header and footer
+/// (the session settings the dump sets and restores), and each selected table's sections
+/// (its structure, its data and its triggers); no other table, view, routine or event.
+#[derive(Debug)]
+pub struct TableFilter {
+    tables: std::collections::HashSet<String>,
+    sections: DumpSections,
+}
+
+impl TableFilter {
+    pub fn new(tables: &[String]) -> Self {
+        Self {
+            tables: tables.iter().cloned().collect(),
+            sections: DumpSections::new(),
+        }
+    }
+
+    /// Whether `line` (its end included) belongs to the restore.
+    pub fn keep(&mut self, line: &[u8]) -> bool {
+        match self.sections.step(line).0 {
+            Part::Header | Part::Footer => true,
+            Part::Table(name) => self.tables.contains(name),
+            Part::Other => false,
+        }
+    }
+}
+
+/// What the clients of a parallel load share: which client took each table, and the parts
+/// loaded once every table is in (views, routines and events, with the dump's header and
+/// footer around them), kept by the first client as it passes them.
+#[derive(Debug, Default)]
+struct SharedLoad {
+    taken_by: std::collections::HashMap<String, usize>,
+    header: Vec<u8>,
+    others: Vec<u8>,
+    footer: Vec<u8>,
+}
+
+/// One client's share of a parallel load ([`load`]). Every client reads the whole dump;
+/// each takes the first table no client has taken when it reaches it, and passes on the
+/// header, that table's sections and the footer. A client loading a large table falls
+/// behind the stream while another reads on to the next table, so tables load side by
+/// side without the dump being split or spooled first. Views, routines and events wait
+/// for the end (a view needs its tables); client 0 keeps them.
+struct LoadShare {
+    client: usize,
+    sections: DumpSections,
+    shared: Arc<Mutex<SharedLoad>>,
+    mine: bool,
+}
+
+impl LoadShare {
+    fn keep(&mut self, line: &[u8]) -> bool {
+        let first = self.client == 0;
+        let (part, starts) = self.sections.step(line);
+        let keep_for_the_end = |into: fn(&mut SharedLoad) -> &mut Vec<u8>| {
+            if first {
+                into(&mut self.shared.lock().expect("parallel load lock")).extend_from_slice(line);
+            }
+        };
+        match part {
+            Part::Header => {
+                keep_for_the_end(|s| &mut s.header);
+                true
+            }
+            Part::Footer => {
+                keep_for_the_end(|s| &mut s.footer);
+                true
+            }
+            Part::Other => {
+                keep_for_the_end(|s| &mut s.others);
+                false
+            }
+            Part::Table(name) => {
+                if starts {
+                    let mut shared = self.shared.lock().expect("parallel load lock");
+                    let taker = match shared.taken_by.get(name) {
+                        Some(taker) => *taker,
+                        None => {
+                            tracing::debug!(table = %name, client = self.client, "loading table");
+                            shared.taken_by.insert(name.clone(), self.client);
+                            self.client
+                        }
+                    };
+                    self.mine = taker == self.client;
+                }
+                self.mine && !is_table_lock(line)
+            }
+        }
+    }
+}
+
+/// The dump's `LOCK TABLES` and `UNLOCK TABLES` around a table's data. A parallel load leaves
+/// them out: a session holding `LOCK TABLES` on a parent table fails its next insert ("was not
+/// locked with LOCK TABLES") once another session has created a child table with a foreign
+/// key to it. For InnoDB they change nothing else; a MyISAM table loads slower without.
+fn is_table_lock(line: &[u8]) -> bool {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line == b"UNLOCK TABLES;" || (line.starts_with(b"LOCK TABLES `") && line.ends_with(b"` WRITE;"))
 }
 
 /// The name in a line's backquotes (`` `a``b` `` is a`b).
@@ -551,17 +661,21 @@ pub async fn load_tables(
         .stdin(std::process::Stdio::piped());
     let mut filter = TableFilter::new(tables);
     Running::spawn(Tool::Mariadb, cmd)?
-        .feed_lines(reader, entry, move |line| filter.keep(line))
+        .feed_lines(reader, entry, FileStream::Verifying, move |line| {
+            filter.keep(line)
+        })
         .await
 }
 
-/// Loads a snapshot's dump into the existing database `target` with the `mariadb` client.
-/// The dump drops and recreates each table it holds, so loading over existing tables
-/// replaces them.
+/// Loads a snapshot's dump into the existing database `target` with `jobs` `mariadb` clients
+/// at once, each taking whole tables as it reaches them ([`LoadShare`]); views, routines
+/// and events follow once every table is in. The dump drops and recreates each table it
+/// holds, so loading over existing tables replaces them.
 pub async fn load(
     reader: &SnapshotReader,
     target: &DbUrl,
     tools: &Tools,
+    jobs: u32,
 ) -> Result<(), SourceError> {
     let database = required_database(target)?;
     let entry = reader.file(DUMP_FILE).await?.ok_or_else(|| {
@@ -570,24 +684,60 @@ pub async fn load(
             reader.id().short()
         ))
     })?;
-    let (mut cmd, _options) = client_command(tools, Tool::Mariadb, target)?;
-    cmd.args(["--binary-mode", "--batch"])
-        .arg(format!("--database={database}"))
-        .stdin(std::process::Stdio::piped());
-    Running::spawn(Tool::Mariadb, cmd)?
-        .feed(reader, entry)
-        .await
+    // A client and its options file (the password), which must outlive the client's start.
+    let client = || -> Result<(Running, tempfile::NamedTempFile), SourceError> {
+        let (mut cmd, options) = client_command(tools, Tool::Mariadb, target)?;
+        cmd.args(["--binary-mode", "--batch"])
+            .arg(format!("--database={database}"))
+            .stdin(std::process::Stdio::piped());
+        Ok((Running::spawn(Tool::Mariadb, cmd)?, options))
+    };
+    if jobs <= 1 {
+        let (running, _options) = client()?;
+        return running.feed(reader, entry).await;
+    }
+    let shared = Arc::new(Mutex::new(SharedLoad::default()));
+    let clients = (0..jobs as usize)
+        .map(|n| {
+            let mut share = LoadShare {
+                client: n,
+                sections: DumpSections::new(),
+                shared: shared.clone(),
+                mine: false,
+            };
+            let (running, options) = client()?;
+            let (reader, entry) = (reader.clone(), entry.clone());
+            Ok(async move {
+                let loaded = running
+                    .feed_lines(&reader, &entry, FileStream::nth(n), move |line| {
+                        share.keep(line)
+                    })
+                    .await;
+                drop(options);
+                loaded
+            })
+        })
+        .collect::<Result<Vec<_>, SourceError>>()?;
+    side_by_side(clients).await?;
+    let rest = {
+        let shared = shared.lock().expect("parallel load lock");
+        (!shared.others.is_empty())
+            .then(|| [&shared.header[..], &shared.others, &shared.footer].concat())
+    };
+    match rest {
+        Some(rest) => {
+            let (running, _options) = client()?;
+            running.feed_bytes(&rest).await
+        }
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
 mod table_filter_tests {
-    use super::TableFilter;
+    use super::*;
 
-    /// Issue 18, item 1: the header, the chosen table's structure, data and trigger, and
-    /// the footer; nothing of another table, a view or the routines.
-    #[test]
-    fn a_table_filter_keeps_that_tables_sections_and_the_session_settings() {
-        let dump = "\
+    const DUMP: &str = "\
 /*!40101 SET NAMES utf8mb4 */;
 --
 -- Table structure for table `customers`
@@ -605,7 +755,9 @@ CREATE TABLE `orders` (id int);
 --
 -- Dumping data for table `orders`
 --
+LOCK TABLES `orders` WRITE;
 INSERT INTO `orders` VALUES (7);
+UNLOCK TABLES;
 DELIMITER ;;
 /*!50003 CREATE*/ /*!50003 TRIGGER orders_audit AFTER INSERT ON orders FOR EACH ROW SET @x = 1 */;;
 DELIMITER ;
@@ -620,6 +772,12 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
 /*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */;
 -- Dump completed
 ";
+
+    /// Issue 18, item 1: the header, the chosen table's structure, data and trigger, and
+    /// the footer; nothing of another table, a view or the routines.
+    #[test]
+    fn a_table_filter_keeps_that_tables_sections_and_the_session_settings() {
+        let dump = DUMP;
         let mut filter = TableFilter::new(&["orders".to_string()]);
         let kept: String = dump
             .split_inclusive('\n')
@@ -627,6 +785,10 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
             .collect();
         assert!(kept.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{kept}");
         assert!(kept.contains("CREATE TABLE `orders`") && kept.contains("VALUES (7)"));
+        assert!(
+            kept.contains("LOCK TABLES `orders` WRITE;\nINSERT"),
+            "{kept}"
+        );
         assert!(kept.contains("TRIGGER orders_audit"), "{kept}");
         assert!(
             !kept.contains("customers` (id") && !kept.contains("VALUES (1)"),
@@ -639,5 +801,69 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
         assert!(
             kept.contains("SET TIME_ZONE=@OLD_TIME_ZONE") && kept.ends_with("-- Dump completed\n")
         );
+    }
+
+    /// Issue 17, item 2: two clients of a parallel load. Client 0 takes `customers` and
+    /// falls behind; client 1 reads on and takes `orders` (its trigger with it). Each passes
+    /// on the header, its own table and the footer; the view and the routine are kept for
+    /// the end, with the header and footer around them.
+    #[test]
+    fn parallel_clients_take_whole_tables_and_leave_views_and_routines_for_the_end() {
+        let shared = Arc::new(Mutex::new(SharedLoad::default()));
+        let share = |client| LoadShare {
+            client,
+            sections: DumpSections::new(),
+            shared: shared.clone(),
+            mine: false,
+        };
+        let (mut first, mut second) = (share(0), share(1));
+        let lines: Vec<&str> = DUMP.split_inclusive('\n').collect();
+        let behind = lines
+            .iter()
+            .position(|l| l.starts_with("INSERT INTO `customers`"))
+            .unwrap();
+        let mut kept = [String::new(), String::new()];
+        for line in &lines[..=behind] {
+            if first.keep(line.as_bytes()) {
+                kept[0].push_str(line);
+            }
+        }
+        for line in &lines {
+            if second.keep(line.as_bytes()) {
+                kept[1].push_str(line);
+            }
+        }
+        for line in &lines[behind + 1..] {
+            if first.keep(line.as_bytes()) {
+                kept[0].push_str(line);
+            }
+        }
+        for text in &kept {
+            assert!(text.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{text}");
+            assert!(text.ends_with("-- Dump completed\n"), "{text}");
+            assert!(!text.contains("CREATE VIEW") && !text.contains("CREATE FUNCTION"));
+        }
+        assert!(
+            kept[0].contains("VALUES (1)") && !kept[0].contains("`orders`"),
+            "{}",
+            kept[0]
+        );
+        assert!(
+            kept[1].contains("VALUES (7)")
+                && kept[1].contains("TRIGGER orders_audit")
+                && !kept[1].contains("`customers`")
+                && !kept[1].contains("LOCK TABLES"),
+            "{}",
+            kept[1]
+        );
+        let shared = shared.lock().unwrap();
+        let others = String::from_utf8_lossy(&shared.others);
+        assert!(
+            others.contains("CREATE VIEW") && others.contains("CREATE FUNCTION"),
+            "{others}"
+        );
+        assert!(!others.contains("INSERT"), "{others}");
+        assert_eq!(shared.header, b"/*!40101 SET NAMES utf8mb4 */;\n--\n");
+        assert!(String::from_utf8_lossy(&shared.footer).starts_with("/*!40103 SET TIME_ZONE"));
     }
 }

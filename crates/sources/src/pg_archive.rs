@@ -64,9 +64,10 @@ enum Phase {
     Head(Vec<u8>),
     /// Between blocks: a block type byte, or the end of the archive.
     BlockStart,
-    /// Reading an integer of `int_size + 1` bytes for `then`.
+    /// Reading an integer of `int_size + 1` bytes (at most 9) for `then`: `len` read so far.
     Int {
-        bytes: Vec<u8>,
+        bytes: [u8; 9],
+        len: usize,
         then: IntFor,
     },
     /// Skipping a chunk's payload, then expecting the next chunk length.
@@ -75,6 +76,16 @@ enum Phase {
         blobs: bool,
     },
     Failed(String),
+}
+
+impl Phase {
+    fn int(then: IntFor) -> Self {
+        Phase::Int {
+            bytes: [0; 9],
+            len: 0,
+            then,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +181,18 @@ impl ArchiveChecker {
         std::mem::take(&mut self.finished)
     }
 
+    /// Whether the next bytes are a block's header (its type and dump id), or the end.
+    fn at_block_header(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::BlockStart
+                | Phase::Int {
+                    then: IntFor::DumpId { .. },
+                    ..
+                }
+        )
+    }
+
     fn end_block(&mut self) {
         if let Some(id) = self.current.take() {
             self.done.insert(id);
@@ -226,10 +249,7 @@ impl ArchiveChecker {
                         return 1;
                     }
                 };
-                self.phase = Phase::Int {
-                    bytes: Vec::new(),
-                    then: IntFor::DumpId { blobs },
-                };
+                self.phase = Phase::int(IntFor::DumpId { blobs });
                 1
             }
             Phase::Skip { left, blobs } => {
@@ -237,20 +257,22 @@ impl ArchiveChecker {
                 *left -= take;
                 if *left == 0 {
                     let blobs = *blobs;
-                    self.phase = Phase::Int {
-                        bytes: Vec::new(),
-                        then: IntFor::ChunkLength { blobs },
-                    };
+                    self.phase = Phase::int(IntFor::ChunkLength { blobs });
                 }
                 take as usize
             }
-            Phase::Int { bytes: int, then } => {
+            Phase::Int {
+                bytes: int,
+                len,
+                then,
+            } => {
                 let int_size = self.toc.as_ref().expect("past the header").int_size;
-                let need = int_size + 1 - int.len();
+                let need = int_size + 1 - *len;
                 let take = need.min(bytes.len());
-                int.extend_from_slice(&bytes[..take]);
-                if int.len() == int_size + 1 {
-                    let value = decode_int(int);
+                int[*len..*len + take].copy_from_slice(&bytes[..take]);
+                *len += take;
+                if *len == int_size + 1 {
+                    let value = decode_int(&int[..*len]);
                     let then = *then;
                     self.int_read(value, then);
                 }
@@ -260,10 +282,7 @@ impl ArchiveChecker {
     }
 
     fn int_read(&mut self, value: i64, then: IntFor) {
-        let int = |then| Phase::Int {
-            bytes: Vec::new(),
-            then,
-        };
+        let int = Phase::int;
         self.phase = match then {
             IntFor::DumpId { blobs } => {
                 let toc = self.toc.as_ref().expect("past the header");
@@ -782,6 +801,72 @@ impl Landings {
     }
 }
 
+/// Rewrites a custom-format archive for one of several `pg_restore` processes that load its
+/// data side by side, each from its own copy of the stream: the head passes as it is, and
+/// each data block either passes whole (`take` says this process loads it) or is replaced
+/// by an empty block of the same id. `pg_restore`, reading the stream in order, finds every
+/// block it expects and copies no rows into a table another process loads.
+pub struct BlockRouter<F> {
+    checker: ArchiveChecker,
+    /// Bytes of the head still to pass.
+    head_left: usize,
+    take: F,
+    /// A block's header, held until its dump id is read.
+    header: Vec<u8>,
+    passing: bool,
+}
+
+impl<F: FnMut(i64) -> bool> BlockRouter<F> {
+    /// `head`: the archive's header and table of contents, which the stream begins with.
+    pub fn new(head: &[u8], take: F) -> Self {
+        let mut checker = ArchiveChecker::default();
+        checker.feed(head);
+        Self {
+            checker,
+            head_left: head.len(),
+            take,
+            header: Vec::new(),
+            passing: true,
+        }
+    }
+
+    /// Routes the stream's next `bytes`, appending what passes to `out`.
+    pub fn route(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        let head = self.head_left.min(bytes.len());
+        out.extend_from_slice(&bytes[..head]);
+        self.head_left -= head;
+        bytes = &bytes[head..];
+        while !bytes.is_empty() {
+            let in_header = self.checker.at_block_header();
+            let used = self.checker.step(bytes);
+            let (piece, rest) = bytes.split_at(used);
+            bytes = rest;
+            if !in_header {
+                // A damaged archive passes on as it is, for `pg_restore` to report.
+                self.passing |= matches!(self.checker.phase, Phase::Failed(_));
+                if self.passing {
+                    out.extend_from_slice(piece);
+                }
+                continue;
+            }
+            self.header.extend_from_slice(piece);
+            if self.checker.at_block_header() {
+                continue;
+            }
+            out.append(&mut self.header);
+            self.passing = match (&self.checker.phase, self.checker.current) {
+                (Phase::Failed(_), _) | (_, None) => true,
+                (_, Some(block)) => (self.take)(block),
+            };
+            if !self.passing {
+                // The block's end: a zero chunk length, or a zero large-object oid.
+                let int_size = self.checker.toc.as_ref().map_or(4, |t| t.int_size);
+                out.extend(std::iter::repeat_n(0u8, int_size + 1));
+            }
+        }
+    }
+}
+
 /// A `pg_restore -L` list of `entries` (only the leading dump id of each line counts).
 pub fn restore_list(entries: &[TocEntry]) -> String {
     entries
@@ -948,6 +1033,50 @@ mod tests {
         assert_eq!(head_length(&bytes[..len]).unwrap(), Some(len));
         assert_eq!(head_length(&bytes[..len - 1]).unwrap(), None);
         assert!(head_length(b"PGDMX").is_err());
+    }
+
+    /// Issue 17, item 1: two loaders' streams of one archive, each taking the blocks the
+    /// other did not. Each stream is a whole archive (every block, in order), the blocks a
+    /// loader does not take are empty, and between them the two carry every block's data
+    /// once, however the stream is split.
+    #[test]
+    fn routed_streams_are_whole_archives_that_share_the_blocks_out() {
+        let a = whole();
+        let head = &a.bytes[..head_length(&a.bytes).unwrap().unwrap()];
+        for piece in [1, 2, 3, 7, 64, 100_000] {
+            let taken = std::cell::RefCell::new(std::collections::HashMap::new());
+            let route = |loader: usize| {
+                let mut router = BlockRouter::new(head, |block| {
+                    *taken.borrow_mut().entry(block).or_insert(loader) == loader
+                });
+                let mut out = Vec::new();
+                for part in a.bytes.chunks(piece) {
+                    router.route(part, &mut out);
+                }
+                out
+            };
+            // Loader 0 reaches block 2 first; loader 1 the others.
+            taken.borrow_mut().insert(2, 0);
+            let (first, second) = (route(1), route(0));
+            for out in [&first, &second] {
+                assert!(out.starts_with(head), "pieces of {piece}");
+                assert_eq!(checked(out, 3), Ok(3), "a whole archive, pieces of {piece}");
+            }
+            let mut expected_first = Archive {
+                bytes: head.to_vec(),
+            };
+            expected_first.data(2, &[]);
+            expected_first.data(3, &[]);
+            expected_first.blobs(4, &[(16400, b"\x00\x01"), (16401, b"")]);
+            assert_eq!(first, expected_first.bytes, "pieces of {piece}");
+            let mut expected_second = Archive {
+                bytes: head.to_vec(),
+            };
+            expected_second.data(2, &[b"1\tfirst\n", b"2\tsecond\n"]);
+            expected_second.data(3, &[]);
+            expected_second.blobs(4, &[]);
+            assert_eq!(second, expected_second.bytes, "pieces of {piece}");
+        }
     }
 
     #[test]

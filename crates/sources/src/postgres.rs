@@ -12,7 +12,7 @@
 //! (`format = "directory"`, with `jobs`) dumps tables in parallel into a temporary
 //! directory first, because that is how `pg_dump -j` works.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ use tokio::process::Command;
 
 use crate::dburl::{query_error, DbUrl, UrlSource};
 use crate::pg_archive::{ArchiveChecker, CheckingReader};
-use crate::tool::{Running, Tool, Tools};
+use crate::tool::{side_by_side, FileStream, Running, Tool, Tools};
 use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
 
 /// The custom-format dump in a snapshot's tree.
@@ -530,12 +530,7 @@ pub async fn load_tables(
     let spool = crate::spool_dir("backstop-pgrestore-")?;
     let list = spool.path().join("tables.list");
     let select = |toc: &[u8]| -> Result<String, SourceError> {
-        let entries = crate::pg_archive::toc_entries(toc).map_err(|e| {
-            SourceError::Invalid(format!(
-                "snapshot {}: the dump's table of contents: {e}",
-                reader.id().short()
-            ))
-        })?;
+        let entries = toc_entries(reader, toc)?;
         let chosen = crate::pg_archive::select_tables(&entries, tables).map_err(|missing| {
             SourceError::Invalid(format!(
                 "snapshot {} holds no table {}",
@@ -610,15 +605,19 @@ async fn spool_directory_dump(
 /// loads later.
 const LANDED_AFTER: u64 = 16 << 20;
 
-/// Loads a custom-format dump with its post-data objects built beside the data: the schema
-/// and data stream into one `pg_restore` as they are read from the repository; as each
-/// table's data streams past, the keys and indexes that read only tables already loaded
-/// are built by another `pg_restore` from a file holding just the archive's head (one
-/// batch at a time); what is left (the last tables' keys, triggers, comments) is built by
-/// `jobs` parallel workers once the data is in. A custom-format stream can only be
-/// restored by one job (`--jobs` needs to seek), and index builds are a large part of a
-/// load: this keeps the data streaming with no spool of the dump, and keeps a second core
-/// building indexes while it does (docs/architecture.md, "Database loads").
+/// Loads a custom-format dump with its tables' data loaded side by side and its post-data
+/// objects built beside the data. A custom-format stream can only be restored by one
+/// `pg_restore` job (`--jobs` needs to seek), and spooling the dump to a file first costs
+/// its whole length in writes before the load starts. Instead:
+/// - the schema is created from a file holding just the archive's head;
+/// - `jobs` `pg_restore` processes load the data, each from its own stream of the dump:
+///   the first to reach a table's block takes it and the others get an empty block in its
+///   place ([`pg_archive::BlockRouter`]), so that one process loading a large table falls
+///   behind while another reads on to the next;
+/// - as each table's data is in, the keys and indexes that read only tables already loaded
+///   are built from the head file (one batch at a time); what is left (the last tables'
+///   keys, triggers, comments) is built by `jobs` parallel workers once the data is in
+///   (docs/architecture.md, "Database loads").
 async fn load_split(
     reader: &SnapshotReader,
     entry: &Entry,
@@ -626,12 +625,7 @@ async fn load_split(
     restore_command: impl Fn() -> Result<Command, SourceError>,
     jobs: u32,
 ) -> Result<(), SourceError> {
-    let entries = crate::pg_archive::toc_entries(&head).map_err(|e| {
-        SourceError::Invalid(format!(
-            "snapshot {}: the dump's table of contents: {e}",
-            reader.id().short()
-        ))
-    })?;
+    let entries = toc_entries(reader, &head)?;
     let mut plan = crate::pg_archive::PostDataPlan::new(&entries);
     let spool = crate::spool_dir("backstop-pgrestore-")?;
     let toc = spool.path().join("head.pgdump");
@@ -651,20 +645,77 @@ async fn load_split(
         Running::spawn(Tool::PgRestore, cmd)
     };
 
-    let mut data = restore_command()?;
-    data.args(["--section=pre-data", "--section=data"])
-        .stdin(std::process::Stdio::piped());
+    let mut schema = restore_command()?;
+    schema
+        .args(["--section=pre-data", "--format=custom"])
+        .arg(&toc);
+    Running::spawn(Tool::PgRestore, schema)?.finish().await?;
+
+    // Which loader took each data block.
+    let taken: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
     let (landed, mut landing) = tokio::sync::mpsc::unbounded_channel();
-    let mut landings = crate::pg_archive::Landings::new(LANDED_AFTER);
-    let loading = Running::spawn(Tool::PgRestore, data)?.feed_tapped(reader, entry, move |bytes| {
-        for block in landings.feed(bytes) {
-            let _ = landed.send(block);
-        }
-    });
+    let loaders = (0..jobs.max(1) as usize)
+        .map(|loader| {
+            let mut data = restore_command()?;
+            data.arg("--section=data")
+                .stdin(std::process::Stdio::piped());
+            let running = Running::spawn(Tool::PgRestore, data)?;
+            let mut router = crate::pg_archive::BlockRouter::new(&head, {
+                let taken = taken.clone();
+                move |block| {
+                    let mut taken = taken.lock().expect("loader lock");
+                    let taker = *taken.entry(block).or_insert(loader);
+                    if taker == loader {
+                        tracing::debug!(block, loader, "loading a table's data");
+                    }
+                    taker == loader
+                }
+            });
+            let mut landings = crate::pg_archive::Landings::new(LANDED_AFTER);
+            let landed = landed.clone();
+            let mine = {
+                let taken = taken.clone();
+                move |block: &i64| taken.lock().expect("loader lock").get(block) == Some(&loader)
+            };
+            let taken = taken.clone();
+            let (reader, entry) = (reader.clone(), entry.clone());
+            Ok(async move {
+                running
+                    .feed_routed(
+                        &reader,
+                        &entry,
+                        FileStream::nth(loader),
+                        move |bytes, out| router.route(bytes, out),
+                        {
+                            let (landed, mine) = (landed.clone(), mine.clone());
+                            move |bytes| {
+                                for block in landings.feed(bytes).into_iter().filter(&mine) {
+                                    let _ = landed.send(block);
+                                }
+                            }
+                        },
+                    )
+                    .await?;
+                // Its `pg_restore` has ended: every block it took is in.
+                let all: Vec<i64> = taken
+                    .lock()
+                    .expect("loader lock")
+                    .iter()
+                    .filter(|(_, taker)| **taker == loader)
+                    .map(|(block, _)| *block)
+                    .collect();
+                for block in all {
+                    let _ = landed.send(block);
+                }
+                Ok::<_, SourceError>(())
+            })
+        })
+        .collect::<Result<Vec<_>, SourceError>>()?;
+    drop(landed);
     let building = async {
         let mut loaded = std::collections::HashSet::new();
         let mut batch = 0;
-        // Ends when the stream does (the tap, and its sender, are dropped).
+        // Ends when every loader has (the taps, and their senders, are dropped).
         while let Some(block) = landing.recv().await {
             loaded.insert(block);
             while let Ok(block) = landing.try_recv() {
@@ -685,7 +736,7 @@ async fn load_split(
         }
         Ok::<_, SourceError>(())
     };
-    let (loaded, built) = futures::join!(loading, building);
+    let (loaded, built) = futures::join!(side_by_side(loaders), building);
     loaded?;
     built?;
 
@@ -694,6 +745,19 @@ async fn load_split(
         post_data(&rest, "rest.list", jobs)?.finish().await?;
     }
     Ok(())
+}
+
+/// The entries of a dump's table of contents, or an error naming the snapshot.
+fn toc_entries(
+    reader: &SnapshotReader,
+    toc: &[u8],
+) -> Result<Vec<crate::pg_archive::TocEntry>, SourceError> {
+    crate::pg_archive::toc_entries(toc).map_err(|e| {
+        SourceError::Invalid(format!(
+            "snapshot {}: the dump's table of contents: {e}",
+            reader.id().short()
+        ))
+    })
 }
 
 /// The header and table of contents of a custom-format dump, read from the start of its

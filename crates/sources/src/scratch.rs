@@ -44,7 +44,7 @@ pub enum ScratchSpec {
 pub struct ScratchOptions {
     /// Leave the target in place after the drill, for investigation.
     pub keep: bool,
-    /// Parallel `pg_restore` jobs (directory-format dumps).
+    /// Parallel load jobs: `pg_restore` workers, or `mariadb` clients loading tables at once.
     pub jobs: u32,
     pub sweep_after: Duration,
     /// The scratch target's name, made by [`new_name`] when not given (a drill names it up

@@ -206,6 +206,52 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// Which of several streams of one snapshot file read at once a feed is: the one that
+/// verifies the file whole, or another (each chunk still verified against its id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileStream {
+    Verifying,
+    Again,
+}
+
+impl FileStream {
+    /// The first of `n` streams verifies.
+    pub fn nth(n: usize) -> Self {
+        if n == 0 {
+            Self::Verifying
+        } else {
+            Self::Again
+        }
+    }
+
+    async fn copy(
+        self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, backstop_repo::RepoError> {
+        match self {
+            Self::Verifying => reader.stream_file(entry, out).await,
+            Self::Again => reader.stream_file_again(entry, out).await,
+        }
+    }
+}
+
+/// Runs `tasks` side by side, each on a task of its own; the first error is returned, and the
+/// other tasks are then stopped (their tools killed as they are dropped).
+pub async fn side_by_side(
+    tasks: Vec<impl std::future::Future<Output = Result<(), SourceError>> + Send + 'static>,
+) -> Result<(), SourceError> {
+    let mut set = tokio::task::JoinSet::new();
+    for task in tasks {
+        set.spawn(task);
+    }
+    while let Some(done) = set.join_next().await {
+        done.map_err(|e| SourceError::Invalid(format!("a load task ended abnormally: {e}")))??;
+    }
+    Ok(())
+}
+
 /// A started tool: its stderr is drained in the background (so it can never block on a
 /// full pipe) and shown, in part, if the tool fails.
 pub struct Running {
@@ -314,11 +360,46 @@ impl Running {
         entry: &backstop_repo::Entry,
         tap: impl FnMut(&[u8]) + Send + Unpin,
     ) -> Result<(), SourceError> {
-        let mut stdin = Tapped {
+        let stdin = Tapped {
             inner: self.stdin_pipe()?,
             tap,
         };
-        let streamed = reader.stream_file(entry, &mut stdin).await;
+        self.stream_into(reader, entry, FileStream::Verifying, stdin)
+            .await
+    }
+
+    /// As [`Running::feed_tapped`], passing the stream through `route` on its way: it is
+    /// given each piece of the stream and appends what the tool takes (which `tap` sees).
+    pub async fn feed_routed(
+        mut self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+        stream: FileStream,
+        route: impl FnMut(&[u8], &mut Vec<u8>) + Send + Unpin,
+        tap: impl FnMut(&[u8]) + Send + Unpin,
+    ) -> Result<(), SourceError> {
+        let stdin = Tapped {
+            inner: self.stdin_pipe()?,
+            tap,
+        };
+        let routed = Rewritten {
+            inner: stdin,
+            rewrite: route,
+            pending: Vec::new(),
+            written: 0,
+        };
+        self.stream_into(reader, entry, stream, routed).await
+    }
+
+    /// Streams a file into `stdin` (the tool's, behind any writer), then waits for the tool.
+    async fn stream_into(
+        self,
+        reader: &backstop_repo::SnapshotReader,
+        entry: &backstop_repo::Entry,
+        stream: FileStream,
+        mut stdin: impl tokio::io::AsyncWrite + Unpin,
+    ) -> Result<(), SourceError> {
+        let streamed = stream.copy(reader, entry, &mut stdin).await;
         drop(stdin);
         match streamed {
             Ok(_) => self.finish().await.map(|_| ()),
@@ -340,13 +421,16 @@ impl Running {
         mut self,
         reader: &backstop_repo::SnapshotReader,
         entry: &backstop_repo::Entry,
+        stream: FileStream,
         mut keep: impl FnMut(&[u8]) -> bool + Send,
     ) -> Result<(), SourceError> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let mut stdin = self.stdin_pipe()?;
+        // Kept lines are gathered into large writes: a header's or a trigger's short lines
+        // would otherwise cost a write each.
+        let mut stdin = tokio::io::BufWriter::with_capacity(1 << 18, self.stdin_pipe()?);
         let (mut into, from) = tokio::io::duplex(1 << 20);
         let streaming = async move {
-            let streamed = reader.stream_file(entry, &mut into).await;
+            let streamed = stream.copy(reader, entry, &mut into).await;
             drop(into);
             streamed
         };
@@ -376,6 +460,30 @@ impl Running {
                 Err(e.into())
             }
             (Ok(_), Err(e)) => {
+                let tool = self.tool;
+                self.kill().await;
+                Err(SourceError::ToolFailed {
+                    tool,
+                    detail: format!("writing its input: {e}"),
+                })
+            }
+        }
+    }
+
+    /// Writes `bytes` to the tool's stdin, then waits for it.
+    pub async fn feed_bytes(mut self, bytes: &[u8]) -> Result<(), SourceError> {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = self.stdin_pipe()?;
+        let written = async {
+            stdin.write_all(bytes).await?;
+            stdin.flush().await
+        }
+        .await;
+        drop(stdin);
+        match written {
+            Ok(()) => self.finish().await.map(|_| ()),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.stopped_reading().await,
+            Err(e) => {
                 let tool = self.tool;
                 self.kill().await;
                 Err(SourceError::ToolFailed {
@@ -473,6 +581,69 @@ impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8]) + Unpin> tokio::io::Async
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A writer that passes what it accepts through `rewrite`, which appends what goes on to
+/// `inner`; a write is accepted once the previous one's output is written.
+struct Rewritten<W, F> {
+    inner: W,
+    rewrite: F,
+    pending: Vec<u8>,
+    written: usize,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8], &mut Vec<u8>) + Unpin> Rewritten<W, F> {
+    fn poll_pending(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        while self.written < self.pending.len() {
+            match std::pin::Pin::new(&mut self.inner).poll_write(cx, &self.pending[self.written..])
+            {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        self.pending.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8], &mut Vec<u8>) + Unpin> tokio::io::AsyncWrite
+    for Rewritten<W, F>
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        std::task::ready!(this.poll_pending(cx))?;
+        (this.rewrite)(bytes, &mut this.pending);
+        std::task::Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_pending(cx))?;
         std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -160,7 +160,7 @@ pub struct RestoreOptions {
     /// Allow a target that is, is inside, or holds a source (a snapshot's recorded source
     /// or a configured policy's): restoring over the source on purpose.
     pub replace_source: bool,
-    /// Parallel `pg_restore` jobs.
+    /// Parallel load jobs: `pg_restore` workers, or `mariadb` clients loading tables at once.
     pub jobs: u32,
 }
 

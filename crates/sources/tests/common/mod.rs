@@ -131,3 +131,36 @@ pub fn fake_tool(dir: &Path, name: &str, script: &str) -> PathBuf {
 pub fn real_tool(name: &str) -> PathBuf {
     backstop_testkit::require_tool(name)
 }
+
+/// Log lines, kept for a test to read.
+#[derive(Clone, Default)]
+struct Logged(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logged {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `work` with its log (debug and up) kept, and returns its outcome and the log.
+pub async fn logged<T>(work: impl std::future::Future<Output = T>) -> (T, String) {
+    let kept = Logged::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer({
+            let kept = kept.clone();
+            move || kept.clone()
+        })
+        .finish();
+    let outcome = {
+        let _logging = tracing::subscriber::set_default(subscriber);
+        work.await
+    };
+    let log = String::from_utf8(kept.0.lock().unwrap().clone()).unwrap();
+    (outcome, log)
+}
