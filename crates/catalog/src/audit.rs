@@ -123,7 +123,7 @@ impl Catalog {
         subject: &str,
         detail: serde_json::Value,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         self.append_in(&mut tx, kind, subject, detail).await?;
         tx.commit().await.map_err(self.db())
     }

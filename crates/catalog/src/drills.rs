@@ -49,7 +49,7 @@ fn ms(value: Option<u64>) -> Option<i64> {
 
 impl Catalog {
     pub async fn record_drill(&self, d: &DrillRecord) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO drills ({DRILL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
@@ -154,7 +154,7 @@ impl Catalog {
                 signoff.drill_id, existing.principal, existing.signed_at
             )));
         }
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO signoffs (drill_id, principal, comment, signed_at) VALUES ($1, $2, $3, $4)",
         )

@@ -166,7 +166,7 @@ impl Catalog {
     pub async fn heartbeat(&self, now: jiff::Timestamp) -> Result<()> {
         let holder = self.liveness.holder.to_string();
         let until = now + self.ttl()?;
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("UPDATE leases SET expires_at = $1 WHERE holder = $2")
             .bind(stamp(until))
             .bind(&holder)
@@ -199,7 +199,7 @@ impl Catalog {
         self.keep_alive();
         let now = jiff::Timestamp::now();
         let until = now + self.ttl()?;
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO leases (name, holder, expires_at) VALUES ($1, '', $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)
             .bind(stamp(now))
@@ -386,7 +386,7 @@ impl Catalog {
             "abandoned: the process running it ({}) stopped without finishing it; last heartbeat {last_sign}",
             if holder.is_empty() { "unknown" } else { holder }
         );
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let marked = sqlx::query(
             "UPDATE runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4 AND status = 'running'",
         )

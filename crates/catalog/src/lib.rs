@@ -368,6 +368,19 @@ impl Catalog {
         }
     }
 
+    /// A transaction that writes. On SQLite it takes the write lock at its start (`BEGIN
+    /// IMMEDIATE`), waiting for other writers as long as the busy timeout allows: a
+    /// transaction begun as a reader that then writes (an audit event reads the chain's head,
+    /// then appends) fails at once with "database is locked" when another process holds the
+    /// write lock, since waiting could deadlock.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Postgres => self.pool.begin().await,
+        }
+        .map_err(self.db())
+    }
+
     async fn migrate(&self) -> Result<()> {
         const CREATE: &str = "CREATE TABLE IF NOT EXISTS catalog_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)";
         match self.dialect {
@@ -484,7 +497,7 @@ impl Catalog {
             rand::random::<u32>()
         );
         self.keep_alive();
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO runs (id, kind, policy, status, started_at, host, holder, heartbeat_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $5)",
@@ -512,7 +525,7 @@ impl Catalog {
 
     /// Records how a run ended.
     pub async fn finish_run(&self, id: &str, status: RunStatus, end: &RunEnd) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE runs SET status = $1, finished_at = $2, bytes = $3, snapshot_id = $4, error = $5, warnings = $6 WHERE id = $7",
         )
@@ -690,7 +703,7 @@ impl Catalog {
 
     /// Records a snapshot (idempotent: the same id again changes nothing).
     pub async fn record_snapshot(&self, s: &SnapshotRecord) -> Result<bool> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let inserted = sqlx::query(
             "INSERT INTO snapshots (id, repository, policy, source_kind, time, data_point, hostname, files, bytes, digest, facts, summary) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (repository, id) DO NOTHING",
@@ -777,7 +790,7 @@ impl Catalog {
             .collect();
         let mut forgotten = 0;
         for id in known.iter().filter(|id| !keep.contains(id)) {
-            let mut tx = self.pool.begin().await.map_err(self.db())?;
+            let mut tx = self.begin_write().await?;
             let removed = sqlx::query("DELETE FROM snapshots WHERE repository = $1 AND id = $2")
                 .bind(repository)
                 .bind(id)

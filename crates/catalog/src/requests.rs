@@ -130,7 +130,7 @@ const COLUMNS: &str = "id, policy, snapshot_id, point_in_time, target, reason, a
 
 impl Catalog {
     pub async fn create_request(&self, r: &RestoreRequest) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO restore_requests ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, NULL, NULL, NULL, NULL, NULL, NULL, 0)"
         ))
@@ -232,7 +232,7 @@ impl Catalog {
         } else {
             String::new()
         };
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE restore_requests SET status = $1, \
              decided_by = CASE WHEN $2 = 1 THEN $3 ELSE decided_by END, \

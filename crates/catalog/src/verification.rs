@@ -63,7 +63,7 @@ impl Catalog {
         bytes_read: u64,
         at: jiff::Timestamp,
     ) -> Result<Coverage> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         for pack in read_clean {
             sqlx::query(
                 "INSERT INTO pack_reads (repository, pack, read_at) VALUES ($1, $2, $3) \

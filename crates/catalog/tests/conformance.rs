@@ -974,3 +974,31 @@ suite!(
     history_rows_come_back_into_a_fresh_catalog_exactly,
     verification_coverage_is_kept_per_repository
 );
+
+/// A daemon started beside commands polling `backstop drills` on a fresh data directory died
+/// at once with "database is locked" in two starts of five: its first audit event (a
+/// transaction that reads the chain's head, then appends) met another process's write
+/// (a command applying the catalog's migrations). SQLite refuses, without waiting, a reader
+/// that wants to write while another writer commits; a write transaction must take the
+/// write lock at its start and wait for it.
+#[tokio::test]
+async fn a_write_waits_for_another_processs_write_instead_of_failing() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(None, dir.path()).await.unwrap();
+    let url = format!("sqlite://{}", dir.path().join("catalog.db").display());
+    let mut other = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let committing = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sqlx::query("COMMIT").execute(&mut other).await
+    });
+    catalog
+        .append_event("policy.loaded", "orders", serde_json::json!({}))
+        .await
+        .expect("the event waits for the other writer");
+    committing.await.unwrap().expect("the other writer commits");
+}
