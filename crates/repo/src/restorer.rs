@@ -124,9 +124,14 @@ impl SnapshotReader {
         Ok(self.held_entries().await?)
     }
 
-    /// [`SnapshotReader::entries`], for a blocking worker.
-    pub async fn shared_entries(&self) -> Result<Arc<Vec<Entry>>> {
-        Ok(self.held_entries().await?.clone())
+    /// The entries (the selection, when one is held) in path order, a window at a time:
+    /// streamed from the tree unless held, so that a pass over a tree of any size holds a
+    /// window of it.
+    pub fn entry_windows(&self) -> EntryWindows<'_> {
+        EntryWindows(match self.entries.get() {
+            Some(held) => Window::Held(held.iter()),
+            None => Window::Streamed(Box::new(self.repo.tree_reader(&self.snapshot))),
+        })
     }
 
     async fn held_entries(&self) -> Result<&Arc<Vec<Entry>>> {
@@ -231,10 +236,7 @@ impl SnapshotReader {
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| RepoError::write(dir.display(), e))?;
-        let mut source = match self.entries.get() {
-            Some(held) => Window::Held(held.iter()),
-            None => Window::Streamed(Box::new(self.repo.tree_reader(&self.snapshot))),
-        };
+        let mut source = self.entry_windows().0;
         let dir: Arc<Path> = Arc::from(dir);
         let mut progress = Progress::default();
         let mut window = source.next_window().await.map_err(|e| self.tree_error(e))?;
@@ -355,6 +357,16 @@ impl SnapshotReader {
         progress.failures.extend(failed);
 
         progress.set_dir_metadata(dir, closed).await
+    }
+}
+
+/// A snapshot's entries in path order, a window at a time ([`SnapshotReader::entry_windows`]).
+pub struct EntryWindows<'a>(Window<'a>);
+
+impl EntryWindows<'_> {
+    /// The next entries in tree order, empty after the last.
+    pub async fn next(&mut self) -> Result<Vec<Entry>> {
+        self.0.next_window().await
     }
 }
 

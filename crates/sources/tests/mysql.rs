@@ -4,6 +4,7 @@
 
 mod common;
 
+use backstop_repo::SourceFacts;
 use backstop_sources::mysql::MysqlSpec;
 use backstop_sources::scratch::{self, ScratchOptions, ScratchSpec};
 use backstop_sources::{DbUrl, SourceSpec, Tools};
@@ -27,6 +28,29 @@ fn seeded(prefix: &str) -> MyDb {
     let db = MyDb::create(prefix);
     db.seed(&fixture("mysql.sql"));
     db
+}
+
+/// What every load of the fixture must bring back, against the source `db`: the rows and
+/// schema the backup recorded, the content per table, the function, the view, the sequence,
+/// and the trigger, which fires once more on the copy.
+fn assert_fixture_restored(copy: &MyDb, db: &MyDb, restored: &SourceFacts, recorded: &SourceFacts) {
+    assert_eq!(restored.tables, recorded.tables, "row counts per table");
+    assert_eq!(restored.schema_fingerprint, recorded.schema_fingerprint);
+    assert_eq!(copy.checksums(), db.checksums(), "content per table");
+    assert_eq!(copy.sql("SELECT order_total_eur(12345)"), "123.45");
+    let view = "SELECT COUNT(*) FROM customer_totals";
+    assert_eq!(copy.sql(view), db.sql(view));
+    assert_eq!(
+        copy.sql("SELECT NEXT VALUE FOR invoice_number_seq >= 1000"),
+        "1"
+    );
+    let audited: u64 = db.sql("SELECT COUNT(*) FROM audit_log").parse().unwrap();
+    copy.sql("INSERT INTO orders (customer_id, total_cents) VALUES (1, 5)");
+    assert_eq!(
+        copy.sql("SELECT COUNT(*) FROM audit_log"),
+        (audited + 1).to_string(),
+        "the trigger works"
+    );
 }
 
 #[tokio::test]
@@ -57,27 +81,13 @@ async fn round_trip_keeps_rows_objects_and_facts() {
     )
     .await
     .unwrap();
-    let restored = scratch.facts().await.unwrap();
-    assert_eq!(restored.tables, facts.tables, "row counts per table");
-    assert_eq!(restored.schema_fingerprint, facts.schema_fingerprint);
     let copy = MyDb::adopt(scratch.name());
-    assert_eq!(copy.checksums(), db.checksums(), "content per table");
     assert_eq!(
         copy.sql("SELECT COUNT(*) FROM customers WHERE email = 'sentinel@example.org' AND name = 'sentinel ✓ (it''s here)'"),
         "1"
     );
-    assert_eq!(copy.sql("SELECT order_total_eur(12345)"), "123.45");
     assert_eq!(copy.sql("SELECT COUNT(*) FROM customer_totals"), "201");
-    assert_eq!(
-        copy.sql("SELECT NEXT VALUE FOR invoice_number_seq >= 1000"),
-        "1"
-    );
-    copy.sql("INSERT INTO orders (customer_id, total_cents) VALUES (1, 5)");
-    assert_eq!(
-        copy.sql("SELECT COUNT(*) FROM audit_log"),
-        "2001",
-        "the trigger works"
-    );
+    assert_fixture_restored(&copy, &db, &scratch.facts().await.unwrap(), facts);
     std::mem::forget(copy);
     scratch.discard().await.unwrap();
     assert_eq!(my_databases("backstop_drill_"), before);
@@ -125,40 +135,12 @@ async fn tables_load_side_by_side_and_every_object_comes_back() {
         "the two large tables load through different clients: {log}"
     );
 
-    let restored = scratch.facts().await.unwrap();
-    assert_eq!(
-        restored.tables, snapshot.facts.tables,
-        "row counts per table"
-    );
-    assert_eq!(
-        restored.schema_fingerprint,
-        snapshot.facts.schema_fingerprint
-    );
     let copy = MyDb::adopt(scratch.name());
-    assert_eq!(copy.checksums(), db.checksums(), "content per table");
     assert_eq!(
         copy.sql("SELECT COUNT(*) FROM information_schema.referential_constraints WHERE constraint_schema = DATABASE() AND constraint_name = 'b_parent_fk'"),
         "1"
     );
-    assert_eq!(copy.sql("SELECT order_total_eur(12345)"), "123.45");
-    assert_eq!(
-        copy.sql("SELECT COUNT(*) FROM customer_totals"),
-        db.sql("SELECT COUNT(*) FROM customer_totals")
-    );
-    assert_eq!(
-        copy.sql("SELECT NEXT VALUE FOR invoice_number_seq >= 1000"),
-        "1"
-    );
-    copy.sql("INSERT INTO orders (customer_id, total_cents) VALUES (1, 5)");
-    assert_eq!(
-        copy.sql("SELECT COUNT(*) FROM audit_log"),
-        (db.sql("SELECT COUNT(*) FROM audit_log")
-            .parse::<u64>()
-            .unwrap()
-            + 1)
-        .to_string(),
-        "the trigger works"
-    );
+    assert_fixture_restored(&copy, &db, &scratch.facts().await.unwrap(), &snapshot.facts);
     std::mem::forget(copy);
     scratch.discard().await.unwrap();
     assert_eq!(my_databases("backstop_drill_"), before);

@@ -3,7 +3,6 @@
 //! checks. Every check returns a result (a check never aborts the drill); a failed one says
 //! why in its detail.
 
-use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,11 +24,14 @@ const OUTPUT_TAIL: usize = 12 * 1024;
 
 /// Restored facts against the backup's: tables and row counts, the schema fingerprint; for
 /// a file tree, every file's size and SHA-256 read back from disk, and nothing extra.
+///
+/// A file tree is compared a window of entries at a time; the third value is then what the
+/// tree holds ([`TreeCounts`]), read in the same pass.
 pub async fn fidelity(
     reader: &SnapshotReader,
     scratch: &Scratch,
     tables: &[String],
-) -> (CheckResult, Vec<Difference>) {
+) -> (CheckResult, Vec<Difference>, Option<TreeCounts>) {
     let started = Instant::now();
     let restricted;
     let expected = if tables.is_empty() {
@@ -50,20 +52,18 @@ pub async fn fidelity(
             ),
         );
         r.duration_ms = started.elapsed().as_millis() as u64;
-        return (r, Vec::new());
+        return (r, Vec::new(), None);
     }
     let tree = kind.is_some_and(|k| k.is_tree());
+    let mut counts = None;
     let outcome = if tree {
         let dir = scratch.path().map(Path::to_path_buf).unwrap_or_default();
-        let facts = expected.clone();
-        match reader.shared_entries().await {
-            Ok(entries) => {
-                tokio::task::spawn_blocking(move || compare_tree(&dir, &entries, &facts))
-                    .await
-                    .map_err(|e| format!("comparing files: {e}"))
-            }
-            Err(e) => Err(format!("reading the snapshot's tree: {e}")),
-        }
+        compare_tree(reader, dir, expected)
+            .await
+            .map(|(summary, differences, c)| {
+                counts = Some(c);
+                (summary, differences)
+            })
     } else {
         scratch
             .facts()
@@ -97,12 +97,12 @@ pub async fn fidelity(
             };
             let mut r = CheckResult::new("fidelity", "fidelity", status, detail);
             r.duration_ms = started.elapsed().as_millis() as u64;
-            return (r, differences);
+            return (r, differences, counts);
         }
         Err(e) => CheckResult::new("fidelity", "fidelity", CheckStatus::Failed, e),
     };
     result.duration_ms = started.elapsed().as_millis() as u64;
-    (result, Vec::new())
+    (result, Vec::new(), counts)
 }
 
 /// Whether the facts' table `key` (`schema.table`) is one of `tables` (`schema.table`, or
@@ -204,92 +204,206 @@ pub fn compare_facts(expected: &SourceFacts, actual: &SourceFacts) -> (String, V
     )
 }
 
-/// Reads every restored file back and compares it with the snapshot's tree.
-fn compare_tree(
-    dir: &Path,
-    entries: &[backstop_repo::Entry],
+/// What a snapshot's tree holds: its files and the chunks they reference.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TreeCounts {
+    pub files: u64,
+    pub chunks: u64,
+}
+
+/// Reads every restored file back and compares it with the snapshot's tree, a window of
+/// entries at a time (each on a blocking worker), so that what is held is a window, the
+/// counts and the differences, whatever the tree's size. Files in the restore that the tree
+/// does not hold are found by counting: every entry found in the restore is one path there,
+/// so the restore holds more only when its walk counts more paths than were found, and only
+/// then are the tree's paths read again and held, to name them.
+async fn compare_tree(
+    reader: &SnapshotReader,
+    dir: PathBuf,
     facts: &SourceFacts,
-) -> (String, Vec<Difference>) {
-    let mut differences = Vec::new();
-    let mut files = 0u64;
-    let mut bytes = 0u64;
-    let mut expected_paths = BTreeSet::new();
-    let diff = |object: &str, expected: String, actual: String| Difference {
+) -> Result<(String, Vec<Difference>, TreeCounts), String> {
+    let dir = std::sync::Arc::new(dir);
+    let mut comparison = TreeComparison::default();
+    let mut windows = reader.entry_windows();
+    loop {
+        let window = windows
+            .next()
+            .await
+            .map_err(|e| format!("reading the snapshot's tree: {e}"))?;
+        if window.is_empty() {
+            break;
+        }
+        let dir = dir.clone();
+        comparison = tokio::task::spawn_blocking(move || {
+            comparison.compare(&dir, &window);
+            comparison
+        })
+        .await
+        .map_err(|e| format!("comparing files: {e}"))?;
+    }
+    let walked = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || count_relative(&dir))
+            .await
+            .map_err(|e| format!("listing the restore: {e}"))?
+    };
+    if walked > comparison.found {
+        let mut expected = std::collections::HashSet::new();
+        let mut windows = reader.entry_windows();
+        loop {
+            let window = windows
+                .next()
+                .await
+                .map_err(|e| format!("reading the snapshot's tree: {e}"))?;
+            if window.is_empty() {
+                break;
+            }
+            expected.extend(window.into_iter().map(|e| e.path));
+        }
+        let mut present = Vec::new();
+        list_relative(&dir, &dir, &mut present);
+        present.sort();
+        for path in present.into_iter().filter(|p| !expected.contains(p)) {
+            comparison
+                .differences
+                .push(file_difference(&path, "absent".into(), "present".into()));
+        }
+    }
+    Ok(comparison.finish(facts))
+}
+
+/// A tree's comparison so far ([`compare_tree`]).
+#[derive(Debug, Default)]
+struct TreeComparison {
+    differences: Vec<Difference>,
+    /// Files read back, and their bytes.
+    files: u64,
+    bytes: u64,
+    /// Entries found in the restore (of any kind, whatever their content).
+    found: u64,
+    counts: TreeCounts,
+}
+
+fn file_difference(object: &str, expected: String, actual: String) -> Difference {
+    Difference {
         object: format!("file {object}"),
         expected,
         actual,
-    };
-    for entry in entries {
-        expected_paths.insert(entry.path.clone());
-        let path = dir.join(&entry.path);
-        match entry.kind {
-            EntryKind::Dir => {
-                if !path.is_dir() {
-                    differences.push(diff(&entry.path, "a directory".into(), "missing".into()));
-                }
-            }
-            EntryKind::Symlink => match std::fs::read_link(&path) {
-                Ok(target)
-                    if Some(target.to_string_lossy().as_ref()) == entry.target.as_deref() => {}
-                Ok(target) => differences.push(diff(
-                    &entry.path,
-                    format!("a link to {}", entry.target.clone().unwrap_or_default()),
-                    format!("a link to {}", target.display()),
-                )),
-                Err(e) => differences.push(diff(&entry.path, "a symlink".into(), e.to_string())),
-            },
-            EntryKind::File => match hash_file(&path) {
-                Ok((size, digest)) => {
-                    files += 1;
-                    bytes += size;
-                    if size != entry.size {
-                        differences.push(diff(
+    }
+}
+
+impl TreeComparison {
+    fn compare(&mut self, dir: &Path, entries: &[backstop_repo::Entry]) {
+        let diff = file_difference;
+        for entry in entries {
+            self.counts.chunks += entry.chunks.len() as u64;
+            let path = dir.join(&entry.path);
+            match entry.kind {
+                EntryKind::Dir => {
+                    if path.is_dir() {
+                        self.found += 1;
+                    } else {
+                        self.differences.push(diff(
                             &entry.path,
-                            format!("{} bytes", entry.size),
-                            format!("{size} bytes"),
-                        ));
-                    } else if entry.digest.is_some_and(|d| d.0 != digest) {
-                        differences.push(diff(
-                            &entry.path,
-                            format!(
-                                "SHA-256 {}",
-                                entry.digest.map(|d| d.short()).unwrap_or_default()
-                            ),
-                            format!("SHA-256 {}", &hex::encode(digest)[..12]),
+                            "a directory".into(),
+                            "missing".into(),
                         ));
                     }
                 }
-                Err(e) => differences.push(diff(
-                    &entry.path,
-                    format!("{} bytes", entry.size),
-                    e.to_string(),
-                )),
-            },
+                EntryKind::Symlink => match std::fs::read_link(&path) {
+                    Ok(target) => {
+                        self.found += 1;
+                        if Some(target.to_string_lossy().as_ref()) != entry.target.as_deref() {
+                            self.differences.push(diff(
+                                &entry.path,
+                                format!("a link to {}", entry.target.clone().unwrap_or_default()),
+                                format!("a link to {}", target.display()),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        self.differences
+                            .push(diff(&entry.path, "a symlink".into(), e.to_string()))
+                    }
+                },
+                EntryKind::File => {
+                    self.counts.files += 1;
+                    match hash_file(&path) {
+                        Ok((size, digest)) => {
+                            self.found += 1;
+                            self.files += 1;
+                            self.bytes += size;
+                            if size != entry.size {
+                                self.differences.push(diff(
+                                    &entry.path,
+                                    format!("{} bytes", entry.size),
+                                    format!("{size} bytes"),
+                                ));
+                            } else if entry.digest.is_some_and(|d| d.0 != digest) {
+                                self.differences.push(diff(
+                                    &entry.path,
+                                    format!(
+                                        "SHA-256 {}",
+                                        entry.digest.map(|d| d.short()).unwrap_or_default()
+                                    ),
+                                    format!("SHA-256 {}", &hex::encode(digest)[..12]),
+                                ));
+                            }
+                        }
+                        Err(e) => self.differences.push(diff(
+                            &entry.path,
+                            format!("{} bytes", entry.size),
+                            e.to_string(),
+                        )),
+                    }
+                }
+            }
         }
     }
-    let mut extra = Vec::new();
-    list_relative(dir, dir, &mut extra);
-    for path in extra.into_iter().filter(|p| !expected_paths.contains(p)) {
-        differences.push(diff(&path, "absent".into(), "present".into()));
+
+    fn finish(self, facts: &SourceFacts) -> (String, Vec<Difference>, TreeCounts) {
+        let Self {
+            mut differences,
+            files,
+            bytes,
+            counts,
+            ..
+        } = self;
+        if facts.file_count > 0 && files != facts.file_count {
+            differences.push(Difference {
+                object: "file count".into(),
+                expected: facts.file_count.to_string(),
+                actual: files.to_string(),
+            });
+        }
+        if facts.bytes > 0 && bytes != facts.bytes {
+            differences.push(Difference {
+                object: "bytes".into(),
+                expected: facts.bytes.to_string(),
+                actual: bytes.to_string(),
+            });
+        }
+        (
+            format!("{files} file(s), {bytes} bytes: every file's SHA-256 equals the snapshot's"),
+            differences,
+            counts,
+        )
     }
-    if facts.file_count > 0 && files != facts.file_count {
-        differences.push(Difference {
-            object: "file count".into(),
-            expected: facts.file_count.to_string(),
-            actual: files.to_string(),
-        });
+}
+
+/// How many paths lie under `dir` (itself not counted), as [`list_relative`] lists them.
+fn count_relative(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut count = 0;
+    for entry in entries.flatten() {
+        count += 1;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            count += count_relative(&entry.path());
+        }
     }
-    if facts.bytes > 0 && bytes != facts.bytes {
-        differences.push(Difference {
-            object: "bytes".into(),
-            expected: facts.bytes.to_string(),
-            actual: bytes.to_string(),
-        });
-    }
-    (
-        format!("{files} file(s), {bytes} bytes: every file's SHA-256 equals the snapshot's"),
-        differences,
-    )
+    count
 }
 
 fn hash_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
@@ -771,6 +885,77 @@ fn lower_escapes(text: &str) -> String {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+
+    fn entry(path: &str, kind: EntryKind, content: &[u8]) -> backstop_repo::Entry {
+        backstop_repo::Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            size: content.len() as u64,
+            chunks: match kind {
+                EntryKind::File => vec![backstop_repo::Id::sha256(content)],
+                _ => Vec::new(),
+            },
+            digest: (kind == EntryKind::File).then(|| backstop_repo::Id::sha256(content)),
+            target: None,
+            ctime_ns: 0,
+            inode: 0,
+        }
+    }
+
+    /// A drill's fidelity pass compares a tree a window at a time and holds no path of it:
+    /// counts, content differences and a missing file come from the windows, and a file the
+    /// tree does not hold shows as one path more in the restore than entries found there.
+    #[test]
+    fn a_tree_compared_by_windows_counts_finds_differences_and_sees_an_extra_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("b")).unwrap();
+        std::fs::write(dir.path().join("a"), b"alpha").unwrap();
+        std::fs::write(dir.path().join("b/c"), b"changed").unwrap();
+        let windows = [
+            vec![entry("a", EntryKind::File, b"alpha")],
+            vec![
+                entry("b", EntryKind::Dir, b""),
+                entry("b/c", EntryKind::File, b"charlie"),
+                entry("b/gone", EntryKind::File, b"gone"),
+            ],
+        ];
+        let mut comparison = TreeComparison::default();
+        for window in &windows {
+            comparison.compare(dir.path(), window);
+        }
+        assert_eq!(comparison.found, 3, "a, b and b/c are there; b/gone is not");
+        assert_eq!(count_relative(dir.path()), 3, "nothing extra");
+        std::fs::write(dir.path().join("b/extra"), b"x").unwrap();
+        assert_eq!(count_relative(dir.path()), 4, "one path more than found");
+
+        let facts = SourceFacts {
+            file_count: 3,
+            ..SourceFacts::default()
+        };
+        let (summary, differences, counts) = comparison.finish(&facts);
+        assert_eq!(
+            counts,
+            TreeCounts {
+                files: 3,
+                chunks: 3
+            }
+        );
+        assert!(summary.starts_with("2 file(s), 12 bytes"), "{summary}");
+        let objects: Vec<&str> = differences.iter().map(|d| d.object.as_str()).collect();
+        assert_eq!(
+            objects,
+            ["file b/c", "file b/gone", "file count"],
+            "{differences:?}"
+        );
+        assert!(
+            differences[0].expected.starts_with("SHA-256 "),
+            "{differences:?}"
+        );
+    }
 
     fn tables(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()

@@ -343,21 +343,27 @@ pub async fn run_held(
             failures.push(format!("restore failed: {e}"));
         }
         Ok((reader, scratch)) => {
-            // The restore streamed the tree; its counts are read from it again here.
-            let integrity = match reader.entries().await {
-                Ok(entries) => {
-                    let files = entries
+            // A file tree's counts come from the fidelity pass, which streams the tree
+            // beside the restored files; a database snapshot's few entries are read whole.
+            let (fidelity, differences, tree_counts) =
+                checks::fidelity(&reader, &scratch, &plan.tables).await;
+            let counts = match tree_counts {
+                Some(counts) => Ok(counts),
+                None => reader.entries().await.map(|entries| checks::TreeCounts {
+                    files: entries
                         .iter()
                         .filter(|e| e.kind == backstop_repo::EntryKind::File)
-                        .count();
-                    let chunks: usize = entries.iter().map(|e| e.chunks.len()).sum();
-                    CheckResult::new(
-                        "integrity",
-                        "integrity",
-                        CheckStatus::Passed,
-                        format!("{chunks} chunk(s) verified against their ids and {files} file(s) against their SHA-256"),
-                    )
-                }
+                        .count() as u64,
+                    chunks: entries.iter().map(|e| e.chunks.len() as u64).sum(),
+                }),
+            };
+            let integrity = match counts {
+                Ok(checks::TreeCounts { files, chunks }) => CheckResult::new(
+                    "integrity",
+                    "integrity",
+                    CheckStatus::Passed,
+                    format!("{chunks} chunk(s) verified against their ids and {files} file(s) against their SHA-256"),
+                ),
                 Err(e) => CheckResult::new(
                     "integrity",
                     "integrity",
@@ -372,7 +378,6 @@ pub async fn run_held(
                 CheckStatus::Passed,
                 format!("restored into {}", scratch.name()),
             ));
-            let (fidelity, differences) = checks::fidelity(&reader, &scratch, &plan.tables).await;
             report.checks.push(fidelity);
             report.differences = differences;
             if let Some(native) = checks::native(&scratch).await {
