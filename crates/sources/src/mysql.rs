@@ -460,6 +460,8 @@ pub async fn databases_with_prefix(
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Header,
+    /// A sequence (MariaDB dumps them before the tables, whose defaults may use them).
+    Sequence,
     Table(String),
     Other,
     Footer,
@@ -494,6 +496,9 @@ impl DumpSections {
         } else if OTHERS.iter().any(|p| line.starts_with(p)) {
             self.part = Part::Other;
             true
+        } else if line.starts_with(b"-- Sequence structure for `") {
+            self.part = Part::Sequence;
+            true
         } else if line.starts_with(b"/*!40103 SET TIME_ZONE=@OLD_TIME_ZONE */") {
             self.part = Part::Footer;
             true
@@ -524,7 +529,7 @@ impl TableFilter {
     /// Whether `line` (its end included) belongs to the restore.
     pub fn keep(&mut self, line: &[u8]) -> bool {
         match self.sections.step(line).0 {
-            Part::Header | Part::Footer => true,
+            Part::Header | Part::Sequence | Part::Footer => true,
             Part::Table(name) => self.tables.contains(name),
             Part::Other => false,
         }
@@ -577,6 +582,8 @@ impl LoadShare {
                 keep_for_the_end(|s| &mut s.others);
                 false
             }
+            // Made before the clients start ([`Prelude`]).
+            Part::Sequence => false,
             Part::Table(name) => {
                 if starts {
                     let mut shared = self.shared.lock().expect("parallel load lock");
@@ -593,6 +600,71 @@ impl LoadShare {
                 self.mine && !is_table_lock(line)
             }
         }
+    }
+}
+
+/// The start of a dump, up to its first table, view or other object: the header and the
+/// sequences, which a table's default may use (`CREATE TABLE` refuses a default of
+/// `nextval` on a sequence that does not exist yet). A parallel load makes them first, with
+/// one client, before the clients that load tables start. As a writer it takes the dump's
+/// stream and refuses it once the prelude is whole, which stops the stream there.
+#[derive(Default)]
+struct Prelude {
+    sections: Option<DumpSections>,
+    line: Vec<u8>,
+    kept: Vec<u8>,
+    sequences: bool,
+    whole: bool,
+}
+
+impl Prelude {
+    fn take(&mut self, bytes: &[u8]) {
+        let sections = self.sections.get_or_insert_with(DumpSections::new);
+        for piece in bytes.split_inclusive(|b| *b == b'\n') {
+            self.line.extend_from_slice(piece);
+            if !piece.ends_with(b"\n") {
+                return;
+            }
+            match sections.step(&self.line).0 {
+                Part::Header => self.kept.append(&mut self.line),
+                Part::Sequence => {
+                    self.sequences = true;
+                    self.kept.append(&mut self.line);
+                }
+                _ => {
+                    self.whole = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Prelude {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.whole {
+            return std::task::Poll::Ready(Err(std::io::Error::other("the prelude is read")));
+        }
+        self.take(bytes);
+        std::task::Poll::Ready(Ok(bytes.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }
 
@@ -696,6 +768,18 @@ pub async fn load(
         let (running, _options) = client()?;
         return running.feed(reader, entry).await;
     }
+    // The sequences first: tables' defaults may use them.
+    let mut prelude = Prelude::default();
+    let read = reader.stream_file_again(entry, &mut prelude).await;
+    if !prelude.whole {
+        // The stream ended (or failed) before any table: the error, if any, is the
+        // repository's.
+        read?;
+    }
+    if prelude.sequences {
+        let (running, _options) = client()?;
+        running.feed_bytes(&prelude.kept).await?;
+    }
     let shared = Arc::new(Mutex::new(SharedLoad::default()));
     let clients = (0..jobs as usize)
         .map(|n| {
@@ -739,6 +823,12 @@ mod table_filter_tests {
 
     const DUMP: &str = "\
 /*!40101 SET NAMES utf8mb4 */;
+--
+-- Sequence structure for `invoice_seq`
+--
+DROP SEQUENCE IF EXISTS `invoice_seq`;
+CREATE SEQUENCE `invoice_seq` start with 1000;
+DO SETVAL(`invoice_seq`, 1000, 0);
 --
 -- Table structure for table `customers`
 --
@@ -790,6 +880,7 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
             "{kept}"
         );
         assert!(kept.contains("TRIGGER orders_audit"), "{kept}");
+        assert!(kept.contains("CREATE SEQUENCE `invoice_seq`"), "{kept}");
         assert!(
             !kept.contains("customers` (id") && !kept.contains("VALUES (1)"),
             "{kept}"
@@ -842,6 +933,7 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
             assert!(text.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{text}");
             assert!(text.ends_with("-- Dump completed\n"), "{text}");
             assert!(!text.contains("CREATE VIEW") && !text.contains("CREATE FUNCTION"));
+            assert!(!text.contains("SEQUENCE"), "made before: {text}");
         }
         assert!(
             kept[0].contains("VALUES (1)") && !kept[0].contains("`orders`"),
@@ -865,5 +957,30 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
         assert!(!others.contains("INSERT"), "{others}");
         assert_eq!(shared.header, b"/*!40101 SET NAMES utf8mb4 */;\n--\n");
         assert!(String::from_utf8_lossy(&shared.footer).starts_with("/*!40103 SET TIME_ZONE"));
+    }
+
+    /// The e2e MariaDB restore failed once with "Table 'invoice_number_seq' already exists":
+    /// every client ran the sequence, which sat before the first table. The prelude holds the
+    /// header and the sequences, ends at the first table however the stream is cut, and is
+    /// loaded once before the clients that load tables start.
+    #[test]
+    fn the_prelude_is_the_header_and_the_sequences_up_to_the_first_table() {
+        for piece in [1, 7, 64, 100_000] {
+            let mut prelude = Prelude::default();
+            for part in DUMP.as_bytes().chunks(piece) {
+                if prelude.whole {
+                    break;
+                }
+                prelude.take(part);
+            }
+            assert!(prelude.whole && prelude.sequences, "pieces of {piece}");
+            let text = String::from_utf8(prelude.kept).unwrap();
+            assert!(text.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{text}");
+            assert!(
+                text.ends_with("DO SETVAL(`invoice_seq`, 1000, 0);\n--\n"),
+                "{text}"
+            );
+            assert!(!text.contains("customers"), "{text}");
+        }
     }
 }

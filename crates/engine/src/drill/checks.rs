@@ -225,14 +225,7 @@ async fn compare_tree(
     let dir = std::sync::Arc::new(dir);
     let mut comparison = TreeComparison::default();
     let mut windows = reader.entry_windows();
-    loop {
-        let window = windows
-            .next()
-            .await
-            .map_err(|e| format!("reading the snapshot's tree: {e}"))?;
-        if window.is_empty() {
-            break;
-        }
+    while let Some(window) = next_window(&mut windows).await? {
         let dir = dir.clone();
         comparison = tokio::task::spawn_blocking(move || {
             comparison.compare(&dir, &window);
@@ -250,14 +243,7 @@ async fn compare_tree(
     if walked > comparison.found {
         let mut expected = std::collections::HashSet::new();
         let mut windows = reader.entry_windows();
-        loop {
-            let window = windows
-                .next()
-                .await
-                .map_err(|e| format!("reading the snapshot's tree: {e}"))?;
-            if window.is_empty() {
-                break;
-            }
+        while let Some(window) = next_window(&mut windows).await? {
             expected.extend(window.into_iter().map(|e| e.path));
         }
         let mut present = Vec::new();
@@ -270,6 +256,17 @@ async fn compare_tree(
         }
     }
     Ok(comparison.finish(facts))
+}
+
+/// The tree's next window, `None` after the last.
+async fn next_window(
+    windows: &mut backstop_repo::EntryWindows<'_>,
+) -> Result<Option<Vec<backstop_repo::Entry>>, String> {
+    let window = windows
+        .next()
+        .await
+        .map_err(|e| format!("reading the snapshot's tree: {e}"))?;
+    Ok((!window.is_empty()).then_some(window))
 }
 
 /// A tree's comparison so far ([`compare_tree`]).
