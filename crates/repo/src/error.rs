@@ -112,7 +112,7 @@ impl RepoError {
         }
     }
 
-    pub(crate) fn write(path: impl std::fmt::Display, source: std::io::Error) -> Self {
+    pub fn write(path: impl std::fmt::Display, source: std::io::Error) -> Self {
         RepoError::Write {
             path: path.to_string(),
             source,

@@ -31,4 +31,4 @@ pub use format::id::Id;
 pub use format::snapshot::{Snapshot, SourceFacts};
 pub use format::tree::{Entry, EntryKind};
 pub use repository::{InitOptions, Repository, SnapshotList, TreeReader, UnreadableSnapshot};
-pub use restorer::{EntryWindows, SnapshotReader};
+pub use restorer::{EntryWindows, FileChunks, SnapshotReader};

@@ -222,6 +222,84 @@ impl SnapshotReader {
         copy_chunks(&self.repo, entry, out, false).await
     }
 
+    /// Where each chunk of a file starts in its content (the index gives each chunk's
+    /// length), for reading ranges of the file with [`SnapshotReader::stream_range`].
+    pub fn file_chunks(&self, entry: &Entry) -> Result<FileChunks> {
+        let mut starts = Vec::with_capacity(entry.chunks.len() + 1);
+        let mut at = 0u64;
+        for id in &entry.chunks {
+            starts.push(at);
+            let loc = self
+                .repo
+                .locate(id)
+                .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
+            at += loc.raw_length;
+        }
+        starts.push(at);
+        if at != entry.size {
+            return Err(RepoError::Invalid(format!(
+                "snapshot {}: the chunks of {} hold {at} bytes, the tree says {}",
+                self.id.short(),
+                entry.path,
+                entry.size
+            )));
+        }
+        Ok(FileChunks {
+            entry: entry.clone(),
+            starts,
+        })
+    }
+
+    /// Streams bytes `range` of a file's content into `out`, reading only the chunks that
+    /// hold them, each verified against its id. The file's SHA-256 is not computed: this is
+    /// for several streams that read ranges of one file between them (tables loaded side
+    /// by side), each verifying every chunk it reads.
+    pub async fn stream_range<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        file: &FileChunks,
+        range: std::ops::Range<u64>,
+        out: &mut W,
+    ) -> Result<u64> {
+        let path = &file.entry.path;
+        let size = *file.starts.last().expect("a start per chunk and the end");
+        if range.start > range.end || range.end > size {
+            return Err(RepoError::Invalid(format!(
+                "bytes {}..{} of {path}, which holds {size}",
+                range.start, range.end
+            )));
+        }
+        if range.is_empty() {
+            return Ok(0);
+        }
+        // The chunks holding the range's first and last bytes.
+        let first = file.starts.partition_point(|&s| s <= range.start) - 1;
+        let last = file.starts.partition_point(|&s| s < range.end) - 1;
+        let mut reads = futures::stream::iter(first..=last)
+            .map(|i| async move {
+                Ok::<_, RepoError>((i, self.repo.read_chunk(&file.entry.chunks[i]).await?))
+            })
+            .buffered(Concurrency::for_repository(&self.repo).read_ahead);
+        let mut written = 0u64;
+        while let Some((i, data)) = reads.try_next().await? {
+            let (start, end) = (file.starts[i], file.starts[i + 1]);
+            if data.len() as u64 != end - start {
+                return Err(RepoError::Invalid(format!(
+                    "chunk {} of {path} holds {} bytes, the index says {}",
+                    file.entry.chunks[i].short(),
+                    data.len(),
+                    end - start
+                )));
+            }
+            let from = range.start.saturating_sub(start) as usize;
+            let to = (range.end.min(end) - start) as usize;
+            out.write_all(&data[from..to])
+                .await
+                .map_err(|e| RepoError::write(path, e))?;
+            written += (to - from) as u64;
+        }
+        Ok(written)
+    }
+
     /// Restores the whole tree under `dir`, which the caller has found empty or absent, or
     /// was told to write into (`--force`). What is already there is replaced, never written
     /// through: a symlink (or a file) where the snapshot has a directory, file or symlink is
@@ -730,6 +808,21 @@ fn verify_digest(entry: &Entry, actual: &[u8; 32]) -> Result<()> {
             expected.short()
         ))),
         _ => Ok(()),
+    }
+}
+
+/// A file of a snapshot with where each of its chunks starts ([`SnapshotReader::file_chunks`]).
+#[derive(Debug, Clone)]
+pub struct FileChunks {
+    entry: Entry,
+    /// One start per chunk, then the file's size.
+    starts: Vec<u64>,
+}
+
+impl FileChunks {
+    /// The file's path in the snapshot.
+    pub fn path(&self) -> &str {
+        &self.entry.path
     }
 }
 

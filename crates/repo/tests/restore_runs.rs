@@ -162,3 +162,88 @@ async fn small_files_restore_by_pack_runs_unencrypted() {
 async fn small_files_restore_by_pack_runs_encrypted() {
     round_trip(Some(b"correct horse battery staple".to_vec())).await;
 }
+
+/// Issue 17, item 1: loaders that share a dump read only ranges of it. A range comes back
+/// byte for byte from the chunks that hold it, and only those are read: a corrupt chunk
+/// outside the range goes unread, one inside fails the read, naming the chunk's id or
+/// pack; a range past the file's end is refused.
+#[tokio::test]
+async fn a_range_of_a_file_reads_only_the_chunks_that_hold_it() {
+    let storage = Arc::new(Counting::default());
+    let options = InitOptions {
+        pack_size: 1 << 20,
+        ..InitOptions::default()
+    };
+    Repository::init(storage.clone(), options).await.unwrap();
+    let repo = Arc::new(Repository::open(storage.clone(), None).await.unwrap());
+    let source = tempfile::tempdir().unwrap();
+    let content = backstop_testkit::noise(8 << 20, 7);
+    let files = vec![("big.bin".to_string(), content.clone())];
+    write_files(source.path(), &files);
+    let id = back_up(repo, source.path(), &files, "p").await;
+    // Opened again, with the index the backup wrote.
+    let repo = Arc::new(Repository::open(storage.clone(), None).await.unwrap());
+    let reader = SnapshotReader::open(repo.clone(), id).await.unwrap();
+    let entry = reader.file("big.bin").await.unwrap().unwrap().clone();
+    assert!(entry.chunks.len() >= 3, "several chunks");
+    let file = reader.file_chunks(&entry).unwrap();
+
+    let read = |range: std::ops::Range<u64>| {
+        let (reader, file) = (&reader, &file);
+        async move {
+            let mut out = Vec::new();
+            let n = reader.stream_range(file, range, &mut out).await?;
+            assert_eq!(n, out.len() as u64);
+            Ok::<_, backstop_repo::RepoError>(out)
+        }
+    };
+    let size = content.len() as u64;
+    let first_len = repo.locate(&entry.chunks[0]).unwrap().raw_length;
+    for range in [
+        0..0,
+        0..1,
+        1000..1001,
+        first_len - 5..first_len + 5,
+        0..first_len,
+        first_len..size,
+        size - 10..size,
+        0..size,
+    ] {
+        let got = read(range.clone()).await.unwrap();
+        assert!(
+            got == content[range.start as usize..range.end as usize],
+            "{range:?}"
+        );
+    }
+    let before = storage.pack_reads.load(Ordering::SeqCst);
+    read(10..20).await.unwrap();
+    assert_eq!(
+        storage.pack_reads.load(Ordering::SeqCst) - before,
+        1,
+        "one chunk read"
+    );
+    let err = read(size - 1..size + 1).await.unwrap_err().to_string();
+    assert!(
+        err.contains("big.bin") && err.contains(&size.to_string()),
+        "{err}"
+    );
+
+    // The last chunk corrupted in storage.
+    let last = *entry.chunks.last().unwrap();
+    let loc = repo.locate(&last).unwrap();
+    let key = backstop_repo::format::layout::pack_key(&loc.pack);
+    let mut pack = storage.inner.get(&key).await.unwrap().to_vec();
+    pack[(loc.offset + loc.length / 2) as usize] ^= 0xff;
+    storage.inner.put(&key, pack.into()).await.unwrap();
+    assert!(
+        read(0..first_len).await.is_ok(),
+        "the last chunk is not read"
+    );
+    let err = read(size - 10..size).await.unwrap_err().to_string();
+    assert!(
+        err.contains(&last.short())
+            || err.contains(&loc.pack.to_hex())
+            || err.contains(&last.to_hex()),
+        "names the corrupt chunk or its pack: {err}"
+    );
+}

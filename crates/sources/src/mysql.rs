@@ -473,11 +473,13 @@ struct DumpSections {
     part: Part,
 }
 
-impl DumpSections {
-    fn new() -> Self {
+impl Default for DumpSections {
+    fn default() -> Self {
         Self { part: Part::Header }
     }
+}
 
+impl DumpSections {
     /// The part `line` (its end included) belongs to, and whether a section starts with it.
     fn step(&mut self, line: &[u8]) -> (&Part, bool) {
         const TABLE: [&[u8]; 2] = [
@@ -522,7 +524,7 @@ impl TableFilter {
     pub fn new(tables: &[String]) -> Self {
         Self {
             tables: tables.iter().cloned().collect(),
-            sections: DumpSections::new(),
+            sections: DumpSections::default(),
         }
     }
 
@@ -537,12 +539,11 @@ impl TableFilter {
 }
 
 /// What the clients of a parallel load share: which client took each table, and the parts
-/// loaded once every table is in (views, routines and events, with the dump's header and
-/// footer around them), kept by the first client as it passes them.
+/// loaded once every table is in (views, routines and events, and the dump's footer after
+/// them), kept by the first client as it passes them.
 #[derive(Debug, Default)]
 struct SharedLoad {
     taken_by: std::collections::HashMap<String, usize>,
-    header: Vec<u8>,
     others: Vec<u8>,
     footer: Vec<u8>,
 }
@@ -570,10 +571,7 @@ impl LoadShare {
             }
         };
         match part {
-            Part::Header => {
-                keep_for_the_end(|s| &mut s.header);
-                true
-            }
+            Part::Header => true,
             Part::Footer => {
                 keep_for_the_end(|s| &mut s.footer);
                 true
@@ -603,68 +601,35 @@ impl LoadShare {
     }
 }
 
-/// The start of a dump, up to its first table, view or other object: the header and the
-/// sequences, which a table's default may use (`CREATE TABLE` refuses a default of
-/// `nextval` on a sequence that does not exist yet). A parallel load makes them first, with
-/// one client, before the clients that load tables start. As a writer it takes the dump's
-/// stream and refuses it once the prelude is whole, which stops the stream there.
+/// The start of a dump, up to its first table, view or other object: the header (the
+/// session settings) and the sequences, which a table's default may use (`CREATE TABLE`
+/// refuses a default of `nextval` on a sequence that does not exist yet). A parallel load
+/// makes the sequences first, with one client, before the clients that load tables start,
+/// and loads the views and routines at the end under the same header.
 #[derive(Default)]
 struct Prelude {
-    sections: Option<DumpSections>,
+    sections: DumpSections,
     line: Vec<u8>,
-    kept: Vec<u8>,
-    sequences: bool,
-    whole: bool,
+    header: Vec<u8>,
+    sequences: Vec<u8>,
 }
 
 impl Prelude {
-    fn take(&mut self, bytes: &[u8]) {
-        let sections = self.sections.get_or_insert_with(DumpSections::new);
+    /// Takes the stream's next bytes; true once the prelude is whole (a line after it has
+    /// been read).
+    fn take(&mut self, bytes: &[u8]) -> bool {
         for piece in bytes.split_inclusive(|b| *b == b'\n') {
             self.line.extend_from_slice(piece);
             if !piece.ends_with(b"\n") {
-                return;
+                return false;
             }
-            match sections.step(&self.line).0 {
-                Part::Header => self.kept.append(&mut self.line),
-                Part::Sequence => {
-                    self.sequences = true;
-                    self.kept.append(&mut self.line);
-                }
-                _ => {
-                    self.whole = true;
-                    return;
-                }
+            match self.sections.step(&self.line).0 {
+                Part::Header => self.header.append(&mut self.line),
+                Part::Sequence => self.sequences.append(&mut self.line),
+                _ => return true,
             }
         }
-    }
-}
-
-impl tokio::io::AsyncWrite for Prelude {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        bytes: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        if self.whole {
-            return std::task::Poll::Ready(Err(std::io::Error::other("the prelude is read")));
-        }
-        self.take(bytes);
-        std::task::Poll::Ready(Ok(bytes.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+        false
     }
 }
 
@@ -686,6 +651,20 @@ fn backquoted(text: &[u8]) -> String {
         .and_then(|t| t.strip_suffix('`'))
         .unwrap_or(text);
     inner.replace("``", "`")
+}
+
+/// A `mariadb` client that loads what it is fed into `database`, and its options file (the
+/// password), which must outlive the client's start.
+fn loading_client(
+    tools: &Tools,
+    target: &DbUrl,
+    database: &str,
+) -> Result<(Running, tempfile::NamedTempFile), SourceError> {
+    let (mut cmd, options) = client_command(tools, Tool::Mariadb, target)?;
+    cmd.args(["--binary-mode", "--batch"])
+        .arg(format!("--database={database}"))
+        .stdin(std::process::Stdio::piped());
+    Ok((Running::spawn(Tool::Mariadb, cmd)?, options))
 }
 
 /// Loads only `tables` of a snapshot's dump into the existing database `target`, the dump
@@ -727,12 +706,9 @@ pub async fn load_tables(
             reader.id().short()
         ))
     })?;
-    let (mut cmd, _options) = client_command(tools, Tool::Mariadb, target)?;
-    cmd.args(["--binary-mode", "--batch"])
-        .arg(format!("--database={database}"))
-        .stdin(std::process::Stdio::piped());
+    let (running, _options) = loading_client(tools, target, &database)?;
     let mut filter = TableFilter::new(tables);
-    Running::spawn(Tool::Mariadb, cmd)?
+    running
         .feed_lines(reader, entry, FileStream::Verifying, move |line| {
             filter.keep(line)
         })
@@ -756,36 +732,36 @@ pub async fn load(
             reader.id().short()
         ))
     })?;
-    // A client and its options file (the password), which must outlive the client's start.
-    let client = || -> Result<(Running, tempfile::NamedTempFile), SourceError> {
-        let (mut cmd, options) = client_command(tools, Tool::Mariadb, target)?;
-        cmd.args(["--binary-mode", "--batch"])
-            .arg(format!("--database={database}"))
-            .stdin(std::process::Stdio::piped());
-        Ok((Running::spawn(Tool::Mariadb, cmd)?, options))
-    };
+    let client = || loading_client(tools, target, &database);
     if jobs <= 1 {
         let (running, _options) = client()?;
         return running.feed(reader, entry).await;
     }
     // The sequences first: tables' defaults may use them.
     let mut prelude = Prelude::default();
-    let read = reader.stream_file_again(entry, &mut prelude).await;
-    if !prelude.whole {
+    let mut whole = false;
+    let mut catcher = crate::tool::Catcher::new(|bytes: &[u8]| {
+        whole = prelude.take(bytes);
+        Ok(whole)
+    });
+    let read = reader.stream_file_again(entry, &mut catcher).await;
+    if !whole {
         // The stream ended (or failed) before any table: the error, if any, is the
         // repository's.
         read?;
     }
-    if prelude.sequences {
+    if !prelude.sequences.is_empty() {
         let (running, _options) = client()?;
-        running.feed_bytes(&prelude.kept).await?;
+        running
+            .feed_bytes(&[&prelude.header[..], &prelude.sequences].concat())
+            .await?;
     }
     let shared = Arc::new(Mutex::new(SharedLoad::default()));
     let clients = (0..jobs as usize)
         .map(|n| {
             let mut share = LoadShare {
                 client: n,
-                sections: DumpSections::new(),
+                sections: DumpSections::default(),
                 shared: shared.clone(),
                 mine: false,
             };
@@ -806,7 +782,7 @@ pub async fn load(
     let rest = {
         let shared = shared.lock().expect("parallel load lock");
         (!shared.others.is_empty())
-            .then(|| [&shared.header[..], &shared.others, &shared.footer].concat())
+            .then(|| [&prelude.header[..], &shared.others, &shared.footer].concat())
     };
     match rest {
         Some(rest) => {
@@ -903,7 +879,7 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
         let shared = Arc::new(Mutex::new(SharedLoad::default()));
         let share = |client| LoadShare {
             client,
-            sections: DumpSections::new(),
+            sections: DumpSections::default(),
             shared: shared.clone(),
             mine: false,
         };
@@ -955,7 +931,6 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
             "{others}"
         );
         assert!(!others.contains("INSERT"), "{others}");
-        assert_eq!(shared.header, b"/*!40101 SET NAMES utf8mb4 */;\n--\n");
         assert!(String::from_utf8_lossy(&shared.footer).starts_with("/*!40103 SET TIME_ZONE"));
     }
 
@@ -967,15 +942,14 @@ CREATE FUNCTION f() RETURNS int RETURN 1;
     fn the_prelude_is_the_header_and_the_sequences_up_to_the_first_table() {
         for piece in [1, 7, 64, 100_000] {
             let mut prelude = Prelude::default();
-            for part in DUMP.as_bytes().chunks(piece) {
-                if prelude.whole {
-                    break;
-                }
-                prelude.take(part);
-            }
-            assert!(prelude.whole && prelude.sequences, "pieces of {piece}");
-            let text = String::from_utf8(prelude.kept).unwrap();
-            assert!(text.starts_with("/*!40101 SET NAMES utf8mb4 */;"), "{text}");
+            let whole = DUMP.as_bytes().chunks(piece).any(|part| prelude.take(part));
+            assert!(whole, "pieces of {piece}");
+            assert_eq!(prelude.header, b"/*!40101 SET NAMES utf8mb4 */;\n--\n");
+            let text = String::from_utf8(prelude.sequences).unwrap();
+            assert!(
+                text.starts_with("-- Sequence structure for `invoice_seq`"),
+                "{text}"
+            );
             assert!(
                 text.ends_with("DO SETVAL(`invoice_seq`, 1000, 0);\n--\n"),
                 "{text}"

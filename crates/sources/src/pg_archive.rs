@@ -109,6 +109,26 @@ pub struct ArchiveChecker {
     current: Option<i64>,
     /// Blocks ended since [`ArchiveChecker::take_finished`] was last asked.
     finished: Vec<i64>,
+    /// Bytes consumed so far.
+    position: u64,
+    /// Where the block being read starts, and whether it holds large objects.
+    block_start: u64,
+    block_blobs: bool,
+    /// Every block read whole, in the archive's order; the last one's end is set by
+    /// [`ArchiveChecker::step`] once the step that ended it is counted.
+    spans: Vec<BlockSpan>,
+    span_open: bool,
+}
+
+/// Where one data block lies in an archive: from its type byte to the end of its
+/// terminator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockSpan {
+    pub dump_id: i64,
+    /// A large-object block rather than a table's data.
+    pub blobs: bool,
+    pub start: u64,
+    pub end: u64,
 }
 
 impl Default for ArchiveChecker {
@@ -119,6 +139,11 @@ impl Default for ArchiveChecker {
             done: BTreeSet::new(),
             current: None,
             finished: Vec::new(),
+            position: 0,
+            block_start: 0,
+            block_blobs: false,
+            spans: Vec::new(),
+            span_open: false,
         }
     }
 }
@@ -181,6 +206,11 @@ impl ArchiveChecker {
         std::mem::take(&mut self.finished)
     }
 
+    /// Where each data block read whole so far lies, in the archive's order.
+    pub fn spans(&self) -> &[BlockSpan] {
+        &self.spans
+    }
+
     /// Whether the next bytes are a block's header (its type and dump id), or the end.
     fn at_block_header(&self) -> bool {
         matches!(
@@ -197,6 +227,13 @@ impl ArchiveChecker {
         if let Some(id) = self.current.take() {
             self.done.insert(id);
             self.finished.push(id);
+            self.spans.push(BlockSpan {
+                dump_id: id,
+                blobs: self.block_blobs,
+                start: self.block_start,
+                end: 0,
+            });
+            self.span_open = true;
         }
     }
 
@@ -218,24 +255,35 @@ impl ArchiveChecker {
 
     /// Consumes some of `bytes` (at least one, or all of them once failed); returns how many.
     fn step(&mut self, bytes: &[u8]) -> usize {
+        let used = self.step_phase(bytes);
+        self.position += used as u64;
+        if std::mem::take(&mut self.span_open) {
+            let span = self.spans.last_mut().expect("a block just ended");
+            span.end = self.position;
+        }
+        used
+    }
+
+    fn step_phase(&mut self, bytes: &[u8]) -> usize {
         match &mut self.phase {
             Phase::Failed(_) => bytes.len(),
             Phase::Head(buf) => {
                 buf.extend_from_slice(bytes);
                 match parse_head(buf) {
                     Ok(Some((toc, used))) => {
-                        let rest = buf.split_off(used);
+                        // What follows the table of contents is the first block's, and
+                        // all of it came with these bytes (the head was not whole before).
+                        let rest = buf.len() - used;
                         self.toc = Some(toc);
                         self.phase = Phase::BlockStart;
-                        // What followed the table of contents is the first block's.
-                        self.feed(&rest);
+                        bytes.len() - rest
                     }
-                    Ok(None) => {}
+                    Ok(None) => bytes.len(),
                     Err(why) => {
                         self.fail(why);
+                        bytes.len()
                     }
                 }
-                bytes.len()
             }
             Phase::BlockStart => {
                 let blobs = match bytes[0] {
@@ -250,6 +298,8 @@ impl ArchiveChecker {
                     }
                 };
                 self.phase = Phase::int(IntFor::DumpId { blobs });
+                self.block_start = self.position;
+                self.block_blobs = blobs;
                 1
             }
             Phase::Skip { left, blobs } => {
@@ -756,42 +806,26 @@ impl PostDataPlan {
     }
 }
 
-/// Follows an archive streaming into `pg_restore` and says which data blocks have landed:
-/// the stream is `margin` bytes past their end, more than can be in flight between the
-/// stream and what `pg_restore` has processed, so that their `COPY` is over.
-#[derive(Debug)]
+/// Blocks a stream has passed to `pg_restore` whole, with the stream's length at their end,
+/// until they land: the stream handed to `pg_restore` is a margin past their end, more than
+/// can be in flight between the stream and what `pg_restore` has processed (its writer's
+/// buffer, the pipe, its read buffer), so that their `COPY` is over.
+#[derive(Debug, Default)]
 pub struct Landings {
-    checker: ArchiveChecker,
-    margin: u64,
-    streamed: u64,
-    /// Blocks that have streamed past, with the stream's length when they had.
     passed: std::collections::VecDeque<(i64, u64)>,
 }
 
 impl Landings {
-    pub fn new(margin: u64) -> Self {
-        Self {
-            checker: ArchiveChecker::default(),
-            margin,
-            streamed: 0,
-            passed: Default::default(),
-        }
+    /// `block` was passed whole; the stream was `end` bytes long at its end.
+    pub fn passed(&mut self, block: i64, end: u64) {
+        self.passed.push_back((block, end));
     }
 
-    /// Follows `bytes`; returns the blocks that landed with them, in stream order.
-    pub fn feed(&mut self, bytes: &[u8]) -> Vec<i64> {
-        self.streamed += bytes.len() as u64;
-        self.checker.feed(bytes);
-        let streamed = self.streamed;
-        self.passed.extend(
-            self.checker
-                .take_finished()
-                .into_iter()
-                .map(|b| (b, streamed)),
-        );
+    /// The blocks that have landed once `handed` bytes are handed on, in stream order.
+    pub fn landed(&mut self, handed: u64, margin: u64) -> Vec<i64> {
         let mut landed = Vec::new();
         while let Some(&(block, end)) = self.passed.front() {
-            if streamed < end + self.margin {
+            if handed < end + margin {
                 break;
             }
             landed.push(block);
@@ -801,11 +835,79 @@ impl Landings {
     }
 }
 
+/// Where the data blocks of a dump lie, as a backup records them in the snapshot's facts
+/// ([`encode_spans`]): the first block's start, then each block's dump id (`b` before it for
+/// large objects) and length, blocks following each other.
+pub const SPANS_FACT: &str = "data_blocks";
+
+/// The text of [`SPANS_FACT`] for `spans` (which follow each other, as a checker reads them).
+pub fn encode_spans(spans: &[BlockSpan]) -> String {
+    let mut text = spans.first().map_or(0, |s| s.start).to_string();
+    for span in spans {
+        text.push(' ');
+        if span.blobs {
+            text.push('b');
+        }
+        text.push_str(&format!("{}+{}", span.dump_id, span.end - span.start));
+    }
+    text
+}
+
+/// The spans [`encode_spans`] wrote, or what is wrong with the text.
+pub fn decode_spans(text: &str) -> Result<Vec<BlockSpan>, String> {
+    let mut words = text.split(' ');
+    let mut at: u64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .ok_or_else(|| format!("{SPANS_FACT}: no start offset"))?;
+    words
+        .map(|word| {
+            let (blobs, rest) = match word.strip_prefix('b') {
+                Some(rest) => (true, rest),
+                None => (false, word),
+            };
+            let (id, len) = rest
+                .split_once('+')
+                .and_then(|(id, len)| Some((id.parse().ok()?, len.parse::<u64>().ok()?)))
+                .ok_or_else(|| format!("{SPANS_FACT}: {word:?} is not a dump id and a length"))?;
+            let span = BlockSpan {
+                dump_id: id,
+                blobs,
+                start: at,
+                end: at + len,
+            };
+            at = span.end;
+            Ok(span)
+        })
+        .collect()
+}
+
+/// The size of an archive's integers (without their sign byte), from its head.
+pub fn int_size(head: &[u8]) -> Result<usize, String> {
+    match parse_head(head)? {
+        Some((toc, _)) => Ok(toc.int_size),
+        None => Err("the header and table of contents are cut short".into()),
+    }
+}
+
+/// An empty block in place of `span`'s: its type, its dump id, and the end of its data (a
+/// zero chunk length, or a zero large-object oid). `pg_restore` copies no rows from it.
+pub fn empty_block(int_size: usize, span: &BlockSpan) -> Vec<u8> {
+    let mut block = vec![if span.blobs { BLK_BLOBS } else { BLK_DATA }];
+    block.push(u8::from(span.dump_id < 0));
+    let magnitude = span.dump_id.unsigned_abs().to_le_bytes();
+    block.extend((0..int_size).map(|i| magnitude.get(i).copied().unwrap_or(0)));
+    block.extend(std::iter::repeat_n(0u8, int_size + 1));
+    block
+}
+
 /// Rewrites a custom-format archive for one of several `pg_restore` processes that load its
 /// data side by side, each from its own copy of the stream: the head passes as it is, and
 /// each data block either passes whole (`take` says this process loads it) or is replaced
 /// by an empty block of the same id. `pg_restore`, reading the stream in order, finds every
 /// block it expects and copies no rows into a table another process loads.
+///
+/// It also says which of the blocks it passed whole have *landed* ([`BlockRouter::landed`]).
 pub struct BlockRouter<F> {
     checker: ArchiveChecker,
     /// Bytes of the head still to pass.
@@ -814,6 +916,10 @@ pub struct BlockRouter<F> {
     /// A block's header, held until its dump id is read.
     header: Vec<u8>,
     passing: bool,
+    /// Bytes routed out so far, and of those, the ones routed before the last call.
+    emitted: u64,
+    handed: u64,
+    landings: Landings,
 }
 
 impl<F: FnMut(i64) -> bool> BlockRouter<F> {
@@ -827,11 +933,23 @@ impl<F: FnMut(i64) -> bool> BlockRouter<F> {
             take,
             header: Vec::new(),
             passing: true,
+            emitted: 0,
+            handed: 0,
+            landings: Landings::default(),
         }
+    }
+
+    /// The blocks this stream loads that have landed since this was last asked
+    /// ([`Landings`]). Handed means routed before the last call to [`BlockRouter::route`]:
+    /// `Running::feed_routed` writes what one call routes before it routes more.
+    pub fn landed(&mut self, margin: u64) -> Vec<i64> {
+        self.landings.landed(self.handed, margin)
     }
 
     /// Routes the stream's next `bytes`, appending what passes to `out`.
     pub fn route(&mut self, mut bytes: &[u8], out: &mut Vec<u8>) {
+        self.handed = self.emitted;
+        let start = out.len();
         let head = self.head_left.min(bytes.len());
         out.extend_from_slice(&bytes[..head]);
         self.head_left -= head;
@@ -841,28 +959,41 @@ impl<F: FnMut(i64) -> bool> BlockRouter<F> {
             let used = self.checker.step(bytes);
             let (piece, rest) = bytes.split_at(used);
             bytes = rest;
-            if !in_header {
+            if in_header {
+                self.route_header(piece, out);
+            } else {
                 // A damaged archive passes on as it is, for `pg_restore` to report.
                 self.passing |= matches!(self.checker.phase, Phase::Failed(_));
                 if self.passing {
                     out.extend_from_slice(piece);
                 }
-                continue;
             }
-            self.header.extend_from_slice(piece);
-            if self.checker.at_block_header() {
-                continue;
+            for block in self.checker.take_finished() {
+                if self.passing {
+                    let end = self.emitted + (out.len() - start) as u64;
+                    self.landings.passed(block, end);
+                }
             }
-            out.append(&mut self.header);
-            self.passing = match (&self.checker.phase, self.checker.current) {
-                (Phase::Failed(_), _) | (_, None) => true,
-                (_, Some(block)) => (self.take)(block),
-            };
-            if !self.passing {
-                // The block's end: a zero chunk length, or a zero large-object oid.
-                let int_size = self.checker.toc.as_ref().map_or(4, |t| t.int_size);
-                out.extend(std::iter::repeat_n(0u8, int_size + 1));
-            }
+        }
+        self.emitted += (out.len() - start) as u64;
+    }
+
+    /// A piece of a block's header: held until the block's id is read, then passed on with
+    /// the block's end in place of its data if another stream loads it.
+    fn route_header(&mut self, piece: &[u8], out: &mut Vec<u8>) {
+        self.header.extend_from_slice(piece);
+        if self.checker.at_block_header() {
+            return;
+        }
+        out.append(&mut self.header);
+        self.passing = match (&self.checker.phase, self.checker.current) {
+            (Phase::Failed(_), _) | (_, None) => true,
+            (_, Some(block)) => (self.take)(block),
+        };
+        if !self.passing {
+            // The block's end: a zero chunk length, or a zero large-object oid.
+            let int_size = self.checker.toc.as_ref().map_or(4, |t| t.int_size);
+            out.extend(std::iter::repeat_n(0u8, int_size + 1));
         }
     }
 }
@@ -1079,6 +1210,56 @@ mod tests {
         }
     }
 
+    /// Issue 17, item 1: the spans a checker records follow each other from the end of the
+    /// head to the archive's end, however the stream is split, and come back from the facts'
+    /// text; a loader's stream built from them (its own blocks read, the others' replaced by
+    /// empty blocks, never read) is the one the router makes of the whole archive.
+    #[test]
+    fn recorded_spans_build_the_routed_stream_without_reading_the_others_blocks() {
+        let a = whole();
+        let head_len = head_length(&a.bytes).unwrap().unwrap();
+        let head = &a.bytes[..head_len];
+        let mut spans = Vec::new();
+        for piece in [1, 2, 3, 7, 64, 100_000] {
+            let mut checker = ArchiveChecker::default();
+            for part in a.bytes.chunks(piece) {
+                checker.feed(part);
+            }
+            spans = checker.spans().to_vec();
+            let blocks: Vec<(i64, bool)> = spans.iter().map(|s| (s.dump_id, s.blobs)).collect();
+            assert_eq!(
+                blocks,
+                [(2, false), (3, false), (4, true)],
+                "pieces of {piece}"
+            );
+            assert_eq!(spans[0].start, head_len as u64, "pieces of {piece}");
+            assert!(
+                spans.windows(2).all(|w| w[0].end == w[1].start),
+                "{spans:?}"
+            );
+            assert_eq!(spans[2].end, a.bytes.len() as u64, "pieces of {piece}");
+            assert_eq!(decode_spans(&encode_spans(&spans)), Ok(spans.clone()));
+        }
+        let int_size = int_size(head).unwrap();
+        let all = [2, 3, 4];
+        for mine in [&all[..1], &all[1..], &[], &all] {
+            let mut from_spans = head.to_vec();
+            for span in &spans {
+                if mine.contains(&span.dump_id) {
+                    from_spans.extend_from_slice(&a.bytes[span.start as usize..span.end as usize]);
+                } else {
+                    from_spans.extend(empty_block(int_size, span));
+                }
+            }
+            let mut router = BlockRouter::new(head, |block| mine.contains(&block));
+            let mut routed = Vec::new();
+            router.route(&a.bytes, &mut routed);
+            assert_eq!(from_spans, routed, "blocks {mine:?}");
+        }
+        assert!(decode_spans("").is_err());
+        assert!(decode_spans("120 2+40 three+5").is_err());
+    }
+
     #[test]
     fn a_whole_archive_is_complete_however_it_is_split() {
         let a = whole();
@@ -1257,9 +1438,9 @@ mod tests {
         assert_eq!(checker.finish(), Ok(3));
     }
 
-    /// A block has landed only once the stream is a margin past its end (what can still
-    /// be in flight to `pg_restore`); the blocks at the very end never do, and wait for the
-    /// load to finish.
+    /// A block has landed only once the output handed on is a margin past its end (what
+    /// can still be in flight to `pg_restore`); the blocks at the very end never do, and
+    /// wait for the load to finish; nor does a block another stream loads (here the last).
     #[test]
     fn a_block_lands_only_a_margin_past_its_end() {
         let archive = whole();
@@ -1268,17 +1449,22 @@ mod tests {
         // and the zero length, with 4-byte integers (5 bytes each, sign included).
         let end_of_2 = head + 1 + 5 + (5 + 8) + (5 + 9) + 5;
         let margin = 10;
-        let mut landings = Landings::new(margin as u64);
+        let mut router = BlockRouter::new(&archive.bytes[..head], |block| block != 4);
         let mut landed_at = Vec::new();
-        for (at, byte) in archive.bytes.iter().enumerate() {
-            for block in landings.feed(std::slice::from_ref(byte)) {
-                landed_at.push((block, at + 1));
+        let mut out = Vec::new();
+        for byte in &archive.bytes {
+            // Handed on: every byte routed before this one.
+            let handed = out.len();
+            router.route(std::slice::from_ref(byte), &mut out);
+            for block in router.landed(margin as u64) {
+                landed_at.push((block, handed));
             }
         }
         assert_eq!(landed_at[0], (2, end_of_2 + margin), "{landed_at:?}");
+        assert_eq!(landed_at.len(), 2, "{landed_at:?}");
         assert!(
             landed_at.iter().all(|&(b, _)| b != 4),
-            "the last block waits: {landed_at:?}"
+            "another stream's block, and the last block: {landed_at:?}"
         );
     }
 }

@@ -26,6 +26,7 @@ use crate::dburl::{query_error, DbUrl, UrlSource};
 use crate::pg_archive::{ArchiveChecker, CheckingReader};
 use crate::tool::{side_by_side, FileStream, Running, Tool, Tools};
 use crate::{fingerprint, quote_ident, stream_entry, BackedUp, SourceContext, SourceError};
+use futures::FutureExt;
 
 /// The custom-format dump in a snapshot's tree.
 pub const DUMP_FILE: &str = "database.pgdump";
@@ -151,8 +152,8 @@ pub async fn back_up(
                 finished?;
                 // Nor is one that exited 0 with part of its archive: every table's data
                 // must be there, each block terminated.
-                let complete = checker.lock().expect("archive checker lock").finish();
-                if let Err(why) = complete {
+                let checker = checker.lock().expect("archive checker lock");
+                if let Err(why) = checker.finish() {
                     return Err(SourceError::ToolFailed {
                         tool: Tool::PgDump.name(),
                         detail: format!(
@@ -160,15 +161,17 @@ pub async fn back_up(
                         ),
                     });
                 }
+                // Where each table's data lies: a restore's loaders read only their own.
+                Ok(Some(crate::pg_archive::encode_spans(checker.spans())))
             }
             Some(dir) => {
                 running.finish().await?;
                 add_directory(writer, &dir.path().join(DUMP_DIR), DUMP_DIR).await?;
+                Ok(None)
             }
         }
-        Ok::<(), SourceError>(())
     };
-    let ((tables, schema), ()) = tokio::try_join!(counting, dumping)?;
+    let ((tables, schema), spans) = tokio::try_join!(counting, dumping)?;
     sqlx::query("COMMIT")
         .execute(&mut conn)
         .await
@@ -194,6 +197,9 @@ pub async fn back_up(
         .into(),
     );
     extra.insert("database".into(), database);
+    if let Some(spans) = spans {
+        extra.insert(crate::pg_archive::SPANS_FACT.into(), spans);
+    }
     // The server as the URL reaches it, `?host=`/`?port=` included (the URL in `roots` is
     // recorded without its query): what restore safety compares a target with.
     extra.insert("server".into(), crate::identity::server_fact(&url));
@@ -651,6 +657,10 @@ async fn load_split(
         .arg(&toc);
     Running::spawn(Tool::PgRestore, schema)?.finish().await?;
 
+    // Where the data blocks lie, when the backup recorded it: each loader then reads only
+    // the blocks it takes.
+    let recorded = recorded_spans(reader, entry, &head)?;
+    let head = Arc::new(head);
     // Which loader took each data block.
     let taken: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
     let (landed, mut landing) = tokio::sync::mpsc::unbounded_channel();
@@ -660,7 +670,8 @@ async fn load_split(
             data.arg("--section=data")
                 .stdin(std::process::Stdio::piped());
             let running = Running::spawn(Tool::PgRestore, data)?;
-            let mut router = crate::pg_archive::BlockRouter::new(&head, {
+            // The first loader to reach a block takes it.
+            let take = {
                 let taken = taken.clone();
                 move |block| {
                     let mut taken = taken.lock().expect("loader lock");
@@ -670,32 +681,26 @@ async fn load_split(
                     }
                     taker == loader
                 }
-            });
-            let mut landings = crate::pg_archive::Landings::new(LANDED_AFTER);
-            let landed = landed.clone();
-            let mine = {
-                let taken = taken.clone();
-                move |block: &i64| taken.lock().expect("loader lock").get(block) == Some(&loader)
             };
-            let taken = taken.clone();
-            let (reader, entry) = (reader.clone(), entry.clone());
+            let (reader, entry, head) = (reader.clone(), entry.clone(), head.clone());
+            let feeding = match &recorded {
+                Some(recorded) => feed_spans(
+                    running,
+                    loader,
+                    reader,
+                    recorded.clone(),
+                    head,
+                    take,
+                    landed.clone(),
+                )
+                .boxed(),
+                None => {
+                    feed_routed(running, reader, entry, loader, head, take, landed.clone()).boxed()
+                }
+            };
+            let (landed, taken) = (landed.clone(), taken.clone());
             Ok(async move {
-                running
-                    .feed_routed(
-                        &reader,
-                        &entry,
-                        FileStream::nth(loader),
-                        move |bytes, out| router.route(bytes, out),
-                        {
-                            let (landed, mine) = (landed.clone(), mine.clone());
-                            move |bytes| {
-                                for block in landings.feed(bytes).into_iter().filter(&mine) {
-                                    let _ = landed.send(block);
-                                }
-                            }
-                        },
-                    )
-                    .await?;
+                feeding.await?;
                 // Its `pg_restore` has ended: every block it took is in.
                 let all: Vec<i64> = taken
                     .lock()
@@ -715,7 +720,7 @@ async fn load_split(
     let building = async {
         let mut loaded = std::collections::HashSet::new();
         let mut batch = 0;
-        // Ends when every loader has (the taps, and their senders, are dropped).
+        // Ends when every loader has (their senders are dropped).
         while let Some(block) = landing.recv().await {
             loaded.insert(block);
             while let Ok(block) = landing.try_recv() {
@@ -747,6 +752,173 @@ async fn load_split(
     Ok(())
 }
 
+/// Where a dump's data blocks lie, as its backup recorded them ([`pg_archive::SPANS_FACT`]),
+/// with the file's chunks and the archive's integer size: `None` for a snapshot that has no
+/// record, or one that does not tile the file from the end of its head to its end (the dump
+/// is then read whole by every loader).
+fn recorded_spans(
+    reader: &SnapshotReader,
+    entry: &Entry,
+    head: &[u8],
+) -> Result<Option<RecordedSpans>, SourceError> {
+    let Some(text) = reader
+        .snapshot()
+        .facts
+        .extra
+        .get(crate::pg_archive::SPANS_FACT)
+    else {
+        return Ok(None);
+    };
+    let spans = match crate::pg_archive::decode_spans(text) {
+        Ok(spans) => spans,
+        Err(why) => {
+            tracing::warn!(snapshot = %reader.id().short(), "{why}; the dump is read whole by every loader");
+            return Ok(None);
+        }
+    };
+    let start = spans.first().map_or(head.len() as u64, |s| s.start);
+    let end = spans.last().map_or(start, |s| s.end);
+    let Ok(int_size) = crate::pg_archive::int_size(head) else {
+        return Ok(None);
+    };
+    if start != head.len() as u64 || end != entry.size {
+        tracing::warn!(
+            snapshot = %reader.id().short(),
+            "the recorded data blocks span bytes {start}..{end} of a dump whose data is at {}..{}; the dump is read whole by every loader",
+            head.len(),
+            entry.size
+        );
+        return Ok(None);
+    }
+    Ok(Some(RecordedSpans {
+        file: Arc::new(reader.file_chunks(entry)?),
+        spans: Arc::new(spans),
+        int_size,
+    }))
+}
+
+/// A dump's data blocks as its backup recorded them ([`recorded_spans`]).
+#[derive(Clone)]
+struct RecordedSpans {
+    file: Arc<backstop_repo::FileChunks>,
+    spans: Arc<Vec<crate::pg_archive::BlockSpan>>,
+    int_size: usize,
+}
+
+/// One loader's stream when the backup recorded where the blocks lie: the head, then each
+/// block in the archive's order, read from the repository when `take` gives it to this
+/// loader (each chunk verified against its id) and an empty block in its place otherwise.
+/// Every byte of the dump is read by one loader, so no loader computes the file's SHA-256:
+/// the blocks follow each other from the head to the file's end, and every chunk is
+/// verified by whoever reads it.
+async fn feed_spans(
+    mut running: Running,
+    loader: usize,
+    reader: SnapshotReader,
+    recorded: RecordedSpans,
+    head: Arc<Vec<u8>>,
+    mut take: impl FnMut(i64) -> bool + Send,
+    landed: tokio::sync::mpsc::UnboundedSender<i64>,
+) -> Result<(), SourceError> {
+    use tokio::io::AsyncWriteExt;
+    let path = recorded.file.path().to_string();
+    let mut stdin = LandingWriter {
+        inner: tokio::io::BufWriter::with_capacity(1 << 16, running.stdin_pipe()?),
+        handed: 0,
+        landings: Default::default(),
+        landed,
+    };
+    let fed = async {
+        let write_error = |e| backstop_repo::RepoError::write(&path, e);
+        stdin.write_all(&head).await.map_err(write_error)?;
+        let mut read = 0u64;
+        for span in recorded.spans.iter() {
+            if take(span.dump_id) {
+                read += reader
+                    .stream_range(&recorded.file, span.start..span.end, &mut stdin)
+                    .await?;
+                stdin.landings.passed(span.dump_id, stdin.handed);
+            } else {
+                let empty = crate::pg_archive::empty_block(recorded.int_size, span);
+                stdin.write_all(&empty).await.map_err(write_error)?;
+            }
+        }
+        stdin.flush().await.map_err(write_error)?;
+        tracing::debug!(loader, read, "the loader's blocks are read");
+        Ok(())
+    }
+    .await;
+    drop(stdin);
+    running.after_streaming(fed).await
+}
+
+/// One loader's stream when the backup did not record where the blocks lie: the whole dump,
+/// each block `take` does not give to this loader replaced by an empty one as it passes
+/// ([`pg_archive::BlockRouter`]).
+async fn feed_routed(
+    running: Running,
+    reader: SnapshotReader,
+    entry: Entry,
+    loader: usize,
+    head: Arc<Vec<u8>>,
+    take: impl FnMut(i64) -> bool + Send + Unpin,
+    landed: tokio::sync::mpsc::UnboundedSender<i64>,
+) -> Result<(), SourceError> {
+    let mut router = crate::pg_archive::BlockRouter::new(&head, take);
+    running
+        .feed_routed(
+            &reader,
+            &entry,
+            FileStream::nth(loader),
+            move |bytes, out| {
+                router.route(bytes, out);
+                for block in router.landed(LANDED_AFTER) {
+                    let _ = landed.send(block);
+                }
+            },
+        )
+        .await
+}
+
+/// A loader's stdin that reports the blocks it passed whole as they land
+/// ([`pg_archive::Landings`]), as the bytes after them are handed on.
+struct LandingWriter<W> {
+    inner: W,
+    handed: u64,
+    landings: crate::pg_archive::Landings,
+    landed: tokio::sync::mpsc::UnboundedSender<i64>,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LandingWriter<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bytes: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let written = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, bytes))?;
+        this.handed += written as u64;
+        for block in this.landings.landed(this.handed, LANDED_AFTER) {
+            let _ = this.landed.send(block);
+        }
+        std::task::Poll::Ready(Ok(written))
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// The entries of a dump's table of contents, or an error naming the snapshot.
 fn toc_entries(
     reader: &SnapshotReader,
@@ -764,57 +936,27 @@ fn toc_entries(
 /// stream (the rest is not fetched); `None` when they do not parse, and the dump is then
 /// loaded in one pass.
 async fn read_archive_head(reader: &SnapshotReader, entry: &Entry) -> Option<Vec<u8>> {
-    let mut catcher = HeadCatcher::default();
-    // The catcher refuses the write that completes the head, which stops the stream.
+    let mut buf = Vec::new();
+    let mut length = None;
+    let mut catcher = crate::tool::Catcher::new(|bytes: &[u8]| {
+        buf.extend_from_slice(bytes);
+        match crate::pg_archive::head_length(&buf) {
+            Ok(Some(len)) => {
+                length = Some(len);
+                Ok(true)
+            }
+            Ok(None) if buf.len() <= HEAD_LIMIT => Ok(false),
+            Ok(None) | Err(_) => Err(std::io::Error::other("no custom-format head")),
+        }
+    });
+    // The catcher refuses the write after the one that completes the head, which stops
+    // the stream.
     let _ = reader.stream_file(entry, &mut catcher).await;
-    let len = catcher.length?;
-    catcher.buf.truncate(len);
-    Some(catcher.buf)
-}
-
-/// Collects a stream's bytes until an archive's head parses, then refuses more.
-#[derive(Default)]
-struct HeadCatcher {
-    buf: Vec<u8>,
-    length: Option<usize>,
+    let len = length?;
+    buf.truncate(len);
+    Some(buf)
 }
 
 /// A table of contents larger than this (a schema of hundreds of thousands of objects) is
 /// loaded in one pass rather than held.
 const HEAD_LIMIT: usize = 256 << 20;
-
-impl tokio::io::AsyncWrite for HeadCatcher {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-        bytes: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        let this = &mut *self;
-        if this.length.is_some() {
-            return std::task::Poll::Ready(Err(std::io::Error::other("the head is read")));
-        }
-        this.buf.extend_from_slice(bytes);
-        match crate::pg_archive::head_length(&this.buf) {
-            Ok(Some(len)) => this.length = Some(len),
-            Ok(None) if this.buf.len() <= HEAD_LIMIT => {}
-            Ok(None) | Err(_) => {
-                return std::task::Poll::Ready(Err(std::io::Error::other("no custom-format head")))
-            }
-        }
-        std::task::Poll::Ready(Ok(bytes.len()))
-    }
-
-    fn poll_flush(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-}

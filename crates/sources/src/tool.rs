@@ -346,44 +346,27 @@ impl Running {
     /// tool stops reading early, its own error is the one reported; when the repository
     /// fails (a corrupt chunk), the tool is killed and the repository's error reported.
     pub async fn feed(
-        self,
-        reader: &backstop_repo::SnapshotReader,
-        entry: &backstop_repo::Entry,
-    ) -> Result<(), SourceError> {
-        self.feed_tapped(reader, entry, |_| ()).await
-    }
-
-    /// As [`Running::feed`], showing `tap` every piece of the stream as the tool takes it.
-    pub async fn feed_tapped(
         mut self,
         reader: &backstop_repo::SnapshotReader,
         entry: &backstop_repo::Entry,
-        tap: impl FnMut(&[u8]) + Send + Unpin,
     ) -> Result<(), SourceError> {
-        let stdin = Tapped {
-            inner: self.stdin_pipe()?,
-            tap,
-        };
+        let stdin = self.stdin_pipe()?;
         self.stream_into(reader, entry, FileStream::Verifying, stdin)
             .await
     }
 
-    /// As [`Running::feed_tapped`], passing the stream through `route` on its way: it is
-    /// given each piece of the stream and appends what the tool takes (which `tap` sees).
+    /// As [`Running::feed`], passing the stream through `route` on its way: it is given
+    /// each piece of the stream and appends what the tool takes. It is called again only
+    /// once everything it appended before has been written to the tool.
     pub async fn feed_routed(
         mut self,
         reader: &backstop_repo::SnapshotReader,
         entry: &backstop_repo::Entry,
         stream: FileStream,
         route: impl FnMut(&[u8], &mut Vec<u8>) + Send + Unpin,
-        tap: impl FnMut(&[u8]) + Send + Unpin,
     ) -> Result<(), SourceError> {
-        let stdin = Tapped {
-            inner: self.stdin_pipe()?,
-            tap,
-        };
         let routed = Rewritten {
-            inner: stdin,
+            inner: self.stdin_pipe()?,
             rewrite: route,
             pending: Vec::new(),
             written: 0,
@@ -401,8 +384,18 @@ impl Running {
     ) -> Result<(), SourceError> {
         let streamed = stream.copy(reader, entry, &mut stdin).await;
         drop(stdin);
+        self.after_streaming(streamed.map(|_| ())).await
+    }
+
+    /// Waits for the tool once what the repository streamed into its stdin (now closed)
+    /// has ended: when the tool stopped reading early, its own error; when the repository
+    /// failed (a corrupt chunk), the tool is killed and the repository's error returned.
+    pub(crate) async fn after_streaming(
+        self,
+        streamed: Result<(), backstop_repo::RepoError>,
+    ) -> Result<(), SourceError> {
         match streamed {
-            Ok(_) => self.finish().await.map(|_| ()),
+            Ok(()) => self.finish().await.map(|_| ()),
             Err(backstop_repo::RepoError::Write { source, .. })
                 if source.kind() == std::io::ErrorKind::BrokenPipe =>
             {
@@ -449,24 +442,14 @@ impl Running {
             stdin.flush().await
         };
         let (streamed, filtered) = tokio::join!(streaming, filtering);
-        match (streamed, filtered) {
-            (Ok(_), Ok(())) => self.finish().await.map(|_| ()),
-            // The tool stopped reading: its own error says why.
-            (_, Err(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-                self.stopped_reading().await
-            }
-            (Err(e), _) => {
+        match streamed {
+            // The repository failed (unless the tool stopped reading first: then its own
+            // error says why).
+            Err(e) if !is_broken_pipe(&filtered) => {
                 self.kill().await;
                 Err(e.into())
             }
-            (Ok(_), Err(e)) => {
-                let tool = self.tool;
-                self.kill().await;
-                Err(SourceError::ToolFailed {
-                    tool,
-                    detail: format!("writing its input: {e}"),
-                })
-            }
+            _ => self.after_writing(filtered).await,
         }
     }
 
@@ -480,9 +463,17 @@ impl Running {
         }
         .await;
         drop(stdin);
+        self.after_writing(written).await
+    }
+
+    /// Waits for the tool once its input is written (or failed to be): the tool's own error
+    /// when it stopped reading early, a writing error otherwise.
+    async fn after_writing(self, written: std::io::Result<()>) -> Result<(), SourceError> {
+        if is_broken_pipe(&written) {
+            return self.stopped_reading().await;
+        }
         match written {
             Ok(()) => self.finish().await.map(|_| ()),
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => self.stopped_reading().await,
             Err(e) => {
                 let tool = self.tool;
                 self.kill().await;
@@ -495,7 +486,7 @@ impl Running {
     }
 
     /// The tool's stdin as a 1 MiB pipe written with plain blocking writes (as for stdout).
-    fn stdin_pipe(&mut self) -> Result<tokio::fs::File, SourceError> {
+    pub(crate) fn stdin_pipe(&mut self) -> Result<tokio::fs::File, SourceError> {
         let stdin = self
             .child
             .stdin
@@ -548,40 +539,51 @@ fn describe_failure(status: ExitStatus, stderr: &str) -> String {
     }
 }
 
-/// A writer that shows what it passes on to a tap, as it is accepted.
-struct Tapped<W, F> {
-    inner: W,
-    tap: F,
+/// Whether writing failed because the tool closed its end of the pipe.
+fn is_broken_pipe(written: &std::io::Result<()>) -> bool {
+    matches!(written, Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
-impl<W: tokio::io::AsyncWrite + Unpin, F: FnMut(&[u8]) + Unpin> tokio::io::AsyncWrite
-    for Tapped<W, F>
-{
+/// A writer that hands each piece of a stream to `take` until it has what it needs
+/// (`Ok(true)`), then refuses further writes, which stops the stream there: the start of a
+/// dump read without fetching the rest.
+pub(crate) struct Catcher<F> {
+    take: F,
+    whole: bool,
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<bool> + Unpin> Catcher<F> {
+    pub(crate) fn new(take: F) -> Self {
+        Self { take, whole: false }
+    }
+}
+
+impl<F: FnMut(&[u8]) -> std::io::Result<bool> + Unpin> tokio::io::AsyncWrite for Catcher<F> {
     fn poll_write(
         mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        _: &mut std::task::Context<'_>,
         bytes: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         let this = &mut *self;
-        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, bytes);
-        if let std::task::Poll::Ready(Ok(n)) = written {
-            (this.tap)(&bytes[..n]);
+        if this.whole {
+            return std::task::Poll::Ready(Err(std::io::Error::other("read as far as needed")));
         }
-        written
+        this.whole = (this.take)(bytes)?;
+        std::task::Poll::Ready(Ok(bytes.len()))
     }
 
     fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        std::task::Poll::Ready(Ok(()))
     }
 
     fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        std::task::Poll::Ready(Ok(()))
     }
 }
 

@@ -170,6 +170,35 @@ async fn keys_built_while_later_tables_load_hold_every_row() {
         2,
         "one loader takes a_parents, the other reads on to b_children: {log}"
     );
+    // Issue 17, item 1: each loader fetched and decoded only the blocks it took, which the
+    // backup recorded; between them they read the dump's data once.
+    let spans = backstop_sources::pg_archive::decode_spans(
+        &snapshot.facts.extra[backstop_sources::pg_archive::SPANS_FACT],
+    )
+    .unwrap();
+    let dump = reader
+        .file(backstop_sources::postgres::DUMP_FILE)
+        .await
+        .unwrap()
+        .unwrap();
+    let read: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("the loader's blocks are read"))
+        .filter_map(|l| {
+            l.split("read=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect();
+    assert_eq!(read.len(), 2, "{log}");
+    assert_eq!(
+        read.iter().sum::<u64>(),
+        dump.size - spans[0].start,
+        "{log}"
+    );
 
     let facts = restored.facts().await.unwrap();
     assert_eq!(facts.tables, snapshot.facts.tables);
