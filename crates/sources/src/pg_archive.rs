@@ -56,6 +56,7 @@ pub struct TocEntry {
 
 pub const SECTION_NONE: i64 = 1;
 pub const SECTION_PRE_DATA: i64 = 2;
+pub const SECTION_DATA: i64 = 3;
 pub const SECTION_POST_DATA: i64 = 4;
 
 #[derive(Debug)]
@@ -882,23 +883,25 @@ pub fn decode_spans(text: &str) -> Result<Vec<BlockSpan>, String> {
         .collect()
 }
 
-/// The size of an archive's integers (without their sign byte), from its head.
-pub fn int_size(head: &[u8]) -> Result<usize, String> {
-    match parse_head(head)? {
-        Some((toc, _)) => Ok(toc.int_size),
-        None => Err("the header and table of contents are cut short".into()),
+/// Shares `spans` out among `loaders` before a load, by size: the largest block first,
+/// each to the loader with the fewest bytes so far. Each share is in the archive's order,
+/// the order a `pg_restore` reading a stream needs its blocks in.
+pub fn share_blocks(spans: &[BlockSpan], loaders: usize) -> Vec<Vec<BlockSpan>> {
+    let mut shares = vec![Vec::new(); loaders.max(1)];
+    let mut bytes = vec![0u64; shares.len()];
+    let mut largest_first: Vec<usize> = (0..spans.len()).collect();
+    largest_first.sort_by_key(|&i| std::cmp::Reverse(spans[i].end - spans[i].start));
+    for i in largest_first {
+        let least = (0..bytes.len())
+            .min_by_key(|&l| bytes[l])
+            .expect("a loader");
+        bytes[least] += spans[i].end - spans[i].start;
+        shares[least].push(spans[i]);
     }
-}
-
-/// An empty block in place of `span`'s: its type, its dump id, and the end of its data (a
-/// zero chunk length, or a zero large-object oid). `pg_restore` copies no rows from it.
-pub fn empty_block(int_size: usize, span: &BlockSpan) -> Vec<u8> {
-    let mut block = vec![if span.blobs { BLK_BLOBS } else { BLK_DATA }];
-    block.push(u8::from(span.dump_id < 0));
-    let magnitude = span.dump_id.unsigned_abs().to_le_bytes();
-    block.extend((0..int_size).map(|i| magnitude.get(i).copied().unwrap_or(0)));
-    block.extend(std::iter::repeat_n(0u8, int_size + 1));
-    block
+    for share in &mut shares {
+        share.sort_by_key(|s| s.start);
+    }
+    shares
 }
 
 /// Rewrites a custom-format archive for one of several `pg_restore` processes that load its
@@ -1212,10 +1215,10 @@ mod tests {
 
     /// Issue 17, item 1: the spans a checker records follow each other from the end of the
     /// head to the archive's end, however the stream is split, and come back from the facts'
-    /// text; a loader's stream built from them (its own blocks read, the others' replaced by
-    /// empty blocks, never read) is the one the router makes of the whole archive.
+    /// text; a loader's stream of the head and the spans of its blocks holds each of them
+    /// whole.
     #[test]
-    fn recorded_spans_build_the_routed_stream_without_reading_the_others_blocks() {
+    fn recorded_spans_cut_the_archive_into_whole_blocks() {
         let a = whole();
         let head_len = head_length(&a.bytes).unwrap().unwrap();
         let head = &a.bytes[..head_len];
@@ -1240,24 +1243,51 @@ mod tests {
             assert_eq!(spans[2].end, a.bytes.len() as u64, "pieces of {piece}");
             assert_eq!(decode_spans(&encode_spans(&spans)), Ok(spans.clone()));
         }
-        let int_size = int_size(head).unwrap();
-        let all = [2, 3, 4];
-        for mine in [&all[..1], &all[1..], &[], &all] {
-            let mut from_spans = head.to_vec();
-            for span in &spans {
-                if mine.contains(&span.dump_id) {
-                    from_spans.extend_from_slice(&a.bytes[span.start as usize..span.end as usize]);
-                } else {
-                    from_spans.extend(empty_block(int_size, span));
-                }
+        // A loader's stream: the head and its own blocks, each read from its span.
+        for mine in [&[2][..], &[3, 4], &[2, 4]] {
+            let mut stream = head.to_vec();
+            for span in spans.iter().filter(|s| mine.contains(&s.dump_id)) {
+                stream.extend_from_slice(&a.bytes[span.start as usize..span.end as usize]);
             }
-            let mut router = BlockRouter::new(head, |block| mine.contains(&block));
-            let mut routed = Vec::new();
-            router.route(&a.bytes, &mut routed);
-            assert_eq!(from_spans, routed, "blocks {mine:?}");
+            let mut checker = ArchiveChecker::default();
+            checker.feed(&stream);
+            assert_eq!(checker.take_finished(), mine, "each block whole");
+            assert!(
+                matches!(checker.phase, Phase::BlockStart),
+                "ends between blocks"
+            );
         }
         assert!(decode_spans("").is_err());
         assert!(decode_spans("120 2+40 three+5").is_err());
+    }
+
+    /// The largest block goes first, each to the loader with the fewest bytes; each share
+    /// keeps the archive's order; a loader may get none.
+    #[test]
+    fn blocks_are_shared_out_by_size_in_the_archives_order() {
+        let mut at = 0;
+        let spans: Vec<BlockSpan> = [(1, 100), (2, 10), (3, 60), (4, 50), (5, 5)]
+            .iter()
+            .map(|&(id, len)| {
+                at += len;
+                BlockSpan {
+                    dump_id: id,
+                    blobs: false,
+                    start: at - len,
+                    end: at,
+                }
+            })
+            .collect();
+        let ids = |shares: Vec<Vec<BlockSpan>>| -> Vec<Vec<i64>> {
+            shares
+                .iter()
+                .map(|s| s.iter().map(|b| b.dump_id).collect())
+                .collect()
+        };
+        // 100 → 0; 60 → 1; 50 → 1 (60 < 100); 10 → 0 (100 < 110); 5 → 0 (110 = 110).
+        assert_eq!(ids(share_blocks(&spans, 2)), [vec![1, 2, 5], vec![3, 4]]);
+        assert_eq!(ids(share_blocks(&spans, 1)), [vec![1, 2, 3, 4, 5]]);
+        assert_eq!(ids(share_blocks(&spans[..1], 3)), [vec![1], vec![], vec![]]);
     }
 
     #[test]

@@ -657,65 +657,28 @@ async fn load_split(
         .arg(&toc);
     Running::spawn(Tool::PgRestore, schema)?.finish().await?;
 
-    // Where the data blocks lie, when the backup recorded it: each loader then reads only
-    // the blocks it takes.
-    let recorded = recorded_spans(reader, entry, &head)?;
-    let head = Arc::new(head);
-    // Which loader took each data block.
-    let taken: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
     let (landed, mut landing) = tokio::sync::mpsc::unbounded_channel();
-    let loaders = (0..jobs.max(1) as usize)
-        .map(|loader| {
-            let mut data = restore_command()?;
-            data.arg("--section=data")
-                .stdin(std::process::Stdio::piped());
-            let running = Running::spawn(Tool::PgRestore, data)?;
-            // The first loader to reach a block takes it.
-            let take = {
-                let taken = taken.clone();
-                move |block| {
-                    let mut taken = taken.lock().expect("loader lock");
-                    let taker = *taken.entry(block).or_insert(loader);
-                    if taker == loader {
-                        tracing::debug!(block, loader, "loading a table's data");
-                    }
-                    taker == loader
-                }
+    let loaders = match recorded_spans(reader, entry, &head, &entries)? {
+        Some(recorded) => {
+            let lists = |loader: usize, list: &[crate::pg_archive::TocEntry]| {
+                let path = spool.path().join(format!("data-{loader}.list"));
+                std::fs::write(&path, crate::pg_archive::restore_list(list))
+                    .map_err(|e| SourceError::io(path.display(), e))?;
+                Ok(path)
             };
-            let (reader, entry, head) = (reader.clone(), entry.clone(), head.clone());
-            let feeding = match &recorded {
-                Some(recorded) => feed_spans(
-                    running,
-                    loader,
-                    reader,
-                    recorded.clone(),
-                    head,
-                    take,
-                    landed.clone(),
-                )
-                .boxed(),
-                None => {
-                    feed_routed(running, reader, entry, loader, head, take, landed.clone()).boxed()
-                }
-            };
-            let (landed, taken) = (landed.clone(), taken.clone());
-            Ok(async move {
-                feeding.await?;
-                // Its `pg_restore` has ended: every block it took is in.
-                let all: Vec<i64> = taken
-                    .lock()
-                    .expect("loader lock")
-                    .iter()
-                    .filter(|(_, taker)| **taker == loader)
-                    .map(|(block, _)| *block)
-                    .collect();
-                for block in all {
-                    let _ = landed.send(block);
-                }
-                Ok::<_, SourceError>(())
-            })
-        })
-        .collect::<Result<Vec<_>, SourceError>>()?;
+            span_loaders(
+                reader,
+                recorded,
+                &head,
+                &entries,
+                jobs,
+                &restore_command,
+                lists,
+                &landed,
+            )?
+        }
+        None => routed_loaders(reader, entry, head, jobs, &restore_command, &landed)?,
+    };
     drop(landed);
     let building = async {
         let mut loaded = std::collections::HashSet::new();
@@ -753,13 +716,15 @@ async fn load_split(
 }
 
 /// Where a dump's data blocks lie, as its backup recorded them ([`pg_archive::SPANS_FACT`]),
-/// with the file's chunks and the archive's integer size: `None` for a snapshot that has no
-/// record, or one that does not tile the file from the end of its head to its end (the dump
-/// is then read whole by every loader).
+/// with the file's chunks: `None` for a snapshot that has no record, or one that does not
+/// agree with the dump (blocks that do not follow each other from the end of its head to its
+/// end, or of entries its table of contents does not list); the dump is then read whole by
+/// every loader.
 fn recorded_spans(
     reader: &SnapshotReader,
     entry: &Entry,
     head: &[u8],
+    entries: &[crate::pg_archive::TocEntry],
 ) -> Result<Option<RecordedSpans>, SourceError> {
     let Some(text) = reader
         .snapshot()
@@ -769,79 +734,145 @@ fn recorded_spans(
     else {
         return Ok(None);
     };
+    let disagrees = |why: String| {
+        tracing::warn!(
+            snapshot = %reader.id().short(),
+            "{why}; the dump is read whole by every loader"
+        );
+        Ok(None)
+    };
     let spans = match crate::pg_archive::decode_spans(text) {
         Ok(spans) => spans,
-        Err(why) => {
-            tracing::warn!(snapshot = %reader.id().short(), "{why}; the dump is read whole by every loader");
-            return Ok(None);
-        }
+        Err(why) => return disagrees(why),
     };
     let start = spans.first().map_or(head.len() as u64, |s| s.start);
     let end = spans.last().map_or(start, |s| s.end);
-    let Ok(int_size) = crate::pg_archive::int_size(head) else {
-        return Ok(None);
-    };
     if start != head.len() as u64 || end != entry.size {
-        tracing::warn!(
-            snapshot = %reader.id().short(),
-            "the recorded data blocks span bytes {start}..{end} of a dump whose data is at {}..{}; the dump is read whole by every loader",
+        return disagrees(format!(
+            "the recorded data blocks span bytes {start}..{end} of a dump whose data is at {}..{}",
             head.len(),
             entry.size
-        );
-        return Ok(None);
+        ));
+    }
+    let listed: std::collections::HashSet<i64> = entries.iter().map(|e| e.dump_id).collect();
+    if let Some(stray) = spans.iter().find(|s| !listed.contains(&s.dump_id)) {
+        return disagrees(format!(
+            "a data block is recorded for entry {}, which the table of contents does not list",
+            stray.dump_id
+        ));
     }
     Ok(Some(RecordedSpans {
         file: Arc::new(reader.file_chunks(entry)?),
-        spans: Arc::new(spans),
-        int_size,
+        spans,
     }))
 }
 
 /// A dump's data blocks as its backup recorded them ([`recorded_spans`]).
-#[derive(Clone)]
 struct RecordedSpans {
     file: Arc<backstop_repo::FileChunks>,
-    spans: Arc<Vec<crate::pg_archive::BlockSpan>>,
-    int_size: usize,
+    spans: Vec<crate::pg_archive::BlockSpan>,
 }
 
-/// One loader's stream when the backup recorded where the blocks lie: the head, then each
-/// block in the archive's order, read from the repository when `take` gives it to this
-/// loader (each chunk verified against its id) and an empty block in its place otherwise.
-/// Every byte of the dump is read by one loader, so no loader computes the file's SHA-256:
-/// the blocks follow each other from the head to the file's end, and every chunk is
-/// verified by whoever reads it.
+/// A loader's task: its `pg_restore` fed, and every block it loads reported landed.
+type LoaderTask = futures::future::BoxFuture<'static, Result<(), SourceError>>;
+
+/// The loaders of a dump whose blocks' places the backup recorded: the blocks are shared
+/// out before the load ([`pg_archive::share_blocks`], by size), and each loader's
+/// `pg_restore` gets a list of its own blocks (the first one's also holds the data-section
+/// entries without a block: sequence values) and a stream of the head and those blocks
+/// only, read from the repository with each chunk verified against its id. The loaders read
+/// the dump once between them and touch no table another one loads. No loader computes the
+/// file's SHA-256: the blocks follow each other from the head to the file's end, so every
+/// chunk of the dump is verified by the loader that reads it.
+#[allow(clippy::too_many_arguments)]
+fn span_loaders(
+    reader: &SnapshotReader,
+    recorded: RecordedSpans,
+    head: &[u8],
+    entries: &[crate::pg_archive::TocEntry],
+    jobs: u32,
+    restore_command: &impl Fn() -> Result<Command, SourceError>,
+    write_list: impl Fn(usize, &[crate::pg_archive::TocEntry]) -> Result<PathBuf, SourceError>,
+    landed: &tokio::sync::mpsc::UnboundedSender<i64>,
+) -> Result<Vec<LoaderTask>, SourceError> {
+    let by_id: HashMap<i64, &crate::pg_archive::TocEntry> =
+        entries.iter().map(|e| (e.dump_id, e)).collect();
+    let with_block: std::collections::HashSet<i64> =
+        recorded.spans.iter().map(|s| s.dump_id).collect();
+    let blockless: Vec<crate::pg_archive::TocEntry> = entries
+        .iter()
+        .filter(|e| {
+            e.section == crate::pg_archive::SECTION_DATA && !with_block.contains(&e.dump_id)
+        })
+        .cloned()
+        .collect();
+    let head = Arc::new(head.to_vec());
+    let shares = crate::pg_archive::share_blocks(&recorded.spans, jobs.max(1) as usize);
+    let mut loaders = Vec::new();
+    for (loader, share) in shares.into_iter().enumerate() {
+        if loader > 0 && share.is_empty() {
+            continue;
+        }
+        let first = if loader == 0 { &blockless[..] } else { &[] };
+        let list: Vec<crate::pg_archive::TocEntry> = first
+            .iter()
+            .cloned()
+            .chain(share.iter().map(|s| by_id[&s.dump_id].clone()))
+            .collect();
+        let mut data = restore_command()?;
+        data.arg("--section=data")
+            .arg(format!(
+                "--use-list={}",
+                write_list(loader, &list)?.display()
+            ))
+            .stdin(std::process::Stdio::piped());
+        let running = Running::spawn(Tool::PgRestore, data)?;
+        loaders.push(
+            feed_spans(
+                running,
+                loader,
+                reader.clone(),
+                recorded.file.clone(),
+                share,
+                head.clone(),
+                landed.clone(),
+            )
+            .boxed(),
+        );
+    }
+    Ok(loaders)
+}
+
+/// One loader's stream when the backup recorded where the blocks lie: the head, then its
+/// own blocks in the archive's order, each read from the repository with every chunk
+/// verified. Once its `pg_restore` has exited, every block it loaded has landed.
 async fn feed_spans(
     mut running: Running,
     loader: usize,
     reader: SnapshotReader,
-    recorded: RecordedSpans,
+    file: Arc<backstop_repo::FileChunks>,
+    share: Vec<crate::pg_archive::BlockSpan>,
     head: Arc<Vec<u8>>,
-    mut take: impl FnMut(i64) -> bool + Send,
     landed: tokio::sync::mpsc::UnboundedSender<i64>,
 ) -> Result<(), SourceError> {
     use tokio::io::AsyncWriteExt;
-    let path = recorded.file.path().to_string();
+    let path = file.path().to_string();
     let mut stdin = LandingWriter {
         inner: tokio::io::BufWriter::with_capacity(1 << 16, running.stdin_pipe()?),
         handed: 0,
         landings: Default::default(),
-        landed,
+        landed: landed.clone(),
     };
     let fed = async {
         let write_error = |e| backstop_repo::RepoError::write(&path, e);
         stdin.write_all(&head).await.map_err(write_error)?;
         let mut read = 0u64;
-        for span in recorded.spans.iter() {
-            if take(span.dump_id) {
-                read += reader
-                    .stream_range(&recorded.file, span.start..span.end, &mut stdin)
-                    .await?;
-                stdin.landings.passed(span.dump_id, stdin.handed);
-            } else {
-                let empty = crate::pg_archive::empty_block(recorded.int_size, span);
-                stdin.write_all(&empty).await.map_err(write_error)?;
-            }
+        for span in &share {
+            tracing::debug!(block = span.dump_id, loader, "loading a table's data");
+            read += reader
+                .stream_range(&file, span.start..span.end, &mut stdin)
+                .await?;
+            stdin.landings.passed(span.dump_id, stdin.handed);
         }
         stdin.flush().await.map_err(write_error)?;
         tracing::debug!(loader, read, "the loader's blocks are read");
@@ -849,35 +880,79 @@ async fn feed_spans(
     }
     .await;
     drop(stdin);
-    running.after_streaming(fed).await
+    running.after_streaming(fed).await?;
+    for span in &share {
+        let _ = landed.send(span.dump_id);
+    }
+    Ok(())
 }
 
-/// One loader's stream when the backup did not record where the blocks lie: the whole dump,
-/// each block `take` does not give to this loader replaced by an empty one as it passes
-/// ([`pg_archive::BlockRouter`]).
-async fn feed_routed(
-    running: Running,
-    reader: SnapshotReader,
-    entry: Entry,
-    loader: usize,
-    head: Arc<Vec<u8>>,
-    take: impl FnMut(i64) -> bool + Send + Unpin,
-    landed: tokio::sync::mpsc::UnboundedSender<i64>,
-) -> Result<(), SourceError> {
-    let mut router = crate::pg_archive::BlockRouter::new(&head, take);
-    running
-        .feed_routed(
-            &reader,
-            &entry,
-            FileStream::nth(loader),
-            move |bytes, out| {
-                router.route(bytes, out);
-                for block in router.landed(LANDED_AFTER) {
+/// The loaders of a dump whose blocks' places were not recorded: each reads the whole
+/// dump, and the first to reach a block takes it; the others get an empty block in its
+/// place as it passes ([`pg_archive::BlockRouter`]). The first loader verifies the file's
+/// SHA-256.
+fn routed_loaders(
+    reader: &SnapshotReader,
+    entry: &Entry,
+    head: Vec<u8>,
+    jobs: u32,
+    restore_command: &impl Fn() -> Result<Command, SourceError>,
+    landed: &tokio::sync::mpsc::UnboundedSender<i64>,
+) -> Result<Vec<LoaderTask>, SourceError> {
+    let head = Arc::new(head);
+    // Which loader took each data block.
+    let taken: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
+    (0..jobs.max(1) as usize)
+        .map(|loader| {
+            let mut data = restore_command()?;
+            data.arg("--section=data")
+                .stdin(std::process::Stdio::piped());
+            let running = Running::spawn(Tool::PgRestore, data)?;
+            let take = {
+                let taken = taken.clone();
+                move |block| {
+                    let mut taken = taken.lock().expect("loader lock");
+                    let taker = *taken.entry(block).or_insert(loader);
+                    if taker == loader {
+                        tracing::debug!(block, loader, "loading a table's data");
+                    }
+                    taker == loader
+                }
+            };
+            let mut router = crate::pg_archive::BlockRouter::new(&head, take);
+            let (reader, entry, landed, taken) =
+                (reader.clone(), entry.clone(), landed.clone(), taken.clone());
+            Ok(async move {
+                let landing_now = landed.clone();
+                running
+                    .feed_routed(
+                        &reader,
+                        &entry,
+                        FileStream::nth(loader),
+                        move |bytes, out| {
+                            router.route(bytes, out);
+                            for block in router.landed(LANDED_AFTER) {
+                                let _ = landing_now.send(block);
+                            }
+                        },
+                    )
+                    .await?;
+                // Its `pg_restore` has ended: every block it took is in.
+                let all: Vec<i64> = taken
+                    .lock()
+                    .expect("loader lock")
+                    .iter()
+                    .filter(|(_, taker)| **taker == loader)
+                    .map(|(block, _)| *block)
+                    .collect();
+                for block in all {
                     let _ = landed.send(block);
                 }
-            },
-        )
-        .await
+                Ok(())
+            }
+            .boxed())
+        })
+        .collect()
 }
 
 /// A loader's stdin that reports the blocks it passed whole as they land
