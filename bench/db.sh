@@ -320,7 +320,7 @@ if have("pg_backup"):
     row("PostgreSQL restore", "`pg_restore` fed the stream, one job", "pg_stream")
     row("PostgreSQL restore", "stream spooled to a file, then `pg_restore -j2`", "pg_spool")
     row("PostgreSQL restore", "backstop `--jobs 1` (the stream, one job)", "pg_ours_jobs1")
-    row("PostgreSQL restore", "backstop (keys built while later tables load)", "pg_ours", "pg_jobs2", 1.10)
+    row("PostgreSQL restore", "backstop (tables shared out to two loaders, keys built as tables land)", "pg_ours", "pg_jobs2", 1.10)
 if have("my_backup"):
     row("MariaDB backup", "`mariadb-dump \\| zstd -3 -T1` (baseline)", "my_pipeline")
     row("MariaDB backup", "backstop", "my_backup", "my_pipeline", 1.10)

@@ -416,8 +416,8 @@ pub struct RestoreArgs {
     /// replaced, and the replacement is recorded in the audit log when there is a catalog
     #[arg(long)]
     pub replace_source: bool,
-    /// Parallel load jobs: pg_restore's for the tables of a directory-format PostgreSQL dump
-    /// and the indexes, keys and constraints of either format; for MariaDB, clients loading
+    /// Parallel load jobs: pg_restore processes loading a PostgreSQL dump's tables side by
+    /// side and building its indexes, keys and constraints; for MariaDB, clients loading
     /// whole tables side by side (1 loads a custom-format or MariaDB dump in one pass)
     #[arg(long, default_value_t = 2)]
     pub jobs: u32,

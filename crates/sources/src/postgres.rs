@@ -679,25 +679,43 @@ async fn load_split(
         }
         None => routed_loaders(reader, entry, head, jobs, &restore_command, &landed)?,
     };
+    // Loaders still loading: a batch of builds gets the jobs they have left free.
+    let loading = Arc::new(std::sync::atomic::AtomicUsize::new(loaders.len()));
+    let loaders: Vec<_> = loaders
+        .into_iter()
+        .map(|loader| {
+            let (loading, landed) = (loading.clone(), landed.clone());
+            async move {
+                let blocks = loader.await?;
+                loading.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                // Its `pg_restore` has ended: every block it loaded is in.
+                let _ = landed.send(blocks);
+                Ok(())
+            }
+        })
+        .collect();
     drop(landed);
     let building = async {
         let mut loaded = std::collections::HashSet::new();
         let mut batch = 0;
         // Ends when every loader has (their senders are dropped).
-        while let Some(block) = landing.recv().await {
-            loaded.insert(block);
-            while let Ok(block) = landing.try_recv() {
-                loaded.insert(block);
+        while let Some(blocks) = landing.recv().await {
+            loaded.extend(blocks);
+            while let Ok(blocks) = landing.try_recv() {
+                loaded.extend(blocks);
             }
             let ready = plan.take_ready(&loaded);
             if !ready.is_empty() {
                 batch += 1;
+                let free =
+                    jobs.saturating_sub(loading.load(std::sync::atomic::Ordering::SeqCst) as u32);
                 tracing::debug!(
                     objects = ready.len(),
                     batch,
+                    jobs = free.max(1),
                     "building post-data objects while the data loads"
                 );
-                post_data(&ready, &format!("early-{batch}.list"), 1)?
+                post_data(&ready, &format!("early-{batch}.list"), free.max(1))?
                     .finish()
                     .await?;
             }
@@ -773,8 +791,8 @@ struct RecordedSpans {
     spans: Vec<crate::pg_archive::BlockSpan>,
 }
 
-/// A loader's task: its `pg_restore` fed, and every block it loads reported landed.
-type LoaderTask = futures::future::BoxFuture<'static, Result<(), SourceError>>;
+/// A loader's task: its `pg_restore` fed and finished; the blocks it loaded.
+type LoaderTask = futures::future::BoxFuture<'static, Result<Vec<i64>, SourceError>>;
 
 /// The loaders of a dump whose blocks' places the backup recorded: the blocks are shared
 /// out before the load ([`pg_archive::share_blocks`], by size), and each loader's
@@ -793,7 +811,7 @@ fn span_loaders(
     jobs: u32,
     restore_command: &impl Fn() -> Result<Command, SourceError>,
     write_list: impl Fn(usize, &[crate::pg_archive::TocEntry]) -> Result<PathBuf, SourceError>,
-    landed: &tokio::sync::mpsc::UnboundedSender<i64>,
+    landed: &tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
 ) -> Result<Vec<LoaderTask>, SourceError> {
     let by_id: HashMap<i64, &crate::pg_archive::TocEntry> =
         entries.iter().map(|e| (e.dump_id, e)).collect();
@@ -845,7 +863,7 @@ fn span_loaders(
 
 /// One loader's stream when the backup recorded where the blocks lie: the head, then its
 /// own blocks in the archive's order, each read from the repository with every chunk
-/// verified. Once its `pg_restore` has exited, every block it loaded has landed.
+/// verified; the blocks it loaded.
 async fn feed_spans(
     mut running: Running,
     loader: usize,
@@ -853,15 +871,15 @@ async fn feed_spans(
     file: Arc<backstop_repo::FileChunks>,
     share: Vec<crate::pg_archive::BlockSpan>,
     head: Arc<Vec<u8>>,
-    landed: tokio::sync::mpsc::UnboundedSender<i64>,
-) -> Result<(), SourceError> {
+    landed: tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
+) -> Result<Vec<i64>, SourceError> {
     use tokio::io::AsyncWriteExt;
     let path = file.path().to_string();
     let mut stdin = LandingWriter {
         inner: tokio::io::BufWriter::with_capacity(1 << 16, running.stdin_pipe()?),
         handed: 0,
         landings: Default::default(),
-        landed: landed.clone(),
+        landed,
     };
     let fed = async {
         let write_error = |e| backstop_repo::RepoError::write(&path, e);
@@ -881,10 +899,7 @@ async fn feed_spans(
     .await;
     drop(stdin);
     running.after_streaming(fed).await?;
-    for span in &share {
-        let _ = landed.send(span.dump_id);
-    }
-    Ok(())
+    Ok(share.iter().map(|span| span.dump_id).collect())
 }
 
 /// The loaders of a dump whose blocks' places were not recorded: each reads the whole
@@ -897,7 +912,7 @@ fn routed_loaders(
     head: Vec<u8>,
     jobs: u32,
     restore_command: &impl Fn() -> Result<Command, SourceError>,
-    landed: &tokio::sync::mpsc::UnboundedSender<i64>,
+    landed: &tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
 ) -> Result<Vec<LoaderTask>, SourceError> {
     let head = Arc::new(head);
     // Which loader took each data block.
@@ -920,10 +935,9 @@ fn routed_loaders(
                 }
             };
             let mut router = crate::pg_archive::BlockRouter::new(&head, take);
-            let (reader, entry, landed, taken) =
+            let (reader, entry, landing_now, taken) =
                 (reader.clone(), entry.clone(), landed.clone(), taken.clone());
             Ok(async move {
-                let landing_now = landed.clone();
                 running
                     .feed_routed(
                         &reader,
@@ -931,24 +945,19 @@ fn routed_loaders(
                         FileStream::nth(loader),
                         move |bytes, out| {
                             router.route(bytes, out);
-                            for block in router.landed(LANDED_AFTER) {
-                                let _ = landing_now.send(block);
+                            let landed = router.landed(LANDED_AFTER);
+                            if !landed.is_empty() {
+                                let _ = landing_now.send(landed);
                             }
                         },
                     )
                     .await?;
-                // Its `pg_restore` has ended: every block it took is in.
-                let all: Vec<i64> = taken
-                    .lock()
-                    .expect("loader lock")
+                let taken = taken.lock().expect("loader lock");
+                Ok(taken
                     .iter()
                     .filter(|(_, taker)| **taker == loader)
                     .map(|(block, _)| *block)
-                    .collect();
-                for block in all {
-                    let _ = landed.send(block);
-                }
-                Ok(())
+                    .collect())
             }
             .boxed())
         })
@@ -961,7 +970,7 @@ struct LandingWriter<W> {
     inner: W,
     handed: u64,
     landings: crate::pg_archive::Landings,
-    landed: tokio::sync::mpsc::UnboundedSender<i64>,
+    landed: tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
 }
 
 impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LandingWriter<W> {
@@ -973,8 +982,9 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for LandingWriter<W
         let this = &mut *self;
         let written = std::task::ready!(std::pin::Pin::new(&mut this.inner).poll_write(cx, bytes))?;
         this.handed += written as u64;
-        for block in this.landings.landed(this.handed, LANDED_AFTER) {
-            let _ = this.landed.send(block);
+        let landed = this.landings.landed(this.handed, LANDED_AFTER);
+        if !landed.is_empty() {
+            let _ = this.landed.send(landed);
         }
         std::task::Poll::Ready(Ok(written))
     }

@@ -161,6 +161,16 @@ async fn keys_built_while_later_tables_load_hold_every_row() {
         log.contains("building post-data objects while the data loads"),
         "a_parents' key and index are built while b_children loads: {log}"
     );
+    // Once both loaders are done, b_children's key and the foreign keys that wait for it are
+    // built with both jobs.
+    let batches: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("building post-data objects while the data loads"))
+        .collect();
+    assert!(
+        batches.iter().any(|l| l.contains("jobs=2")),
+        "a batch built with the jobs the loaders left free: {log}"
+    );
     let loaders: std::collections::HashSet<&str> = log
         .lines()
         .filter(|l| l.contains("loading a table's data"))
