@@ -659,24 +659,15 @@ async fn load_split(
 
     let (landed, mut landing) = tokio::sync::mpsc::unbounded_channel();
     let loaders = match recorded_spans(reader, entry, &head, &entries)? {
-        Some(recorded) => {
-            let lists = |loader: usize, list: &[crate::pg_archive::TocEntry]| {
-                let path = spool.path().join(format!("data-{loader}.list"));
-                std::fs::write(&path, crate::pg_archive::restore_list(list))
-                    .map_err(|e| SourceError::io(path.display(), e))?;
-                Ok(path)
-            };
-            span_loaders(
-                reader,
-                recorded,
-                &head,
-                &entries,
-                jobs,
-                &restore_command,
-                lists,
-                &landed,
-            )?
-        }
+        Some(recorded) => span_loaders(
+            reader,
+            recorded,
+            &entries,
+            jobs,
+            &restore_command,
+            spool.path(),
+            &landed,
+        )?,
         None => routed_loaders(reader, entry, head, jobs, &restore_command, &landed)?,
     };
     // Loaders still loading: a batch of builds gets the jobs they have left free.
@@ -781,13 +772,16 @@ fn recorded_spans(
     }
     Ok(Some(RecordedSpans {
         file: Arc::new(reader.file_chunks(entry)?),
+        head: Arc::new(head.to_vec()),
         spans,
     }))
 }
 
-/// A dump's data blocks as its backup recorded them ([`recorded_spans`]).
+/// A dump's data blocks as its backup recorded them ([`recorded_spans`]), its head and where
+/// its chunks lie.
 struct RecordedSpans {
     file: Arc<backstop_repo::FileChunks>,
+    head: Arc<Vec<u8>>,
     spans: Vec<crate::pg_archive::BlockSpan>,
 }
 
@@ -801,16 +795,15 @@ type LoaderTask = futures::future::BoxFuture<'static, Result<Vec<i64>, SourceErr
 /// only, read from the repository with each chunk verified against its id. The loaders read
 /// the dump once between them and touch no table another one loads. No loader computes the
 /// file's SHA-256: the blocks follow each other from the head to the file's end, so every
-/// chunk of the dump is verified by the loader that reads it.
-#[allow(clippy::too_many_arguments)]
+/// chunk of the dump is verified by the loader that reads it. The lists are written in
+/// `spool`.
 fn span_loaders(
     reader: &SnapshotReader,
     recorded: RecordedSpans,
-    head: &[u8],
     entries: &[crate::pg_archive::TocEntry],
     jobs: u32,
     restore_command: &impl Fn() -> Result<Command, SourceError>,
-    write_list: impl Fn(usize, &[crate::pg_archive::TocEntry]) -> Result<PathBuf, SourceError>,
+    spool: &std::path::Path,
     landed: &tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
 ) -> Result<Vec<LoaderTask>, SourceError> {
     let by_id: HashMap<i64, &crate::pg_archive::TocEntry> =
@@ -824,7 +817,6 @@ fn span_loaders(
         })
         .cloned()
         .collect();
-    let head = Arc::new(head.to_vec());
     let shares = crate::pg_archive::share_blocks(&recorded.spans, jobs.max(1) as usize);
     let mut loaders = Vec::new();
     for (loader, share) in shares.into_iter().enumerate() {
@@ -837,12 +829,12 @@ fn span_loaders(
             .cloned()
             .chain(share.iter().map(|s| by_id[&s.dump_id].clone()))
             .collect();
+        let path = spool.join(format!("data-{loader}.list"));
+        std::fs::write(&path, crate::pg_archive::restore_list(&list))
+            .map_err(|e| SourceError::io(path.display(), e))?;
         let mut data = restore_command()?;
         data.arg("--section=data")
-            .arg(format!(
-                "--use-list={}",
-                write_list(loader, &list)?.display()
-            ))
+            .arg(format!("--use-list={}", path.display()))
             .stdin(std::process::Stdio::piped());
         let running = Running::spawn(Tool::PgRestore, data)?;
         loaders.push(
@@ -852,7 +844,7 @@ fn span_loaders(
                 reader.clone(),
                 recorded.file.clone(),
                 share,
-                head.clone(),
+                recorded.head.clone(),
                 landed.clone(),
             )
             .boxed(),
