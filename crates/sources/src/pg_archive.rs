@@ -871,11 +871,14 @@ pub fn decode_spans(text: &str) -> Result<Vec<BlockSpan>, String> {
                 .split_once('+')
                 .and_then(|(id, len)| Some((id.parse().ok()?, len.parse::<u64>().ok()?)))
                 .ok_or_else(|| format!("{SPANS_FACT}: {word:?} is not a dump id and a length"))?;
+            let end = at
+                .checked_add(len)
+                .ok_or_else(|| format!("{SPANS_FACT}: {word:?} ends past any file"))?;
             let span = BlockSpan {
                 dump_id: id,
                 blobs,
                 start: at,
-                end: at + len,
+                end,
             };
             at = span.end;
             Ok(span)
@@ -1259,6 +1262,7 @@ mod tests {
         }
         assert!(decode_spans("").is_err());
         assert!(decode_spans("120 2+40 three+5").is_err());
+        assert!(decode_spans(&format!("120 2+{}", u64::MAX)).is_err());
     }
 
     /// The largest block goes first, each to the loader with the fewest bytes; each share
