@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
@@ -274,13 +274,9 @@ impl SnapshotReader {
         // The chunks holding the range's first and last bytes.
         let first = file.starts.partition_point(|&s| s <= range.start) - 1;
         let last = file.starts.partition_point(|&s| s < range.end) - 1;
-        let mut reads = futures::stream::iter(first..=last)
-            .map(|i| async move {
-                Ok::<_, RepoError>((i, self.repo.read_chunk(&file.entry.chunks[i]).await?))
-            })
-            .buffered(Concurrency::for_repository(&self.repo).read_ahead);
-        let mut written = 0u64;
-        while let Some((i, data)) = reads.try_next().await? {
+        let chunks = &file.entry.chunks[first..=last];
+        write_chunks(&self.repo, path, chunks, out, |n, data| {
+            let i = first + n;
             let (start, end) = (file.starts[i], file.starts[i + 1]);
             if data.len() as u64 != end - start {
                 return Err(RepoError::Invalid(format!(
@@ -292,12 +288,9 @@ impl SnapshotReader {
             }
             let from = range.start.saturating_sub(start) as usize;
             let to = (range.end.min(end) - start) as usize;
-            out.write_all(&data[from..to])
-                .await
-                .map_err(|e| RepoError::write(path, e))?;
-            written += (to - from) as u64;
-        }
-        Ok(written)
+            Ok(from..to)
+        })
+        .await
     }
 
     /// Restores the whole tree under `dir`, which the caller has found empty or absent, or
@@ -833,24 +826,45 @@ async fn copy_chunks<W: tokio::io::AsyncWrite + Unpin>(
     whole: bool,
 ) -> Result<u64> {
     let mut hasher = whole.then(Sha256::new);
-    let mut written = 0u64;
-    let mut chunks = futures::stream::iter(0..entry.chunks.len())
-        .map(|i| repo.read_chunk(&entry.chunks[i]))
-        .buffered(Concurrency::for_repository(repo).read_ahead);
-    while let Some(data) = chunks.try_next().await? {
+    let written = write_chunks(repo, &entry.path, &entry.chunks, out, |_, data| {
         if let Some(hasher) = hasher.as_mut() {
-            hasher.update(&data);
+            hasher.update(data);
         }
-        out.write_all(&data)
-            .await
-            .map_err(|e| RepoError::write(&entry.path, e))?;
-        written += data.len() as u64;
-    }
+        Ok(0..data.len())
+    })
+    .await?;
     out.flush()
         .await
         .map_err(|e| RepoError::write(&entry.path, e))?;
     if let Some(hasher) = hasher {
         verify_digest(entry, &hasher.finalize().into())?;
+    }
+    Ok(written)
+}
+
+/// Writes `chunks` of the file at `path` into `out` in order, read ahead as far as the
+/// repository allows: of chunk `n` (its place in `chunks`), the bytes `part` picks once it
+/// has seen them. Returns the bytes written.
+async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
+    repo: &Arc<Repository>,
+    path: &str,
+    chunks: &[Id],
+    out: &mut W,
+    mut part: impl FnMut(usize, &[u8]) -> Result<std::ops::Range<usize>>,
+) -> Result<u64> {
+    // By place, not by reference: a stream over `&Id` makes the caller's future lose `Send`.
+    let mut reads = futures::stream::iter(0..chunks.len())
+        .map(|n| repo.read_chunk(&chunks[n]))
+        .buffered(Concurrency::for_repository(repo).read_ahead)
+        .enumerate();
+    let mut written = 0u64;
+    while let Some((n, data)) = reads.next().await {
+        let data = data?;
+        let range = part(n, &data)?;
+        written += range.len() as u64;
+        out.write_all(&data[range])
+            .await
+            .map_err(|e| RepoError::write(path, e))?;
     }
     Ok(written)
 }

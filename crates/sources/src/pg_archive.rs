@@ -62,7 +62,7 @@ pub const SECTION_POST_DATA: i64 = 4;
 #[derive(Debug)]
 enum Phase {
     /// Header and table of contents: bytes are kept until both parse.
-    Head(Vec<u8>),
+    Head(HeadGatherer),
     /// Between blocks: a block type byte, or the end of the archive.
     BlockStart,
     /// Reading an integer of `int_size + 1` bytes (at most 9) for `then`: `len` read so far.
@@ -135,7 +135,7 @@ pub struct BlockSpan {
 impl Default for ArchiveChecker {
     fn default() -> Self {
         Self {
-            phase: Phase::Head(Vec::new()),
+            phase: Phase::Head(HeadGatherer::default()),
             toc: None,
             done: BTreeSet::new(),
             current: None,
@@ -160,13 +160,19 @@ impl ArchiveChecker {
     /// At the end of the stream: `Ok` with the number of data blocks when every entry
     /// with data got its block and the stream ended between blocks; otherwise what is
     /// missing or cut.
-    pub fn finish(&self) -> Result<usize, String> {
+    pub fn finish(&mut self) -> Result<usize, String> {
+        if let Phase::Head(head) = &mut self.phase {
+            // The stream ended before the gatherer tried again.
+            let held = head.held();
+            let parsed = head.parse();
+            self.after_head(parsed, held, 0);
+        }
         match &self.phase {
             Phase::Failed(why) => return Err(why.clone()),
-            Phase::Head(buf) => {
+            Phase::Head(head) => {
                 return Err(format!(
                     "the archive ended in its header or table of contents (after {} bytes)",
-                    buf.len()
+                    head.held()
                 ))
             }
             Phase::BlockStart => {}
@@ -249,6 +255,41 @@ impl ArchiveChecker {
         }
     }
 
+    /// Follows what the head's gatherer made of `pushed` more bytes (`before` were held
+    /// until then); returns how many of the pushed bytes this step consumed.
+    fn after_head(
+        &mut self,
+        parsed: Result<Option<(Toc, usize)>, String>,
+        before: usize,
+        pushed: usize,
+    ) -> usize {
+        match parsed {
+            Ok(Some((toc, used))) => {
+                let Phase::Head(head) = std::mem::replace(&mut self.phase, Phase::BlockStart)
+                else {
+                    unreachable!("called in the head phase")
+                };
+                self.toc = Some(toc);
+                if used >= before {
+                    // The head ended in the pushed bytes: what follows is the first block's.
+                    used - before
+                } else {
+                    // It ended in bytes already counted: step back to its end and follow the
+                    // blocks' bytes that came with it, then the pushed ones.
+                    let held = head.into_bytes();
+                    self.position = used as u64;
+                    self.feed(&held[used..before]);
+                    0
+                }
+            }
+            Ok(None) => pushed,
+            Err(why) => {
+                self.fail(why);
+                pushed
+            }
+        }
+    }
+
     fn fail(&mut self, why: String) -> usize {
         self.phase = Phase::Failed(why);
         0
@@ -268,23 +309,10 @@ impl ArchiveChecker {
     fn step_phase(&mut self, bytes: &[u8]) -> usize {
         match &mut self.phase {
             Phase::Failed(_) => bytes.len(),
-            Phase::Head(buf) => {
-                buf.extend_from_slice(bytes);
-                match parse_head(buf) {
-                    Ok(Some((toc, used))) => {
-                        // What follows the table of contents is the first block's, and
-                        // all of it came with these bytes (the head was not whole before).
-                        let rest = buf.len() - used;
-                        self.toc = Some(toc);
-                        self.phase = Phase::BlockStart;
-                        bytes.len() - rest
-                    }
-                    Ok(None) => bytes.len(),
-                    Err(why) => {
-                        self.fail(why);
-                        bytes.len()
-                    }
-                }
+            Phase::Head(head) => {
+                let before = head.held();
+                let parsed = head.push(bytes);
+                self.after_head(parsed, before, bytes.len())
             }
             Phase::BlockStart => {
                 let blobs = match bytes[0] {
@@ -445,6 +473,88 @@ impl Cursor<'_> {
     }
 }
 
+/// An archive's header and table of contents gathered from a stream in pieces. A parse
+/// starts from the first byte, so it is tried again only once the bytes held have doubled
+/// since the last try (above a few kilobytes): a head of many megabytes (a schema of thousands of tables) that
+/// arrives in pipe-sized reads is parsed a handful of times, not once a read.
+#[derive(Debug, Default)]
+pub struct HeadGatherer {
+    bytes: Vec<u8>,
+    /// Bytes to hold before the next try.
+    try_at: usize,
+    parses: usize,
+}
+
+/// Up to this many bytes held, a head is parsed again with every piece: a small head is
+/// known (and the blocks after it followed) as soon as it is whole.
+const EAGER_HEAD: usize = 64 << 10;
+
+/// An archive's header and table of contents: its bytes and its entries.
+#[derive(Debug, Clone)]
+pub struct ArchiveHead {
+    pub bytes: Vec<u8>,
+    pub entries: Vec<TocEntry>,
+}
+
+impl HeadGatherer {
+    /// Adds the stream's next bytes: once the head is whole, the table and how many of the
+    /// bytes held it takes (more may be held: the start of the first block).
+    fn push(&mut self, piece: &[u8]) -> Result<Option<(Toc, usize)>, String> {
+        self.bytes.extend_from_slice(piece);
+        if self.bytes.len() > EAGER_HEAD && self.bytes.len() < self.try_at {
+            return Ok(None);
+        }
+        self.parse()
+    }
+
+    /// Parses the bytes held now (at the stream's end, whatever was held).
+    fn parse(&mut self) -> Result<Option<(Toc, usize)>, String> {
+        self.parses += 1;
+        let parsed = parse_head(&self.bytes)?;
+        if parsed.is_none() {
+            self.try_at = self.bytes.len() * 2;
+        }
+        Ok(parsed)
+    }
+
+    /// As [`HeadGatherer::push`], for a reader that keeps the head: the head once whole.
+    pub fn gather(&mut self, piece: &[u8]) -> Result<Option<ArchiveHead>, String> {
+        let parsed = self.push(piece)?;
+        Ok(self.head(parsed))
+    }
+
+    /// At the stream's end: the head, if the bytes held hold it whole.
+    pub fn finish(&mut self) -> Result<Option<ArchiveHead>, String> {
+        let parsed = self.parse()?;
+        Ok(self.head(parsed))
+    }
+
+    fn head(&mut self, parsed: Option<(Toc, usize)>) -> Option<ArchiveHead> {
+        parsed.map(|(toc, used)| {
+            let mut bytes = std::mem::take(&mut self.bytes);
+            bytes.truncate(used);
+            ArchiveHead {
+                bytes,
+                entries: toc.entries,
+            }
+        })
+    }
+
+    /// Bytes held so far.
+    pub fn held(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// How many times the bytes held were parsed.
+    pub fn parses(&self) -> usize {
+        self.parses
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
 /// Parses the header and table of contents in `buf`: `Ok(None)` when more bytes are
 /// needed, else the table and how many bytes it took.
 fn parse_head(buf: &[u8]) -> Result<Option<(Toc, usize)>, String> {
@@ -568,14 +678,6 @@ fn parse_toc(buf: &[u8], directory: bool) -> Result<Option<(Toc, usize)>, String
         },
         c.at,
     )))
-}
-
-/// How many bytes of `buf` the header and table of contents take: `Ok(None)` while more
-/// bytes are needed. A restore spools just these bytes to a file, for the `pg_restore
-/// --jobs` pass that builds the post-data objects (indexes, keys, triggers), which need the
-/// table of contents and no data.
-pub fn head_length(buf: &[u8]) -> Result<Option<usize>, String> {
-    Ok(parse_head(buf)?.map(|(_, len)| len))
 }
 
 /// The entries of an archive's table of contents (a custom-format head, or a
@@ -1156,6 +1258,64 @@ mod tests {
         a.data(3, &[]);
         a.blobs(4, &[(16400, b"\x00\x01"), (16401, b"")]);
         a
+    }
+
+    /// How many bytes the head takes, `None` while cut short.
+    fn head_length(buf: &[u8]) -> Result<Option<usize>, String> {
+        Ok(parse_head(buf)?.map(|(_, len)| len))
+    }
+
+    /// A schema of thousands of objects has a head of megabytes, which a backup reads from
+    /// a pipe in small pieces: it is parsed a handful of times, not once a piece, and the
+    /// blocks after it are followed from the same place whatever piece the head ended in.
+    #[test]
+    fn a_large_head_read_in_small_pieces_is_parsed_a_few_times() {
+        let names: Vec<String> = (0..4000).map(|i| format!("table_{i:05}")).collect();
+        let mut toc: Vec<(i64, bool, &str, &str)> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            toc.push((2 * i as i64 + 1, false, "TABLE", name));
+            toc.push((2 * i as i64 + 2, true, "TABLE DATA", name));
+        }
+        let mut a = Archive::new(&toc);
+        let head_len = a.bytes.len();
+        for i in 0..names.len() {
+            a.data(2 * i as i64 + 2, &[b"1\tone\n"]);
+        }
+        assert!(head_len > 500_000, "a head of {head_len} bytes");
+
+        let mut gatherer = HeadGatherer::default();
+        let mut head = None;
+        for piece in a.bytes.chunks(4096) {
+            head = gatherer.gather(piece).unwrap();
+            if head.is_some() {
+                break;
+            }
+        }
+        // The stream may end before the gatherer tries again.
+        let head = head
+            .or_else(|| gatherer.finish().unwrap())
+            .expect("the head is whole");
+        assert_eq!(head.bytes, a.bytes[..head_len]);
+        assert_eq!(head.entries.len(), toc.len());
+        // One a piece up to 64 KiB (16), then one each time the bytes held double.
+        assert!(
+            gatherer.parses() <= 24,
+            "{} parses of a {head_len}-byte head read 4 KiB at a time",
+            gatherer.parses()
+        );
+
+        let mut whole = ArchiveChecker::default();
+        whole.feed(&a.bytes);
+        for piece in [1000, 4096, 65_536, 300_000] {
+            let mut checker = ArchiveChecker::default();
+            for part in a.bytes.chunks(piece) {
+                checker.feed(part);
+            }
+            assert_eq!(checker.finish(), Ok(names.len()), "pieces of {piece}");
+            assert_eq!(checker.spans(), whole.spans(), "pieces of {piece}");
+            assert_eq!(checker.spans()[0].start, head_len as u64);
+            assert_eq!(checker.position, a.bytes.len() as u64);
+        }
     }
 
     #[test]

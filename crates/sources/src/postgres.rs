@@ -152,7 +152,7 @@ pub async fn back_up(
                 finished?;
                 // Nor is one that exited 0 with part of its archive: every table's data
                 // must be there, each block terminated.
-                let checker = checker.lock().expect("archive checker lock");
+                let mut checker = checker.lock().expect("archive checker lock");
                 if let Err(why) = checker.finish() {
                     return Err(SourceError::ToolFailed {
                         tool: Tool::PgDump.name(),
@@ -535,9 +535,8 @@ pub async fn load_tables(
     }
     let spool = crate::spool_dir("backstop-pgrestore-")?;
     let list = spool.path().join("tables.list");
-    let select = |toc: &[u8]| -> Result<String, SourceError> {
-        let entries = toc_entries(reader, toc)?;
-        let chosen = crate::pg_archive::select_tables(&entries, tables).map_err(|missing| {
+    let select = |entries: &[crate::pg_archive::TocEntry]| -> Result<String, SourceError> {
+        let chosen = crate::pg_archive::select_tables(entries, tables).map_err(|missing| {
             SourceError::Invalid(format!(
                 "snapshot {} holds no table {}",
                 reader.id().short(),
@@ -553,7 +552,8 @@ pub async fn load_tables(
                 reader.id().short()
             ))
         })?;
-        std::fs::write(&list, select(&head)?).map_err(|e| SourceError::io(list.display(), e))?;
+        std::fs::write(&list, select(&head.entries)?)
+            .map_err(|e| SourceError::io(list.display(), e))?;
         cmd.arg("--format=custom")
             .arg(format!("--use-list={}", list.display()))
             .stdin(std::process::Stdio::piped());
@@ -564,7 +564,8 @@ pub async fn load_tables(
     let dir = spool_directory_dump(reader, spool.path()).await?;
     let toc_path = dir.join("toc.dat");
     let toc = std::fs::read(&toc_path).map_err(|e| SourceError::io(toc_path.display(), e))?;
-    std::fs::write(&list, select(&toc)?).map_err(|e| SourceError::io(list.display(), e))?;
+    std::fs::write(&list, select(&toc_entries(reader, &toc)?)?)
+        .map_err(|e| SourceError::io(list.display(), e))?;
     cmd.arg("--format=directory")
         .arg(format!("--use-list={}", list.display()))
         .arg(&dir);
@@ -627,15 +628,15 @@ const LANDED_AFTER: u64 = 16 << 20;
 async fn load_split(
     reader: &SnapshotReader,
     entry: &Entry,
-    head: Vec<u8>,
+    head: crate::pg_archive::ArchiveHead,
     restore_command: impl Fn() -> Result<Command, SourceError>,
     jobs: u32,
 ) -> Result<(), SourceError> {
-    let entries = toc_entries(reader, &head)?;
+    let (entries, head) = (head.entries, Arc::new(head.bytes));
     let mut plan = crate::pg_archive::PostDataPlan::new(&entries);
     let spool = crate::spool_dir("backstop-pgrestore-")?;
     let toc = spool.path().join("head.pgdump");
-    std::fs::write(&toc, &head).map_err(|e| SourceError::io(toc.display(), e))?;
+    std::fs::write(&toc, head.as_slice()).map_err(|e| SourceError::io(toc.display(), e))?;
     let post_data = |list: &[crate::pg_archive::TocEntry], name: &str, jobs: u32| {
         let path = spool.path().join(name);
         std::fs::write(&path, crate::pg_archive::restore_list(list))
@@ -732,7 +733,7 @@ async fn load_split(
 fn recorded_spans(
     reader: &SnapshotReader,
     entry: &Entry,
-    head: &[u8],
+    head: &Arc<Vec<u8>>,
     entries: &[crate::pg_archive::TocEntry],
 ) -> Result<Option<RecordedSpans>, SourceError> {
     let Some(text) = reader
@@ -772,7 +773,7 @@ fn recorded_spans(
     }
     Ok(Some(RecordedSpans {
         file: Arc::new(reader.file_chunks(entry)?),
-        head: Arc::new(head.to_vec()),
+        head: head.clone(),
         spans,
     }))
 }
@@ -901,12 +902,11 @@ async fn feed_spans(
 fn routed_loaders(
     reader: &SnapshotReader,
     entry: &Entry,
-    head: Vec<u8>,
+    head: Arc<Vec<u8>>,
     jobs: u32,
     restore_command: &impl Fn() -> Result<Command, SourceError>,
     landed: &tokio::sync::mpsc::UnboundedSender<Vec<i64>>,
 ) -> Result<Vec<LoaderTask>, SourceError> {
-    let head = Arc::new(head);
     // Which loader took each data block.
     let taken: Arc<Mutex<HashMap<i64, usize>>> = Default::default();
     (0..jobs.max(1) as usize)
@@ -1012,26 +1012,25 @@ fn toc_entries(
 /// The header and table of contents of a custom-format dump, read from the start of its
 /// stream (the rest is not fetched); `None` when they do not parse, and the dump is then
 /// loaded in one pass.
-async fn read_archive_head(reader: &SnapshotReader, entry: &Entry) -> Option<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut length = None;
-    let mut catcher = crate::tool::Catcher::new(|bytes: &[u8]| {
-        buf.extend_from_slice(bytes);
-        match crate::pg_archive::head_length(&buf) {
-            Ok(Some(len)) => {
-                length = Some(len);
-                Ok(true)
-            }
-            Ok(None) if buf.len() <= HEAD_LIMIT => Ok(false),
-            Ok(None) | Err(_) => Err(std::io::Error::other("no custom-format head")),
+async fn read_archive_head(
+    reader: &SnapshotReader,
+    entry: &Entry,
+) -> Option<crate::pg_archive::ArchiveHead> {
+    let mut gatherer = crate::pg_archive::HeadGatherer::default();
+    let mut head = None;
+    let mut catcher = crate::tool::Catcher::new(|bytes: &[u8]| match gatherer.gather(bytes) {
+        Ok(Some(whole)) => {
+            head = Some(whole);
+            Ok(true)
         }
+        Ok(None) if gatherer.held() <= HEAD_LIMIT => Ok(false),
+        Ok(None) | Err(_) => Err(std::io::Error::other("no custom-format head")),
     });
     // The catcher refuses the write after the one that completes the head, which stops
     // the stream.
     let _ = reader.stream_file(entry, &mut catcher).await;
-    let len = length?;
-    buf.truncate(len);
-    Some(buf)
+    // A dump that is all head ends before the gatherer tries again.
+    head.or_else(|| gatherer.finish().ok().flatten())
 }
 
 /// A table of contents larger than this (a schema of hundreds of thousands of objects) is
