@@ -21,7 +21,7 @@ use crate::format::id::Id;
 use crate::format::layout;
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
-use crate::repository::{decode_chunk, Repository};
+use crate::repository::Repository;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadData {
@@ -162,9 +162,15 @@ impl Deferred {
 
 /// Up to this many affected files are named per finding.
 const AFFECTED_LIMIT: usize = 10;
-/// Whole packs read and verified at once: verifying is CPU-bound and a local read is quick,
+/// Remote packs read whole (one request each) and verified at once: verifying is CPU-bound,
 /// so one per core; each costs a pack's size in memory.
 const PACKS_IN_FLIGHT: usize = 2;
+/// Local packs verified at once, each read a piece at a time: one more than the cores, so
+/// that one reads while the others verify.
+const LOCAL_PACKS_IN_FLIGHT: usize = 3;
+/// A local pack is read in pieces of about this many bytes (whole chunks each, so at least
+/// one chunk).
+const PIECE: u64 = 2 << 20;
 
 /// Which snapshot files use each chunk (of the damaged ones only).
 #[derive(Default)]
@@ -417,9 +423,16 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
             chosen.into_iter().map(|(id, _)| id).collect()
         }
     };
+    let in_pieces = !storage.is_remote();
+    // Piece buffers, handed from pack to pack (none when packs are read whole).
+    let buffers = in_pieces.then(Arc::<std::sync::Mutex<Vec<Vec<u8>>>>::default);
+    let in_flight = if in_pieces {
+        LOCAL_PACKS_IN_FLIGHT
+    } else {
+        PACKS_IN_FLIGHT
+    };
     let results: Vec<PackVerdict> = futures::stream::iter(selected)
         .map(|pack_id| {
-            let repo = repo.clone();
             let chunks: Vec<(Id, crate::format::index::Location)> = chunks_by_pack
                 .get(&pack_id)
                 .into_iter()
@@ -429,30 +442,10 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
                     (*id, loc)
                 })
                 .collect();
-            async move {
-                let key = layout::pack_key(&pack_id);
-                let bytes = match repo.storage().get(&key).await {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let all = chunks.iter().map(|(c, _)| *c).collect();
-                        return (pack_id, vec![(e.to_string(), all)], 0);
-                    }
-                };
-                let codec = repo.codec().clone();
-                tokio::task::spawn_blocking(move || {
-                    verify_pack(&codec, &key, &pack_id, &bytes, &chunks)
-                })
-                .await
-                .unwrap_or_else(|e| {
-                    (
-                        pack_id,
-                        vec![(format!("verify worker failed: {e}"), vec![])],
-                        0,
-                    )
-                })
-            }
+            let size = packs_stored.get(&pack_id).copied().unwrap_or(0);
+            read_and_verify_pack(repo.clone(), pack_id, size, chunks, buffers.clone())
         })
-        .buffer_unordered(PACKS_IN_FLIGHT)
+        .buffer_unordered(in_flight)
         .collect()
         .await;
     for (pack_id, problems, verified) in results {
@@ -540,51 +533,256 @@ async fn name_affected(
 /// chunks verified.
 type PackVerdict = (Id, Vec<(String, Vec<Id>)>, usize);
 
-fn verify_pack(
-    codec: &crate::format::crypto::Codec,
-    key: &str,
-    pack_id: &Id,
-    bytes: &[u8],
-    chunks: &[(Id, crate::format::index::Location)],
+/// Reads one pack and verifies it ([`PackCheck`]). A local pack is read in pieces of whole
+/// chunks ([`pieces`]), each hashed and its chunks decoded as it comes, so that a check holds
+/// a piece of each pack rather than the pack; a remote one is read whole, in one request. A
+/// pack whose header does not lie past its last chunk (a damaged pack or index) is read
+/// again whole, so that its findings are those of a whole read.
+async fn read_and_verify_pack(
+    repo: Arc<Repository>,
+    pack_id: Id,
+    size: u64,
+    chunks: Vec<(Id, crate::format::index::Location)>,
+    buffers: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
 ) -> PackVerdict {
-    let mut problems = Vec::new();
-    if Id::sha256(bytes) != *pack_id {
-        problems.push((
-            "content does not match its id (SHA-256)".to_string(),
-            vec![],
-        ));
+    let key = layout::pack_key(&pack_id);
+    let unreadable = |e: crate::storage::StorageError, chunks: &[(Id, _)]| {
+        let all = chunks.iter().map(|(c, _)| *c).collect();
+        (pack_id, vec![(e.to_string(), all)], 0)
+    };
+    let mut check = PackCheck::new(repo.codec().clone(), key.clone(), pack_id, chunks);
+    check.size = size;
+    let plan = buffers.as_ref().and_then(|_| pieces(size, &check.chunks));
+    if let (Some(plan), Some(buffers)) = (plan, buffers) {
+        let last = plan.len() - 1;
+        let mut whole = true;
+        // One buffer for every piece of the pack, from the last pack verified.
+        let mut buf = buffers
+            .lock()
+            .expect("buffers lock")
+            .pop()
+            .unwrap_or_default();
+        for (n, piece) in plan.into_iter().enumerate() {
+            buf = match repo
+                .storage()
+                .get_range_into(&key, piece.start, piece.end - piece.start, buf)
+                .await
+            {
+                Ok(b) => b,
+                Err(e) => return unreadable(e, &check.chunks),
+            };
+            let done = tokio::task::spawn_blocking(move || {
+                let whole = check.piece(piece.start, &buf, piece.chunks, n == last);
+                (check, whole, buf)
+            })
+            .await;
+            match done {
+                Ok((c, w, b)) => (check, whole, buf) = (c, w, b),
+                Err(e) => return worker_failed(pack_id, e),
+            }
+        }
+        buffers.lock().expect("buffers lock").push(buf);
+        if whole {
+            return check.verdict();
+        }
+        check = check.again();
     }
-    if let Err(e) = pack::parse_header(codec, bytes) {
-        problems.push((format!("pack header: {e}"), vec![]));
+    let bytes = match repo.storage().get(&key).await {
+        Ok(b) => b,
+        Err(e) => return unreadable(e, &check.chunks),
+    };
+    tokio::task::spawn_blocking(move || {
+        let all = 0..check.chunks.len();
+        check.size = bytes.len() as u64;
+        check.piece(0, &bytes, all, true);
+        check.verdict()
+    })
+    .await
+    .unwrap_or_else(|e| worker_failed(pack_id, e))
+}
+
+fn worker_failed(pack_id: Id, e: tokio::task::JoinError) -> PackVerdict {
+    (
+        pack_id,
+        vec![(format!("verify worker failed: {e}"), vec![])],
+        0,
+    )
+}
+
+/// A piece of a pack to read: bytes `start..end`, holding chunks `chunks` (by their place
+/// in the pack's list, sorted by offset).
+struct Piece {
+    start: u64,
+    end: u64,
+    chunks: std::ops::Range<usize>,
+}
+
+/// Cuts a pack of `size` bytes into pieces of whole chunks, about [`PIECE`] bytes each, the
+/// last one from the end of the last chunk to the pack's end (its header). `None` when the
+/// chunks (sorted by offset) overlap or pass the pack's end: a damaged index, which a whole
+/// read reports.
+fn pieces(size: u64, chunks: &[(Id, crate::format::index::Location)]) -> Option<Vec<Piece>> {
+    let mut plan = Vec::new();
+    let (mut start, mut first, mut end) = (0u64, 0usize, 0u64);
+    for (n, (_, loc)) in chunks.iter().enumerate() {
+        let chunk_end = loc.offset.checked_add(loc.length)?;
+        if loc.offset < end || chunk_end > size {
+            return None;
+        }
+        end = chunk_end;
+        if end - start >= PIECE {
+            plan.push(Piece {
+                start,
+                end,
+                chunks: first..n + 1,
+            });
+            (start, first) = (end, n + 1);
+        }
     }
-    let mut verified = 0;
-    for (chunk, loc) in chunks {
-        let end = loc.offset + loc.length;
-        if end > bytes.len() as u64 {
+    plan.push(Piece {
+        start,
+        end: size,
+        chunks: first..chunks.len(),
+    });
+    Some(plan)
+}
+
+/// The verification of one pack, fed its bytes in order: the whole pack's SHA-256 against
+/// its id, its header, and each chunk the index places in it against the chunk's id.
+struct PackCheck {
+    codec: crate::format::crypto::Codec,
+    key: String,
+    pack_id: Id,
+    /// The pack's size (as listed; a whole read sets what it read).
+    size: u64,
+    /// The chunks the index places in the pack, by offset.
+    chunks: Vec<(Id, crate::format::index::Location)>,
+    hasher: sha2::Sha256,
+    header: Option<String>,
+    chunk_problems: Vec<(String, Vec<Id>)>,
+    verified: usize,
+    /// A chunk's plaintext, reused.
+    plain: Vec<u8>,
+}
+
+impl PackCheck {
+    fn new(
+        codec: crate::format::crypto::Codec,
+        key: String,
+        pack_id: Id,
+        mut chunks: Vec<(Id, crate::format::index::Location)>,
+    ) -> Self {
+        chunks.sort_by_key(|(_, loc)| loc.offset);
+        Self {
+            codec,
+            key,
+            pack_id,
+            size: 0,
+            chunks,
+            hasher: sha2::Digest::new(),
+            header: None,
+            chunk_problems: Vec::new(),
+            verified: 0,
+            plain: Vec::new(),
+        }
+    }
+
+    /// The same check, to start over with a whole read.
+    fn again(self) -> Self {
+        Self::new(self.codec, self.key, self.pack_id, self.chunks)
+    }
+
+    /// Takes the pack's bytes `start..start + bytes.len()`, which follow the last piece and
+    /// hold `chunks`; the `last` piece also holds the header. Returns `false` when the
+    /// header begins before the last piece (the pack must be read whole).
+    fn piece(
+        &mut self,
+        start: u64,
+        bytes: &[u8],
+        chunks: std::ops::Range<usize>,
+        last: bool,
+    ) -> bool {
+        sha2::Digest::update(&mut self.hasher, bytes);
+        let end = start + bytes.len() as u64;
+        for (chunk, loc) in &self.chunks[chunks] {
+            let chunk_end = loc.offset + loc.length;
+            if loc.offset < start || chunk_end > end {
+                self.chunk_problems.push((
+                    format!("chunk {} lies past the end of the pack", chunk.short()),
+                    vec![*chunk],
+                ));
+                continue;
+            }
+            let stored = &bytes[(loc.offset - start) as usize..(chunk_end - start) as usize];
+            match crate::repository::decode_chunk_into(
+                &self.codec,
+                &self.key,
+                chunk,
+                stored,
+                &mut self.plain,
+            ) {
+                Ok(_) => self.verified += 1,
+                Err(e) => self.chunk_problems.push((
+                    e.to_string()
+                        .trim_start_matches(&format!("object {} is corrupt: ", self.key))
+                        .to_string(),
+                    vec![*chunk],
+                )),
+            }
+        }
+        if !last {
+            return true;
+        }
+        match self.read_header(start, bytes) {
+            Some(problem) => {
+                self.header = problem.err();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The header's verdict from the pack's last bytes (`start..` of the pack); `None` when
+    /// it begins before them.
+    fn read_header(&self, start: u64, bytes: &[u8]) -> Option<Result<(), String>> {
+        if self.size < 4 {
+            return Some(Err("pack header: too short to be a pack".into()));
+        }
+        let trailer: [u8; 4] = bytes.get(bytes.len().checked_sub(4)?..)?.try_into().ok()?;
+        let len = match pack::header_length(trailer, self.size) {
+            Ok(len) => len,
+            Err(e) => return Some(Err(format!("pack header: {e}"))),
+        };
+        let header_start = self.size - 4 - len;
+        let from = usize::try_from(header_start.checked_sub(start)?).ok()?;
+        Some(
+            pack::decode_header(&self.codec, &bytes[from..bytes.len() - 4], header_start)
+                .map(|_| ())
+                .map_err(|e| format!("pack header: {e}")),
+        )
+    }
+
+    /// The findings: the pack's hash, its header, then each chunk's.
+    fn verdict(self) -> PackVerdict {
+        let mut problems = Vec::new();
+        if Id(sha2::Digest::finalize(self.hasher).into()) != self.pack_id {
             problems.push((
-                format!("chunk {} lies past the end of the pack", chunk.short()),
-                vec![*chunk],
+                "content does not match its id (SHA-256)".to_string(),
+                vec![],
             ));
-            continue;
         }
-        match decode_chunk(codec, key, chunk, &bytes[loc.offset as usize..end as usize]) {
-            Ok(_) => verified += 1,
-            Err(e) => problems.push((
-                e.to_string()
-                    .trim_start_matches(&format!("object {key} is corrupt: "))
-                    .to_string(),
-                vec![*chunk],
-            )),
+        problems.extend(self.header.map(|h| (h, vec![])));
+        problems.extend(self.chunk_problems);
+        // A damaged chunk also makes the whole-pack hash fail; name the chunks in that
+        // finding.
+        let all_chunks = problems_chunks(&problems);
+        if let Some(first) = problems.first_mut() {
+            if first.1.is_empty() {
+                first.1 = all_chunks;
+            }
         }
+        (self.pack_id, problems, self.verified)
     }
-    // A damaged chunk also makes the whole-pack hash fail; name the chunks in that finding.
-    let all_chunks = problems_chunks(&problems);
-    if let Some(first) = problems.first_mut() {
-        if first.1.is_empty() {
-            first.1 = all_chunks;
-        }
-    }
-    (*pack_id, problems, verified)
 }
 
 fn problems_chunks(problems: &[(String, Vec<Id>)]) -> Vec<Id> {
@@ -597,6 +795,61 @@ fn problems_chunks(problems: &[(String, Vec<Id>)]) -> Vec<Id> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(offset: u64, length: u64) -> (Id, crate::format::index::Location) {
+        let loc = crate::format::index::Location {
+            pack: Id([0; 32]),
+            offset,
+            length,
+            raw_length: length,
+        };
+        (Id::sha256(&offset.to_le_bytes()), loc)
+    }
+
+    /// A local pack is read in pieces of whole chunks that follow each other from its first
+    /// byte to its last (the header after the last chunk); chunks that overlap or pass the
+    /// pack's end leave the pack to a whole read.
+    #[test]
+    fn pieces_cover_a_pack_in_whole_chunks() {
+        let mb = 1 << 20;
+        // A gap before the first chunk and between two, chunks of 1.5 MiB and of 3 MiB.
+        let chunks = vec![
+            at(100, 3 * mb / 2),
+            at(100 + 3 * mb / 2, 3 * mb / 2),
+            at(10 + 3 * mb + 100, 3 * mb),
+            at(10 + 6 * mb + 100, 1000),
+        ];
+        let size = 10 + 6 * mb + 100 + 1000 + 500;
+        let plan = pieces(size, &chunks).expect("sound chunks");
+        assert_eq!(plan.first().map(|p| p.start), Some(0));
+        assert_eq!(plan.last().map(|p| p.end), Some(size));
+        assert!(plan.windows(2).all(|w| w[0].end == w[1].start));
+        let mut next_chunk = 0;
+        for (n, piece) in plan.iter().enumerate() {
+            assert_eq!(piece.chunks.start, next_chunk, "every chunk in one piece");
+            next_chunk = piece.chunks.end;
+            for (_, loc) in &chunks[piece.chunks.clone()] {
+                assert!(loc.offset >= piece.start && loc.offset + loc.length <= piece.end);
+            }
+            if n + 1 < plan.len() {
+                assert!(
+                    piece.end - piece.start >= PIECE,
+                    "{n}: a piece of at least PIECE"
+                );
+            }
+        }
+        assert_eq!(next_chunk, chunks.len());
+
+        let mut overlapping = chunks.clone();
+        overlapping[1].1.offset -= 1;
+        assert!(pieces(size, &overlapping).is_none());
+        assert!(
+            pieces(size - 600, &chunks).is_none(),
+            "a chunk past the end"
+        );
+        let plan = pieces(40, &[]).expect("a pack with no chunk listed");
+        assert_eq!((plan.len(), plan[0].start, plan[0].end), (1, 0, 40));
+    }
 
     fn packs(n: u8) -> Vec<(Id, u64)> {
         (0..n).map(|i| (Id::sha256(&[i]), 100)).collect()

@@ -143,6 +143,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
     /// `length` bytes from `offset`; fails when the object is shorter.
     async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError>;
+    /// As [`Storage::get_range`], into `buf` (its content replaced), so that a reader of many
+    /// ranges reuses one buffer's memory instead of faulting in a fresh one for each.
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        let bytes = self.get_range(key, offset, length).await?;
+        buf.clear();
+        buf.extend_from_slice(&bytes);
+        Ok(buf)
+    }
     /// Every finished object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;
     /// Removes the object; a missing key is not an error.

@@ -41,6 +41,18 @@ async fn suite(s: &dyn Storage, large: usize) {
         .await
         .is_err());
     assert!(s.get_range("data/ab/one", 100, 1).await.is_err());
+    // Into a reused buffer: its old content is replaced, however long it was.
+    let reused = s
+        .get_range_into("data/cd/big", 20, 50, vec![7; 4096])
+        .await
+        .unwrap();
+    assert_eq!(reused, big.slice(20..70));
+    let reused = s.get_range_into("data/cd/big", 0, 3, reused).await.unwrap();
+    assert_eq!(reused, big.slice(0..3));
+    assert!(s
+        .get_range_into("data/ab/one", 1, 10, Vec::new())
+        .await
+        .is_err());
 
     // Missing keys are NotFound, naming the key.
     let err = s.get("snapshots/missing").await.unwrap_err();

@@ -325,12 +325,18 @@ impl Codec {
                 out.remove(0);
                 Ok(())
             }
-            _ => {
-                let mut plain = Vec::new();
+            _ => DECODE_SCRATCH.with(|cell| {
+                // Decompressed into the thread's spare buffer, which then takes the
+                // ciphertext's: a caller that reuses `out` allocates nothing per object.
+                let mut plain = cell.take();
+                plain.clear();
                 decode_body(out, &mut plain)?;
-                *out = plain;
+                std::mem::swap(out, &mut plain);
+                if plain.capacity() <= SCRATCH_KEPT {
+                    cell.replace(plain);
+                }
                 Ok(())
-            }
+            }),
         }
     }
 }
@@ -355,7 +361,12 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
     static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    /// The second buffer of [`Codec::decode_into`] for encrypted, compressed objects.
+    static DECODE_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
+
+/// A spare decode buffer larger than this (a chunk's maximum) is not kept.
+const SCRATCH_KEPT: usize = 4 << 20;
 
 fn with_compressor<T>(
     level: i32,

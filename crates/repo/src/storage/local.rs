@@ -204,6 +204,18 @@ impl Storage for LocalStorage {
     }
 
     async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        self.get_range_into(key, offset, length, Vec::new())
+            .await
+            .map(Bytes::from)
+    }
+
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
         validate_key("get", key)?;
         let path = self.path(key);
         let k = key.to_string();
@@ -214,7 +226,8 @@ impl Storage for LocalStorage {
                 return Err(range_error("get", &k, offset, length, size));
             }
             // `read_to_end` fills the spare capacity without zeroing it first.
-            let mut buf = Vec::with_capacity(length as usize);
+            buf.clear();
+            buf.reserve(length as usize);
             file.seek(SeekFrom::Start(offset))
                 .and_then(|_| file.take(length).read_to_end(&mut buf))
                 .map_err(|e| io_error("get", &k, e))?;
@@ -228,7 +241,7 @@ impl Storage for LocalStorage {
                     offset + buf.len() as u64,
                 ));
             }
-            Ok(Bytes::from(buf))
+            Ok(buf)
         })
         .await
     }

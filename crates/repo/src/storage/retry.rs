@@ -157,6 +157,22 @@ impl<S: Storage> Storage for RetryStorage<S> {
             .await
     }
 
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        length: u64,
+        buf: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        // A failed try keeps the buffer; the next one starts with an empty one.
+        let buf = std::sync::Mutex::new(Some(buf));
+        self.with_retry(|| {
+            let buf = buf.lock().expect("buffer lock").take().unwrap_or_default();
+            self.inner.get_range_into(key, offset, length, buf)
+        })
+        .await
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         self.with_retry(|| self.inner.list(prefix)).await
     }
