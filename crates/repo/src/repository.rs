@@ -498,6 +498,22 @@ impl Repository {
             .await?)
     }
 
+    /// As [`Repository::read_pack_range`], into `buf` (its content replaced): a reader of
+    /// many runs reuses its buffers' memory.
+    pub async fn read_pack_range_into(
+        &self,
+        pack: &Id,
+        offset: u64,
+        length: u64,
+        buf: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let _fetching = self.clock.enter(Phase::Fetch);
+        Ok(self
+            .storage
+            .get_range_into(&layout::pack_key(pack), offset, length, buf)
+            .await?)
+    }
+
     /// Decodes a chunk's stored bytes, read out of its pack at `loc`, into `plain` and checks
     /// them against its id (timed as decoding), giving the plaintext's SHA-256 too when the
     /// check computed it. Blocking: call it off the async threads.

@@ -712,14 +712,23 @@ async fn restore_by_pack_runs(
     parallel_runs: usize,
 ) -> Tally {
     let runs = plan_runs(repo, entries, files);
+    // A run's read and decode buffers, handed on to the next run: fresh ones would be
+    // faulted in page by page for every run.
+    let spare: Arc<std::sync::Mutex<Vec<RunBuffers>>> = Default::default();
     futures::stream::iter(runs)
         .map(|run| {
             let repo = repo.clone();
             let entries = entries.clone();
             let dir = dir.clone();
+            let spare = spare.clone();
             async move {
-                let bytes = match repo
-                    .read_pack_range(&run.pack, run.start, run.end - run.start)
+                let mut buffers = spare
+                    .lock()
+                    .expect("spare buffers")
+                    .pop()
+                    .unwrap_or_default();
+                buffers.stored = match repo
+                    .read_pack_range_into(&run.pack, run.start, run.end - run.start, buffers.stored)
                     .await
                 {
                     Ok(bytes) => bytes,
@@ -728,7 +737,9 @@ async fn restore_by_pack_runs(
                 let run = Arc::new(run);
                 let writing = (run.clone(), entries.clone());
                 tokio::task::spawn_blocking(move || {
-                    write_run(&repo, &writing.1, &dir, &writing.0, &bytes)
+                    let tally = write_run(&repo, &writing.1, &dir, &writing.0, &mut buffers);
+                    spare.lock().expect("spare buffers").push(buffers);
+                    tally
                 })
                 .await
                 .unwrap_or_else(|e| {
@@ -745,10 +756,23 @@ async fn restore_by_pack_runs(
         .await
 }
 
-/// Decodes each chunk of a fetched run and writes the files made of it.
-fn write_run(repo: &Repository, entries: &[Entry], dir: &Path, run: &Run, bytes: &[u8]) -> Tally {
+/// A pack run's stored bytes and a chunk's plaintext.
+#[derive(Default)]
+struct RunBuffers {
+    stored: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// Decodes each chunk of a fetched run (in `buffers.stored`) and writes the files made of it.
+fn write_run(
+    repo: &Repository,
+    entries: &[Entry],
+    dir: &Path,
+    run: &Run,
+    buffers: &mut RunBuffers,
+) -> Tally {
     let mut tally = Tally::default();
-    let mut plain = Vec::new();
+    let (bytes, plain) = (&buffers.stored, &mut buffers.plain);
     let mut decoded: Option<(Id, Result<Option<Id>>)> = None;
     for &i in &run.files {
         let id = entries[i].chunks[0];
@@ -756,7 +780,7 @@ fn write_run(repo: &Repository, entries: &[Entry], dir: &Path, run: &Run, bytes:
             let sha256 = match repo.locate(&id) {
                 Some(loc) => {
                     let at = (loc.offset - run.start) as usize;
-                    repo.decode_located(&id, &loc, &bytes[at..at + loc.length as usize], &mut plain)
+                    repo.decode_located(&id, &loc, &bytes[at..at + loc.length as usize], plain)
                 }
                 None => Err(RepoError::ChunkNotIndexed { chunk: id.to_hex() }),
             };
