@@ -483,6 +483,41 @@ impl Repository {
             .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
     }
 
+    /// As [`Repository::read_chunk`], reading and decoding in buffers from `spare`: a reader
+    /// of many chunks (a stream of a large file) gives each chunk's buffer back once it has
+    /// written it, instead of faulting fresh memory in for every chunk twice.
+    pub(crate) async fn read_chunk_reusing(
+        &self,
+        id: &Id,
+        spare: &SpareBuffers,
+    ) -> Result<Vec<u8>> {
+        let loc = self
+            .index
+            .get(id)
+            .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
+        let stored = if self.storage.is_remote() {
+            // A response body is a buffer of its own: copying it into a spare one saves nothing.
+            Vec::from(
+                self.read_pack_range(&loc.pack, loc.offset, loc.length)
+                    .await?,
+            )
+        } else {
+            self.read_pack_range_into(&loc.pack, loc.offset, loc.length, spare.take())
+                .await?
+        };
+        let key = layout::pack_key(&loc.pack);
+        let codec = self.codec.clone();
+        let (id, mut plain, spare) = (*id, spare.take(), spare.clone());
+        let _decoding = self.clock.enter(Phase::Decode);
+        tokio::task::spawn_blocking(move || {
+            let decoded = decode_chunk_into(&codec, &key, &id, &stored, &mut plain);
+            spare.give(stored);
+            decoded.map(|_| plain)
+        })
+        .await
+        .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
+    }
+
     /// Where the index says a chunk is stored.
     pub fn locate(&self, id: &Id) -> Option<index::Location> {
         self.index.get(id)
@@ -642,6 +677,31 @@ pub fn decode_chunk_into(
     Ok(sha256)
 }
 
+/// Buffers handed back by readers of chunks, for the next reads
+/// ([`Repository::read_chunk_reusing`]); a few, each at most a chunk's size, are kept.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SpareBuffers(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl SpareBuffers {
+    const KEPT: usize = 8;
+    const LARGEST: usize = 8 << 20;
+
+    pub(crate) fn take(&self) -> Vec<u8> {
+        self.0
+            .lock()
+            .expect("spare buffers")
+            .pop()
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn give(&self, buf: Vec<u8>) {
+        let mut spare = self.0.lock().expect("spare buffers");
+        if spare.len() < Self::KEPT && buf.capacity() <= Self::LARGEST {
+            spare.push(buf);
+        }
+    }
+}
+
 impl Repository {
     /// A view of this repository with another index (the checker reads through the index it
     /// loaded leniently).
@@ -659,6 +719,28 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Spare buffers come back with their memory, a few at most and none larger than a
+    /// chunk's bound, so that what a stream hands back never outgrows its read-ahead.
+    #[test]
+    fn spare_buffers_keep_a_few_chunk_sized_buffers() {
+        let spare = SpareBuffers::default();
+        assert_eq!(spare.take().capacity(), 0, "none yet");
+        for _ in 0..SpareBuffers::KEPT + 3 {
+            spare.give(Vec::with_capacity(1 << 20));
+        }
+        spare.give(Vec::with_capacity(SpareBuffers::LARGEST + 1));
+        let mut kept = 0;
+        loop {
+            let buf = spare.take();
+            if buf.capacity() == 0 {
+                break;
+            }
+            assert_eq!(buf.capacity(), 1 << 20);
+            kept += 1;
+        }
+        assert_eq!(kept, SpareBuffers::KEPT);
+    }
     use crate::format::crypto::generate_key;
     use crate::storage::memory::MemoryStorage;
 

@@ -876,9 +876,10 @@ async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut W,
     mut part: impl FnMut(usize, &[u8]) -> Result<std::ops::Range<usize>>,
 ) -> Result<u64> {
+    let spare = crate::repository::SpareBuffers::default();
     // By place, not by reference: a stream over `&Id` makes the caller's future lose `Send`.
     let mut reads = futures::stream::iter(0..chunks.len())
-        .map(|n| repo.read_chunk(&chunks[n]))
+        .map(|n| repo.read_chunk_reusing(&chunks[n], &spare))
         .buffered(Concurrency::for_repository(repo).read_ahead)
         .enumerate();
     let mut written = 0u64;
@@ -889,6 +890,7 @@ async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
         out.write_all(&data[range])
             .await
             .map_err(|e| RepoError::write(path, e))?;
+        spare.give(data);
     }
     Ok(written)
 }
@@ -962,14 +964,20 @@ async fn write_content(
 ) -> Result<Vec<Written>> {
     let entry = &entries[targets[0]];
     let mut writer = blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?;
+    let spare = crate::repository::SpareBuffers::default();
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
-        .map(|i| repo.read_chunk(&entry.chunks[i]))
+        .map(|i| repo.read_chunk_reusing(&entry.chunks[i], &spare))
         .buffered(read_ahead);
     let mut next = chunks.next().await;
     while let Some(chunk) = next {
         let plain = chunk?;
         let mut w = writer;
-        let write = blocking(move || w.write(&plain).map_err(write_error).map(|()| w));
+        let spare = spare.clone();
+        let write = blocking(move || {
+            let written = w.write(&plain).map_err(write_error).map(|()| w);
+            spare.give(plain);
+            written
+        });
         // The next chunk is read while this one is written.
         let done;
         (next, done) = futures::join!(chunks.next(), write);
