@@ -21,7 +21,7 @@ use crate::format::id::Id;
 use crate::format::layout;
 use crate::format::pack;
 use crate::format::snapshot::Snapshot;
-use crate::repository::Repository;
+use crate::repository::{Repository, SpareBuffers};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ReadData {
@@ -425,7 +425,7 @@ pub async fn check(repo: Arc<Repository>, read_data: ReadData) -> Result<CheckRe
     };
     let in_pieces = !storage.is_remote();
     // Piece buffers, handed from pack to pack (none when packs are read whole).
-    let buffers = in_pieces.then(Arc::<std::sync::Mutex<Vec<Vec<u8>>>>::default);
+    let buffers = in_pieces.then(SpareBuffers::default);
     let in_flight = if in_pieces {
         LOCAL_PACKS_IN_FLIGHT
     } else {
@@ -543,7 +543,7 @@ async fn read_and_verify_pack(
     pack_id: Id,
     size: u64,
     chunks: Vec<(Id, crate::format::index::Location)>,
-    buffers: Option<Arc<std::sync::Mutex<Vec<Vec<u8>>>>>,
+    buffers: Option<SpareBuffers>,
 ) -> PackVerdict {
     let key = layout::pack_key(&pack_id);
     let unreadable = |e: crate::storage::StorageError, chunks: &[(Id, _)]| {
@@ -557,11 +557,7 @@ async fn read_and_verify_pack(
         let last = plan.len() - 1;
         let mut whole = true;
         // One buffer for every piece of the pack, from the last pack verified.
-        let mut buf = buffers
-            .lock()
-            .expect("buffers lock")
-            .pop()
-            .unwrap_or_default();
+        let mut buf = buffers.take();
         for (n, piece) in plan.into_iter().enumerate() {
             buf = match repo
                 .storage()
@@ -581,7 +577,7 @@ async fn read_and_verify_pack(
                 Err(e) => return worker_failed(pack_id, e),
             }
         }
-        buffers.lock().expect("buffers lock").push(buf);
+        buffers.give(buf);
         if whole {
             return check.verdict();
         }

@@ -483,41 +483,6 @@ impl Repository {
             .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
     }
 
-    /// As [`Repository::read_chunk`], reading and decoding in buffers from `spare`: a reader
-    /// of many chunks (a stream of a large file) gives each chunk's buffer back once it has
-    /// written it, instead of faulting fresh memory in for every chunk twice.
-    pub(crate) async fn read_chunk_reusing(
-        &self,
-        id: &Id,
-        spare: &SpareBuffers,
-    ) -> Result<Vec<u8>> {
-        let loc = self
-            .index
-            .get(id)
-            .ok_or_else(|| RepoError::ChunkNotIndexed { chunk: id.to_hex() })?;
-        let stored = if self.storage.is_remote() {
-            // A response body is a buffer of its own: copying it into a spare one saves nothing.
-            Vec::from(
-                self.read_pack_range(&loc.pack, loc.offset, loc.length)
-                    .await?,
-            )
-        } else {
-            self.read_pack_range_into(&loc.pack, loc.offset, loc.length, spare.take())
-                .await?
-        };
-        let key = layout::pack_key(&loc.pack);
-        let codec = self.codec.clone();
-        let (id, mut plain, spare) = (*id, spare.take(), spare.clone());
-        let _decoding = self.clock.enter(Phase::Decode);
-        tokio::task::spawn_blocking(move || {
-            let decoded = decode_chunk_into(&codec, &key, &id, &stored, &mut plain);
-            spare.give(stored);
-            decoded.map(|_| plain)
-        })
-        .await
-        .map_err(|e| RepoError::Invalid(format!("decode worker failed: {e}")))?
-    }
-
     /// Where the index says a chunk is stored.
     pub fn locate(&self, id: &Id) -> Option<index::Location> {
         self.index.get(id)
@@ -677,8 +642,10 @@ pub fn decode_chunk_into(
     Ok(sha256)
 }
 
-/// Buffers handed back by readers of chunks, for the next reads
-/// ([`Repository::read_chunk_reusing`]); a few, each at most a chunk's size, are kept.
+/// Buffers handed back by a reader of many ranges (a read-data check's pack pieces), for
+/// its next reads: a few, none larger than 8 MiB, are kept. (Spares for every chunk of a
+/// stream were tried: each grows to the largest chunk it has held and stays, and a database
+/// load's peak memory rose by a third for no gain in time; docs/benchmarks.md.)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SpareBuffers(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
 
@@ -719,9 +686,11 @@ impl Repository {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::crypto::generate_key;
+    use crate::storage::memory::MemoryStorage;
 
-    /// Spare buffers come back with their memory, a few at most and none larger than a
-    /// chunk's bound, so that what a stream hands back never outgrows its read-ahead.
+    /// Spare buffers come back with their memory, a few at most and none larger than
+    /// their bound.
     #[test]
     fn spare_buffers_keep_a_few_chunk_sized_buffers() {
         let spare = SpareBuffers::default();
@@ -741,8 +710,6 @@ mod tests {
         }
         assert_eq!(kept, SpareBuffers::KEPT);
     }
-    use crate::format::crypto::generate_key;
-    use crate::storage::memory::MemoryStorage;
 
     #[tokio::test]
     async fn a_derivation_newer_than_the_stated_format_version_is_refused() {

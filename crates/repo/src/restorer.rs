@@ -876,10 +876,9 @@ async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
     out: &mut W,
     mut part: impl FnMut(usize, &[u8]) -> Result<std::ops::Range<usize>>,
 ) -> Result<u64> {
-    let spare = crate::repository::SpareBuffers::default();
     // By place, not by reference: a stream over `&Id` makes the caller's future lose `Send`.
     let mut reads = futures::stream::iter(0..chunks.len())
-        .map(|n| repo.read_chunk_reusing(&chunks[n], &spare))
+        .map(|n| repo.read_chunk(&chunks[n]))
         .buffered(Concurrency::for_repository(repo).read_ahead)
         .enumerate();
     let mut written = 0u64;
@@ -890,7 +889,6 @@ async fn write_chunks<W: tokio::io::AsyncWrite + Unpin>(
         out.write_all(&data[range])
             .await
             .map_err(|e| RepoError::write(path, e))?;
-        spare.give(data);
     }
     Ok(written)
 }
@@ -964,20 +962,14 @@ async fn write_content(
 ) -> Result<Vec<Written>> {
     let entry = &entries[targets[0]];
     let mut writer = blocking(move || ContentWriter::create(&paths).map_err(write_error)).await?;
-    let spare = crate::repository::SpareBuffers::default();
     let mut chunks = futures::stream::iter(0..entry.chunks.len())
-        .map(|i| repo.read_chunk_reusing(&entry.chunks[i], &spare))
+        .map(|i| repo.read_chunk(&entry.chunks[i]))
         .buffered(read_ahead);
     let mut next = chunks.next().await;
     while let Some(chunk) = next {
         let plain = chunk?;
         let mut w = writer;
-        let spare = spare.clone();
-        let write = blocking(move || {
-            let written = w.write(&plain).map_err(write_error).map(|()| w);
-            spare.give(plain);
-            written
-        });
+        let write = blocking(move || w.write(&plain).map_err(write_error).map(|()| w));
         // The next chunk is read while this one is written.
         let done;
         (next, done) = futures::join!(chunks.next(), write);

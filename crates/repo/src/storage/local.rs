@@ -227,7 +227,7 @@ impl Storage for LocalStorage {
             }
             // `read_to_end` fills the spare capacity without zeroing it first.
             buf.clear();
-            buf.reserve(length as usize);
+            buf.reserve_exact(length as usize);
             file.seek(SeekFrom::Start(offset))
                 .and_then(|_| file.take(length).read_to_end(&mut buf))
                 .map_err(|e| io_error("get", &k, e))?;
