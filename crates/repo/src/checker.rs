@@ -550,8 +550,7 @@ async fn read_and_verify_pack(
         let all = chunks.iter().map(|(c, _)| *c).collect();
         (pack_id, vec![(e.to_string(), all)], 0)
     };
-    let mut check = PackCheck::new(repo.codec().clone(), key.clone(), pack_id, chunks);
-    check.size = size;
+    let mut check = PackCheck::new(repo.codec().clone(), key.clone(), pack_id, size, chunks);
     let plan = buffers.as_ref().and_then(|_| pieces(size, &check.chunks));
     if let (Some(plan), Some(buffers)) = (plan, buffers) {
         let last = plan.len() - 1;
@@ -581,15 +580,14 @@ async fn read_and_verify_pack(
         if whole {
             return check.verdict();
         }
-        check = check.again();
     }
     let bytes = match repo.storage().get(&key).await {
         Ok(b) => b,
         Err(e) => return unreadable(e, &check.chunks),
     };
+    let mut check = check.again(bytes.len() as u64);
     tokio::task::spawn_blocking(move || {
         let all = 0..check.chunks.len();
-        check.size = bytes.len() as u64;
         check.piece(0, &bytes, all, true);
         check.verdict()
     })
@@ -649,7 +647,7 @@ struct PackCheck {
     codec: crate::format::crypto::Codec,
     key: String,
     pack_id: Id,
-    /// The pack's size (as listed; a whole read sets what it read).
+    /// The pack's size (as listed, or as a whole read found it).
     size: u64,
     /// The chunks the index places in the pack, by offset.
     chunks: Vec<(Id, crate::format::index::Location)>,
@@ -666,6 +664,7 @@ impl PackCheck {
         codec: crate::format::crypto::Codec,
         key: String,
         pack_id: Id,
+        size: u64,
         mut chunks: Vec<(Id, crate::format::index::Location)>,
     ) -> Self {
         chunks.sort_by_key(|(_, loc)| loc.offset);
@@ -673,7 +672,7 @@ impl PackCheck {
             codec,
             key,
             pack_id,
-            size: 0,
+            size,
             chunks,
             hasher: sha2::Digest::new(),
             header: None,
@@ -683,9 +682,9 @@ impl PackCheck {
         }
     }
 
-    /// The same check, to start over with a whole read.
-    fn again(self) -> Self {
-        Self::new(self.codec, self.key, self.pack_id, self.chunks)
+    /// The same check, to start over with a whole read of `size` bytes.
+    fn again(self, size: u64) -> Self {
+        Self::new(self.codec, self.key, self.pack_id, size, self.chunks)
     }
 
     /// Takes the pack's bytes `start..start + bytes.len()`, which follow the last piece and
@@ -729,33 +728,13 @@ impl PackCheck {
         if !last {
             return true;
         }
-        match self.read_header(start, bytes) {
-            Some(problem) => {
-                self.header = problem.err();
+        match pack::header_in_tail(&self.codec, bytes, start, self.size) {
+            Some(header) => {
+                self.header = header.err().map(|e| format!("pack header: {e}"));
                 true
             }
             None => false,
         }
-    }
-
-    /// The header's verdict from the pack's last bytes (`start..` of the pack); `None` when
-    /// it begins before them.
-    fn read_header(&self, start: u64, bytes: &[u8]) -> Option<Result<(), String>> {
-        if self.size < 4 {
-            return Some(Err("pack header: too short to be a pack".into()));
-        }
-        let trailer: [u8; 4] = bytes.get(bytes.len().checked_sub(4)?..)?.try_into().ok()?;
-        let len = match pack::header_length(trailer, self.size) {
-            Ok(len) => len,
-            Err(e) => return Some(Err(format!("pack header: {e}"))),
-        };
-        let header_start = self.size - 4 - len;
-        let from = usize::try_from(header_start.checked_sub(start)?).ok()?;
-        Some(
-            pack::decode_header(&self.codec, &bytes[from..bytes.len() - 4], header_start)
-                .map(|_| ())
-                .map_err(|e| format!("pack header: {e}")),
-        )
     }
 
     /// The findings: the pack's hash, its header, then each chunk's.

@@ -93,13 +93,28 @@ impl PackBuilder {
 
 /// Reads the header of a whole pack.
 pub fn parse_header(codec: &Codec, pack: &[u8]) -> Result<PackHeader, String> {
-    if pack.len() < 4 {
-        return Err("too short to be a pack".into());
+    header_in_tail(codec, pack, 0, pack.len() as u64).expect("a whole pack holds its header")
+}
+
+/// Reads the header of a pack of `size` bytes from its last bytes, `tail`, which start at
+/// `tail_start`: `None` when the header (as the trailer gives its length) begins before them.
+pub fn header_in_tail(
+    codec: &Codec,
+    tail: &[u8],
+    tail_start: u64,
+    size: u64,
+) -> Option<Result<PackHeader, String>> {
+    if size < 4 {
+        return Some(Err("too short to be a pack".into()));
     }
-    let (rest, trailer) = pack.split_at(pack.len() - 4);
-    let len = header_length(trailer.try_into().expect("4 bytes"), pack.len() as u64)? as usize;
-    let body = rest.len() - len;
-    decode_header(codec, &rest[body..], body as u64)
+    let trailer: [u8; 4] = tail.get(tail.len().checked_sub(4)?..)?.try_into().ok()?;
+    let len = match header_length(trailer, size) {
+        Ok(len) => len,
+        Err(e) => return Some(Err(e)),
+    };
+    let body = size - 4 - len;
+    let from = usize::try_from(body.checked_sub(tail_start)?).ok()?;
+    Some(decode_header(codec, &tail[from..tail.len() - 4], body))
 }
 
 /// The header's length from a pack's last 4 bytes, checked against the pack's size: the
