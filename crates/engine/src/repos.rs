@@ -133,6 +133,8 @@ pub async fn open_or_init(
                     generated_key = true;
                     Some(key)
                 }
+                // Not reached: that is the error, not the key file the backup did not make.
+                Err(e @ RepoError::Storage(_)) => return Err(e.into()),
                 _ => read_secret(&settings.key)?,
             }
         }

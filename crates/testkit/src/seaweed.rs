@@ -12,6 +12,8 @@ use crate::{require_tool, ACCESS_KEY, SECRET_KEY};
 pub struct SeaweedServer {
     child: Child,
     s3_port: u16,
+    /// The certificate a client must trust, when the server speaks HTTPS.
+    certificate: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,8 +46,65 @@ impl SeaweedServer {
     /// Starts the server and creates `locked_buckets`, each with versioning and Object Lock
     /// enabled, signed requests accepted with [`ACCESS_KEY`] and [`SECRET_KEY`].
     pub fn start(locked_buckets: &[&str]) -> Self {
+        Self::launch(locked_buckets, false)
+    }
+
+    /// As [`Self::start`], speaking HTTPS with a self-signed certificate made for it (by
+    /// `openssl`), which [`Self::env`] tells a client to trust.
+    pub fn start_https(locked_buckets: &[&str]) -> Self {
+        Self::launch(locked_buckets, true)
+    }
+
+    fn launch(locked_buckets: &[&str], https: bool) -> Self {
         let weed = require_tool("weed");
         let dir = tempfile::tempdir().expect("temp dir for SeaweedFS");
+        let mut tls_flags = Vec::new();
+        let certificate = https.then(|| {
+            let file = |name: &str| dir.path().join(name);
+            // An authority of the test's own, and the server's certificate from it (rustls
+            // refuses a self-signed authority as the server's own certificate).
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                path(&file("ca-key.pem")),
+                "-out",
+                path(&file("ca.pem")),
+            ]);
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1",
+                "-addext",
+                "basicConstraints=critical,CA:FALSE",
+                "-CA",
+                path(&file("ca.pem")),
+                "-CAkey",
+                path(&file("ca-key.pem")),
+                "-keyout",
+                path(&file("key.pem")),
+                "-out",
+                path(&file("cert.pem")),
+            ]);
+            tls_flags.push(format!("-s3.cert.file={}", file("cert.pem").display()));
+            tls_flags.push(format!("-s3.key.file={}", file("key.pem").display()));
+            file("ca.pem")
+        });
         let config = dir.path().join("s3.json");
         std::fs::write(
             &config,
@@ -66,6 +125,9 @@ impl SeaweedServer {
             .arg(format!("-volume.port={}", free_port_pair()))
             .arg(format!("-filer.port={}", free_port_pair()))
             .args(["-master.volumeSizeLimitMB=64", "-volume.max=50"])
+            // Off: their fixed ports would keep a second server from starting.
+            .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .args(&tls_flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,6 +135,7 @@ impl SeaweedServer {
         let server = Self {
             child,
             s3_port,
+            certificate,
             _dir: dir,
         };
         let started = Instant::now();
@@ -119,13 +182,39 @@ impl SeaweedServer {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3_port)
+        let scheme = if self.certificate.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.s3_port)
     }
 
-    /// Environment for a client (the AWS SDK's standard variables).
+    /// Environment for a client (the AWS SDK's standard variables), and over HTTPS the
+    /// server's certificate as one to trust (`SSL_CERT_FILE`, read by rustls-native-certs).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        crate::client_env()
+        let mut env = crate::client_env();
+        if let Some(cert) = &self.certificate {
+            env.push(("SSL_CERT_FILE", cert.display().to_string()));
+        }
+        env
     }
+}
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().expect("a temp dir's path is UTF-8")
+}
+
+fn openssl(args: &[&str]) {
+    let made = Command::new(require_tool("openssl"))
+        .args(args)
+        .output()
+        .expect("running openssl");
+    assert!(
+        made.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 }
 
 impl Drop for SeaweedServer {

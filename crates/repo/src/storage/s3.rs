@@ -11,6 +11,8 @@
 //! floor of 1 MiB/s), connecting has a timeout of its own, and the SDK's stalled-stream
 //! protection fails a body that stops flowing (for 5 s) in either direction. Each of these
 //! ends as a transient error, which the wrapper retries.
+//!
+//! Over HTTPS, uploads are sent without a SigV4 hash of their body ([`signs_payload`]).
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::http::HttpResponse;
@@ -65,6 +67,22 @@ impl S3Options {
 pub struct S3Storage {
     client: Client,
     options: S3Options,
+    /// Whether an upload's signature covers a SHA-256 of its body ([`signs_payload`]).
+    sign_payload: bool,
+}
+
+/// Whether uploads to `endpoint` (None: AWS's own, over HTTPS) carry a SigV4 hash of their
+/// body. Over HTTPS they do not, as AWS's transfer manager and most S3 clients do: TLS
+/// carries the body intact, the request's CRC32 checksum is still checked by the server,
+/// and a pack is named by its SHA-256, so the signature's hash would be one more pass over
+/// every byte uploaded for nothing. Over plain HTTP the signature is what ties the body to
+/// the request, so it stays.
+fn signs_payload(endpoint: Option<&str>) -> bool {
+    endpoint.is_some_and(|e| {
+        let e = e.trim_start();
+        !e.get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    })
 }
 
 impl S3Storage {
@@ -92,6 +110,7 @@ impl S3Storage {
         }
         Self {
             client: Client::from_conf(builder.build()),
+            sign_payload: signs_payload(options.endpoint.as_deref()),
             options,
         }
     }
@@ -177,7 +196,7 @@ impl S3Storage {
             let mut parts = Vec::new();
             for (i, chunk) in data.chunks(self.options.part_size.max(1)).enumerate() {
                 let number = i as i32 + 1;
-                let part = self
+                let mut request = self
                     .client
                     .upload_part()
                     .bucket(bucket)
@@ -186,7 +205,11 @@ impl S3Storage {
                     .part_number(number)
                     .body(ByteStream::from(data.slice_ref(chunk)))
                     .customize()
-                    .config_override(self.upload_timeouts(chunk.len()))
+                    .config_override(self.upload_timeouts(chunk.len()));
+                if !self.sign_payload {
+                    request = request.disable_payload_signing();
+                }
+                let part = request
                     .send()
                     .await
                     .map_err(|e| self.classify("put", key, e))?;
@@ -228,8 +251,6 @@ impl S3Storage {
     }
 }
 
-/// Connecting within `connect_timeout`, and an answer within `attempt_timeout` plus a second
-/// per MiB of `upload` bytes.
 /// `now + retention`, rounded up to the whole second (S3 keeps retain-until dates to the
 /// second), as the SDK's date type.
 fn retain_until(now: jiff::Timestamp, retention: Duration) -> DateTime {
@@ -237,12 +258,29 @@ fn retain_until(now: jiff::Timestamp, retention: Duration) -> DateTime {
     DateTime::from_secs(until)
 }
 
+/// Connecting within `connect_timeout`, and an answer within `attempt_timeout` plus a second
+/// per MiB of `upload` bytes.
 fn timeouts(options: &S3Options, upload: usize) -> TimeoutConfig {
     let allowance = Duration::from_secs(upload.div_ceil(1024 * 1024) as u64);
     TimeoutConfig::builder()
         .connect_timeout(options.connect_timeout)
         .operation_attempt_timeout(options.attempt_timeout + allowance)
         .build()
+}
+
+/// The TLS library's refusal of the server's certificate, if that is why a request failed
+/// (rustls says "invalid peer certificate: <why>"; the connector hands it on in an I/O
+/// error). Permanent: the same certificate is refused on every retry.
+fn tls_refusal(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if let Some(at) = text.find("invalid peer certificate") {
+            return Some(text[at..].to_string());
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The innermost cause of a failed request, short enough for a one-line error: "connection
@@ -293,6 +331,15 @@ impl S3Storage {
                 op,
                 key,
                 message: "no answer within the attempt timeout".into(),
+            },
+            SdkError::DispatchFailure(_) if tls_refusal(&err).is_some() => StorageError::Permanent {
+                op,
+                key,
+                message: format!(
+                    "{}: the server's TLS certificate was refused ({}); trust its authority (SSL_CERT_FILE names a PEM file of extra ones)",
+                    self.location(),
+                    tls_refusal(&err).unwrap_or_default()
+                ),
             },
             SdkError::DispatchFailure(failure) if failure.is_timeout() => StorageError::Transient {
                 op,
@@ -371,7 +418,8 @@ impl Storage for S3Storage {
         }
         let timeouts = self.upload_timeouts(data.len());
         let lock = self.lock_for(key);
-        self.client
+        let mut request = self
+            .client
             .put_object()
             .bucket(&self.options.bucket)
             .key(full)
@@ -379,7 +427,11 @@ impl Storage for S3Storage {
             .set_object_lock_retain_until_date(lock.map(|l| l.1))
             .body(ByteStream::from(data))
             .customize()
-            .config_override(timeouts)
+            .config_override(timeouts);
+        if !self.sign_payload {
+            request = request.disable_payload_signing();
+        }
+        request
             .send()
             .await
             .map_err(|e| self.classify("put", key, e))?;
@@ -612,5 +664,40 @@ impl Storage for S3Storage {
         } else {
             format!("s3://{}/{}", self.options.bucket, self.options.prefix)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{signs_payload, tls_refusal};
+
+    #[test]
+    fn uploads_are_hashed_for_their_signature_only_over_plain_http() {
+        assert!(signs_payload(Some("http://127.0.0.1:9000")));
+        assert!(signs_payload(Some("HTTP://minio.internal")));
+        assert!(!signs_payload(Some(
+            "https://s3.eu-central-1.amazonaws.com"
+        )));
+        assert!(!signs_payload(Some("HTTPS://minio.internal:9000")));
+        assert!(!signs_payload(Some(" https://minio.internal")));
+        // No endpoint: AWS's own, which the SDK reaches over HTTPS.
+        assert!(!signs_payload(None));
+        // Anything else is not known to be TLS: signed, as before.
+        assert!(signs_payload(Some("minio.internal:9000")));
+        assert!(signs_payload(Some("")));
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_in_the_error_chain() {
+        let refused = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "invalid peer certificate: UnknownIssuer",
+        );
+        assert_eq!(
+            tls_refusal(&refused).as_deref(),
+            Some("invalid peer certificate: UnknownIssuer")
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(tls_refusal(&reset), None);
     }
 }
