@@ -334,3 +334,34 @@ fn a_missing_key_names_the_flags_of_a_break_glass_restore() {
     assert!(stderr.contains("--key-file or --key-env"), "{stderr}");
     assert!(!to.exists(), "nothing restored");
 }
+
+/// Before the first backup, an encrypted repository has neither its objects nor the key
+/// file the first backup writes: commands that read repositories treat it as they treat an
+/// unencrypted one not made yet (nothing in it), not as a missing key.
+#[test]
+fn an_encrypted_repository_not_made_yet_is_empty_not_a_missing_key() {
+    let install = Install::new("url = \"file://./repo\"\nkey_file = \"./repo.key\"");
+    std::fs::create_dir_all(install.path("site")).unwrap();
+    std::fs::write(install.path("site/a.txt"), "a").unwrap();
+    install.files_policy("site", &["./site"], "");
+
+    let listed = install.run(&["snapshots"]);
+    let stderr = String::from_utf8_lossy(&listed.stderr);
+    assert!(
+        listed.status.success(),
+        "snapshots before the first backup: {stderr}"
+    );
+    assert!(!stderr.contains("key file"), "{stderr}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("0 snapshots"));
+    assert_eq!(install.json(&["snapshots"]), serde_json::json!([]));
+    assert!(!install.path("repo.key").exists(), "listing makes no key");
+
+    // An encrypted repository that exists still needs its key.
+    install.backup("site");
+    std::fs::rename(install.path("repo.key"), install.path("kept.key")).unwrap();
+    let err = install.fails(&["snapshots"]);
+    assert!(
+        err.contains("key file") && err.contains("repo.key"),
+        "{err}"
+    );
+}

@@ -95,7 +95,21 @@ pub async fn open_with(
     mode: OpenMode,
 ) -> Result<Arc<Repository>, EngineError> {
     let storage = storage_for(settings, base_dir).await?;
-    let secret = read_secret(&settings.key)?;
+    let secret = match read_secret(&settings.key) {
+        Ok(secret) => secret,
+        // Before the first backup there is no key file, and no repository either: that is
+        // what to say (callers treat a repository not made yet as empty), not the key.
+        Err(missing @ EngineError::KeyFile { .. }) if matches!(&settings.key, KeySource::File(path) if !path.exists()) =>
+        {
+            return match Repository::open_without_index(storage, None).await {
+                Err(e @ (RepoError::NotARepository { .. } | RepoError::Storage(_))) => {
+                    Err(e.into())
+                }
+                _ => Err(missing),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     let repo = match mode {
         OpenMode::Full => Repository::open(storage, secret.as_deref()).await?,
         OpenMode::WithoutIndex => {
