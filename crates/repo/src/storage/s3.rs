@@ -326,20 +326,21 @@ impl S3Storage {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let key = key.to_string();
+        if let (SdkError::DispatchFailure(_), Some(why)) = (&err, tls_refusal(&err)) {
+            return StorageError::Permanent {
+                op,
+                key,
+                message: format!(
+                    "{}: the server's TLS certificate was refused ({why}); trust its authority (SSL_CERT_FILE names a PEM file of extra ones)",
+                    self.location()
+                ),
+            };
+        }
         match &err {
             SdkError::TimeoutError(_) => StorageError::Transient {
                 op,
                 key,
                 message: "no answer within the attempt timeout".into(),
-            },
-            SdkError::DispatchFailure(_) if tls_refusal(&err).is_some() => StorageError::Permanent {
-                op,
-                key,
-                message: format!(
-                    "{}: the server's TLS certificate was refused ({}); trust its authority (SSL_CERT_FILE names a PEM file of extra ones)",
-                    self.location(),
-                    tls_refusal(&err).unwrap_or_default()
-                ),
             },
             SdkError::DispatchFailure(failure) if failure.is_timeout() => StorageError::Transient {
                 op,
