@@ -326,7 +326,13 @@ impl S3Storage {
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
         let key = key.to_string();
-        if let (SdkError::DispatchFailure(_), Some(why)) = (&err, tls_refusal(&err)) {
+        // Only a request that never got an answer can have been refused by TLS: the chain's
+        // texts are read for those alone, not for every 404.
+        let refused = match &err {
+            SdkError::DispatchFailure(_) => tls_refusal(&err),
+            _ => None,
+        };
+        if let Some(why) = refused {
             return StorageError::Permanent {
                 op,
                 key,
