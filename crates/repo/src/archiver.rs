@@ -4,7 +4,7 @@
 //! walk (the caller, in path order) → add_entry / add_unchanged / add_file / add_stream
 //!     │ entries, in order once final ──▶ tree thread: JSON Lines → chunk → id → dedup ─┐
 //!     ▼                                                                               │
-//! file tasks (≤ N at once, blocking threads; small files in batches): read → chunk (FastCDC) → id → dedup
+//! file tasks (one a core, blocking threads; small files in batches): read → chunk (FastCDC) → id → dedup
 //!     │ new chunks (bounded channel: memory stays bounded)                            │
 //!     ▼ ◀─────────────────────────────────────────────────────────────────────────────┘
 //! encoders (one thread per core): zstd → encrypt → append to the open pack
@@ -391,7 +391,7 @@ impl SnapshotWriter {
             pack_size: repo.config().pack_size as usize,
             repo: repo.clone(),
             queued: Mutex::new(HashSet::new()),
-            packer: Mutex::new(PackBuilder::default()),
+            packer: Mutex::new(PackBuilder::with_capacity(pack_capacity(repo.config()))),
             progress,
         });
         let (to_encoders, from_files) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
@@ -419,7 +419,10 @@ impl SnapshotWriter {
             encoders,
             to_uploader: Some(to_uploader),
             uploader,
-            file_slots: Arc::new(Semaphore::new(threads + 1)),
+            // One file task a core: a third on two cores held a third file's chunks and
+            // FastCDC buffer (a sixth of the initial backup's peak) and read no faster
+            // (docs/benchmarks.md).
+            file_slots: Arc::new(Semaphore::new(threads)),
             file_tasks: JoinSet::new(),
             batch: Vec::new(),
             batch_bytes: 0,
@@ -831,6 +834,14 @@ fn encode_loop(
             }
         }
     }
+}
+
+/// Room for a whole pack: a pack closes once it reaches its target size, so it holds at most
+/// that plus one encoded chunk of the largest size (compression's worst case, nonce and tag)
+/// and its header.
+fn pack_capacity(config: &crate::format::config::RepoConfig) -> usize {
+    let chunk = config.chunker.max_size as usize;
+    config.pack_size as usize + chunk + chunk / 128 + (64 << 10)
 }
 
 const PARALLEL_UPLOADS: usize = 4;

@@ -39,6 +39,8 @@ pub struct PackHeader {
 pub struct PackBuilder {
     buf: Vec<u8>,
     blobs: Vec<BlobEntry>,
+    /// The capacity each pack's buffer starts with (see [`PackBuilder::with_capacity`]).
+    reserve: usize,
 }
 
 /// A finished pack, ready to upload.
@@ -50,6 +52,17 @@ pub struct SealedPack {
 }
 
 impl PackBuilder {
+    /// A builder whose packs start with room for `bytes`: a pack filled to its target size
+    /// is then never reallocated on the way (a growing `Vec` doubles, copying what it holds
+    /// and, past the target, reserving twice the pack).
+    pub fn with_capacity(bytes: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(bytes),
+            blobs: Vec::new(),
+            reserve: bytes,
+        }
+    }
+
     pub fn add(&mut self, id: Id, encoded: &[u8], raw_length: u64) {
         self.blobs.push(BlobEntry {
             id,
@@ -70,7 +83,7 @@ impl PackBuilder {
 
     /// Takes the pack out, leaving an empty builder behind.
     pub fn take(&mut self) -> PackBuilder {
-        std::mem::take(self)
+        std::mem::replace(self, PackBuilder::with_capacity(self.reserve))
     }
 
     pub fn seal(mut self, codec: &Codec) -> SealedPack {
@@ -155,6 +168,27 @@ pub fn decode_header(codec: &Codec, stored: &[u8], body: u64) -> Result<PackHead
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A builder made with room for a whole pack fills it in place, and so does the builder
+    /// `take` leaves behind.
+    #[test]
+    fn a_pack_filled_to_its_reserve_is_never_reallocated() {
+        let codec = Codec::new(None, 3);
+        let mut b = PackBuilder::with_capacity(64 << 10);
+        for round in 0..2 {
+            let start = b.buf.as_ptr();
+            for i in 0u32..60 {
+                let data = vec![i as u8; 1000];
+                b.add(Id::sha256(&data), &data, 1000);
+            }
+            assert_eq!(b.buf.as_ptr(), start, "round {round}: the pack moved");
+            assert_eq!(b.buf.capacity(), 64 << 10);
+            let full = b.take();
+            assert_eq!(full.len(), 60_000);
+            assert!(b.is_empty());
+            assert_eq!(full.seal(&codec).blobs.len(), 60);
+        }
+    }
 
     #[test]
     fn sealed_pack_header_round_trips_and_id_is_content_hash() {
