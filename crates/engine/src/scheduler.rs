@@ -1,7 +1,8 @@
 //! The daemon's scheduler. A [`Timer`] fires each job's cron schedule into a queue; the
 //! scheduler decides what to do with each fire: it catches up once on a fire missed while
 //! the daemon was down, delays each start by a jitter capped at a tenth of the schedule's
-//! interval, never runs two jobs of one policy at once, bounds how many jobs run at once
+//! interval, never runs two jobs of one policy at once (the later waits; a job fired again
+//! before its last fire finished is skipped), bounds how many jobs run at once
 //! (globally and per repository), stops a job that outlives its timeout, and on shutdown
 //! cancels running jobs and waits for them within a deadline.
 //!
@@ -191,7 +192,7 @@ pub enum Event {
     TimedOut {
         job: String,
     },
-    /// A fire came while the same policy was still running: not started.
+    /// A fire came while the same job was still waiting to start or running: not started.
     Skipped {
         job: String,
         fire: jiff::Timestamp,
@@ -248,7 +249,12 @@ struct Shared<R> {
     runner: R,
     limits: Limits,
     gates: Arc<Gates>,
-    running_policies: Mutex<HashSet<String>>,
+    /// Jobs fired and not yet finished (waiting for their turn or running), by name: a
+    /// second fire of one of them is skipped.
+    pending_jobs: Mutex<HashSet<String>>,
+    /// One permit per policy: its jobs run one after another (a drill that fires while its
+    /// policy's backup runs waits for the backup).
+    policy_turns: Mutex<HashMap<String, Arc<Semaphore>>>,
     events: Events,
 }
 
@@ -482,7 +488,8 @@ pub async fn run_with_reload<R: Runner, T: Timer>(
         runner,
         gates,
         limits,
-        running_policies: Mutex::default(),
+        pending_jobs: Mutex::default(),
+        policy_turns: Mutex::default(),
         events: events.clone(),
     });
     let jobs_cancel = CancellationToken::new();
@@ -583,14 +590,21 @@ fn dispatch<R: Runner>(
 ) {
     let name = job.name();
     if !shared
-        .running_policies
+        .pending_jobs
         .lock()
-        .expect("running lock")
-        .insert(job.policy.clone())
+        .expect("pending jobs lock")
+        .insert(name.clone())
     {
         shared.record(Event::Skipped { job: name, fire });
         return;
     }
+    let policy_turn = shared
+        .policy_turns
+        .lock()
+        .expect("policy turns lock")
+        .entry(job.policy.clone())
+        .or_insert_with(|| Arc::new(Semaphore::new(1)))
+        .clone();
     let shared = shared.clone();
     let delay = if catch_up {
         Duration::ZERO
@@ -598,9 +612,15 @@ fn dispatch<R: Runner>(
         jitter_for(&job, fire, shared.limits.jitter)
     };
     tasks.spawn(async move {
+        // The policy's turn before the shared gates (always in that order): a job waiting
+        // for its policy's other job holds no place another policy could use.
         let permits = async {
             tokio::time::sleep(delay).await;
-            shared.gates.enter(&job.repository).await
+            let turn = policy_turn
+                .acquire_owned()
+                .await
+                .expect("policy turns are never closed");
+            (turn, shared.gates.enter(&job.repository).await)
         };
         let permits = tokio::select! {
             p = permits => Some(p),
@@ -637,9 +657,9 @@ fn dispatch<R: Runner>(
         }
         drop(permits);
         shared
-            .running_policies
+            .pending_jobs
             .lock()
-            .expect("running lock")
-            .remove(&job.policy);
+            .expect("pending jobs lock")
+            .remove(&name);
     });
 }

@@ -204,6 +204,64 @@ async fn runs_of_one_policy_never_overlap() {
     assert!(started(&events).len() >= 3);
 }
 
+/// A policy's backup and drill scheduled at one time both run at every fire, one after the
+/// other (the second to fire was skipped, as if it were a second run of the first).
+#[tokio::test(start_paused = true)]
+async fn a_policys_jobs_fired_together_run_one_after_the_other() {
+    let runner = FakeRunner::taking(20);
+    let peak = runner.per_policy_peak.clone();
+    let backup = job("orders", "local", "0 * * * * *", None);
+    let drill = ScheduledJob {
+        kind: JobKind::Drill,
+        ..job("orders", "local", "0 * * * * *", None)
+    };
+    let events = run_for(
+        vec![backup, drill],
+        runner,
+        no_jitter(),
+        Duration::from_secs(150),
+    )
+    .await;
+    assert_eq!(peak.lock().unwrap()["orders"], 1, "never at once");
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Skipped { .. })),
+        "nothing skipped: {events:?}"
+    );
+    let started = started(&events);
+    for name in ["backup:orders", "drill:orders"] {
+        let fires = started.iter().filter(|(job, ..)| job == name).count();
+        assert_eq!(fires, 2, "{name} started at both fires: {started:?}");
+    }
+}
+
+/// A job waiting for its policy's other job holds no place under the shared bounds: another
+/// policy's job runs meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_job_waiting_for_its_policy_leaves_its_place_to_others() {
+    let runner = FakeRunner::taking(20);
+    let peak = runner.peak.clone();
+    let jobs = vec![
+        job("orders", "local", "0 * * * * *", None),
+        ScheduledJob {
+            kind: JobKind::Drill,
+            ..job("orders", "local", "0 * * * * *", None)
+        },
+        job("billing", "local", "0 * * * * *", None),
+    ];
+    let limits = Limits {
+        global: 2,
+        ..no_jitter()
+    };
+    let events = run_for(jobs, runner, limits, Duration::from_secs(90)).await;
+    assert_eq!(peak.load(Ordering::SeqCst), 2, "billing ran beside orders");
+    let started = started(&events);
+    assert_eq!(
+        started.len(),
+        3,
+        "all three started at the first fire: {started:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_concurrency_bounds_hold() {
     let jobs: Vec<_> = (0..6)
