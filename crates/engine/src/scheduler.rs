@@ -268,7 +268,10 @@ impl<R> Shared<R> {
             }
             Event::TimedOut { job } => tracing::error!(job, "job timed out and was cancelled"),
             Event::Skipped { job, .. } => {
-                tracing::warn!(job, "previous run still going; this fire is skipped")
+                tracing::warn!(
+                    job,
+                    "this job's previous fire is still waiting or running; this fire is skipped"
+                )
             }
         }
         self.events.lock().expect("events lock").push(event);
