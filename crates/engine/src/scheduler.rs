@@ -207,8 +207,32 @@ pub type Events = Arc<Mutex<Vec<Event>>>;
 #[derive(Debug)]
 pub struct Gates {
     global: Arc<Semaphore>,
-    per_repository: Mutex<BTreeMap<String, Arc<Semaphore>>>,
-    per_repository_limit: usize,
+    per_repository: KeyedSemaphores,
+}
+
+/// One semaphore of `permits` per key, made on the key's first use.
+#[derive(Debug)]
+struct KeyedSemaphores {
+    by_key: Mutex<BTreeMap<String, Arc<Semaphore>>>,
+    permits: usize,
+}
+
+impl KeyedSemaphores {
+    fn new(permits: usize) -> Self {
+        Self {
+            by_key: Mutex::default(),
+            permits,
+        }
+    }
+
+    fn get(&self, key: &str) -> Arc<Semaphore> {
+        self.by_key
+            .lock()
+            .expect("keyed semaphores lock")
+            .entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.permits)))
+            .clone()
+    }
 }
 
 /// A job's place under the [`Gates`], held while it runs.
@@ -222,20 +246,13 @@ impl Gates {
     pub fn new(limits: &Limits) -> Self {
         Self {
             global: Arc::new(Semaphore::new(limits.global.max(1))),
-            per_repository: Mutex::default(),
-            per_repository_limit: limits.per_repository.max(1),
+            per_repository: KeyedSemaphores::new(limits.per_repository.max(1)),
         }
     }
 
     /// Waits for a place for a job on `repository`.
     pub async fn enter(&self, repository: &str) -> Permits {
-        let gate = self
-            .per_repository
-            .lock()
-            .expect("repository gates lock")
-            .entry(repository.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_repository_limit)))
-            .clone();
+        let gate = self.per_repository.get(repository);
         let global = self.global.clone().acquire_owned().await;
         let repository = gate.acquire_owned().await;
         Permits {
@@ -254,7 +271,7 @@ struct Shared<R> {
     pending_jobs: Mutex<HashSet<String>>,
     /// One permit per policy: its jobs run one after another (a drill that fires while its
     /// policy's backup runs waits for the backup).
-    policy_turns: Mutex<HashMap<String, Arc<Semaphore>>>,
+    policy_turns: KeyedSemaphores,
     events: Events,
 }
 
@@ -492,7 +509,7 @@ pub async fn run_with_reload<R: Runner, T: Timer>(
         gates,
         limits,
         pending_jobs: Mutex::default(),
-        policy_turns: Mutex::default(),
+        policy_turns: KeyedSemaphores::new(1),
         events: events.clone(),
     });
     let jobs_cancel = CancellationToken::new();
@@ -601,13 +618,7 @@ fn dispatch<R: Runner>(
         shared.record(Event::Skipped { job: name, fire });
         return;
     }
-    let policy_turn = shared
-        .policy_turns
-        .lock()
-        .expect("policy turns lock")
-        .entry(job.policy.clone())
-        .or_insert_with(|| Arc::new(Semaphore::new(1)))
-        .clone();
+    let policy_turn = shared.policy_turns.get(&job.policy);
     let shared = shared.clone();
     let delay = if catch_up {
         Duration::ZERO

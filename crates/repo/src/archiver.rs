@@ -391,7 +391,7 @@ impl SnapshotWriter {
             pack_size: repo.config().pack_size as usize,
             repo: repo.clone(),
             queued: Mutex::new(HashSet::new()),
-            packer: Mutex::new(PackBuilder::with_capacity(pack_capacity(repo.config()))),
+            packer: Mutex::new(PackBuilder::for_repository(repo.config())),
             progress,
         });
         let (to_encoders, from_files) = std::sync::mpsc::sync_channel::<Chunk>(threads * 2);
@@ -834,14 +834,6 @@ fn encode_loop(
             }
         }
     }
-}
-
-/// Room for a whole pack: a pack closes once it reaches its target size, so it holds at most
-/// that plus one encoded chunk of the largest size (compression's worst case, nonce and tag)
-/// and its header.
-fn pack_capacity(config: &crate::format::config::RepoConfig) -> usize {
-    let chunk = config.chunker.max_size as usize;
-    config.pack_size as usize + chunk + chunk / 128 + (64 << 10)
 }
 
 const PARALLEL_UPLOADS: usize = 4;

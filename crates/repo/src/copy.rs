@@ -317,9 +317,9 @@ struct PackOut {
 impl PackOut {
     fn new(dest: Arc<Repository>) -> Self {
         Self {
+            pack: PackBuilder::for_repository(dest.config()),
             dest,
             written: HashSet::new(),
-            pack: PackBuilder::default(),
             packs: Vec::new(),
         }
     }

@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::config::RepoConfig;
 use super::crypto::Codec;
 use super::id::Id;
 
@@ -61,6 +62,14 @@ impl PackBuilder {
             blobs: Vec::new(),
             reserve: bytes,
         }
+    }
+
+    /// A builder for `config`'s packs, with room for a whole one: a pack closes once it
+    /// reaches its target size, so it holds at most that plus one encoded chunk of the
+    /// largest size (compression's worst case, nonce and tag) and its header.
+    pub fn for_repository(config: &RepoConfig) -> Self {
+        let chunk = config.chunker.max_size as usize;
+        Self::with_capacity(config.pack_size as usize + chunk + chunk / 128 + (64 << 10))
     }
 
     pub fn add(&mut self, id: Id, encoded: &[u8], raw_length: u64) {
