@@ -324,8 +324,14 @@ impl Catalog {
                 )
             }
         };
+        // No idle timeout nor lifetime: with either, sqlx 0.8 runs a reaper task whose sweep
+        // can spin forever on a miscounted idle queue (sqlx issue 3645; seen here as an
+        // `evidence export` at 100% CPU that never ended). The catalog's few connections
+        // may stay open for the process's life.
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 1 } else { 4 })
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connect(&url)
             .await
             .map_err(|source| CatalogError::Db {
