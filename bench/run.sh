@@ -29,7 +29,9 @@
 #
 # Every tool runs the same phases in the same order on the same data:
 # initial backup, incremental backup after ~1% of the files changed, restore of
-# the latest snapshot, and a full read-data check. Page caches cannot be dropped
+# the latest snapshot, a full read-data check, and (local repositories only) a copy
+# of the latest snapshot into a new repository with a key of its own (`backstop copy`,
+# `restic copy`; unencrypted Backstop copies into an unencrypted one). Page caches cannot be dropped
 # without root, so the data set is warm for everyone; the order is kept fixed so
 # that runs stay comparable with each other.
 set -euo pipefail
@@ -122,6 +124,7 @@ fi
 export RESTIC_PASSWORD=bench
 # Backstop's passphrase variant gets a secret a person might choose, as restic does.
 export BENCH_BACKSTOP_PASSPHRASE=bench
+export BENCH_BACKSTOP_PASSPHRASE2=bench2
 export RESTIC_CACHE_DIR=$WORK/restic-cache
 RESTIC_REPO=$WORK/restic
 
@@ -330,6 +333,10 @@ verify_restore() {
 setup_backstop() {
     local dir=$1 key_line=$2 repo_lines=${3:-url = \"file://./repo\"}
     mkdir -p "$dir/policies"
+    # The second repository, for the copy phase, has a key of its own (the same way of
+    # keying, another secret): a copy decodes every chunk and encodes it anew.
+    local second_key_line=${key_line//repo.key/second.key}
+    second_key_line=${second_key_line//BENCH_BACKSTOP_PASSPHRASE/BENCH_BACKSTOP_PASSPHRASE2}
     cat >"$dir/backstop.toml" <<EOF
 data_dir = "./backstop-data"
 policies = "./policies"
@@ -337,6 +344,10 @@ policies = "./policies"
 [repositories.local]
 $repo_lines
 $key_line
+
+[repositories.second]
+url = "file://./second"
+$second_key_line
 EOF
     cat >"$dir/policies/bench.toml" <<EOF
 name = "bench"
@@ -554,6 +565,29 @@ for ((round = 0; round < RUNS; round++)); do
   done
 done
 
+# A copy of the latest snapshot into a new, empty repository with a key of its own: one
+# round (a second copy would find everything present). restic's destination is made
+# beforehand, as for the backup; Backstop creates its own on the first copy.
+COPY=
+if [[ -z $S3_ENDPOINT ]]; then
+    COPY="copy to a new repository"
+    echo "$COPY" >&2
+    RESTIC_SECOND=$WORK/restic-second
+    RESTIC_PASSWORD=bench2 restic init --repo "$RESTIC_SECOND" >"$LOGS/restic-init-second.log" 2>&1 ||
+        die "restic init of the second repository failed (log: $LOGS/restic-init-second.log)"
+    for tool in "${TOOLS[@]}"; do
+        sync
+        if [[ $tool == restic ]]; then
+            RESTIC_FROM_PASSWORD=bench RESTIC_PASSWORD=bench2 measure "$COPY" "$tool" \
+                restic copy --from-repo "$RESTIC_REPO" --repo "$RESTIC_SECOND" latest
+        else
+            dir=${BACKSTOP_DIR[$tool]}
+            id=$(backstop_latest "$dir")
+            measure "$COPY" "$tool" "$BACKSTOP" --config "$dir/backstop.toml" copy "$id" --to second
+        fi
+    done
+fi
+
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
@@ -585,8 +619,11 @@ cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null ||
         esac
     done
     echo "- backups: one run each; restore and check --read-data: the median wall time of $RUNS rounds (tools in a rotated order each round) and the largest peak RSS"
+    if [[ -n $COPY ]]; then
+        echo "- copy: one run each, of the latest snapshot into an empty repository keyed apart from the first"
+    fi
     echo
-    python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" "$(IFS=,; echo "${TOOLS[*]}")" <<'PY'
+    python3 - "$TSV" "$SECOND" "${S3_ENDPOINT:+s3}" "$(IFS=,; echo "${TOOLS[*]}")" "$COPY" <<'PY'
 import csv
 import sys
 
@@ -594,6 +631,8 @@ MIB = 1 << 20
 rows = list(csv.reader(open(sys.argv[1]), delimiter="\t"))
 SECOND = sys.argv[2]
 ops = ["initial backup", SECOND, "restore", "check --read-data"]
+if sys.argv[5]:
+    ops.append(sys.argv[5])
 tools = sys.argv[4].split(",")
 
 import statistics

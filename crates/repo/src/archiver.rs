@@ -160,7 +160,7 @@ impl Shared {
 type Ingested = (Vec<Id>, Id, u64);
 
 /// Tree text is handed to its thread in blocks of about this size.
-const TREE_BLOCK: usize = 64 << 10;
+pub(crate) const TREE_BLOCK: usize = 64 << 10;
 /// Entries that may wait for an earlier file to be read before the writer waits for it:
 /// what bounds the memory of a tree of any size.
 const MAX_WAITING: usize = 16_384;
@@ -188,14 +188,7 @@ impl TreeOut {
         let (to_thread, blocks) = mpsc::channel::<Vec<u8>>(4);
         let thread = std::thread::Builder::new()
             .name("backstop-tree".into())
-            .spawn(move || {
-                let text = BlockReader {
-                    blocks,
-                    block: Vec::new(),
-                    at: 0,
-                };
-                shared.ingest(text, &to_encoders)
-            })
+            .spawn(move || shared.ingest(BlockReader::new(blocks), &to_encoders))
             .expect("spawn tree thread");
         Self {
             waiting: BTreeMap::new(),
@@ -286,11 +279,21 @@ impl TreeOut {
     }
 }
 
-/// The tree thread's input: blocks of text as the writer sends them.
-struct BlockReader {
+/// A tree thread's input: blocks of text as the writer sends them (the copier's too).
+pub(crate) struct BlockReader {
     blocks: mpsc::Receiver<Vec<u8>>,
     block: Vec<u8>,
     at: usize,
+}
+
+impl BlockReader {
+    pub(crate) fn new(blocks: mpsc::Receiver<Vec<u8>>) -> Self {
+        Self {
+            blocks,
+            block: Vec::new(),
+            at: 0,
+        }
+    }
 }
 
 impl Read for BlockReader {

@@ -20,14 +20,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 
+use crate::archiver::{BlockReader, TREE_BLOCK};
 use crate::error::{RepoError, Result};
+use crate::format::chunker::ChunkerParams;
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack};
 use crate::format::layout;
 use crate::format::pack::PackBuilder;
 use crate::format::snapshot::{Snapshot, TreeRef};
-use crate::format::tree::{self, Entry};
+use crate::format::tree::Entry;
 use crate::lock::{LockGuard, LockKind};
 use crate::repository::{Repository, UnreadableSnapshot};
 
@@ -63,6 +67,10 @@ pub struct Copier {
     /// Snapshot objects of either side that could not be read, for the caller to report.
     pub unreadable: Vec<UnreadableSnapshot>,
 }
+
+/// Entries of the source's tree copied at a time: what bounds a copy's memory for a tree of
+/// any size (chunk reads restart their read-ahead at each window's end).
+const WINDOW: usize = 4096;
 
 /// Chunks read from the source at once: hides the latency of object storage.
 fn read_ahead(repo: &Repository) -> usize {
@@ -160,7 +168,6 @@ impl Copier {
             return Err(RepoError::corrupt(key, problem));
         }
         let dest = Arc::new(self.dest.with_index(index));
-        let mut entries = self.source.read_tree(&snapshot).await?;
         let same_ids = self.source.codec().same_chunk_ids(self.dest.codec());
         let mut ids = if same_ids {
             HashMap::new()
@@ -168,60 +175,76 @@ impl Copier {
             self.translation_from_previous_copy(&snapshot, &dest).await
         };
 
-        // The chunks to read: those whose id in the destination is unknown, or known and
-        // not held there.
-        let mut wanted = Vec::new();
-        let mut seen = HashSet::new();
-        for chunk in entries.iter().flat_map(|e| e.chunks.iter()) {
-            if !seen.insert(*chunk) {
-                continue;
-            }
-            let in_dest = if same_ids {
-                Some(*chunk)
-            } else {
-                ids.get(chunk).copied()
-            };
-            match in_dest {
-                Some(d) if dest.index().contains(&d) => report.chunks_present += 1,
-                _ => wanted.push(*chunk),
-            }
-        }
-        drop(seen);
-
-        let mut out = PackOut::new(dest.clone());
+        // The source's tree is read as a stream, a window of entries at a time: their
+        // chunks are copied, then the entries translated and written to the copy's tree.
+        // No tree is held whole, neither entries nor text.
         let source = self.source.clone();
-        let mut reads = futures::stream::iter(wanted)
-            .map(|chunk| {
-                let source = source.clone();
-                async move { (chunk, source.read_chunk(&chunk).await) }
-            })
-            .buffered(read_ahead(&self.source));
-        while let Some((chunk, plain)) = reads.next().await {
-            let plain = plain?;
-            report.bytes_read += plain.len() as u64;
-            let dest_id = out.add(plain, &mut report).await?;
-            if !same_ids {
-                ids.insert(chunk, dest_id);
-            }
-        }
-        drop(reads);
-
-        if !same_ids {
-            for entry in &mut entries {
-                for chunk in &mut entry.chunks {
-                    *chunk = *ids.get(chunk).ok_or_else(|| {
-                        RepoError::Invalid(format!(
-                            "copy of {}: no translation for chunk {} of {}",
-                            id.short(),
-                            chunk.short(),
-                            entry.path
-                        ))
-                    })?;
+        let mut entries = source.tree_reader(&snapshot);
+        let mut window = Vec::with_capacity(WINDOW);
+        let mut seen = HashSet::new();
+        let mut out = PackOut::new(dest.clone());
+        let mut tree = TreeWriter::start(dest.config().chunker);
+        loop {
+            while window.len() < WINDOW {
+                match entries.next().await? {
+                    Some(entry) => window.push(entry),
+                    None => break,
                 }
             }
+            if window.is_empty() {
+                break;
+            }
+            // The chunks to read: those whose id in the destination is unknown, or known
+            // and not held there.
+            let mut wanted = Vec::new();
+            for chunk in window.iter().flat_map(|e| e.chunks.iter()) {
+                if !seen.insert(*chunk) {
+                    continue;
+                }
+                let in_dest = if same_ids {
+                    Some(*chunk)
+                } else {
+                    ids.get(chunk).copied()
+                };
+                match in_dest {
+                    Some(d) if dest.index().contains(&d) => report.chunks_present += 1,
+                    _ => wanted.push(*chunk),
+                }
+            }
+            let mut reads = futures::stream::iter(wanted)
+                .map(|chunk| {
+                    let source = source.clone();
+                    async move { (chunk, source.read_chunk(&chunk).await) }
+                })
+                .buffered(read_ahead(&source));
+            while let Some((chunk, plain)) = reads.next().await {
+                let plain = plain?;
+                report.bytes_read += plain.len() as u64;
+                let dest_id = out.add(plain, &mut report).await?;
+                if !same_ids {
+                    ids.insert(chunk, dest_id);
+                }
+            }
+            drop(reads);
+            for mut entry in window.drain(..) {
+                if !same_ids {
+                    for chunk in &mut entry.chunks {
+                        *chunk = *ids.get(chunk).ok_or_else(|| {
+                            RepoError::Invalid(format!(
+                                "copy of {}: no translation for chunk {} of {}",
+                                id.short(),
+                                chunk.short(),
+                                entry.path
+                            ))
+                        })?;
+                    }
+                }
+                tree.push(&entry).await?;
+            }
+            tree.store_ready(&mut out, &mut report).await?;
         }
-        drop(ids);
-        let tree = out.add_tree(entries, &mut report).await?;
+        drop((ids, seen, entries));
+        let tree = tree.finish(&mut out, &mut report).await?;
         let packs = out.finish(&mut report).await?;
         if !packs.is_empty() {
             let (_, size) = dest
@@ -276,29 +299,30 @@ impl Copier {
         let Some((original, copy)) = previous else {
             return ids;
         };
-        let trees =
-            futures::future::try_join(self.source.read_tree(original), dest.read_tree(copy)).await;
-        let (from, to) = match trees {
-            Ok(trees) => trees,
-            Err(e) => {
-                tracing::warn!(message = "could not read the previous copy's trees; reading every chunk", error = %e);
-                return ids;
-            }
-        };
-        // Both trees are sorted by path, the same paths in both.
-        let mut to = to.iter().peekable();
-        for entry in &from {
-            while to.peek().is_some_and(|t| t.path < entry.path) {
-                to.next();
-            }
-            if let Some(t) = to.peek() {
-                if t.path == entry.path
-                    && t.digest == entry.digest
-                    && t.chunks.len() == entry.chunks.len()
-                {
-                    ids.extend(entry.chunks.iter().copied().zip(t.chunks.iter().copied()));
+        // Both trees are sorted by path (their readers refuse one that is not): one pass over
+        // the two side by side.
+        let (mut from, mut to) = (self.source.tree_reader(original), dest.tree_reader(copy));
+        let matched: Result<()> = async {
+            let mut next_to = to.next().await?;
+            while let Some(entry) = from.next().await? {
+                while next_to.as_ref().is_some_and(|t| t.path < entry.path) {
+                    next_to = to.next().await?;
+                }
+                if let Some(t) = &next_to {
+                    if t.path == entry.path
+                        && t.digest == entry.digest
+                        && t.chunks.len() == entry.chunks.len()
+                    {
+                        ids.extend(entry.chunks.iter().copied().zip(t.chunks.iter().copied()));
+                    }
                 }
             }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = matched {
+            tracing::warn!(message = "could not read the previous copy's trees; reading every chunk", error = %e);
+            ids.clear();
         }
         ids
     }
@@ -349,30 +373,6 @@ impl PackOut {
         Ok(id)
     }
 
-    /// Writes the translated tree through the destination's chunker; returns its reference.
-    async fn add_tree(&mut self, entries: Vec<Entry>, report: &mut CopyReport) -> Result<TreeRef> {
-        let count = entries.len() as u64;
-        let chunker = self.dest.config().chunker;
-        // The text of the tree is split as it is written, never held whole beside the chunks.
-        let (chunks, digest) = blocking(move || {
-            let mut text = tree::JsonlText::new(entries);
-            let chunks: std::io::Result<Vec<Vec<u8>>> = chunker.chunks(&mut text).collect();
-            let (_, digest) = text.finish();
-            (chunks, digest)
-        })
-        .await?;
-        let chunks = chunks.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
-        let mut ids = Vec::with_capacity(chunks.len());
-        for chunk in chunks {
-            ids.push(self.add(chunk, report).await?);
-        }
-        Ok(TreeRef {
-            chunks: ids,
-            digest,
-            entries: count,
-        })
-    }
-
     async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
         let pack = self.pack.take();
         if pack.is_empty() {
@@ -398,6 +398,111 @@ impl PackOut {
     async fn finish(mut self, report: &mut CopyReport) -> Result<Vec<IndexPack>> {
         self.upload(report).await?;
         Ok(self.packs)
+    }
+}
+
+/// The copy's tree, written as its entries are translated: serialised here, split with the
+/// destination's chunker on a thread of its own (as a backup splits its tree), each chunk
+/// handed back in order to be stored like a file's.
+struct TreeWriter {
+    text: Vec<u8>,
+    to_thread: Option<mpsc::Sender<Vec<u8>>>,
+    chunks: mpsc::UnboundedReceiver<std::io::Result<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Id>>,
+    ids: Vec<Id>,
+    entries: u64,
+}
+
+impl TreeWriter {
+    fn start(chunker: ChunkerParams) -> Self {
+        let (to_thread, blocks) = mpsc::channel(4);
+        // Unbounded, so that the thread never waits for this side while this side waits
+        // to hand it a block; what it holds is bounded by a window's text.
+        let (to_writer, chunks) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("backstop-copy-tree".into())
+            .spawn(move || {
+                let mut digest = Sha256::new();
+                for chunk in chunker.chunks(BlockReader::new(blocks)) {
+                    if let Ok(text) = &chunk {
+                        digest.update(text);
+                    }
+                    let failed = chunk.is_err();
+                    if to_writer.send(chunk).is_err() || failed {
+                        break;
+                    }
+                }
+                Id(digest.finalize().into())
+            })
+            .expect("spawn the copy's tree thread");
+        Self {
+            text: Vec::new(),
+            to_thread: Some(to_thread),
+            chunks,
+            thread: Some(thread),
+            ids: Vec::new(),
+            entries: 0,
+        }
+    }
+
+    /// Adds the next entry (entries come in the source tree's order, which is path order).
+    async fn push(&mut self, entry: &Entry) -> Result<()> {
+        self.entries += 1;
+        serde_json::to_writer(&mut self.text, entry).expect("entries serialise");
+        self.text.push(b'\n');
+        if self.text.len() >= TREE_BLOCK {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<()> {
+        let block = std::mem::take(&mut self.text);
+        if block.is_empty() {
+            return Ok(());
+        }
+        let to_thread = self.to_thread.as_ref().expect("the tree is open");
+        to_thread
+            .send(block)
+            .await
+            .map_err(|_| RepoError::Invalid("writing the tree: its thread stopped".into()))
+    }
+
+    /// Stores the tree's chunks cut so far.
+    async fn store_ready(&mut self, out: &mut PackOut, report: &mut CopyReport) -> Result<()> {
+        while let Ok(chunk) = self.chunks.try_recv() {
+            self.store(chunk, out, report).await?;
+        }
+        Ok(())
+    }
+
+    async fn store(
+        &mut self,
+        chunk: std::io::Result<Vec<u8>>,
+        out: &mut PackOut,
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        let text = chunk.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
+        self.ids.push(out.add(text, report).await?);
+        Ok(())
+    }
+
+    /// Stores the rest of the tree; returns its reference.
+    async fn finish(mut self, out: &mut PackOut, report: &mut CopyReport) -> Result<TreeRef> {
+        self.send().await?;
+        self.to_thread.take();
+        while let Some(chunk) = self.chunks.recv().await {
+            self.store(chunk, out, report).await?;
+        }
+        let thread = self.thread.take().expect("the tree is finished once");
+        let digest = blocking(move || thread.join())
+            .await?
+            .map_err(|_| RepoError::Invalid("writing the tree: its thread panicked".into()))?;
+        Ok(TreeRef {
+            chunks: self.ids,
+            digest,
+            entries: self.entries,
+        })
     }
 }
 

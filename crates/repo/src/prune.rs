@@ -277,19 +277,24 @@ pub async fn plan(
         if retained {
             out.retained_objects.push(layout::snapshot_key(id));
         }
-        let mut chunks: Vec<Id> = s.tree.chunks.clone();
-        for entry in repo.read_tree(s).await.map_err(|e| {
+        let unreadable = |e: RepoError| {
             RepoError::Invalid(format!(
                 "snapshot {}: {e}; prune deletes nothing while a kept snapshot is unreadable",
                 id.short()
             ))
-        })? {
-            chunks.extend(entry.chunks);
+        };
+        let mut mark = |chunks: &[Id]| {
+            if retained {
+                retained_live.extend(chunks.iter().copied());
+            }
+            live.extend(chunks.iter().copied());
+        };
+        mark(&s.tree.chunks);
+        // The tree is read as a stream: an entry at a time, never whole.
+        let mut entries = repo.tree_reader(s);
+        while let Some(entry) = entries.next().await.map_err(unreadable)? {
+            mark(&entry.chunks);
         }
-        if retained {
-            retained_live.extend(chunks.iter().copied());
-        }
-        live.extend(chunks);
     }
     // Every needed chunk must be indexed before anything is deleted.
     if let Some(missing) = live.iter().find(|c| !repo.index().contains(c)) {

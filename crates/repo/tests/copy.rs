@@ -250,3 +250,88 @@ async fn an_object_that_does_not_read_back_as_written_stops_the_copy_before_its_
     );
     assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
 }
+
+/// 10,000 small files (more than two of the copier's windows of entries), every hundredth
+/// the same content as the first, so that chunks repeat across windows.
+fn many_files(seed: u64) -> Vec<(String, Vec<u8>)> {
+    (0..10_000u64)
+        .map(|i| {
+            let content = if i % 100 == 0 {
+                backstop_testkit::noise(300, seed)
+            } else {
+                backstop_testkit::noise(100 + (i as usize % 200), seed + i)
+            };
+            (format!("app/d{:03}/f{i:05}.txt", i % 250), content)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_tree_larger_than_a_window_copies_whole_and_its_text_is_chunked_as_the_original() {
+    // Repositories that name chunks alike (both unencrypted, same chunker): the copy's tree
+    // is the original's byte for byte, so its chunks and digest must be the same, although
+    // the copier writes the tree a window of entries at a time.
+    let source = repository(Arc::new(MemoryStorage::default()), None).await;
+    let dest = repository(Secondary::new(), None).await;
+    let root = tempfile::tempdir().unwrap();
+    let set = many_files(1);
+    write_files(root.path(), &set);
+    let id = back_up(source.clone(), root.path(), &set, "app").await;
+    let original = source.load_snapshot(&id).await.unwrap();
+    assert!(
+        original.tree.chunks.len() > 1,
+        "the tree spans several chunks"
+    );
+    let report = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .copy(id)
+        .await
+        .unwrap();
+    let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
+    assert_eq!(copy.tree, original.tree);
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+}
+
+#[tokio::test]
+async fn a_tree_larger_than_a_window_copies_between_keys_and_the_next_copy_reads_only_what_changed()
+{
+    let source = repository(Arc::new(MemoryStorage::default()), Some(&key(6))).await;
+    let dest = repository(Secondary::new(), Some(&key(7))).await;
+    let root = tempfile::tempdir().unwrap();
+    let mut set = many_files(2);
+    write_files(root.path(), &set);
+    let first = back_up(source.clone(), root.path(), &set, "app").await;
+    let report = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .copy(first)
+        .await
+        .unwrap();
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    let first_read = report.bytes_read;
+
+    // Two files change, one in the first window and one in the last: the next copy finds
+    // every other file's chunks through the previous copy's tree, read beside its original.
+    for i in [10, 9_990] {
+        set[i].1 = backstop_testkit::noise(250, 5_000 + i as u64);
+    }
+    write_files(root.path(), &set);
+    let second = back_up(source.clone(), root.path(), &set, "app").await;
+    let report = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .copy(second)
+        .await
+        .unwrap();
+    let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
+    let original = source.load_snapshot(&second).await.unwrap();
+    assert_eq!(copy.tree.entries, original.tree.entries);
+    assert!(
+        report.bytes_read < 1_000 && first_read > 1_000_000,
+        "the second copy read {} bytes, the first {first_read}: {report:?}",
+        report.bytes_read
+    );
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    assert_checks_clean(dest).await;
+}

@@ -133,6 +133,9 @@ pub struct JsonlReader {
     partial: Vec<u8>,
     /// Lines seen, for messages.
     lines: usize,
+    /// The last entry's path: entries must come in ascending order, since readers that
+    /// walk two trees side by side (diff, copy) depend on it.
+    last_path: Option<String>,
     error: Option<String>,
 }
 
@@ -179,11 +182,32 @@ impl JsonlReader {
             return;
         }
         let n = self.lines;
-        match serde_json::from_slice::<Entry>(line) {
-            Ok(entry) if entry.has_safe_path() => self.entries.push(entry),
-            Ok(entry) => self.error = Some(format!("tree line {n}: unsafe path `{}`", entry.path)),
-            Err(e) => self.error = Some(format!("tree line {n}: {e}")),
+        let entry = match serde_json::from_slice::<Entry>(line) {
+            Ok(entry) if entry.has_safe_path() => entry,
+            Ok(entry) => {
+                self.error = Some(format!("tree line {n}: unsafe path `{}`", entry.path));
+                return;
+            }
+            Err(e) => {
+                self.error = Some(format!("tree line {n}: {e}"));
+                return;
+            }
+        };
+        match &mut self.last_path {
+            Some(last) if last.as_str() >= entry.path.as_str() => {
+                self.error = Some(format!(
+                    "tree line {n}: `{}` does not come after `{last}` (a tree is sorted by path, each path once)",
+                    entry.path
+                ));
+                return;
+            }
+            Some(last) => {
+                last.clear();
+                last.push_str(&entry.path);
+            }
+            None => self.last_path = Some(entry.path.clone()),
         }
+        self.entries.push(entry);
     }
 }
 
@@ -248,6 +272,24 @@ mod tests {
         let (back, digest) = text.finish();
         assert_eq!(back, entries);
         assert_eq!(digest, Id::sha256(&whole));
+    }
+
+    #[test]
+    fn a_tree_out_of_order_or_with_a_path_twice_is_refused() {
+        for (paths, line) in [
+            (["a", "c", "b"], 3),
+            (["a", "b", "b"], 3),
+            (["b", "a", "c"], 2),
+        ] {
+            let text = to_jsonl(&paths.map(entry));
+            let error = from_jsonl(&text).unwrap_err();
+            assert!(
+                error.starts_with(&format!("tree line {line}: `")),
+                "{error}"
+            );
+        }
+        // Byte order, not a walk's: `a-b` comes before `a/b` (a walk would give `a/b` first).
+        assert!(from_jsonl(&to_jsonl(&["a", "a-b", "a/b"].map(entry))).is_ok());
     }
 
     #[test]
