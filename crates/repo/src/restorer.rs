@@ -161,20 +161,38 @@ impl SnapshotReader {
     /// count what it holds (files, directories, bytes), so that a restore is compared with
     /// what was asked for.
     pub async fn select(&self, keep: impl Fn(&str) -> bool) -> Result<SnapshotReader> {
-        let all = self.entries().await?;
-        let mut wanted: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for entry in all.iter().filter(|e| keep(&e.path)) {
-            wanted.insert(&entry.path);
-            let mut path = entry.path.as_str();
-            while let Some((parent, _)) = path.rsplit_once('/') {
-                wanted.insert(parent);
-                path = parent;
+        // One pass over the tree as a stream, holding the entries kept and the directories
+        // (a small share of a tree; a kept path's directories come before it, though not
+        // always just before: `a-b` sorts between `a` and `a/b`). A directory stays if it was
+        // asked for or holds an entry that was.
+        let mut candidates: Vec<(bool, Entry)> = Vec::new();
+        let mut wanted: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let mut source = self.entry_windows();
+        loop {
+            let window = source.next().await.map_err(|e| self.tree_error(e))?;
+            if window.is_empty() {
+                break;
+            }
+            for entry in window {
+                let kept = keep(&entry.path);
+                if kept {
+                    let mut path = entry.path.as_str();
+                    while let Some((parent, _)) = path.rsplit_once('/') {
+                        if !wanted.insert(parent.to_string()) {
+                            break;
+                        }
+                        path = parent;
+                    }
+                }
+                if kept || entry.kind == EntryKind::Dir {
+                    candidates.push((kept, entry));
+                }
             }
         }
-        let entries: Vec<Entry> = all
-            .iter()
-            .filter(|e| wanted.contains(e.path.as_str()))
-            .cloned()
+        let entries: Vec<Entry> = candidates
+            .into_iter()
+            .filter(|(kept, e)| *kept || wanted.contains(&e.path))
+            .map(|(_, e)| e)
             .collect();
         let mut snapshot = self.snapshot.clone();
         snapshot.facts.file_count =

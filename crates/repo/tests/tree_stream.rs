@@ -79,3 +79,34 @@ async fn the_tree_is_written_as_entries_come_not_held_until_the_commit() {
     assert_eq!(read[0], "d");
     assert_eq!(read[1..], paths[..]);
 }
+
+#[tokio::test]
+async fn a_selection_keeps_the_directories_above_each_kept_path_where_others_sort_between() {
+    let repo = repository().await;
+    let mut writer = SnapshotWriter::start(repo.clone()).await.unwrap();
+    // Byte order puts `a-b` and `a-c/x` between `a` and `a/b`: the selection is made in one
+    // pass over the tree as a stream, and must still find `a` above `a/b/c`.
+    for path in ["a", "a-b", "a-c", "a-c/x", "a/b", "a/b/c", "a/b/d", "z"] {
+        writer.add_entry(entry(path, EntryKind::Dir)).await.unwrap();
+    }
+    let (id, _) = writer
+        .commit(meta("p"), SourceFacts::default())
+        .await
+        .unwrap();
+    let (index, _) = repo.load_index().await.unwrap();
+    let repo = Arc::new(repo.with_index(index));
+    let reader = backstop_repo::SnapshotReader::open(repo, id).await.unwrap();
+    let selection = reader
+        .select(|path| path == "a/b/c" || path == "a-c/x")
+        .await
+        .unwrap();
+    let paths: Vec<&str> = selection
+        .entries()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(paths, ["a", "a-c", "a-c/x", "a/b", "a/b/c"]);
+    assert_eq!(selection.snapshot().facts.dir_count, 5);
+}
