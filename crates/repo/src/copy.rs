@@ -27,13 +27,14 @@ use crate::archiver::{BlockReader, TREE_BLOCK};
 use crate::error::{RepoError, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::id::Id;
-use crate::format::index::{IndexFile, IndexPack};
+use crate::format::index::{IndexFile, IndexPack, Location};
 use crate::format::layout;
 use crate::format::pack::PackBuilder;
 use crate::format::snapshot::{Snapshot, TreeRef};
 use crate::format::tree::Entry;
 use crate::lock::{LockGuard, LockKind};
 use crate::repository::{Repository, UnreadableSnapshot};
+use crate::restorer::{RUN_GAP, RUN_LIMIT};
 
 /// What one copy did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -72,14 +73,19 @@ pub struct Copier {
 /// any size (chunk reads restart their read-ahead at each window's end).
 const WINDOW: usize = 4096;
 
-/// Chunks read from the source at once: hides the latency of object storage.
-fn read_ahead(repo: &Repository) -> usize {
+/// Runs of chunks read from the source at once: a local disk needs two cores' worth of
+/// work; object storage more requests in flight, to hide its latency. Each run holds up to
+/// `RUN_LIMIT` bytes read and about as many encoded.
+fn runs_at_once(repo: &Repository) -> usize {
     if repo.storage().is_remote() {
-        16
+        6
     } else {
-        4
+        2
     }
 }
+
+/// Packs written to the destination at once (each one read back before it counts).
+const UPLOADS_AT_ONCE: usize = 2;
 
 impl Copier {
     pub async fn new(source: Arc<Repository>, dest: Arc<Repository>) -> Result<Self> {
@@ -211,21 +217,24 @@ impl Copier {
                     _ => wanted.push(*chunk),
                 }
             }
-            let mut reads = futures::stream::iter(wanted)
-                .map(|chunk| {
-                    let source = source.clone();
-                    async move { (chunk, source.read_chunk(&chunk).await) }
-                })
-                .buffered(read_ahead(&source));
-            while let Some((chunk, plain)) = reads.next().await {
-                let plain = plain?;
-                report.bytes_read += plain.len() as u64;
-                let dest_id = out.add(plain, &mut report).await?;
-                if !same_ids {
-                    ids.insert(chunk, dest_id);
+            // Read a run of nearby chunks of one pack at a time; decode, name and encode its
+            // chunks on a blocking thread, a few runs at once.
+            let runs = plan_runs(&source, wanted)?;
+            let mut copied = futures::stream::iter(runs)
+                .map(|run| tokio::spawn(translate_run(source.clone(), dest.clone(), run)))
+                .buffered(runs_at_once(&source));
+            while let Some(translated) = copied.next().await {
+                let translated = translated
+                    .map_err(|e| RepoError::Invalid(format!("copy worker failed: {e}")))??;
+                for chunk in translated {
+                    report.bytes_read += chunk.raw_length;
+                    if !same_ids {
+                        ids.insert(chunk.source, chunk.dest);
+                    }
+                    out.store(chunk, &mut report).await?;
                 }
             }
-            drop(reads);
+            drop(copied);
             for mut entry in window.drain(..) {
                 if !same_ids {
                     for chunk in &mut entry.chunks {
@@ -328,13 +337,104 @@ impl Copier {
     }
 }
 
-/// The destination side: encodes chunks into packs and uploads each full pack, confirmed.
+/// A range of one source pack read at once, and the wanted chunks that lie in it.
+struct Run {
+    pack: Id,
+    start: u64,
+    end: u64,
+    chunks: Vec<(Id, Location)>,
+}
+
+/// Groups chunks into runs: chunks of one pack, in pack order, read through gaps of at most
+/// `RUN_GAP` bytes and at most `RUN_LIMIT` bytes a run (a larger chunk is a run of its own),
+/// as a restore reads them.
+fn plan_runs(source: &Repository, wanted: Vec<Id>) -> Result<Vec<Run>> {
+    let mut located = wanted
+        .into_iter()
+        .map(|id| match source.locate(&id) {
+            Some(loc) => Ok((id, loc)),
+            None => Err(RepoError::ChunkNotIndexed { chunk: id.to_hex() }),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    located.sort_unstable_by(|(_, a), (_, b)| (a.pack, a.offset).cmp(&(b.pack, b.offset)));
+    let mut runs: Vec<Run> = Vec::new();
+    for (id, loc) in located {
+        let end = loc.offset + loc.length;
+        match runs.last_mut() {
+            Some(run)
+                if run.pack == loc.pack
+                    && loc.offset <= run.end + RUN_GAP
+                    && end.max(run.end) - run.start <= RUN_LIMIT =>
+            {
+                run.end = run.end.max(end);
+                run.chunks.push((id, loc));
+            }
+            _ => runs.push(Run {
+                pack: loc.pack,
+                start: loc.offset,
+                end,
+                chunks: vec![(id, loc)],
+            }),
+        }
+    }
+    Ok(runs)
+}
+
+/// A source chunk as the destination names it, with its encoding for the destination
+/// unless the destination holds it already.
+struct Translated {
+    source: Id,
+    dest: Id,
+    raw_length: u64,
+    encoded: Option<Vec<u8>>,
+}
+
+/// Reads a run in one ranged read, then decodes each of its chunks (verified against its
+/// id), names it as the destination does and encodes it unless the destination holds it.
+async fn translate_run(
+    source: Arc<Repository>,
+    dest: Arc<Repository>,
+    run: Run,
+) -> Result<Vec<Translated>> {
+    let stored = source
+        .read_pack_range(&run.pack, run.start, run.end - run.start)
+        .await?;
+    blocking(move || {
+        let mut plain = Vec::new();
+        let mut out = Vec::with_capacity(run.chunks.len());
+        for (id, loc) in &run.chunks {
+            let at = (loc.offset - run.start) as usize;
+            let piece = stored.get(at..at + loc.length as usize).ok_or_else(|| {
+                RepoError::corrupt(layout::pack_key(&run.pack), "shorter than its index says")
+            })?;
+            source.decode_located(id, loc, piece, &mut plain)?;
+            let dest_id = dest.codec().chunk_id(&plain);
+            let encoded =
+                (!dest.index().contains(&dest_id)).then(|| dest.codec().encode(&plain, &dest_id.0));
+            out.push(Translated {
+                source: *id,
+                dest: dest_id,
+                raw_length: plain.len() as u64,
+                encoded,
+            });
+        }
+        Ok(out)
+    })
+    .await?
+}
+
+/// A pack written and confirmed: its place in the index, and its size.
+type Uploaded = Result<(IndexPack, u64)>;
+
+/// The destination side: gathers encoded chunks into packs and uploads each full pack,
+/// confirmed, a few at once.
 struct PackOut {
     /// The destination, with its index as read under this copy's lock.
     dest: Arc<Repository>,
     /// Chunks this copy has written.
     written: HashSet<Id>,
     pack: PackBuilder,
+    uploads: tokio::task::JoinSet<Uploaded>,
     packs: Vec<IndexPack>,
 }
 
@@ -344,6 +444,7 @@ impl PackOut {
             pack: PackBuilder::for_repository(dest.config()),
             dest,
             written: HashSet::new(),
+            uploads: tokio::task::JoinSet::new(),
             packs: Vec::new(),
         }
     }
@@ -352,51 +453,89 @@ impl PackOut {
         self.dest.index().contains(id) || self.written.contains(id)
     }
 
-    /// Names a chunk as the destination does and stores it there unless it is held
-    /// already; returns its id in the destination.
+    /// Stores a translated chunk unless the destination holds it (or this copy wrote it).
+    async fn store(&mut self, chunk: Translated, report: &mut CopyReport) -> Result<()> {
+        match chunk.encoded {
+            Some(encoded) if !self.holds(&chunk.dest) => {
+                self.pack.add(chunk.dest, &encoded, chunk.raw_length);
+                self.written.insert(chunk.dest);
+                report.chunks_copied += 1;
+                if self.pack.len() as u64 >= self.dest.config().pack_size {
+                    self.upload(report).await?;
+                }
+            }
+            _ => report.chunks_present += 1,
+        }
+        Ok(())
+    }
+
+    /// Names a chunk of plaintext (the copy's tree) as the destination does and stores it
+    /// there unless it is held already; returns its id in the destination.
     async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
-        let codec = self.dest.codec().clone();
-        let (id, plain) = blocking(move || (codec.chunk_id(&plain), plain)).await?;
-        if self.holds(&id) {
-            report.chunks_present += 1;
-            return Ok(id);
-        }
-        let codec = self.dest.codec().clone();
-        let raw_length = plain.len() as u64;
-        let encoded = blocking(move || codec.encode(&plain, &id.0)).await?;
-        self.pack.add(id, &encoded, raw_length);
-        self.written.insert(id);
-        report.chunks_copied += 1;
-        if self.pack.len() as u64 >= self.dest.config().pack_size {
-            self.upload(report).await?;
-        }
+        let dest = self.dest.clone();
+        let chunk = blocking(move || {
+            let id = dest.codec().chunk_id(&plain);
+            let encoded = (!dest.index().contains(&id)).then(|| dest.codec().encode(&plain, &id.0));
+            Translated {
+                source: id,
+                dest: id,
+                raw_length: plain.len() as u64,
+                encoded,
+            }
+        })
+        .await?;
+        let id = chunk.dest;
+        self.store(chunk, report).await?;
         Ok(id)
     }
 
+    /// Seals the pack being filled and starts its upload, first waiting for one to finish
+    /// when `UPLOADS_AT_ONCE` are under way.
     async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
         let pack = self.pack.take();
         if pack.is_empty() {
             return Ok(());
         }
-        let codec = self.dest.codec().clone();
-        let sealed = blocking(move || pack.seal(&codec)).await?;
-        let size = sealed.bytes.len() as u64;
-        self.dest
-            .put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes)
-            .await?;
-        report.bytes_written += size;
-        report.objects_confirmed += 1;
-        self.packs.push(IndexPack {
-            id: sealed.id,
-            size,
-            blobs: sealed.blobs,
+        while self.uploads.len() >= UPLOADS_AT_ONCE {
+            self.finish_one(report).await?;
+        }
+        let dest = self.dest.clone();
+        self.uploads.spawn(async move {
+            let codec = dest.codec().clone();
+            let sealed = blocking(move || pack.seal(&codec)).await?;
+            let size = sealed.bytes.len() as u64;
+            dest.put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes)
+                .await?;
+            let pack = IndexPack {
+                id: sealed.id,
+                size,
+                blobs: sealed.blobs,
+            };
+            Ok((pack, size))
         });
         Ok(())
     }
 
-    /// Uploads the last pack; returns every pack written, for the index.
+    /// Waits for one upload under way.
+    async fn finish_one(&mut self, report: &mut CopyReport) -> Result<()> {
+        let Some(done) = self.uploads.join_next().await else {
+            return Ok(());
+        };
+        let (pack, size) =
+            done.map_err(|e| RepoError::Invalid(format!("copy upload failed: {e}")))??;
+        report.bytes_written += size;
+        report.objects_confirmed += 1;
+        self.packs.push(pack);
+        Ok(())
+    }
+
+    /// Uploads the last pack and waits for every upload; returns every pack written, for
+    /// the index.
     async fn finish(mut self, report: &mut CopyReport) -> Result<Vec<IndexPack>> {
         self.upload(report).await?;
+        while !self.uploads.is_empty() {
+            self.finish_one(report).await?;
+        }
         Ok(self.packs)
     }
 }

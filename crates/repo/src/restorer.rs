@@ -24,8 +24,8 @@ use crate::repository::Repository;
 const COPIES_AT_ONCE: usize = 8;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
 /// of at most `RUN_GAP` (chunks of other files) rather than making another request.
-const RUN_LIMIT: u64 = 4 << 20;
-const RUN_GAP: u64 = 256 << 10;
+pub(crate) const RUN_LIMIT: u64 = 4 << 20;
+pub(crate) const RUN_GAP: u64 = 256 << 10;
 
 /// How much a restore keeps in flight. Memory stays near `runs` × (`RUN_LIMIT` + decoded)
 /// plus `files` × (`read_ahead` + 1) chunks.
