@@ -84,7 +84,9 @@ fn runs_at_once(repo: &Repository) -> usize {
     }
 }
 
-/// Packs written to the destination at once (each one read back before it counts).
+/// Packs written to the destination at once (each one read back before it counts). One or
+/// two made no difference to a local copy's time or peak memory (docs/benchmarks.md); two
+/// overlap object storage's round trips.
 const UPLOADS_AT_ONCE: usize = 2;
 
 impl Copier {
@@ -389,6 +391,14 @@ struct Translated {
     encoded: Option<Vec<u8>>,
 }
 
+/// A chunk's id in the destination, and its encoding there unless the destination holds it.
+/// Blocking.
+fn encode_for(dest: &Repository, plain: &[u8]) -> (Id, Option<Vec<u8>>) {
+    let id = dest.codec().chunk_id(plain);
+    let encoded = (!dest.index().contains(&id)).then(|| dest.codec().encode(plain, &id.0));
+    (id, encoded)
+}
+
 /// Reads a run in one ranged read, then decodes each of its chunks (verified against its
 /// id), names it as the destination does and encodes it unless the destination holds it.
 async fn translate_run(
@@ -408,9 +418,7 @@ async fn translate_run(
                 RepoError::corrupt(layout::pack_key(&run.pack), "shorter than its index says")
             })?;
             source.decode_located(id, loc, piece, &mut plain)?;
-            let dest_id = dest.codec().chunk_id(&plain);
-            let encoded =
-                (!dest.index().contains(&dest_id)).then(|| dest.codec().encode(&plain, &dest_id.0));
+            let (dest_id, encoded) = encode_for(&dest, &plain);
             out.push(Translated {
                 source: *id,
                 dest: dest_id,
@@ -474,8 +482,7 @@ impl PackOut {
     async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
         let dest = self.dest.clone();
         let chunk = blocking(move || {
-            let id = dest.codec().chunk_id(&plain);
-            let encoded = (!dest.index().contains(&id)).then(|| dest.codec().encode(&plain, &id.0));
+            let (id, encoded) = encode_for(&dest, &plain);
             Translated {
                 source: id,
                 dest: id,
@@ -492,13 +499,14 @@ impl PackOut {
     /// Seals the pack being filled and starts its upload, first waiting for one to finish
     /// when `UPLOADS_AT_ONCE` are under way.
     async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
-        let pack = self.pack.take();
-        if pack.is_empty() {
+        if self.pack.is_empty() {
             return Ok(());
         }
+        // Waits before the next pack's buffer is made, not after.
         while self.uploads.len() >= UPLOADS_AT_ONCE {
             self.finish_one(report).await?;
         }
+        let pack = self.pack.take();
         let dest = self.dest.clone();
         self.uploads.spawn(async move {
             let codec = dest.codec().clone();
