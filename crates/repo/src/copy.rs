@@ -358,7 +358,7 @@ fn plan_runs(source: &Repository, wanted: Vec<Id>) -> Result<Vec<Run>> {
             None => Err(RepoError::ChunkNotIndexed { chunk: id.to_hex() }),
         })
         .collect::<Result<Vec<_>>>()?;
-    located.sort_unstable_by(|(_, a), (_, b)| (a.pack, a.offset).cmp(&(b.pack, b.offset)));
+    located.sort_unstable_by_key(|(_, loc)| (loc.pack, loc.offset));
     let mut runs: Vec<Run> = Vec::new();
     for (id, loc) in located {
         let end = loc.offset + loc.length;
