@@ -160,7 +160,7 @@ impl Shared {
 type Ingested = (Vec<Id>, Id, u64);
 
 /// Tree text is handed to its thread in blocks of about this size.
-pub(crate) const TREE_BLOCK: usize = 64 << 10;
+const TREE_BLOCK: usize = 64 << 10;
 /// Entries that may wait for an earlier file to be read before the writer waits for it:
 /// what bounds the memory of a tree of any size.
 const MAX_WAITING: usize = 16_384;
@@ -174,8 +174,7 @@ struct TreeOut {
     next_in: u64,
     next_out: u64,
     last_path: Option<String>,
-    text: Vec<u8>,
-    to_thread: Option<mpsc::Sender<Vec<u8>>>,
+    text: BlockWriter,
     thread: Option<std::thread::JoinHandle<std::io::Result<Ingested>>>,
     entries: u64,
     files: u64,
@@ -195,8 +194,7 @@ impl TreeOut {
             next_in: 0,
             next_out: 0,
             last_path: None,
-            text: Vec::new(),
-            to_thread: Some(to_thread),
+            text: BlockWriter::new(to_thread, PIPELINE_STOPPED),
             thread: Some(thread),
             entries: 0,
             files: 0,
@@ -231,7 +229,7 @@ impl TreeOut {
         self.waiting.insert(place, entry);
     }
 
-    /// Serialises every entry whose turn has come and hands full blocks to the thread.
+    /// Serialises every entry whose turn has come, full blocks handed to the thread.
     async fn drain(&mut self) -> Result<()> {
         while let Some(entry) = self.waiting.remove(&self.next_out) {
             self.next_out += 1;
@@ -243,32 +241,15 @@ impl TreeOut {
                 EntryKind::Symlink => {}
             }
             self.bytes += entry.size;
-            serde_json::to_writer(&mut self.text, &entry).expect("entries serialise");
-            self.text.push(b'\n');
-        }
-        if self.text.len() >= TREE_BLOCK {
-            self.send().await?;
+            self.text.write(&entry).await?;
         }
         Ok(())
-    }
-
-    async fn send(&mut self) -> Result<()> {
-        let block = std::mem::take(&mut self.text);
-        let to_thread = self.to_thread.as_ref().expect("the tree is open");
-        if block.is_empty() {
-            return Ok(());
-        }
-        to_thread
-            .send(block)
-            .await
-            .map_err(|_| RepoError::Invalid(PIPELINE_STOPPED.into()))
     }
 
     /// The tree's chunks and digest, once every entry has left.
     async fn finish(&mut self) -> Result<(Vec<Id>, Id)> {
         debug_assert!(self.waiting.is_empty(), "every entry is final at commit");
-        self.send().await?;
-        self.to_thread.take();
+        self.text.close().await?;
         let thread = self.thread.take().expect("the tree is finished once");
         let (chunks, digest, _) = tokio::task::spawn_blocking(move || thread.join())
             .await
@@ -311,6 +292,54 @@ impl Read for BlockReader {
         buf[..n].copy_from_slice(&self.block[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+/// A tree's text as a tree thread is given it: entries serialised as JSON Lines into blocks
+/// of about `TREE_BLOCK` bytes, each sent when full (the copier's too).
+pub(crate) struct BlockWriter {
+    text: Vec<u8>,
+    to_thread: Option<mpsc::Sender<Vec<u8>>>,
+    /// The error when the thread has stopped taking blocks.
+    stopped: &'static str,
+}
+
+impl BlockWriter {
+    pub(crate) fn new(to_thread: mpsc::Sender<Vec<u8>>, stopped: &'static str) -> Self {
+        Self {
+            text: Vec::new(),
+            to_thread: Some(to_thread),
+            stopped,
+        }
+    }
+
+    /// Adds the next entry (the caller keeps them in path order).
+    pub(crate) async fn write(&mut self, entry: &Entry) -> Result<()> {
+        serde_json::to_writer(&mut self.text, entry).expect("entries serialise");
+        self.text.push(b'\n');
+        if self.text.len() >= TREE_BLOCK {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self) -> Result<()> {
+        let block = std::mem::take(&mut self.text);
+        if block.is_empty() {
+            return Ok(());
+        }
+        let to_thread = self.to_thread.as_ref().expect("the tree is open");
+        to_thread
+            .send(block)
+            .await
+            .map_err(|_| RepoError::Invalid(self.stopped.into()))
+    }
+
+    /// Sends the last block and ends the text: the thread reads to its end.
+    pub(crate) async fn close(&mut self) -> Result<()> {
+        self.send().await?;
+        self.to_thread.take();
+        Ok(())
     }
 }
 

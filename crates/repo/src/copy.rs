@@ -23,7 +23,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use crate::archiver::{BlockReader, TREE_BLOCK};
+use crate::archiver::{BlockReader, BlockWriter};
 use crate::error::{RepoError, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::id::Id;
@@ -34,7 +34,7 @@ use crate::format::snapshot::{Snapshot, TreeRef};
 use crate::format::tree::Entry;
 use crate::lock::{LockGuard, LockKind};
 use crate::repository::{Repository, UnreadableSnapshot};
-use crate::restorer::{RUN_GAP, RUN_LIMIT};
+use crate::restorer::joins_run;
 
 /// What one copy did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -363,11 +363,7 @@ fn plan_runs(source: &Repository, wanted: Vec<Id>) -> Result<Vec<Run>> {
     for (id, loc) in located {
         let end = loc.offset + loc.length;
         match runs.last_mut() {
-            Some(run)
-                if run.pack == loc.pack
-                    && loc.offset <= run.end + RUN_GAP
-                    && end.max(run.end) - run.start <= RUN_LIMIT =>
-            {
+            Some(run) if joins_run(&run.pack, run.start, run.end, &loc) => {
                 run.end = run.end.max(end);
                 run.chunks.push((id, loc));
             }
@@ -552,8 +548,7 @@ impl PackOut {
 /// destination's chunker on a thread of its own (as a backup splits its tree), each chunk
 /// handed back in order to be stored like a file's.
 struct TreeWriter {
-    text: Vec<u8>,
-    to_thread: Option<mpsc::Sender<Vec<u8>>>,
+    text: BlockWriter,
     chunks: mpsc::UnboundedReceiver<std::io::Result<Vec<u8>>>,
     thread: Option<std::thread::JoinHandle<Id>>,
     ids: Vec<Id>,
@@ -583,8 +578,7 @@ impl TreeWriter {
             })
             .expect("spawn the copy's tree thread");
         Self {
-            text: Vec::new(),
-            to_thread: Some(to_thread),
+            text: BlockWriter::new(to_thread, "writing the tree: its thread stopped"),
             chunks,
             thread: Some(thread),
             ids: Vec::new(),
@@ -595,24 +589,7 @@ impl TreeWriter {
     /// Adds the next entry (entries come in the source tree's order, which is path order).
     async fn push(&mut self, entry: &Entry) -> Result<()> {
         self.entries += 1;
-        serde_json::to_writer(&mut self.text, entry).expect("entries serialise");
-        self.text.push(b'\n');
-        if self.text.len() >= TREE_BLOCK {
-            self.send().await?;
-        }
-        Ok(())
-    }
-
-    async fn send(&mut self) -> Result<()> {
-        let block = std::mem::take(&mut self.text);
-        if block.is_empty() {
-            return Ok(());
-        }
-        let to_thread = self.to_thread.as_ref().expect("the tree is open");
-        to_thread
-            .send(block)
-            .await
-            .map_err(|_| RepoError::Invalid("writing the tree: its thread stopped".into()))
+        self.text.write(entry).await
     }
 
     /// Stores the tree's chunks cut so far.
@@ -636,8 +613,7 @@ impl TreeWriter {
 
     /// Stores the rest of the tree; returns its reference.
     async fn finish(mut self, out: &mut PackOut, report: &mut CopyReport) -> Result<TreeRef> {
-        self.send().await?;
-        self.to_thread.take();
+        self.text.close().await?;
         while let Some(chunk) = self.chunks.recv().await {
             self.store(chunk, out, report).await?;
         }

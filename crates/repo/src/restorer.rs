@@ -24,8 +24,21 @@ use crate::repository::Repository;
 const COPIES_AT_ONCE: usize = 8;
 /// Runs of single-chunk files: at most this many bytes a ranged read, reading through gaps
 /// of at most `RUN_GAP` (chunks of other files) rather than making another request.
-pub(crate) const RUN_LIMIT: u64 = 4 << 20;
-pub(crate) const RUN_GAP: u64 = 256 << 10;
+const RUN_LIMIT: u64 = 4 << 20;
+const RUN_GAP: u64 = 256 << 10;
+
+/// Whether a chunk at `loc` joins the run `start..end` of `pack` (chunks taken in pack
+/// order): same pack, at most `RUN_GAP` past the run's end, the run at most `RUN_LIMIT`.
+pub(crate) fn joins_run(
+    pack: &Id,
+    start: u64,
+    end: u64,
+    loc: &crate::format::index::Location,
+) -> bool {
+    *pack == loc.pack
+        && loc.offset <= end + RUN_GAP
+        && (loc.offset + loc.length).max(end) - start <= RUN_LIMIT
+}
 
 /// How much a restore keeps in flight. Memory stays near `runs` × (`RUN_LIMIT` + decoded)
 /// plus `files` × (`read_ahead` + 1) chunks.
@@ -700,11 +713,7 @@ fn plan_runs(repo: &Repository, entries: &[Entry], files: &[Target]) -> Vec<Run>
             .expect("placed by the index above");
         let end = loc.offset + loc.length;
         match runs.last_mut() {
-            Some(run)
-                if run.pack == loc.pack
-                    && loc.offset <= run.end + RUN_GAP
-                    && end.max(run.end) - run.start <= RUN_LIMIT =>
-            {
+            Some(run) if joins_run(&run.pack, run.start, run.end, &loc) => {
                 run.end = run.end.max(end);
                 run.files.push(file);
             }
