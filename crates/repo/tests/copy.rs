@@ -251,6 +251,16 @@ async fn an_object_that_does_not_read_back_as_written_stops_the_copy_before_its_
     assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
 }
 
+/// Copies one snapshot with a copier of its own.
+async fn copy_once(
+    source: &Arc<Repository>,
+    dest: &Arc<Repository>,
+    id: backstop_repo::Id,
+) -> backstop_repo::CopyReport {
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    copier.copy(id).await.unwrap()
+}
+
 /// 10,000 small files (more than two of the copier's windows of entries), every hundredth
 /// the same content as the first, so that chunks repeat across windows.
 fn many_files(seed: u64) -> Vec<(String, Vec<u8>)> {
@@ -282,12 +292,7 @@ async fn a_tree_larger_than_a_window_copies_whole_and_its_text_is_chunked_as_the
         original.tree.chunks.len() > 1,
         "the tree spans several chunks"
     );
-    let report = Copier::new(source.clone(), dest.clone())
-        .await
-        .unwrap()
-        .copy(id)
-        .await
-        .unwrap();
+    let report = copy_once(&source, &dest, id).await;
     let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
     assert_eq!(copy.tree, original.tree);
     assert_restores(dest.clone(), report.snapshot, &set).await;
@@ -302,12 +307,7 @@ async fn a_tree_larger_than_a_window_copies_between_keys_and_the_next_copy_reads
     let mut set = many_files(2);
     write_files(root.path(), &set);
     let first = back_up(source.clone(), root.path(), &set, "app").await;
-    let report = Copier::new(source.clone(), dest.clone())
-        .await
-        .unwrap()
-        .copy(first)
-        .await
-        .unwrap();
+    let report = copy_once(&source, &dest, first).await;
     assert_restores(dest.clone(), report.snapshot, &set).await;
     let first_read = report.bytes_read;
 
@@ -318,12 +318,7 @@ async fn a_tree_larger_than_a_window_copies_between_keys_and_the_next_copy_reads
     }
     write_files(root.path(), &set);
     let second = back_up(source.clone(), root.path(), &set, "app").await;
-    let report = Copier::new(source.clone(), dest.clone())
-        .await
-        .unwrap()
-        .copy(second)
-        .await
-        .unwrap();
+    let report = copy_once(&source, &dest, second).await;
     let copy = dest.load_snapshot(&report.snapshot).await.unwrap();
     let original = source.load_snapshot(&second).await.unwrap();
     assert_eq!(copy.tree.entries, original.tree.entries);
