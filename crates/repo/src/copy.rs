@@ -84,10 +84,16 @@ fn runs_at_once(repo: &Repository) -> usize {
     }
 }
 
-/// Packs written to the destination at once (each one read back before it counts). One or
-/// two made no difference to a local copy's time or peak memory (docs/benchmarks.md); two
-/// overlap object storage's round trips.
-const UPLOADS_AT_ONCE: usize = 2;
+/// Packs written to the destination at once (each one read back before it counts): each
+/// holds a pack's bytes until it is written. A local disk writes one as fast as two; object
+/// storage needs two to overlap its round trips.
+fn uploads_at_once(repo: &Repository) -> usize {
+    if repo.storage().is_remote() {
+        2
+    } else {
+        1
+    }
+}
 
 impl Copier {
     pub async fn new(source: Arc<Repository>, dest: Arc<Repository>) -> Result<Self> {
@@ -226,14 +232,15 @@ impl Copier {
                 .map(|run| tokio::spawn(translate_run(source.clone(), dest.clone(), run)))
                 .buffered(runs_at_once(&source));
             while let Some(translated) = copied.next().await {
-                let translated = translated
+                let run = translated
                     .map_err(|e| RepoError::Invalid(format!("copy worker failed: {e}")))??;
-                for chunk in translated {
+                for chunk in run.chunks {
                     report.bytes_read += chunk.raw_length;
                     if !same_ids {
                         ids.insert(chunk.source, chunk.dest);
                     }
-                    out.store(chunk, &mut report).await?;
+                    let encoded = chunk.encoded.clone().map(|range| &run.encoded[range]);
+                    out.store(&chunk, encoded, &mut report).await?;
                 }
             }
             drop(copied);
@@ -378,20 +385,36 @@ fn plan_runs(source: &Repository, wanted: Vec<Id>) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// A source chunk as the destination names it, with its encoding for the destination
-/// unless the destination holds it already.
+/// A source chunk as the destination names it, with where its encoding for the destination
+/// lies in its run's [`TranslatedRun::encoded`], unless the destination holds it already.
 struct Translated {
     source: Id,
     dest: Id,
     raw_length: u64,
-    encoded: Option<Vec<u8>>,
+    encoded: Option<std::ops::Range<usize>>,
 }
 
-/// A chunk's id in the destination, and its encoding there unless the destination holds it.
-/// Blocking.
-fn encode_for(dest: &Repository, plain: &[u8]) -> (Id, Option<Vec<u8>>) {
+/// A run's chunks, translated, and their encodings end to end in one buffer: one allocation
+/// a run rather than one a chunk, each sized for compression's worst case (the plaintext's
+/// length) and most of it unused, which held a copy's peak memory above restic's.
+struct TranslatedRun {
+    chunks: Vec<Translated>,
+    encoded: Vec<u8>,
+}
+
+/// A chunk's id in the destination, and (appended to `out`) its encoding there unless the
+/// destination holds it. Blocking.
+fn encode_for(
+    dest: &Repository,
+    plain: &[u8],
+    out: &mut Vec<u8>,
+) -> (Id, Option<std::ops::Range<usize>>) {
     let id = dest.codec().chunk_id(plain);
-    let encoded = (!dest.index().contains(&id)).then(|| dest.codec().encode(plain, &id.0));
+    let encoded = (!dest.index().contains(&id)).then(|| {
+        let start = out.len();
+        dest.codec().encode_into(plain, &id.0, out);
+        start..out.len()
+    });
     (id, encoded)
 }
 
@@ -401,28 +424,36 @@ async fn translate_run(
     source: Arc<Repository>,
     dest: Arc<Repository>,
     run: Run,
-) -> Result<Vec<Translated>> {
+) -> Result<TranslatedRun> {
     let stored = source
         .read_pack_range(&run.pack, run.start, run.end - run.start)
         .await?;
     blocking(move || {
-        let mut plain = Vec::new();
-        let mut out = Vec::with_capacity(run.chunks.len());
-        for (id, loc) in &run.chunks {
-            let at = (loc.offset - run.start) as usize;
-            let piece = stored.get(at..at + loc.length as usize).ok_or_else(|| {
-                RepoError::corrupt(layout::pack_key(&run.pack), "shorter than its index says")
-            })?;
-            source.decode_located(id, loc, piece, &mut plain)?;
-            let (dest_id, encoded) = encode_for(&dest, &plain);
-            out.push(Translated {
-                source: *id,
-                dest: dest_id,
-                raw_length: plain.len() as u64,
-                encoded,
-            });
-        }
-        Ok(out)
+        let translate = || {
+            let mut plain = Vec::new();
+            let mut chunks = Vec::with_capacity(run.chunks.len());
+            // Encodings come out about as long as the chunks read (a destination that
+            // compresses more or less than the source grows or wastes a little of it).
+            let mut encoded = Vec::with_capacity(stored.len() + (64 << 10));
+            for (id, loc) in &run.chunks {
+                let at = (loc.offset - run.start) as usize;
+                let piece = stored.get(at..at + loc.length as usize).ok_or_else(|| {
+                    RepoError::corrupt(layout::pack_key(&run.pack), "shorter than its index says")
+                })?;
+                source.decode_located(id, loc, piece, &mut plain)?;
+                let (dest_id, range) = encode_for(&dest, &plain, &mut encoded);
+                chunks.push(Translated {
+                    source: *id,
+                    dest: dest_id,
+                    raw_length: plain.len() as u64,
+                    encoded: range,
+                });
+            }
+            Ok(TranslatedRun { chunks, encoded })
+        };
+        let translated = translate();
+        crate::format::crypto::release_decode_scratch();
+        translated
     })
     .await?
 }
@@ -457,11 +488,17 @@ impl PackOut {
         self.dest.index().contains(id) || self.written.contains(id)
     }
 
-    /// Stores a translated chunk unless the destination holds it (or this copy wrote it).
-    async fn store(&mut self, chunk: Translated, report: &mut CopyReport) -> Result<()> {
-        match chunk.encoded {
+    /// Stores a translated chunk, whose encoding is `encoded`, unless the destination holds
+    /// it (or this copy wrote it).
+    async fn store(
+        &mut self,
+        chunk: &Translated,
+        encoded: Option<&[u8]>,
+        report: &mut CopyReport,
+    ) -> Result<()> {
+        match encoded {
             Some(encoded) if !self.holds(&chunk.dest) => {
-                self.pack.add(chunk.dest, &encoded, chunk.raw_length);
+                self.pack.add(chunk.dest, encoded, chunk.raw_length);
                 self.written.insert(chunk.dest);
                 report.chunks_copied += 1;
                 if self.pack.len() as u64 >= self.dest.config().pack_size {
@@ -477,29 +514,31 @@ impl PackOut {
     /// there unless it is held already; returns its id in the destination.
     async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
         let dest = self.dest.clone();
-        let chunk = blocking(move || {
-            let (id, encoded) = encode_for(&dest, &plain);
-            Translated {
+        let (chunk, encoded) = blocking(move || {
+            let mut encoded = Vec::new();
+            let (id, range) = encode_for(&dest, &plain, &mut encoded);
+            let chunk = Translated {
                 source: id,
                 dest: id,
                 raw_length: plain.len() as u64,
-                encoded,
-            }
+                encoded: range,
+            };
+            (chunk, encoded)
         })
         .await?;
-        let id = chunk.dest;
-        self.store(chunk, report).await?;
-        Ok(id)
+        let bytes = chunk.encoded.clone().map(|range| &encoded[range]);
+        self.store(&chunk, bytes, report).await?;
+        Ok(chunk.dest)
     }
 
     /// Seals the pack being filled and starts its upload, first waiting for one to finish
-    /// when `UPLOADS_AT_ONCE` are under way.
+    /// when [`uploads_at_once`] are under way.
     async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
         if self.pack.is_empty() {
             return Ok(());
         }
         // Waits before the next pack's buffer is made, not after.
-        while self.uploads.len() >= UPLOADS_AT_ONCE {
+        while self.uploads.len() >= uploads_at_once(&self.dest) {
             self.finish_one(report).await?;
         }
         let pack = self.pack.take();
@@ -508,7 +547,7 @@ impl PackOut {
             let codec = dest.codec().clone();
             let sealed = blocking(move || pack.seal(&codec)).await?;
             let size = sealed.bytes.len() as u64;
-            dest.put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes)
+            dest.put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes, &sealed.id)
                 .await?;
             let pack = IndexPack {
                 id: sealed.id,

@@ -327,7 +327,7 @@ impl Repository {
         let size = stored.len() as u64;
         let key = key_of(&id);
         if confirm {
-            self.put_confirmed(&key, Bytes::from(stored)).await?;
+            self.put_confirmed(&key, Bytes::from(stored), &id).await?;
         } else {
             self.storage.put(&key, Bytes::from(stored)).await?;
         }
@@ -335,18 +335,20 @@ impl Repository {
     }
 
     /// Stores `data` under `key`, then reads the object back and compares its SHA-256 with
-    /// what was sent: the transfer is confirmed by the storage's own answer, not assumed.
-    /// A mismatch is an error naming the object.
-    pub async fn put_confirmed(&self, key: &str, data: Bytes) -> Result<()> {
-        let sent = Id::sha256(&data);
+    /// `sent`, the SHA-256 of `data` (an object named by its content: its id): the transfer
+    /// is confirmed by the storage's own answer, not assumed. The object is read back as a
+    /// stream ([`crate::storage::Storage::sha256`]), not held a second time. A mismatch is an error naming
+    /// the object.
+    pub async fn put_confirmed(&self, key: &str, data: Bytes, sent: &Id) -> Result<()> {
+        let length = data.len() as u64;
         self.storage.put(key, data).await?;
-        let stored = self.storage.get(key).await?;
-        if Id::sha256(&stored) != sent {
+        let (stored, stored_length) = self.storage.sha256(key).await?;
+        if Id(stored) != *sent {
             return Err(RepoError::corrupt(
                 key,
                 format!(
-                    "read back after writing, its SHA-256 is {} where {} was sent",
-                    Id::sha256(&stored).short(),
+                    "read back after writing, its SHA-256 is {} ({stored_length} bytes) where {} ({length} bytes) was sent",
+                    Id(stored).short(),
                     sent.short()
                 ),
             ));

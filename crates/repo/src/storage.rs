@@ -26,6 +26,7 @@ pub mod s3;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::Digest;
 
 pub use local::LocalStorage;
 pub use memory::MemoryStorage;
@@ -156,6 +157,13 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
         buf.clear();
         buf.extend_from_slice(&bytes);
         Ok(buf)
+    }
+    /// The SHA-256 of the whole object, and its length: what a writer reads back to confirm
+    /// an object it wrote. Implementations read it as a stream, so that a confirmed pack is
+    /// not held a second time; by default the object is read whole.
+    async fn sha256(&self, key: &str) -> Result<([u8; 32], u64), StorageError> {
+        let bytes = self.get(key).await?;
+        Ok((sha2::Sha256::digest(&bytes).into(), bytes.len() as u64))
     }
     /// Every finished object whose key starts with `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError>;

@@ -54,6 +54,21 @@ async fn suite(s: &dyn Storage, large: usize) {
         .await
         .is_err());
 
+    // Read back to confirm: the whole object's SHA-256 and length (a local object of
+    // several read blocks, an S3 body of several pieces), and NotFound for a missing key.
+    use sha2::Digest;
+    let (digest, length) = s.sha256("data/cd/big").await.unwrap();
+    assert_eq!(digest, <[u8; 32]>::from(sha2::Sha256::digest(&big)));
+    assert_eq!(length, large as u64);
+    let (digest, length) = s.sha256("index/empty").await.unwrap();
+    assert_eq!(digest, <[u8; 32]>::from(sha2::Sha256::digest(b"")));
+    assert_eq!(length, 0);
+    assert!(s
+        .sha256("snapshots/missing")
+        .await
+        .unwrap_err()
+        .is_not_found());
+
     // Missing keys are NotFound, naming the key.
     let err = s.get("snapshots/missing").await.unwrap_err();
     assert!(err.is_not_found(), "{err}");

@@ -368,6 +368,13 @@ thread_local! {
 /// A spare decode buffer larger than this (a chunk's maximum) is not kept.
 const SCRATCH_KEPT: usize = 4 << 20;
 
+/// Frees this thread's spare decode buffer ([`Codec::decode_into`]). For work that decodes a
+/// burst of chunks on a pool thread it may not come back to (a copy's run): otherwise every
+/// idle thread of the pool keeps a buffer of up to a chunk's maximum.
+pub fn release_decode_scratch() {
+    DECODE_SCRATCH.with(|cell| drop(cell.take()));
+}
+
 fn with_compressor<T>(
     level: i32,
     f: impl FnOnce(&mut zstd::bulk::Compressor<'static>) -> Option<T>,

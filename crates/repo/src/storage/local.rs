@@ -16,6 +16,8 @@ const TEMP_MARKER: &str = ".tmp-";
 /// Objects of at least this size (packs) are written with direct I/O (see `direct_io`): they
 /// are written once and read back rarely, so they need not pass through the page cache.
 const DIRECT_WRITE_MIN: usize = 1 << 20;
+/// The block an object is hashed in when it is read back to confirm it.
+const READ_BACK_BLOCK: usize = 1 << 20;
 
 #[derive(Debug, Clone)]
 pub struct LocalStorage {
@@ -199,6 +201,34 @@ impl Storage for LocalStorage {
             std::fs::read(&path)
                 .map(Bytes::from)
                 .map_err(|e| io_error("get", &k, e))
+        })
+        .await
+    }
+
+    async fn sha256(&self, key: &str) -> Result<([u8; 32], u64), StorageError> {
+        validate_key("get", key)?;
+        let path = self.path(key);
+        let k = key.to_string();
+        Self::blocking("get", key, move || {
+            let read = || -> std::io::Result<([u8; 32], u64)> {
+                use sha2::Digest;
+                let mut file = std::fs::File::open(&path)?;
+                let mut digest = sha2::Sha256::new();
+                let mut block = vec![0u8; READ_BACK_BLOCK];
+                let mut length = 0u64;
+                loop {
+                    match file.read(&mut block) {
+                        Ok(0) => return Ok((digest.finalize().into(), length)),
+                        Ok(n) => {
+                            digest.update(&block[..n]);
+                            length += n as u64;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            };
+            read().map_err(|e| io_error("get", &k, e))
         })
         .await
     }

@@ -173,6 +173,10 @@ impl<S: Storage> Storage for RetryStorage<S> {
         .await
     }
 
+    async fn sha256(&self, key: &str) -> Result<([u8; 32], u64), StorageError> {
+        self.with_retry(|| self.inner.sha256(key)).await
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
         self.with_retry(|| self.inner.list(prefix)).await
     }

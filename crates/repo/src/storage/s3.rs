@@ -467,6 +467,31 @@ impl Storage for S3Storage {
         Ok(body.into_bytes())
     }
 
+    async fn sha256(&self, key: &str) -> Result<([u8; 32], u64), StorageError> {
+        use sha2::Digest;
+        validate_key("get", key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.classify("get", key, e))?;
+        // Hashed as the body arrives: a confirmed pack is not held a second time.
+        let (mut body, mut digest, mut length) = (out.body, sha2::Sha256::new(), 0u64);
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(|e| StorageError::Transient {
+                op: "get",
+                key: key.into(),
+                message: e.to_string(),
+            })?;
+            digest.update(&piece);
+            length += piece.len() as u64;
+        }
+        Ok((digest.finalize().into(), length))
+    }
+
     async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
         validate_key("get", key)?;
         if length == 0 {
