@@ -873,7 +873,7 @@ const PARALLEL_UPLOADS: usize = 4;
 /// An index object is written once the packs uploaded since the last one hold this many
 /// chunks (about 8 MiB of JSON), so that a backup of millions of chunks never holds their
 /// whole index, nor its text, at once.
-const INDEX_CHUNKS: usize = 50_000;
+pub(crate) const INDEX_CHUNKS: usize = 50_000;
 
 async fn upload_loop(
     repo: Arc<Repository>,

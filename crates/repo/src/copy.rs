@@ -1,8 +1,10 @@
 //! Copying snapshots to another repository: only the chunks the destination lacks are
 //! written, every object written is read back and compared before the next step, and the
 //! snapshot object is written last, so a copy stopped at any point leaves no snapshot
-//! behind (only packs no index lists, which the next copy does not count on and prune
-//! removes).
+//! behind. What it leaves are packs, and an index object for every 50,000 chunks of packs
+//! already confirmed (as a backup writes them, so that neither holds the index of millions
+//! of chunks at once): the next copy reuses the indexed chunks and does not count on the
+//! rest, and prune removes what no snapshot uses.
 //!
 //! The two repositories may differ in key, encryption, compression and chunker. A chunk keeps
 //! its plaintext and its place in its file (nothing is chunked again), so a copied tree
@@ -67,6 +69,8 @@ pub struct Copier {
     dest_snapshots: Vec<(Id, Snapshot)>,
     /// Snapshot objects of either side that could not be read, for the caller to report.
     pub unreadable: Vec<UnreadableSnapshot>,
+    /// Chunks an index object lists at most ([`Copier::index_every`]).
+    index_chunks: usize,
 }
 
 /// Entries of the source's tree copied at a time: what bounds a copy's memory for a tree of
@@ -115,7 +119,15 @@ impl Copier {
             source_snapshots: from.snapshots,
             dest_snapshots: to.snapshots,
             unreadable,
+            index_chunks: crate::archiver::INDEX_CHUNKS,
         })
+    }
+
+    /// Writes an index object each time the packs written since the last one hold `chunks`
+    /// chunks (50,000 by default, as a backup does; at least 1).
+    pub fn index_every(mut self, chunks: usize) -> Self {
+        self.index_chunks = chunks.max(1);
+        self
     }
 
     /// The source's readable snapshots, oldest first.
@@ -196,7 +208,7 @@ impl Copier {
         let mut entries = source.tree_reader(&snapshot);
         let mut window = Vec::with_capacity(WINDOW);
         let mut seen = HashSet::new();
-        let mut out = PackOut::new(dest.clone());
+        let mut out = PackOut::new(dest.clone(), self.index_chunks);
         let mut tree = TreeWriter::start(dest.config().chunker);
         loop {
             while window.len() < WINDOW {
@@ -263,14 +275,7 @@ impl Copier {
         }
         drop((ids, seen, entries));
         let tree = tree.finish(&mut out, &mut report).await?;
-        let packs = out.finish(&mut report).await?;
-        if !packs.is_empty() {
-            let (_, size) = dest
-                .write_index_confirmed(&IndexFile { version: 1, packs })
-                .await?;
-            report.bytes_written += size;
-            report.objects_confirmed += 1;
-        }
+        out.finish(&mut report).await?;
         let parent = snapshot.parent.and_then(|parent| {
             let (_, original) = self.source_snapshots.iter().find(|(s, _)| *s == parent)?;
             self.copy_of(original)
@@ -419,7 +424,10 @@ fn encode_for(
 }
 
 /// Reads a run in one ranged read, then decodes each of its chunks (verified against its
-/// id), names it as the destination does and encodes it unless the destination holds it.
+/// id), names it as the destination does and encodes it unless the destination holds it
+/// (where both encode alike, [`Codec::encodes_as`], its stored bytes are that encoding).
+///
+/// [`Codec::encodes_as`]: crate::format::crypto::Codec::encodes_as
 async fn translate_run(
     source: Arc<Repository>,
     dest: Arc<Repository>,
@@ -429,6 +437,8 @@ async fn translate_run(
         .read_pack_range(&run.pack, run.start, run.end - run.start)
         .await?;
     blocking(move || {
+        // The chunk is decoded either way: that is what checks it against its id.
+        let verbatim = source.codec().encodes_as(dest.codec());
         let translate = || {
             let mut plain = Vec::new();
             let mut chunks = Vec::with_capacity(run.chunks.len());
@@ -441,7 +451,16 @@ async fn translate_run(
                     RepoError::corrupt(layout::pack_key(&run.pack), "shorter than its index says")
                 })?;
                 source.decode_located(id, loc, piece, &mut plain)?;
-                let (dest_id, range) = encode_for(&dest, &plain, &mut encoded);
+                let (dest_id, range) = if verbatim {
+                    let range = (!dest.index().contains(id)).then(|| {
+                        let start = encoded.len();
+                        encoded.extend_from_slice(piece);
+                        start..encoded.len()
+                    });
+                    (*id, range)
+                } else {
+                    encode_for(&dest, &plain, &mut encoded)
+                };
                 chunks.push(Translated {
                     source: *id,
                     dest: dest_id,
@@ -470,17 +489,23 @@ struct PackOut {
     written: HashSet<Id>,
     pack: PackBuilder,
     uploads: tokio::task::JoinSet<Uploaded>,
+    /// Packs written and confirmed that no index object lists yet.
     packs: Vec<IndexPack>,
+    /// Their chunks; at `index_chunks` they are indexed.
+    packs_chunks: usize,
+    index_chunks: usize,
 }
 
 impl PackOut {
-    fn new(dest: Arc<Repository>) -> Self {
+    fn new(dest: Arc<Repository>, index_chunks: usize) -> Self {
         Self {
             pack: PackBuilder::for_repository(dest.config()),
             dest,
             written: HashSet::new(),
             uploads: tokio::task::JoinSet::new(),
             packs: Vec::new(),
+            packs_chunks: 0,
+            index_chunks,
         }
     }
 
@@ -568,18 +593,38 @@ impl PackOut {
             done.map_err(|e| RepoError::Invalid(format!("copy upload failed: {e}")))??;
         report.bytes_written += size;
         report.objects_confirmed += 1;
+        self.packs_chunks += pack.blobs.len();
         self.packs.push(pack);
+        if self.packs_chunks >= self.index_chunks {
+            self.write_index(report).await?;
+        }
         Ok(())
     }
 
-    /// Uploads the last pack and waits for every upload; returns every pack written, for
-    /// the index.
-    async fn finish(mut self, report: &mut CopyReport) -> Result<Vec<IndexPack>> {
+    /// Writes an index object listing the packs confirmed since the last one (none: nothing).
+    async fn write_index(&mut self, report: &mut CopyReport) -> Result<()> {
+        if self.packs.is_empty() {
+            return Ok(());
+        }
+        let packs = std::mem::take(&mut self.packs);
+        self.packs_chunks = 0;
+        let (_, size) = self
+            .dest
+            .write_index_confirmed(&IndexFile { version: 1, packs })
+            .await?;
+        report.bytes_written += size;
+        report.objects_confirmed += 1;
+        Ok(())
+    }
+
+    /// Uploads the last pack, waits for every upload and indexes the packs no index object
+    /// lists yet.
+    async fn finish(mut self, report: &mut CopyReport) -> Result<()> {
         self.upload(report).await?;
         while !self.uploads.is_empty() {
             self.finish_one(report).await?;
         }
-        Ok(self.packs)
+        self.write_index(report).await
     }
 }
 

@@ -232,6 +232,50 @@ async fn a_copy_stopped_half_way_leaves_no_snapshot_and_the_next_copy_completes_
 }
 
 #[tokio::test]
+async fn a_copy_indexes_its_packs_as_it_goes_and_a_stopped_copy_reuses_them() {
+    let source = repository(Arc::new(MemoryStorage::default()), Some(&key(6))).await;
+    let dest_storage = Secondary::new();
+    let dest = repository(dest_storage.clone(), Some(&key(7))).await;
+    let root = tempfile::tempdir().unwrap();
+    let set = files(3);
+    write_files(root.path(), &set);
+    let id = back_up(source.clone(), root.path(), &set, "app").await;
+
+    // An index object once the packs written hold 2 chunks (every pack here); the link goes
+    // down after the third pack.
+    dest_storage.packs_allowed.store(3, Ordering::SeqCst);
+    let mut copier = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .index_every(2);
+    let err = copier.copy(id).await.unwrap_err().to_string();
+    assert!(err.contains("the link went down"), "{err}");
+    assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
+    let indexed = dest_storage.inner.list("index/").await.unwrap();
+    assert_eq!(
+        indexed.len(),
+        3,
+        "each confirmed pack is indexed: {indexed:?}"
+    );
+
+    dest_storage.packs_allowed.store(-1, Ordering::SeqCst);
+    let mut copier = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .index_every(2);
+    let report = copier.copy(id).await.unwrap();
+    assert!(
+        report.chunks_present > 0,
+        "the indexed packs' chunks are not copied again: {report:?}"
+    );
+    let packs = dest_storage.inner.list("data/").await.unwrap().len();
+    let indexes = dest_storage.inner.list("index/").await.unwrap().len();
+    assert_eq!(indexes, packs, "one index object a pack at this setting");
+    assert_restores(dest.clone(), report.snapshot, &set).await;
+    assert_checks_clean(dest.clone()).await;
+}
+
+#[tokio::test]
 async fn an_object_that_does_not_read_back_as_written_stops_the_copy_before_its_snapshot() {
     let source = repository(Arc::new(MemoryStorage::default()), None).await;
     let dest_storage = Secondary::new();

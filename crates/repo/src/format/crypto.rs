@@ -221,6 +221,13 @@ impl Codec {
         }
     }
 
+    /// Whether `other` stores every chunk byte for byte as this codec does (both unencrypted,
+    /// compressing at the same level): then a chunk's stored bytes, once decoded and checked
+    /// against its id, are its encoding there too, and need not be compressed again.
+    pub fn encodes_as(&self, other: &Codec) -> bool {
+        self.keys.is_none() && other.keys.is_none() && self.zstd_level == other.zstd_level
+    }
+
     /// SHA-256 of the plaintext, or when encrypted an HMAC-SHA-256 under the id key, so that
     /// ids reveal nothing about content to someone without the key.
     pub fn chunk_id(&self, plaintext: &[u8]) -> Id {
@@ -488,6 +495,25 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         }
+    }
+
+    #[test]
+    fn only_unencrypted_codecs_of_one_level_encode_alike_and_then_byte_for_byte() {
+        let text = b"the same line of text, again and again. ".repeat(2_000);
+        let noise: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let (a, b) = (Codec::new(None, 3), Codec::new(None, 3));
+        assert!(a.encodes_as(&b));
+        for plain in [&text[..], &noise[..]] {
+            assert_eq!(a.encode(plain, b"x"), b.encode(plain, b"x"));
+        }
+        assert!(!a.encodes_as(&Codec::new(None, 1)));
+        let keys = Keys::derive_new(generate_key().as_bytes(), &KdfParams::for_generated_key());
+        let encrypted = Codec::new(Some(keys.unwrap()), 3);
+        assert!(!a.encodes_as(&encrypted));
+        assert!(!encrypted.encodes_as(&a));
+        assert!(!encrypted.encodes_as(&encrypted.clone()));
     }
 
     #[test]
