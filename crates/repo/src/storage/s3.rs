@@ -313,6 +313,20 @@ fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl S3Storage {
+    /// The whole object's body, as a stream.
+    async fn body(&self, key: &str) -> Result<ByteStream, StorageError> {
+        validate_key("get", key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.options.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|e| self.classify("get", key, e))?;
+        Ok(out.body)
+    }
+
     /// An SDK error as a storage error: not found, transient (worth another try) or
     /// permanent. A permanent one is one line naming the repository and the cause
     /// (authentication, a missing bucket), never the SDK's whole error chain.
@@ -446,46 +460,17 @@ impl Storage for S3Storage {
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        validate_key("get", key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.options.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.classify("get", key, e))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StorageError::Transient {
-                op: "get",
-                key: key.into(),
-                message: e.to_string(),
-            })?;
+        let body = self.body(key).await?;
+        let body = body.collect().await.map_err(|e| body_error(key, e))?;
         Ok(body.into_bytes())
     }
 
     async fn sha256(&self, key: &str) -> Result<([u8; 32], u64), StorageError> {
         use sha2::Digest;
-        validate_key("get", key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.options.bucket)
-            .key(self.full_key(key))
-            .send()
-            .await
-            .map_err(|e| self.classify("get", key, e))?;
         // Hashed as the body arrives: a confirmed pack is not held a second time.
-        let (mut body, mut digest, mut length) = (out.body, sha2::Sha256::new(), 0u64);
+        let (mut body, mut digest, mut length) = (self.body(key).await?, sha2::Sha256::new(), 0);
         while let Some(piece) = body.next().await {
-            let piece = piece.map_err(|e| StorageError::Transient {
-                op: "get",
-                key: key.into(),
-                message: e.to_string(),
-            })?;
+            let piece = piece.map_err(|e| body_error(key, e))?;
             digest.update(&piece);
             length += piece.len() as u64;
         }
@@ -516,11 +501,7 @@ impl Storage for S3Storage {
             .body
             .collect()
             .await
-            .map_err(|e| StorageError::Transient {
-                op: "get",
-                key: key.into(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| body_error(key, e))?
             .into_bytes();
         if body.len() as u64 != length {
             return Err(range_error(
@@ -696,6 +677,15 @@ impl Storage for S3Storage {
         } else {
             format!("s3://{}/{}", self.options.bucket, self.options.prefix)
         }
+    }
+}
+
+/// A body that broke off while it was read: worth retrying.
+fn body_error(key: &str, e: impl std::fmt::Display) -> StorageError {
+    StorageError::Transient {
+        op: "get",
+        key: key.into(),
+        message: e.to_string(),
     }
 }
 
