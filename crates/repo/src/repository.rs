@@ -337,8 +337,8 @@ impl Repository {
     /// Stores `data` under `key`, then reads the object back and compares its SHA-256 with
     /// `sent`, the SHA-256 of `data` (an object named by its content: its id): the transfer
     /// is confirmed by the storage's own answer, not assumed. The object is read back as a
-    /// stream ([`crate::storage::Storage::sha256`]), not held a second time. A mismatch is an error naming
-    /// the object.
+    /// stream ([`crate::storage::Storage::sha256`]), not held a second time. A mismatch is
+    /// an error naming the object.
     pub async fn put_confirmed(&self, key: &str, data: Bytes, sent: &Id) -> Result<()> {
         let length = data.len() as u64;
         self.storage.put(key, data).await?;
