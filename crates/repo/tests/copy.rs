@@ -241,13 +241,13 @@ async fn a_copy_indexes_its_packs_as_it_goes_and_a_stopped_copy_reuses_them() {
     write_files(root.path(), &set);
     let id = back_up(source.clone(), root.path(), &set, "app").await;
 
-    // An index object once the packs written hold 2 chunks (every pack here); the link goes
-    // down after the third pack.
+    // An index object after every pack (a chunk of the 3 MiB file can fill a 1 MiB pack
+    // alone); the link goes down after the third pack.
     dest_storage.packs_allowed.store(3, Ordering::SeqCst);
     let mut copier = Copier::new(source.clone(), dest.clone())
         .await
         .unwrap()
-        .index_every(2);
+        .index_every(1);
     let err = copier.copy(id).await.unwrap_err().to_string();
     assert!(err.contains("the link went down"), "{err}");
     assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
@@ -262,7 +262,7 @@ async fn a_copy_indexes_its_packs_as_it_goes_and_a_stopped_copy_reuses_them() {
     let mut copier = Copier::new(source.clone(), dest.clone())
         .await
         .unwrap()
-        .index_every(2);
+        .index_every(1);
     let report = copier.copy(id).await.unwrap();
     assert!(
         report.chunks_present > 0,
