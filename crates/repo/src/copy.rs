@@ -31,10 +31,10 @@ use crate::format::chunker::ChunkerParams;
 use crate::format::id::Id;
 use crate::format::index::{IndexFile, IndexPack, Location};
 use crate::format::layout;
-use crate::format::pack::PackBuilder;
 use crate::format::snapshot::{Snapshot, TreeRef};
 use crate::format::tree::Entry;
 use crate::lock::{LockGuard, LockKind};
+use crate::pack_spool::{SealedSpool, SpooledPack};
 use crate::repository::{Repository, UnreadableSnapshot};
 use crate::restorer::joins_run;
 
@@ -71,6 +71,8 @@ pub struct Copier {
     pub unreadable: Vec<UnreadableSnapshot>,
     /// Chunks an index object lists at most ([`Copier::index_every`]).
     index_chunks: usize,
+    /// Where packs are filled before they are uploaded ([`Copier::spool_in`]).
+    spool_dir: std::path::PathBuf,
 }
 
 /// Entries of the source's tree copied at a time: what bounds a copy's memory for a tree of
@@ -120,6 +122,7 @@ impl Copier {
             dest_snapshots: to.snapshots,
             unreadable,
             index_chunks: crate::archiver::INDEX_CHUNKS,
+            spool_dir: std::env::temp_dir(),
         })
     }
 
@@ -127,6 +130,14 @@ impl Copier {
     /// chunks (50,000 by default, as a backup does; at least 1).
     pub fn index_every(mut self, chunks: usize) -> Self {
         self.index_chunks = chunks.max(1);
+        self
+    }
+
+    /// Fills packs in temporary files in `dir` (by default the system's temporary
+    /// directory, `TMPDIR`) before they are uploaded; each is removed once its pack is
+    /// written, or the copy stops.
+    pub fn spool_in(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool_dir = dir.into();
         self
     }
 
@@ -194,21 +205,65 @@ impl Copier {
             return Err(RepoError::corrupt(key, problem));
         }
         let dest = Arc::new(self.dest.with_index(index));
-        let same_ids = self.source.codec().same_chunk_ids(self.dest.codec());
-        let mut ids = if same_ids {
+        let ids = if self.source.codec().same_chunk_ids(dest.codec()) {
             HashMap::new()
         } else {
             self.translation_from_previous_copy(&snapshot, &dest).await
         };
+        let mut out = PackOut::new(dest.clone(), self.index_chunks, self.spool_dir.clone());
+        let tree = match self
+            .copy_tree(&snapshot, &dest, ids, &mut out, &mut report)
+            .await
+        {
+            Ok(tree) => tree,
+            Err(e) => {
+                // Uploads under way are stopped, and their spooled packs removed, before
+                // the error is returned.
+                out.stop().await;
+                return Err(e);
+            }
+        };
+        let parent = snapshot.parent.and_then(|parent| {
+            let (_, original) = self.source_snapshots.iter().find(|(s, _)| *s == parent)?;
+            self.copy_of(original)
+        });
+        let copy = Snapshot {
+            tree,
+            parent,
+            ..snapshot
+        };
+        // The commit point.
+        let (copy_id, size) = dest.write_snapshot_with(&copy, true).await?;
+        report.objects_confirmed += 1;
+        report.bytes_written += size;
+        if let Err(e) = lock.release().await {
+            tracing::warn!(message = "could not remove the repository lock", error = %e);
+        }
+        self.dest_snapshots.push((copy_id, copy));
+        report.snapshot = copy_id;
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
 
+    /// Copies the snapshot's tree and every chunk it needs that the destination lacks, and
+    /// writes the index of the packs written: all but the snapshot object. `ids` is the
+    /// translation known so far ([`Copier::translation_from_previous_copy`]).
+    async fn copy_tree(
+        &self,
+        snapshot: &Snapshot,
+        dest: &Arc<Repository>,
+        mut ids: HashMap<Id, Id>,
+        out: &mut PackOut,
+        report: &mut CopyReport,
+    ) -> Result<TreeRef> {
+        let same_ids = self.source.codec().same_chunk_ids(dest.codec());
         // The source's tree is read as a stream, a window of entries at a time: their
         // chunks are copied, then the entries translated and written to the copy's tree.
         // No tree is held whole, neither entries nor text.
         let source = self.source.clone();
-        let mut entries = source.tree_reader(&snapshot);
+        let mut entries = source.tree_reader(snapshot);
         let mut window = Vec::with_capacity(WINDOW);
         let mut seen = HashSet::new();
-        let mut out = PackOut::new(dest.clone(), self.index_chunks);
         let mut tree = TreeWriter::start(dest.config().chunker);
         loop {
             while window.len() < WINDOW {
@@ -246,14 +301,13 @@ impl Copier {
             while let Some(translated) = copied.next().await {
                 let run = translated
                     .map_err(|e| RepoError::Invalid(format!("copy worker failed: {e}")))??;
-                for chunk in run.chunks {
+                for chunk in &run.chunks {
                     report.bytes_read += chunk.raw_length;
                     if !same_ids {
                         ids.insert(chunk.source, chunk.dest);
                     }
-                    let encoded = chunk.encoded.clone().map(|range| &run.encoded[range]);
-                    out.store(&chunk, encoded, &mut report).await?;
                 }
+                out.store(run, report).await?;
             }
             drop(copied);
             for mut entry in window.drain(..) {
@@ -262,7 +316,7 @@ impl Copier {
                         *chunk = *ids.get(chunk).ok_or_else(|| {
                             RepoError::Invalid(format!(
                                 "copy of {}: no translation for chunk {} of {}",
-                                id.short(),
+                                report.source_snapshot.short(),
                                 chunk.short(),
                                 entry.path
                             ))
@@ -271,31 +325,12 @@ impl Copier {
                 }
                 tree.push(&entry).await?;
             }
-            tree.store_ready(&mut out, &mut report).await?;
+            tree.store_ready(out, report).await?;
         }
         drop((ids, seen, entries));
-        let tree = tree.finish(&mut out, &mut report).await?;
-        out.finish(&mut report).await?;
-        let parent = snapshot.parent.and_then(|parent| {
-            let (_, original) = self.source_snapshots.iter().find(|(s, _)| *s == parent)?;
-            self.copy_of(original)
-        });
-        let copy = Snapshot {
-            tree,
-            parent,
-            ..snapshot
-        };
-        // The commit point.
-        let (copy_id, size) = dest.write_snapshot_with(&copy, true).await?;
-        report.objects_confirmed += 1;
-        report.bytes_written += size;
-        if let Err(e) = lock.release().await {
-            tracing::warn!(message = "could not remove the repository lock", error = %e);
-        }
-        self.dest_snapshots.push((copy_id, copy));
-        report.snapshot = copy_id;
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        Ok(report)
+        let tree = tree.finish(out, report).await?;
+        out.finish(report).await?;
+        Ok(tree)
     }
 
     /// Source chunk id → destination chunk id for every file the policy's previous copied
@@ -480,14 +515,17 @@ async fn translate_run(
 /// A pack written and confirmed: its place in the index, and its size.
 type Uploaded = Result<(IndexPack, u64)>;
 
-/// The destination side: gathers encoded chunks into packs and uploads each full pack,
-/// confirmed, a few at once.
+/// The destination side: gathers encoded chunks into packs, each filled in a temporary file
+/// ([`SpooledPack`]: a copy holds no pack in memory), and uploads each full pack from its
+/// file, confirmed, a few at once.
 struct PackOut {
     /// The destination, with its index as read under this copy's lock.
     dest: Arc<Repository>,
     /// Chunks this copy has written.
     written: HashSet<Id>,
-    pack: PackBuilder,
+    /// The pack being filled, once a chunk has come for it, in a file in `spool_dir`.
+    pack: Option<SpooledPack>,
+    spool_dir: Arc<std::path::Path>,
     uploads: tokio::task::JoinSet<Uploaded>,
     /// Packs written and confirmed that no index object lists yet.
     packs: Vec<IndexPack>,
@@ -497,11 +535,12 @@ struct PackOut {
 }
 
 impl PackOut {
-    fn new(dest: Arc<Repository>, index_chunks: usize) -> Self {
+    fn new(dest: Arc<Repository>, index_chunks: usize, spool_dir: std::path::PathBuf) -> Self {
         Self {
-            pack: PackBuilder::for_repository(dest.config()),
             dest,
             written: HashSet::new(),
+            pack: None,
+            spool_dir: spool_dir.into(),
             uploads: tokio::task::JoinSet::new(),
             packs: Vec::new(),
             packs_chunks: 0,
@@ -513,24 +552,49 @@ impl PackOut {
         self.dest.index().contains(id) || self.written.contains(id)
     }
 
-    /// Stores a translated chunk, whose encoding is `encoded`, unless the destination holds
-    /// it (or this copy wrote it).
-    async fn store(
-        &mut self,
-        chunk: &Translated,
-        encoded: Option<&[u8]>,
-        report: &mut CopyReport,
-    ) -> Result<()> {
-        match encoded {
-            Some(encoded) if !self.holds(&chunk.dest) => {
-                self.pack.add(chunk.dest, encoded, chunk.raw_length);
-                self.written.insert(chunk.dest);
-                report.chunks_copied += 1;
-                if self.pack.len() as u64 >= self.dest.config().pack_size {
-                    self.upload(report).await?;
+    /// Stores a run's translated chunks that the destination lacks (and this copy has not
+    /// written): appended to the pack being filled on a blocking thread, each pack that
+    /// reaches the pack size sealed and uploaded.
+    async fn store(&mut self, run: TranslatedRun, report: &mut CopyReport) -> Result<()> {
+        let mut adding = Vec::new();
+        for (i, chunk) in run.chunks.iter().enumerate() {
+            match chunk.encoded {
+                Some(_) if !self.holds(&chunk.dest) => {
+                    self.written.insert(chunk.dest);
+                    report.chunks_copied += 1;
+                    adding.push(i);
+                }
+                _ => report.chunks_present += 1,
+            }
+        }
+        if adding.is_empty() {
+            return Ok(());
+        }
+        let (mut pack, codec) = (self.pack.take(), self.dest.codec().clone());
+        let (pack_size, dir) = (self.dest.config().pack_size, self.spool_dir.clone());
+        let (pack, full) = blocking(move || -> Result<_> {
+            let mut full = Vec::new();
+            for i in adding {
+                let chunk = &run.chunks[i];
+                let range = chunk
+                    .encoded
+                    .clone()
+                    .expect("only encoded chunks are added");
+                if pack.is_none() {
+                    pack = Some(SpooledPack::new(&dir)?);
+                }
+                let filling = pack.as_mut().expect("made above");
+                filling.add(chunk.dest, &run.encoded[range], chunk.raw_length)?;
+                if filling.len() >= pack_size {
+                    full.push(pack.take().expect("being filled").seal(&codec)?);
                 }
             }
-            _ => report.chunks_present += 1,
+            Ok((pack, full))
+        })
+        .await??;
+        self.pack = pack;
+        for sealed in full {
+            self.upload(sealed, report).await?;
         }
         Ok(())
     }
@@ -539,7 +603,7 @@ impl PackOut {
     /// there unless it is held already; returns its id in the destination.
     async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
         let dest = self.dest.clone();
-        let (chunk, encoded) = blocking(move || {
+        let run = blocking(move || {
             let mut encoded = Vec::new();
             let (id, range) = encode_for(&dest, &plain, &mut encoded);
             let chunk = Translated {
@@ -548,38 +612,35 @@ impl PackOut {
                 raw_length: plain.len() as u64,
                 encoded: range,
             };
-            (chunk, encoded)
+            TranslatedRun {
+                chunks: vec![chunk],
+                encoded,
+            }
         })
         .await?;
-        let bytes = chunk.encoded.clone().map(|range| &encoded[range]);
-        self.store(&chunk, bytes, report).await?;
-        Ok(chunk.dest)
+        let id = run.chunks[0].dest;
+        self.store(run, report).await?;
+        Ok(id)
     }
 
-    /// Seals the pack being filled and starts its upload, first waiting for one to finish
-    /// when [`uploads_at_once`] are under way.
-    async fn upload(&mut self, report: &mut CopyReport) -> Result<()> {
-        if self.pack.is_empty() {
-            return Ok(());
-        }
-        // Waits before the next pack's buffer is made, not after.
+    /// Starts a sealed pack's upload, first waiting for one to finish when
+    /// [`uploads_at_once`] are under way.
+    async fn upload(&mut self, sealed: SealedSpool, report: &mut CopyReport) -> Result<()> {
         while self.uploads.len() >= uploads_at_once(&self.dest) {
             self.finish_one(report).await?;
         }
-        let pack = self.pack.take();
         let dest = self.dest.clone();
         self.uploads.spawn(async move {
-            let codec = dest.codec().clone();
-            let sealed = blocking(move || pack.seal(&codec)).await?;
-            let size = sealed.bytes.len() as u64;
-            dest.put_confirmed(&layout::pack_key(&sealed.id), sealed.bytes, &sealed.id)
+            let key = layout::pack_key(&sealed.id);
+            dest.put_file_confirmed(&key, sealed.file.path(), sealed.size, &sealed.id)
                 .await?;
             let pack = IndexPack {
                 id: sealed.id,
-                size,
+                size: sealed.size,
                 blobs: sealed.blobs,
             };
-            Ok((pack, size))
+            // The spooled file is removed here, with `sealed.file`.
+            Ok((pack, sealed.size))
         });
         Ok(())
     }
@@ -617,10 +678,21 @@ impl PackOut {
         Ok(())
     }
 
+    /// Stops the uploads under way, waiting until each is dropped (and with it, its spooled
+    /// pack), and drops the pack being filled.
+    async fn stop(&mut self) {
+        self.uploads.shutdown().await;
+        self.pack = None;
+    }
+
     /// Uploads the last pack, waits for every upload and indexes the packs no index object
     /// lists yet.
-    async fn finish(mut self, report: &mut CopyReport) -> Result<()> {
-        self.upload(report).await?;
+    async fn finish(&mut self, report: &mut CopyReport) -> Result<()> {
+        if let Some(pack) = self.pack.take() {
+            let codec = self.dest.codec().clone();
+            let sealed = blocking(move || pack.seal(&codec)).await??;
+            self.upload(sealed, report).await?;
+        }
         while !self.uploads.is_empty() {
             self.finish_one(report).await?;
         }

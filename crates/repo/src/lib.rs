@@ -17,6 +17,7 @@ pub mod error;
 pub mod format;
 pub mod lock;
 pub mod open;
+mod pack_spool;
 pub mod prune;
 pub mod repair;
 pub mod repository;

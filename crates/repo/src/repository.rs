@@ -342,6 +342,26 @@ impl Repository {
     pub async fn put_confirmed(&self, key: &str, data: Bytes, sent: &Id) -> Result<()> {
         let length = data.len() as u64;
         self.storage.put(key, data).await?;
+        self.confirm(key, sent, length).await
+    }
+
+    /// [`Repository::put_confirmed`] for an object spooled to the file at `path`, `length`
+    /// bytes whose SHA-256 is `sent`: the storage reads the file as it sends it
+    /// ([`crate::storage::Storage::put_file`]).
+    pub async fn put_file_confirmed(
+        &self,
+        key: &str,
+        path: &std::path::Path,
+        length: u64,
+        sent: &Id,
+    ) -> Result<()> {
+        self.storage.put_file(key, path).await?;
+        self.confirm(key, sent, length).await
+    }
+
+    /// Reads back the object just written under `key` and compares its SHA-256 with `sent`,
+    /// that of the `length` bytes sent.
+    async fn confirm(&self, key: &str, sent: &Id, length: u64) -> Result<()> {
         let (stored, stored_length) = self.storage.sha256(key).await?;
         if Id(stored) != *sent {
             return Err(RepoError::corrupt(

@@ -5,7 +5,8 @@
 //!   writes a temporary file, fsyncs it and renames it; S3 uses PutObject or
 //!   CompleteMultipartUpload. Objects are written once; a second `put` of the same key replaces
 //!   it whole (the repository only does this for content-addressed keys, where the content is
-//!   the same).
+//!   the same). `put_file` stores a file's content the same way, read from the file as it
+//!   is sent.
 //! - `get` and `get_range` of a missing key return [`StorageError::NotFound`] naming the key.
 //! - `get_range` past the end of an object is an error, never a short read.
 //! - `list(prefix)` is complete: every object whose key starts with `prefix`, with its size,
@@ -140,6 +141,16 @@ fn seconds(d: &std::time::Duration) -> String {
 pub trait Storage: Send + Sync + std::fmt::Debug {
     /// Stores `data` under `key`, atomically (see the module contract).
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
+    /// Stores the content of the file at `path` under `key`, atomically as `put` does: what
+    /// a writer that spooled a large object to a temporary file uploads. Implementations
+    /// stream it from the file, so that the object is never held in memory; by default the
+    /// file is read whole and `put`. The file is only read, never moved or removed.
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
+        let data = tokio::fs::read(path)
+            .await
+            .map_err(|e| spool_error("put", key, path, e))?;
+        self.put(key, Bytes::from(data)).await
+    }
     /// The whole object.
     async fn get(&self, key: &str) -> Result<Bytes, StorageError>;
     /// `length` bytes from `offset`; fails when the object is shorter.
@@ -218,6 +229,21 @@ pub(crate) fn validate_key(op: &'static str, key: &str) -> Result<(), StorageErr
             key: key.to_string(),
             message: "invalid object key".into(),
         })
+    }
+}
+
+/// A spooled file that could not be read: named with the key it was to be stored under.
+/// Permanent: the file is the writer's own, and another try would read the same.
+pub(crate) fn spool_error(
+    op: &'static str,
+    key: &str,
+    path: &std::path::Path,
+    e: std::io::Error,
+) -> StorageError {
+    StorageError::Permanent {
+        op,
+        key: key.to_string(),
+        message: format!("reading {}: {e}", path.display()),
     }
 }
 

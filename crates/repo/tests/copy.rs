@@ -2,7 +2,8 @@
 //! alone and checks clean there, whether the two repositories share keys or not; a second
 //! copy moves only what changed; a copy stopped half-way leaves no snapshot and the next one
 //! completes it; an object that does not read back as written stops the copy before its
-//! snapshot is committed.
+//! snapshot is committed; the packs a copy fills in temporary files are gone once it
+//! returns, whether it succeeded or not.
 
 mod common;
 
@@ -212,11 +213,17 @@ async fn a_copy_stopped_half_way_leaves_no_snapshot_and_the_next_copy_completes_
     write_files(root.path(), &set);
     let id = back_up(source.clone(), root.path(), &set, "app").await;
 
-    // About 7 MiB in 1 MiB packs: the link goes down after the third pack.
+    // About 7 MiB in 1 MiB packs: the link goes down after the third pack. The packs are
+    // filled in files of their own; none is left once the copy has returned.
     dest_storage.packs_allowed.store(3, Ordering::SeqCst);
-    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut copier = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .spool_in(spool.path());
     let err = copier.copy(id).await.unwrap_err().to_string();
     assert!(err.contains("the link went down"), "{err}");
+    assert_eq!(files_in(spool.path()), Vec::<String>::new());
     assert!(
         dest.list_snapshots().await.unwrap().snapshots.is_empty(),
         "no snapshot is visible on the secondary"
@@ -225,10 +232,21 @@ async fn a_copy_stopped_half_way_leaves_no_snapshot_and_the_next_copy_completes_
     assert!(dest_storage.inner.list("index/").await.unwrap().is_empty());
 
     dest_storage.packs_allowed.store(-1, Ordering::SeqCst);
-    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let mut copier = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .spool_in(spool.path());
     let report = copier.copy(id).await.unwrap();
+    assert_eq!(files_in(spool.path()), Vec::<String>::new());
     assert_restores(dest.clone(), report.snapshot, &set).await;
     assert_checks_clean(dest.clone()).await;
+}
+
+fn files_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -286,12 +304,17 @@ async fn an_object_that_does_not_read_back_as_written_stops_the_copy_before_its_
     let id = back_up(source.clone(), root.path(), &set, "app").await;
 
     dest_storage.corrupt_packs.store(true, Ordering::SeqCst);
-    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut copier = Copier::new(source.clone(), dest.clone())
+        .await
+        .unwrap()
+        .spool_in(spool.path());
     let err = copier.copy(id).await.unwrap_err().to_string();
     assert!(
         err.contains("data/") && err.contains("read back after writing"),
         "names the object and why: {err}"
     );
+    assert_eq!(files_in(spool.path()), Vec::<String>::new());
     assert!(dest.list_snapshots().await.unwrap().snapshots.is_empty());
 }
 

@@ -2,7 +2,8 @@
 //! writes carries its retention; with the repository's own credentials a locked version
 //! cannot be deleted, and an overwrite leaves it intact; prune leaves locked objects in place
 //! and removes them once their lock has lapsed; maintenance extends the lock of what is still
-//! referenced; check names a referenced object whose lock has lapsed.
+//! referenced; check names a referenced object whose lock has lapsed; an object sent from a
+//! file (a copy's spooled pack) is stored whole and locked.
 
 mod common;
 
@@ -254,4 +255,38 @@ async fn locked_objects_cannot_be_deleted_and_prune_waits_for_their_lock_to_laps
     prune::prune(repo.clone(), &rules, false).await.unwrap();
     let report = check(repo, ReadData::None).await.unwrap();
     assert!(report.is_ok(), "{:?}", report.findings);
+}
+
+/// A spooled pack is sent from its file (a streamed body, in parts past the multipart
+/// threshold): SeaweedFS takes it whole and locks it like any other object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_sent_from_a_file_is_stored_whole_and_locked() {
+    let server = SeaweedServer::start(&[BUCKET]);
+    for (k, v) in server.env() {
+        std::env::set_var(k, v);
+    }
+    let mut options = S3Options::new(BUCKET, "spooled");
+    options.endpoint = Some(server.endpoint());
+    options.region = Some("us-east-1".into());
+    options.path_style = true;
+    options.multipart_threshold = 5 << 20;
+    options.part_size = 5 << 20;
+    options.object_lock = Some(ObjectLock {
+        mode: LockMode::Governance,
+        retention: RETENTION,
+    });
+    let store = RetryStorage::new(S3Storage::connect(options).await, RetryPolicy::default());
+    let dir = tempfile::tempdir().unwrap();
+    for (key, size) in [("data/aa/small", 300_000), ("data/bb/parts", 11 << 20)] {
+        let content = backstop_testkit::noise(size, size as u64);
+        let file = dir.path().join("pack");
+        std::fs::write(&file, &content).unwrap();
+        store.put_file(key, &file).await.unwrap();
+        assert_eq!(store.get(key).await.unwrap(), content, "{key}");
+        let until = store.locked_until(key).await.unwrap();
+        assert!(
+            until.is_some_and(|u| u > jiff::Timestamp::now()),
+            "{key}: {until:?}"
+        );
+    }
 }

@@ -98,6 +98,26 @@ async fn suite(s: &dyn Storage, large: usize) {
     assert_eq!(data[1].size, large as u64);
     assert!(s.list("nothing/").await.unwrap().is_empty());
 
+    // put_file: the file's content becomes the object (a large one in parts, on S3), and
+    // the file is left as it was; a file that cannot be read is a permanent error naming
+    // the key and the file, and leaves no object.
+    let spool = tempfile::tempdir().unwrap();
+    let (large_file, small_file) = (spool.path().join("large"), spool.path().join("small"));
+    std::fs::write(&large_file, &big).unwrap();
+    std::fs::write(&small_file, b"spooled").unwrap();
+    s.put_file("data/ef/large", &large_file).await.unwrap();
+    assert_eq!(s.get("data/ef/large").await.unwrap(), big);
+    assert_eq!(std::fs::read(&large_file).unwrap(), big);
+    s.put_file("index/small", &small_file).await.unwrap();
+    assert_eq!(&s.get("index/small").await.unwrap()[..], b"spooled");
+    let missing = spool.path().join("missing-spool");
+    let err = s.put_file("data/ef/none", &missing).await.unwrap_err();
+    assert!(!err.is_transient(), "{err}");
+    assert_eq!(err.key(), "data/ef/none");
+    assert!(err.to_string().contains("missing-spool"), "{err}");
+    assert!(s.get("data/ef/none").await.unwrap_err().is_not_found());
+    s.delete("data/ef/large").await.unwrap();
+
     // Delete, and delete of a missing key, both succeed.
     s.delete("data/ab/one").await.unwrap();
     s.delete("data/ab/one").await.unwrap();

@@ -96,21 +96,26 @@ impl PackBuilder {
     }
 
     pub fn seal(mut self, codec: &Codec) -> SealedPack {
-        let header = PackHeader {
-            version: 1,
-            blobs: self.blobs.clone(),
-        };
-        let json = serde_json::to_vec(&header).expect("pack headers serialise");
-        let encoded = codec.encode(&json, HEADER_AAD);
-        self.buf.extend_from_slice(&encoded);
-        self.buf
-            .extend_from_slice(&(encoded.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(&tail(codec, &self.blobs));
         SealedPack {
             id: Id::sha256(&self.buf),
             bytes: self.buf.into(),
             blobs: self.blobs,
         }
     }
+}
+
+/// What ends a pack whose blobs are `blobs`: its encoded header and the header's length.
+pub fn tail(codec: &Codec, blobs: &[BlobEntry]) -> Vec<u8> {
+    let header = PackHeader {
+        version: 1,
+        blobs: blobs.to_vec(),
+    };
+    let json = serde_json::to_vec(&header).expect("pack headers serialise");
+    let mut tail = codec.encode(&json, HEADER_AAD);
+    let length = tail.len() as u32;
+    tail.extend_from_slice(&length.to_le_bytes());
+    tail
 }
 
 /// Reads the header of a whole pack.

@@ -71,6 +71,65 @@ fn io_error(op: &'static str, key: &str, e: std::io::Error) -> StorageError {
 }
 
 fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    write_atomically_with(path, data.len(), |sink| sink.write(data))
+}
+
+/// Which side of a copy failed: reading the file, or writing the object.
+enum CopyError {
+    Source(std::io::Error),
+    Object(std::io::Error),
+}
+
+/// Copies the file at `from` into a new object at `path` (as [`write_atomically`]), a block
+/// at a time: a spooled pack never passes through memory whole.
+fn copy_atomically(path: &Path, from: &Path) -> Result<(), CopyError> {
+    let mut source = std::fs::File::open(from).map_err(CopyError::Source)?;
+    let length = source.metadata().map_err(CopyError::Source)?.len() as usize;
+    let mut read_failed = None;
+    let written = write_atomically_with(path, length, |sink| {
+        let mut block = vec![0u8; READ_BACK_BLOCK.min(length.max(1))];
+        let mut left = length;
+        while left > 0 {
+            let n = block.len().min(left);
+            if let Err(e) = source.read_exact(&mut block[..n]) {
+                let kind = e.kind();
+                read_failed = Some(e);
+                return Err(kind.into());
+            }
+            sink.write(&block[..n])?;
+            left -= n;
+        }
+        Ok(())
+    });
+    match (written, read_failed) {
+        (Ok(()), _) => Ok(()),
+        (Err(_), Some(e)) => Err(CopyError::Source(e)),
+        (Err(e), None) => Err(CopyError::Object(e)),
+    }
+}
+
+/// Where an object's bytes go on their way to its temporary file.
+enum ObjectSink {
+    Direct(DirectWriter),
+    Buffered(std::fs::File),
+}
+
+impl ObjectSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            ObjectSink::Direct(writer) => Ok(writer.write(data)?),
+            ObjectSink::Buffered(file) => file.write_all(data),
+        }
+    }
+}
+
+/// Writes an object of `length` bytes, which `fill` writes to the sink it is given, to a
+/// temporary file beside `path`, then makes it durable and renames it into place.
+fn write_atomically_with(
+    path: &Path,
+    length: usize,
+    fill: impl FnOnce(&mut ObjectSink) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path.parent().expect("object paths have a parent");
     std::fs::create_dir_all(dir)?;
     let file_name = path.file_name().expect("object paths have a name");
@@ -80,14 +139,15 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
         rand::random::<u64>()
     ));
     let result = (|| {
-        let file = if data.len() >= DIRECT_WRITE_MIN {
-            let mut writer = DirectWriter::create(std::slice::from_ref(&temp))?;
-            writer.write(data)?;
-            writer.finish()?.0.pop().expect("one file in, one out")
+        let mut sink = if length >= DIRECT_WRITE_MIN {
+            ObjectSink::Direct(DirectWriter::create(std::slice::from_ref(&temp))?)
         } else {
-            let mut file = std::fs::File::create(&temp)?;
-            file.write_all(data)?;
-            file
+            ObjectSink::Buffered(std::fs::File::create(&temp)?)
+        };
+        fill(&mut sink)?;
+        let file = match sink {
+            ObjectSink::Direct(writer) => writer.finish()?.0.pop().expect("one file in, one out"),
+            ObjectSink::Buffered(file) => file,
         };
         file.sync_all()?;
         drop(file);
@@ -189,6 +249,19 @@ impl Storage for LocalStorage {
         let k = key.to_string();
         Self::blocking("put", key, move || {
             write_atomically(&path, &data).map_err(|e| io_error("put", &k, e))
+        })
+        .await
+    }
+
+    async fn put_file(&self, key: &str, from: &Path) -> Result<(), StorageError> {
+        validate_key("put", key)?;
+        let (path, from) = (self.path(key), from.to_path_buf());
+        let k = key.to_string();
+        Self::blocking("put", key, move || {
+            copy_atomically(&path, &from).map_err(|e| match e {
+                CopyError::Source(e) => super::spool_error("put", &k, &from, e),
+                CopyError::Object(e) => io_error("put", &k, e),
+            })
         })
         .await
     }

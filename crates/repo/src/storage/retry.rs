@@ -148,6 +148,11 @@ impl<S: Storage> Storage for RetryStorage<S> {
         self.with_retry(|| self.inner.put(key, data.clone())).await
     }
 
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
+        // Each try reads the file from its start.
+        self.with_retry(|| self.inner.put_file(key, path)).await
+    }
+
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
         self.with_retry(|| self.inner.get(key)).await
     }

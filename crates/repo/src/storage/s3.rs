@@ -178,7 +178,42 @@ impl S3Storage {
         }
     }
 
-    async fn put_multipart(&self, key: &str, full: &str, data: Bytes) -> Result<(), StorageError> {
+    /// Uploads `data` under `key`: in one PutObject, or in parts from the multipart
+    /// threshold on.
+    async fn put_payload(&self, key: &str, data: Payload<'_>) -> Result<(), StorageError> {
+        validate_key("put", key)?;
+        let full = self.full_key(key);
+        if data.len() >= self.options.multipart_threshold as u64 {
+            return self.put_multipart(key, &full, data).await;
+        }
+        let timeouts = self.upload_timeouts(data.len() as usize);
+        let lock = self.lock_for(key);
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.options.bucket)
+            .key(full)
+            .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
+            .set_object_lock_retain_until_date(lock.map(|l| l.1))
+            .body(data.body(key, 0, data.len()).await?)
+            .customize()
+            .config_override(timeouts);
+        if !self.sign_payload {
+            request = request.disable_payload_signing();
+        }
+        request
+            .send()
+            .await
+            .map_err(|e| self.classify("put", key, e))?;
+        Ok(())
+    }
+
+    async fn put_multipart(
+        &self,
+        key: &str,
+        full: &str,
+        data: Payload<'_>,
+    ) -> Result<(), StorageError> {
         let bucket = &self.options.bucket;
         let lock = self.lock_for(key);
         let created = self
@@ -194,8 +229,11 @@ impl S3Storage {
         let upload_id = created.upload_id().unwrap_or_default().to_string();
         let result: Result<(), StorageError> = async {
             let mut parts = Vec::new();
-            for (i, chunk) in data.chunks(self.options.part_size.max(1)).enumerate() {
+            let part_size = self.options.part_size.max(1) as u64;
+            for (i, start) in (0..data.len()).step_by(part_size as usize).enumerate() {
                 let number = i as i32 + 1;
+                let length = part_size.min(data.len() - start);
+                let body = data.body(key, start, length).await?;
                 let mut request = self
                     .client
                     .upload_part()
@@ -203,9 +241,9 @@ impl S3Storage {
                     .key(full)
                     .upload_id(&upload_id)
                     .part_number(number)
-                    .body(ByteStream::from(data.slice_ref(chunk)))
+                    .body(body)
                     .customize()
-                    .config_override(self.upload_timeouts(chunk.len()));
+                    .config_override(self.upload_timeouts(length as usize));
                 if !self.sign_payload {
                     request = request.disable_payload_signing();
                 }
@@ -266,6 +304,47 @@ fn timeouts(options: &S3Options, upload: usize) -> TimeoutConfig {
         .connect_timeout(options.connect_timeout)
         .operation_attempt_timeout(options.attempt_timeout + allowance)
         .build()
+}
+
+/// What an upload sends: bytes in memory, or a file read as it is sent. A file's body
+/// cannot be hashed before it is sent, so the SDK sends it without a SigV4 hash of its body
+/// whatever [`signs_payload`] says (its CRC32 checksum still travels, in a trailer): the
+/// one caller, a confirmed write, reads the object back and compares its SHA-256.
+enum Payload<'a> {
+    Memory(Bytes),
+    File {
+        path: &'a std::path::Path,
+        length: u64,
+    },
+}
+
+impl Payload<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Payload::Memory(data) => data.len() as u64,
+            Payload::File { length, .. } => *length,
+        }
+    }
+
+    /// The body of `length` bytes from `start`, for an upload to `key`.
+    async fn body(&self, key: &str, start: u64, length: u64) -> Result<ByteStream, StorageError> {
+        match self {
+            Payload::Memory(data) => Ok(ByteStream::from(
+                data.slice(start as usize..(start + length) as usize),
+            )),
+            Payload::File { path, .. } => ByteStream::read_from()
+                .path(path)
+                .offset(start)
+                .length(aws_sdk_s3::primitives::Length::Exact(length))
+                .build()
+                .await
+                .map_err(|e| StorageError::Permanent {
+                    op: "put",
+                    key: key.to_string(),
+                    message: format!("reading {}: {e}", path.display()),
+                }),
+        }
+    }
 }
 
 /// The TLS library's refusal of the server's certificate, if that is why a request failed
@@ -432,31 +511,15 @@ impl S3Storage {
 #[async_trait]
 impl Storage for S3Storage {
     async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-        validate_key("put", key)?;
-        let full = self.full_key(key);
-        if data.len() >= self.options.multipart_threshold {
-            return self.put_multipart(key, &full, data).await;
-        }
-        let timeouts = self.upload_timeouts(data.len());
-        let lock = self.lock_for(key);
-        let mut request = self
-            .client
-            .put_object()
-            .bucket(&self.options.bucket)
-            .key(full)
-            .set_object_lock_mode(lock.as_ref().map(|l| l.0.clone()))
-            .set_object_lock_retain_until_date(lock.map(|l| l.1))
-            .body(ByteStream::from(data))
-            .customize()
-            .config_override(timeouts);
-        if !self.sign_payload {
-            request = request.disable_payload_signing();
-        }
-        request
-            .send()
+        self.put_payload(key, Payload::Memory(data)).await
+    }
+
+    async fn put_file(&self, key: &str, path: &std::path::Path) -> Result<(), StorageError> {
+        let length = tokio::fs::metadata(path)
             .await
-            .map_err(|e| self.classify("put", key, e))?;
-        Ok(())
+            .map_err(|e| super::spool_error("put", key, path, e))?
+            .len();
+        self.put_payload(key, Payload::File { path, length }).await
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
