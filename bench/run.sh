@@ -29,9 +29,10 @@
 #
 # Every tool runs the same phases in the same order on the same data:
 # initial backup, incremental backup after ~1% of the files changed, restore of
-# the latest snapshot, a full read-data check, and (local repositories only) a copy
-# of the latest snapshot into a new repository with a key of its own (`backstop copy`,
-# `restic copy`; unencrypted Backstop copies into an unencrypted one). Page caches cannot be dropped
+# the latest snapshot, a full read-data check, and a copy of the latest snapshot into a
+# new repository with a key of its own (`backstop copy`, `restic copy`; unencrypted
+# Backstop copies into an unencrypted one; with BENCH_S3, into a second bucket or prefix
+# on the same server). Page caches cannot be dropped
 # without root, so the data set is warm for everyone; the order is kept fixed so
 # that runs stay comparable with each other.
 set -euo pipefail
@@ -332,6 +333,7 @@ verify_restore() {
 # so each variant gets a self-contained directory.
 setup_backstop() {
     local dir=$1 key_line=$2 repo_lines=${3:-url = \"file://./repo\"}
+    local second_lines=${4:-url = \"file://./second\"}
     mkdir -p "$dir/policies"
     # The second repository, for the copy phase, has a key of its own (the same way of
     # keying, another secret): a copy decodes every chunk and encodes it anew.
@@ -346,7 +348,7 @@ $repo_lines
 $key_line
 
 [repositories.second]
-url = "file://./second"
+$second_lines
 $second_key_line
 EOF
     cat >"$dir/policies/bench.toml" <<EOF
@@ -442,7 +444,7 @@ JSON
         S3_ENDPOINT=$scheme://127.0.0.1:$proxy_port
     fi
     # The gateway answers before its filer is ready: bucket creation is retried for a while.
-    for bucket in backstop backstop-enc backstop-pass restic; do
+    for bucket in backstop backstop-enc backstop-pass restic restic-second; do
         for attempt in $(seq 1 60); do
             echo "s3.bucket.create -name $bucket" | weed shell -master="127.0.0.1:$master_port" >>"$LOGS/weed-shell.log" 2>&1 \
                 && grep -q "$bucket" <(echo "s3.bucket.list" | weed shell -master="127.0.0.1:$master_port" 2>/dev/null) && break
@@ -458,10 +460,12 @@ fi
 setup_backstop_on() {
     local dir=$1 bucket=$2 key_line=$3
     if [[ -n $S3_ENDPOINT ]]; then
-        setup_backstop "$dir" "$key_line" "url = \"s3://$bucket/repo\"
-endpoint = \"$S3_ENDPOINT\"
+        local endpoint="endpoint = \"$S3_ENDPOINT\"
 region = \"us-east-1\"
 path_style = true"
+        setup_backstop "$dir" "$key_line" "url = \"s3://$bucket/repo\"
+$endpoint" "url = \"s3://$bucket/second\"
+$endpoint"
     else
         setup_backstop "$dir" "$key_line"
     fi
@@ -568,25 +572,23 @@ done
 # A copy of the latest snapshot into a new, empty repository with a key of its own: one
 # round (a second copy would find everything present). restic's destination is made
 # beforehand, as for the backup; Backstop creates its own on the first copy.
-COPY=
-if [[ -z $S3_ENDPOINT ]]; then
-    COPY="copy to a new repository"
-    echo "$COPY" >&2
-    RESTIC_SECOND=$WORK/restic-second
-    RESTIC_PASSWORD=bench2 restic init --repo "$RESTIC_SECOND" >"$LOGS/restic-init-second.log" 2>&1 ||
-        die "restic init of the second repository failed (log: $LOGS/restic-init-second.log)"
-    for tool in "${TOOLS[@]}"; do
-        sync
-        if [[ $tool == restic ]]; then
-            RESTIC_FROM_PASSWORD=bench RESTIC_PASSWORD=bench2 measure "$COPY" "$tool" \
-                restic copy --from-repo "$RESTIC_REPO" --repo "$RESTIC_SECOND" latest
-        else
-            dir=${BACKSTOP_DIR[$tool]}
-            id=$(backstop_latest "$dir")
-            measure "$COPY" "$tool" "$BACKSTOP" --config "$dir/backstop.toml" copy "$id" --to second
-        fi
-    done
-fi
+COPY="copy to a new repository"
+echo "$COPY" >&2
+RESTIC_SECOND=$WORK/restic-second
+[[ -z $S3_ENDPOINT ]] || RESTIC_SECOND=s3:$S3_ENDPOINT/restic-second
+RESTIC_PASSWORD=bench2 restic init --repo "$RESTIC_SECOND" >"$LOGS/restic-init-second.log" 2>&1 ||
+    die "restic init of the second repository failed (log: $LOGS/restic-init-second.log)"
+for tool in "${TOOLS[@]}"; do
+    sync
+    if [[ $tool == restic ]]; then
+        RESTIC_FROM_PASSWORD=bench RESTIC_PASSWORD=bench2 measure "$COPY" "$tool" \
+            restic copy --from-repo "$RESTIC_REPO" --repo "$RESTIC_SECOND" latest
+    else
+        dir=${BACKSTOP_DIR[$tool]}
+        id=$(backstop_latest "$dir")
+        measure "$COPY" "$tool" "$BACKSTOP" --config "$dir/backstop.toml" copy "$id" --to second
+    fi
+done
 
 # ---------------------------------------------------------------------------
 # Report
