@@ -205,14 +205,14 @@ impl Copier {
             return Err(RepoError::corrupt(key, problem));
         }
         let dest = Arc::new(self.dest.with_index(index));
-        let ids = if self.source.codec().same_chunk_ids(dest.codec()) {
+        let previous = if self.source.codec().same_chunk_ids(dest.codec()) {
             HashMap::new()
         } else {
             self.translation_from_previous_copy(&snapshot, &dest).await
         };
         let mut out = PackOut::new(dest.clone(), self.index_chunks, self.spool_dir.clone());
         let tree = match self
-            .copy_tree(&snapshot, &dest, ids, &mut out, &mut report)
+            .copy_tree(&snapshot, &dest, previous, &mut out, &mut report)
             .await
         {
             Ok(tree) => tree,
@@ -246,17 +246,25 @@ impl Copier {
     }
 
     /// Copies the snapshot's tree and every chunk it needs that the destination lacks, and
-    /// writes the index of the packs written: all but the snapshot object. `ids` is the
-    /// translation known so far ([`Copier::translation_from_previous_copy`]).
+    /// writes the index of the packs written: all but the snapshot object. `previous` is
+    /// the translation the previous copy gives ([`Copier::translation_from_previous_copy`]).
+    ///
+    /// What it keeps for every distinct chunk is all that grows with the snapshot: where
+    /// ids carry over, the set of source chunks handled (`seen`); otherwise their
+    /// translation (`ids`), into which each entry of `previous` moves once a window
+    /// reaches its chunk. No set of the chunks written is kept: distinct source chunks have
+    /// distinct plaintexts, so each is written at most once, and only the tree's own chunks
+    /// are checked against what this copy wrote ([`PackOut::add`]).
     async fn copy_tree(
         &self,
         snapshot: &Snapshot,
         dest: &Arc<Repository>,
-        mut ids: HashMap<Id, Id>,
+        mut previous: HashMap<Id, Id>,
         out: &mut PackOut,
         report: &mut CopyReport,
     ) -> Result<TreeRef> {
         let same_ids = self.source.codec().same_chunk_ids(dest.codec());
+        let mut ids = HashMap::new();
         // The source's tree is read as a stream, a window of entries at a time: their
         // chunks are copied, then the entries translated and written to the copy's tree.
         // No tree is held whole, neither entries nor text.
@@ -279,19 +287,29 @@ impl Copier {
             // and not held there.
             let mut wanted = Vec::new();
             for chunk in window.iter().flat_map(|e| e.chunks.iter()) {
-                if !seen.insert(*chunk) {
-                    continue;
-                }
-                let in_dest = if same_ids {
-                    Some(*chunk)
-                } else {
-                    ids.get(chunk).copied()
-                };
-                match in_dest {
-                    Some(d) if dest.index().contains(&d) => report.chunks_present += 1,
-                    _ => wanted.push(*chunk),
+                if same_ids {
+                    if !seen.insert(*chunk) {
+                        continue;
+                    }
+                    if dest.index().contains(chunk) {
+                        report.chunks_present += 1;
+                    } else {
+                        wanted.push(*chunk);
+                    }
+                } else if !ids.contains_key(chunk) {
+                    match previous.remove(chunk) {
+                        Some(d) if dest.index().contains(&d) => {
+                            ids.insert(*chunk, d);
+                            report.chunks_present += 1;
+                        }
+                        // Translated once its run is read (a chunk twice in the window is
+                        // wanted once).
+                        _ => wanted.push(*chunk),
+                    }
                 }
             }
+            wanted.sort_unstable();
+            wanted.dedup();
             // Read a run of nearby chunks of one pack at a time; decode, name and encode its
             // chunks on a blocking thread, a few runs at once.
             let runs = plan_runs(&source, wanted)?;
@@ -325,10 +343,13 @@ impl Copier {
                 }
                 tree.push(&entry).await?;
             }
-            tree.store_ready(out, report).await?;
+            let handled = |text: &[u8]| handled_as_file_chunk(&source, &seen, &ids, text);
+            tree.store_ready(out, report, &handled).await?;
         }
-        drop((ids, seen, entries));
-        let tree = tree.finish(out, report).await?;
+        drop((previous, entries));
+        let handled = |text: &[u8]| handled_as_file_chunk(&source, &seen, &ids, text);
+        let tree = tree.finish(out, report, &handled).await?;
+        drop((ids, seen));
         out.finish(report).await?;
         Ok(tree)
     }
@@ -384,6 +405,19 @@ impl Copier {
         }
         ids
     }
+}
+
+/// Whether a chunk of the copy's tree, whose plaintext is `text`, is a chunk this copy has
+/// handled already as a file's (held by the destination, or written by this copy): named as
+/// the source names it, it is then among the source chunks `seen` or translated (`ids`).
+fn handled_as_file_chunk(
+    source: &Repository,
+    seen: &HashSet<Id>,
+    ids: &HashMap<Id, Id>,
+    text: &[u8],
+) -> bool {
+    let id = source.codec().chunk_id(text);
+    seen.contains(&id) || ids.contains_key(&id)
 }
 
 /// A range of one source pack read at once, and the wanted chunks that lie in it.
@@ -521,8 +555,9 @@ type Uploaded = Result<(IndexPack, u64)>;
 struct PackOut {
     /// The destination, with its index as read under this copy's lock.
     dest: Arc<Repository>,
-    /// Chunks this copy has written.
-    written: HashSet<Id>,
+    /// Chunks of the copy's tree this copy has written (files' chunks need no such set:
+    /// see [`Copier::copy_tree`]).
+    tree_chunks: HashSet<Id>,
     /// The pack being filled, once a chunk has come for it, in a file in `spool_dir`.
     pack: Option<SpooledPack>,
     spool_dir: Arc<std::path::Path>,
@@ -538,7 +573,7 @@ impl PackOut {
     fn new(dest: Arc<Repository>, index_chunks: usize, spool_dir: std::path::PathBuf) -> Self {
         Self {
             dest,
-            written: HashSet::new(),
+            tree_chunks: HashSet::new(),
             pack: None,
             spool_dir: spool_dir.into(),
             uploads: tokio::task::JoinSet::new(),
@@ -549,18 +584,17 @@ impl PackOut {
     }
 
     fn holds(&self, id: &Id) -> bool {
-        self.dest.index().contains(id) || self.written.contains(id)
+        self.dest.index().contains(id) || self.tree_chunks.contains(id)
     }
 
-    /// Stores a run's translated chunks that the destination lacks (and this copy has not
-    /// written): appended to the pack being filled on a blocking thread, each pack that
-    /// reaches the pack size sealed and uploaded.
+    /// Stores a run's translated chunks that the destination lacks (and that are not chunks
+    /// of the tree this copy wrote): appended to the pack being filled on a blocking
+    /// thread, each pack that reaches the pack size sealed and uploaded.
     async fn store(&mut self, run: TranslatedRun, report: &mut CopyReport) -> Result<()> {
         let mut adding = Vec::new();
         for (i, chunk) in run.chunks.iter().enumerate() {
             match chunk.encoded {
                 Some(_) if !self.holds(&chunk.dest) => {
-                    self.written.insert(chunk.dest);
                     report.chunks_copied += 1;
                     adding.push(i);
                 }
@@ -599,9 +633,10 @@ impl PackOut {
         Ok(())
     }
 
-    /// Names a chunk of plaintext (the copy's tree) as the destination does and stores it
-    /// there unless it is held already; returns its id in the destination.
-    async fn add(&mut self, plain: Vec<u8>, report: &mut CopyReport) -> Result<Id> {
+    /// Names a chunk of the copy's tree as the destination does and stores it there unless
+    /// it is held already: by the destination, as a chunk of the tree this copy wrote, or
+    /// (`handled`) as a file's chunk this copy handled. Returns its id in the destination.
+    async fn add(&mut self, plain: Vec<u8>, handled: bool, report: &mut CopyReport) -> Result<Id> {
         let dest = self.dest.clone();
         let run = blocking(move || {
             let mut encoded = Vec::new();
@@ -619,7 +654,12 @@ impl PackOut {
         })
         .await?;
         let id = run.chunks[0].dest;
-        self.store(run, report).await?;
+        if handled || self.holds(&id) {
+            report.chunks_present += 1;
+        } else {
+            self.store(run, report).await?;
+            self.tree_chunks.insert(id);
+        }
         Ok(id)
     }
 
@@ -748,10 +788,16 @@ impl TreeWriter {
         self.text.write(entry).await
     }
 
-    /// Stores the tree's chunks cut so far.
-    async fn store_ready(&mut self, out: &mut PackOut, report: &mut CopyReport) -> Result<()> {
+    /// Stores the tree's chunks cut so far. `handled` tells a chunk whose plaintext this
+    /// copy has handled already as a file's ([`handled_as_file_chunk`]).
+    async fn store_ready(
+        &mut self,
+        out: &mut PackOut,
+        report: &mut CopyReport,
+        handled: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<()> {
         while let Ok(chunk) = self.chunks.try_recv() {
-            self.store(chunk, out, report).await?;
+            self.store(chunk, out, report, handled).await?;
         }
         Ok(())
     }
@@ -761,17 +807,24 @@ impl TreeWriter {
         chunk: std::io::Result<Vec<u8>>,
         out: &mut PackOut,
         report: &mut CopyReport,
+        handled: &(dyn Fn(&[u8]) -> bool + Sync),
     ) -> Result<()> {
         let text = chunk.map_err(|e| RepoError::Invalid(format!("writing the tree: {e}")))?;
-        self.ids.push(out.add(text, report).await?);
+        let held = handled(&text);
+        self.ids.push(out.add(text, held, report).await?);
         Ok(())
     }
 
     /// Stores the rest of the tree; returns its reference.
-    async fn finish(mut self, out: &mut PackOut, report: &mut CopyReport) -> Result<TreeRef> {
+    async fn finish(
+        mut self,
+        out: &mut PackOut,
+        report: &mut CopyReport,
+        handled: &(dyn Fn(&[u8]) -> bool + Sync),
+    ) -> Result<TreeRef> {
         self.text.close().await?;
         while let Some(chunk) = self.chunks.recv().await {
-            self.store(chunk, out, report).await?;
+            self.store(chunk, out, report, handled).await?;
         }
         let thread = self.thread.take().expect("the tree is finished once");
         let digest = blocking(move || thread.join())
@@ -789,4 +842,70 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| RepoError::Invalid(format!("copy worker failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::repository::InitOptions;
+    use crate::storage::{MemoryStorage, Storage};
+
+    fn empty_report() -> CopyReport {
+        let none = Id([0; 32]);
+        CopyReport {
+            source_snapshot: none,
+            snapshot: none,
+            already_present: false,
+            chunks_copied: 0,
+            chunks_present: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            objects_confirmed: 0,
+            duration_ms: 0,
+        }
+    }
+
+    /// No set of the chunks written is kept for files' chunks, so the two ways one
+    /// plaintext can come twice in a copy are checked: a file's chunk after a tree chunk of
+    /// the same plaintext is held, and a tree chunk the copy handled as a file's is not
+    /// written again. One chunk is written in all.
+    #[tokio::test]
+    async fn a_plaintext_that_is_both_a_tree_chunk_and_a_file_chunk_is_written_once() {
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        Repository::init(storage.clone(), InitOptions::default())
+            .await
+            .unwrap();
+        let dest = Arc::new(Repository::open(storage.clone(), None).await.unwrap());
+        let spool = tempfile::tempdir().unwrap();
+        let mut out = PackOut::new(dest.clone(), 1, spool.path().to_path_buf());
+        let mut report = empty_report();
+
+        let text = b"entries of a tree, and the content of a file".to_vec();
+        let id = out.add(text.clone(), false, &mut report).await.unwrap();
+        let mut encoded = Vec::new();
+        let (file_id, range) = encode_for(&dest, &text, &mut encoded);
+        assert_eq!(file_id, id);
+        let chunk = Translated {
+            source: id,
+            dest: id,
+            raw_length: text.len() as u64,
+            encoded: range,
+        };
+        let run = TranslatedRun {
+            chunks: vec![chunk],
+            encoded,
+        };
+        out.store(run, &mut report).await.unwrap();
+        out.add(b"a file's chunk, handled".to_vec(), true, &mut report)
+            .await
+            .unwrap();
+        out.finish(&mut report).await.unwrap();
+
+        assert_eq!((report.chunks_copied, report.chunks_present), (1, 2));
+        let (index, problems) = dest.load_index().await.unwrap();
+        assert!(problems.is_empty(), "{problems:?}");
+        let dest = dest.with_index(index);
+        assert!(dest.index().contains(&id));
+        assert_eq!(storage.list("data/").await.unwrap().len(), 1);
+    }
 }
