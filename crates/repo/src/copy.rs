@@ -60,6 +60,23 @@ pub struct CopyReport {
     pub duration_ms: u64,
 }
 
+impl CopyReport {
+    /// The report of a copy of `source_snapshot` before it has done anything.
+    fn nothing_yet(source_snapshot: Id) -> Self {
+        Self {
+            source_snapshot,
+            snapshot: source_snapshot,
+            already_present: false,
+            chunks_copied: 0,
+            chunks_present: 0,
+            bytes_read: 0,
+            bytes_written: 0,
+            objects_confirmed: 0,
+            duration_ms: 0,
+        }
+    }
+}
+
 /// Copies snapshots from one repository to another. Both listings are read once, when the
 /// copier is made, and the destination's is kept up to date as snapshots are copied.
 pub struct Copier {
@@ -175,17 +192,7 @@ impl Copier {
             Some((_, s)) => s.clone(),
             None => self.source.load_snapshot(&id).await?,
         };
-        let mut report = CopyReport {
-            source_snapshot: id,
-            snapshot: id,
-            already_present: false,
-            chunks_copied: 0,
-            chunks_present: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-            objects_confirmed: 0,
-            duration_ms: 0,
-        };
+        let mut report = CopyReport::nothing_yet(id);
         if let Some(copy) = self.copy_of(&snapshot) {
             report.snapshot = copy;
             report.already_present = true;
@@ -850,21 +857,6 @@ mod tests {
     use crate::repository::InitOptions;
     use crate::storage::{MemoryStorage, Storage};
 
-    fn empty_report() -> CopyReport {
-        let none = Id([0; 32]);
-        CopyReport {
-            source_snapshot: none,
-            snapshot: none,
-            already_present: false,
-            chunks_copied: 0,
-            chunks_present: 0,
-            bytes_read: 0,
-            bytes_written: 0,
-            objects_confirmed: 0,
-            duration_ms: 0,
-        }
-    }
-
     /// No set of the chunks written is kept for files' chunks, so the two ways one
     /// plaintext can come twice in a copy are checked: a file's chunk after a tree chunk of
     /// the same plaintext is held, and a tree chunk the copy handled as a file's is not
@@ -878,7 +870,7 @@ mod tests {
         let dest = Arc::new(Repository::open(storage.clone(), None).await.unwrap());
         let spool = tempfile::tempdir().unwrap();
         let mut out = PackOut::new(dest.clone(), 1, spool.path().to_path_buf());
-        let mut report = empty_report();
+        let mut report = CopyReport::nothing_yet(Id([0; 32]));
 
         let text = b"entries of a tree, and the content of a file".to_vec();
         let id = out.add(text.clone(), false, &mut report).await.unwrap();
