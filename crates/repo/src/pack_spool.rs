@@ -1,9 +1,10 @@
 //! A pack filled in a temporary file instead of memory, as restic fills its packs: a writer
 //! that overlaps filling one pack with uploading the last would otherwise hold two packs'
 //! bytes (up to twice the pack size) at once. The file is in a temporary directory (the
-//! system's, `TMPDIR`, unless the writer is given one), written through the page cache, hashed as it is written (a pack's
-//! id is its SHA-256) and uploaded from the file ([`crate::storage::Storage::put_file`]). It
-//! is removed when the sealed pack is dropped, uploaded or not.
+//! system's, `TMPDIR`, unless the writer is given one), written through the page cache,
+//! hashed as it is written (a pack's id is its SHA-256) and uploaded from the file
+//! ([`crate::storage::Storage::put_file`]). It is removed when the sealed pack is dropped,
+//! uploaded or not.
 
 use std::io::{BufWriter, Write};
 use std::path::Path;

@@ -238,7 +238,7 @@ pub(crate) fn spool_error(
     op: &'static str,
     key: &str,
     path: &std::path::Path,
-    e: std::io::Error,
+    e: impl std::fmt::Display,
 ) -> StorageError {
     StorageError::Permanent {
         op,

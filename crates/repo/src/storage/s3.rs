@@ -338,11 +338,7 @@ impl Payload<'_> {
                 .length(aws_sdk_s3::primitives::Length::Exact(length))
                 .build()
                 .await
-                .map_err(|e| StorageError::Permanent {
-                    op: "put",
-                    key: key.to_string(),
-                    message: format!("reading {}: {e}", path.display()),
-                }),
+                .map_err(|e| super::spool_error("put", key, path, e)),
         }
     }
 }
