@@ -17,7 +17,7 @@
 //!   incremental copy reads only the files that changed; with no earlier copy, every chunk is
 //!   read once, decoded and named anew (and written only if the destination lacks it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,6 +26,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::archiver::{BlockReader, BlockWriter};
+use crate::chunk_table::ChunkTable;
 use crate::error::{RepoError, Result};
 use crate::format::chunker::ChunkerParams;
 use crate::format::id::Id;
@@ -213,7 +214,7 @@ impl Copier {
         }
         let dest = Arc::new(self.dest.with_index(index));
         let previous = if self.source.codec().same_chunk_ids(dest.codec()) {
-            HashMap::new()
+            Vec::new()
         } else {
             self.translation_from_previous_copy(&snapshot, &dest).await
         };
@@ -256,29 +257,29 @@ impl Copier {
     /// writes the index of the packs written: all but the snapshot object. `previous` is
     /// the translation the previous copy gives ([`Copier::translation_from_previous_copy`]).
     ///
-    /// What it keeps for every distinct chunk is all that grows with the snapshot: where
-    /// ids carry over, the set of source chunks handled (`seen`); otherwise their
-    /// translation (`ids`), into which each entry of `previous` moves once a window
-    /// reaches its chunk. No set of the chunks written is kept: distinct source chunks have
-    /// distinct plaintexts, so each is written at most once, and only the tree's own chunks
-    /// are checked against what this copy wrote ([`PackOut::add`]).
+    /// What it keeps for every distinct chunk is all that grows with the snapshot, one
+    /// entry in a [`ChunkTable`]: where ids carry over, the source chunks handled (`seen`);
+    /// otherwise their translation (`ids`), into which an entry of `previous` is taken once
+    /// a window reaches its chunk. No set of the chunks written is kept: distinct source
+    /// chunks have distinct plaintexts, so each is written at most once, and only the tree's
+    /// own chunks are checked against what this copy wrote ([`PackOut::add`]).
     async fn copy_tree(
         &self,
         snapshot: &Snapshot,
         dest: &Arc<Repository>,
-        mut previous: HashMap<Id, Id>,
+        previous: Vec<(Id, Id)>,
         out: &mut PackOut,
         report: &mut CopyReport,
     ) -> Result<TreeRef> {
         let same_ids = self.source.codec().same_chunk_ids(dest.codec());
-        let mut ids = HashMap::new();
+        let mut ids = ChunkTable::new();
         // The source's tree is read as a stream, a window of entries at a time: their
         // chunks are copied, then the entries translated and written to the copy's tree.
         // No tree is held whole, neither entries nor text.
         let source = self.source.clone();
         let mut entries = source.tree_reader(snapshot);
         let mut window = Vec::with_capacity(WINDOW);
-        let mut seen = HashSet::new();
+        let mut seen = ChunkTable::new();
         let mut tree = TreeWriter::start(dest.config().chunker);
         loop {
             while window.len() < WINDOW {
@@ -295,7 +296,7 @@ impl Copier {
             let mut wanted = Vec::new();
             for chunk in window.iter().flat_map(|e| e.chunks.iter()) {
                 if same_ids {
-                    if !seen.insert(*chunk) {
+                    if !seen.insert(*chunk, ()) {
                         continue;
                     }
                     if dest.index().contains(chunk) {
@@ -303,9 +304,12 @@ impl Copier {
                     } else {
                         wanted.push(*chunk);
                     }
-                } else if !ids.contains_key(chunk) {
-                    match previous.remove(chunk) {
-                        Some(d) if dest.index().contains(&d) => {
+                } else if !ids.contains(chunk) {
+                    let known = previous
+                        .binary_search_by_key(chunk, |(source, _)| *source)
+                        .map(|at| previous[at].1);
+                    match known {
+                        Ok(d) if dest.index().contains(&d) => {
                             ids.insert(*chunk, d);
                             report.chunks_present += 1;
                         }
@@ -362,15 +366,15 @@ impl Copier {
     }
 
     /// Source chunk id → destination chunk id for every file the policy's previous copied
-    /// snapshot shares with its original (same path, digest and number of chunks). Empty
-    /// when there is no such copy, or when either tree cannot be read (then every chunk is
-    /// read: slower, never wrong).
+    /// snapshot shares with its original (same path, digest and number of chunks), sorted by
+    /// source chunk, each once. Empty when there is no such copy, or when either tree cannot
+    /// be read (then every chunk is read: slower, never wrong).
     async fn translation_from_previous_copy(
         &self,
         snapshot: &Snapshot,
         dest: &Repository,
-    ) -> HashMap<Id, Id> {
-        let mut ids = HashMap::new();
+    ) -> Vec<(Id, Id)> {
+        let mut ids = Vec::new();
         let previous = self
             .dest_snapshots
             .iter()
@@ -408,8 +412,11 @@ impl Copier {
         .await;
         if let Err(e) = matched {
             tracing::warn!(message = "could not read the previous copy's trees; reading every chunk", error = %e);
-            ids.clear();
+            return Vec::new();
         }
+        ids.sort_unstable_by_key(|(source, _)| *source);
+        ids.dedup_by_key(|(source, _)| *source);
+        ids.shrink_to_fit();
         ids
     }
 }
@@ -419,12 +426,12 @@ impl Copier {
 /// the source names it, it is then among the source chunks `seen` or translated (`ids`).
 fn handled_as_file_chunk(
     source: &Repository,
-    seen: &HashSet<Id>,
-    ids: &HashMap<Id, Id>,
+    seen: &ChunkTable<()>,
+    ids: &ChunkTable<Id>,
     text: &[u8],
 ) -> bool {
     let id = source.codec().chunk_id(text);
-    seen.contains(&id) || ids.contains_key(&id)
+    seen.contains(&id) || ids.contains(&id)
 }
 
 /// A range of one source pack read at once, and the wanted chunks that lie in it.

@@ -11,6 +11,7 @@
 
 pub mod archiver;
 pub mod checker;
+mod chunk_table;
 pub mod copy;
 mod direct_io;
 pub mod error;
