@@ -56,9 +56,8 @@ impl<V> ChunkTable<V> {
         let at = u32::try_from(self.entries.len()).expect("fewer than 2^32 chunks");
         self.entries.push((id, value));
         let (entries, hasher) = (&self.entries, &self.hasher);
-        self.positions.insert_unique(hash, at, |&at| {
-            hasher.hash_one(entries[at as usize].0)
-        });
+        self.positions
+            .insert_unique(hash, at, |&at| hasher.hash_one(entries[at as usize].0));
         true
     }
 
