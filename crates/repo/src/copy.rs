@@ -24,6 +24,7 @@ use std::time::Instant;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::archiver::{BlockReader, BlockWriter};
 use crate::chunk_table::ChunkTable;
@@ -322,10 +323,18 @@ impl Copier {
             wanted.sort_unstable();
             wanted.dedup();
             // Read a run of nearby chunks of one pack at a time; decode, name and encode its
-            // chunks on a blocking thread, a few runs at once.
+            // chunks on a blocking thread, a few runs at once. A copy that stops (an error,
+            // or its caller dropping it) aborts the runs under way rather than leave them
+            // reading.
             let runs = plan_runs(&source, wanted)?;
             let mut copied = futures::stream::iter(runs)
-                .map(|run| tokio::spawn(translate_run(source.clone(), dest.clone(), run)))
+                .map(|run| {
+                    AbortOnDropHandle::new(tokio::spawn(translate_run(
+                        source.clone(),
+                        dest.clone(),
+                        run,
+                    )))
+                })
                 .buffered(runs_at_once(&source));
             while let Some(translated) = copied.next().await {
                 let run = translated

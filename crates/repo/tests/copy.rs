@@ -3,7 +3,8 @@
 //! copy moves only what changed; a copy stopped half-way leaves no snapshot and the next one
 //! completes it; an object that does not read back as written stops the copy before its
 //! snapshot is committed; the packs a copy fills in temporary files are gone once it
-//! returns, whether it succeeded or not.
+//! returns, whether it succeeded or not, and a copy stopped by a failed read abandons the
+//! reads it had under way.
 
 mod common;
 
@@ -396,4 +397,117 @@ async fn a_tree_larger_than_a_window_copies_between_keys_and_the_next_copy_reads
     );
     assert_restores(dest.clone(), report.snapshot, &set).await;
     assert_checks_clean(dest).await;
+}
+
+/// Source storage on which one range fails to read and reads of the ranges in `stalled`
+/// never finish: each such read counts itself when it starts and again when it is dropped.
+#[derive(Debug, Default)]
+struct Stalling {
+    inner: MemoryStorage,
+    failing: std::sync::Mutex<(String, u64)>,
+    stalled: std::sync::Mutex<Vec<(String, u64)>>,
+    reads_started: AtomicI64,
+    reads_dropped: Arc<AtomicI64>,
+}
+
+struct CountsDrop(Arc<AtomicI64>);
+
+impl Drop for CountsDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl Storage for Stalling {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        let range = (key.to_string(), offset);
+        if *self.failing.lock().unwrap() == range {
+            return Err(StorageError::Permanent {
+                op: "get",
+                key: key.into(),
+                message: "the disk failed".into(),
+            });
+        }
+        if self.stalled.lock().unwrap().contains(&range) {
+            self.reads_started.fetch_add(1, Ordering::SeqCst);
+            let _counts = CountsDrop(self.reads_dropped.clone());
+            std::future::pending::<()>().await;
+        }
+        self.inner.get_range(key, offset, length).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+    fn location(&self) -> String {
+        "memory (stalling)".into()
+    }
+}
+
+#[tokio::test]
+async fn a_copy_stopped_by_a_failed_read_abandons_the_reads_under_way() {
+    let storage = Arc::new(Stalling::default());
+    let source = repository(storage.clone(), Some(&key(8))).await;
+    let dest = repository(Secondary::new(), Some(&key(9))).await;
+    let root = tempfile::tempdir().unwrap();
+    let set = files(3);
+    write_files(root.path(), &set);
+    let id = back_up(source.clone(), root.path(), &set, "app").await;
+
+    // The copy reads the files' chunks in runs, in pack order, a few runs at once, each run
+    // from the offset of its first chunk. The first run fails; a read from any other file
+    // chunk's offset stalls (the tree's own chunks read as usual).
+    let snapshot = source.load_snapshot(&id).await.unwrap();
+    let (index, _) = source.load_index().await.unwrap();
+    let indexed = source.with_index(index);
+    let mut starts: Vec<(backstop_repo::Id, u64)> = indexed
+        .read_tree(&snapshot)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|entry| entry.chunks.iter())
+        .map(|chunk| {
+            let at = indexed.locate(chunk).unwrap();
+            (at.pack, at.offset)
+        })
+        .collect();
+    starts.sort();
+    starts.dedup();
+    let mut ranges: Vec<(String, u64)> = starts
+        .iter()
+        .map(|(pack, offset)| (backstop_repo::format::layout::pack_key(pack), *offset))
+        .collect();
+    assert!(ranges.len() > 2, "{ranges:?}");
+    *storage.failing.lock().unwrap() = ranges.remove(0);
+    *storage.stalled.lock().unwrap() = ranges;
+
+    let mut copier = Copier::new(source.clone(), dest.clone()).await.unwrap();
+    let err = copier.copy(id).await.unwrap_err().to_string();
+    assert!(err.contains("the disk failed"), "{err}");
+    let started = storage.reads_started.load(Ordering::SeqCst);
+    assert!(
+        started > 0,
+        "a later run's read had started when the first failed"
+    );
+    // Left running, a stalled read would never end: aborted, it is dropped.
+    for _ in 0..100 {
+        if storage.reads_dropped.load(Ordering::SeqCst) == started {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        storage.reads_dropped.load(Ordering::SeqCst),
+        started,
+        "every read under way when the copy stopped was abandoned"
+    );
 }
