@@ -13,20 +13,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backstop_repo::checker::{check, ReadData};
-use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
+use backstop_repo::storage::{MemoryStorage, Storage, StorageError};
 use backstop_repo::{Copier, InitOptions, Repository};
 use bytes::Bytes;
-use common::{assert_restores, back_up, write_files};
+use common::{assert_restores, back_up, write_files, Hooked, Hooks};
 
-/// Memory storage that can fail every pack upload after a number of them, or store packs
-/// with one byte flipped, as a broken link or disk would.
+/// Faults of a secondary's storage: every pack upload can fail after a number of them, or
+/// store packs with one byte flipped, as a broken link or disk would.
 #[derive(Debug, Default)]
-struct Secondary {
-    inner: MemoryStorage,
+struct SecondaryFaults {
     /// Pack uploads still allowed; negative: no limit.
     packs_allowed: AtomicI64,
     corrupt_packs: AtomicBool,
 }
+
+type Secondary = Hooked<SecondaryFaults>;
 
 impl Secondary {
     fn new() -> Arc<Self> {
@@ -37,42 +38,28 @@ impl Secondary {
 }
 
 #[async_trait]
-impl Storage for Secondary {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-        if key.starts_with("data/") {
-            let left = self.packs_allowed.load(Ordering::SeqCst);
-            if left == 0 {
-                return Err(StorageError::Permanent {
-                    op: "put",
-                    key: key.into(),
-                    message: "the link went down".into(),
-                });
-            }
-            if left > 0 {
-                self.packs_allowed.fetch_sub(1, Ordering::SeqCst);
-            }
-            if self.corrupt_packs.load(Ordering::SeqCst) {
-                let mut bad = data.to_vec();
-                bad[0] ^= 0x40;
-                return self.inner.put(key, bad.into()).await;
-            }
+impl Hooks for SecondaryFaults {
+    async fn put(&self, key: &str, data: Bytes) -> Result<Bytes, StorageError> {
+        if !key.starts_with("data/") {
+            return Ok(data);
         }
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
-        self.inner.get_range(key, offset, length).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-    fn location(&self) -> String {
-        "memory (secondary)".into()
+        let left = self.packs_allowed.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(StorageError::Permanent {
+                op: "put",
+                key: key.into(),
+                message: "the link went down".into(),
+            });
+        }
+        if left > 0 {
+            self.packs_allowed.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.corrupt_packs.load(Ordering::SeqCst) {
+            let mut bad = data.to_vec();
+            bad[0] ^= 0x40;
+            return Ok(bad.into());
+        }
+        Ok(data)
     }
 }
 
@@ -399,11 +386,10 @@ async fn a_tree_larger_than_a_window_copies_between_keys_and_the_next_copy_reads
     assert_checks_clean(dest).await;
 }
 
-/// Source storage on which one range fails to read and reads of the ranges in `stalled`
-/// never finish: each such read counts itself when it starts and again when it is dropped.
+/// One range of the source fails to read, and reads of the ranges in `stalled` never
+/// finish: each such read counts itself when it starts and again when it is dropped.
 #[derive(Debug, Default)]
-struct Stalling {
-    inner: MemoryStorage,
+struct StallsReads {
     failing: std::sync::Mutex<(String, u64)>,
     stalled: std::sync::Mutex<Vec<(String, u64)>>,
     reads_started: AtomicI64,
@@ -419,14 +405,8 @@ impl Drop for CountsDrop {
 }
 
 #[async_trait]
-impl Storage for Stalling {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+impl Hooks for StallsReads {
+    async fn get_range(&self, key: &str, offset: u64) -> Result<(), StorageError> {
         let range = (key.to_string(), offset);
         if *self.failing.lock().unwrap() == range {
             return Err(StorageError::Permanent {
@@ -440,22 +420,13 @@ impl Storage for Stalling {
             let _counts = CountsDrop(self.reads_dropped.clone());
             std::future::pending::<()>().await;
         }
-        self.inner.get_range(key, offset, length).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-    fn location(&self) -> String {
-        "memory (stalling)".into()
+        Ok(())
     }
 }
 
 #[tokio::test]
 async fn a_copy_stopped_by_a_failed_read_abandons_the_reads_under_way() {
-    let storage = Arc::new(Stalling::default());
+    let storage = Arc::new(Hooked::<StallsReads>::default());
     let source = repository(storage.clone(), Some(&key(8))).await;
     let dest = repository(Secondary::new(), Some(&key(9))).await;
     let root = tempfile::tempdir().unwrap();

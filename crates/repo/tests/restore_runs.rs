@@ -9,47 +9,32 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
+use backstop_repo::storage::{Storage, StorageError};
 mod common;
 
 use backstop_repo::{InitOptions, Repository, SnapshotReader};
-use bytes::Bytes;
-use common::{back_up, failed_restore, write_files};
+use common::{back_up, failed_restore, write_files, Hooked, Hooks};
 
-/// Memory storage that counts ranged reads of packs.
+/// Counts ranged reads of packs.
 #[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryStorage,
+struct CountsReads {
     pack_reads: AtomicUsize,
     /// Every ranged read of a pack: key and offset.
     ranges: Mutex<Vec<(String, u64)>>,
 }
 
 #[async_trait]
-impl Storage for Counting {
-    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
-        self.inner.put(key, data).await
-    }
-    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
-        self.inner.get(key).await
-    }
-    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+impl Hooks for CountsReads {
+    async fn get_range(&self, key: &str, offset: u64) -> Result<(), StorageError> {
         if key.starts_with("data/") {
             self.pack_reads.fetch_add(1, Ordering::SeqCst);
             self.ranges.lock().unwrap().push((key.to_string(), offset));
         }
-        self.inner.get_range(key, offset, length).await
-    }
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
-        self.inner.list(prefix).await
-    }
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-    fn location(&self) -> String {
-        "memory (counting)".into()
+        Ok(())
     }
 }
+
+type Counting = Hooked<CountsReads>;
 
 /// 300 small files (a third of them duplicates of another), two empty files and one file of
 /// several chunks with `BIG_COPIES` copies, under `src/`.

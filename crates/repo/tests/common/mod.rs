@@ -1,13 +1,16 @@
-//! Helpers the repository's integration tests share: entries, a tree of files on disk, and
-//! a backup of it.
+//! Helpers the repository's integration tests share: entries, a tree of files on disk, a
+//! backup of it, and memory storage with a test's hooks.
 #![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use backstop_repo::storage::{MemoryStorage, ObjectInfo, Storage, StorageError};
 use backstop_repo::{
     Entry, EntryKind, FileStatus, Id, Repository, SnapshotMeta, SnapshotWriter, SourceFacts,
 };
+use bytes::Bytes;
 
 /// An entry as a walk would give it, before its content is read (size 0, no chunks).
 pub fn entry(path: &str, kind: EntryKind) -> Entry {
@@ -127,4 +130,56 @@ pub async fn failed_restore(repo: Arc<Repository>, id: Id) -> (String, tempfile:
         .unwrap_err()
         .to_string();
     (err, target)
+}
+
+/// What a test puts between a repository and its memory storage: faults, counts, stalls.
+#[async_trait]
+pub trait Hooks: std::fmt::Debug + Send + Sync + 'static {
+    /// Runs before a write: an error fails it, and the bytes returned are what is stored.
+    async fn put(&self, _key: &str, data: Bytes) -> Result<Bytes, StorageError> {
+        Ok(data)
+    }
+    /// Runs before a ranged read: an error fails it.
+    async fn get_range(&self, _key: &str, _offset: u64) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// Memory storage whose writes and ranged reads go through `hooks` first. The hooks' own
+/// fields read through it (`Deref`); `inner` reaches the objects without them.
+#[derive(Debug, Default)]
+pub struct Hooked<H> {
+    pub inner: MemoryStorage,
+    pub hooks: H,
+}
+
+impl<H> std::ops::Deref for Hooked<H> {
+    type Target = H;
+    fn deref(&self) -> &H {
+        &self.hooks
+    }
+}
+
+#[async_trait]
+impl<H: Hooks> Storage for Hooked<H> {
+    async fn put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        let data = self.hooks.put(key, data).await?;
+        self.inner.put(key, data).await
+    }
+    async fn get(&self, key: &str) -> Result<Bytes, StorageError> {
+        self.inner.get(key).await
+    }
+    async fn get_range(&self, key: &str, offset: u64, length: u64) -> Result<Bytes, StorageError> {
+        self.hooks.get_range(key, offset).await?;
+        self.inner.get_range(key, offset, length).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StorageError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+    fn location(&self) -> String {
+        "memory (with a test's hooks)".into()
+    }
 }
