@@ -10,6 +10,7 @@
 
 use std::hash::{BuildHasher, RandomState};
 
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 
 use crate::format::id::Id;
@@ -43,21 +44,25 @@ impl<V> ChunkTable<V> {
     /// already (as `HashSet::insert` does).
     pub(crate) fn insert(&mut self, id: Id, value: V) -> bool {
         let hash = self.hasher.hash_one(id);
-        let entries = &self.entries;
-        if self
-            .positions
-            .find(hash, |&at| entries[at as usize].0 == id)
-            .is_some()
-        {
-            return false;
-        }
+        let Self {
+            entries,
+            positions,
+            hasher,
+        } = self;
+        // One probe finds the id or the slot for it.
+        let slot = match positions.entry(
+            hash,
+            |&at| entries[at as usize].0 == id,
+            |&at| hasher.hash_one(entries[at as usize].0),
+        ) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(slot) => slot,
+        };
         // Four billion chunks would take 256 GiB of entries: a copy runs out of memory
         // long before the positions run out of bits.
-        let at = u32::try_from(self.entries.len()).expect("fewer than 2^32 chunks");
-        self.entries.push((id, value));
-        let (entries, hasher) = (&self.entries, &self.hasher);
-        self.positions
-            .insert_unique(hash, at, |&at| hasher.hash_one(entries[at as usize].0));
+        let at = u32::try_from(entries.len()).expect("fewer than 2^32 chunks");
+        entries.push((id, value));
+        slot.insert(at);
         true
     }
 
