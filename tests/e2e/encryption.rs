@@ -11,13 +11,17 @@ fn encrypted_repository_round_trips_and_refuses_a_wrong_or_missing_key_writing_n
         "the first backup creates the key file"
     );
     let config = std::fs::read_to_string(install.path("repo/config")).unwrap();
-    assert!(config.contains("xchacha20-poly1305"));
-    // A key Backstop generated is 256 random bits: derived without stretching (format 3).
+    // New repositories encrypt with XAES-256-GCM (format 4).
+    assert!(
+        config.contains("\"algorithm\": \"xaes-256-gcm\""),
+        "{config}"
+    );
+    // A key Backstop generated is 256 random bits: derived without stretching (format 3 on).
     assert!(
         config.contains("\"algorithm\": \"hmac-sha256\""),
         "{config}"
     );
-    assert!(config.contains("\"version\": 3,"), "{config}");
+    assert!(config.contains("\"version\": 4,"), "{config}");
     // Nothing readable leaks into the stored objects.
     for key in install
         .repo_objects()

@@ -41,6 +41,7 @@ fn older_repositories_restore_check_and_take_backups_by_their_own_version_rules(
         ("v1-encrypted", 1, true),
         ("v1-plain", 1, false),
         ("v2-encrypted", 2, true),
+        ("v3-encrypted", 3, true),
     ] {
         let key_line = if encrypted {
             "\nkey_file = \"./repo.key\""

@@ -10,3 +10,4 @@ pub mod layout;
 pub mod pack;
 pub mod snapshot;
 pub mod tree;
+pub mod xaes;

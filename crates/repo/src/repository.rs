@@ -10,7 +10,7 @@ use crate::format::config::{
     self, Compression, Encryption, RepoConfig, DEFAULT_PACK_SIZE, DEFAULT_ZSTD_LEVEL, FORMAT_NAME,
     FORMAT_VERSION, OBJECT_VERSION, OLDEST_FORMAT_VERSION,
 };
-use crate::format::crypto::{Codec, KdfParams, Keys, KEY_CHECK_PLAINTEXT};
+use crate::format::crypto::{Cipher, Codec, KdfParams, Keys, KEY_CHECK_PLAINTEXT};
 use crate::format::id::Id;
 use crate::format::index::{self, IndexFile, MasterIndex};
 use crate::format::layout;
@@ -29,6 +29,8 @@ pub struct InitOptions {
     pub zstd_level: i32,
     /// How keys are derived from `secret`; `None` is Argon2id ([`KdfParams::new_random`]).
     pub kdf: Option<KdfParams>,
+    /// What an encrypted repository encrypts with.
+    pub cipher: Cipher,
 }
 
 impl Default for InitOptions {
@@ -39,6 +41,7 @@ impl Default for InitOptions {
             pack_size: DEFAULT_PACK_SIZE,
             zstd_level: DEFAULT_ZSTD_LEVEL,
             kdf: None,
+            cipher: Cipher::Xaes256Gcm,
         }
     }
 }
@@ -111,13 +114,14 @@ impl Repository {
             None => (None, None),
             Some(secret) => {
                 let kdf = options.kdf.clone().unwrap_or_else(KdfParams::new_random);
-                let keys = Keys::derive_new(secret, &kdf).map_err(RepoError::Invalid)?;
+                let keys =
+                    Keys::derive_new(secret, &kdf, options.cipher).map_err(RepoError::Invalid)?;
                 let check =
                     Codec::new(Some(keys.clone()), 0).encode(KEY_CHECK_PLAINTEXT, b"config");
                 (
                     Some(keys),
                     Some(Encryption {
-                        algorithm: "xchacha20-poly1305".into(),
+                        algorithm: options.cipher.name().into(),
                         kdf,
                         key_check: hex::encode(check),
                     }),
@@ -192,24 +196,28 @@ impl Repository {
             (None, _) => None,
             (Some(_), None) => return Err(RepoError::KeyRequired { location }),
             (Some(enc), Some(secret)) => {
-                if enc.algorithm != "xchacha20-poly1305" {
-                    return Err(RepoError::corrupt(
+                let cipher = Cipher::from_name(&enc.algorithm).ok_or_else(|| {
+                    RepoError::corrupt(
                         layout::CONFIG,
                         format!("unknown encryption `{}`", enc.algorithm),
-                    ));
+                    )
+                })?;
+                for (what, since) in [
+                    ("key derivation", enc.kdf.format_version()),
+                    ("encryption", cipher.format_version()),
+                ] {
+                    if since > config.version {
+                        return Err(RepoError::corrupt(
+                            layout::CONFIG,
+                            format!(
+                                "its {what} exists from format version {since} on, but the \
+                                 config says version {}",
+                                config.version
+                            ),
+                        ));
+                    }
                 }
-                if enc.kdf.format_version() > config.version {
-                    return Err(RepoError::corrupt(
-                        layout::CONFIG,
-                        format!(
-                            "its key derivation exists from format version {} on, but the \
-                             config says version {}",
-                            enc.kdf.format_version(),
-                            config.version
-                        ),
-                    ));
-                }
-                let keys = Keys::derive(secret, &enc.kdf)
+                let keys = Keys::derive(secret, &enc.kdf, cipher)
                     .map_err(|e| RepoError::corrupt(layout::CONFIG, e))?;
                 let check = hex::decode(&enc.key_check)
                     .map_err(|_| RepoError::corrupt(layout::CONFIG, "key_check is not hex"))?;
@@ -758,13 +766,74 @@ mod tests {
             .put(layout::CONFIG, config.to_string().into_bytes().into())
             .await
             .unwrap();
-        let err = Repository::open(storage, Some(key.as_bytes()))
-            .await
-            .unwrap_err()
-            .to_string();
+        let refusal = |config: serde_json::Value| {
+            let storage = storage.clone();
+            let key = key.clone();
+            async move {
+                storage
+                    .put(layout::CONFIG, config.to_string().into_bytes().into())
+                    .await
+                    .unwrap();
+                Repository::open(storage, Some(key.as_bytes()))
+                    .await
+                    .unwrap_err()
+                    .to_string()
+            }
+        };
+        let err = refusal(config.clone()).await;
         assert!(
-            err.contains("config") && err.contains("from format version 3 on"),
+            err.contains("config")
+                && err.contains("key derivation exists from format version 3 on"),
             "{err}"
         );
+        // The cipher as well: XAES-256-GCM is version 4's.
+        assert_eq!(config["encryption"]["algorithm"], "xaes-256-gcm");
+        config["version"] = 3.into();
+        let err = refusal(config.clone()).await;
+        assert!(
+            err.contains("config") && err.contains("encryption exists from format version 4 on"),
+            "{err}"
+        );
+        config["version"] = 4.into();
+        config["encryption"]["algorithm"] = "aes-256-gcm".into();
+        let err = refusal(config).await;
+        assert!(err.contains("unknown encryption `aes-256-gcm`"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_new_repository_encrypts_with_the_cipher_asked_for() {
+        for cipher in [Cipher::XChaCha20Poly1305, Cipher::Xaes256Gcm] {
+            let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
+            let key = generate_key();
+            let options = InitOptions {
+                secret: Some(key.clone().into_bytes()),
+                kdf: Some(KdfParams::for_generated_key()),
+                cipher,
+                ..InitOptions::default()
+            };
+            let repo = Repository::init(storage.clone(), options).await.unwrap();
+            let stored = repo.codec().encode(b"an object", b"x");
+            let config = storage.get(layout::CONFIG).await.unwrap();
+            let config: serde_json::Value = serde_json::from_slice(&config).unwrap();
+            assert_eq!(config["encryption"]["algorithm"], cipher.name());
+            assert_eq!(config["version"], FORMAT_VERSION);
+            let reopened = Repository::open(storage, Some(key.as_bytes()))
+                .await
+                .unwrap();
+            assert_eq!(
+                reopened.codec().decode(&stored, b"x").unwrap(),
+                b"an object"
+            );
+            // Sealed by the other cipher under the same keys, it does not open.
+            let other = [Cipher::XChaCha20Poly1305, Cipher::Xaes256Gcm]
+                .into_iter()
+                .find(|c| *c != cipher)
+                .unwrap();
+            let kdf: KdfParams =
+                serde_json::from_value(config["encryption"]["kdf"].clone()).unwrap();
+            let keys = Keys::derive(key.as_bytes(), &kdf, other).unwrap();
+            let foreign = Codec::new(Some(keys), 3).encode(b"an object", b"x");
+            assert!(reopened.codec().decode(&foreign, b"x").is_err());
+        }
     }
 }

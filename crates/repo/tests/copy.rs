@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use backstop_repo::checker::{check, ReadData};
+use backstop_repo::format::crypto::Cipher;
 use backstop_repo::storage::{MemoryStorage, Storage, StorageError};
 use backstop_repo::{Copier, InitOptions, Repository};
 use bytes::Bytes;
@@ -64,6 +65,14 @@ impl Hooks for SecondaryFaults {
 }
 
 async fn repository(storage: Arc<dyn Storage>, secret: Option<&str>) -> Arc<Repository> {
+    repository_with(storage, secret, Cipher::Xaes256Gcm).await
+}
+
+async fn repository_with(
+    storage: Arc<dyn Storage>,
+    secret: Option<&str>,
+    cipher: Cipher,
+) -> Arc<Repository> {
     let secret = secret.map(|s| s.as_bytes().to_vec());
     Repository::init(
         storage.clone(),
@@ -74,6 +83,7 @@ async fn repository(storage: Arc<dyn Storage>, secret: Option<&str>) -> Arc<Repo
                 .as_ref()
                 .map(|_| backstop_repo::format::crypto::KdfParams::for_generated_key()),
             pack_size: 1 << 20,
+            cipher,
             ..InitOptions::default()
         },
     )
@@ -115,7 +125,20 @@ async fn assert_checks_clean(repo: Arc<Repository>) {
 }
 
 async fn copy_round_trip(source_key: Option<String>, dest_key: Option<String>) {
-    let source = repository(Arc::new(MemoryStorage::default()), source_key.as_deref()).await;
+    copy_round_trip_from(source_key, Cipher::Xaes256Gcm, dest_key).await;
+}
+
+async fn copy_round_trip_from(
+    source_key: Option<String>,
+    source_cipher: Cipher,
+    dest_key: Option<String>,
+) {
+    let source = repository_with(
+        Arc::new(MemoryStorage::default()),
+        source_key.as_deref(),
+        source_cipher,
+    )
+    .await;
     let dest_storage = Secondary::new();
     let dest = repository(dest_storage.clone(), dest_key.as_deref()).await;
     let root = tempfile::tempdir().unwrap();
@@ -179,6 +202,11 @@ async fn copy_round_trip(source_key: Option<String>, dest_key: Option<String>) {
 #[tokio::test]
 async fn a_copy_between_repositories_with_different_keys_restores_and_checks_clean() {
     copy_round_trip(Some(key(1)), Some(key(2))).await;
+}
+
+#[tokio::test]
+async fn a_copy_from_an_xchacha20_repository_into_an_xaes_one_restores_and_checks_clean() {
+    copy_round_trip_from(Some(key(4)), Cipher::XChaCha20Poly1305, Some(key(5))).await;
 }
 
 #[tokio::test]

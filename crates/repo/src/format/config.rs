@@ -9,9 +9,9 @@ use super::id::Id;
 
 pub const FORMAT_NAME: &str = "backstop-repository";
 /// The version new repositories are created with, and the newest this build reads. Versions
-/// 1 (keyed chunk ids over the plaintext) and 2 (no `hmac-sha256` key derivation) are still
-/// read and written as they are.
-pub const FORMAT_VERSION: u32 = 3;
+/// 1 (keyed chunk ids over the plaintext), 2 (no `hmac-sha256` key derivation) and 3 (no
+/// `xaes-256-gcm` encryption) are still read and written as they are.
+pub const FORMAT_VERSION: u32 = 4;
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Pack headers, index objects and snapshots are at version 1 in every format version.
 pub const OBJECT_VERSION: u32 = 1;
