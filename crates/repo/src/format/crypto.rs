@@ -94,7 +94,8 @@ pub fn is_generated_key(secret: &[u8]) -> bool {
 /// (`encryption.algorithm`). Both take a random 24-byte nonce per object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cipher {
-    /// `xchacha20-poly1305`, every format version: as fast on any CPU, in software.
+    /// `xchacha20-poly1305`, every format version: the same speed on any CPU, since it needs
+    /// no special instructions.
     XChaCha20Poly1305,
     /// `xaes-256-gcm` ([`super::xaes`]), format version 4 on, and what new repositories use:
     /// on CPUs with AES instructions it encrypts several times faster (docs/benchmarks.md).
