@@ -802,7 +802,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_repository_encrypts_with_the_cipher_asked_for() {
-        for cipher in [Cipher::XChaCha20Poly1305, Cipher::Xaes256Gcm] {
+        for cipher in Cipher::ALL {
             let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::default());
             let key = generate_key();
             let options = InitOptions {
@@ -825,10 +825,7 @@ mod tests {
                 b"an object"
             );
             // Sealed by the other cipher under the same keys, it does not open.
-            let other = [Cipher::XChaCha20Poly1305, Cipher::Xaes256Gcm]
-                .into_iter()
-                .find(|c| *c != cipher)
-                .unwrap();
+            let other = Cipher::ALL.into_iter().find(|c| *c != cipher).unwrap();
             let kdf: KdfParams =
                 serde_json::from_value(config["encryption"]["kdf"].clone()).unwrap();
             let keys = Keys::derive(key.as_bytes(), &kdf, other).unwrap();

@@ -11,6 +11,8 @@
 //! kind (`index`, `snapshot`, `pack-header`, `lock`, `config`) otherwise, so a blob cannot be
 //! swapped for another without the swap being detected.
 
+use std::sync::Arc;
+
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
@@ -103,6 +105,8 @@ pub enum Cipher {
 }
 
 impl Cipher {
+    pub const ALL: [Cipher; 2] = [Self::XChaCha20Poly1305, Self::Xaes256Gcm];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::XChaCha20Poly1305 => "xchacha20-poly1305",
@@ -111,9 +115,7 @@ impl Cipher {
     }
 
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::XChaCha20Poly1305, Self::Xaes256Gcm]
-            .into_iter()
-            .find(|c| c.name() == name)
+        Self::ALL.into_iter().find(|c| c.name() == name)
     }
 
     /// The format version a repository needs to be read with this cipher.
@@ -128,8 +130,9 @@ impl Cipher {
 #[derive(Clone)]
 enum Aead {
     XChaCha20Poly1305(XChaCha20Poly1305),
-    /// Boxed: AES's key schedules take about 1 KiB.
-    Xaes256Gcm(Box<Xaes256Gcm>),
+    /// Shared: AES's key schedules take about 1 KiB, and a codec is cloned for each chunk
+    /// read (`Repository::read_chunk`).
+    Xaes256Gcm(Arc<Xaes256Gcm>),
 }
 
 /// The two secrets derived from the user's key: one encrypts, one names chunks.
@@ -182,7 +185,7 @@ impl Keys {
             Cipher::XChaCha20Poly1305 => {
                 Aead::XChaCha20Poly1305(XChaCha20Poly1305::new((&data_key).into()))
             }
-            Cipher::Xaes256Gcm => Aead::Xaes256Gcm(Box::new(Xaes256Gcm::new(&data_key))),
+            Cipher::Xaes256Gcm => Aead::Xaes256Gcm(Arc::new(Xaes256Gcm::new(&data_key))),
         };
         Ok(Self {
             aead,
@@ -649,12 +652,11 @@ mod tests {
         }
     }
 
-    const CIPHERS: [Cipher; 2] = [Cipher::XChaCha20Poly1305, Cipher::Xaes256Gcm];
-
     #[test]
     fn reused_buffers_encode_and_decode_like_fresh_ones() {
         let kdf = test_kdf();
-        let keyed = CIPHERS.map(|c| Codec::new(Some(Keys::derive(b"secret", &kdf, c).unwrap()), 3));
+        let keyed =
+            Cipher::ALL.map(|c| Codec::new(Some(Keys::derive(b"secret", &kdf, c).unwrap()), 3));
         let text = b"some text that compresses, some text that compresses".repeat(50);
         let noise: Vec<u8> = (0..5000).map(|_| rand::random()).collect();
         for codec in [Codec::new(None, 3)].into_iter().chain(keyed) {
@@ -695,7 +697,7 @@ mod tests {
     #[test]
     fn encrypted_round_trip_detects_tampering_wrong_aad_wrong_key_and_wrong_cipher() {
         let kdf = test_kdf();
-        for cipher in CIPHERS {
+        for cipher in Cipher::ALL {
             let c = Codec::new(Some(Keys::derive(b"secret", &kdf, cipher).unwrap()), 3);
             let stored = c.encode(b"payload", b"chunk-1");
             assert_eq!(c.decode(&stored, b"chunk-1").unwrap(), b"payload");
@@ -712,7 +714,7 @@ mod tests {
         }
         // The same secret under the other cipher: not readable, but the same chunk ids.
         let [a, b] =
-            CIPHERS.map(|c| Codec::new(Some(Keys::derive(b"secret", &kdf, c).unwrap()), 3));
+            Cipher::ALL.map(|c| Codec::new(Some(Keys::derive(b"secret", &kdf, c).unwrap()), 3));
         assert!(a.decode(&b.encode(b"payload", b"x"), b"x").is_err());
         assert!(b.decode(&a.encode(b"payload", b"x"), b"x").is_err());
         assert_eq!(a.chunk_id(b"payload"), b.chunk_id(b"payload"));
@@ -721,7 +723,7 @@ mod tests {
 
     #[test]
     fn ciphers_are_named_in_the_config_and_need_their_format_version() {
-        for cipher in CIPHERS {
+        for cipher in Cipher::ALL {
             assert_eq!(Cipher::from_name(cipher.name()), Some(cipher));
         }
         assert_eq!(Cipher::Xaes256Gcm.name(), "xaes-256-gcm");
