@@ -371,3 +371,45 @@ fn a_mariadb_dump_that_drops_a_tables_rows_fails_the_drill() {
         before
     );
 }
+
+/// Rows deleted between the server's first count and the dump's snapshot leave the dump
+/// below that count but not below the server's second one, taken once the dump has its
+/// snapshot: no warning, and the smaller count is the bound recorded. The second count is
+/// taken only for such a table (a quiet table is counted once).
+#[test]
+fn rows_deleted_as_a_mariadb_dump_starts_are_bounded_by_the_second_count() {
+    let db = MyDb::create("backstop_e2e_my_deleted");
+    db.seed(&fixture("mysql.sql"));
+    let audit_rows: u64 = db.sql("SELECT COUNT(*) FROM audit_log").parse().unwrap();
+    let event_rows: u64 = db.sql("SELECT COUNT(*) FROM order_events").parse().unwrap();
+    assert!(
+        audit_rows >= 2,
+        "the fixture's audit log: {audit_rows} rows"
+    );
+    let mut install =
+        Install::new("url = \"file://./repo\"\n\n[tools]\nmariadb_dump = \"./bin/mariadb-dump\"");
+    install.env.push(("ORDERS_MYSQL_URL".into(), db.url()));
+    install.policy(
+        "orders",
+        "[source]\nkind = \"mysql\"\nurl_env = \"ORDERS_MYSQL_URL\"\n",
+    );
+    // The first count's snapshot is open before the dump tool starts: two rows deleted here
+    // are in it, and not in the dump.
+    wrapper(
+        &install,
+        "mariadb-dump",
+        &format!(
+            "mariadb --protocol=tcp -h 127.0.0.1 -P 3306 -u root {} -e 'DELETE FROM audit_log ORDER BY id LIMIT 2' || exit 1\nexec mariadb-dump \"$@\"",
+            db.name
+        ),
+    );
+    let backup = install.backup("orders");
+    let warnings = backup["warnings"].as_array().cloned().unwrap_or_default();
+    assert!(warnings.is_empty(), "{backup:#}");
+    let facts = &backup["facts"];
+    assert_eq!(facts["tables"]["audit_log"], audit_rows - 2, "{backup:#}");
+    let minimums: std::collections::BTreeMap<String, u64> =
+        serde_json::from_str(facts["extra"]["server_rows_min"].as_str().unwrap()).unwrap();
+    assert_eq!(minimums["audit_log"], audit_rows - 2, "{minimums:?}");
+    assert_eq!(minimums["order_events"], event_rows, "{minimums:?}");
+}

@@ -21,6 +21,18 @@ const DELIMITER: &[u8] = b"DELIMITER ";
 pub const TRAILER_TEXT: &str = "-- Dump completed";
 const TRAILER: &[u8] = TRAILER_TEXT.as_bytes();
 
+/// The bytes that matter inside an INSERT's values outside a quoted string: every other byte
+/// (digits, commas, hex, `NULL`, line breaks) is passed over.
+const UNQUOTED_SPECIAL: [bool; 256] = {
+    let mut special = [false; 256];
+    let mut i = 0;
+    while i < 5 {
+        special[b"'\"();"[i] as usize] = true;
+        i += 1;
+    }
+    special
+};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NameFor {
     Create,
@@ -52,6 +64,9 @@ pub struct RowCounter {
     tables: BTreeMap<String, u64>,
     state: State,
     current: String,
+    /// Rows of `current` seen since they were last added to `tables`: counted in a field
+    /// rather than in the map, so that a row costs no lookup.
+    current_rows: u64,
     in_routine: bool,
     completed: bool,
 }
@@ -62,6 +77,7 @@ impl Default for RowCounter {
             tables: BTreeMap::new(),
             state: State::LineStart(Vec::new()),
             current: String::new(),
+            current_rows: 0,
             in_routine: false,
             completed: false,
         }
@@ -69,9 +85,53 @@ impl Default for RowCounter {
 }
 
 impl RowCounter {
-    pub fn feed(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.step(b);
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        // Values and skipped lines are nearly all of a dump: they are scanned a slice at a
+        // time, and only the bytes that change the state go through `step`.
+        while let Some(&first) = bytes.first() {
+            let used = match &mut self.state {
+                State::SkipLine => match memchr::memchr(b'\n', bytes) {
+                    Some(at) => {
+                        self.state = State::LineStart(Vec::new());
+                        at + 1
+                    }
+                    None => bytes.len(),
+                },
+                State::Values {
+                    quote: Some(q),
+                    escaped: false,
+                    ..
+                } => match memchr::memchr2(b'\\', *q, bytes) {
+                    Some(at) => {
+                        self.step(bytes[at]);
+                        at + 1
+                    }
+                    None => bytes.len(),
+                },
+                State::Values { quote: None, .. } => {
+                    match bytes.iter().position(|&b| UNQUOTED_SPECIAL[b as usize]) {
+                        Some(at) => {
+                            self.step(bytes[at]);
+                            at + 1
+                        }
+                        None => bytes.len(),
+                    }
+                }
+                _ => {
+                    self.step(first);
+                    1
+                }
+            };
+            bytes = &bytes[used..];
+        }
+        self.add_current_rows();
+    }
+
+    /// Adds the rows counted in `current_rows` to their table.
+    fn add_current_rows(&mut self) {
+        if self.current_rows > 0 {
+            *self.tables.entry(self.current.clone()).or_default() += self.current_rows;
+            self.current_rows = 0;
         }
     }
 
@@ -174,7 +234,7 @@ impl RowCounter {
                         }
                         b'(' => {
                             if *depth == 0 {
-                                *self.tables.entry(self.current.clone()).or_default() += 1;
+                                self.current_rows += 1;
                             }
                             *depth += 1;
                             None
@@ -206,7 +266,10 @@ impl RowCounter {
                 })
             }
             NameFor::Insert => {
-                self.current = table;
+                if table != self.current {
+                    self.add_current_rows();
+                    self.current = table;
+                }
                 Some(if b == b'\n' {
                     State::LineStart(Vec::new())
                 } else {
@@ -313,6 +376,40 @@ DELIMITER ;
             DUMP.as_bytes().chunks(size).for_each(|c| split.feed(c));
             assert_eq!(split.tables(), whole.tables(), "pieces of {size}");
         }
+    }
+
+    proptest! {
+        /// The counter scans whole slices between the bytes that matter; wherever the pieces
+        /// are cut (inside a quoted value, between an escape and what it escapes, inside a
+        /// table's name), it counts as it does over the whole dump.
+        #[test]
+        fn any_cut_of_the_stream_counts_alike(cuts in proptest::collection::vec(0..DUMP.len(), 0..12)) {
+            let mut whole = RowCounter::default();
+            whole.feed(DUMP.as_bytes());
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            let mut split = RowCounter::default();
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([DUMP.len()]) {
+                split.feed(&DUMP.as_bytes()[from..cut]);
+                from = cut;
+            }
+            prop_assert_eq!(split.tables(), whole.tables());
+        }
+    }
+
+    #[test]
+    fn rows_of_a_table_inserted_again_after_another_add_up() {
+        let mut counter = RowCounter::default();
+        counter.feed(b"CREATE TABLE `a` (`x` int);\nCREATE TABLE `b` (`x` int);\n");
+        counter.feed(b"INSERT INTO `a` VALUES (1),(2);\nINSERT INTO `b` VALUES (1);\n");
+        counter.feed(b"INSERT INTO `a` VALUES (3);\nINSERT INTO `a` VALUES\n(4),\n(5);\n");
+        let counts: Vec<(&str, u64)> = counter
+            .tables()
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(counts, [("a", 5), ("b", 1)]);
     }
 
     /// A string value as mariadb-dump escapes it.

@@ -127,10 +127,14 @@ pub async fn back_up(
     ])
     .arg(&database);
     // Counted on the server, independently of the dump (the dump's own counts cannot
-    // disagree with the dump, these can): in a snapshot opened just before the dump starts,
-    // and in one opened once the dump's stream shows its first table (the dump's own
-    // snapshot is taken by then), each on its own connection while the dump streams, so
-    // that counting adds no time in series with it.
+    // disagree with the dump, these can). A dump must hold at least the smaller of two
+    // counts per table: one in a snapshot opened just before the dump starts, one in a
+    // snapshot opened once the dump's stream shows its first table (the dump's own snapshot
+    // is taken by then). Rows inserted meanwhile leave the dump above the first, rows deleted
+    // above the second. The first is counted while the dump streams, on its own connection,
+    // so that counting adds no time in series with it; the second only for the tables whose
+    // dump holds fewer rows than the first, since the dump reaches the smaller of the two
+    // wherever it reaches the first. A quiet database is counted once, not twice.
     let before_snapshot = open_snapshot(&url).await?;
     let data_point = jiff::Timestamp::now();
     let mut running = Running::spawn(Tool::MariadbDump, dump)?;
@@ -152,18 +156,18 @@ pub async fn back_up(
         {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        row_counts(&url).await
+        open_snapshot(&url).await
     };
-    let (streamed, before, after) = tokio::join!(
+    let (streamed, before, after_snapshot) = tokio::join!(
         streaming,
-        count_in(before_snapshot, &url),
+        count_in(before_snapshot, &url, None),
         after_first_table
     );
     // The tool's exit status decides: a dump killed mid-stream is never stored.
     let finished = running.finish().await;
     streamed?;
     finished?;
-    let (before, after) = (before?, after?);
+    let (before, after_snapshot) = (before?, after_snapshot?);
     let (tables, completed) = {
         let counter = counter.lock().expect("row counter lock");
         (counter.tables().clone(), counter.completed())
@@ -178,6 +182,13 @@ pub async fn back_up(
             ),
         });
     }
+    let below_before = short_of(&tables, &before);
+    let after = if below_before.is_empty() {
+        let _ = sqlx::Connection::close(after_snapshot).await;
+        BTreeMap::new()
+    } else {
+        count_in(after_snapshot, &url, Some(&below_before)).await?
+    };
     let server_min = server_minimums(&before, &after);
 
     let mut extra = BTreeMap::new();
@@ -187,7 +198,7 @@ pub async fn back_up(
     );
     extra.insert(
         "server_row_counts".into(),
-        "counted on the server in a snapshot opened just before the dump and in one opened once the dump had taken its own, while it streamed; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
+        "counted on the server in a snapshot opened just before the dump, while it streamed, and for a table whose dump held fewer rows than that, again in a snapshot opened once the dump had taken its own; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
     );
     extra.insert(
         SERVER_ROWS_MIN.into(),
@@ -322,19 +333,28 @@ fn server_minimums(
 
 /// Tables whose dump holds fewer rows than the server had at the least, described.
 fn short_tables(dumped: &BTreeMap<String, u64>, server_min: &BTreeMap<String, u64>) -> Vec<String> {
-    server_min
-        .iter()
-        .filter_map(|(table, &min)| {
-            let got = dumped.get(table).copied().unwrap_or(0);
-            (got < min)
-                .then(|| format!("{table}: {got} row(s) in the dump, at least {min} on the server"))
+    short_of(dumped, server_min)
+        .into_iter()
+        .map(|table| {
+            let got = dumped.get(&table).copied().unwrap_or(0);
+            let min = server_min[&table];
+            format!("{table}: {got} row(s) in the dump, at least {min} on the server")
         })
+        .collect()
+}
+
+/// The tables of `counted` whose dump holds fewer rows than `counted` gives them.
+fn short_of(dumped: &BTreeMap<String, u64>, counted: &BTreeMap<String, u64>) -> Vec<String> {
+    counted
+        .iter()
+        .filter(|(table, &rows)| dumped.get(*table).copied().unwrap_or(0) < rows)
+        .map(|(table, _)| table.clone())
         .collect()
 }
 
 /// Row counts of every base table, in one consistent snapshot.
 async fn row_counts(url: &DbUrl) -> Result<BTreeMap<String, u64>, SourceError> {
-    count_in(open_snapshot(url).await?, url).await
+    count_in(open_snapshot(url).await?, url, None).await
 }
 
 /// A connection holding a consistent snapshot of the database as of now.
@@ -347,10 +367,12 @@ async fn open_snapshot(url: &DbUrl) -> Result<MySqlConnection, SourceError> {
     Ok(conn)
 }
 
-/// Row counts of every base table as `conn`'s snapshot sees them.
+/// Row counts of every base table as `conn`'s snapshot sees them (with `only`, of those of
+/// its tables that exist).
 async fn count_in(
     mut conn: MySqlConnection,
     url: &DbUrl,
+    only: Option<&[String]>,
 ) -> Result<BTreeMap<String, u64>, SourceError> {
     let names: Vec<Vec<u8>> = sqlx::query_scalar(
         "SELECT CAST(table_name AS BINARY) FROM information_schema.tables \
@@ -362,6 +384,9 @@ async fn count_in(
     let mut tables = BTreeMap::new();
     for name in names {
         let name = String::from_utf8_lossy(&name).into_owned();
+        if only.is_some_and(|only| !only.contains(&name)) {
+            continue;
+        }
         let count: i64 =
             sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {}", quote_ident(&name)))
                 .fetch_one(&mut conn)
