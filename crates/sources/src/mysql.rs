@@ -130,11 +130,12 @@ pub async fn back_up(
     // disagree with the dump, these can). A dump must hold at least the smaller of two
     // counts per table: one in a snapshot opened just before the dump starts, one in a
     // snapshot opened once the dump's stream shows its first table (the dump's own snapshot
-    // is taken by then). Rows inserted meanwhile leave the dump above the first, rows deleted
-    // above the second. The first is counted while the dump streams, on its own connection,
-    // so that counting adds no time in series with it; the second only for the tables whose
-    // dump holds fewer rows than the first, since the dump reaches the smaller of the two
-    // wherever it reaches the first. A quiet database is counted once, not twice.
+    // is taken by then). Rows inserted meanwhile leave the dump at or above the first, rows
+    // deleted at or above the second. The first is counted while the dump streams, on its
+    // own connection, so that counting adds no time in series with it; the second only for
+    // the tables whose dump holds fewer rows than the first (the dump reaches the smaller of
+    // the two wherever it reaches the first) and those the first did not see (created as the
+    // dump started). A quiet database is counted once, not twice.
     let before_snapshot = open_snapshot(&url).await?;
     let data_point = jiff::Timestamp::now();
     let mut running = Running::spawn(Tool::MariadbDump, dump)?;
@@ -182,7 +183,8 @@ pub async fn back_up(
             ),
         });
     }
-    let below_before = short_of(&tables, &before);
+    let mut below_before = short_of(&tables, &before);
+    below_before.extend(tables.keys().filter(|t| !before.contains_key(*t)).cloned());
     let after = if below_before.is_empty() {
         let _ = sqlx::Connection::close(after_snapshot).await;
         BTreeMap::new()
@@ -198,7 +200,7 @@ pub async fn back_up(
     );
     extra.insert(
         "server_row_counts".into(),
-        "counted on the server in a snapshot opened just before the dump, while it streamed, and for a table whose dump held fewer rows than that, again in a snapshot opened once the dump had taken its own; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
+        "counted on the server in a snapshot opened just before the dump, while it streamed, and for a table whose dump held fewer rows than that (or that it did not see), again in a snapshot opened once the dump had taken its own; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
     );
     extra.insert(
         SERVER_ROWS_MIN.into(),
