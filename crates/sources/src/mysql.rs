@@ -183,13 +183,13 @@ pub async fn back_up(
             ),
         });
     }
-    let mut below_before = short_of(&tables, &before);
-    below_before.extend(tables.keys().filter(|t| !before.contains_key(*t)).cloned());
-    let after = if below_before.is_empty() {
+    let mut count_again = short_of(&tables, &before);
+    count_again.extend(tables.keys().filter(|t| !before.contains_key(*t)).cloned());
+    let after = if count_again.is_empty() {
         let _ = sqlx::Connection::close(after_snapshot).await;
         BTreeMap::new()
     } else {
-        count_in(after_snapshot, &url, Some(&below_before)).await?
+        count_in(after_snapshot, &url, Some(&count_again)).await?
     };
     let server_min = server_minimums(&before, &after);
 
@@ -200,7 +200,7 @@ pub async fn back_up(
     );
     extra.insert(
         "server_row_counts".into(),
-        "counted on the server in a snapshot opened just before the dump, while it streamed, and for a table whose dump held fewer rows than that (or that it did not see), again in a snapshot opened once the dump had taken its own; server_rows_min holds the smaller per table, a bound the dump must reach".into(),
+        "counted on the server in a snapshot opened just before the dump, while it streamed, and for a table whose dump held fewer rows than that (or that it did not see), again in a snapshot opened once the dump had taken its own; server_rows_min holds per table the first count where the dump reached it and the smaller of the two otherwise, a bound the dump must reach".into(),
     );
     extra.insert(
         SERVER_ROWS_MIN.into(),
