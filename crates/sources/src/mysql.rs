@@ -689,9 +689,8 @@ fn loading_client(
 ) -> Result<(Running, tempfile::NamedTempFile), SourceError> {
     let (mut cmd, options) = client_command(tools, Tool::Mariadb, target)?;
     cmd.args(["--binary-mode", "--batch"])
-        .arg(format!("--database={database}"))
-        .stdin(std::process::Stdio::piped());
-    Ok((Running::spawn(Tool::Mariadb, cmd)?, options))
+        .arg(format!("--database={database}"));
+    Ok((Running::spawn_fed(Tool::Mariadb, cmd)?, options))
 }
 
 /// Loads only `tables` of a snapshot's dump into the existing database `target`, the dump

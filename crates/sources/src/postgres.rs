@@ -501,9 +501,7 @@ pub async fn load(
                 return load_split(reader, entry, head, restore_command, jobs).await;
             }
         }
-        let mut cmd = restore_command()?;
-        cmd.stdin(std::process::Stdio::piped());
-        let running = Running::spawn(Tool::PgRestore, cmd)?;
+        let running = Running::spawn_fed(Tool::PgRestore, restore_command()?)?;
         return running.feed(reader, entry).await;
     }
     let mut cmd = restore_command()?;
@@ -555,9 +553,8 @@ pub async fn load_tables(
         std::fs::write(&list, select(&head.entries)?)
             .map_err(|e| SourceError::io(list.display(), e))?;
         cmd.arg("--format=custom")
-            .arg(format!("--use-list={}", list.display()))
-            .stdin(std::process::Stdio::piped());
-        return Running::spawn(Tool::PgRestore, cmd)?
+            .arg(format!("--use-list={}", list.display()));
+        return Running::spawn_fed(Tool::PgRestore, cmd)?
             .feed(reader, entry)
             .await;
     }
@@ -606,8 +603,8 @@ async fn spool_directory_dump(
 /// How far past a table's data block the stream must be before that data is taken as loaded
 /// and committed. `pg_restore` ends a table's `COPY` (and, without `--single-transaction`,
 /// commits it) before it reads the next block; bytes the stream has passed but
-/// `pg_restore` has not processed are at most the writer's buffer (2 MiB), the pipe (1 MiB)
-/// and its own read buffer. A key built before its table's `COPY` began would be checked
+/// `pg_restore` has not processed are at most the writer's buffer (64 KiB), its input
+/// socket's (1 MiB, [`Running::spawn_fed`]) and its own read buffer. A key built before its table's `COPY` began would be checked
 /// against an empty table, and a foreign key would then refuse rows whose referenced table
 /// loads later.
 const LANDED_AFTER: u64 = 16 << 20;
@@ -835,9 +832,8 @@ fn span_loaders(
             .map_err(|e| SourceError::io(path.display(), e))?;
         let mut data = restore_command()?;
         data.arg("--section=data")
-            .arg(format!("--use-list={}", path.display()))
-            .stdin(std::process::Stdio::piped());
-        let running = Running::spawn(Tool::PgRestore, data)?;
+            .arg(format!("--use-list={}", path.display()));
+        let running = Running::spawn_fed(Tool::PgRestore, data)?;
         loaders.push(
             feed_spans(
                 running,
@@ -869,7 +865,7 @@ async fn feed_spans(
     use tokio::io::AsyncWriteExt;
     let path = file.path().to_string();
     let mut stdin = LandingWriter {
-        inner: tokio::io::BufWriter::with_capacity(1 << 16, running.stdin_pipe()?),
+        inner: tokio::io::BufWriter::with_capacity(1 << 16, running.stdin_writer()?),
         handed: 0,
         landings: Default::default(),
         landed,
@@ -912,9 +908,8 @@ fn routed_loaders(
     (0..jobs.max(1) as usize)
         .map(|loader| {
             let mut data = restore_command()?;
-            data.arg("--section=data")
-                .stdin(std::process::Stdio::piped());
-            let running = Running::spawn(Tool::PgRestore, data)?;
+            data.arg("--section=data");
+            let running = Running::spawn_fed(Tool::PgRestore, data)?;
             let take = {
                 let taken = taken.clone();
                 move |block| {
