@@ -603,8 +603,9 @@ async fn spool_directory_dump(
 /// How far past a table's data block the stream must be before that data is taken as loaded
 /// and committed. `pg_restore` ends a table's `COPY` (and, without `--single-transaction`,
 /// commits it) before it reads the next block; bytes the stream has passed but
-/// `pg_restore` has not processed are at most the writer's buffer (64 KiB), its input
-/// socket's (1 MiB, [`Running::spawn_fed`]) and its own read buffer. A key built before its table's `COPY` began would be checked
+/// `pg_restore` has not processed are at most what the writer holds (its 64 KiB buffer, or
+/// the routed piece it is writing), its input socket's buffer (1 MiB, [`Running::spawn_fed`])
+/// and its own read buffer. A key built before its table's `COPY` began would be checked
 /// against an empty table, and a foreign key would then refuse rows whose referenced table
 /// loads later.
 const LANDED_AFTER: u64 = 16 << 20;

@@ -578,7 +578,7 @@ fn describe_failure(status: ExitStatus, stderr: &str) -> String {
     }
 }
 
-/// Whether writing failed because the tool closed its end of the pipe.
+/// Whether writing failed because the tool is gone ([`tool_is_gone`]).
 fn is_broken_pipe(written: &std::io::Result<()>) -> bool {
     matches!(written, Err(e) if tool_is_gone(e))
 }
